@@ -1,0 +1,1 @@
+//! Benchmarks of flagd (see README.md).

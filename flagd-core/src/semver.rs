@@ -1,0 +1,1 @@
+//! Semantic versions as flagd's `sem_ver` reads them (placeholder: being written).

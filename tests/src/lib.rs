@@ -1,0 +1,1 @@
+//! End-to-end tests of flagd: real processes, real clients.
