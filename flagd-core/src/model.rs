@@ -1,0 +1,299 @@
+//! The flag model as written by people and stored by the server: plain serde types.
+//!
+//! JSON shape (camelCase), one environment's view:
+//!
+//! ```json
+//! {
+//!   "flags": [{
+//!     "key": "customer_portal",
+//!     "description": "New customer portal", "owner": "team-portal", "tags": ["portal"],
+//!     "variants": {"on": true, "off": false},
+//!     "offVariant": "off", "onVariant": "on",
+//!     "state": "ENABLED",
+//!     "deny": ["13"], "allow": ["42", 7],
+//!     "rules": [
+//!       {"name": "pilots", "segments": ["pilot"], "serve": {"variant": "on"}},
+//!       {"conditions": [{"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]}],
+//!        "serve": {"rollout": {"variants": [{"variant": "on", "weight": 12.5},
+//!                                            {"variant": "off", "weight": 87.5}]}}}
+//!     ],
+//!     "fallthrough": {"variant": "off"}
+//!   }],
+//!   "segments": [{"key": "pilot", "companies": ["42", "77"]}]
+//! }
+//! ```
+//!
+//! Omitted `variants` make a boolean flag with `on: true` / `off: false`. A flag starts
+//! `DISABLED`. Without a `fallthrough` the off variant is served.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::context::company_key;
+
+/// Everything one environment's ruleset is compiled from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RulesetSource {
+    /// The flags, in the order bulk evaluation reports them.
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+    /// The environment's segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<Segment>,
+    /// Named JSON Logic expressions that rules may use through `{"$ref": name}` (flagd's
+    /// `$evaluators`).
+    #[serde(default, rename = "$evaluators", skip_serializing_if = "Map::is_empty")]
+    pub evaluators: Map<String, Value>,
+    /// Metadata reported with every flag (a flag's own metadata wins).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+/// A flag as one environment sees it: its definition plus that environment's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Flag {
+    /// `[a-z0-9][a-z0-9_.-]{0,127}`.
+    pub key: String,
+    /// What the flag is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Who to ask about it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// Free-form labels for filtering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Variant name → value, all of one JSON type. Empty means boolean `on`/`off`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub variants: IndexMap<String, Value>,
+    /// Served when the flag is disabled, denied, or nothing else applies. Defaults to the
+    /// variant named `off` when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_variant: Option<String>,
+    /// Served to allowed companies and by percentage rollouts. Defaults to `on` when there
+    /// is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_variant: Option<String>,
+    /// Reported with every evaluation of the flag.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    /// `ENABLED` or `DISABLED` (the kill switch).
+    #[serde(default)]
+    pub state: FlagState,
+    /// Companies that always get the on variant (after `deny`).
+    #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Companies that always get the off variant, whatever else says.
+    #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    /// Ordered rules; the first that matches decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    /// What contexts no rule matched get. `None` serves the off variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallthrough: Option<Serve>,
+}
+
+impl Flag {
+    /// A new boolean flag: variants `on`/`off`, disabled, no rules.
+    pub fn boolean(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            description: String::new(),
+            owner: String::new(),
+            tags: Vec::new(),
+            variants: IndexMap::new(),
+            off_variant: None,
+            on_variant: None,
+            metadata: Map::new(),
+            state: FlagState::Disabled,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rules: Vec::new(),
+            fallthrough: None,
+        }
+    }
+}
+
+/// The kill switch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FlagState {
+    /// Rules apply.
+    Enabled,
+    /// The off variant is served with reason `DISABLED`, whatever the rules say.
+    #[default]
+    Disabled,
+}
+
+/// One targeting rule: every clause given must hold; a rule with no clauses matches all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    /// A label for people and audit diffs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The context's company is one of these.
+    #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<String>,
+    /// The context belongs to at least one of these segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<String>,
+    /// Attribute conditions, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// A JSON Logic expression that must be truthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logic: Option<Value>,
+    /// What a matching context gets.
+    pub serve: Serve,
+}
+
+/// What a rule or the fallthrough serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Serve {
+    /// One variant, by name.
+    Variant(String),
+    /// A weighted split, bucketed by company.
+    Rollout(Rollout),
+    /// flagd targeting: a JSON Logic expression whose result names the variant; a null
+    /// result means the rule does not match.
+    Targeting(Value),
+}
+
+/// A weighted split over variants. Weights are percentages with up to three decimals
+/// and sum to 100; the first variant owns the lowest buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    /// Variants and their percentages, in bucket order.
+    pub variants: Vec<WeightedVariant>,
+    /// Attribute to bucket by; default `companyId`, falling back to `targetingKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<String>,
+}
+
+impl Rollout {
+    /// `percentage` % of `on`, the rest `off`.
+    pub fn percentage(on: &str, off: &str, percentage: f64) -> Self {
+        let on_weight = percentage;
+        let off_weight = 100.0 - percentage;
+        Self {
+            variants: vec![
+                WeightedVariant { variant: on.to_owned(), weight: on_weight },
+                WeightedVariant { variant: off.to_owned(), weight: round_milli(off_weight) },
+            ],
+            bucket_by: None,
+        }
+    }
+}
+
+/// Rounds to three decimals, so `100 - 12.345` stays exact.
+fn round_milli(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A variant and its share of a rollout, in percent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WeightedVariant {
+    /// Variant name.
+    pub variant: String,
+    /// Percent, 0 to 100, at most three decimals.
+    pub weight: f64,
+}
+
+/// A test of one context attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    /// Attribute name; `$now` is the evaluation time (for `before`/`after`).
+    pub attribute: String,
+    /// The comparison.
+    pub op: Operator,
+    /// The operand: a list for `in`/`not_in` (and optionally for the string operators,
+    /// meaning "any of"), a single value otherwise.
+    pub value: Value,
+}
+
+/// Condition operators. A missing attribute never satisfies a condition, negated or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    /// Equal to one of a list.
+    In,
+    /// Equal to none of a list.
+    NotIn,
+    /// Equal (numbers by value, other JSON exactly).
+    Equals,
+    /// Not equal.
+    NotEquals,
+    /// String starts with (any of) the operand.
+    StartsWith,
+    /// String ends with (any of) the operand.
+    EndsWith,
+    /// String contains (any of) the operand, or array attribute contains the value.
+    Contains,
+    /// Number less than.
+    #[serde(alias = "<")]
+    Lt,
+    /// Number at most.
+    #[serde(alias = "<=")]
+    Lte,
+    /// Number greater than.
+    #[serde(alias = ">")]
+    Gt,
+    /// Number at least.
+    #[serde(alias = ">=")]
+    Gte,
+    /// Semantic version equal.
+    SemverEq,
+    /// Semantic version lower.
+    SemverLt,
+    /// Semantic version lower or equal.
+    SemverLte,
+    /// Semantic version higher.
+    SemverGt,
+    /// Semantic version higher or equal.
+    SemverGte,
+    /// Date (RFC 3339 string or Unix seconds) earlier than the operand.
+    Before,
+    /// Date later than the operand.
+    After,
+    /// String matches a regular expression.
+    Matches,
+}
+
+/// A named, reusable cohort of one environment. A context belongs to it when its company
+/// is listed, or when it has conditions and all of them hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Segment {
+    /// Same pattern as flag keys.
+    pub key: String,
+    /// What the cohort is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Member companies.
+    #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<String>,
+    /// Attribute conditions that make a context a member when all hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Company ids may be written as strings or integers; they are kept as strings.
+fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    let raw = Vec::<Value>::deserialize(de)?;
+    raw.iter()
+        .map(|v| {
+            company_key(v).ok_or_else(|| {
+                serde::de::Error::custom(format!("company ids must be strings or integers, got {v}"))
+            })
+        })
+        .collect()
+}

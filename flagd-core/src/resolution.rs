@@ -1,0 +1,177 @@
+//! What an evaluation returns: value, variant, reason, error and metadata.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Why a value was served (OpenFeature's standard reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// No rules: the fixed fallthrough.
+    Static,
+    /// A rule, allow list or deny list decided.
+    TargetingMatch,
+    /// A weighted rollout decided.
+    Split,
+    /// No rule matched: the fallthrough.
+    Default,
+    /// The flag is disabled: its off variant.
+    Disabled,
+    /// Evaluation failed; see the error code.
+    Error,
+}
+
+impl Reason {
+    /// The OpenFeature name, e.g. `TARGETING_MATCH`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "STATIC",
+            Self::TargetingMatch => "TARGETING_MATCH",
+            Self::Split => "SPLIT",
+            Self::Default => "DEFAULT",
+            Self::Disabled => "DISABLED",
+            Self::Error => "ERROR",
+        }
+    }
+}
+
+/// OpenFeature error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// No flag with that key in this environment.
+    FlagNotFound,
+    /// The flag's definition could not be parsed.
+    ParseError,
+    /// The flag's value is not of the requested type.
+    TypeMismatch,
+    /// A rollout needed a company id or targeting key and the context had neither.
+    TargetingKeyMissing,
+    /// The context is unusable.
+    InvalidContext,
+    /// Anything else (e.g. targeting named a variant that does not exist).
+    General,
+}
+
+impl ErrorCode {
+    /// The OpenFeature name, e.g. `FLAG_NOT_FOUND`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FlagNotFound => "FLAG_NOT_FOUND",
+            Self::ParseError => "PARSE_ERROR",
+            Self::TypeMismatch => "TYPE_MISMATCH",
+            Self::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            Self::InvalidContext => "INVALID_CONTEXT",
+            Self::General => "GENERAL",
+        }
+    }
+}
+
+/// An evaluation error: code and explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolutionError {
+    /// The OpenFeature error code.
+    pub code: ErrorCode,
+    /// What went wrong, for logs and API callers.
+    pub message: String,
+}
+
+/// The result of evaluating one flag. It borrows from the ruleset, so producing it does
+/// not allocate unless there is an error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resolution<'r> {
+    /// The value served; `None` on error or when the flag has no variant to serve.
+    pub value: Option<&'r Value>,
+    /// The variant served.
+    pub variant: Option<&'r str>,
+    /// Why.
+    pub reason: Reason,
+    /// Set when `reason` is `Error`.
+    pub error: Option<ResolutionError>,
+    /// The flag's metadata.
+    pub metadata: &'r Map<String, Value>,
+}
+
+impl<'r> Resolution<'r> {
+    /// An error result.
+    pub fn failed(code: ErrorCode, message: String, metadata: &'r Map<String, Value>) -> Self {
+        Self {
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            error: Some(ResolutionError { code, message }),
+            metadata,
+        }
+    }
+
+    /// The value as `T`, or a `TYPE_MISMATCH` error naming the flag.
+    pub fn typed<T: FlagValue<'r>>(self, key: &str) -> Typed<'r, T> {
+        match self.value.map(T::from_json) {
+            Some(Some(v)) => Typed { value: Some(v), resolution: self },
+            Some(None) => {
+                let message = format!("flag `{key}` is not of type {}", T::TYPE_NAME);
+                Typed { value: None, resolution: Self::failed(ErrorCode::TypeMismatch, message, self.metadata) }
+            }
+            None => Typed { value: None, resolution: self },
+        }
+    }
+}
+
+/// A typed evaluation: the value if it has the requested type, and the full resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Typed<'r, T> {
+    /// The value, `None` on error (including `TYPE_MISMATCH`) or when nothing was served.
+    pub value: Option<T>,
+    /// Variant, reason, error and metadata.
+    pub resolution: Resolution<'r>,
+}
+
+impl<T> Typed<'_, T> {
+    /// The value, or `default` when there is none.
+    pub fn or(self, default: T) -> T {
+        self.value.unwrap_or(default)
+    }
+}
+
+/// Rust types a flag value can be read as.
+pub trait FlagValue<'r>: Sized {
+    /// Name used in `TYPE_MISMATCH` messages.
+    const TYPE_NAME: &'static str;
+    /// The value, if it has this type.
+    fn from_json(value: &'r Value) -> Option<Self>;
+}
+
+impl<'r> FlagValue<'r> for bool {
+    const TYPE_NAME: &'static str = "boolean";
+    fn from_json(value: &'r Value) -> Option<Self> {
+        value.as_bool()
+    }
+}
+
+impl<'r> FlagValue<'r> for &'r str {
+    const TYPE_NAME: &'static str = "string";
+    fn from_json(value: &'r Value) -> Option<Self> {
+        value.as_str()
+    }
+}
+
+impl<'r> FlagValue<'r> for i64 {
+    const TYPE_NAME: &'static str = "integer";
+    fn from_json(value: &'r Value) -> Option<Self> {
+        value.as_i64().or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+    }
+}
+
+impl<'r> FlagValue<'r> for f64 {
+    const TYPE_NAME: &'static str = "number";
+    fn from_json(value: &'r Value) -> Option<Self> {
+        value.as_f64()
+    }
+}
+
+impl<'r> FlagValue<'r> for &'r Map<String, Value> {
+    const TYPE_NAME: &'static str = "object";
+    fn from_json(value: &'r Value) -> Option<Self> {
+        value.as_object()
+    }
+}

@@ -1,0 +1,395 @@
+//! `Ruleset`: one environment's flags and segments, validated and compiled once, then
+//! shared read-only by every evaluation.
+
+use std::collections::HashSet;
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use serde_json::{Map, Value};
+
+use crate::condition::CompiledCondition;
+use crate::error::ValidationError;
+use crate::logic::{CompileEnv, Limits, Logic};
+use crate::model::{Flag, FlagState, Rollout, Rule, RulesetSource, Segment, Serve};
+use crate::problems::{Problems, join_path};
+
+/// Rollout weights are kept in thousandths of a percent: 100 % is this many.
+pub const TOTAL_WEIGHT: u64 = 100_000;
+/// Longest flag or segment key.
+pub const MAX_KEY_LEN: usize = 128;
+
+pub(crate) type CompanySet = HashSet<Box<str>, FxBuildHasher>;
+
+/// Which conventions a source follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// This product's own: keys match `[a-z0-9][a-z0-9_.-]{0,127}`, and variants named
+    /// `off` / `on` are the off / on variants unless others are named.
+    #[default]
+    Native,
+    /// Imported from flagd: any non-empty key of at most 128 characters without control
+    /// characters (flagd files use keys like `myBoolFlag`), and only explicitly named
+    /// off / on variants (flagd's `defaultVariant`).
+    Flagd,
+}
+
+/// Options for [`Ruleset::compile_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// JSON Logic size limits.
+    pub limits: Limits,
+    /// Key rule and variant defaults.
+    pub dialect: Dialect,
+}
+
+/// One environment's compiled flags and segments. Immutable, `Send + Sync`, cheap to
+/// evaluate against: build it once per change, share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Ruleset {
+    pub(crate) flags: Vec<CompiledFlag>,
+    pub(crate) index: FxHashMap<Box<str>, usize>,
+    pub(crate) segments: Vec<CompiledSegment>,
+    pub(crate) metadata: Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledFlag {
+    pub(crate) key: String,
+    pub(crate) variants: Vec<(String, Value)>,
+    pub(crate) off: Option<usize>,
+    pub(crate) on: Option<usize>,
+    pub(crate) enabled: bool,
+    pub(crate) deny: CompanySet,
+    pub(crate) allow: CompanySet,
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) fallthrough: Option<CompiledServe>,
+    /// No rules and no lists: the fallthrough is served with reason `STATIC`.
+    pub(crate) is_static: bool,
+    pub(crate) metadata: Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) companies: CompanySet,
+    pub(crate) segments: Vec<usize>,
+    pub(crate) conditions: Vec<CompiledCondition>,
+    pub(crate) logic: Option<Logic>,
+    pub(crate) serve: CompiledServe,
+}
+
+#[derive(Debug)]
+pub(crate) enum CompiledServe {
+    Variant(usize),
+    Rollout(CompiledRollout),
+    Targeting(Logic),
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRollout {
+    /// Variant index and weight in thousandths of a percent, in bucket order.
+    pub(crate) weights: Vec<(usize, u64)>,
+    pub(crate) bucket_by: BucketBy,
+}
+
+#[derive(Debug)]
+pub(crate) enum BucketBy {
+    /// `companyId`, else `targetingKey`.
+    Company,
+    Attribute(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledSegment {
+    pub(crate) key: String,
+    pub(crate) companies: CompanySet,
+    pub(crate) conditions: Vec<CompiledCondition>,
+}
+
+impl Ruleset {
+    /// Validates and compiles with the default options (strict keys).
+    pub fn compile(source: &RulesetSource) -> Result<Self, ValidationError> {
+        Self::compile_with(source, &CompileOptions::default())
+    }
+
+    /// Validates and compiles; on failure, every problem is reported.
+    pub fn compile_with(source: &RulesetSource, options: &CompileOptions) -> Result<Self, ValidationError> {
+        let mut problems = Problems::default();
+        let env = CompileEnv { limits: options.limits, evaluators: Some(&source.evaluators) };
+        let segments = compile_segments(&source.segments, options.dialect, &mut problems);
+        let segment_index: FxHashMap<&str, usize> =
+            segments.iter().enumerate().map(|(i, s)| (s.key.as_str(), i)).collect();
+        let mut index = FxHashMap::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut flags = Vec::with_capacity(source.flags.len());
+        for flag in &source.flags {
+            problems.set_key(Some(&flag.key));
+            let path = format!("flags.{}", flag.key);
+            check_key(&flag.key, options.dialect, &format!("{path}.key"), &mut problems);
+            if !seen.insert(flag.key.as_str()) {
+                problems.push(path.clone(), format!("duplicate flag key `{}`", flag.key));
+                continue;
+            }
+            let cx = FlagCx { path, env: &env, segments: &segment_index, dialect: options.dialect };
+            if let Some(compiled) = cx.flag(flag, &source.metadata, &mut problems) {
+                index.insert(flag.key.clone().into_boxed_str(), flags.len());
+                flags.push(compiled);
+            }
+        }
+        problems.into_result(Self { flags, index, segments, metadata: source.metadata.clone() })
+    }
+
+    /// Number of flags.
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// Whether there are no flags.
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// Flag keys, in definition order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.iter().map(|f| f.key.as_str())
+    }
+
+    /// Whether a flag with this key exists.
+    pub fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// The ruleset-wide metadata.
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+}
+
+fn check_key(key: &str, dialect: Dialect, path: &str, problems: &mut Problems) {
+    let ok = match dialect {
+        Dialect::Native => is_strict_key(key),
+        Dialect::Flagd => !key.is_empty() && key.chars().count() <= MAX_KEY_LEN && !key.chars().any(char::is_control),
+    };
+    if !ok {
+        let rule = match dialect {
+            Dialect::Native => "lowercase letters, digits, `_`, `.` and `-`, starting with a letter or digit",
+            Dialect::Flagd => "a non-empty string without control characters",
+        };
+        problems.push(path, format!("invalid key `{key}`: use {rule}, at most {MAX_KEY_LEN} characters"));
+    }
+}
+
+/// `[a-z0-9][a-z0-9_.-]{0,127}`.
+pub fn is_strict_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let head_ok = bytes.first().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let tail_ok = bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(b));
+    head_ok && tail_ok && bytes.len() <= MAX_KEY_LEN
+}
+
+fn compile_segments(segments: &[Segment], dialect: Dialect, problems: &mut Problems) -> Vec<CompiledSegment> {
+    let mut out: Vec<CompiledSegment> = Vec::with_capacity(segments.len());
+    for segment in segments {
+        problems.set_key(Some(&segment.key));
+        let path = format!("segments.{}", segment.key);
+        check_key(&segment.key, dialect, &format!("{path}.key"), problems);
+        if out.iter().any(|s| s.key == segment.key) {
+            problems.push(path, format!("duplicate segment key `{}`", segment.key));
+            continue;
+        }
+        let conditions = compile_conditions(&segment.conditions, &path, problems);
+        out.push(CompiledSegment { key: segment.key.clone(), companies: company_set(&segment.companies), conditions });
+    }
+    problems.set_key(None);
+    out
+}
+
+fn compile_conditions(conditions: &[crate::model::Condition], path: &str, problems: &mut Problems) -> Vec<CompiledCondition> {
+    conditions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| CompiledCondition::compile(c, &format!("{path}.conditions[{i}]"), problems))
+        .collect()
+}
+
+fn company_set(ids: &[String]) -> CompanySet {
+    ids.iter().map(|id| id.clone().into_boxed_str()).collect()
+}
+
+/// What compiling one flag needs to know.
+struct FlagCx<'a> {
+    path: String,
+    env: &'a CompileEnv<'a>,
+    segments: &'a FxHashMap<&'a str, usize>,
+    dialect: Dialect,
+}
+
+/// The JSON type of a variant value, which all of a flag's variants share.
+fn value_kind(v: &Value) -> Option<&'static str> {
+    match v {
+        Value::Bool(_) => Some("boolean"),
+        Value::String(_) => Some("string"),
+        Value::Number(_) => Some("number"),
+        Value::Object(_) => Some("object"),
+        Value::Null | Value::Array(_) => None,
+    }
+}
+
+impl FlagCx<'_> {
+    fn flag(&self, flag: &Flag, shared_metadata: &Map<String, Value>, problems: &mut Problems) -> Option<CompiledFlag> {
+        let before = problems.len();
+        let variants = self.variants(flag, problems);
+        let named = |explicit: &Option<String>, default: &str, field: &str, problems: &mut Problems| match explicit {
+            Some(name) => self.variant_index(&variants, name, &format!("{}.{field}", self.path), problems),
+            None if self.dialect == Dialect::Native => variants.iter().position(|(n, _)| n == default),
+            None => None,
+        };
+        let off = named(&flag.off_variant, "off", "offVariant", problems);
+        let on = named(&flag.on_variant, "on", "onVariant", problems);
+        if !flag.allow.is_empty() && on.is_none() {
+            problems.push(format!("{}.allow", self.path), "an allow list needs an on variant: set `onVariant`");
+        }
+        let rules = flag
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.rule(r, &variants, &format!("{}.rules[{i}]", self.path), problems))
+            .collect::<Vec<_>>();
+        let fallthrough = match &flag.fallthrough {
+            Some(s) => Some(self.serve(s, &variants, &format!("{}.fallthrough", self.path), problems)?),
+            None => off.map(CompiledServe::Variant),
+        };
+        if problems.len() != before {
+            return None;
+        }
+        let mut metadata = shared_metadata.clone();
+        metadata.extend(flag.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some(CompiledFlag {
+            key: flag.key.clone(),
+            off,
+            on,
+            enabled: flag.state == FlagState::Enabled,
+            deny: company_set(&flag.deny),
+            allow: company_set(&flag.allow),
+            is_static: rules.is_empty() && flag.allow.is_empty() && flag.deny.is_empty(),
+            rules,
+            fallthrough,
+            metadata,
+            variants,
+        })
+    }
+
+    fn variants(&self, flag: &Flag, problems: &mut Problems) -> Vec<(String, Value)> {
+        if flag.variants.is_empty() {
+            return vec![("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))];
+        }
+        let mut kind = None;
+        for (name, value) in &flag.variants {
+            let path = format!("{}.variants.{name}", self.path);
+            if name.is_empty() {
+                problems.push(format!("{}.variants", self.path), "variant names must not be empty");
+            }
+            match (value_kind(value), kind) {
+                (None, _) => problems.push(path, "a variant value must be a boolean, string, number or object"),
+                (Some(k), None) => kind = Some(k),
+                (Some(k), Some(first)) if k != first => {
+                    problems.push(path, format!("mixed variant types: this one is {k}, earlier ones are {first}"))
+                }
+                _ => {}
+            }
+        }
+        flag.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn variant_index(&self, variants: &[(String, Value)], name: &str, path: &str, problems: &mut Problems) -> Option<usize> {
+        let found = variants.iter().position(|(n, _)| n == name);
+        if found.is_none() {
+            let known: Vec<&str> = variants.iter().map(|(n, _)| n.as_str()).collect();
+            problems.push(path, format!("unknown variant `{name}` (variants: {})", known.join(", ")));
+        }
+        found
+    }
+
+    fn rule(
+        &self,
+        rule: &Rule,
+        variants: &[(String, Value)],
+        path: &str,
+        problems: &mut Problems,
+    ) -> Option<CompiledRule> {
+        let segments: Vec<usize> = rule
+            .segments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, key)| match self.segments.get(key.as_str()) {
+                Some(&idx) => Some(idx),
+                None => problems.fail(format!("{path}.segments[{i}]"), format!("unknown segment `{key}`")),
+            })
+            .collect();
+        let conditions = compile_conditions(&rule.conditions, path, problems);
+        let logic = match &rule.logic {
+            Some(expr) => Some(self.logic(expr, &format!("{path}.logic"), problems)?),
+            None => None,
+        };
+        let serve = self.serve(&rule.serve, variants, &format!("{path}.serve"), problems)?;
+        if segments.len() != rule.segments.len() || conditions.len() != rule.conditions.len() {
+            return None;
+        }
+        Some(CompiledRule { companies: company_set(&rule.companies), segments, conditions, logic, serve })
+    }
+
+    fn logic(&self, expr: &Value, path: &str, problems: &mut Problems) -> Option<Logic> {
+        Logic::compile(expr, self.env).map_err(|e| problems.push(join_path(path, e.path()), e.to_string())).ok()
+    }
+
+    fn serve(&self, serve: &Serve, variants: &[(String, Value)], path: &str, problems: &mut Problems) -> Option<CompiledServe> {
+        match serve {
+            Serve::Variant(name) => {
+                self.variant_index(variants, name, &format!("{path}.variant"), problems).map(CompiledServe::Variant)
+            }
+            Serve::Rollout(r) => self.rollout(r, variants, &format!("{path}.rollout"), problems).map(CompiledServe::Rollout),
+            Serve::Targeting(expr) => self.logic(expr, &format!("{path}.targeting"), problems).map(CompiledServe::Targeting),
+        }
+    }
+
+    fn rollout(&self, rollout: &Rollout, variants: &[(String, Value)], path: &str, problems: &mut Problems) -> Option<CompiledRollout> {
+        if rollout.variants.is_empty() {
+            return problems.fail(path, "a rollout needs at least one variant");
+        }
+        let before = problems.len();
+        let mut weights = Vec::with_capacity(rollout.variants.len());
+        for (i, wv) in rollout.variants.iter().enumerate() {
+            let item = format!("{path}.variants[{i}]");
+            let idx = self.variant_index(variants, &wv.variant, &format!("{item}.variant"), problems);
+            if rollout.variants[..i].iter().any(|earlier| earlier.variant == wv.variant) {
+                problems.push(format!("{item}.variant"), format!("variant `{}` listed twice", wv.variant));
+            }
+            let milli = percent_to_milli(wv.weight, &format!("{item}.weight"), problems);
+            if let (Some(idx), Some(milli)) = (idx, milli) {
+                weights.push((idx, milli));
+            }
+        }
+        let sum: u64 = weights.iter().map(|(_, w)| w).sum();
+        if weights.len() == rollout.variants.len() && sum != TOTAL_WEIGHT {
+            problems.push(path, format!("weights sum to {}%, they must sum to 100%", sum as f64 / 1000.0));
+        }
+        if problems.len() != before {
+            return None;
+        }
+        let bucket_by = match rollout.bucket_by.as_deref() {
+            None | Some(crate::context::COMPANY_ID) => BucketBy::Company,
+            Some(attr) => BucketBy::Attribute(attr.to_owned()),
+        };
+        Some(CompiledRollout { weights, bucket_by })
+    }
+}
+
+/// A percentage with at most three decimals, as thousandths.
+fn percent_to_milli(weight: f64, path: &str, problems: &mut Problems) -> Option<u64> {
+    if !(0.0..=100.0).contains(&weight) {
+        return problems.fail(path, format!("weight {weight} is outside 0..100 percent"));
+    }
+    let milli = weight * 1000.0;
+    if (milli - milli.round()).abs() > 1e-6 {
+        return problems.fail(path, format!("weight {weight} has more than three decimals"));
+    }
+    Some(milli.round() as u64)
+}

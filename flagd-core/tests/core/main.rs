@@ -1,0 +1,8 @@
+//! flagd-core's integration tests, in one binary so they link once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod differential;
+mod evaluation;
+mod properties;
+mod support;
+mod validation;

@@ -1,0 +1,143 @@
+//! Invariants of evaluation, as properties over generated inputs.
+
+use flagd_core::logic::{CompileEnv, Logic, Scope};
+use flagd_core::{EvaluationContext, Ruleset};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use crate::support::ruleset;
+
+/// A flag that serves `on` to `milli` thousandths of a percent of companies.
+fn rollout_flag(key: &str, milli: u32) -> Ruleset {
+    let on = f64::from(milli) / 1000.0;
+    let off = f64::from(100_000 - milli) / 1000.0;
+    ruleset(json!({"flags": [{"key": key, "state": "ENABLED",
+        "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": on}, {"variant": "off", "weight": off}]}}}]}))
+}
+
+fn flag_key() -> impl Strategy<Value = String> {
+    "[a-z0-9][a-z0-9_.-]{0,20}"
+}
+
+fn company() -> impl Strategy<Value = Value> {
+    prop_oneof![any::<u32>().prop_map(Value::from), "[A-Za-z0-9-]{1,24}".prop_map(Value::from)]
+}
+
+/// Arbitrary JSON, small enough to evaluate quickly.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i32>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-z0-9.$ ]{0,6}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-z$.]{0,4}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Arbitrary JSON Logic: known operators over arbitrary arguments, plus arbitrary JSON.
+fn logic_expr() -> impl Strategy<Value = Value> {
+    const OPS: &[&str] = &[
+        "var", "if", "==", "===", "!=", "!==", "!", "!!", "and", "or", "<", "<=", ">", ">=", "in", "cat", "substr",
+        "+", "-", "*", "/", "%", "min", "max", "merge", "map", "filter", "reduce", "all", "some", "none", "missing",
+        "missing_some", "fractional", "sem_ver", "starts_with", "ends_with",
+    ];
+    json_value().prop_recursive(4, 48, 4, |inner| {
+        (prop::sample::select(OPS), prop::collection::vec(inner, 0..4))
+            .prop_map(|(op, args)| json!({ op: args }))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Raising the first variant's share never turns a company that had it off.
+    #[test]
+    fn rollout_is_monotonic(key in flag_key(), company in company(), a in 0u32..=100_000, b in 0u32..=100_000) {
+        let (low, high) = (a.min(b), a.max(b));
+        let ctx = EvaluationContext::from_json(json!({"companyId": company})).unwrap();
+        let at_low = rollout_flag(&key, low).evaluate(&key, &ctx).variant == Some("on");
+        let at_high = rollout_flag(&key, high).evaluate(&key, &ctx).variant == Some("on");
+        prop_assert!(!at_low || at_high, "on at {low} but off at {high}");
+    }
+
+    /// Every user of a company sees the same variant, whatever else the context says.
+    #[test]
+    fn rollout_sticks_to_the_company(key in flag_key(), company in company(), milli in 0u32..=100_000,
+                                     user_a in ".{0,12}", user_b in ".{0,12}", plan in json_value()) {
+        let rs = rollout_flag(&key, milli);
+        let a = EvaluationContext::from_json(json!({"companyId": company, "targetingKey": user_a})).unwrap();
+        let b = EvaluationContext::from_json(json!({"companyId": company, "targetingKey": user_b, "plan": plan})).unwrap();
+        prop_assert_eq!(rs.evaluate(&key, &a).variant, rs.evaluate(&key, &b).variant);
+    }
+
+    /// Same definitions and context, same answer: across evaluations and recompilations.
+    #[test]
+    fn evaluation_is_deterministic(key in flag_key(), company in company(), milli in 0u32..=100_000) {
+        let ctx = EvaluationContext::from_json(json!({"companyId": company})).unwrap();
+        let first = rollout_flag(&key, milli);
+        let second = rollout_flag(&key, milli);
+        let r1 = first.evaluate(&key, &ctx);
+        prop_assert_eq!(&r1, &first.evaluate(&key, &ctx));
+        prop_assert_eq!(&r1, &second.evaluate(&key, &ctx));
+    }
+
+    /// Any context whatsoever evaluates without panicking.
+    #[test]
+    fn any_context_evaluates(attrs in prop::collection::btree_map("[a-zA-Z$]{1,12}", json_value(), 0..6)) {
+        let rs = ruleset(json!({
+            "segments": [{"key": "s", "companies": ["1"], "conditions": [{"attribute": "plan", "op": "gte", "value": 3}]}],
+            "flags": [{"key": "f", "state": "ENABLED", "deny": ["9"], "rules": [
+                {"segments": ["s"], "serve": {"variant": "on"}},
+                {"conditions": [{"attribute": "plan", "op": "semver_gt", "value": "1.0.0"},
+                                {"attribute": "email", "op": "matches", "value": "^a"}], "serve": {"variant": "on"}},
+                {"logic": {"in": [{"var": "country"}, ["de", "fr"]]}, "serve": {"variant": "on"}}
+            ], "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": 50}, {"variant": "off", "weight": 50}]}}}]
+        }));
+        let map: serde_json::Map<String, Value> = attrs.into_iter().collect();
+        if let Ok(ctx) = EvaluationContext::from_map(map) {
+            let _ = rs.evaluate("f", &ctx);
+        }
+    }
+
+    /// Any JSON Logic either fails to compile with an error or evaluates without panicking.
+    #[test]
+    fn any_json_logic_is_safe(expr in logic_expr(), data in json_value()) {
+        let ctx = match data {
+            Value::Object(map) => EvaluationContext::from_map(map).unwrap_or_default(),
+            other => EvaluationContext::new().with_attribute("x", other),
+        };
+        if let Ok(logic) = Logic::compile(&expr, &CompileEnv::default()) {
+            let scope = Scope { context: &ctx, flag_key: "f" };
+            let _ = logic.is_truthy(&scope);
+            let _ = logic.variant_name(&scope);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// 100,000 random companies land within half a point of the configured share.
+    #[test]
+    fn rollout_distribution_is_even(key in flag_key(), seed in any::<u64>(),
+                                    milli in prop::sample::select(vec![10_000u32, 33_333, 50_000])) {
+        let rs = rollout_flag(&key, milli);
+        let mut state = seed;
+        let mut on = 0u32;
+        for _ in 0..100_000 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let ctx = EvaluationContext::new().with_company((state >> 16).to_string());
+            on += u32::from(rs.evaluate(&key, &ctx).variant == Some("on"));
+        }
+        let share = f64::from(on) / 1000.0;
+        let target = f64::from(milli) / 1000.0;
+        prop_assert!((share - target).abs() <= 0.5, "{share}% on, configured {target}%");
+    }
+}
