@@ -50,7 +50,11 @@ impl Cmp {
         use std::cmp::Ordering::{Equal, Greater, Less};
         matches!(
             (self, ord),
-            (Self::Lt, Less) | (Self::Lte, Less | Equal) | (Self::Gt, Greater) | (Self::Gte, Greater | Equal) | (Self::Eq, Equal)
+            (Self::Lt, Less)
+                | (Self::Lte, Less | Equal)
+                | (Self::Gt, Greater)
+                | (Self::Gte, Greater | Equal)
+                | (Self::Eq, Equal)
         )
     }
 }
@@ -79,7 +83,10 @@ impl CompiledCondition {
         let value_path = format!("{path}.value");
         let test = compile_test(c.op, &c.value, &value_path, problems)?;
         if matches!(attribute, Attribute::Now) && !matches!(test, Test::Date { .. } | Test::Number { .. }) {
-            problems.push(format!("{path}.attribute"), "`$now` can only be compared with before/after or a number operator");
+            problems.push(
+                format!("{path}.attribute"),
+                "`$now` can only be compared with before/after or a number operator",
+            );
         }
         Some(Self { attribute, test })
     }

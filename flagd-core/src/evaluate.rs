@@ -54,7 +54,10 @@ impl Ruleset {
     }
 
     /// Bulk evaluation: every flag, in definition order, for one context.
-    pub fn evaluate_all<'r>(&'r self, ctx: &'r EvaluationContext) -> impl Iterator<Item = (&'r str, Resolution<'r>)> + 'r {
+    pub fn evaluate_all<'r>(
+        &'r self,
+        ctx: &'r EvaluationContext,
+    ) -> impl Iterator<Item = (&'r str, Resolution<'r>)> + 'r {
         self.flags.iter().map(move |f| (f.key.as_str(), f.evaluate(self, ctx)))
     }
 }
@@ -95,14 +98,24 @@ impl CompiledFlag {
         }
     }
 
-    fn try_rule<'r>(&'r self, rule: &'r CompiledRule, rs: &'r Ruleset, ctx: &EvaluationContext) -> Result<Step<'r>, Resolution<'r>> {
+    fn try_rule<'r>(
+        &'r self,
+        rule: &'r CompiledRule,
+        rs: &'r Ruleset,
+        ctx: &EvaluationContext,
+    ) -> Result<Step<'r>, Resolution<'r>> {
         if !self.rule_matches(rule, rs, ctx)? {
             return Ok(Step::NoMatch);
         }
         Ok(self.serve(&rule.serve, ctx, Reason::TargetingMatch))
     }
 
-    fn rule_matches<'r>(&'r self, rule: &CompiledRule, rs: &Ruleset, ctx: &EvaluationContext) -> Result<bool, Resolution<'r>> {
+    fn rule_matches<'r>(
+        &'r self,
+        rule: &CompiledRule,
+        rs: &Ruleset,
+        ctx: &EvaluationContext,
+    ) -> Result<bool, Resolution<'r>> {
         if !rule.companies.is_empty() && !ctx.company_id().is_some_and(|c| rule.companies.contains(c)) {
             return Ok(false);
         }
@@ -137,7 +150,8 @@ impl CompiledFlag {
             BucketBy::Attribute(name) => ctx.get(name).and_then(|v| bucket_text(v, &mut buf)),
         };
         let Some(value) = value else {
-            let message = format!("flag `{}` rolls out by company: the context needs a companyId or targetingKey", self.key);
+            let message =
+                format!("flag `{}` rolls out by company: the context needs a companyId or targetingKey", self.key);
             return Resolution::failed(ErrorCode::TargetingKeyMissing, message, &self.metadata);
         };
         let bucket = hash::bucket(&self.key, value, TOTAL_WEIGHT);
@@ -148,7 +162,9 @@ impl CompiledFlag {
     fn named_variant<'r>(&'r self, name: &str) -> Resolution<'r> {
         match self.variants.iter().position(|(n, _)| n == name) {
             Some(i) => self.variant(Some(i), Reason::TargetingMatch),
-            None => self.general(format!("targeting of flag `{}` chose variant `{name}`, which does not exist", self.key)),
+            None => {
+                self.general(format!("targeting of flag `{}` chose variant `{name}`, which does not exist", self.key))
+            }
         }
     }
 

@@ -12,8 +12,8 @@
 use std::fmt;
 
 use indexmap::IndexMap;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
@@ -114,7 +114,9 @@ fn import_flag(key: String, value: Value, problems: &mut Problems) -> Option<Fla
     let state = match raw.state.as_deref() {
         Some("ENABLED") => FlagState::Enabled,
         Some("DISABLED") => FlagState::Disabled,
-        other => return problems.fail(format!("{path}.state"), format!("state must be ENABLED or DISABLED, got {other:?}")),
+        other => {
+            return problems.fail(format!("{path}.state"), format!("state must be ENABLED or DISABLED, got {other:?}"));
+        }
     };
     let variants: IndexMap<String, Value> = match raw.variants {
         Some(Value::Object(map)) if !map.is_empty() => map.into_iter().collect(),
@@ -166,5 +168,229 @@ impl Ruleset {
             }
             Error::from(e)
         })
+    }
+}
+
+/// Prefix of the `$evaluators` entries that export segments.
+const SEGMENT_EVALUATOR: &str = "segment:";
+
+/// Writes an environment in flagd format, so that flagd-compatible evaluators serve the
+/// same variants as we do: lists and rules become an `if` chain in `targeting`, rollouts
+/// become `fractional` over `cat` of the flag key and `companyId` (or `targetingKey` when
+/// there is no company), segments become `$evaluators` used through `$ref`.
+///
+/// flagd reports `TARGETING_MATCH` where we say `STATIC`, `SPLIT` or `DEFAULT`, and it cannot express
+/// regular expressions or dates read from attributes: such conditions are refused with
+/// their paths.
+pub fn export(source: &RulesetSource, dialect: Dialect) -> Result<Value, crate::error::ValidationError> {
+    let mut problems = Problems::default();
+    let mut evaluators = source.evaluators.clone();
+    for segment in &source.segments {
+        problems.set_key(Some(&segment.key));
+        let path = format!("segments.{}", segment.key);
+        let expr = segment_expr(segment, &path, &mut problems);
+        evaluators.insert(format!("{SEGMENT_EVALUATOR}{}", segment.key), expr);
+    }
+    let mut flags = Map::new();
+    for flag in &source.flags {
+        problems.set_key(Some(&flag.key));
+        flags.insert(flag.key.clone(), export_flag(flag, dialect, &mut problems));
+    }
+    let mut doc = Map::new();
+    doc.insert("flags".to_owned(), Value::Object(flags));
+    if !evaluators.is_empty() {
+        doc.insert("$evaluators".to_owned(), Value::Object(evaluators));
+    }
+    if !source.metadata.is_empty() {
+        doc.insert("metadata".to_owned(), Value::Object(source.metadata.clone()));
+    }
+    problems.into_result(Value::Object(doc))
+}
+
+fn export_flag(flag: &Flag, dialect: Dialect, problems: &mut Problems) -> Value {
+    let path = format!("flags.{}", flag.key);
+    let variants: Map<String, Value> = if flag.variants.is_empty() {
+        [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect()
+    } else {
+        flag.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let implicit = |explicit: &Option<String>, name: &str| {
+        explicit
+            .clone()
+            .or_else(|| (dialect == Dialect::Native && variants.contains_key(name)).then(|| name.to_owned()))
+    };
+    let off = implicit(&flag.off_variant, "off");
+    let on = implicit(&flag.on_variant, "on");
+    let name_or_null = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+
+    let mut branches: Vec<(Value, Value)> = Vec::new();
+    if !flag.deny.is_empty() {
+        branches.push((company_in(&flag.deny), name_or_null(&off)));
+    }
+    if !flag.allow.is_empty() {
+        branches.push((company_in(&flag.allow), name_or_null(&on)));
+    }
+    for (i, rule) in flag.rules.iter().enumerate() {
+        let rule_path = format!("{path}.rules[{i}]");
+        branches.push((rule_expr(rule, &rule_path, problems), serve_expr(&rule.serve)));
+    }
+    let fallthrough = flag.fallthrough.as_ref().map_or_else(|| name_or_null(&off), serve_expr);
+
+    let mut out = Map::new();
+    out.insert("state".to_owned(), serde_json::to_value(flag.state).unwrap_or(Value::Null));
+    out.insert("variants".to_owned(), Value::Object(variants));
+    // flagd serves `defaultVariant` both when targeting yields null and (in our import)
+    // when disabled, so it must be the off variant; anything else goes into targeting.
+    let default_variant = name_or_null(&off);
+    let else_branch = if fallthrough == default_variant { Value::Null } else { fallthrough };
+    let targeting = match (branches.is_empty(), else_branch) {
+        (true, Value::Null) => None,
+        (true, name @ Value::String(_)) => Some(serde_json::json!({ "if": [true, name, null] })),
+        (true, expr) => Some(expr),
+        (false, else_branch) => Some(if_chain(branches, else_branch)),
+    };
+    out.insert("defaultVariant".to_owned(), default_variant);
+    if let Some(t) = targeting {
+        out.insert("targeting".to_owned(), t);
+    }
+    if !flag.metadata.is_empty() {
+        out.insert("metadata".to_owned(), Value::Object(flag.metadata.clone()));
+    }
+    Value::Object(out)
+}
+
+fn if_chain(branches: Vec<(Value, Value)>, else_branch: Value) -> Value {
+    let mut args: Vec<Value> = branches.into_iter().flat_map(|(c, r)| [c, r]).collect();
+    args.push(else_branch);
+    serde_json::json!({ "if": args })
+}
+
+/// `companyId` in a list, matching integer and string forms alike (flagd's `in` is strict).
+fn company_in(ids: &[String]) -> Value {
+    let mut forms: Vec<Value> = Vec::with_capacity(ids.len() * 2);
+    for id in ids {
+        forms.push(Value::String(id.clone()));
+        if let Ok(n) = id.parse::<i64>() {
+            if n.to_string() == *id {
+                forms.push(Value::from(n));
+            }
+        }
+    }
+    serde_json::json!({ "in": [{ "var": crate::context::COMPANY_ID }, forms] })
+}
+
+fn all_of(mut parts: Vec<Value>) -> Value {
+    match parts.len() {
+        0 => Value::Bool(true),
+        1 => parts.pop().unwrap_or(Value::Bool(true)),
+        _ => serde_json::json!({ "and": parts }),
+    }
+}
+
+fn rule_expr(rule: &Rule, path: &str, problems: &mut Problems) -> Value {
+    let mut parts = Vec::new();
+    if !rule.companies.is_empty() {
+        parts.push(company_in(&rule.companies));
+    }
+    if !rule.segments.is_empty() {
+        let refs: Vec<Value> =
+            rule.segments.iter().map(|s| serde_json::json!({ "$ref": format!("{SEGMENT_EVALUATOR}{s}") })).collect();
+        parts.push(serde_json::json!({ "or": refs }));
+    }
+    parts.extend(conditions_expr(&rule.conditions, path, problems));
+    if let Some(logic) = &rule.logic {
+        parts.push(logic.clone());
+    }
+    all_of(parts)
+}
+
+fn segment_expr(segment: &crate::model::Segment, path: &str, problems: &mut Problems) -> Value {
+    let listed = company_in(&segment.companies);
+    if segment.conditions.is_empty() {
+        return listed;
+    }
+    let conditions = all_of(conditions_expr(&segment.conditions, path, problems));
+    serde_json::json!({ "or": [listed, conditions] })
+}
+
+fn conditions_expr(conditions: &[crate::model::Condition], path: &str, problems: &mut Problems) -> Vec<Value> {
+    conditions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| condition_expr(c, &format!("{path}.conditions[{i}]"), problems))
+        .collect()
+}
+
+/// One condition in JSON Logic. Every test is guarded by the attribute being present,
+/// because ours never match a missing attribute while JavaScript coerces `null`.
+fn condition_expr(c: &crate::model::Condition, path: &str, problems: &mut Problems) -> Option<Value> {
+    use crate::model::Operator as O;
+    use serde_json::json;
+    let now = c.attribute == crate::condition::NOW_ATTRIBUTE;
+    let attr = if now { json!({"var": "$flagd.timestamp"}) } else { json!({"var": c.attribute}) };
+    let any_of = |op: &str| {
+        let needles: Vec<Value> = match &c.value {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        let tests: Vec<Value> = needles.into_iter().map(|n| json!({ op: [attr.clone(), n] })).collect();
+        json!({ "or": tests })
+    };
+    let seconds = |v: &Value| match v {
+        Value::String(s) => {
+            chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| Value::from(d.timestamp_millis() as f64 / 1000.0))
+        }
+        Value::Number(_) => Some(v.clone()),
+        _ => None,
+    };
+    let test = match c.op {
+        O::In => json!({"in": [attr, c.value]}),
+        O::NotIn => json!({"!": {"in": [attr, c.value]}}),
+        O::Equals => json!({"===": [attr, c.value]}),
+        O::NotEquals => json!({"!==": [attr, c.value]}),
+        O::StartsWith => any_of("starts_with"),
+        O::EndsWith => any_of("ends_with"),
+        // `in` tests substrings of strings and elements of arrays, as `contains` does.
+        O::Contains => json!({"in": [c.value, attr]}),
+        O::Lt => json!({"<": [attr, c.value]}),
+        O::Lte => json!({"<=": [attr, c.value]}),
+        O::Gt => json!({">": [attr, c.value]}),
+        O::Gte => json!({">=": [attr, c.value]}),
+        O::SemverEq => json!({"sem_ver": [attr, "=", c.value]}),
+        O::SemverLt => json!({"sem_ver": [attr, "<", c.value]}),
+        O::SemverLte => json!({"sem_ver": [attr, "<=", c.value]}),
+        O::SemverGt => json!({"sem_ver": [attr, ">", c.value]}),
+        O::SemverGte => json!({"sem_ver": [attr, ">=", c.value]}),
+        O::Before | O::After if now => {
+            let op = if c.op == O::Before { "<" } else { ">" };
+            json!({ op: [attr, seconds(&c.value)?] })
+        }
+        O::Before | O::After | O::Matches => {
+            return problems
+                .fail(path, "flagd cannot express this condition (regular expressions and attribute dates)");
+        }
+    };
+    let guard =
+        if now { json!({"!!": [{"var": "$flagd.timestamp"}]}) } else { json!({"!": {"missing": [c.attribute]}}) };
+    Some(json!({"and": [guard, test]}))
+}
+
+fn serve_expr(serve: &Serve) -> Value {
+    match serve {
+        Serve::Variant(name) => Value::String(name.clone()),
+        Serve::Targeting(expr) => expr.clone(),
+        Serve::Rollout(r) => {
+            let bucket_value = match r.bucket_by.as_deref() {
+                None | Some(crate::context::COMPANY_ID) => serde_json::json!({"if": [
+                    {"missing": [crate::context::COMPANY_ID]},
+                    {"var": crate::context::TARGETING_KEY},
+                    {"var": crate::context::COMPANY_ID}
+                ]}),
+                Some(attr) => serde_json::json!({"var": attr}),
+            };
+            let mut args = vec![serde_json::json!({"cat": [{"var": "$flagd.flagKey"}, bucket_value]})];
+            args.extend(r.variants.iter().map(|w| serde_json::json!([w.variant, (w.weight * 1000.0).round() as u64])));
+            serde_json::json!({ "fractional": args })
+        }
     }
 }

@@ -291,9 +291,8 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
     let raw = Vec::<Value>::deserialize(de)?;
     raw.iter()
         .map(|v| {
-            company_key(v).ok_or_else(|| {
-                serde::de::Error::custom(format!("company ids must be strings or integers, got {v}"))
-            })
+            company_key(v)
+                .ok_or_else(|| serde::de::Error::custom(format!("company ids must be strings or integers, got {v}")))
         })
         .collect()
 }

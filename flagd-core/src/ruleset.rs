@@ -202,7 +202,11 @@ fn compile_segments(segments: &[Segment], dialect: Dialect, problems: &mut Probl
     out
 }
 
-fn compile_conditions(conditions: &[crate::model::Condition], path: &str, problems: &mut Problems) -> Vec<CompiledCondition> {
+fn compile_conditions(
+    conditions: &[crate::model::Condition],
+    path: &str,
+    problems: &mut Problems,
+) -> Vec<CompiledCondition> {
     conditions
         .iter()
         .enumerate()
@@ -299,7 +303,13 @@ impl FlagCx<'_> {
         flag.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    fn variant_index(&self, variants: &[(String, Value)], name: &str, path: &str, problems: &mut Problems) -> Option<usize> {
+    fn variant_index(
+        &self,
+        variants: &[(String, Value)],
+        name: &str,
+        path: &str,
+        problems: &mut Problems,
+    ) -> Option<usize> {
         let found = variants.iter().position(|(n, _)| n == name);
         if found.is_none() {
             let known: Vec<&str> = variants.iter().map(|(n, _)| n.as_str()).collect();
@@ -340,17 +350,33 @@ impl FlagCx<'_> {
         Logic::compile(expr, self.env).map_err(|e| problems.push(join_path(path, e.path()), e.to_string())).ok()
     }
 
-    fn serve(&self, serve: &Serve, variants: &[(String, Value)], path: &str, problems: &mut Problems) -> Option<CompiledServe> {
+    fn serve(
+        &self,
+        serve: &Serve,
+        variants: &[(String, Value)],
+        path: &str,
+        problems: &mut Problems,
+    ) -> Option<CompiledServe> {
         match serve {
             Serve::Variant(name) => {
                 self.variant_index(variants, name, &format!("{path}.variant"), problems).map(CompiledServe::Variant)
             }
-            Serve::Rollout(r) => self.rollout(r, variants, &format!("{path}.rollout"), problems).map(CompiledServe::Rollout),
-            Serve::Targeting(expr) => self.logic(expr, &format!("{path}.targeting"), problems).map(CompiledServe::Targeting),
+            Serve::Rollout(r) => {
+                self.rollout(r, variants, &format!("{path}.rollout"), problems).map(CompiledServe::Rollout)
+            }
+            Serve::Targeting(expr) => {
+                self.logic(expr, &format!("{path}.targeting"), problems).map(CompiledServe::Targeting)
+            }
         }
     }
 
-    fn rollout(&self, rollout: &Rollout, variants: &[(String, Value)], path: &str, problems: &mut Problems) -> Option<CompiledRollout> {
+    fn rollout(
+        &self,
+        rollout: &Rollout,
+        variants: &[(String, Value)],
+        path: &str,
+        problems: &mut Problems,
+    ) -> Option<CompiledRollout> {
         if rollout.variants.is_empty() {
             return problems.fail(path, "a rollout needs at least one variant");
         }

@@ -118,15 +118,15 @@ impl Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.major, self.minor, self.patch)
-            .cmp(&(other.major, other.minor, other.patch))
-            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
+        (self.major, self.minor, self.patch).cmp(&(other.major, other.minor, other.patch)).then_with(|| {
+            match (self.pre.is_empty(), other.pre.is_empty()) {
                 (true, true) => Ordering::Equal,
                 // A prerelease sorts before its release.
                 (true, false) => Ordering::Greater,
                 (false, true) => Ordering::Less,
                 (false, false) => self.pre.cmp(&other.pre),
-            })
+            }
+        })
     }
 }
 
@@ -248,9 +248,21 @@ mod tests {
             assert_eq!(v(input).as_deref(), Some(want), "{input}");
         }
         let bad = [
-            "01", "1.02", "0001.2", "12345678901234567", "1.2.3-01", "1.2.3-a.01",
-            "9007199254740992.0.0", "1.2.3-", "1.2.3+", "=1.2.3", "1.2.3.4", "vV1.2.3",
-            "not-a-version", "", "1.x",
+            "01",
+            "1.02",
+            "0001.2",
+            "12345678901234567",
+            "1.2.3-01",
+            "1.2.3-a.01",
+            "9007199254740992.0.0",
+            "1.2.3-",
+            "1.2.3+",
+            "=1.2.3",
+            "1.2.3.4",
+            "vV1.2.3",
+            "not-a-version",
+            "",
+            "1.x",
         ];
         for input in bad {
             assert_eq!(v(input), None, "{input}");

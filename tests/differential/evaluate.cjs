@@ -3,7 +3,7 @@
 // (flagd document, flag key, context) cases with @openfeature/flagd-core.
 //
 // stdin:  {"cases": [{"id", "config": <flagd document>, "flagKey", "type", "context"}]}
-// stdout: [{"id", "value", "variant", "reason", "errorCode", "metadata", "schemaValid", "loadError"}]
+// stdout: [{"id", "value", "variant", "reason", "errorCode", "errorMessage", "metadata", "schemaValid", "loadError"}]
 //
 // `value` is exactly what the reference returns, so when it falls back it is the
 // type's default below, which the Rust side recognises as "the caller's default".
@@ -67,6 +67,7 @@ function evaluate(c) {
     variant: orNull(r.variant),
     reason: orNull(r.reason),
     errorCode: orNull(r.errorCode),
+    errorMessage: orNull(r.errorMessage),
     metadata: orNull(r.flagMetadata),
   };
 }

@@ -74,6 +74,9 @@ struct Theirs {
     variant: Option<String>,
     reason: String,
     error_code: Option<String>,
+    /// Only shown, through `Debug`, in mismatch reports.
+    #[allow(dead_code)]
+    error_message: Option<String>,
     metadata: Value,
     schema_valid: bool,
     load_error: Option<String>,
@@ -87,8 +90,12 @@ impl Theirs {
             variant: text("variant"),
             reason: text("reason").unwrap_or_default(),
             error_code: text("errorCode"),
+            error_message: text("errorMessage"),
             metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
-            schema_valid: v.get("schemaValid").and_then(Value::as_bool).unwrap_or(false),
+            schema_valid: v
+                .get("schemaValid")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             load_error: text("loadError"),
         }
     }
@@ -110,7 +117,6 @@ fn run_reference(batches: Vec<Value>) -> Vec<Theirs> {
                 .unwrap_or_else(|e| panic!("cannot run `node` (is Node.js installed?): {e}"));
             let mut stdin = child.stdin.take().unwrap();
             let input = batch.to_string();
-            std::fs::write("/tmp/batch_dump.json", &input).ok(); // TEMP
             let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
             (child, writer)
         })
@@ -211,7 +217,18 @@ const BOOL_VARIANTS: &[&[(&str, bool)]] = &[
     &[("true", true), ("false", false)],
     &[("yes", true), ("no", false), ("true", true)],
 ];
-const STRING_NAMES: &[&str] = &["a", "b", "c", "pro", "free", "enterprise", "true", "false", "1", "0"];
+const STRING_NAMES: &[&str] = &[
+    "a",
+    "b",
+    "c",
+    "pro",
+    "free",
+    "enterprise",
+    "true",
+    "false",
+    "1",
+    "0",
+];
 const NUMBER_NAMES: &[&str] = &["1", "0", "2", "low", "high", "a", "b", "true"];
 const NUMBER_VALUES: &[f64] = &[0.0, 1.0, 2.5, -3.0, 100.0, 1000.0, 0.25];
 const OBJECT_NAMES: &[&str] = &["a", "b", "pro", "free", "true", "1"];
@@ -226,36 +243,202 @@ struct Attr {
 }
 
 const ATTRS: &[Attr] = &[
-    Attr { name: "plan", normal: 4, values: || vec![json!("free"), json!("pro"), json!("enterprise"), json!("a"), json!(""), json!("PRO"), Value::Null, json!(1), json!(true)] },
-    Attr { name: "country", normal: 3, values: || vec![json!("US"), json!("DE"), json!("FR"), json!("us"), json!(""), Value::Null] },
-    Attr { name: "appVersion", normal: 6, values: || {
-        vec![
-            json!("1.2.3"), json!("2.0.0"), json!("1.2.3-beta.1"), json!("0.9.12"), json!("1.10.0"), json!("2.0.0-rc.1"),
-            json!("v1.2.3"), json!("V2.0.0"), json!("1"), json!("1.2"), json!("v1.2"), json!("1.2.3-alpha.10"),
-            json!("1.2.3+build.7"), json!("1.2.3.4"), json!("not-a-version"), json!(""), json!(1), json!(1.2),
-            Value::Null, json!("01.2.3"), json!("1.2.x"), json!(" 1.2.3"),
-        ]
-    } },
-    Attr { name: "age", normal: 5, values: || vec![json!(17), json!(18), json!(30), json!(65), json!(42), json!("30"), json!("abc"), json!(30.5), json!(-1), json!(0), Value::Null, json!(true), json!("")] },
-    Attr { name: "email", normal: 3, values: || vec![json!("bob@example.com"), json!("alice@corp.io"), json!("carol@example.org"), json!(""), json!("bob"), json!("x@example.com.evil"), json!(5), Value::Null] },
-    Attr { name: "beta", normal: 2, values: || vec![json!(true), json!(false), json!("true"), json!("false"), json!(0), json!(1), Value::Null, json!("")] },
-    Attr { name: "tags", normal: 3, values: || vec![json!(["beta", "early"]), json!(["x"]), json!([]), json!("beta"), Value::Null, json!([1, 2])] },
-    Attr { name: "scores", normal: 3, values: || vec![json!([1, 2, 3]), json!([5]), json!([0.5, 10]), json!([]), Value::Null, json!("12")] },
-    Attr { name: "companyId", normal: 4, values: || vec![json!("acme"), json!("42"), json!(42), json!(7), json!(""), json!("0")] },
-    Attr { name: "user", normal: 2, values: || vec![json!({"tier": "gold"}), json!({"tier": "silver"}), json!({"tier": null}), json!({}), json!("gold")] },
+    Attr {
+        name: "plan",
+        normal: 4,
+        values: || {
+            vec![
+                json!("free"),
+                json!("pro"),
+                json!("enterprise"),
+                json!("a"),
+                json!(""),
+                json!("PRO"),
+                Value::Null,
+                json!(1),
+                json!(true),
+            ]
+        },
+    },
+    Attr {
+        name: "country",
+        normal: 3,
+        values: || {
+            vec![
+                json!("US"),
+                json!("DE"),
+                json!("FR"),
+                json!("us"),
+                json!(""),
+                Value::Null,
+            ]
+        },
+    },
+    Attr {
+        name: "appVersion",
+        normal: 6,
+        values: || {
+            vec![
+                json!("1.2.3"),
+                json!("2.0.0"),
+                json!("1.2.3-beta.1"),
+                json!("0.9.12"),
+                json!("1.10.0"),
+                json!("2.0.0-rc.1"),
+                json!("v1.2.3"),
+                json!("V2.0.0"),
+                json!("1"),
+                json!("1.2"),
+                json!("v1.2"),
+                json!("1.2.3-alpha.10"),
+                json!("1.2.3+build.7"),
+                json!("1.2.3.4"),
+                json!("not-a-version"),
+                json!(""),
+                json!(1),
+                json!(1.2),
+                Value::Null,
+                json!("01.2.3"),
+                json!("1.2.x"),
+                json!(" 1.2.3"),
+            ]
+        },
+    },
+    Attr {
+        name: "age",
+        normal: 5,
+        values: || {
+            vec![
+                json!(17),
+                json!(18),
+                json!(30),
+                json!(65),
+                json!(42),
+                json!("30"),
+                json!("abc"),
+                json!(30.5),
+                json!(-1),
+                json!(0),
+                Value::Null,
+                json!(true),
+                json!(""),
+            ]
+        },
+    },
+    Attr {
+        name: "email",
+        normal: 3,
+        values: || {
+            vec![
+                json!("bob@example.com"),
+                json!("alice@corp.io"),
+                json!("carol@example.org"),
+                json!(""),
+                json!("bob"),
+                json!("x@example.com.evil"),
+                json!(5),
+                Value::Null,
+            ]
+        },
+    },
+    Attr {
+        name: "beta",
+        normal: 2,
+        values: || {
+            vec![
+                json!(true),
+                json!(false),
+                json!("true"),
+                json!("false"),
+                json!(0),
+                json!(1),
+                Value::Null,
+                json!(""),
+            ]
+        },
+    },
+    Attr {
+        name: "tags",
+        normal: 3,
+        values: || {
+            vec![
+                json!(["beta", "early"]),
+                json!(["x"]),
+                json!([]),
+                json!("beta"),
+                Value::Null,
+                json!([1, 2]),
+            ]
+        },
+    },
+    Attr {
+        name: "scores",
+        normal: 3,
+        values: || {
+            vec![
+                json!([1, 2, 3]),
+                json!([5]),
+                json!([0.5, 10]),
+                json!([]),
+                Value::Null,
+                json!("12"),
+            ]
+        },
+    },
+    Attr {
+        name: "companyId",
+        normal: 4,
+        values: || {
+            vec![
+                json!("acme"),
+                json!("42"),
+                json!(42),
+                json!(7),
+                json!(""),
+                json!("0"),
+            ]
+        },
+    },
+    Attr {
+        name: "user",
+        normal: 2,
+        values: || {
+            vec![
+                json!({"tier": "gold"}),
+                json!({"tier": "silver"}),
+                json!({"tier": null}),
+                json!({}),
+                json!("gold"),
+            ]
+        },
+    },
 ];
+
+/// A name and a JSON value built on demand (`json!` is not const).
+type Named = (&'static str, fn() -> Value);
 
 /// Named `$evaluators`: conditions usable wherever a condition is, and one that yields a
 /// variant name.
-const EVALUATOR_CONDITIONS: &[(&str, fn() -> Value)] = &[
+const EVALUATOR_CONDITIONS: &[Named] = &[
     ("isPro", || json!({"==": [{"var": "plan"}, "pro"]})),
     ("adult", || json!({">=": [{"var": "age"}, 18]})),
-    ("inEurope", || json!({"in": [{"var": "country"}, ["DE", "FR"]]})),
-    ("modernApp", || json!({"sem_ver": [{"var": "appVersion"}, ">=", "1.2.0"]})),
-    ("corpEmail", || json!({"ends_with": [{"var": "email"}, "@corp.io"]})),
+    (
+        "inEurope",
+        || json!({"in": [{"var": "country"}, ["DE", "FR"]]}),
+    ),
+    (
+        "modernApp",
+        || json!({"sem_ver": [{"var": "appVersion"}, ">=", "1.2.0"]}),
+    ),
+    (
+        "corpEmail",
+        || json!({"ends_with": [{"var": "email"}, "@corp.io"]}),
+    ),
 ];
-const EVALUATOR_RESULT: (&str, fn() -> Value) =
-    ("planVariant", || json!({"if": [{"var": "beta"}, "a", {"var": "plan"}]}));
+const EVALUATOR_RESULT: Named = (
+    "planVariant",
+    || json!({"if": [{"var": "beta"}, "a", {"var": "plan"}]}),
+);
 
 struct Gen {
     rng: Rng,
@@ -280,8 +463,20 @@ impl Gen {
 
     fn edge_literal(&mut self) -> Value {
         const LITS: &[fn() -> Value] = &[
-            || Value::Null, || json!(true), || json!(false), || json!(0), || json!(1), || json!("1"), || json!("0"),
-            || json!(""), || json!("pro"), || json!(30), || json!("30"), || json!(30.5), || json!("US"), || json!("true"),
+            || Value::Null,
+            || json!(true),
+            || json!(false),
+            || json!(0),
+            || json!(1),
+            || json!("1"),
+            || json!("0"),
+            || json!(""),
+            || json!("pro"),
+            || json!(30),
+            || json!("30"),
+            || json!(30.5),
+            || json!("US"),
+            || json!("true"),
         ];
         (self.rng.pick(LITS))()
     }
@@ -308,7 +503,13 @@ impl Gen {
 
     fn non_string_leaf(&mut self) -> Value {
         self.tag("result:non_string");
-        const LITS: &[fn() -> Value] = &[|| json!(true), || json!(false), || json!(1), || json!(0), || json!(2)];
+        const LITS: &[fn() -> Value] = &[
+            || json!(true),
+            || json!(false),
+            || json!(1),
+            || json!(0),
+            || json!(2),
+        ];
         (self.rng.pick(LITS))()
     }
 
@@ -358,12 +559,18 @@ const CONDITIONS: &[(&str, Make)] = &[
 fn cond_equality(g: &mut Gen, _: usize) -> Value {
     let op = *g.rng.pick(&["==", "===", "!=", "!=="]);
     let (a, b) = (g.var(), g.edge_literal());
-    if g.rng.chance(50) { json!({op: [a, b]}) } else { json!({op: [b, a]}) }
+    if g.rng.chance(50) {
+        json!({op: [a, b]})
+    } else {
+        json!({op: [b, a]})
+    }
 }
 
 fn cond_compare(g: &mut Gen, _: usize) -> Value {
     let op = *g.rng.pick(&["<", "<=", ">", ">="]);
-    let attr = *g.rng.pick(&["age", "age", "plan", "companyId", "appVersion", "beta"]);
+    let attr = *g
+        .rng
+        .pick(&["age", "age", "plan", "companyId", "appVersion", "beta"]);
     let lit = match g.rng.below(4) {
         0 => json!("30"),
         1 => json!("m"),
@@ -379,7 +586,7 @@ fn cond_between(g: &mut Gen, _: usize) -> Value {
 }
 
 fn cond_in_array(g: &mut Gen, _: usize) -> Value {
-    const LISTS: &[(&str, fn() -> Value)] = &[
+    const LISTS: &[Named] = &[
         ("country", || json!(["US", "DE"])),
         ("plan", || json!(["pro", "enterprise"])),
         ("companyId", || json!(["acme", "42", 7])),
@@ -390,17 +597,38 @@ fn cond_in_array(g: &mut Gen, _: usize) -> Value {
 }
 
 fn cond_in_string(g: &mut Gen, _: usize) -> Value {
-    let (needle, attr) = *g.rng.pick(&[("@example", "email"), ("corp", "email"), ("ro", "plan"), ("3", "age"), ("", "plan")]);
+    let (needle, attr) = *g.rng.pick(&[
+        ("@example", "email"),
+        ("corp", "email"),
+        ("ro", "plan"),
+        ("3", "age"),
+        ("", "plan"),
+    ]);
     json!({"in": [needle, {"var": attr}]})
 }
 
 /// `starts_with`/`ends_with`, also on attributes that are not always strings.
 fn cond_string_cmp(g: &mut Gen, _: usize) -> Value {
-    let op = if g.rng.chance(50) { "starts_with" } else { "ends_with" };
-    g.tag(if op == "starts_with" { "starts_with" } else { "ends_with" });
+    let op = if g.rng.chance(50) {
+        "starts_with"
+    } else {
+        "ends_with"
+    };
+    g.tag(if op == "starts_with" {
+        "starts_with"
+    } else {
+        "ends_with"
+    });
     let (attr, arg) = *g.rng.pick(&[
-        ("email", "bob"), ("email", "@example.com"), ("email", "@corp.io"), ("plan", "pr"),
-        ("plan", ""), ("age", "3"), ("companyId", "4"), ("appVersion", "1."), ("tags", "beta"),
+        ("email", "bob"),
+        ("email", "@example.com"),
+        ("email", "@corp.io"),
+        ("plan", "pr"),
+        ("plan", ""),
+        ("age", "3"),
+        ("companyId", "4"),
+        ("appVersion", "1."),
+        ("tags", "beta"),
     ]);
     if !matches!(attr, "email" | "plan") {
         g.tag("string_cmp:non_string_arg");
@@ -409,30 +637,62 @@ fn cond_string_cmp(g: &mut Gen, _: usize) -> Value {
 }
 
 const SEMVER_OPS: &[(&str, &str)] = &[
-    ("=", "sem_ver:="), ("!=", "sem_ver:!="), ("<", "sem_ver:<"), ("<=", "sem_ver:<="),
-    (">", "sem_ver:>"), (">=", "sem_ver:>="), ("^", "sem_ver:^"), ("~", "sem_ver:~"),
+    ("=", "sem_ver:="),
+    ("!=", "sem_ver:!="),
+    ("<", "sem_ver:<"),
+    ("<=", "sem_ver:<="),
+    (">", "sem_ver:>"),
+    (">=", "sem_ver:>="),
+    ("^", "sem_ver:^"),
+    ("~", "sem_ver:~"),
 ];
 /// Literal versions must be strict semver for the flagd schema; the lenient forms
 /// (v-prefix, partial, invalid) come from the context's `appVersion`.
-const SEMVER_LITERALS: &[&str] = &["1.2.3", "1.2.0", "2.0.0", "1.0.0", "2.0.0-beta.1", "1.2.3-alpha", "0.9.12", "1.2.3+build.5", "1.10.0"];
+const SEMVER_LITERALS: &[&str] = &[
+    "1.2.3",
+    "1.2.0",
+    "2.0.0",
+    "1.0.0",
+    "2.0.0-beta.1",
+    "1.2.3-alpha",
+    "0.9.12",
+    "1.2.3+build.5",
+    "1.10.0",
+];
 
 fn cond_sem_ver(g: &mut Gen, _: usize) -> Value {
     let (op, tag) = *g.rng.pick(SEMVER_OPS);
     g.tag(tag);
     let lit = *g.rng.pick(SEMVER_LITERALS);
     let var = json!({"var": "appVersion"});
-    if g.rng.chance(70) { json!({"sem_ver": [var, op, lit]}) } else { json!({"sem_ver": [lit, op, var]}) }
+    if g.rng.chance(70) {
+        json!({"sem_ver": [var, op, lit]})
+    } else {
+        json!({"sem_ver": [lit, op, var]})
+    }
 }
 
 fn cond_missing(g: &mut Gen, _: usize) -> Value {
-    let keys = *g.rng.pick(&[&["plan"][..], &["plan", "age"], &["email", "companyId", "user.tier"]]);
-    if g.rng.chance(50) { json!({"!": [{"missing": keys}]}) } else { json!({"missing": keys}) }
+    let keys = *g.rng.pick(&[
+        &["plan"][..],
+        &["plan", "age"],
+        &["email", "companyId", "user.tier"],
+    ]);
+    if g.rng.chance(50) {
+        json!({"!": [{"missing": keys}]})
+    } else {
+        json!({"missing": keys})
+    }
 }
 
 fn cond_missing_some(g: &mut Gen, _: usize) -> Value {
     let need = g.rng.range(1, 2);
     let missing = json!({"missing_some": [need, ["email", "companyId", "plan"]]});
-    if g.rng.chance(50) { json!({"!": [missing]}) } else { missing }
+    if g.rng.chance(50) {
+        json!({"!": [missing]})
+    } else {
+        missing
+    }
 }
 
 fn cond_and_or(g: &mut Gen, depth: usize) -> Value {
@@ -444,7 +704,11 @@ fn cond_and_or(g: &mut Gen, depth: usize) -> Value {
 
 fn cond_not(g: &mut Gen, depth: usize) -> Value {
     let op = if g.rng.chance(50) { "!" } else { "!!" };
-    let arg = if g.rng.chance(50) { g.var() } else { g.sub_condition(depth) };
+    let arg = if g.rng.chance(50) {
+        g.var()
+    } else {
+        g.sub_condition(depth)
+    };
     json!({op: [arg]})
 }
 
@@ -469,9 +733,16 @@ fn cond_min_max(g: &mut Gen, _: usize) -> Value {
 
 fn cond_cat_substr(g: &mut Gen, _: usize) -> Value {
     match g.rng.below(3) {
-        0 => json!({"==": [{"cat": [{"var": "plan"}, "-", {"var": "country"}]}, *g.rng.pick(&["pro-US", "free-DE", "-", "pro-"])]}),
+        0 => {
+            json!({"==": [{"cat": [{"var": "plan"}, "-", {"var": "country"}]}, *g.rng.pick(&["pro-US", "free-DE", "-", "pro-"])]})
+        }
         1 => {
-            let (start, len, want) = *g.rng.pick(&[(0, 3, "bob"), (-8, 100, "@corp.io"), (1, 2, "li"), (-3, -1, "co")]);
+            let (start, len, want) = *g.rng.pick(&[
+                (0, 3, "bob"),
+                (-8, 100, "@corp.io"),
+                (1, 2, "li"),
+                (-3, -1, "co"),
+            ]);
             json!({"==": [{"substr": [{"var": "email"}, start, len]}, want]})
         }
         _ => json!({"==": [{"substr": [{"var": "plan"}, g.rng.range(0, 2)]}, "ro"]}),
@@ -489,7 +760,9 @@ fn cond_array_ops(g: &mut Gen, _: usize) -> Value {
         0 => json!({"some": [{"var": "tags"}, {"==": [{"var": ""}, "beta"]}]}),
         1 => json!({"all": [{"var": "scores"}, {">": [{"var": ""}, threshold]}]}),
         2 => json!({"none": [{"var": "scores"}, {">=": [{"var": ""}, threshold]}]}),
-        3 => json!({">": [{"reduce": [{"var": "scores"}, {"+": [{"var": "current"}, {"var": "accumulator"}]}, 0]}, threshold]}),
+        3 => {
+            json!({">": [{"reduce": [{"var": "scores"}, {"+": [{"var": "current"}, {"var": "accumulator"}]}, 0]}, threshold]})
+        }
         4 => json!({"in": ["beta!", {"map": [{"var": "tags"}, {"cat": [{"var": ""}, "!"]}]}]}),
         _ => json!({"!!": [{"filter": [{"var": "scores"}, {">": [{"var": ""}, threshold]}]}]}),
     }
@@ -532,7 +805,11 @@ fn cond_var_path(g: &mut Gen, _: usize) -> Value {
 
 impl Gen {
     fn sub_condition(&mut self, depth: usize) -> Value {
-        if depth >= 2 { cond_equality(self, depth) } else { self.condition(depth + 1) }
+        if depth >= 2 {
+            cond_equality(self, depth)
+        } else {
+            self.condition(depth + 1)
+        }
     }
 }
 
@@ -571,12 +848,26 @@ fn result_var(g: &mut Gen, _: usize) -> Value {
     }
 }
 
-/// A bare condition: the boolean result names the variant "true" or "false".
-fn result_condition(g: &mut Gen, depth: usize) -> Value {
-    g.condition(depth)
+impl Gen {
+    fn has_variant(&self, names: &[&str]) -> bool {
+        self.names.iter().any(|n| names.contains(&n.as_str()))
+    }
 }
 
-fn result_number(g: &mut Gen, _: usize) -> Value {
+/// A bare condition: the boolean result names the variant "true" or "false" (used only
+/// where one exists, so that most cases do not end in "variant not found").
+fn result_condition(g: &mut Gen, depth: usize) -> Value {
+    if g.has_variant(&["true", "false"]) {
+        g.condition(depth)
+    } else {
+        result_if(g, depth)
+    }
+}
+
+fn result_number(g: &mut Gen, depth: usize) -> Value {
+    if !g.has_variant(&["0", "1", "2"]) {
+        return result_if(g, depth);
+    }
     match g.rng.below(3) {
         0 => json!({"%": [{"var": "age"}, 3]}),
         1 => json!({"/": [{"var": "age"}, 30]}),
@@ -594,12 +885,30 @@ fn result_and_or(g: &mut Gen, depth: usize) -> Value {
 }
 
 fn result_ref(g: &mut Gen, depth: usize) -> Value {
-    if g.result_ref { json!({"$ref": EVALUATOR_RESULT.0}) } else { result_if(g, depth) }
+    if g.result_ref {
+        json!({"$ref": EVALUATOR_RESULT.0})
+    } else {
+        result_if(g, depth)
+    }
 }
 
 /// Bucketing weights; the tag says which edge a weight exercises.
-const WEIGHTS: &[(u64, Option<&str>)] = &[(55, None), (12, Some("fractional:weight_zero")), (15, Some("fractional:default_weight")), (8, Some("fractional:negative_weight")), (10, Some("fractional:equal_weights"))];
-const BUCKET_COUNT_TAGS: &[&str] = &["fractional:buckets_1", "fractional:buckets_2", "fractional:buckets_3", "fractional:buckets_4", "fractional:buckets_5"];
+const WEIGHTS: &[(u64, Option<&str>)] = &[
+    (52, None),
+    (12, Some("fractional:weight_zero")),
+    (13, Some("fractional:default_weight")),
+    (8, Some("fractional:negative_weight")),
+    (1, Some("fractional:negative_literal")),
+    (4, Some("fractional:computed_weight")),
+    (10, Some("fractional:equal_weights")),
+];
+const BUCKET_COUNT_TAGS: &[&str] = &[
+    "fractional:buckets_1",
+    "fractional:buckets_2",
+    "fractional:buckets_3",
+    "fractional:buckets_4",
+    "fractional:buckets_5",
+];
 
 fn result_fractional(g: &mut Gen, _: usize) -> Value {
     let mut args = Vec::new();
@@ -607,7 +916,15 @@ fn result_fractional(g: &mut Gen, _: usize) -> Value {
         0 => g.tag("fractional:targeting_key"),
         1 => {
             g.tag("fractional:explicit");
-            args.push(json!(*g.rng.pick(&["static-bucket", "user-7", "", "acme/flag-1"])));
+            let by = *g.rng.pick(&["static-bucket", "user-7", "", "acme/flag-1"]);
+            // The flagd schema wants an expression here; a bare string is schema-invalid
+            // but the reference evaluates it the same way.
+            if g.rng.chance(25) {
+                g.tag("fractional:explicit_literal");
+                args.push(json!(by));
+            } else {
+                args.push(json!({"cat": [by]}));
+            }
         }
         2 => {
             g.tag("fractional:cat_flag_key");
@@ -622,7 +939,11 @@ fn result_fractional(g: &mut Gen, _: usize) -> Value {
     let n = g.rng.range(1, 5) as usize;
     g.tag(BUCKET_COUNT_TAGS[n - 1]);
     for _ in 0..n {
-        let name = if g.rng.chance(5) { UNKNOWN_VARIANT.to_owned() } else { g.variant_name() };
+        let name = if g.rng.chance(5) {
+            UNKNOWN_VARIANT.to_owned()
+        } else {
+            g.variant_name()
+        };
         args.push(g.bucket(name));
     }
     if g.rng.chance(3) {
@@ -636,14 +957,24 @@ impl Gen {
     fn bucket(&mut self, name: String) -> Value {
         let roll = self.rng.below(100) as u64;
         let mut acc = 0;
-        let (_, tag) = *WEIGHTS.iter().find(|(p, _)| { acc += p; roll < acc }).unwrap_or(&WEIGHTS[0]);
+        let (_, tag) = *WEIGHTS
+            .iter()
+            .find(|(p, _)| {
+                acc += p;
+                roll < acc
+            })
+            .unwrap_or(&WEIGHTS[0]);
         if let Some(tag) = tag {
             self.tag(tag);
         }
         match tag {
             Some("fractional:weight_zero") => json!([name, 0]),
             Some("fractional:default_weight") => json!([name]),
-            Some("fractional:negative_weight") => json!([name, -self.rng.range(1, 50)]),
+            // Negative weights (clamped to 0) come from computations; a negative literal
+            // is schema-invalid.
+            Some("fractional:negative_weight") => json!([name, {"-": [0, self.rng.range(1, 50)]}]),
+            Some("fractional:negative_literal") => json!([name, -self.rng.range(1, 50)]),
+            Some("fractional:computed_weight") => json!([name, {"var": "age"}]),
             Some(_) => json!([name, 25]),
             None => json!([name, self.rng.range(1, 100)]),
         }
@@ -669,7 +1000,7 @@ struct Doc {
     flags: Vec<FlagSpec>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Case {
     doc: usize,
     flag: Option<usize>,
@@ -681,7 +1012,14 @@ struct Case {
 
 fn variants(g: &mut Gen, ty: Ty) -> Map<String, Value> {
     let mut names: Vec<&str> = match ty {
-        Ty::Boolean => return g.rng.pick(BOOL_VARIANTS).iter().map(|(n, v)| ((*n).to_owned(), json!(v))).collect(),
+        Ty::Boolean => {
+            return g
+                .rng
+                .pick(BOOL_VARIANTS)
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), json!(v)))
+                .collect();
+        }
         Ty::String => STRING_NAMES.to_vec(),
         Ty::Number => NUMBER_NAMES.to_vec(),
         Ty::Object => OBJECT_NAMES.to_vec(),
@@ -704,10 +1042,23 @@ fn variants(g: &mut Gen, ty: Ty) -> Map<String, Value> {
         .collect()
 }
 
+/// The flagd schema wants the flag set's `version` to be a string; a flag's may be a
+/// number, and then overrides the set's in the merged metadata.
 fn metadata(g: &mut Gen, prefix: &str) -> Value {
     let mut m = Map::new();
-    m.insert("version".into(), json!(g.rng.range(1, 3)));
-    m.insert(format!("{prefix}Owner"), json!(*g.rng.pick(&["core", "growth"])));
+    let version = g.rng.range(1, 3);
+    m.insert(
+        "version".into(),
+        if prefix == "set" {
+            json!(format!("v{version}"))
+        } else {
+            json!(version)
+        },
+    );
+    m.insert(
+        format!("{prefix}Owner"),
+        json!(*g.rng.pick(&["core", "growth"])),
+    );
     if g.rng.chance(50) {
         m.insert("experimental".into(), json!(g.rng.chance(50)));
     }
@@ -722,8 +1073,15 @@ fn flag(g: &mut Gen, key: String) -> (Value, FlagSpec) {
     g.names = variants.keys().cloned().collect();
     let mut flag = Map::new();
     let disabled = g.rng.chance(10);
-    g.tag(if disabled { "state:disabled" } else { "state:enabled" });
-    flag.insert("state".into(), json!(if disabled { "DISABLED" } else { "ENABLED" }));
+    g.tag(if disabled {
+        "state:disabled"
+    } else {
+        "state:enabled"
+    });
+    flag.insert(
+        "state".into(),
+        json!(if disabled { "DISABLED" } else { "ENABLED" }),
+    );
     flag.insert("variants".into(), Value::Object(variants.clone()));
     let default_variant = if g.rng.chance(12) {
         g.tag("default_variant:none");
@@ -752,7 +1110,13 @@ fn flag(g: &mut Gen, key: String) -> (Value, FlagSpec) {
         g.tag("metadata:flag");
         flag.insert("metadata".into(), metadata(g, "flag"));
     }
-    let spec = FlagSpec { key, ty, default_variant, variants, tags: std::mem::take(&mut g.tags) };
+    let spec = FlagSpec {
+        key,
+        ty,
+        default_variant,
+        variants,
+        tags: std::mem::take(&mut g.tags),
+    };
     (Value::Object(flag), spec)
 }
 
@@ -794,7 +1158,10 @@ fn document(g: &mut Gen, index: usize) -> Doc {
     if set_metadata {
         doc.insert("metadata".into(), metadata(g, "set"));
     }
-    Doc { json: Value::Object(doc), flags: specs }
+    Doc {
+        json: Value::Object(doc),
+        flags: specs,
+    }
 }
 
 /// Bucketing values stay ASCII: the reference hashes UTF-16 code units, flagd hashes
@@ -833,12 +1200,19 @@ fn context(g: &mut Gen) -> (Value, Vec<&'static str>) {
         }
         ctx.insert(attr.name.to_owned(), values[i].clone());
     }
+    tags.sort_unstable();
     tags.dedup();
     (Value::Object(ctx), tags)
 }
 
 fn generate() -> (Vec<Doc>, Vec<Case>) {
-    let mut g = Gen { rng: Rng(SEED), tags: Vec::new(), names: Vec::new(), refs: Vec::new(), result_ref: false };
+    let mut g = Gen {
+        rng: Rng(SEED),
+        tags: Vec::new(),
+        names: Vec::new(),
+        refs: Vec::new(),
+        result_ref: false,
+    };
     let mut docs = Vec::new();
     let mut cases = Vec::new();
     for d in 0..DOCUMENTS {
@@ -847,13 +1221,27 @@ fn generate() -> (Vec<Doc>, Vec<Case>) {
             for _ in 0..CONTEXTS_PER_FLAG {
                 let (context, mut tags) = context(&mut g);
                 tags.extend(spec.tags.iter().copied());
-                cases.push(Case { doc: d, flag: Some(f), flag_key: spec.key.clone(), ty: spec.ty, context, tags });
+                cases.push(Case {
+                    doc: d,
+                    flag: Some(f),
+                    flag_key: spec.key.clone(),
+                    ty: spec.ty,
+                    context,
+                    tags,
+                });
             }
         }
         if d % 10 == 0 {
             let (context, _) = context(&mut g);
             let ty = *g.rng.pick(&Ty::ALL);
-            cases.push(Case { doc: d, flag: None, flag_key: "no-such-flag".into(), ty, context, tags: vec!["flag_not_found"] });
+            cases.push(Case {
+                doc: d,
+                flag: None,
+                flag_key: "no-such-flag".into(),
+                ty,
+                context,
+                tags: vec!["flag_not_found"],
+            });
         }
         docs.push(doc);
     }
@@ -897,7 +1285,9 @@ enum Ours {
 }
 
 fn now_unix_seconds() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn load(doc: &Doc) -> Result<Ruleset, String> {
@@ -927,9 +1317,13 @@ fn evaluate_ours(ruleset: &Result<Ruleset, String>, case: &Case, now: i64) -> Ou
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -942,7 +1336,8 @@ struct Diff(Vec<String>);
 impl Diff {
     fn check<T: PartialEq + std::fmt::Debug>(&mut self, field: &str, ours: T, expected: T) {
         if ours != expected {
-            self.0.push(format!("{field}: ours {ours:?}, expected {expected:?}"));
+            self.0
+                .push(format!("{field}: ours {ours:?}, expected {expected:?}"));
         }
     }
 
@@ -952,7 +1347,8 @@ impl Diff {
             (a, b) => a.is_none() && b.is_none(),
         };
         if !same {
-            self.0.push(format!("{field}: ours {ours:?}, expected {expected:?}"));
+            self.0
+                .push(format!("{field}: ours {ours:?}, expected {expected:?}"));
         }
     }
 }
@@ -964,17 +1360,34 @@ enum Outcome {
     RejectedInvalid,
 }
 
-fn compare(case: &Case, spec: Option<&FlagSpec>, theirs: &Theirs, ours: &Ours) -> Result<Outcome, String> {
+fn compare(
+    case: &Case,
+    spec: Option<&FlagSpec>,
+    theirs: &Theirs,
+    ours: &Ours,
+) -> Result<Outcome, String> {
     let (value, variant, reason, error_code, metadata) = match ours {
         Ours::Rejected(e) if !theirs.schema_valid || theirs.load_error.is_some() => {
             let _ = e;
             return Ok(Outcome::RejectedInvalid);
         }
-        Ours::Rejected(e) => return Err(format!("we rejected a document the flagd schema accepts: {e}")),
-        Ours::Resolved { value, variant, reason, error_code, metadata } => (value, variant, *reason, *error_code, metadata),
+        Ours::Rejected(e) => {
+            return Err(format!(
+                "we rejected a document the flagd schema accepts: {e}"
+            ));
+        }
+        Ours::Resolved {
+            value,
+            variant,
+            reason,
+            error_code,
+            metadata,
+        } => (value, variant, *reason, *error_code, metadata),
     };
     if let Some(e) = &theirs.load_error {
-        return Err(format!("the reference could not load the document ({e}) but we did"));
+        return Err(format!(
+            "the reference could not load the document ({e}) but we did"
+        ));
     }
     let caller_default = case.ty.caller_default();
     let mut d = Diff::default();
@@ -984,7 +1397,11 @@ fn compare(case: &Case, spec: Option<&FlagSpec>, theirs: &Theirs, ours: &Ours) -
             d.check("errorCode", error_code, theirs.error_code.as_deref());
             d.check_json("value", value.as_ref(), None);
             d.check("variant", variant.as_deref(), None);
-            d.check_json("reference value", Some(&theirs.value), Some(&caller_default));
+            d.check_json(
+                "reference value",
+                Some(&theirs.value),
+                Some(&caller_default),
+            );
         }
         "DISABLED" => {
             // Deliberate difference: we serve the flag's default variant, the reference
@@ -992,8 +1409,16 @@ fn compare(case: &Case, spec: Option<&FlagSpec>, theirs: &Theirs, ours: &Ours) -
             let spec = spec.ok_or("DISABLED for a flag the generator did not make")?;
             let dv = spec.default_variant.as_deref();
             d.check("variant", variant.as_deref(), dv);
-            d.check_json("value", value.as_ref(), dv.and_then(|v| spec.variants.get(v)));
-            d.check_json("reference value", Some(&theirs.value), Some(&caller_default));
+            d.check_json(
+                "value",
+                value.as_ref(),
+                dv.and_then(|v| spec.variants.get(v)),
+            );
+            d.check_json(
+                "reference value",
+                Some(&theirs.value),
+                Some(&caller_default),
+            );
             d.check("reference variant", theirs.variant.as_deref(), None);
         }
         _ => {
@@ -1005,9 +1430,17 @@ fn compare(case: &Case, spec: Option<&FlagSpec>, theirs: &Theirs, ours: &Ours) -
         }
     }
     if theirs.error_code.as_deref() != Some("FLAG_NOT_FOUND") {
-        d.check_json("metadata", Some(&Value::Object(metadata.clone())), Some(&theirs.metadata));
+        d.check_json(
+            "metadata",
+            Some(&Value::Object(metadata.clone())),
+            Some(&theirs.metadata),
+        );
     }
-    if d.0.is_empty() { Ok(Outcome::Agreed) } else { Err(d.0.join("\n    ")) }
+    if d.0.is_empty() {
+        Ok(Outcome::Agreed)
+    } else {
+        Err(d.0.join("\n    "))
+    }
 }
 
 fn describe(id: usize, case: &Case, doc: &Doc, theirs: &Theirs, ours: &Ours, diff: &str) -> String {
@@ -1028,27 +1461,74 @@ fn describe(id: usize, case: &Case, doc: &Doc, theirs: &Theirs, ours: &Ours, dif
 /// Every category the generator must keep producing, with a floor on its case count, so
 /// that a change to the generator cannot silently stop testing something.
 const REQUIRED_TAGS: &[(&str, usize)] = &[
-    ("type:boolean", 1500), ("type:string", 1500), ("type:number", 1500), ("type:object", 1500),
-    ("state:disabled", 500), ("default_variant:none", 500), ("targeting:absent", 500),
-    ("targeting:empty", 400), ("targeting:rules", 5000),
-    ("metadata:flag", 2000), ("metadata:set", 2000), ("metadata:merged", 500),
-    ("fractional", 1500), ("fractional:targeting_key", 300), ("fractional:explicit", 300),
-    ("fractional:cat_flag_key", 300), ("fractional:var", 300), ("fractional:weight_zero", 300),
-    ("fractional:default_weight", 300), ("fractional:negative_weight", 200), ("fractional:equal_weights", 200),
+    ("type:boolean", 1500),
+    ("type:string", 1500),
+    ("type:number", 1500),
+    ("type:object", 1500),
+    ("state:disabled", 500),
+    ("default_variant:none", 500),
+    ("targeting:absent", 500),
+    ("targeting:empty", 400),
+    ("targeting:rules", 5000),
+    ("metadata:flag", 2000),
+    ("metadata:set", 2000),
+    ("metadata:merged", 500),
+    ("fractional", 1500),
+    ("fractional:targeting_key", 300),
+    ("fractional:explicit", 300),
+    ("fractional:cat_flag_key", 300),
+    ("fractional:var", 300),
+    ("fractional:weight_zero", 300),
+    ("fractional:default_weight", 300),
+    ("fractional:negative_weight", 200),
+    ("fractional:equal_weights", 200),
     ("fractional:overflow", 20),
-    ("fractional:buckets_1", 150), ("fractional:buckets_2", 150), ("fractional:buckets_3", 150),
-    ("fractional:buckets_4", 150), ("fractional:buckets_5", 150),
-    ("sem_ver", 700), ("sem_ver:=", 40), ("sem_ver:!=", 40), ("sem_ver:<", 40), ("sem_ver:<=", 40),
-    ("sem_ver:>", 40), ("sem_ver:>=", 40), ("sem_ver:^", 40), ("sem_ver:~", 40),
-    ("starts_with", 300), ("ends_with", 300), ("string_cmp:non_string_arg", 200),
-    ("ref", 500), ("logic:if", 2500), ("logic:and_or", 180), ("logic:not", 150),
-    ("logic:equality", 600), ("logic:compare", 300), ("logic:between", 200),
-    ("logic:in_array", 200), ("logic:in_string", 200), ("logic:cat_substr", 200), ("logic:arith", 200),
-    ("logic:min_max", 200), ("logic:merge", 200), ("logic:array_ops", 400), ("logic:missing", 200),
-    ("logic:missing_some", 200), ("logic:var_path", 200), ("logic:and_or_value", 200),
-    ("flagd:timestamp", 200), ("flagd:flag_key", 200),
-    ("result:var", 300), ("result:non_string", 1000), ("variant:unknown", 250),
-    ("context:missing_attribute", 5000), ("context:type_edge", 5000), ("context:no_targeting_key", 800),
+    ("fractional:explicit_literal", 50),
+    ("fractional:negative_literal", 20),
+    ("fractional:computed_weight", 100),
+    ("fractional:buckets_1", 150),
+    ("fractional:buckets_2", 150),
+    ("fractional:buckets_3", 150),
+    ("fractional:buckets_4", 150),
+    ("fractional:buckets_5", 150),
+    ("sem_ver", 700),
+    ("sem_ver:=", 40),
+    ("sem_ver:!=", 40),
+    ("sem_ver:<", 40),
+    ("sem_ver:<=", 40),
+    ("sem_ver:>", 40),
+    ("sem_ver:>=", 40),
+    ("sem_ver:^", 40),
+    ("sem_ver:~", 40),
+    ("starts_with", 300),
+    ("ends_with", 300),
+    ("string_cmp:non_string_arg", 200),
+    ("ref", 500),
+    ("logic:if", 1800),
+    ("logic:and_or", 180),
+    ("logic:not", 150),
+    ("logic:equality", 350),
+    ("logic:compare", 150),
+    ("logic:between", 200),
+    ("logic:in_array", 200),
+    ("logic:in_string", 200),
+    ("logic:cat_substr", 200),
+    ("logic:arith", 200),
+    ("logic:min_max", 200),
+    ("logic:merge", 200),
+    ("logic:array_ops", 400),
+    ("logic:missing", 200),
+    ("logic:missing_some", 200),
+    ("logic:var_path", 200),
+    ("logic:and_or_value", 200),
+    ("flagd:timestamp", 200),
+    ("flagd:flag_key", 200),
+    ("result:var", 300),
+    ("result:non_string", 1000),
+    ("variant:unknown", 250),
+    ("context:missing_attribute", 5000),
+    ("context:type_edge", 5000),
+    ("context:no_targeting_key", 800),
     ("flag_not_found", 50),
 ];
 
@@ -1066,21 +1546,33 @@ fn tag_counts(cases: &[Case]) -> BTreeMap<&'static str, usize> {
 }
 
 fn assert_coverage(cases: &[Case]) {
-    assert!(cases.len() >= MIN_CASES, "only {} cases generated, need {MIN_CASES}", cases.len());
+    assert!(
+        cases.len() >= MIN_CASES,
+        "only {} cases generated, need {MIN_CASES}",
+        cases.len()
+    );
     let counts = tag_counts(cases);
     let short: Vec<String> = REQUIRED_TAGS
         .iter()
         .filter(|(tag, min)| counts.get(tag).copied().unwrap_or(0) < *min)
         .map(|(tag, min)| format!("{tag}: {} < {min}", counts.get(tag).copied().unwrap_or(0)))
         .collect();
-    assert!(short.is_empty(), "generator under-covers categories:\n  {}\nall counts: {counts:#?}", short.join("\n  "));
+    assert!(
+        short.is_empty(),
+        "generator under-covers categories:\n  {}\nall counts: {counts:#?}",
+        short.join("\n  ")
+    );
 }
 
 /// The reference's own answers must be spread over every outcome, or the comparison
 /// would mostly compare errors with errors.
 const REQUIRED_OUTCOMES: &[(&str, usize)] = &[
-    ("STATIC", 500), ("TARGETING_MATCH", 2500), ("DEFAULT", 1000), ("DISABLED", 500),
-    ("ERROR/GENERAL", 200), ("ERROR/FLAG_NOT_FOUND", 50),
+    ("STATIC", 500),
+    ("TARGETING_MATCH", 2500),
+    ("DEFAULT", 1000),
+    ("DISABLED", 500),
+    ("ERROR/GENERAL", 200),
+    ("ERROR/FLAG_NOT_FOUND", 50),
 ];
 
 fn outcome_counts(answers: &[Theirs]) -> BTreeMap<String, usize> {
@@ -1099,12 +1591,22 @@ fn assert_outcomes(answers: &[Theirs]) {
     let counts = outcome_counts(answers);
     for (outcome, min) in REQUIRED_OUTCOMES {
         let n = counts.get(*outcome).copied().unwrap_or(0);
-        assert!(n >= *min, "the reference answered {outcome} only {n} times (< {min}): {counts:#?}");
+        assert!(
+            n >= *min,
+            "the reference answered {outcome} only {n} times (< {min}): {counts:#?}"
+        );
     }
     let valid = answers.iter().filter(|a| a.schema_valid).count();
     let share = valid as f64 / answers.len() as f64;
-    assert!(share >= MIN_SCHEMA_VALID_SHARE, "only {valid} of {} cases are schema-valid", answers.len());
-    eprintln!("reference outcomes: {counts:?}; schema-valid cases: {valid}/{}", answers.len());
+    assert!(
+        share >= MIN_SCHEMA_VALID_SHARE,
+        "only {valid} of {} cases are schema-valid",
+        answers.len()
+    );
+    eprintln!(
+        "reference outcomes: {counts:?}; schema-valid cases: {valid}/{}",
+        answers.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1122,7 +1624,11 @@ fn evaluator_matches_reference_on_generated_cases() {
     let (docs, cases) = generate();
     assert_coverage(&cases);
     let theirs = run_reference(batches(&docs, &cases));
-    assert_eq!(theirs.len(), cases.len(), "the reference answered a different number of cases");
+    assert_eq!(
+        theirs.len(),
+        cases.len(),
+        "the reference answered a different number of cases"
+    );
     assert_outcomes(&theirs);
 
     let now = now_unix_seconds();
@@ -1135,30 +1641,83 @@ fn evaluator_matches_reference_on_generated_cases() {
         match compare(case, spec, theirs, &ours) {
             Ok(Outcome::Agreed) => {}
             Ok(Outcome::RejectedInvalid) => rejected_invalid += 1,
-            Err(diff) => mismatches.push(describe(id, case, &docs[case.doc], theirs, &ours, &diff)),
+            Err(diff) => mismatches.push((
+                id,
+                describe(id, case, &docs[case.doc], theirs, &ours, &diff),
+            )),
         }
     }
-    eprintln!("{} cases; {rejected_invalid} in schema-invalid documents our loader refused", cases.len());
+    eprintln!(
+        "{} cases; {rejected_invalid} in schema-invalid documents our loader refused",
+        cases.len()
+    );
     let compared = cases.len() - rejected_invalid;
-    assert!(compared >= MIN_CASES, "only {compared} cases were compared (need {MIN_CASES})");
+    assert!(
+        compared >= MIN_CASES,
+        "only {compared} cases were compared (need {MIN_CASES})"
+    );
     assert!(
         mismatches.is_empty(),
-        "{} of {} cases differ from the reference; the first {}:\n\n{}",
+        "{}",
+        mismatch_report(&cases, &mismatches)
+    );
+}
+
+/// The shown mismatches come from distinct flags first (each flag is evaluated with
+/// several contexts, and one bug tends to fail all of them), then a count per category.
+fn mismatch_report(cases: &[Case], mismatches: &[(usize, String)]) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let (first, repeats): (Vec<_>, Vec<_>) = mismatches
+        .iter()
+        .partition(|(id, _)| seen.insert((cases[*id].doc, cases[*id].flag_key.as_str())));
+    let shown: Vec<&str> = first
+        .iter()
+        .chain(&repeats)
+        .take(SHOWN_MISMATCHES)
+        .map(|(_, text)| text.as_str())
+        .collect();
+    let failed: Vec<Case> = mismatches
+        .iter()
+        .map(|(id, _)| Case {
+            tags: cases[*id].tags.clone(),
+            ..cases[*id].clone()
+        })
+        .collect();
+    let mut by_tag: Vec<_> = tag_counts(&failed).into_iter().collect();
+    by_tag.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    format!(
+        "{} of {} cases differ from the reference ({} distinct flags); {} shown:\n\n{}\nmismatches per category: {by_tag:?}",
         mismatches.len(),
         cases.len(),
-        mismatches.len().min(SHOWN_MISMATCHES),
-        mismatches.iter().take(SHOWN_MISMATCHES).cloned().collect::<Vec<_>>().join("\n")
-    );
+        first.len(),
+        shown.len(),
+        shown.join("\n"),
+    )
 }
 
 /// Documents our loader must refuse; the reference loads them but answers PARSE_ERROR
 /// (for the flag, or for the whole document).
-const INVALID_DOCUMENTS: &[(&str, fn() -> Value)] = &[
-    ("unknown operator", || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"no_such_op": [1, 2]}}}})),
-    ("nested unknown operator", || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"bogus": [{"var": "x"}]}, "on", "off"]}}}})),
-    ("$ref to an undefined evaluator", || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"$ref": "nope"}, "on", "off"]}}}, "$evaluators": {"other": {"==": [1, 1]}}})),
-    ("defaultVariant not among the variants", || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "maybe"}}})),
-    ("unknown state", || json!({"flags": {"f": {"state": "ON", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}})),
+const INVALID_DOCUMENTS: &[Named] = &[
+    (
+        "unknown operator",
+        || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"no_such_op": [1, 2]}}}}),
+    ),
+    (
+        "nested unknown operator",
+        || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"bogus": [{"var": "x"}]}, "on", "off"]}}}}),
+    ),
+    (
+        "$ref to an undefined evaluator",
+        || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"$ref": "nope"}, "on", "off"]}}}, "$evaluators": {"other": {"==": [1, 1]}}}),
+    ),
+    (
+        "defaultVariant not among the variants",
+        || json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "maybe"}}}),
+    ),
+    (
+        "unknown state",
+        || json!({"flags": {"f": {"state": "ON", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}),
+    ),
 ];
 
 #[test]

@@ -1,6 +1,6 @@
 //! What a caller sees when evaluating flags in our own model.
 
-use flagd_core::{EvaluationContext, ErrorCode, Reason};
+use flagd_core::{ErrorCode, EvaluationContext, Reason};
 use serde_json::json;
 
 use crate::support::{ctx, outcome, ruleset};
@@ -43,11 +43,11 @@ fn allowed_companies_get_the_on_variant_whatever_the_rules() {
 #[test]
 fn rules_apply_in_order_and_the_first_match_decides() {
     let rs = ruleset(json!({"flags": [{"key": "theme", "state": "ENABLED",
-        "variants": {"classic": "classic", "dark": "dark", "neon": "neon"}, "offVariant": "classic",
-        "rules": [
-            {"conditions": [{"attribute": "plan", "op": "equals", "value": "enterprise"}], "serve": {"variant": "dark"}},
-            {"conditions": [{"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]}], "serve": {"variant": "neon"}}
-        ]}]}));
+    "variants": {"classic": "classic", "dark": "dark", "neon": "neon"}, "offVariant": "classic",
+    "rules": [
+        {"conditions": [{"attribute": "plan", "op": "equals", "value": "enterprise"}], "serve": {"variant": "dark"}},
+        {"conditions": [{"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]}], "serve": {"variant": "neon"}}
+    ]}]}));
     let theme = |plan: &str| rs.string("theme", &ctx(json!({"plan": plan}))).value.map(str::to_owned);
     assert_eq!(theme("enterprise").as_deref(), Some("dark"));
     assert_eq!(theme("pro").as_deref(), Some("neon"));

@@ -3,6 +3,7 @@
 
 mod differential;
 mod evaluation;
+mod flagd_format;
 mod properties;
 mod support;
 mod validation;

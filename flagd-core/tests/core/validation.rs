@@ -22,9 +22,7 @@ fn every_problem_is_reported_with_flag_and_path() {
         {"key": "dup"}, {"key": "dup"},
         {"key": "re", "rules": [{"conditions": [{"attribute": "email", "op": "matches", "value": "(unclosed"}], "serve": {"variant": "on"}}]}
     ]}));
-    let has = |path: &str, needle: &str| {
-        found.iter().any(|(_, p, m)| p == path && m.contains(needle))
-    };
+    let has = |path: &str, needle: &str| found.iter().any(|(_, p, m)| p == path && m.contains(needle));
     assert!(has("flags.checkout.variants.b", "mixed variant types"), "{found:#?}");
     assert!(has("flags.checkout.rules[1].serve.variant", "unknown variant `zzz`"), "{found:#?}");
     assert!(has("flags.checkout.rules[2].serve.rollout", "sum to 90%"), "{found:#?}");
@@ -40,8 +38,14 @@ fn rollout_weights_take_at_most_three_decimals_within_range() {
         {"variant": "on", "weight": 12.3456}, {"variant": "off", "weight": 87.6544}]}}},
         {"key": "g", "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": -5}, {"variant": "off", "weight": 105}]}}}
     ]}));
-    assert!(found.iter().any(|(_, p, m)| p == "flags.f.fallthrough.rollout.variants[0].weight" && m.contains("three decimals")));
-    assert!(found.iter().any(|(_, p, m)| p == "flags.g.fallthrough.rollout.variants[0].weight" && m.contains("outside")));
+    assert!(
+        found
+            .iter()
+            .any(|(_, p, m)| p == "flags.f.fallthrough.rollout.variants[0].weight" && m.contains("three decimals"))
+    );
+    assert!(
+        found.iter().any(|(_, p, m)| p == "flags.g.fallthrough.rollout.variants[0].weight" && m.contains("outside"))
+    );
 }
 
 #[test]

@@ -1,0 +1,104 @@
+//! Reading and writing the flagd flag-definition format.
+
+use flagd_core::flagd::export;
+use flagd_core::{Dialect, Error, EvaluationContext, Ruleset, RulesetSource};
+use serde_json::{Value, json};
+
+use crate::support::{ctx, outcome, ruleset};
+
+fn flagd(doc: Value) -> Ruleset {
+    Ruleset::from_flagd_str(&doc.to_string()).unwrap_or_else(|e| panic!("imports: {e}"))
+}
+
+#[test]
+fn imported_flags_report_flagd_reasons() {
+    let rs = flagd(json!({
+        "metadata": {"flagSetId": "web"},
+        "$evaluators": {"is_pro": {"==": [{"var": "plan"}, "pro"]}},
+        "flags": {
+            "static": {"state": "ENABLED", "variants": {"a": "A", "b": "B"}, "defaultVariant": "b"},
+            "targeted": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                         "targeting": {"if": [{"$ref": "is_pro"}, "on", null]}, "metadata": {"owner": "x"}},
+            "off": {"state": "DISABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}
+        }
+    }));
+    let pro = ctx(json!({"plan": "pro"}));
+    let free = ctx(json!({"plan": "free"}));
+    assert_eq!(outcome(&rs.evaluate("static", &pro)), (Some("b"), "STATIC"));
+    assert_eq!(outcome(&rs.evaluate("targeted", &pro)), (Some("on"), "TARGETING_MATCH"));
+    assert_eq!(outcome(&rs.evaluate("targeted", &free)), (Some("off"), "DEFAULT"));
+    let disabled = rs.evaluate("off", &pro);
+    assert_eq!((outcome(&disabled), disabled.value), ((Some("off"), "DISABLED"), Some(&json!(false))));
+    let meta = rs.evaluate("targeted", &pro).metadata.clone();
+    assert_eq!((meta.get("flagSetId"), meta.get("owner")), (Some(&json!("web")), Some(&json!("x"))));
+}
+
+#[test]
+fn invalid_flagd_documents_are_refused_with_every_problem() {
+    let doc = r#"{"flags": {
+        "a": {"state": "ON", "variants": {"x": 1}},
+        "b": {"state": "ENABLED", "variants": {"x": 1}, "defaultVariant": "y"},
+        "c": {"state": "ENABLED", "variants": {"x": 1}, "targeting": {"no_such_op": [1]}},
+        "c": {"state": "ENABLED", "variants": {"x": 1}}
+    }}"#;
+    let Err(Error::Invalid(e)) = Ruleset::from_flagd_str(doc) else { panic!("must be refused") };
+    let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"flags.a.state"), "{paths:?}");
+    assert!(paths.contains(&"flags.b.defaultVariant"), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("flags.c.targeting")), "{paths:?}");
+    assert!(e.problems.iter().any(|p| p.message.contains("duplicate flag key `c`")), "{e}");
+}
+
+#[test]
+fn malformed_json_is_a_clear_error() {
+    assert!(matches!(Ruleset::from_flagd_str("{\"flags\": "), Err(Error::Json(_))));
+    assert!(matches!(Ruleset::from_flagd_str("{}"), Err(Error::Invalid(_))));
+}
+
+/// Exporting and re-importing serves every context the same variant.
+#[test]
+fn export_round_trips_through_the_flagd_format() {
+    let source_json = json!({
+        "segments": [{"key": "pilot", "companies": ["7", "8"]},
+                     {"key": "staff", "conditions": [{"attribute": "email", "op": "ends_with", "value": "@acme.com"}]}],
+        "flags": [
+            {"key": "portal", "state": "ENABLED", "deny": ["13"], "allow": ["5"],
+             "rules": [{"segments": ["pilot", "staff"], "serve": {"variant": "on"}},
+                       {"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]},
+                                       {"attribute": "appVersion", "op": "semver_gte", "value": "2.1.0"}],
+                        "serve": {"rollout": {"variants": [{"variant": "on", "weight": 33.333}, {"variant": "off", "weight": 66.667}]}}}],
+             "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": 12.5}, {"variant": "off", "weight": 87.5}]}}},
+            {"key": "theme", "state": "ENABLED", "variants": {"classic": "c", "dark": "d"}, "offVariant": "classic",
+             "rules": [{"conditions": [{"attribute": "age", "op": "gte", "value": 30}], "serve": {"variant": "dark"}}]},
+            {"key": "static", "state": "ENABLED", "fallthrough": {"variant": "on"}},
+            {"key": "killed", "state": "DISABLED", "fallthrough": {"variant": "on"}}
+        ]
+    });
+    let native = ruleset(source_json.clone());
+    let source: RulesetSource = serde_json::from_value(source_json).unwrap();
+    let exported = export(&source, Dialect::Native).unwrap();
+    let imported = flagd(exported);
+    let plans = ["pro", "free"];
+    let versions = ["2.0.0", "2.1.0", "10.0.0"];
+    for company in 0..300 {
+        let c = ctx(json!({
+            "companyId": company, "targetingKey": format!("user-{company}"),
+            "plan": plans[company % 2], "appVersion": versions[company % 3], "age": company % 60,
+            "email": if company % 11 == 0 { "x@acme.com" } else { "x@example.com" }
+        }));
+        for key in ["portal", "theme", "static"] {
+            assert_eq!(imported.evaluate(key, &c).variant, native.evaluate(key, &c).variant, "{key} for {c:?}");
+        }
+    }
+    let anonymous = EvaluationContext::new().with_targeting_key("u1");
+    assert_eq!(imported.evaluate("portal", &anonymous).variant, native.evaluate("portal", &anonymous).variant);
+    assert_eq!(imported.evaluate("killed", &anonymous).variant, Some("off"));
+}
+
+#[test]
+fn export_refuses_what_flagd_cannot_express() {
+    let source: RulesetSource = serde_json::from_value(json!({"flags": [{"key": "f",
+        "rules": [{"conditions": [{"attribute": "email", "op": "matches", "value": "^a"}], "serve": {"variant": "on"}}]}]})).unwrap();
+    let err = export(&source, Dialect::Native).unwrap_err();
+    assert_eq!(err.problems[0].path, "flags.f.rules[0].conditions[0]");
+}
