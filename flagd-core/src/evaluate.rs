@@ -11,14 +11,13 @@ use crate::logic::Scope;
 use crate::resolution::{ErrorCode, FlagValue, Reason, Resolution, Typed};
 use crate::ruleset::{BucketBy, CompiledFlag, CompiledRollout, CompiledRule, CompiledServe, Ruleset, TOTAL_WEIGHT};
 
-static NO_METADATA: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
-
 impl Ruleset {
-    /// Evaluates one flag. An unknown key gives reason `ERROR` with `FLAG_NOT_FOUND`.
+    /// Evaluates one flag. An unknown key gives reason `ERROR` with `FLAG_NOT_FOUND` and
+    /// the ruleset-wide metadata.
     pub fn evaluate<'r>(&'r self, key: &str, ctx: &EvaluationContext) -> Resolution<'r> {
         match self.index.get(key).and_then(|&i| self.flags.get(i)) {
             Some(flag) => flag.evaluate(self, ctx),
-            None => Resolution::failed(ErrorCode::FlagNotFound, format!("flag `{key}` not found"), &NO_METADATA),
+            None => Resolution::failed(ErrorCode::FlagNotFound, format!("flag `{key}` not found"), &self.metadata),
         }
     }
 

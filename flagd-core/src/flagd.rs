@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::error::Error;
+use crate::error::{Error, Problem, ValidationError};
 use crate::model::{Flag, FlagState, Rule, RulesetSource, Serve};
 use crate::problems::Problems;
 use crate::ruleset::{CompileOptions, Dialect, Ruleset};
@@ -60,6 +60,13 @@ impl<'de> Deserialize<'de> for Entries {
 /// Reads a flagd document into a [`RulesetSource`] (flagd dialect), reporting every
 /// problem in it with its path.
 pub fn import(text: &str) -> Result<RulesetSource, Error> {
+    let (source, problems) = read(text)?;
+    problems.into_result(source).map_err(Error::from)
+}
+
+/// Reads what can be read, keeping the problems, so that a caller who compiles next can
+/// report the document's problems and the compiler's together.
+fn read(text: &str) -> Result<(RulesetSource, Problems), Error> {
     let doc: Document = serde_json::from_str(text)?;
     let mut problems = Problems::default();
     let evaluators = object_field(doc.evaluators, "$evaluators", &mut problems);
@@ -80,7 +87,8 @@ pub fn import(text: &str) -> Result<RulesetSource, Error> {
             flags.push(flag);
         }
     }
-    problems.into_result(RulesetSource { flags, segments: Vec::new(), evaluators, metadata }).map_err(Error::from)
+    problems.set_key(None);
+    Ok((RulesetSource { flags, segments: Vec::new(), evaluators, metadata }, problems))
 }
 
 fn object_field(value: Option<Value>, path: &str, problems: &mut Problems) -> Map<String, Value> {
@@ -155,19 +163,31 @@ fn import_flag(key: String, value: Value, problems: &mut Problems) -> Option<Fla
 /// file: problems are reported with the path the author wrote.
 const MODEL_TARGETING: &str = ".rules[0].serve.targeting";
 
+fn flagd_path(mut p: Problem) -> Problem {
+    for (model, flagd) in [
+        (MODEL_TARGETING, ".targeting"),
+        (".fallthrough.variant", ".defaultVariant"),
+        (".offVariant", ".defaultVariant"),
+    ] {
+        p.path = p.path.replacen(model, flagd, 1);
+    }
+    p
+}
+
 impl Ruleset {
     /// Imports and compiles a flagd document (flagd dialect).
     pub fn from_flagd_str(text: &str) -> Result<Self, Error> {
-        let source = import(text)?;
+        let (source, read_problems) = read(text)?;
         let options = CompileOptions { dialect: Dialect::Flagd, ..CompileOptions::default() };
-        Self::compile_with(&source, &options).map_err(|mut e| {
-            for p in &mut e.problems {
-                p.path = p.path.replacen(MODEL_TARGETING, ".targeting", 1);
-                p.path = p.path.replacen(".fallthrough.variant", ".defaultVariant", 1);
-                p.path = p.path.replacen(".offVariant", ".defaultVariant", 1);
-            }
-            Error::from(e)
-        })
+        let compiled = Self::compile_with(&source, &options);
+        let mut problems = read_problems.into_result(()).err().map(|e| e.problems).unwrap_or_default();
+        match compiled {
+            Ok(ruleset) if problems.is_empty() => return Ok(ruleset),
+            Ok(_) => {}
+            Err(e) => problems.extend(e.problems.into_iter().map(flagd_path)),
+        }
+        problems.sort_by(|a, b| a.path.cmp(&b.path));
+        Err(Error::Invalid(ValidationError { problems }))
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::eval::{Env, eval};
 use super::node::{Args, ArithOp, CmpOp, Func, IterKind, Node};
-use super::value::{Val, str_to_number};
+use super::value::Val;
 use super::{CompileEnv, Limits};
 use crate::context::EvaluationContext;
 use crate::error::LogicError;
@@ -18,10 +18,46 @@ const INVALID_ARGUMENTS: &str = "Invalid Arguments";
 
 /// Every operator we compile, by name.
 const OPERATORS: &[&str] = &[
-    "var", "if", "?:", "==", "===", "!=", "!==", "!", "!!", "not", "and", "or", "<", "<=", ">",
-    ">=", "in", "cat", "substr", "+", "-", "*", "/", "%", "min", "max", "merge", "map", "filter",
-    "reduce", "all", "every", "some", "none", "missing", "missing_some", "fractional", "sem_ver",
-    "starts_with", "ends_with",
+    "var",
+    "if",
+    "?:",
+    "==",
+    "===",
+    "!=",
+    "!==",
+    "!",
+    "!!",
+    "not",
+    "and",
+    "or",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "cat",
+    "substr",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "min",
+    "max",
+    "merge",
+    "map",
+    "filter",
+    "reduce",
+    "all",
+    "every",
+    "some",
+    "none",
+    "missing",
+    "missing_some",
+    "fractional",
+    "sem_ver",
+    "starts_with",
+    "ends_with",
 ];
 
 /// flagd's operators: never deterministic, so never folded.
@@ -76,7 +112,13 @@ impl Resolver<'_> {
         Ok(Value::Object(Map::from_iter([(op.clone(), arg)])))
     }
 
-    fn walk_ref(&mut self, evaluators: &Map<String, Value>, name: &Value, path: &str, depth: usize) -> Result<Value, LogicError> {
+    fn walk_ref(
+        &mut self,
+        evaluators: &Map<String, Value>,
+        name: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<Value, LogicError> {
         let name = match name {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -117,7 +159,8 @@ fn deterministic(v: &Value, in_iter: bool) -> bool {
                 "missing_some" => false,
                 "map" | "filter" | "all" | "every" | "some" | "none" | "reduce" => {
                     let Value::Array(a) = arg else { return true };
-                    a.first().is_none_or(|l| deterministic(l, in_iter)) && a.get(1).is_none_or(|b| deterministic(b, true))
+                    a.first().is_none_or(|l| deterministic(l, in_iter))
+                        && a.get(1).is_none_or(|b| deterministic(b, true))
                 }
                 f if FLAGD_OPERATORS.contains(&f) => false,
                 _ => deterministic(arg, in_iter),
@@ -157,7 +200,7 @@ impl Compiler {
         let node = Compiler { folding: true }.op(op, arg, &join(path, op))?;
         let ctx = EvaluationContext::new();
         let env = Env { ctx: &ctx, flag_key: "" };
-        match eval(&node, &env, &Val::Obj(Vec::new())) {
+        match eval(&node, &env, &Val::Obj(Vec::new()), &mut Val::Null) {
             Ok(val) => Ok(Node::Const(val.into_owned())),
             Err(e) => Err(LogicError::BadArguments {
                 op: op.to_owned(),
@@ -168,7 +211,11 @@ impl Compiler {
     }
 
     fn op(&self, op: &str, arg: &Value, path: &str) -> Result<Node, LogicError> {
-        let bad = |message: &str| LogicError::BadArguments { op: op.to_owned(), path: path.to_owned(), message: message.to_owned() };
+        let bad = |message: &str| LogicError::BadArguments {
+            op: op.to_owned(),
+            path: path.to_owned(),
+            message: message.to_owned(),
+        };
         let boxed = |v: &Value| self.node(v, path).map(Box::new);
         Ok(match op {
             "var" => self.var(arg, path)?,
@@ -183,13 +230,15 @@ impl Compiler {
             },
             "!" | "not" | "!!" => {
                 let inner = match arg {
-                    Value::Array(a) => a.first().map_or(Ok(Box::new(Node::Const(Val::Null))), |v| self.node(v, &format!("{path}[0]")).map(Box::new))?,
+                    Value::Array(a) => a.first().map_or(Ok(Box::new(Node::Const(Val::Null))), |v| {
+                        self.node(v, &format!("{path}[0]")).map(Box::new)
+                    })?,
                     other => boxed(other)?,
                 };
                 if op == "!!" { Node::Truthy(inner) } else { Node::Not(inner) }
             }
             "<" | "<=" | ">" | ">=" | "==" | "===" | "!=" | "!==" => match arg {
-                Value::Array(a) if a.len() >= 2 => Node::Cmp(cmp_op(op), self.list(a, path)?),
+                Value::Array(a) if a.len() >= 2 => Node::Cmp(cmp_op(op), self.list(a, path)?, !self.folding),
                 _ => Node::Throw(INVALID_ARGUMENTS),
             },
             "in" => match arg {
@@ -197,14 +246,20 @@ impl Compiler {
                 other => Node::Call(Func::In, self.args(other, path)?),
             },
             "cat" => self.cat(arg, path)?,
-            "+" | "-" | "*" | "/" | "%" => self.arith(arith_op(op), arg, path).map_err(|m| bad(m))?,
+            "+" | "-" | "*" | "/" | "%" => self.arith(arith_op(op), arg, path).map_err(bad)?,
             "map" | "filter" | "all" | "every" | "some" | "none" => {
                 let Value::Array(a) = arg else { return Err(bad(INVALID_ARGUMENTS)) };
-                let kind = iter_kind(op);
+                let kind = match iter_kind(op) {
+                    IterKind::All if self.folding => IterKind::AllLoose,
+                    kind => kind,
+                };
                 Node::Iter(kind, self.item(a, 0, path)?, self.item(a, 1, path)?)
             }
             "reduce" => {
                 let Value::Array(a) = arg else { return Err(bad(INVALID_ARGUMENTS)) };
+                if let Some(rewritten) = self.folding.then(|| reduce_idiom(a)).flatten() {
+                    return self.node(&rewritten, path);
+                }
                 let init = if a.len() >= 3 { Some(self.item(a, 2, path)?) } else { None };
                 Node::Reduce { list: self.item(a, 0, path)?, body: self.item(a, 1, path)?, init }
             }
@@ -258,6 +313,13 @@ impl Compiler {
         match a.len() {
             0 => Ok(Node::Const(Val::Null)),
             1 => self.node(&a[0], &format!("{path}[0]")),
+            // json-logic-engine compiles `if` only from three arguments; with two it runs
+            // the interpreter's method, so the branches get the interpreter's semantics.
+            2 => {
+                let mut nodes = Compiler { folding: true }.list(a, path)?;
+                nodes.push(Node::Const(Val::Null));
+                Ok(Node::If(nodes))
+            }
             _ => {
                 let mut nodes = self.list(a, path)?;
                 if nodes.len() % 2 == 0 {
@@ -270,7 +332,9 @@ impl Compiler {
 
     fn cat(&self, arg: &Value, path: &str) -> Result<Node, LogicError> {
         Ok(match arg {
-            Value::String(_) | Value::Number(_) => Node::Const(Val::Str(Cow::Owned(Val::from_json(arg).to_js_string().into_owned()))),
+            Value::String(_) | Value::Number(_) => {
+                Node::Const(Val::Str(Cow::Owned(Val::from_json(arg).to_js_string().into_owned())))
+            }
             Value::Array(a) => Node::Cat { parts: self.list(a, path)?, skip_null: self.folding },
             other => Node::Call(Func::Cat, Args::Spread(Box::new(self.node(other, path)?))),
         })
@@ -279,9 +343,13 @@ impl Compiler {
     fn arith(&self, op: ArithOp, arg: &Value, path: &str) -> Result<Node, &'static str> {
         let Value::Array(items) = arg else {
             return Ok(match arg {
-                Value::Object(m) if !m.is_empty() => Node::ArithOf(op, Box::new(self.node(arg, path).map_err(|_| INVALID_ARGUMENTS)?)),
+                Value::Object(m) if !m.is_empty() => {
+                    Node::ArithOf(op, Box::new(self.node(arg, path).map_err(|_| INVALID_ARGUMENTS)?))
+                }
                 // The interpreter passes a literal to `+`/`-` as is and wraps it for the rest.
-                lit if matches!(op, ArithOp::Add | ArithOp::Sub) => Node::ArithOf(op, Box::new(Node::Const(Val::from_json(lit).into_owned()))),
+                lit if matches!(op, ArithOp::Add | ArithOp::Sub) => {
+                    Node::ArithOf(op, Box::new(Node::Const(Val::from_json(lit).into_owned())))
+                }
                 lit => Node::Arith(op, vec![Node::Const(Val::from_json(lit).into_owned())]),
             });
         };
@@ -301,7 +369,10 @@ impl Compiler {
             let node = self.operand(item, &format!("{path}[{i}]"))?;
             // A literal zero divisor fails the build (the generated code checks for `+0`).
             let divisor = op == ArithOp::Div && !nodes.is_empty();
-            if divisor && matches!(node, Node::Const(Val::Num(n)) if n == 0.0) && !matches!(item, Value::Bool(_) | Value::Null) {
+            if divisor
+                && matches!(node, Node::Const(Val::Num(n)) if n == 0.0)
+                && !matches!(item, Value::Bool(_) | Value::Null)
+            {
                 return Err("NaN");
             }
             nodes.push(node);
@@ -412,4 +483,37 @@ pub(crate) fn split_path(s: &str) -> Vec<String> {
         parts.push(current);
     }
     parts
+}
+
+/// The interpreter's optimizer turns `reduce` with a body of `+` (or `*`) over exactly
+/// `accumulator` and `current` into arithmetic over the whole list, which coerces
+/// non-arrays instead of failing; mirror that rewrite.
+fn reduce_idiom(args: &[Value]) -> Option<Value> {
+    let (root, body) = (args.first()?, args.get(1)?.as_object()?);
+    let init = args.get(2);
+    [("+", 0), ("*", 1)].into_iter().find_map(|(op, unit)| {
+        let operands = body.get(op)?.as_array()?;
+        let names: Vec<&str> = operands.iter().filter_map(|o| o.get("var")?.as_str()).collect();
+        let is_fold = operands.len() == 2
+            && operands.iter().all(|o| o.get("var").is_some())
+            && names.contains(&"accumulator")
+            && names.contains(&"current");
+        // `+` replaces any falsy initial value with 0; `*` only a missing one with 1.
+        let init = match (op, init) {
+            ("+", Some(v)) if js_truthy_literal(v) => v.clone(),
+            ("*", Some(v)) => v.clone(),
+            _ => Value::from(unit),
+        };
+        is_fold.then(|| serde_json::json!({ op: [{ op: root }, init] }))
+    })
+}
+
+fn js_truthy_literal(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
 }

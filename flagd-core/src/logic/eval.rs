@@ -9,7 +9,7 @@ use super::EvalFailure;
 use super::arith;
 use super::compile::split_path;
 use super::funcs;
-use super::node::{CmpOp, IterKind, Node};
+use super::node::{ArithOp, CmpOp, IterKind, Node};
 use super::value::{Val, js_compare, loose_eq, same_value_zero, strict_eq};
 use crate::context::EvaluationContext;
 
@@ -27,30 +27,52 @@ pub(crate) fn fail(message: &'static str) -> EvalFailure {
 }
 
 /// Evaluates `node` with `data` as what `var` reads.
-pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, data: &Val<'a>) -> Res<'a> {
+pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, data: &Val<'a>, prev: &mut Val<'a>) -> Res<'a> {
     match node {
         Node::Const(v) => Ok(v.reborrow()),
-        Node::Array(items) => items.iter().map(|n| eval(n, env, data)).collect::<Result<_, _>>().map(Val::Arr),
-        Node::Var { path, default, nullish } => match lookup(env, data, path) {
-            Some(v) if !(*nullish && v.is_null()) => Ok(v),
-            _ => default.as_deref().map_or(Ok(Val::Null), |d| eval(d, env, data)),
-        },
+        Node::Array(items) => items.iter().map(|n| eval(n, env, data, prev)).collect::<Result<_, _>>().map(Val::Arr),
+        Node::Var { path, default, nullish } => {
+            let v = match lookup(env, data, path) {
+                Some(v) if !(*nullish && v.is_null()) => v,
+                _ => default.as_deref().map_or(Ok(Val::Null), |d| eval(d, env, data, prev))?,
+            };
+            // The generated code keeps the value in the function's shared `prev`.
+            if *nullish {
+                *prev = v.clone();
+            }
+            Ok(v)
+        }
         Node::Data => Ok(data.clone()),
-        Node::VarDyn(arg) => Ok(var_method(env, data, &eval(arg, env, data)?)),
-        Node::If(nodes) => eval_if(nodes, env, data),
-        Node::And(nodes) => logical(nodes, env, data, false),
-        Node::Or(nodes) => logical(nodes, env, data, true),
-        Node::Not(n) => Ok(Val::Bool(!eval(n, env, data)?.truthy())),
-        Node::Truthy(n) => Ok(Val::Bool(eval(n, env, data)?.truthy())),
-        Node::Cmp(op, args) => compare(*op, args, env, data),
-        Node::In(a, b) => in_op(&eval(a, env, data)?, &eval(b, env, data)?),
-        Node::Cat { parts, skip_null } => cat(parts, *skip_null, env, data),
-        Node::Arith(op, nodes) => arith::over_list(*op, nodes, env, data),
-        Node::ArithOf(op, n) => arith::over_value(*op, &eval(n, env, data)?),
-        Node::Iter(kind, list, body) => iterate(*kind, &eval(list, env, data)?, body, env),
-        Node::Reduce { list, body, init } => reduce(list, body, init.as_deref(), env, data),
-        Node::Call(f, args) => funcs::call(*f, args, env, data),
-        Node::Fractional(args) => super::fractional::fractional(args, env, data),
+        Node::VarDyn(arg) => Ok(var_method(env, data, &eval(arg, env, data, prev)?)),
+        Node::If(nodes) => eval_if(nodes, env, data, prev),
+        Node::And(nodes) => logical(nodes, env, data, prev, false),
+        Node::Or(nodes) => logical(nodes, env, data, prev, true),
+        Node::Not(n) => Ok(Val::Bool(!eval(n, env, data, prev)?.truthy())),
+        Node::Truthy(n) => Ok(Val::Bool(eval(n, env, data, prev)?.truthy())),
+        Node::Cmp(op, args, shared) => compare(*op, args, *shared, env, data, prev),
+        Node::In(a, b) => {
+            let a = eval(a, env, data, prev)?;
+            in_op(&a, &eval(b, env, data, prev)?)
+        }
+        Node::Cat { parts, skip_null } => cat(parts, *skip_null, env, data, prev),
+        Node::Arith(op, nodes) => arith::over_list(*op, nodes, env, data, prev),
+        Node::ArithOf(op, n) => {
+            let v = eval(n, env, data, prev)?;
+            if matches!(op, ArithOp::Add | ArithOp::Sub | ArithOp::Div) {
+                *prev = v.clone();
+            }
+            arith::over_value(*op, &v)
+        }
+        Node::Iter(kind, list, body) => {
+            let list = eval(list, env, data, prev)?;
+            if *kind == IterKind::All {
+                *prev = list.clone();
+            }
+            iterate(*kind, &list, body, env)
+        }
+        Node::Reduce { list, body, init } => reduce(list, body, init.as_deref(), env, data, prev),
+        Node::Call(f, args) => funcs::call(*f, args, env, data, prev),
+        Node::Fractional(args) => super::fractional::fractional(args, env, data, prev),
         Node::Throw(message) => Err(fail(message)),
     }
 }
@@ -101,7 +123,8 @@ fn flagd_field<'a>(env: &Env<'a>, key: &str) -> Option<Val<'a>> {
 }
 
 fn flagd_object<'a>(env: &Env<'a>) -> Val<'a> {
-    let fields = ["flagKey", "timestamp"].into_iter().filter_map(|k| flagd_field(env, k).map(|v| (Cow::Borrowed(k), v)));
+    let fields =
+        ["flagKey", "timestamp"].into_iter().filter_map(|k| flagd_field(env, k).map(|v| (Cow::Borrowed(k), v)));
     Val::Obj(fields.collect())
 }
 
@@ -132,23 +155,24 @@ fn var_method<'a>(env: &Env<'a>, data: &Val<'a>, arg: &Val<'a>) -> Val<'a> {
     lookup(env, data, &split_path(&key)).or(default).unwrap_or(Val::Null)
 }
 
-fn eval_if<'a>(nodes: &'a [Node], env: &Env<'a>, data: &Val<'a>) -> Res<'a> {
+fn eval_if<'a>(nodes: &'a [Node], env: &Env<'a>, data: &Val<'a>, prev: &mut Val<'a>) -> Res<'a> {
     let mut pairs = nodes.chunks_exact(2);
     for pair in &mut pairs {
         if let [cond, then] = pair {
-            if eval(cond, env, data)?.truthy() {
-                return eval(then, env, data);
+            if eval(cond, env, data, prev)?.truthy() {
+                return eval(then, env, data, prev);
             }
         }
     }
-    pairs.remainder().first().map_or(Ok(Val::Null), |otherwise| eval(otherwise, env, data))
+    pairs.remainder().first().map_or(Ok(Val::Null), |otherwise| eval(otherwise, env, data, prev))
 }
 
 /// `and`/`or`: the first operand that decides, else the last one.
-fn logical<'a>(nodes: &'a [Node], env: &Env<'a>, data: &Val<'a>, stop_when: bool) -> Res<'a> {
+fn logical<'a>(nodes: &'a [Node], env: &Env<'a>, data: &Val<'a>, prev: &mut Val<'a>, stop_when: bool) -> Res<'a> {
     let mut last = Val::Null;
     for n in nodes {
-        last = eval(n, env, data)?;
+        last = eval(n, env, data, prev)?;
+        *prev = last.clone();
         if last.truthy() == stop_when {
             break;
         }
@@ -156,15 +180,32 @@ fn logical<'a>(nodes: &'a [Node], env: &Env<'a>, data: &Val<'a>, stop_when: bool
     Ok(last)
 }
 
-fn compare<'a>(op: CmpOp, args: &'a [Node], env: &Env<'a>, data: &Val<'a>) -> Res<'a> {
+/// Comparisons as generated: `(prev = a) < compareCheck(b, prev)`, where `prev` is the
+/// function-wide variable, so when `b` itself assigns it (a `var`, say) the check sees
+/// `b`'s value rather than `a`'s. Chains also store each checked operand in `prev`.
+fn compare<'a>(
+    op: CmpOp,
+    args: &'a [Node],
+    shared: bool,
+    env: &Env<'a>,
+    data: &Val<'a>,
+    prev: &mut Val<'a>,
+) -> Res<'a> {
     let Some((first, rest)) = args.split_first() else { return Err(fail("Invalid Arguments")) };
-    let mut prev = eval(first, env, data)?;
+    let mut left = eval(first, env, data, prev)?;
+    *prev = left.clone();
+    let chain = rest.len() > 1;
     for n in rest {
-        let item = compare_check(eval(n, env, data)?, &prev, op.strict())?;
-        if !holds(op, &prev, &item) {
+        let item = eval(n, env, data, prev)?;
+        let against = if shared { prev.clone() } else { left.clone() };
+        let item = compare_check(item, &against, op.strict())?;
+        if chain {
+            *prev = item.clone();
+        }
+        if !holds(op, &left, &item) {
             return Ok(Val::Bool(false));
         }
-        prev = item;
+        left = item;
     }
     Ok(Val::Bool(true))
 }
@@ -219,10 +260,10 @@ pub(crate) fn in_op<'a>(item: &Val<'_>, within: &Val<'_>) -> Res<'a> {
     }
 }
 
-fn cat<'a>(parts: &'a [Node], skip_null: bool, env: &Env<'a>, data: &Val<'a>) -> Res<'a> {
+fn cat<'a>(parts: &'a [Node], skip_null: bool, env: &Env<'a>, data: &Val<'a>, prev: &mut Val<'a>) -> Res<'a> {
     let mut out = String::new();
     for p in parts {
-        let v = eval(p, env, data)?;
+        let v = eval(p, env, data, prev)?;
         if !(skip_null && v.is_null()) {
             // Writing into a String cannot fail.
             let _ = v.write_js(&mut out);
@@ -242,6 +283,9 @@ pub(crate) fn item_at<'a>(list: &Val<'a>, i: usize) -> Option<Val<'a>> {
 }
 
 fn iterate<'a>(kind: IterKind, list: &Val<'a>, body: &'a Node, env: &Env<'a>) -> Res<'a> {
+    if kind == IterKind::AllLoose {
+        return all_loose(list, body, env);
+    }
     let len = match list.as_array() {
         // `all` of an empty array is false, unlike `Array.prototype.every`.
         Some(items) if items.len() == 0 && kind == IterKind::All => return Ok(Val::Bool(false)),
@@ -252,26 +296,34 @@ fn iterate<'a>(kind: IterKind, list: &Val<'a>, body: &'a Node, env: &Env<'a>) ->
     let mut out = Vec::new();
     for i in 0..len {
         let Some(item) = item_at(list, i) else { break };
-        let result = eval(body, env, &item)?;
+        // Each body call is its own generated function, with its own `prev`.
+        let result = eval(body, env, &item, &mut Val::Null)?;
         match kind {
             IterKind::Map => out.push(result),
             IterKind::Filter if result.truthy() => out.push(item),
             IterKind::Filter => {}
             IterKind::All if !result.truthy() => return Ok(Val::Bool(false)),
             IterKind::Some | IterKind::None if result.truthy() => return Ok(Val::Bool(kind == IterKind::Some)),
-            IterKind::All | IterKind::Some | IterKind::None => {}
+            IterKind::All | IterKind::AllLoose | IterKind::Some | IterKind::None => {}
         }
     }
     Ok(match kind {
         IterKind::Map | IterKind::Filter => Val::Arr(out),
-        IterKind::All | IterKind::None => Val::Bool(true),
+        IterKind::All | IterKind::AllLoose | IterKind::None => Val::Bool(true),
         IterKind::Some => Val::Bool(false),
     })
 }
 
-fn reduce<'a>(list: &'a Node, body: &'a Node, init: Option<&'a Node>, env: &Env<'a>, data: &Val<'a>) -> Res<'a> {
-    let list = eval(list, env, data)?;
-    let init = init.map(|n| eval(n, env, data).and_then(assert_flat)).transpose()?;
+fn reduce<'a>(
+    list: &'a Node,
+    body: &'a Node,
+    init: Option<&'a Node>,
+    env: &Env<'a>,
+    data: &Val<'a>,
+    prev: &mut Val<'a>,
+) -> Res<'a> {
+    let list = eval(list, env, data, prev)?;
+    let init = init.map(|n| eval(n, env, data, prev).and_then(assert_flat)).transpose()?;
     let len = match list.as_array() {
         Some(items) => items.len(),
         None if !list.js_truthy() => 0,
@@ -284,7 +336,7 @@ fn reduce<'a>(list: &'a Node, body: &'a Node, init: Option<&'a Node>, env: &Env<
     for i in start..len {
         let Some(current) = item_at(&list, i) else { break };
         let pair = Val::Obj(vec![(Cow::Borrowed("accumulator"), acc), (Cow::Borrowed("current"), current)]);
-        acc = assert_flat(eval(body, env, &pair)?)?;
+        acc = assert_flat(eval(body, env, &pair, &mut Val::Null)?)?;
     }
     Ok(acc)
 }
@@ -299,4 +351,27 @@ fn assert_flat(v: Val<'_>) -> Res<'_> {
         other => other.as_array().is_some_and(|a| a.iter().any(|x| x.is_object_like())),
     };
     if nested { Err(fail("Exceeded Allowed Depth")) } else { Ok(v) }
+}
+
+/// The interpreter's `all`: falsy → `[]` → false; an empty array → false; a string is
+/// walked by character; a value without a length (number, object, `true`) passes.
+fn all_loose<'a>(list: &Val<'a>, body: &'a Node, env: &Env<'a>) -> Res<'a> {
+    if !list.js_truthy() {
+        return Ok(Val::Bool(false));
+    }
+    if let Some(items) = list.as_array() {
+        if items.len() == 0 {
+            return Ok(Val::Bool(false));
+        }
+        return iterate(IterKind::All, list, body, env);
+    }
+    if let Val::Str(s) = list {
+        for ch in s.chars() {
+            let item = Val::Str(Cow::Owned(ch.to_string()));
+            if !eval(body, env, &item, &mut Val::Null)?.truthy() {
+                return Ok(Val::Bool(false));
+            }
+        }
+    }
+    Ok(Val::Bool(true))
 }

@@ -1,11 +1,32 @@
-//! JSON Logic, compiled once and evaluated many times (placeholder: being written).
+//! JSON Logic, compiled once and evaluated many times, with the results of
+//! json-logic-engine 5 (compiled mode) as used by `@openfeature/flagd-core`.
+//!
+//! Compilation resolves `$ref`s, enforces [`Limits`], rejects unknown operators and runs
+//! deterministic sub-expressions once (as json-logic-engine's `build` does, including
+//! failing when one of them throws). Evaluation walks the resulting tree, borrowing from
+//! the context and the expression wherever it can.
+
+mod arith;
+mod compile;
+mod eval;
+mod fractional;
+mod funcs;
+mod node;
+mod value;
+
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::context::EvaluationContext;
 use crate::error::LogicError;
+use eval::Env;
+use node::Node;
+use value::Val;
 
 /// Size limits applied when compiling an expression.
 #[derive(Debug, Clone, Copy)]
@@ -49,12 +70,15 @@ pub struct EvalFailure(pub Cow<'static, str>);
 #[derive(Debug, Clone)]
 pub struct Logic {
     source: Value,
+    root: Arc<Node>,
 }
 
 impl Logic {
     /// Compiles an expression, checking operators, arguments and limits.
-    pub fn compile(expr: &Value, _env: &CompileEnv<'_>) -> Result<Self, LogicError> {
-        Ok(Self { source: expr.clone() })
+    pub fn compile(expr: &Value, env: &CompileEnv<'_>) -> Result<Self, LogicError> {
+        let resolved = compile::resolve(expr, env)?;
+        let root = compile::compile(&resolved)?;
+        Ok(Self { source: expr.clone(), root: Arc::new(root) })
     }
 
     /// The expression as written (with `$ref`s as written).
@@ -62,14 +86,21 @@ impl Logic {
         &self.source
     }
 
-    /// Whether the expression's result is truthy (JavaScript truthiness).
-    pub fn is_truthy(&self, _scope: &Scope<'_>) -> Result<bool, EvalFailure> {
-        Ok(false)
+    /// Whether the expression's result is truthy (JavaScript truthiness: unlike
+    /// json-logic-engine's own `if`, an empty array or object counts as true here).
+    pub fn is_truthy(&self, scope: &Scope<'_>) -> Result<bool, EvalFailure> {
+        let env = Env { ctx: scope.context, flag_key: scope.flag_key };
+        Ok(eval::eval(&self.root, &env, &Val::Root, &mut Val::Null)?.js_truthy())
     }
 
     /// The result as flagd reads a targeting rule: `None` for null/undefined, otherwise
     /// the JavaScript `String(result)` (a variant name).
-    pub fn variant_name<'s>(&'s self, _scope: &Scope<'s>) -> Result<Option<Cow<'s, str>>, EvalFailure> {
-        Ok(None)
+    pub fn variant_name<'s>(&'s self, scope: &Scope<'s>) -> Result<Option<Cow<'s, str>>, EvalFailure> {
+        let env = Env { ctx: scope.context, flag_key: scope.flag_key };
+        Ok(match eval::eval(&self.root, &env, &Val::Root, &mut Val::Null)? {
+            Val::Null => None,
+            Val::Str(s) => Some(s),
+            other => Some(Cow::Owned(other.to_js_string().into_owned())),
+        })
     }
 }

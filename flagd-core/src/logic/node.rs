@@ -11,7 +11,11 @@ pub(crate) enum Node {
     Array(Vec<Node>),
     /// `var` with a literal path: `context?.[a]?.[b] ?? default` (compiled) or the
     /// interpreter's "only undefined falls back" (`nullish == false`).
-    Var { path: Box<[String]>, default: Option<Box<Node>>, nullish: bool },
+    Var {
+        path: Box<[String]>,
+        default: Option<Box<Node>>,
+        nullish: bool,
+    },
     /// `var` of `""`/`null`: the whole data.
     Data,
     /// `var` whose key is computed: the interpreter's method on the evaluated argument.
@@ -22,17 +26,25 @@ pub(crate) enum Node {
     Or(Vec<Node>),
     Not(Box<Node>),
     Truthy(Box<Node>),
-    Cmp(CmpOp, Vec<Node>),
+    /// `shared`: compiled code, where the operand check reads the shared `prev`.
+    Cmp(CmpOp, Vec<Node>, bool),
     In(Box<Node>, Box<Node>),
     /// `'' + a + b …` (compiled: null prints as "null") or the interpreter's cat, which
     /// skips null (`skip_null`).
-    Cat { parts: Vec<Node>, skip_null: bool },
+    Cat {
+        parts: Vec<Node>,
+        skip_null: bool,
+    },
     /// Arithmetic over an argument list (operands already checked at compile time).
     Arith(ArithOp, Vec<Node>),
     /// Arithmetic over one computed value (usually an array).
     ArithOf(ArithOp, Box<Node>),
     Iter(IterKind, Box<Node>, Box<Node>),
-    Reduce { list: Box<Node>, body: Box<Node>, init: Option<Box<Node>> },
+    Reduce {
+        list: Box<Node>,
+        body: Box<Node>,
+        init: Option<Box<Node>>,
+    },
     Call(Func, Args),
     Fractional(Args),
     /// Fails when evaluated (what the generated JavaScript would throw).
@@ -71,6 +83,9 @@ pub(crate) enum IterKind {
     Map,
     Filter,
     All,
+    /// The interpreter's `all`: walks anything with a length (strings by character) and
+    /// is true for values without one.
+    AllLoose,
     Some,
     None,
 }

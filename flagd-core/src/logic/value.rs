@@ -8,11 +8,12 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt::{self, Write};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A JavaScript value as json-logic-engine sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) enum Val<'a> {
+    #[default]
     Null,
     Bool(bool),
     Num(f64),
@@ -121,13 +122,6 @@ impl<'a> Val<'a> {
         matches!(self, Self::Json(_) | Self::List(_) | Self::Arr(_) | Self::Fields(_) | Self::Obj(_) | Self::Root)
     }
 
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match self {
-            Self::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
     /// JavaScript's `!value` being false (raw JS truthiness: `[]` and `{}` are truthy).
     pub(crate) fn js_truthy(&self) -> bool {
         match self {
@@ -211,11 +205,6 @@ fn owned_json(v: &Value) -> Val<'static> {
     }
 }
 
-/// Property `key` of an object held as JSON.
-pub(crate) fn json_field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<Val<'a>> {
-    map.get(key).map(Val::from_json)
-}
-
 /// `Number.prototype.toString()`: shortest round-trip digits, exponent form outside
 /// `[1e-7, 1e21)`.
 pub(crate) fn write_number<W: Write>(n: f64, out: &mut W) -> fmt::Result {
@@ -273,7 +262,7 @@ fn write_digits<W: Write>(digits: &str, point: i32, out: &mut W) -> fmt::Result 
 /// A small fixed buffer for formatting numbers without allocating.
 #[derive(Default)]
 struct StackBuf {
-    buf: [u8; 40],
+    buf: [u8; 32],
     len: usize,
 }
 
@@ -315,7 +304,10 @@ fn radix_number(digits: &str, radix: u32) -> f64 {
     if digits.is_empty() {
         return f64::NAN;
     }
-    digits.chars().try_fold(0.0f64, |acc, c| c.to_digit(radix).map(|d| acc * f64::from(radix) + f64::from(d))).unwrap_or(f64::NAN)
+    digits
+        .chars()
+        .try_fold(0.0f64, |acc, c| c.to_digit(radix).map(|d| acc * f64::from(radix) + f64::from(d)))
+        .unwrap_or(f64::NAN)
 }
 
 /// `digits [. digits] [e [+-] digits]` with at least one digit in the mantissa.

@@ -92,10 +92,7 @@ impl Theirs {
             error_code: text("errorCode"),
             error_message: text("errorMessage"),
             metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
-            schema_valid: v
-                .get("schemaValid")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            schema_valid: v.get("schemaValid").and_then(Value::as_bool).unwrap_or(false),
             load_error: text("loadError"),
         }
     }
@@ -217,18 +214,7 @@ const BOOL_VARIANTS: &[&[(&str, bool)]] = &[
     &[("true", true), ("false", false)],
     &[("yes", true), ("no", false), ("true", true)],
 ];
-const STRING_NAMES: &[&str] = &[
-    "a",
-    "b",
-    "c",
-    "pro",
-    "free",
-    "enterprise",
-    "true",
-    "false",
-    "1",
-    "0",
-];
+const STRING_NAMES: &[&str] = &["a", "b", "c", "pro", "free", "enterprise", "true", "false", "1", "0"];
 const NUMBER_NAMES: &[&str] = &["1", "0", "2", "low", "high", "a", "b", "true"];
 const NUMBER_VALUES: &[f64] = &[0.0, 1.0, 2.5, -3.0, 100.0, 1000.0, 0.25];
 const OBJECT_NAMES: &[&str] = &["a", "b", "pro", "free", "true", "1"];
@@ -263,16 +249,7 @@ const ATTRS: &[Attr] = &[
     Attr {
         name: "country",
         normal: 3,
-        values: || {
-            vec![
-                json!("US"),
-                json!("DE"),
-                json!("FR"),
-                json!("us"),
-                json!(""),
-                Value::Null,
-            ]
-        },
+        values: || vec![json!("US"), json!("DE"), json!("FR"), json!("us"), json!(""), Value::Null],
     },
     Attr {
         name: "appVersion",
@@ -345,71 +322,29 @@ const ATTRS: &[Attr] = &[
         name: "beta",
         normal: 2,
         values: || {
-            vec![
-                json!(true),
-                json!(false),
-                json!("true"),
-                json!("false"),
-                json!(0),
-                json!(1),
-                Value::Null,
-                json!(""),
-            ]
+            vec![json!(true), json!(false), json!("true"), json!("false"), json!(0), json!(1), Value::Null, json!("")]
         },
     },
     Attr {
         name: "tags",
         normal: 3,
-        values: || {
-            vec![
-                json!(["beta", "early"]),
-                json!(["x"]),
-                json!([]),
-                json!("beta"),
-                Value::Null,
-                json!([1, 2]),
-            ]
-        },
+        values: || vec![json!(["beta", "early"]), json!(["x"]), json!([]), json!("beta"), Value::Null, json!([1, 2])],
     },
     Attr {
         name: "scores",
         normal: 3,
-        values: || {
-            vec![
-                json!([1, 2, 3]),
-                json!([5]),
-                json!([0.5, 10]),
-                json!([]),
-                Value::Null,
-                json!("12"),
-            ]
-        },
+        values: || vec![json!([1, 2, 3]), json!([5]), json!([0.5, 10]), json!([]), Value::Null, json!("12")],
     },
     Attr {
         name: "companyId",
         normal: 4,
-        values: || {
-            vec![
-                json!("acme"),
-                json!("42"),
-                json!(42),
-                json!(7),
-                json!(""),
-                json!("0"),
-            ]
-        },
+        values: || vec![json!("acme"), json!("42"), json!(42), json!(7), json!(""), json!("0")],
     },
     Attr {
         name: "user",
         normal: 2,
         values: || {
-            vec![
-                json!({"tier": "gold"}),
-                json!({"tier": "silver"}),
-                json!({"tier": null}),
-                json!({}),
-                json!("gold"),
-            ]
+            vec![json!({"tier": "gold"}), json!({"tier": "silver"}), json!({"tier": null}), json!({}), json!("gold")]
         },
     },
 ];
@@ -422,23 +357,11 @@ type Named = (&'static str, fn() -> Value);
 const EVALUATOR_CONDITIONS: &[Named] = &[
     ("isPro", || json!({"==": [{"var": "plan"}, "pro"]})),
     ("adult", || json!({">=": [{"var": "age"}, 18]})),
-    (
-        "inEurope",
-        || json!({"in": [{"var": "country"}, ["DE", "FR"]]}),
-    ),
-    (
-        "modernApp",
-        || json!({"sem_ver": [{"var": "appVersion"}, ">=", "1.2.0"]}),
-    ),
-    (
-        "corpEmail",
-        || json!({"ends_with": [{"var": "email"}, "@corp.io"]}),
-    ),
+    ("inEurope", || json!({"in": [{"var": "country"}, ["DE", "FR"]]})),
+    ("modernApp", || json!({"sem_ver": [{"var": "appVersion"}, ">=", "1.2.0"]})),
+    ("corpEmail", || json!({"ends_with": [{"var": "email"}, "@corp.io"]})),
 ];
-const EVALUATOR_RESULT: Named = (
-    "planVariant",
-    || json!({"if": [{"var": "beta"}, "a", {"var": "plan"}]}),
-);
+const EVALUATOR_RESULT: Named = ("planVariant", || json!({"if": [{"var": "beta"}, "a", {"var": "plan"}]}));
 
 struct Gen {
     rng: Rng,
@@ -503,13 +426,7 @@ impl Gen {
 
     fn non_string_leaf(&mut self) -> Value {
         self.tag("result:non_string");
-        const LITS: &[fn() -> Value] = &[
-            || json!(true),
-            || json!(false),
-            || json!(1),
-            || json!(0),
-            || json!(2),
-        ];
+        const LITS: &[fn() -> Value] = &[|| json!(true), || json!(false), || json!(1), || json!(0), || json!(2)];
         (self.rng.pick(LITS))()
     }
 
@@ -559,18 +476,12 @@ const CONDITIONS: &[(&str, Make)] = &[
 fn cond_equality(g: &mut Gen, _: usize) -> Value {
     let op = *g.rng.pick(&["==", "===", "!=", "!=="]);
     let (a, b) = (g.var(), g.edge_literal());
-    if g.rng.chance(50) {
-        json!({op: [a, b]})
-    } else {
-        json!({op: [b, a]})
-    }
+    if g.rng.chance(50) { json!({op: [a, b]}) } else { json!({op: [b, a]}) }
 }
 
 fn cond_compare(g: &mut Gen, _: usize) -> Value {
     let op = *g.rng.pick(&["<", "<=", ">", ">="]);
-    let attr = *g
-        .rng
-        .pick(&["age", "age", "plan", "companyId", "appVersion", "beta"]);
+    let attr = *g.rng.pick(&["age", "age", "plan", "companyId", "appVersion", "beta"]);
     let lit = match g.rng.below(4) {
         0 => json!("30"),
         1 => json!("m"),
@@ -597,28 +508,15 @@ fn cond_in_array(g: &mut Gen, _: usize) -> Value {
 }
 
 fn cond_in_string(g: &mut Gen, _: usize) -> Value {
-    let (needle, attr) = *g.rng.pick(&[
-        ("@example", "email"),
-        ("corp", "email"),
-        ("ro", "plan"),
-        ("3", "age"),
-        ("", "plan"),
-    ]);
+    let (needle, attr) =
+        *g.rng.pick(&[("@example", "email"), ("corp", "email"), ("ro", "plan"), ("3", "age"), ("", "plan")]);
     json!({"in": [needle, {"var": attr}]})
 }
 
 /// `starts_with`/`ends_with`, also on attributes that are not always strings.
 fn cond_string_cmp(g: &mut Gen, _: usize) -> Value {
-    let op = if g.rng.chance(50) {
-        "starts_with"
-    } else {
-        "ends_with"
-    };
-    g.tag(if op == "starts_with" {
-        "starts_with"
-    } else {
-        "ends_with"
-    });
+    let op = if g.rng.chance(50) { "starts_with" } else { "ends_with" };
+    g.tag(if op == "starts_with" { "starts_with" } else { "ends_with" });
     let (attr, arg) = *g.rng.pick(&[
         ("email", "bob"),
         ("email", "@example.com"),
@@ -648,51 +546,26 @@ const SEMVER_OPS: &[(&str, &str)] = &[
 ];
 /// Literal versions must be strict semver for the flagd schema; the lenient forms
 /// (v-prefix, partial, invalid) come from the context's `appVersion`.
-const SEMVER_LITERALS: &[&str] = &[
-    "1.2.3",
-    "1.2.0",
-    "2.0.0",
-    "1.0.0",
-    "2.0.0-beta.1",
-    "1.2.3-alpha",
-    "0.9.12",
-    "1.2.3+build.5",
-    "1.10.0",
-];
+const SEMVER_LITERALS: &[&str] =
+    &["1.2.3", "1.2.0", "2.0.0", "1.0.0", "2.0.0-beta.1", "1.2.3-alpha", "0.9.12", "1.2.3+build.5", "1.10.0"];
 
 fn cond_sem_ver(g: &mut Gen, _: usize) -> Value {
     let (op, tag) = *g.rng.pick(SEMVER_OPS);
     g.tag(tag);
     let lit = *g.rng.pick(SEMVER_LITERALS);
     let var = json!({"var": "appVersion"});
-    if g.rng.chance(70) {
-        json!({"sem_ver": [var, op, lit]})
-    } else {
-        json!({"sem_ver": [lit, op, var]})
-    }
+    if g.rng.chance(70) { json!({"sem_ver": [var, op, lit]}) } else { json!({"sem_ver": [lit, op, var]}) }
 }
 
 fn cond_missing(g: &mut Gen, _: usize) -> Value {
-    let keys = *g.rng.pick(&[
-        &["plan"][..],
-        &["plan", "age"],
-        &["email", "companyId", "user.tier"],
-    ]);
-    if g.rng.chance(50) {
-        json!({"!": [{"missing": keys}]})
-    } else {
-        json!({"missing": keys})
-    }
+    let keys = *g.rng.pick(&[&["plan"][..], &["plan", "age"], &["email", "companyId", "user.tier"]]);
+    if g.rng.chance(50) { json!({"!": [{"missing": keys}]}) } else { json!({"missing": keys}) }
 }
 
 fn cond_missing_some(g: &mut Gen, _: usize) -> Value {
     let need = g.rng.range(1, 2);
     let missing = json!({"missing_some": [need, ["email", "companyId", "plan"]]});
-    if g.rng.chance(50) {
-        json!({"!": [missing]})
-    } else {
-        missing
-    }
+    if g.rng.chance(50) { json!({"!": [missing]}) } else { missing }
 }
 
 fn cond_and_or(g: &mut Gen, depth: usize) -> Value {
@@ -704,11 +577,7 @@ fn cond_and_or(g: &mut Gen, depth: usize) -> Value {
 
 fn cond_not(g: &mut Gen, depth: usize) -> Value {
     let op = if g.rng.chance(50) { "!" } else { "!!" };
-    let arg = if g.rng.chance(50) {
-        g.var()
-    } else {
-        g.sub_condition(depth)
-    };
+    let arg = if g.rng.chance(50) { g.var() } else { g.sub_condition(depth) };
     json!({op: [arg]})
 }
 
@@ -737,12 +606,7 @@ fn cond_cat_substr(g: &mut Gen, _: usize) -> Value {
             json!({"==": [{"cat": [{"var": "plan"}, "-", {"var": "country"}]}, *g.rng.pick(&["pro-US", "free-DE", "-", "pro-"])]})
         }
         1 => {
-            let (start, len, want) = *g.rng.pick(&[
-                (0, 3, "bob"),
-                (-8, 100, "@corp.io"),
-                (1, 2, "li"),
-                (-3, -1, "co"),
-            ]);
+            let (start, len, want) = *g.rng.pick(&[(0, 3, "bob"), (-8, 100, "@corp.io"), (1, 2, "li"), (-3, -1, "co")]);
             json!({"==": [{"substr": [{"var": "email"}, start, len]}, want]})
         }
         _ => json!({"==": [{"substr": [{"var": "plan"}, g.rng.range(0, 2)]}, "ro"]}),
@@ -805,11 +669,7 @@ fn cond_var_path(g: &mut Gen, _: usize) -> Value {
 
 impl Gen {
     fn sub_condition(&mut self, depth: usize) -> Value {
-        if depth >= 2 {
-            cond_equality(self, depth)
-        } else {
-            self.condition(depth + 1)
-        }
+        if depth >= 2 { cond_equality(self, depth) } else { self.condition(depth + 1) }
     }
 }
 
@@ -857,11 +717,7 @@ impl Gen {
 /// A bare condition: the boolean result names the variant "true" or "false" (used only
 /// where one exists, so that most cases do not end in "variant not found").
 fn result_condition(g: &mut Gen, depth: usize) -> Value {
-    if g.has_variant(&["true", "false"]) {
-        g.condition(depth)
-    } else {
-        result_if(g, depth)
-    }
+    if g.has_variant(&["true", "false"]) { g.condition(depth) } else { result_if(g, depth) }
 }
 
 fn result_number(g: &mut Gen, depth: usize) -> Value {
@@ -877,19 +733,11 @@ fn result_number(g: &mut Gen, depth: usize) -> Value {
 
 fn result_and_or(g: &mut Gen, depth: usize) -> Value {
     let name = g.variant_name();
-    if g.rng.chance(50) {
-        json!({"or": [{"var": "plan"}, name]})
-    } else {
-        json!({"and": [g.condition(depth), name]})
-    }
+    if g.rng.chance(50) { json!({"or": [{"var": "plan"}, name]}) } else { json!({"and": [g.condition(depth), name]}) }
 }
 
 fn result_ref(g: &mut Gen, depth: usize) -> Value {
-    if g.result_ref {
-        json!({"$ref": EVALUATOR_RESULT.0})
-    } else {
-        result_if(g, depth)
-    }
+    if g.result_ref { json!({"$ref": EVALUATOR_RESULT.0}) } else { result_if(g, depth) }
 }
 
 /// Bucketing weights; the tag says which edge a weight exercises.
@@ -939,11 +787,7 @@ fn result_fractional(g: &mut Gen, _: usize) -> Value {
     let n = g.rng.range(1, 5) as usize;
     g.tag(BUCKET_COUNT_TAGS[n - 1]);
     for _ in 0..n {
-        let name = if g.rng.chance(5) {
-            UNKNOWN_VARIANT.to_owned()
-        } else {
-            g.variant_name()
-        };
+        let name = if g.rng.chance(5) { UNKNOWN_VARIANT.to_owned() } else { g.variant_name() };
         args.push(g.bucket(name));
     }
     if g.rng.chance(3) {
@@ -1013,12 +857,7 @@ struct Case {
 fn variants(g: &mut Gen, ty: Ty) -> Map<String, Value> {
     let mut names: Vec<&str> = match ty {
         Ty::Boolean => {
-            return g
-                .rng
-                .pick(BOOL_VARIANTS)
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), json!(v)))
-                .collect();
+            return g.rng.pick(BOOL_VARIANTS).iter().map(|(n, v)| ((*n).to_owned(), json!(v))).collect();
         }
         Ty::String => STRING_NAMES.to_vec(),
         Ty::Number => NUMBER_NAMES.to_vec(),
@@ -1047,18 +886,8 @@ fn variants(g: &mut Gen, ty: Ty) -> Map<String, Value> {
 fn metadata(g: &mut Gen, prefix: &str) -> Value {
     let mut m = Map::new();
     let version = g.rng.range(1, 3);
-    m.insert(
-        "version".into(),
-        if prefix == "set" {
-            json!(format!("v{version}"))
-        } else {
-            json!(version)
-        },
-    );
-    m.insert(
-        format!("{prefix}Owner"),
-        json!(*g.rng.pick(&["core", "growth"])),
-    );
+    m.insert("version".into(), if prefix == "set" { json!(format!("v{version}")) } else { json!(version) });
+    m.insert(format!("{prefix}Owner"), json!(*g.rng.pick(&["core", "growth"])));
     if g.rng.chance(50) {
         m.insert("experimental".into(), json!(g.rng.chance(50)));
     }
@@ -1073,15 +902,8 @@ fn flag(g: &mut Gen, key: String) -> (Value, FlagSpec) {
     g.names = variants.keys().cloned().collect();
     let mut flag = Map::new();
     let disabled = g.rng.chance(10);
-    g.tag(if disabled {
-        "state:disabled"
-    } else {
-        "state:enabled"
-    });
-    flag.insert(
-        "state".into(),
-        json!(if disabled { "DISABLED" } else { "ENABLED" }),
-    );
+    g.tag(if disabled { "state:disabled" } else { "state:enabled" });
+    flag.insert("state".into(), json!(if disabled { "DISABLED" } else { "ENABLED" }));
     flag.insert("variants".into(), Value::Object(variants.clone()));
     let default_variant = if g.rng.chance(12) {
         g.tag("default_variant:none");
@@ -1110,13 +932,7 @@ fn flag(g: &mut Gen, key: String) -> (Value, FlagSpec) {
         g.tag("metadata:flag");
         flag.insert("metadata".into(), metadata(g, "flag"));
     }
-    let spec = FlagSpec {
-        key,
-        ty,
-        default_variant,
-        variants,
-        tags: std::mem::take(&mut g.tags),
-    };
+    let spec = FlagSpec { key, ty, default_variant, variants, tags: std::mem::take(&mut g.tags) };
     (Value::Object(flag), spec)
 }
 
@@ -1158,10 +974,7 @@ fn document(g: &mut Gen, index: usize) -> Doc {
     if set_metadata {
         doc.insert("metadata".into(), metadata(g, "set"));
     }
-    Doc {
-        json: Value::Object(doc),
-        flags: specs,
-    }
+    Doc { json: Value::Object(doc), flags: specs }
 }
 
 /// Bucketing values stay ASCII: the reference hashes UTF-16 code units, flagd hashes
@@ -1206,13 +1019,7 @@ fn context(g: &mut Gen) -> (Value, Vec<&'static str>) {
 }
 
 fn generate() -> (Vec<Doc>, Vec<Case>) {
-    let mut g = Gen {
-        rng: Rng(SEED),
-        tags: Vec::new(),
-        names: Vec::new(),
-        refs: Vec::new(),
-        result_ref: false,
-    };
+    let mut g = Gen { rng: Rng(SEED), tags: Vec::new(), names: Vec::new(), refs: Vec::new(), result_ref: false };
     let mut docs = Vec::new();
     let mut cases = Vec::new();
     for d in 0..DOCUMENTS {
@@ -1221,14 +1028,7 @@ fn generate() -> (Vec<Doc>, Vec<Case>) {
             for _ in 0..CONTEXTS_PER_FLAG {
                 let (context, mut tags) = context(&mut g);
                 tags.extend(spec.tags.iter().copied());
-                cases.push(Case {
-                    doc: d,
-                    flag: Some(f),
-                    flag_key: spec.key.clone(),
-                    ty: spec.ty,
-                    context,
-                    tags,
-                });
+                cases.push(Case { doc: d, flag: Some(f), flag_key: spec.key.clone(), ty: spec.ty, context, tags });
             }
         }
         if d % 10 == 0 {
@@ -1285,9 +1085,7 @@ enum Ours {
 }
 
 fn now_unix_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn load(doc: &Doc) -> Result<Ruleset, String> {
@@ -1317,13 +1115,9 @@ fn evaluate_ours(ruleset: &Result<Ruleset, String>, case: &Case, now: i64) -> Ou
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -1336,8 +1130,7 @@ struct Diff(Vec<String>);
 impl Diff {
     fn check<T: PartialEq + std::fmt::Debug>(&mut self, field: &str, ours: T, expected: T) {
         if ours != expected {
-            self.0
-                .push(format!("{field}: ours {ours:?}, expected {expected:?}"));
+            self.0.push(format!("{field}: ours {ours:?}, expected {expected:?}"));
         }
     }
 
@@ -1347,8 +1140,7 @@ impl Diff {
             (a, b) => a.is_none() && b.is_none(),
         };
         if !same {
-            self.0
-                .push(format!("{field}: ours {ours:?}, expected {expected:?}"));
+            self.0.push(format!("{field}: ours {ours:?}, expected {expected:?}"));
         }
     }
 }
@@ -1360,34 +1152,20 @@ enum Outcome {
     RejectedInvalid,
 }
 
-fn compare(
-    case: &Case,
-    spec: Option<&FlagSpec>,
-    theirs: &Theirs,
-    ours: &Ours,
-) -> Result<Outcome, String> {
+fn compare(case: &Case, spec: Option<&FlagSpec>, theirs: &Theirs, ours: &Ours) -> Result<Outcome, String> {
     let (value, variant, reason, error_code, metadata) = match ours {
-        Ours::Rejected(e) if !theirs.schema_valid || theirs.load_error.is_some() => {
-            let _ = e;
+        Ours::Rejected(_) if !theirs.schema_valid || theirs.load_error.is_some() => {
             return Ok(Outcome::RejectedInvalid);
         }
         Ours::Rejected(e) => {
-            return Err(format!(
-                "we rejected a document the flagd schema accepts: {e}"
-            ));
+            return Err(format!("we rejected a document the flagd schema accepts: {e}"));
         }
-        Ours::Resolved {
-            value,
-            variant,
-            reason,
-            error_code,
-            metadata,
-        } => (value, variant, *reason, *error_code, metadata),
+        Ours::Resolved { value, variant, reason, error_code, metadata } => {
+            (value, variant, *reason, *error_code, metadata)
+        }
     };
     if let Some(e) = &theirs.load_error {
-        return Err(format!(
-            "the reference could not load the document ({e}) but we did"
-        ));
+        return Err(format!("the reference could not load the document ({e}) but we did"));
     }
     let caller_default = case.ty.caller_default();
     let mut d = Diff::default();
@@ -1397,11 +1175,7 @@ fn compare(
             d.check("errorCode", error_code, theirs.error_code.as_deref());
             d.check_json("value", value.as_ref(), None);
             d.check("variant", variant.as_deref(), None);
-            d.check_json(
-                "reference value",
-                Some(&theirs.value),
-                Some(&caller_default),
-            );
+            d.check_json("reference value", Some(&theirs.value), Some(&caller_default));
         }
         "DISABLED" => {
             // Deliberate difference: we serve the flag's default variant, the reference
@@ -1409,16 +1183,8 @@ fn compare(
             let spec = spec.ok_or("DISABLED for a flag the generator did not make")?;
             let dv = spec.default_variant.as_deref();
             d.check("variant", variant.as_deref(), dv);
-            d.check_json(
-                "value",
-                value.as_ref(),
-                dv.and_then(|v| spec.variants.get(v)),
-            );
-            d.check_json(
-                "reference value",
-                Some(&theirs.value),
-                Some(&caller_default),
-            );
+            d.check_json("value", value.as_ref(), dv.and_then(|v| spec.variants.get(v)));
+            d.check_json("reference value", Some(&theirs.value), Some(&caller_default));
             d.check("reference variant", theirs.variant.as_deref(), None);
         }
         _ => {
@@ -1430,17 +1196,9 @@ fn compare(
         }
     }
     if theirs.error_code.as_deref() != Some("FLAG_NOT_FOUND") {
-        d.check_json(
-            "metadata",
-            Some(&Value::Object(metadata.clone())),
-            Some(&theirs.metadata),
-        );
+        d.check_json("metadata", Some(&Value::Object(metadata.clone())), Some(&theirs.metadata));
     }
-    if d.0.is_empty() {
-        Ok(Outcome::Agreed)
-    } else {
-        Err(d.0.join("\n    "))
-    }
+    if d.0.is_empty() { Ok(Outcome::Agreed) } else { Err(d.0.join("\n    ")) }
 }
 
 fn describe(id: usize, case: &Case, doc: &Doc, theirs: &Theirs, ours: &Ours, diff: &str) -> String {
@@ -1546,22 +1304,14 @@ fn tag_counts(cases: &[Case]) -> BTreeMap<&'static str, usize> {
 }
 
 fn assert_coverage(cases: &[Case]) {
-    assert!(
-        cases.len() >= MIN_CASES,
-        "only {} cases generated, need {MIN_CASES}",
-        cases.len()
-    );
+    assert!(cases.len() >= MIN_CASES, "only {} cases generated, need {MIN_CASES}", cases.len());
     let counts = tag_counts(cases);
     let short: Vec<String> = REQUIRED_TAGS
         .iter()
         .filter(|(tag, min)| counts.get(tag).copied().unwrap_or(0) < *min)
         .map(|(tag, min)| format!("{tag}: {} < {min}", counts.get(tag).copied().unwrap_or(0)))
         .collect();
-    assert!(
-        short.is_empty(),
-        "generator under-covers categories:\n  {}\nall counts: {counts:#?}",
-        short.join("\n  ")
-    );
+    assert!(short.is_empty(), "generator under-covers categories:\n  {}\nall counts: {counts:#?}", short.join("\n  "));
 }
 
 /// The reference's own answers must be spread over every outcome, or the comparison
@@ -1591,22 +1341,12 @@ fn assert_outcomes(answers: &[Theirs]) {
     let counts = outcome_counts(answers);
     for (outcome, min) in REQUIRED_OUTCOMES {
         let n = counts.get(*outcome).copied().unwrap_or(0);
-        assert!(
-            n >= *min,
-            "the reference answered {outcome} only {n} times (< {min}): {counts:#?}"
-        );
+        assert!(n >= *min, "the reference answered {outcome} only {n} times (< {min}): {counts:#?}");
     }
     let valid = answers.iter().filter(|a| a.schema_valid).count();
     let share = valid as f64 / answers.len() as f64;
-    assert!(
-        share >= MIN_SCHEMA_VALID_SHARE,
-        "only {valid} of {} cases are schema-valid",
-        answers.len()
-    );
-    eprintln!(
-        "reference outcomes: {counts:?}; schema-valid cases: {valid}/{}",
-        answers.len()
-    );
+    assert!(share >= MIN_SCHEMA_VALID_SHARE, "only {valid} of {} cases are schema-valid", answers.len());
+    eprintln!("reference outcomes: {counts:?}; schema-valid cases: {valid}/{}", answers.len());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1624,11 +1364,7 @@ fn evaluator_matches_reference_on_generated_cases() {
     let (docs, cases) = generate();
     assert_coverage(&cases);
     let theirs = run_reference(batches(&docs, &cases));
-    assert_eq!(
-        theirs.len(),
-        cases.len(),
-        "the reference answered a different number of cases"
-    );
+    assert_eq!(theirs.len(), cases.len(), "the reference answered a different number of cases");
     assert_outcomes(&theirs);
 
     let now = now_unix_seconds();
@@ -1641,48 +1377,24 @@ fn evaluator_matches_reference_on_generated_cases() {
         match compare(case, spec, theirs, &ours) {
             Ok(Outcome::Agreed) => {}
             Ok(Outcome::RejectedInvalid) => rejected_invalid += 1,
-            Err(diff) => mismatches.push((
-                id,
-                describe(id, case, &docs[case.doc], theirs, &ours, &diff),
-            )),
+            Err(diff) => mismatches.push((id, describe(id, case, &docs[case.doc], theirs, &ours, &diff))),
         }
     }
-    eprintln!(
-        "{} cases; {rejected_invalid} in schema-invalid documents our loader refused",
-        cases.len()
-    );
+    eprintln!("{} cases; {rejected_invalid} in schema-invalid documents our loader refused", cases.len());
     let compared = cases.len() - rejected_invalid;
-    assert!(
-        compared >= MIN_CASES,
-        "only {compared} cases were compared (need {MIN_CASES})"
-    );
-    assert!(
-        mismatches.is_empty(),
-        "{}",
-        mismatch_report(&cases, &mismatches)
-    );
+    assert!(compared >= MIN_CASES, "only {compared} cases were compared (need {MIN_CASES})");
+    assert!(mismatches.is_empty(), "{}", mismatch_report(&cases, &mismatches));
 }
 
 /// The shown mismatches come from distinct flags first (each flag is evaluated with
 /// several contexts, and one bug tends to fail all of them), then a count per category.
 fn mismatch_report(cases: &[Case], mismatches: &[(usize, String)]) -> String {
     let mut seen = std::collections::HashSet::new();
-    let (first, repeats): (Vec<_>, Vec<_>) = mismatches
-        .iter()
-        .partition(|(id, _)| seen.insert((cases[*id].doc, cases[*id].flag_key.as_str())));
-    let shown: Vec<&str> = first
-        .iter()
-        .chain(&repeats)
-        .take(SHOWN_MISMATCHES)
-        .map(|(_, text)| text.as_str())
-        .collect();
-    let failed: Vec<Case> = mismatches
-        .iter()
-        .map(|(id, _)| Case {
-            tags: cases[*id].tags.clone(),
-            ..cases[*id].clone()
-        })
-        .collect();
+    let (first, repeats): (Vec<_>, Vec<_>) =
+        mismatches.iter().partition(|(id, _)| seen.insert((cases[*id].doc, cases[*id].flag_key.as_str())));
+    let shown: Vec<&str> = first.iter().chain(&repeats).take(SHOWN_MISMATCHES).map(|(_, text)| text.as_str()).collect();
+    let failed: Vec<Case> =
+        mismatches.iter().map(|(id, _)| Case { tags: cases[*id].tags.clone(), ..cases[*id].clone() }).collect();
     let mut by_tag: Vec<_> = tag_counts(&failed).into_iter().collect();
     by_tag.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
     format!(
@@ -1725,7 +1437,9 @@ fn invalid_documents_are_rejected_here_and_parse_errors_in_reference() {
     let items: Vec<Value> = INVALID_DOCUMENTS
         .iter()
         .enumerate()
-        .map(|(id, (_, doc))| json!({"id": id, "config": doc(), "flagKey": "f", "type": "boolean", "context": {"x": 1}}))
+        .map(
+            |(id, (_, doc))| json!({"id": id, "config": doc(), "flagKey": "f", "type": "boolean", "context": {"x": 1}}),
+        )
         .collect();
     let theirs = run_reference(vec![json!({"cases": items})]);
     for ((name, doc), theirs) in INVALID_DOCUMENTS.iter().zip(&theirs) {

@@ -1,6 +1,7 @@
 //! flagd-core's integration tests, in one binary so they link once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod allocation;
 mod differential;
 mod evaluation;
 mod flagd_format;

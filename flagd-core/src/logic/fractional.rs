@@ -1,0 +1,161 @@
+//! flagd's `fractional`: deterministic bucketing of a value over weighted variants.
+//!
+//! The bucketing value is hashed straight into [`Murmur3`] (flag key and targeting key in
+//! sequence, or the pieces of a `cat` one after another) so no string is built.
+
+use std::fmt;
+
+use super::EvalFailure;
+use super::eval::{Env, Res, eval, fail, item_at};
+use super::node::{Args, Node};
+use super::value::Val;
+use crate::hash::{Murmur3, bucket_of};
+
+/// flagd refuses weight totals above `i32::MAX`.
+const MAX_WEIGHT: f64 = 2_147_483_647.0;
+
+/// A [`Murmur3`] that JavaScript's `String()` of values can be written into.
+struct HashSink(Murmur3);
+
+impl fmt::Write for HashSink {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// How the first argument turned out: a bucketing value (already hashed) or a bucket.
+enum First<'a> {
+    Hashed(u32),
+    Entry(Val<'a>),
+    Missing,
+}
+
+pub(crate) fn fractional<'a>(args: &'a Args, env: &Env<'a>, data: &Val<'a>, prev: &mut Val<'a>) -> Res<'a> {
+    match args {
+        Args::List(nodes) => {
+            let Some((first, rest)) = nodes.split_first() else { return root_then(data, Val::Null) };
+            let first = first_arg(first, env, data, prev)?;
+            let rest_at = |i: usize| rest.get(i).map(|n| eval(n, env, data, prev)).transpose();
+            decide(first, rest.len(), rest_at, env, data)
+        }
+        Args::Spread(node) => {
+            let v = eval(node, env, data, prev)?;
+            let Some(items) = v.as_array() else {
+                // A single non-array value: one malformed bucket (or a lone bucketing value).
+                return root_then(data, Val::Null);
+            };
+            let first = match item_at(&v, 0) {
+                None => First::Missing,
+                Some(Val::Str(s)) => First::Hashed(hash_str(&s)),
+                Some(other) => First::Entry(other),
+            };
+            let rest_at = |i: usize| Ok(item_at(&v, i + 1));
+            let n = items.len().saturating_sub(1);
+            decide(first, n, rest_at, env, data)
+        }
+    }
+}
+
+fn root_then<'a>(data: &Val<'a>, v: Val<'a>) -> Res<'a> {
+    if matches!(data, Val::Root) { Ok(v) } else { Err(fail("Error: Logger not found in context")) }
+}
+
+fn hash_str(s: &str) -> u32 {
+    let mut h = Murmur3::new();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+/// Evaluates the first argument, hashing a `cat` piece by piece: the generated code
+/// builds `'' + a + b …`, i.e. the concatenation of `String()` of each piece.
+fn first_arg<'a>(node: &'a Node, env: &Env<'a>, data: &Val<'a>, prev: &mut Val<'a>) -> Result<First<'a>, EvalFailure> {
+    if let Node::Cat { parts, skip_null: false } = node {
+        let mut sink = HashSink(Murmur3::new());
+        for p in parts {
+            // Writing into the hasher cannot fail.
+            let _ = eval(p, env, data, prev)?.write_js(&mut sink);
+        }
+        return Ok(First::Hashed(sink.0.finish()));
+    }
+    Ok(match eval(node, env, data, prev)? {
+        Val::Str(s) => First::Hashed(hash_str(&s)),
+        other => First::Entry(other),
+    })
+}
+
+/// A validated bucket: its variant and weight.
+struct Bucket<'a> {
+    variant: Val<'a>,
+    weight: f64,
+}
+
+/// flagd's `toBucketingList` for one entry: `[variant]` or `[variant, integer weight]`.
+fn bucket<'a>(entry: &Val<'a>) -> Option<Bucket<'a>> {
+    let len = entry.as_array()?.len();
+    let variant = item_at(entry, 0)?;
+    if !matches!(variant, Val::Str(_) | Val::Num(_) | Val::Bool(_) | Val::Null) {
+        return None;
+    }
+    let weight = match (len, item_at(entry, 1)) {
+        (1, _) => 1.0,
+        // Negative weights (results of rollout arithmetic) count as zero.
+        (2, Some(Val::Num(w))) if w.is_finite() && w.fract() == 0.0 => w.max(0.0),
+        _ => return None,
+    };
+    Some(Bucket { variant, weight })
+}
+
+fn decide<'a>(
+    first: First<'a>,
+    n_rest: usize,
+    mut rest_at: impl FnMut(usize) -> Result<Option<Val<'a>>, EvalFailure>,
+    env: &Env<'a>,
+    data: &Val<'a>,
+) -> Res<'a> {
+    root_then(data, Val::Null)?;
+    let (hash, lead) = match first {
+        First::Hashed(h) => (h, None),
+        First::Missing => return Ok(Val::Null),
+        First::Entry(e) => match default_hash(env) {
+            Some(h) => (h, Some(e)),
+            None => return Ok(Val::Null),
+        },
+    };
+    let mut entry = |i: usize| -> Result<Option<Val<'a>>, EvalFailure> {
+        match (&lead, i) {
+            (Some(e), 0) => Ok(Some(e.clone())),
+            (Some(_), i) => rest_at(i - 1),
+            (None, i) => rest_at(i),
+        }
+    };
+    let count = n_rest + usize::from(lead.is_some());
+    let mut total = 0.0;
+    for i in 0..count {
+        let Some(b) = entry(i)?.as_ref().and_then(bucket) else { return Ok(Val::Null) };
+        total += b.weight;
+    }
+    if total > MAX_WEIGHT {
+        return Ok(Val::Null);
+    }
+    let target = bucket_of(hash, total as u64);
+    let mut sum = 0u64;
+    for i in 0..count {
+        let Some(b) = entry(i)?.as_ref().and_then(bucket) else { return Ok(Val::Null) };
+        sum += b.weight as u64;
+        if sum > target {
+            return Ok(b.variant);
+        }
+    }
+    Ok(Val::Null)
+}
+
+/// `flagKey + targetingKey`, or nothing when the targeting key is missing or falsy.
+fn default_hash(env: &Env<'_>) -> Option<u32> {
+    let key = env.ctx.get(crate::context::TARGETING_KEY).map(Val::from_json).filter(Val::js_truthy)?;
+    let mut sink = HashSink(Murmur3::new());
+    sink.0.write(env.flag_key.as_bytes());
+    // Writing into the hasher cannot fail.
+    let _ = key.write_js(&mut sink);
+    Some(sink.0.finish())
+}
