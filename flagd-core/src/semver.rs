@@ -49,7 +49,36 @@ impl Version {
     /// Parses as flagd's `sem_ver` does; `None` for anything it would call invalid.
     pub fn parse_lenient(raw: &str) -> Option<Self> {
         let s = raw.strip_prefix(['v', 'V']).unwrap_or(raw);
-        Self::parse_strict(s).or_else(|| Self::coerce_partial(s))
+        Self::parse_plain(s).or_else(|| Self::parse_strict(s)).or_else(|| Self::coerce_partial(s))
+    }
+
+    /// The common `MAJOR.MINOR.PATCH` in one pass over the bytes, so evaluating a version
+    /// condition costs a scan rather than the general parser's splits. Anything else
+    /// (prerelease, build, whitespace, leading zeros) is left to [`Version::parse_strict`].
+    fn parse_plain(s: &str) -> Option<Self> {
+        let mut parts = [0u64; 3];
+        let mut part = 0;
+        let mut digits = 0;
+        for &b in s.as_bytes() {
+            match b {
+                b'0'..=b'9' => {
+                    let slot = parts.get_mut(part)?;
+                    if digits == 1 && *slot == 0 {
+                        return None;
+                    }
+                    *slot = slot.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                    digits += 1;
+                }
+                b'.' if digits > 0 && part < 2 => {
+                    part += 1;
+                    digits = 0;
+                }
+                _ => return None,
+            }
+        }
+        let [major, minor, patch] = parts;
+        let in_range = parts.iter().all(|&p| p <= MAX_SAFE_INTEGER);
+        (part == 2 && digits > 0 && in_range).then(|| Self { major, minor, patch, pre: Vec::new() })
     }
 
     /// npm `semver.parse` (not loose).
@@ -220,6 +249,22 @@ fn prerelease_ident(id: &str) -> Option<Ident> {
 /// JavaScript's `String.prototype.trim` whitespace set.
 fn trim_js(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::*;
+
+    /// The fast path agrees with the general parser wherever it answers.
+    #[test]
+    fn plain_parse_agrees_with_strict_parse() {
+        for s in ["0.0.0", "1.2.3", "10.20.30", "01.2.3", "1.02.3", "1.2", "1.2.3.4", "1..3", "1.2.", ".1.2", "1.2.3-a", " 1.2.3", "9007199254740992.0.0"] {
+            assert_eq!(Version::parse_plain(s).is_some_and(|v| Some(v) == Version::parse_strict(s)), Version::parse_plain(s).is_some(), "{s}");
+            if Version::parse_strict(s).is_some_and(|v| v.pre.is_empty()) && !s.starts_with(' ') {
+                assert!(Version::parse_plain(s).is_some(), "{s} should take the fast path");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

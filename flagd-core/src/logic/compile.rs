@@ -263,7 +263,10 @@ impl Compiler {
                 let init = if a.len() >= 3 { Some(self.item(a, 2, path)?) } else { None };
                 Node::Reduce { list: self.item(a, 0, path)?, body: self.item(a, 1, path)?, init }
             }
-            "fractional" => Node::Fractional(self.args(arg, path)?),
+            "fractional" => {
+                let args = self.args(arg, path)?;
+                super::fractional::specialise(args)
+            }
             _ => Node::Call(func(op).ok_or_else(|| bad("unsupported operator"))?, self.args(arg, path)?),
         })
     }

@@ -72,7 +72,10 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, data: &Val<'a>, prev: &mut
         }
         Node::Reduce { list, body, init } => reduce(list, body, init.as_deref(), env, data, prev),
         Node::Call(f, args) => funcs::call(*f, args, env, data, prev),
-        Node::Fractional(args) => super::fractional::fractional(args, env, data, prev),
+        Node::FractionalFast { attribute, nullish, buckets } => {
+            super::fractional::fast(attribute.as_deref(), *nullish, buckets, env, data, prev)
+        }
+        Node::Fractional(args, buckets) => super::fractional::fractional(args, buckets.as_deref(), env, data, prev),
         Node::Throw(message) => Err(fail(message)),
     }
 }
@@ -129,7 +132,7 @@ fn flagd_object<'a>(env: &Env<'a>) -> Val<'a> {
 }
 
 /// Walks a `var` path; `$flagd.*` is answered without building the `$flagd` object.
-fn lookup<'a>(env: &Env<'a>, data: &Val<'a>, path: &[String]) -> Option<Val<'a>> {
+pub(crate) fn lookup<'a>(env: &Env<'a>, data: &Val<'a>, path: &[String]) -> Option<Val<'a>> {
     let (mut cur, rest) = match (data, path) {
         (Val::Root, [first, second, rest @ ..]) if first == "$flagd" => (flagd_field(env, second)?, rest),
         (_, [first, rest @ ..]) => (get_prop(env, data, first)?, rest),

@@ -6,8 +6,8 @@
 use std::fmt;
 
 use super::EvalFailure;
-use super::eval::{Env, Res, eval, fail, item_at};
-use super::node::{Args, Node};
+use super::eval::{Env, Res, eval, fail, item_at, lookup};
+use super::node::{Args, ConstBuckets, Node};
 use super::value::Val;
 use crate::hash::{Murmur3, bucket_of};
 
@@ -31,11 +31,21 @@ enum First<'a> {
     Missing,
 }
 
-pub(crate) fn fractional<'a>(args: &'a Args, env: &Env<'a>, data: &Val<'a>, prev: &mut Val<'a>) -> Res<'a> {
+pub(crate) fn fractional<'a>(
+    args: &'a Args,
+    buckets: Option<&'a ConstBuckets>,
+    env: &Env<'a>,
+    data: &Val<'a>,
+    prev: &mut Val<'a>,
+) -> Res<'a> {
     match args {
         Args::List(nodes) => {
             let Some((first, rest)) = nodes.split_first() else { return root_then(data, Val::Null) };
             let first = first_arg(first, env, data, prev)?;
+            if let (First::Hashed(hash), Some(b)) = (&first, buckets) {
+                root_then(data, Val::Null)?;
+                return Ok(pick_const(*hash, b));
+            }
             let rest_at = |i: usize| rest.get(i).map(|n| eval(n, env, data, prev)).transpose();
             decide(first, rest.len(), rest_at, env, data)
         }
@@ -158,4 +168,103 @@ fn default_hash(env: &Env<'_>) -> Option<u32> {
     // Writing into the hasher cannot fail.
     let _ = key.write_js(&mut sink);
     Some(sink.0.finish())
+}
+
+/// Precomputes the buckets when every argument after the first is a valid literal
+/// bucket; otherwise evaluation checks them each time, as flagd does.
+pub(crate) fn const_buckets(args: &Args) -> Option<ConstBuckets> {
+    let Args::List(nodes) = args else { return None };
+    let mut variants = Vec::with_capacity(nodes.len().saturating_sub(1));
+    let mut total = 0.0;
+    for node in nodes.get(1..)? {
+        let Node::Const(entry) = node else { return None };
+        let b = bucket(entry)?;
+        total += b.weight;
+        variants.push((b.variant.into_owned(), total as u64));
+    }
+    (total <= MAX_WEIGHT).then_some(ConstBuckets { variants, total: total as u64 })
+}
+
+fn pick_const<'a>(hash: u32, buckets: &'a ConstBuckets) -> Val<'a> {
+    let target = bucket_of(hash, buckets.total);
+    buckets.variants.iter().find(|(_, end)| *end > target).map_or(Val::Null, |(v, _)| v.reborrow())
+}
+
+/// Picks the specialised node for the common shapes, or the general one.
+pub(crate) fn specialise(args: Args) -> Node {
+    let Args::List(nodes) = &args else { return Node::Fractional(args, None) };
+    let fast = match nodes.first() {
+        // No bucketing expression: every argument is a bucket, hashed by targeting key.
+        Some(Node::Const(first)) if first.as_array().is_some() => {
+            all_buckets(nodes).map(|buckets| (None, true, buckets))
+        }
+        Some(Node::Cat { parts, skip_null: false }) => match parts.as_slice() {
+            [Node::Var { path: key, default: None, nullish: n1 }, Node::Var { path: attr, default: None, nullish }]
+                if key.as_ref() == ["$flagd", "flagKey"] && n1 == nullish && attr.len() == 1 =>
+            {
+                let attribute = Some(attr.clone());
+                const_buckets(&args).map(|buckets| (attribute, *nullish, buckets))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    match fast {
+        Some((attribute, nullish, buckets)) => {
+            Node::FractionalFast { attribute, nullish, buckets: Box::new(buckets) }
+        }
+        None => {
+            let buckets = const_buckets(&args).map(Box::new);
+            Node::Fractional(args, buckets)
+        }
+    }
+}
+
+/// Buckets from every argument (the first included), when all are valid literals.
+fn all_buckets(nodes: &[Node]) -> Option<ConstBuckets> {
+    let mut variants = Vec::with_capacity(nodes.len());
+    let mut total = 0.0;
+    for node in nodes {
+        let Node::Const(entry) = node else { return None };
+        let b = bucket(entry)?;
+        total += b.weight;
+        variants.push((b.variant.into_owned(), total as u64));
+    }
+    (total <= MAX_WEIGHT).then_some(ConstBuckets { variants, total: total as u64 })
+}
+
+/// Evaluates a [`Node::FractionalFast`].
+pub(crate) fn fast<'a>(
+    attribute: Option<&'a [String]>,
+    nullish: bool,
+    buckets: &'a ConstBuckets,
+    env: &Env<'a>,
+    data: &Val<'a>,
+    prev: &mut Val<'a>,
+) -> Res<'a> {
+    let hash = match attribute {
+        None => {
+            root_then(data, Val::Null)?;
+            match default_hash(env) {
+                Some(h) => h,
+                None => return Ok(Val::Null),
+            }
+        }
+        Some(path) => {
+            let value = match lookup(env, data, path) {
+                Some(v) if !(nullish && v.is_null()) => v,
+                _ => Val::Null,
+            };
+            let mut sink = HashSink(Murmur3::new());
+            sink.0.write(env.flag_key.as_bytes());
+            // Writing into the hasher cannot fail.
+            let _ = value.write_js(&mut sink);
+            if nullish {
+                *prev = value;
+            }
+            root_then(data, Val::Null)?;
+            sink.0.finish()
+        }
+    };
+    Ok(pick_const(hash, buckets))
 }

@@ -46,9 +46,26 @@ pub(crate) enum Node {
         init: Option<Box<Node>>,
     },
     Call(Func, Args),
-    Fractional(Args),
+    /// `fractional`; `buckets` is set when every bucket is a valid literal, so a string
+    /// bucketing value only needs hashing and a scan.
+    Fractional(Args, Option<Box<ConstBuckets>>),
+    /// The usual shapes of `fractional`, specialised: literal buckets, bucketing by
+    /// `flagKey + targetingKey` (`attribute: None`) or by `cat` of `$flagd.flagKey` and one
+    /// attribute. Same results as [`Node::Fractional`], without walking the tree.
+    FractionalFast {
+        attribute: Option<Box<[String]>>,
+        nullish: bool,
+        buckets: Box<ConstBuckets>,
+    },
     /// Fails when evaluated (what the generated JavaScript would throw).
     Throw(&'static str),
+}
+
+/// Literal `fractional` buckets, checked once: variants with cumulative weight ends.
+#[derive(Debug, Clone)]
+pub(crate) struct ConstBuckets {
+    pub(crate) variants: Vec<(Val<'static>, u64)>,
+    pub(crate) total: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

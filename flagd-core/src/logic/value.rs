@@ -218,7 +218,7 @@ pub(crate) fn write_number<W: Write>(n: f64, out: &mut W) -> fmt::Result {
         return out.write_char('0');
     }
     if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        return write!(out, "{}", n as i64);
+        return write_integer(n as i64, out);
     }
     let mut buf = StackBuf::default();
     write!(buf, "{:e}", n.abs())?;
@@ -233,6 +233,28 @@ pub(crate) fn write_number<W: Write>(n: f64, out: &mut W) -> fmt::Result {
         out.write_char('-')?;
     }
     write_digits(digits.as_str(), exp + 1, out)
+}
+
+/// Decimal digits of an integer, without going through `core::fmt` (bucketing by an
+/// integer company id does this on every evaluation).
+fn write_integer<W: Write>(n: i64, out: &mut W) -> fmt::Result {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        if let Some(slot) = buf.get_mut(at) {
+            *slot = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 || at == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.write_char('-')?;
+    }
+    out.write_str(std::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or_default())
 }
 
 /// Lays out digits `d1 d2 … dk` with decimal exponent `point` (value = 0.d1…dk × 10^point).

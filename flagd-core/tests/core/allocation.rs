@@ -58,6 +58,10 @@ fn common_evaluations_do_not_allocate() {
              "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": 50}, {"variant": "off", "weight": 50}]}}},
             {"key": "by_user", "state": "ENABLED",
              "fallthrough": {"rollout": {"bucketBy": "userId", "variants": [{"variant": "on", "weight": 50}, {"variant": "off", "weight": 50}]}}},
+            {"key": "fractional", "state": "ENABLED", "fallthrough": {"targeting": {"fractional": [
+                {"cat": [{"var": "$flagd.flagKey"}, {"var": "companyId"}]}, ["on", 50], ["off", 50]]}}},
+            {"key": "fractional_by_user", "state": "ENABLED", "fallthrough": {"targeting": {"fractional": [
+                ["on", 25], ["off", 75]]}}},
             {"key": "rules", "state": "ENABLED", "rules": [
                 {"segments": ["pilot"], "serve": {"variant": "on"}},
                 {"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]},
@@ -67,12 +71,13 @@ fn common_evaluations_do_not_allocate() {
     }));
     let ctx = EvaluationContext::new()
         .with_company(42)
+        .with_targeting_key("user-1")
         .with_attribute("plan", "pro")
         .with_attribute("appVersion", "2.3.1")
         .with_attribute("country", "de")
         .with_attribute("userId", 991);
     let count = allocations_during(|| {
-        for key in ["static", "killed", "listed", "rollout", "by_user", "rules"] {
+        for key in ["static", "killed", "listed", "rollout", "by_user", "fractional", "fractional_by_user", "rules"] {
             let r = rs.evaluate(key, &ctx);
             assert!(r.error.is_none(), "{key}: {r:?}");
             std::hint::black_box(r);
