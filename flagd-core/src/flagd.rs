@@ -150,12 +150,12 @@ fn import_flag(key: String, value: Value, problems: &mut Problems) -> Option<Fla
         Some(_) => return problems.fail(format!("{path}.targeting"), "targeting must be a JSON Logic object"),
     };
     let mut flag = Flag::boolean(key);
-    flag.variants = variants;
-    flag.state = state;
-    flag.metadata = metadata;
-    flag.rules = rules;
-    flag.fallthrough = default_variant.clone().map(Serve::Variant);
-    flag.off_variant = default_variant;
+    flag.definition.variants = variants;
+    flag.config.state = state;
+    flag.definition.metadata = metadata;
+    flag.config.rules = rules;
+    flag.config.fallthrough = default_variant.clone().map(Serve::Variant);
+    flag.definition.off_variant = default_variant;
     Some(flag)
 }
 
@@ -213,8 +213,8 @@ pub fn export(source: &RulesetSource, dialect: Dialect) -> Result<Value, crate::
     }
     let mut flags = Map::new();
     for flag in &source.flags {
-        problems.set_key(Some(&flag.key));
-        flags.insert(flag.key.clone(), export_flag(flag, dialect, &mut problems));
+        problems.set_key(Some(&flag.definition.key));
+        flags.insert(flag.definition.key.clone(), export_flag(flag, dialect, &mut problems));
     }
     let mut doc = Map::new();
     doc.insert("flags".to_owned(), Value::Object(flags));
@@ -228,36 +228,36 @@ pub fn export(source: &RulesetSource, dialect: Dialect) -> Result<Value, crate::
 }
 
 fn export_flag(flag: &Flag, dialect: Dialect, problems: &mut Problems) -> Value {
-    let path = format!("flags.{}", flag.key);
-    let variants: Map<String, Value> = if flag.variants.is_empty() {
+    let path = format!("flags.{}", flag.definition.key);
+    let variants: Map<String, Value> = if flag.definition.variants.is_empty() {
         [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect()
     } else {
-        flag.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        flag.definition.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
     let implicit = |explicit: &Option<String>, name: &str| {
         explicit
             .clone()
             .or_else(|| (dialect == Dialect::Native && variants.contains_key(name)).then(|| name.to_owned()))
     };
-    let off = implicit(&flag.off_variant, "off");
-    let on = implicit(&flag.on_variant, "on");
+    let off = implicit(&flag.definition.off_variant, "off");
+    let on = implicit(&flag.definition.on_variant, "on");
     let name_or_null = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
 
     let mut branches: Vec<(Value, Value)> = Vec::new();
-    if !flag.deny.is_empty() {
-        branches.push((company_in(&flag.deny), name_or_null(&off)));
+    if !flag.config.deny.is_empty() {
+        branches.push((company_in(&flag.config.deny), name_or_null(&off)));
     }
-    if !flag.allow.is_empty() {
-        branches.push((company_in(&flag.allow), name_or_null(&on)));
+    if !flag.config.allow.is_empty() {
+        branches.push((company_in(&flag.config.allow), name_or_null(&on)));
     }
-    for (i, rule) in flag.rules.iter().enumerate() {
+    for (i, rule) in flag.config.rules.iter().enumerate() {
         let rule_path = format!("{path}.rules[{i}]");
         branches.push((rule_expr(rule, &rule_path, problems), serve_expr(&rule.serve)));
     }
-    let fallthrough = flag.fallthrough.as_ref().map_or_else(|| name_or_null(&off), serve_expr);
+    let fallthrough = flag.config.fallthrough.as_ref().map_or_else(|| name_or_null(&off), serve_expr);
 
     let mut out = Map::new();
-    out.insert("state".to_owned(), serde_json::to_value(flag.state).unwrap_or(Value::Null));
+    out.insert("state".to_owned(), serde_json::to_value(flag.config.state).unwrap_or(Value::Null));
     out.insert("variants".to_owned(), Value::Object(variants));
     // flagd serves `defaultVariant` both when targeting yields null and (in our import)
     // when disabled, so it must be the off variant; anything else goes into targeting.
@@ -273,8 +273,8 @@ fn export_flag(flag: &Flag, dialect: Dialect, problems: &mut Problems) -> Value 
     if let Some(t) = targeting {
         out.insert("targeting".to_owned(), t);
     }
-    if !flag.metadata.is_empty() {
-        out.insert("metadata".to_owned(), Value::Object(flag.metadata.clone()));
+    if !flag.definition.metadata.is_empty() {
+        out.insert("metadata".to_owned(), Value::Object(flag.definition.metadata.clone()));
     }
     Value::Object(out)
 }

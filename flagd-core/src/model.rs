@@ -51,10 +51,49 @@ pub struct RulesetSource {
     pub metadata: Map<String, Value>,
 }
 
-/// A flag as one environment sees it: its definition plus that environment's configuration.
+/// A flag as one environment sees it: its definition plus that environment's
+/// configuration, written as one flat JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flag {
+    /// What the flag is, the same in every environment.
+    #[serde(flatten)]
+    pub definition: FlagDefinition,
+    /// How it is served in this environment.
+    #[serde(flatten)]
+    pub config: EnvironmentConfig,
+}
+
+impl Flag {
+    /// A new boolean flag: variants `on`/`off`, disabled, no rules.
+    pub fn boolean(key: impl Into<String>) -> Self {
+        Self { definition: FlagDefinition::boolean(key), config: EnvironmentConfig::default() }
+    }
+
+    /// The flag's key.
+    pub fn key(&self) -> &str {
+        &self.definition.key
+    }
+}
+
+/// Reads the flat object, sending the configuration's fields to [`EnvironmentConfig`] and
+/// the rest to [`FlagDefinition`], so an unknown field is still refused.
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut definition = Map::<String, Value>::deserialize(de)?;
+        let config: Map<String, Value> =
+            EnvironmentConfig::FIELDS.iter().filter_map(|f| definition.remove_entry(*f)).collect();
+        Ok(Self {
+            definition: FlagDefinition::deserialize(Value::Object(definition)).map_err(D::Error::custom)?,
+            config: EnvironmentConfig::deserialize(Value::Object(config)).map_err(D::Error::custom)?,
+        })
+    }
+}
+
+/// What a flag is, in every environment: key, description, variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Flag {
+pub struct FlagDefinition {
     /// `[a-z0-9][a-z0-9_.-]{0,127}`.
     pub key: String,
     /// What the flag is for.
@@ -80,6 +119,28 @@ pub struct Flag {
     /// Reported with every evaluation of the flag.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
+}
+
+impl FlagDefinition {
+    /// A boolean flag definition (variants `on`/`off`).
+    pub fn boolean(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            description: String::new(),
+            owner: String::new(),
+            tags: Vec::new(),
+            variants: IndexMap::new(),
+            off_variant: None,
+            on_variant: None,
+            metadata: Map::new(),
+        }
+    }
+}
+
+/// How a flag is served in one environment. The default is the safe one: disabled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentConfig {
     /// `ENABLED` or `DISABLED` (the kill switch).
     #[serde(default)]
     pub state: FlagState,
@@ -97,25 +158,9 @@ pub struct Flag {
     pub fallthrough: Option<Serve>,
 }
 
-impl Flag {
-    /// A new boolean flag: variants `on`/`off`, disabled, no rules.
-    pub fn boolean(key: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            description: String::new(),
-            owner: String::new(),
-            tags: Vec::new(),
-            variants: IndexMap::new(),
-            off_variant: None,
-            on_variant: None,
-            metadata: Map::new(),
-            state: FlagState::Disabled,
-            allow: Vec::new(),
-            deny: Vec::new(),
-            rules: Vec::new(),
-            fallthrough: None,
-        }
-    }
+impl EnvironmentConfig {
+    /// The JSON field names of a configuration (how [`Flag`] splits its object).
+    pub const FIELDS: &'static [&'static str] = &["state", "allow", "deny", "rules", "fallthrough"];
 }
 
 /// The kill switch.
@@ -295,4 +340,47 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
                 .ok_or_else(|| serde::de::Error::custom(format!("company ids must be strings or integers, got {v}")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `FIELDS` must name every field a configuration serialises, or `Flag` would
+    /// misroute it.
+    #[test]
+    fn config_fields_are_listed() {
+        let config = EnvironmentConfig {
+            state: FlagState::Enabled,
+            allow: vec!["1".into()],
+            deny: vec!["2".into()],
+            rules: vec![Rule {
+                name: None,
+                companies: Vec::new(),
+                segments: Vec::new(),
+                conditions: Vec::new(),
+                logic: None,
+                serve: Serve::Variant("on".into()),
+            }],
+            fallthrough: Some(Serve::Variant("off".into())),
+        };
+        let Value::Object(map) = serde_json::to_value(&config).unwrap() else { panic!("an object") };
+        let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut fields = EnvironmentConfig::FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(keys, fields);
+    }
+
+    #[test]
+    fn a_flat_flag_round_trips_and_refuses_unknown_fields() {
+        let text = json!({"key": "f", "variants": {"on": true, "off": false}, "state": "ENABLED",
+                          "deny": ["1"], "fallthrough": {"variant": "on"}});
+        let flag: Flag = serde_json::from_value(text.clone()).unwrap();
+        assert_eq!(flag.config.state, FlagState::Enabled);
+        assert_eq!(serde_json::to_value(&flag).unwrap(), text);
+        let err = serde_json::from_value::<Flag>(json!({"key": "f", "rulez": []})).unwrap_err();
+        assert!(err.to_string().contains("rulez"), "{err}");
+    }
 }

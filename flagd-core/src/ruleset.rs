@@ -121,16 +121,16 @@ impl Ruleset {
         let mut seen = std::collections::HashSet::new();
         let mut flags = Vec::with_capacity(source.flags.len());
         for flag in &source.flags {
-            problems.set_key(Some(&flag.key));
-            let path = format!("flags.{}", flag.key);
-            check_key(&flag.key, options.dialect, &format!("{path}.key"), &mut problems);
-            if !seen.insert(flag.key.as_str()) {
-                problems.push(path.clone(), format!("duplicate flag key `{}`", flag.key));
+            problems.set_key(Some(&flag.definition.key));
+            let path = format!("flags.{}", flag.definition.key);
+            check_key(&flag.definition.key, options.dialect, &format!("{path}.key"), &mut problems);
+            if !seen.insert(flag.definition.key.as_str()) {
+                problems.push(path.clone(), format!("duplicate flag key `{}`", flag.definition.key));
                 continue;
             }
             let cx = FlagCx { path, env: &env, segments: &segment_index, dialect: options.dialect };
             if let Some(compiled) = cx.flag(flag, &source.metadata, &mut problems) {
-                index.insert(flag.key.clone().into_boxed_str(), flags.len());
+                index.insert(flag.definition.key.clone().into_boxed_str(), flags.len());
                 flags.push(compiled);
             }
         }
@@ -246,18 +246,19 @@ impl FlagCx<'_> {
             None if self.dialect == Dialect::Native => variants.iter().position(|(n, _)| n == default),
             None => None,
         };
-        let off = named(&flag.off_variant, "off", "offVariant", problems);
-        let on = named(&flag.on_variant, "on", "onVariant", problems);
-        if !flag.allow.is_empty() && on.is_none() {
+        let off = named(&flag.definition.off_variant, "off", "offVariant", problems);
+        let on = named(&flag.definition.on_variant, "on", "onVariant", problems);
+        if !flag.config.allow.is_empty() && on.is_none() {
             problems.push(format!("{}.allow", self.path), "an allow list needs an on variant: set `onVariant`");
         }
         let rules = flag
+            .config
             .rules
             .iter()
             .enumerate()
             .filter_map(|(i, r)| self.rule(r, &variants, &format!("{}.rules[{i}]", self.path), problems))
             .collect::<Vec<_>>();
-        let fallthrough = match &flag.fallthrough {
+        let fallthrough = match &flag.config.fallthrough {
             Some(s) => Some(self.serve(s, &variants, &format!("{}.fallthrough", self.path), problems)?),
             None => off.map(CompiledServe::Variant),
         };
@@ -265,15 +266,15 @@ impl FlagCx<'_> {
             return None;
         }
         let mut metadata = shared_metadata.clone();
-        metadata.extend(flag.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        metadata.extend(flag.definition.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
         Some(CompiledFlag {
-            key: flag.key.clone(),
+            key: flag.definition.key.clone(),
             off,
             on,
-            enabled: flag.state == FlagState::Enabled,
-            deny: company_set(&flag.deny),
-            allow: company_set(&flag.allow),
-            is_static: rules.is_empty() && flag.allow.is_empty() && flag.deny.is_empty(),
+            enabled: flag.config.state == FlagState::Enabled,
+            deny: company_set(&flag.config.deny),
+            allow: company_set(&flag.config.allow),
+            is_static: rules.is_empty() && flag.config.allow.is_empty() && flag.config.deny.is_empty(),
             rules,
             fallthrough,
             metadata,
@@ -282,11 +283,11 @@ impl FlagCx<'_> {
     }
 
     fn variants(&self, flag: &Flag, problems: &mut Problems) -> Vec<(String, Value)> {
-        if flag.variants.is_empty() {
+        if flag.definition.variants.is_empty() {
             return vec![("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))];
         }
         let mut kind = None;
-        for (name, value) in &flag.variants {
+        for (name, value) in &flag.definition.variants {
             let path = format!("{}.variants.{name}", self.path);
             if name.is_empty() {
                 problems.push(format!("{}.variants", self.path), "variant names must not be empty");
@@ -300,7 +301,7 @@ impl FlagCx<'_> {
                 _ => {}
             }
         }
-        flag.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        flag.definition.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     fn variant_index(

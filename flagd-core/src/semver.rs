@@ -258,8 +258,26 @@ mod plain_tests {
     /// The fast path agrees with the general parser wherever it answers.
     #[test]
     fn plain_parse_agrees_with_strict_parse() {
-        for s in ["0.0.0", "1.2.3", "10.20.30", "01.2.3", "1.02.3", "1.2", "1.2.3.4", "1..3", "1.2.", ".1.2", "1.2.3-a", " 1.2.3", "9007199254740992.0.0"] {
-            assert_eq!(Version::parse_plain(s).is_some_and(|v| Some(v) == Version::parse_strict(s)), Version::parse_plain(s).is_some(), "{s}");
+        for s in [
+            "0.0.0",
+            "1.2.3",
+            "10.20.30",
+            "01.2.3",
+            "1.02.3",
+            "1.2",
+            "1.2.3.4",
+            "1..3",
+            "1.2.",
+            ".1.2",
+            "1.2.3-a",
+            " 1.2.3",
+            "9007199254740992.0.0",
+        ] {
+            assert_eq!(
+                Version::parse_plain(s).is_some_and(|v| Some(v) == Version::parse_strict(s)),
+                Version::parse_plain(s).is_some(),
+                "{s}"
+            );
             if Version::parse_strict(s).is_some_and(|v| v.pre.is_empty()) && !s.starts_with(' ') {
                 assert!(Version::parse_plain(s).is_some(), "{s} should take the fast path");
             }

@@ -210,9 +210,7 @@ pub(crate) fn specialise(args: Args) -> Node {
         _ => None,
     };
     match fast {
-        Some((attribute, nullish, buckets)) => {
-            Node::FractionalFast { attribute, nullish, buckets: Box::new(buckets) }
-        }
+        Some((attribute, nullish, buckets)) => Node::FractionalFast { attribute, nullish, buckets: Box::new(buckets) },
         None => {
             let buckets = const_buckets(&args).map(Box::new);
             Node::Fractional(args, buckets)
