@@ -1,0 +1,131 @@
+//! Bearer tokens: random values shown once, stored only as SHA-256 hashes, cached in
+//! memory so that authenticating a request never touches the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::service::Service;
+use crate::store::{Role, Token};
+
+/// Prefix of every token value, so leaked tokens are recognisable in logs and scanners.
+pub const TOKEN_PREFIX: &str = "fdt_";
+
+/// A new random token value (192 bits).
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+/// A new random public token id.
+pub fn generate_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The stored form of a token value.
+pub fn hash_token(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+/// Live tokens by hash, replaced whole whenever tokens change.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    by_hash: ArcSwap<HashMap<String, Token>>,
+}
+
+impl TokenCache {
+    /// Replaces the cache with these tokens.
+    pub fn replace(&self, tokens: Vec<Token>) {
+        self.by_hash.store(Arc::new(tokens.into_iter().map(|t| (t.hash.clone(), t)).collect()));
+    }
+
+    /// The token with this value, if it exists.
+    pub fn find(&self, value: &str) -> Option<Token> {
+        self.by_hash.load().get(&hash_token(value)).cloned()
+    }
+}
+
+/// Who is calling: the token that authenticated the request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's public id.
+    pub token_id: String,
+    /// The token's name: the actor in the audit log.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The environment an `evaluate` token is bound to.
+    pub environment: Option<String>,
+}
+
+/// What an endpoint needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Admin API reads: `read` or `admin`.
+    Read,
+    /// Admin API writes: `admin`.
+    Write,
+}
+
+impl Principal {
+    /// Refuses with 403 unless the token's role grants `access`.
+    pub fn require(&self, access: Access) -> Result<(), ApiError> {
+        let allowed = match access {
+            Access::Read => matches!(self.role, Role::Read | Role::Admin),
+            Access::Write => self.role == Role::Admin,
+        };
+        if allowed {
+            return Ok(());
+        }
+        let need = match access {
+            Access::Read => "a `read` or `admin` token",
+            Access::Write => "an `admin` token",
+        };
+        Err(ApiError::Forbidden(format!("this token has role `{}`; this endpoint needs {need}", self.role.as_str())))
+    }
+
+    /// The environment an `evaluate` token selects, or 403 for other roles.
+    pub fn evaluation_environment(&self) -> Result<&str, ApiError> {
+        match (self.role, self.environment.as_deref()) {
+            (Role::Evaluate, Some(env)) => Ok(env),
+            _ => Err(ApiError::Forbidden(format!(
+                "OFREP evaluation needs an `evaluate` token bound to an environment; this token has role `{}`",
+                self.role.as_str()
+            ))),
+        }
+    }
+}
+
+/// The token value a request carries: `Authorization: Bearer …` or `X-API-Key: …`.
+fn presented_token(parts: &Parts) -> Option<&str> {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    bearer.or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim)
+}
+
+impl FromRequestParts<Arc<Service>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, Self::Rejection> {
+        let value = presented_token(parts).ok_or_else(|| {
+            ApiError::Unauthorized("missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`".into())
+        })?;
+        let token = service.tokens().find(value).ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
+        if token.revoked_at.is_some() {
+            return Err(ApiError::Unauthorized("this token has been revoked".into()));
+        }
+        Ok(Self { token_id: token.id, name: token.name, role: token.role, environment: token.environment })
+    }
+}

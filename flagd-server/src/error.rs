@@ -1,0 +1,144 @@
+//! The API's error type: every failure a handler can report, mapped in one place to a
+//! status and `{"error": {"code", "message"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flagd_core::Problem;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::store::StoreError;
+
+/// Everything the admin API can answer with besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (body, query, path); `code` names what.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// The definitions in the request are invalid; every problem is listed.
+    #[error("{} problem(s) in the definitions", problems.len())]
+    Invalid { problems: Vec<Problem> },
+    /// No token, or one that is unknown or revoked.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token's role or environment does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing named does not exist.
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// It exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` is stale; `current` is the state the caller should start from.
+    #[error("the resource changed since you read it (current ETag {etag})")]
+    PreconditionFailed { etag: String, current: Value },
+    /// A whole-config write without `If-Match`.
+    #[error("this write needs an If-Match header with the ETag you read")]
+    PreconditionRequired,
+    /// The endpoint exists but not with this method.
+    #[error("this endpoint does not accept that method")]
+    MethodNotAllowed,
+    /// The body is larger than the server accepts.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The database is unreachable: writes cannot be made now.
+    #[error("the database is unavailable; evaluation continues from memory, retry writes later")]
+    Unavailable(#[source] StoreError),
+    /// Anything else: the detail goes to the log, not to the caller.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 with a code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    /// A 404 for a flag.
+    pub fn flag_not_found(key: &str) -> Self {
+        Self::NotFound { code: "FLAG_NOT_FOUND", message: format!("no flag `{key}`") }
+    }
+
+    /// A 404 for an environment.
+    pub fn environment_not_found(name: &str) -> Self {
+        Self::NotFound { code: "ENVIRONMENT_NOT_FOUND", message: format!("no environment `{name}`") }
+    }
+
+    /// A 404 for a segment.
+    pub fn segment_not_found(env: &str, key: &str) -> Self {
+        Self::NotFound { code: "SEGMENT_NOT_FOUND", message: format!("no segment `{key}` in environment `{env}`") }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_DEFINITION"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+            Self::PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED"),
+            Self::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "PRECONDITION_REQUIRED"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Database(ref inner) if is_connection_error(inner) => Self::Unavailable(e),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Errors that mean "the database is not there" rather than "the query is wrong".
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<&'a [Problem]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current: Option<&'a Value>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = self.to_string();
+        match &self {
+            Self::Internal(detail) => tracing::error!(%detail, "internal error"),
+            Self::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
+            _ => {}
+        }
+        let (problems, current) = match &self {
+            Self::Invalid { problems } => (Some(problems.as_slice()), None),
+            Self::PreconditionFailed { current, .. } => (None, Some(current)),
+            _ => (None, None),
+        };
+        let body = Body { error: Detail { code, message, problems, current } };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::PreconditionFailed { etag, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(etag) {
+                response.headers_mut().insert(header::ETAG, v);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,98 @@
+//! `/api/v1/audit` and `/api/v1/tokens`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use serde::Deserialize;
+
+use super::json::JsonBody;
+use crate::auth::{Access, Principal};
+use crate::error::ApiError;
+use crate::service::{NewToken, Service};
+use crate::store::AuditQuery;
+
+/// Page size when `limit` is not given, and the largest accepted.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// The audit and token routes.
+pub fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    flag: Option<String>,
+    environment: Option<String>,
+    actor: Option<String>,
+    /// Unix milliseconds or an RFC 3339 time.
+    since: Option<String>,
+    limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    cursor: Option<i64>,
+}
+
+fn parse_since(since: &str) -> Result<i64, ApiError> {
+    let rfc3339 = || chrono::DateTime::parse_from_rfc3339(since).ok().map(|d| d.timestamp_millis());
+    since.parse::<i64>().ok().or_else(rfc3339).ok_or_else(|| {
+        ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("`since` must be Unix milliseconds or an RFC 3339 time, got `{since}`"),
+        )
+    })
+}
+
+async fn audit(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    Query(q): Query<AuditParams>,
+) -> Result<Response, ApiError> {
+    p.require(Access::Read)?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request("INVALID_QUERY", format!("`limit` must be 1 to {MAX_LIMIT}")));
+    }
+    let query = AuditQuery {
+        flag: q.flag,
+        environment: q.environment,
+        actor: q.actor,
+        since: q.since.as_deref().map(parse_since).transpose()?,
+        before_id: q.cursor,
+        limit,
+    };
+    let events = s.audit(&query).await?;
+    let next = (events.len() == limit as usize).then(|| events.last().map(|e| e.id)).flatten();
+    Ok(axum::Json(serde_json::json!({ "events": events, "nextCursor": next })).into_response())
+}
+
+async fn list_tokens(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, ApiError> {
+    p.require(Access::Write)?;
+    Ok(axum::Json(serde_json::json!({ "tokens": s.list_tokens().await? })).into_response())
+}
+
+async fn create_token(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    JsonBody(body): JsonBody<NewToken>,
+) -> Result<Response, ApiError> {
+    p.require(Access::Write)?;
+    Ok((StatusCode::CREATED, axum::Json(s.create_token(&p, body).await?)).into_response())
+}
+
+async fn revoke_token(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require(Access::Write)?;
+    s.revoke_token(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

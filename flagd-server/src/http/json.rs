@@ -1,0 +1,94 @@
+//! Request bodies: size-limited, nesting-limited JSON with errors a caller can act on.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The largest body accepted (413 above it).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The deepest JSON nesting accepted (400 past it), far above any real definition.
+pub const MAX_DEPTH: usize = 64;
+
+/// A JSON body of type `T`. An empty body reads as `{}`, so operations whose fields are
+/// all optional (enable, disable) need none.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
+        } else {
+            ApiError::bad_request("INVALID_BODY", rejection.body_text())
+        }
+    })
+}
+
+/// Parses a body into `T` after checking its depth.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    check_depth(bytes)?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("INVALID_BODY", format!("invalid JSON body: {e}")))
+}
+
+/// Refuses JSON nested deeper than [`MAX_DEPTH`] before parsing it, so a hostile body
+/// costs a scan and not a deep recursion.
+pub fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ApiError::bad_request(
+                        "TOO_DEEP",
+                        format!("JSON nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_only_structure_outside_strings() {
+        let deep = "[".repeat(MAX_DEPTH + 1);
+        assert!(check_depth(deep.as_bytes()).is_err());
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(check_depth(ok.as_bytes()).is_ok());
+        let in_string = format!("{{\"a\": \"{}\\\"\"}}", "[".repeat(500));
+        assert!(check_depth(in_string.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn empty_bodies_read_as_empty_objects() {
+        let v: serde_json::Value = parse(b"  ").unwrap();
+        assert_eq!(v, serde_json::json!({}));
+    }
+}

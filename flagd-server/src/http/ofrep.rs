@@ -1,0 +1,178 @@
+//! OFREP: single and bulk evaluation for `evaluate` tokens, answered from the in-memory
+//! snapshot of the token's environment. Bodies follow the OpenFeature Remote Evaluation
+//! Protocol, so any OFREP provider works against them.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use flagd_core::{ErrorCode, EvaluationContext, Resolution};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::json::{check_depth, read_body};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::service::Service;
+use crate::snapshot::Snapshot;
+
+/// The OFREP routes.
+pub fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
+        .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
+}
+
+/// One flag's result, success or failure, as OFREP shapes it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Success {
+        key: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<&'a Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        variant: Option<&'a str>,
+        reason: &'static str,
+        metadata: Map<String, Value>,
+    },
+    Failure {
+        key: &'a str,
+        #[serde(rename = "errorCode")]
+        error_code: &'static str,
+        #[serde(rename = "errorDetails")]
+        error_details: String,
+    },
+}
+
+impl<'a> Item<'a> {
+    fn new(key: &'a str, r: Resolution<'a>) -> Self {
+        match r.error {
+            Some(e) => Self::Failure { key, error_code: e.code.as_str(), error_details: e.message },
+            None => Self::Success {
+                key,
+                value: r.value,
+                variant: r.variant,
+                reason: r.reason.as_str(),
+                metadata: scalar_metadata(r.metadata),
+            },
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Success { .. } => StatusCode::OK,
+            Self::Failure { error_code, .. } if *error_code == ErrorCode::FlagNotFound.as_str() => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Failure { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// OFREP metadata values are booleans, strings or numbers; other values are left out.
+fn scalar_metadata(metadata: &Map<String, Value>) -> Map<String, Value> {
+    metadata
+        .iter()
+        .filter(|(_, v)| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A request-level failure (400) in OFREP's shape.
+fn failure(key: Option<&str>, code: ErrorCode, details: String) -> Response {
+    let mut body = Map::new();
+    if let Some(key) = key {
+        body.insert("key".into(), Value::String(key.to_owned()));
+    }
+    body.insert("errorCode".into(), Value::String(code.as_str().into()));
+    body.insert("errorDetails".into(), Value::String(details));
+    (StatusCode::BAD_REQUEST, axum::Json(Value::Object(body))).into_response()
+}
+
+/// Reads `{"context": {...}}` (an absent body or context is an empty context) and stamps
+/// it with the current time.
+fn context(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
+    check_depth(bytes).map_err(|e| (ErrorCode::InvalidContext, e.to_string()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(EvaluationContext::new().at(now_seconds()));
+    }
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|e| (ErrorCode::ParseError, format!("the request body is not JSON: {e}")))?;
+    let context = match body {
+        Value::Object(mut map) => map.remove("context").unwrap_or(Value::Null),
+        _ => return Err((ErrorCode::InvalidContext, "the request body must be an object with a `context`".into())),
+    };
+    EvaluationContext::from_json(context)
+        .map(|c| c.at(now_seconds()))
+        .map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
+}
+
+fn now_seconds() -> i64 {
+    crate::service::now_ms() / 1000
+}
+
+fn snapshot(service: &Service, principal: &Principal) -> Result<Arc<Snapshot>, ApiError> {
+    let env = principal.evaluation_environment()?;
+    service.snapshots().get(env).ok_or_else(|| ApiError::environment_not_found(env))
+}
+
+async fn evaluate_one(
+    State(service): State<Arc<Service>>,
+    principal: Principal,
+    Path(key): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let snapshot = snapshot(&service, &principal)?;
+    let bytes = read_body(req, &()).await?;
+    let ctx = match context(&bytes) {
+        Ok(ctx) => ctx,
+        Err((code, details)) => return Ok(failure(Some(&key), code, details)),
+    };
+    let item = Item::new(&key, snapshot.ruleset.evaluate(&key, &ctx));
+    Ok((item.status(), axum::Json(&item)).into_response())
+}
+
+async fn evaluate_all(
+    State(service): State<Arc<Service>>,
+    principal: Principal,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let snapshot = snapshot(&service, &principal)?;
+    let bytes = read_body(req, &()).await?;
+    let ctx = match context(&bytes) {
+        Ok(ctx) => ctx,
+        Err((code, details)) => return Ok(failure(None, code, details)),
+    };
+    let flags: Vec<Item<'_>> = snapshot.ruleset.evaluate_all(&ctx).map(|(k, r)| Item::new(k, r)).collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "flags": flags }))
+        .map_err(|e| ApiError::Internal(format!("serialising a bulk evaluation: {e}")))?;
+    // The ETag is a hash of the answer itself, so it changes exactly when the answer does
+    // (including through time-based rules, which no change sequence would capture).
+    let etag = body_etag(&body);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|candidate| candidate.trim() == etag || candidate.trim() == "*"));
+    let etag_header = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::ETAG, etag_header), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response())
+}
+
+fn body_etag(body: &[u8]) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}

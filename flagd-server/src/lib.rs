@@ -1,0 +1,48 @@
+//! flagd-server: the flag service. It keeps flags in a database (SQLite by default,
+//! MySQL/MariaDB or PostgreSQL), serves evaluations from compiled in-memory rulesets
+//! over OFREP, and offers an admin API for flags, environments, segments, tokens and the
+//! audit log.
+//!
+//! # Modules
+//!
+//! - [`config`]: command-line options and environment variables.
+//! - [`store`]: the [`store::Store`] trait and its SQL implementation.
+//! - [`service`]: the domain operations; every write is one transaction that validates,
+//!   audits, commits and swaps the compiled rulesets.
+//! - [`snapshot`]: the per-environment compiled rulesets behind `ArcSwap`.
+//! - [`auth`]: tokens and roles.
+//! - [`http`]: the axum router ([`app`]), OFREP and admin handlers.
+//! - [`error`]: the API error type and its JSON form.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = flagd_server::store::connect("sqlite:./data/flagd.db").await?;
+//! let (service, _startup) = flagd_server::service::Service::start(store, Some("secret-admin-token")).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8013").await?;
+//! flagd_server::run(listener, service, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod snapshot;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use http::app;
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    service: Arc<service::Service>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(service)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,253 @@
+//! Per-environment configurations: whole reads and `If-Match` writes, and the quick
+//! operations (enable, disable, rollout, allow and deny lists), each atomic.
+
+use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState, Rollout, Serve, WeightedVariant};
+use serde::{Deserialize, Serialize};
+
+use super::flags::{check_if_match, load_flag};
+use super::{Service, Subject, Write, to_json};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::store::StoredConfig;
+
+/// A configuration as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigView {
+    /// Flag key.
+    pub flag: String,
+    /// Environment name.
+    pub environment: String,
+    /// The configuration.
+    #[serde(flatten)]
+    pub config: EnvironmentConfig,
+    /// Change sequence number of its last write (the ETag without quotes).
+    pub version: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    /// Who changed it last.
+    pub updated_by: String,
+}
+
+impl From<StoredConfig> for ConfigView {
+    fn from(c: StoredConfig) -> Self {
+        Self {
+            flag: c.flag,
+            environment: c.environment,
+            config: c.config,
+            version: c.version,
+            updated_at: c.updated_at,
+            updated_by: c.updated_by,
+        }
+    }
+}
+
+/// `PUT …/rollout`: a percentage of the on variant, or explicit weights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutRequest {
+    /// Percent of companies that get the on variant (the rest get the off variant).
+    pub percentage: Option<f64>,
+    /// Explicit weights, in bucket order.
+    pub variants: Option<Vec<WeightedVariant>>,
+    /// Attribute to bucket by (default `companyId`).
+    pub bucket_by: Option<String>,
+    /// Why, for the audit log.
+    pub reason: Option<String>,
+}
+
+/// The quick operations.
+#[derive(Debug, Clone)]
+pub enum QuickOp {
+    /// Serve rules again.
+    Enable,
+    /// The kill switch.
+    Disable,
+    /// Set the fallthrough rollout.
+    Rollout(RolloutRequest),
+    /// Add companies to the allow list.
+    Allow(Vec<String>),
+    /// Remove companies from the allow list.
+    Disallow(Vec<String>),
+    /// Add companies to the deny list.
+    Deny(Vec<String>),
+    /// Remove companies from the deny list.
+    Undeny(Vec<String>),
+}
+
+impl QuickOp {
+    fn action(&self) -> &'static str {
+        match self {
+            Self::Enable => "config.enable",
+            Self::Disable => "config.disable",
+            Self::Rollout(_) => "config.rollout",
+            Self::Allow(_) => "config.allow.add",
+            Self::Disallow(_) => "config.allow.remove",
+            Self::Deny(_) => "config.deny.add",
+            Self::Undeny(_) => "config.deny.remove",
+        }
+    }
+
+    fn apply(self, config: &mut EnvironmentConfig, def: &FlagDefinition) -> Result<(), ApiError> {
+        match self {
+            Self::Enable => config.state = FlagState::Enabled,
+            Self::Disable => config.state = FlagState::Disabled,
+            Self::Rollout(r) => config.fallthrough = Some(Serve::Rollout(rollout(r, def)?)),
+            Self::Allow(ids) => add_companies(&mut config.allow, ids),
+            Self::Disallow(ids) => config.allow.retain(|c| !ids.contains(c)),
+            Self::Deny(ids) => add_companies(&mut config.deny, ids),
+            Self::Undeny(ids) => config.deny.retain(|c| !ids.contains(c)),
+        }
+        Ok(())
+    }
+}
+
+fn add_companies(list: &mut Vec<String>, ids: Vec<String>) {
+    for id in ids {
+        if !list.contains(&id) {
+            list.push(id);
+        }
+    }
+}
+
+/// The variant a flag uses for `role` ("on"/"off"): the named one, else one so called.
+fn role_variant(explicit: Option<&String>, def: &FlagDefinition, role: &str) -> Option<String> {
+    let implicit = def.variants.is_empty() || def.variants.contains_key(role);
+    explicit.cloned().or_else(|| implicit.then(|| role.to_owned()))
+}
+
+fn rollout(r: RolloutRequest, def: &FlagDefinition) -> Result<Rollout, ApiError> {
+    let mut rollout = match (r.percentage, r.variants) {
+        (Some(p), None) => {
+            let on = role_variant(def.on_variant.as_ref(), def, "on");
+            let off = role_variant(def.off_variant.as_ref(), def, "off");
+            let (Some(on), Some(off)) = (on, off) else {
+                return Err(ApiError::bad_request(
+                    "NO_ON_OFF_VARIANTS",
+                    format!("flag `{}` has no on/off variants: send explicit `variants` weights", def.key),
+                ));
+            };
+            if !(0.0..=100.0).contains(&p) {
+                return Err(ApiError::bad_request("INVALID_PERCENTAGE", format!("percentage {p} is outside 0..100")));
+            }
+            Rollout::percentage(&on, &off, p)
+        }
+        (None, Some(variants)) => Rollout { variants, bucket_by: None },
+        _ => {
+            return Err(ApiError::bad_request(
+                "INVALID_ROLLOUT",
+                "send either `percentage` or `variants` (a list of {variant, weight})",
+            ));
+        }
+    };
+    rollout.bucket_by = r.bucket_by;
+    Ok(rollout)
+}
+
+async fn load_config(write: &mut Write, key: &str, env: &str) -> Result<(FlagDefinition, StoredConfig), ApiError> {
+    write.require_environment(env).await?;
+    let flag = load_flag(write.tx.as_mut(), key).await?;
+    let config = write.tx.config(key, env).await?.unwrap_or_else(|| StoredConfig {
+        flag: key.to_owned(),
+        environment: env.to_owned(),
+        config: EnvironmentConfig::default(),
+        version: 0,
+        updated_at: 0,
+        updated_by: String::new(),
+    });
+    Ok((flag.definition, config))
+}
+
+impl Service {
+    /// One flag's configuration in one environment.
+    pub async fn config(&self, key: &str, env: &str) -> Result<ConfigView, ApiError> {
+        let mut tx = self.store.begin_read().await?;
+        super::require_environment(tx.as_mut(), env).await?;
+        load_flag(tx.as_mut(), key).await?;
+        let config = tx.config(key, env).await?.ok_or_else(|| ApiError::flag_not_found(key))?;
+        Ok(config.into())
+    }
+
+    /// Replaces a configuration; `if_match` must be the version the caller read.
+    pub async fn put_config(
+        &self,
+        actor: &Principal,
+        key: &str,
+        env: &str,
+        config: EnvironmentConfig,
+        if_match: i64,
+        reason: Option<String>,
+    ) -> Result<ConfigView, ApiError> {
+        let mut write = self.begin(actor, reason).await?;
+        let (_, current) = load_config(&mut write, key, env).await?;
+        check_if_match(Some(if_match), current.version, || {
+            to_json(&ConfigView::from(current.clone())).unwrap_or_default()
+        })?;
+        self.finish_config(write, "config.update", current, config).await
+    }
+
+    /// Applies a quick operation atomically (no `If-Match`: it never overwrites more than
+    /// it changes).
+    pub async fn quick(
+        &self,
+        actor: &Principal,
+        key: &str,
+        env: &str,
+        op: QuickOp,
+        reason: Option<String>,
+    ) -> Result<ConfigView, ApiError> {
+        let mut write = self.begin(actor, reason).await?;
+        let (definition, current) = load_config(&mut write, key, env).await?;
+        let action = op.action();
+        let mut next = current.config.clone();
+        op.apply(&mut next, &definition)?;
+        self.finish_config(write, action, current, next).await
+    }
+
+    async fn finish_config(
+        &self,
+        mut write: Write,
+        action: &str,
+        current: StoredConfig,
+        config: EnvironmentConfig,
+    ) -> Result<ConfigView, ApiError> {
+        let before = to_json(&current.config);
+        let stored = StoredConfig {
+            config,
+            version: write.seq(),
+            updated_at: write.now,
+            updated_by: write.actor().to_owned(),
+            ..current
+        };
+        write.tx.put_config(&stored).await?;
+        let subject = Subject { environment: Some(&stored.environment), flag: Some(&stored.flag), segment: None };
+        write.audit(action, subject, before, to_json(&stored.config));
+        write.touch(&stored.environment);
+        self.commit(write).await?;
+        Ok(stored.into())
+    }
+
+    /// Copies a configuration from one environment to another, keeping the target's
+    /// state unless `include_state`.
+    pub async fn promote(
+        &self,
+        actor: &Principal,
+        key: &str,
+        from: &str,
+        to: &str,
+        include_state: bool,
+        reason: Option<String>,
+    ) -> Result<ConfigView, ApiError> {
+        if from == to {
+            return Err(ApiError::bad_request("INVALID_PROMOTION", "`from` and `to` must differ"));
+        }
+        let mut write = self.begin(actor, reason).await?;
+        let (_, source) = load_config(&mut write, key, from).await?;
+        let (_, target) = load_config(&mut write, key, to).await?;
+        let mut next = source.config;
+        if !include_state {
+            next.state = target.config.state;
+        }
+        self.finish_config(write, "config.promote", target, next).await
+    }
+}

@@ -1,0 +1,219 @@
+//! Flag definitions: list, read, create (disabled everywhere), change, delete.
+
+use std::collections::BTreeMap;
+
+use flagd_core::{FlagDefinition, FlagState};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{Service, Subject, etag, to_json};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::store::{StoredConfig, StoredFlag, Tx};
+
+/// A flag as the API shows it: its definition, version, and its state per environment.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagView {
+    /// The definition.
+    #[serde(flatten)]
+    pub definition: FlagDefinition,
+    /// Change sequence number of the definition's last write.
+    pub version: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    /// Per environment: state and the configuration's version.
+    pub environments: BTreeMap<String, EnvironmentSummary>,
+}
+
+/// One environment's view of a flag, in lists.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentSummary {
+    /// Enabled or disabled.
+    pub state: FlagState,
+    /// The configuration's version (its ETag without quotes).
+    pub version: i64,
+    /// Who changed it last.
+    pub updated_by: String,
+    /// When, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A partial update of a definition: fields given replace the stored ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlagPatch {
+    description: Option<String>,
+    owner: Option<String>,
+    tags: Option<Vec<String>>,
+    variants: Option<IndexMap<String, Value>>,
+    off_variant: Option<String>,
+    on_variant: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    /// Why, for the audit log.
+    pub reason: Option<String>,
+}
+
+impl FlagPatch {
+    fn apply(self, def: &mut FlagDefinition) {
+        let FlagPatch { description, owner, tags, variants, off_variant, on_variant, metadata, reason: _ } = self;
+        if let Some(v) = description {
+            def.description = v;
+        }
+        if let Some(v) = owner {
+            def.owner = v;
+        }
+        if let Some(v) = tags {
+            def.tags = v;
+        }
+        if let Some(v) = variants {
+            def.variants = v;
+        }
+        if let Some(v) = off_variant {
+            def.off_variant = Some(v);
+        }
+        if let Some(v) = on_variant {
+            def.on_variant = Some(v);
+        }
+        if let Some(v) = metadata {
+            def.metadata = v;
+        }
+    }
+}
+
+fn view(flag: StoredFlag, configs: Vec<StoredConfig>) -> FlagView {
+    let environments = configs
+        .into_iter()
+        .map(|c| {
+            let summary = EnvironmentSummary {
+                state: c.config.state,
+                version: c.version,
+                updated_by: c.updated_by,
+                updated_at: c.updated_at,
+            };
+            (c.environment, summary)
+        })
+        .collect();
+    FlagView {
+        definition: flag.definition,
+        version: flag.version,
+        created_at: flag.created_at,
+        updated_at: flag.updated_at,
+        environments,
+    }
+}
+
+pub(crate) async fn load_flag(tx: &mut dyn Tx, key: &str) -> Result<StoredFlag, ApiError> {
+    tx.flag(key).await?.ok_or_else(|| ApiError::flag_not_found(key))
+}
+
+/// Refuses a stale `If-Match`.
+pub(crate) fn check_if_match(
+    if_match: Option<i64>,
+    version: i64,
+    current: impl FnOnce() -> Value,
+) -> Result<(), ApiError> {
+    match if_match {
+        Some(v) if v != version => Err(ApiError::PreconditionFailed { etag: etag(version), current: current() }),
+        _ => Ok(()),
+    }
+}
+
+impl Service {
+    /// Every flag with its per-environment states.
+    pub async fn flags(&self) -> Result<Vec<FlagView>, ApiError> {
+        let mut tx = self.store.begin_read().await?;
+        let mut views = Vec::new();
+        for flag in tx.flags().await? {
+            let configs = tx.flag_configs(&flag.definition.key).await?;
+            views.push(view(flag, configs));
+        }
+        Ok(views)
+    }
+
+    /// One flag.
+    pub async fn flag(&self, key: &str) -> Result<FlagView, ApiError> {
+        let mut tx = self.store.begin_read().await?;
+        let flag = load_flag(tx.as_mut(), key).await?;
+        let configs = tx.flag_configs(key).await?;
+        Ok(view(flag, configs))
+    }
+
+    /// Creates a flag, disabled in every environment.
+    pub async fn create_flag(&self, actor: &Principal, definition: FlagDefinition) -> Result<FlagView, ApiError> {
+        let mut write = self.begin(actor, None).await?;
+        let key = definition.key.clone();
+        if write.tx.flag(&key).await?.is_some() {
+            return Err(ApiError::Conflict(format!("flag `{key}` already exists")));
+        }
+        let stored = StoredFlag { definition, version: write.seq(), created_at: write.now, updated_at: write.now };
+        write.tx.put_flag(&stored).await?;
+        for env in write.touch_all().await? {
+            let config = StoredConfig {
+                flag: key.clone(),
+                environment: env.name,
+                config: Default::default(),
+                version: write.seq(),
+                updated_at: write.now,
+                updated_by: write.actor().to_owned(),
+            };
+            write.tx.put_config(&config).await?;
+        }
+        write.audit(
+            "flag.create",
+            Subject { flag: Some(&key), ..Subject::default() },
+            None,
+            to_json(&stored.definition),
+        );
+        self.commit(write).await?;
+        self.flag(&key).await
+    }
+
+    /// Changes a definition; every environment is revalidated (a removed variant that a
+    /// rule still serves is refused).
+    pub async fn update_flag(
+        &self,
+        actor: &Principal,
+        key: &str,
+        patch: FlagPatch,
+        if_match: Option<i64>,
+    ) -> Result<FlagView, ApiError> {
+        let mut write = self.begin(actor, patch.reason.clone()).await?;
+        let mut stored = load_flag(write.tx.as_mut(), key).await?;
+        check_if_match(if_match, stored.version, || to_json(&stored.definition).unwrap_or_default())?;
+        let before = to_json(&stored.definition);
+        patch.apply(&mut stored.definition);
+        stored.version = write.seq();
+        stored.updated_at = write.now;
+        write.tx.put_flag(&stored).await?;
+        write.touch_all().await?;
+        write.audit(
+            "flag.update",
+            Subject { flag: Some(key), ..Subject::default() },
+            before,
+            to_json(&stored.definition),
+        );
+        self.commit(write).await?;
+        self.flag(key).await
+    }
+
+    /// Deletes a flag from every environment.
+    pub async fn delete_flag(&self, actor: &Principal, key: &str, reason: Option<String>) -> Result<(), ApiError> {
+        let mut write = self.begin(actor, reason).await?;
+        let stored = load_flag(write.tx.as_mut(), key).await?;
+        write.tx.delete_flag(key).await?;
+        write.touch_all().await?;
+        write.audit(
+            "flag.delete",
+            Subject { flag: Some(key), ..Subject::default() },
+            to_json(&stored.definition),
+            None,
+        );
+        self.commit(write).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! The domain operations behind the HTTP API. Every write is one [`Write`]: a store
+//! transaction that holds the change-sequence lock, validates each environment it touched
+//! by compiling that environment's ruleset, appends its audit events, commits, and then
+//! swaps the compiled rulesets in, so the change is served before the request returns.
+
+mod configs;
+mod environments;
+mod flags;
+mod segments;
+mod tokens;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flagd_core::{Flag, Ruleset, RulesetSource};
+use serde_json::{Map, Value};
+
+pub use configs::{ConfigView, QuickOp, RolloutRequest};
+pub use environments::DEFAULT_ENVIRONMENTS;
+pub use flags::{FlagPatch, FlagView};
+pub use tokens::{CreatedToken, NewToken};
+
+use crate::auth::{Principal, TokenCache};
+use crate::error::ApiError;
+use crate::snapshot::{Snapshot, Snapshots};
+use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, Tx};
+
+/// The service state shared by every request.
+pub struct Service {
+    store: Arc<dyn Store>,
+    snapshots: Snapshots,
+    tokens: TokenCache,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("snapshots", &self.snapshots).finish_non_exhaustive()
+    }
+}
+
+/// What start-up did that the operator must see.
+#[derive(Debug, Default)]
+pub struct Startup {
+    /// An admin token generated because none existed: printed once, never stored.
+    pub generated_admin_token: Option<String>,
+}
+
+/// Unix milliseconds now (the server, unlike the core, may read the clock).
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The ETag of a stored version.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Parses an `If-Match` value into a version; anything else never matches.
+pub fn parse_etag(value: &str) -> Option<i64> {
+    value.trim().trim_start_matches("W/").trim_matches('"').parse().ok()
+}
+
+impl Service {
+    /// Connects the pieces: creates the default environments and the admin token when
+    /// missing, loads tokens and compiles every environment.
+    pub async fn start(store: Arc<dyn Store>, admin_token: Option<&str>) -> Result<(Arc<Self>, Startup), ApiError> {
+        let service = Arc::new(Self { store, snapshots: Snapshots::default(), tokens: TokenCache::default() });
+        service.ensure_default_environments().await?;
+        let startup = Startup { generated_admin_token: service.ensure_admin_token(admin_token).await? };
+        service.reload_tokens().await?;
+        service.reload_all().await?;
+        Ok((service, startup))
+    }
+
+    /// The compiled rulesets.
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
+    /// The token cache.
+    pub fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    /// The store (for readiness checks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Recompiles every environment from the database.
+    pub async fn reload_all(&self) -> Result<(), ApiError> {
+        let mut tx = self.store.begin_read().await?;
+        let seq = tx.seq();
+        for env in tx.environments().await? {
+            let ruleset = compile_environment(tx.as_mut(), &env.name).await?;
+            self.snapshots.install(Snapshot { environment: env.name, seq, ruleset });
+        }
+        Ok(())
+    }
+
+    async fn reload_tokens(&self) -> Result<(), ApiError> {
+        let mut tx = self.store.begin_read().await?;
+        self.tokens.replace(tx.tokens().await?);
+        Ok(())
+    }
+
+    /// Reads the audit log.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, ApiError> {
+        Ok(self.store.begin_read().await?.audit(query).await?)
+    }
+
+    /// Opens a write on behalf of `actor`.
+    pub(crate) async fn begin(&self, actor: &Principal, reason: Option<String>) -> Result<Write, ApiError> {
+        let tx = self.store.begin_write().await?;
+        Ok(Write { tx, actor: actor.name.clone(), reason, events: Vec::new(), touched: BTreeSet::new(), now: now_ms() })
+    }
+
+    /// Validates every touched environment, records the audit events, commits and serves
+    /// the new rulesets. Returns the write's sequence number.
+    pub(crate) async fn commit(&self, mut write: Write) -> Result<i64, ApiError> {
+        let seq = write.tx.seq();
+        let mut compiled = Vec::with_capacity(write.touched.len());
+        for env in std::mem::take(&mut write.touched) {
+            let ruleset = compile_environment(write.tx.as_mut(), &env).await?;
+            compiled.push(Snapshot { environment: env, seq, ruleset });
+        }
+        for event in &write.events {
+            write.tx.append_audit(event).await?;
+        }
+        let tokens_changed = write.events.iter().any(|e| e.action.starts_with("token."));
+        write.tx.commit().await?;
+        for snapshot in compiled {
+            self.snapshots.install(snapshot);
+        }
+        if tokens_changed {
+            self.reload_tokens().await?;
+        }
+        Ok(seq)
+    }
+}
+
+/// A write in progress; dropping it rolls everything back.
+pub(crate) struct Write {
+    pub(crate) tx: Box<dyn Tx>,
+    actor: String,
+    reason: Option<String>,
+    events: Vec<AuditEvent>,
+    touched: BTreeSet<String>,
+    pub(crate) now: i64,
+}
+
+/// What an audit event is about.
+#[derive(Debug, Default)]
+pub(crate) struct Subject<'a> {
+    pub(crate) environment: Option<&'a str>,
+    pub(crate) flag: Option<&'a str>,
+    pub(crate) segment: Option<&'a str>,
+}
+
+impl Write {
+    /// This write's sequence number (the version it gives what it writes).
+    pub(crate) fn seq(&self) -> i64 {
+        self.tx.seq()
+    }
+
+    /// The actor's name.
+    pub(crate) fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Records an audit event (appended at commit).
+    pub(crate) fn audit(&mut self, action: &str, subject: Subject<'_>, before: Option<Value>, after: Option<Value>) {
+        self.events.push(AuditEvent {
+            id: 0,
+            seq: self.tx.seq(),
+            actor: self.actor.clone(),
+            at: self.now,
+            action: action.to_owned(),
+            environment: subject.environment.map(str::to_owned),
+            flag: subject.flag.map(str::to_owned),
+            segment: subject.segment.map(str::to_owned),
+            before,
+            after,
+            reason: self.reason.clone(),
+        });
+    }
+
+    /// Marks an environment whose ruleset this write changes.
+    pub(crate) fn touch(&mut self, environment: &str) {
+        self.touched.insert(environment.to_owned());
+    }
+
+    /// Marks every environment.
+    pub(crate) async fn touch_all(&mut self) -> Result<Vec<Environment>, ApiError> {
+        let envs = self.tx.environments().await?;
+        for env in &envs {
+            self.touch(&env.name);
+        }
+        Ok(envs)
+    }
+
+    /// 404 unless the environment exists.
+    pub(crate) async fn require_environment(&mut self, name: &str) -> Result<(), ApiError> {
+        require_environment(self.tx.as_mut(), name).await
+    }
+}
+
+pub(crate) async fn require_environment(tx: &mut dyn Tx, name: &str) -> Result<(), ApiError> {
+    if tx.environments().await?.iter().any(|e| e.name == name) {
+        Ok(())
+    } else {
+        Err(ApiError::environment_not_found(name))
+    }
+}
+
+/// Everything one environment's ruleset is compiled from, as the transaction sees it.
+pub(crate) async fn environment_source(tx: &mut dyn Tx, env: &str) -> Result<RulesetSource, StoreError> {
+    let mut configs: HashMap<String, _> =
+        tx.configs(env).await?.into_iter().map(|c| (c.flag.clone(), c.config)).collect();
+    let flags = tx
+        .flags()
+        .await?
+        .into_iter()
+        .map(|f| {
+            let config = configs.remove(&f.definition.key).unwrap_or_default();
+            Flag { definition: f.definition, config }
+        })
+        .collect();
+    let segments = tx.segments(env).await?.into_iter().map(|s| s.segment).collect();
+    Ok(RulesetSource { flags, segments, evaluators: Map::new(), metadata: Map::new() })
+}
+
+async fn compile_environment(tx: &mut dyn Tx, env: &str) -> Result<Ruleset, ApiError> {
+    let source = environment_source(tx, env).await?;
+    Ruleset::compile(&source).map_err(|e| ApiError::Invalid {
+        problems: e
+            .problems
+            .into_iter()
+            .map(|mut p| {
+                p.path = format!("environments.{env}.{}", p.path);
+                p
+            })
+            .collect(),
+    })
+}
+
+/// A JSON value of something serialisable, for audit before/after.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Option<Value> {
+    serde_json::to_value(value).ok()
+}

@@ -1,0 +1,128 @@
+//! API tokens: created with their value shown once, listed without it, revoked.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Service, Subject, to_json};
+use crate::auth::{Principal, generate_id, generate_token, hash_token};
+use crate::error::ApiError;
+use crate::store::{Role, Token};
+
+/// `POST /tokens`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewToken {
+    /// A label for people; the audit log names writers by it.
+    pub name: String,
+    /// `evaluate`, `read` or `admin`.
+    pub role: Role,
+    /// Required for `evaluate` tokens (it selects the environment OFREP serves).
+    pub environment: Option<String>,
+}
+
+/// A created token: the only time its value is shown.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedToken {
+    /// The stored token (without its value).
+    #[serde(flatten)]
+    pub token: Token,
+    /// The secret value: store it now, it cannot be shown again.
+    pub value: String,
+}
+
+/// The longest token name.
+const MAX_NAME: usize = 150;
+
+impl Service {
+    /// Every token (without values), newest first.
+    pub async fn list_tokens(&self) -> Result<Vec<Token>, ApiError> {
+        Ok(self.store.begin_read().await?.tokens().await?)
+    }
+
+    /// Creates a token.
+    pub async fn create_token(&self, actor: &Principal, new: NewToken) -> Result<CreatedToken, ApiError> {
+        let name = new.name.trim();
+        if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "INVALID_NAME",
+                format!("a token name is 1 to {MAX_NAME} printable characters"),
+            ));
+        }
+        let mut write = self.begin(actor, None).await?;
+        match (new.role, &new.environment) {
+            (Role::Evaluate, Some(env)) => write.require_environment(env).await?,
+            (Role::Evaluate, None) => {
+                return Err(ApiError::bad_request(
+                    "ENVIRONMENT_REQUIRED",
+                    "an `evaluate` token needs an `environment`",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "UNEXPECTED_ENVIRONMENT",
+                    "only `evaluate` tokens are bound to an environment",
+                ));
+            }
+            (_, None) => {}
+        }
+        let value = generate_token();
+        let token = Token {
+            id: generate_id(),
+            name: name.to_owned(),
+            role: new.role,
+            environment: new.environment,
+            hash: hash_token(&value),
+            created_at: write.now,
+            revoked_at: None,
+        };
+        write.tx.insert_token(&token).await?;
+        write.audit(
+            "token.create",
+            Subject { environment: token.environment.as_deref(), ..Subject::default() },
+            None,
+            to_json(&token),
+        );
+        self.commit(write).await?;
+        Ok(CreatedToken { token, value })
+    }
+
+    /// Revokes a token; it stops working before this returns.
+    pub async fn revoke_token(&self, actor: &Principal, id: &str) -> Result<(), ApiError> {
+        let mut write = self.begin(actor, None).await?;
+        let at = write.now;
+        if !write.tx.revoke_token(id, at).await? {
+            return Err(ApiError::NotFound { code: "TOKEN_NOT_FOUND", message: format!("no token with id `{id}`") });
+        }
+        write.audit("token.revoke", Subject::default(), Some(serde_json::json!({ "id": id })), None);
+        self.commit(write).await?;
+        Ok(())
+    }
+
+    /// Makes sure an admin token exists: the given value (created if missing), or a new
+    /// one, returned so that it can be printed once, when there is no admin token at all.
+    pub(super) async fn ensure_admin_token(&self, given: Option<&str>) -> Result<Option<String>, ApiError> {
+        let existing = self.store.begin_read().await?.tokens().await?;
+        let (value, name) = match given {
+            Some(v) if existing.iter().any(|t| t.hash == hash_token(v)) => return Ok(None),
+            Some(v) => (v.to_owned(), "admin (--admin-token)"),
+            None if existing.iter().any(|t| t.role == Role::Admin && t.revoked_at.is_none()) => return Ok(None),
+            None => (generate_token(), "admin (generated at first start)"),
+        };
+        let system =
+            Principal { token_id: String::new(), name: "flagd-server".into(), role: Role::Admin, environment: None };
+        let mut write = self.begin(&system, None).await?;
+        let token = Token {
+            id: generate_id(),
+            name: name.to_owned(),
+            role: Role::Admin,
+            environment: None,
+            hash: hash_token(&value),
+            created_at: write.now,
+            revoked_at: None,
+        };
+        write.tx.insert_token(&token).await?;
+        write.audit("token.create", Subject::default(), None, to_json(&token));
+        self.commit(write).await?;
+        Ok(given.is_none().then_some(value))
+    }
+}

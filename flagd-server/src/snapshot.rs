@@ -1,0 +1,52 @@
+//! The in-memory rulesets evaluation reads: one immutable, compiled snapshot per
+//! environment, swapped atomically when a change commits. Evaluation never touches the
+//! database and never takes a lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use flagd_core::Ruleset;
+
+/// One environment's compiled ruleset, as of a change sequence number.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Environment name.
+    pub environment: String,
+    /// The change sequence number this snapshot reflects.
+    pub seq: i64,
+    /// The compiled flags and segments.
+    pub ruleset: Ruleset,
+}
+
+/// Every environment's current snapshot.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    current: ArcSwap<HashMap<String, Arc<Snapshot>>>,
+}
+
+impl Snapshots {
+    /// The current snapshot of an environment.
+    pub fn get(&self, environment: &str) -> Option<Arc<Snapshot>> {
+        self.current.load().get(environment).cloned()
+    }
+
+    /// Installs a snapshot unless a newer one is already there (two writes may finish in
+    /// either order; the later sequence number wins).
+    pub fn install(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        self.current.rcu(|map| {
+            let mut next = HashMap::clone(map);
+            let newer_present = next.get(&snapshot.environment).is_some_and(|s| s.seq > snapshot.seq);
+            if !newer_present {
+                next.insert(snapshot.environment.clone(), Arc::clone(&snapshot));
+            }
+            next
+        });
+    }
+
+    /// The lowest sequence number any environment's snapshot reflects.
+    pub fn applied_seq(&self) -> i64 {
+        self.current.load().values().map(|s| s.seq).min().unwrap_or(0)
+    }
+}

@@ -1,0 +1,213 @@
+//! Everything that differs between the SQL backends, so that `sql.rs` can hold one set
+//! of queries: URL preparation, per-connection settings, how transactions begin, how an
+//! inserted id comes back, the embedded migrations, and the rewriting of portable SQL
+//! (`?` placeholders, `"quoted"` identifiers) into each backend's syntax.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use sqlx::migrate::Migrator;
+
+use super::StoreError;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/mysql");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// SQLite's busy timeout: a writer from another process waits this long for the write
+/// lock before failing. Writers of one process queue in-process instead (see
+/// [`SqlDialect::gates_writers_in_process`]).
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// The SQL backend behind a database URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlDialect {
+    /// SQLite, a file.
+    Sqlite,
+    /// MySQL or MariaDB.
+    MySql,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl SqlDialect {
+    /// The backend a URL names, from its scheme.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme).to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Ok(Self::Sqlite),
+            "mysql" | "mariadb" if url.contains("://") => Ok(Self::MySql),
+            "postgres" | "postgresql" if url.contains("://") => Ok(Self::Postgres),
+            _ => Err(StoreError::UnsupportedUrl(url.to_owned())),
+        }
+    }
+
+    /// The URL to hand to sqlx. For SQLite: the file and its directory are created when
+    /// missing, and an in-memory database is refused, because every pooled connection
+    /// would get a database of its own.
+    pub fn prepare_url(self, url: &str) -> Result<String, StoreError> {
+        match self {
+            Self::Sqlite => sqlite_url(url),
+            // sqlx's Any driver knows MariaDB only by the `mysql` scheme.
+            Self::MySql => {
+                Ok(url.split_once("://").map_or_else(|| url.to_owned(), |(_, rest)| format!("mysql://{rest}")))
+            }
+            Self::Postgres => Ok(url.to_owned()),
+        }
+    }
+
+    /// Statements run on every new connection.
+    pub fn session_setup(self) -> Vec<String> {
+        match self {
+            // WAL lets readers proceed while one writer writes.
+            Self::Sqlite => {
+                vec![format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"), "PRAGMA journal_mode = WAL".to_owned()]
+            }
+            // Read transactions rely on REPEATABLE READ for their snapshot, whatever the
+            // server's default; strict mode turns an over-long value into an error rather
+            // than a silent truncation (which would read back as a corrupt document).
+            Self::MySql => vec![
+                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_owned(),
+                "SET SESSION sql_mode = IF(FIND_IN_SET('STRICT_TRANS_TABLES', @@sql_mode) > 0, @@sql_mode, \
+                 CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_TRANS_TABLES'))"
+                    .to_owned(),
+            ],
+            Self::Postgres => Vec::new(),
+        }
+    }
+
+    /// The statement opening a write transaction; its first statement then locks the
+    /// change-sequence row.
+    pub const fn begin_write(self) -> &'static str {
+        match self {
+            // IMMEDIATE takes the write lock at once instead of at the first write.
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            // REPEATABLE READ would be fine too, since the snapshot starts at the first
+            // read, after the lock; READ WRITE just says what it is.
+            Self::MySql => "START TRANSACTION READ WRITE",
+            // Not REPEATABLE READ: its snapshot would predate the wait for the sequence
+            // row and the update would fail with a serialisation error. READ COMMITTED
+            // reads what the previous writer committed.
+            Self::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE",
+        }
+    }
+
+    /// The statement opening a read transaction: one consistent snapshot, and no writes,
+    /// since a write that bypassed the change sequence would never reach replicas.
+    pub const fn begin_read(self) -> &'static str {
+        match self {
+            // A deferred transaction's snapshot starts at its first read (WAL).
+            Self::Sqlite => "BEGIN DEFERRED",
+            Self::MySql => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            Self::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        }
+    }
+
+    /// Whether an INSERT can return the generated id (`RETURNING id`); otherwise the
+    /// driver's last-insert id is used. MariaDB has RETURNING but MySQL does not.
+    pub const fn has_returning(self) -> bool {
+        !matches!(self, Self::MySql)
+    }
+
+    /// Whether writers of one process should queue on an in-process lock before opening
+    /// a transaction. SQLite's busy handler polls with growing sleeps, so many local
+    /// writers racing for the lock waste time and can starve; a fair queue avoids that.
+    pub const fn gates_writers_in_process(self) -> bool {
+        matches!(self, Self::Sqlite)
+    }
+
+    /// How many pooled connections to keep at most.
+    pub const fn max_connections(self) -> u32 {
+        match self {
+            Self::Sqlite => 8,
+            Self::MySql | Self::Postgres => 16,
+        }
+    }
+
+    /// The embedded migrations.
+    pub fn migrator(self) -> &'static Migrator {
+        match self {
+            Self::Sqlite => &SQLITE_MIGRATIONS,
+            Self::MySql => &MYSQL_MIGRATIONS,
+            Self::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Rewrites portable SQL: `?` placeholders become `$1`, `$2`, … on PostgreSQL, and
+    /// `"quoted"` identifiers (needed for the reserved word `key`) become `` `quoted` ``
+    /// on MySQL. Text inside single-quoted literals is left alone.
+    pub fn sql(self, portable: &str) -> Cow<'_, str> {
+        match self {
+            Self::Sqlite => Cow::Borrowed(portable),
+            Self::MySql => Cow::Owned(rewrite(portable, |out, c, _| out.push(if c == '"' { '`' } else { c }))),
+            Self::Postgres => Cow::Owned(rewrite(portable, |out, c, n| {
+                if c == '?' {
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            })),
+        }
+    }
+}
+
+/// Copies `sql`, passing each character outside string literals to `map` with the
+/// number of `?` seen so far including this one.
+fn rewrite(sql: &str, mut map: impl FnMut(&mut String, char, usize)) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut in_literal = false;
+    let mut placeholders = 0;
+    for c in sql.chars() {
+        if c == '\'' {
+            in_literal = !in_literal;
+        }
+        if in_literal || c == '\'' {
+            out.push(c);
+            continue;
+        }
+        if c == '?' {
+            placeholders += 1;
+        }
+        map(&mut out, c, placeholders);
+    }
+    out
+}
+
+/// `sqlite:path` or `sqlite://path` → `sqlite://path?mode=rwc`, creating the directory.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || params.contains("mode=memory") {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    if let Some(dir) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+    }
+    let mode = if params.contains("mode=") { "" } else { "mode=rwc" };
+    let params = [params, mode].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("&");
+    Ok(format!("sqlite://{path}?{params}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_only() {
+        let sql = "SELECT \"key\" FROM t WHERE a = ? AND b = '?' AND c = ?";
+        assert_eq!(SqlDialect::Postgres.sql(sql), "SELECT \"key\" FROM t WHERE a = $1 AND b = '?' AND c = $2");
+        assert_eq!(SqlDialect::MySql.sql(sql), "SELECT `key` FROM t WHERE a = ? AND b = '?' AND c = ?");
+        assert_eq!(SqlDialect::Sqlite.sql(sql), sql);
+    }
+
+    #[test]
+    fn urls_name_their_backend() {
+        assert_eq!(SqlDialect::from_url("sqlite:data/x.db").ok(), Some(SqlDialect::Sqlite));
+        assert_eq!(SqlDialect::from_url("mysql://root@h/db").ok(), Some(SqlDialect::MySql));
+        assert_eq!(SqlDialect::from_url("postgresql://u@h/db").ok(), Some(SqlDialect::Postgres));
+        assert!(SqlDialect::from_url("redis://h").is_err());
+        assert!(SqlDialect::from_url("data.db").is_err());
+        assert!(SqlDialect::Sqlite.prepare_url("sqlite::memory:").is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! Durable state: one [`Store`] trait, implemented once over sqlx for SQLite, MySQL /
+//! MariaDB and PostgreSQL (the dialect differences live in `dialect.rs`).
+//!
+//! Every write runs in one [`Tx`] opened by [`Store::begin_write`], which first advances
+//! the global change sequence. That row lock serialises writers on every backend, so a
+//! write may read, decide and write without racing another writer; the caller appends
+//! its audit events and commits, or drops the transaction to roll everything back.
+
+pub mod dialect;
+pub mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flagd_core::{EnvironmentConfig, FlagDefinition, Segment};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What the storage layer can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed at start.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored JSON document did not parse (corruption or a downgrade).
+    #[error("stored {what} is unreadable: {source}")]
+    Corrupt { what: &'static str, source: serde_json::Error },
+    /// The database URL names no supported backend.
+    #[error("unsupported database URL `{0}`: use sqlite:…, mysql://… or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+/// A named environment (`development`, `staging`, `production`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    /// Same pattern as flag keys.
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A flag definition with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlag {
+    /// The definition.
+    pub definition: FlagDefinition,
+    /// The change sequence number of its last write (the basis of its ETag).
+    pub version: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// One flag's configuration in one environment, with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConfig {
+    /// Flag key.
+    pub flag: String,
+    /// Environment name.
+    pub environment: String,
+    /// The configuration.
+    pub config: EnvironmentConfig,
+    /// The change sequence number of its last write (the basis of its ETag).
+    pub version: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    /// Actor of the last write.
+    pub updated_by: String,
+}
+
+/// A segment of one environment, with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSegment {
+    /// Environment name.
+    pub environment: String,
+    /// The segment.
+    pub segment: Segment,
+    /// The change sequence number of its last write.
+    pub version: i64,
+}
+
+/// One audited change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Unique, increasing; assigned by the store.
+    pub id: i64,
+    /// The change sequence number of the write that made it.
+    pub seq: i64,
+    /// Who: a token's name (or id).
+    pub actor: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// What, e.g. `flag.create`, `config.disable`, `segment.update`, `token.revoke`.
+    pub action: String,
+    /// Environment concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Flag concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    /// Segment concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// State before (JSON), if any.
+    pub before: Option<Value>,
+    /// State after (JSON), if any.
+    pub after: Option<Value>,
+    /// Why, as the caller said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An audit event to append (id assigned on insert; `seq` and `at` given by the caller).
+pub type NewAuditEvent = AuditEvent;
+
+/// Filters for reading the audit log, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this flag.
+    pub flag: Option<String>,
+    /// Only this environment.
+    pub environment: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only events at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Only events with an id below this (the paging cursor).
+    pub before_id: Option<i64>,
+    /// At most this many (the store caps it at 1000).
+    pub limit: u32,
+}
+
+/// Access levels of API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// OFREP evaluation in one environment.
+    Evaluate,
+    /// Admin API reads.
+    Read,
+    /// Admin API reads and writes.
+    Admin,
+}
+
+impl Role {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Evaluate => "evaluate",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "evaluate" => Some(Self::Evaluate),
+            "read" => Some(Self::Read),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An API token as stored: never its value, only the SHA-256 of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    /// Public identifier (random, shown in lists, used to revoke).
+    pub id: String,
+    /// A label for people; also the audit actor.
+    pub name: String,
+    /// Access level.
+    pub role: Role,
+    /// The environment an `evaluate` token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Hex SHA-256 of the token value.
+    #[serde(skip)]
+    pub hash: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds, once revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+/// A database transaction. Reads see the transaction's own writes. Dropping it without
+/// [`Tx::commit`] rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    /// For a write transaction, the sequence number this write was given; for a read
+    /// transaction, the sequence number of the last committed write.
+    fn seq(&self) -> i64;
+
+    /// Commits.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// All environments, by name.
+    async fn environments(&mut self) -> Result<Vec<Environment>, StoreError>;
+    /// Inserts an environment (the caller checked it does not exist).
+    async fn insert_environment(&mut self, env: &Environment) -> Result<(), StoreError>;
+
+    /// All flag definitions, by key.
+    async fn flags(&mut self) -> Result<Vec<StoredFlag>, StoreError>;
+    /// One flag definition.
+    async fn flag(&mut self, key: &str) -> Result<Option<StoredFlag>, StoreError>;
+    /// Inserts or replaces a flag definition (version = `self.seq()`).
+    async fn put_flag(&mut self, flag: &StoredFlag) -> Result<(), StoreError>;
+    /// Deletes a flag definition and all its configurations.
+    async fn delete_flag(&mut self, key: &str) -> Result<(), StoreError>;
+
+    /// All configurations of one environment, by flag key.
+    async fn configs(&mut self, environment: &str) -> Result<Vec<StoredConfig>, StoreError>;
+    /// All configurations of one flag, by environment.
+    async fn flag_configs(&mut self, flag: &str) -> Result<Vec<StoredConfig>, StoreError>;
+    /// One configuration.
+    async fn config(&mut self, flag: &str, environment: &str) -> Result<Option<StoredConfig>, StoreError>;
+    /// Inserts or replaces a configuration.
+    async fn put_config(&mut self, config: &StoredConfig) -> Result<(), StoreError>;
+
+    /// All segments of one environment, by key.
+    async fn segments(&mut self, environment: &str) -> Result<Vec<StoredSegment>, StoreError>;
+    /// One segment.
+    async fn segment(&mut self, environment: &str, key: &str) -> Result<Option<StoredSegment>, StoreError>;
+    /// Inserts or replaces a segment.
+    async fn put_segment(&mut self, segment: &StoredSegment) -> Result<(), StoreError>;
+    /// Deletes a segment.
+    async fn delete_segment(&mut self, environment: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Appends an audit event, returning its id.
+    async fn append_audit(&mut self, event: &NewAuditEvent) -> Result<i64, StoreError>;
+    /// Reads the audit log, newest first.
+    async fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// All tokens, newest first.
+    async fn tokens(&mut self) -> Result<Vec<Token>, StoreError>;
+    /// The token whose value hashes to `hash`, revoked or not.
+    async fn token_by_hash(&mut self, hash: &str) -> Result<Option<Token>, StoreError>;
+    /// Inserts a token.
+    async fn insert_token(&mut self, token: &Token) -> Result<(), StoreError>;
+    /// Marks a token revoked at `at`; false when there is no such token.
+    async fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool, StoreError>;
+}
+
+/// A database holding flagd's state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Opens a write transaction: advances the change sequence first (serialising it
+    /// with every other writer) and exposes the new number as [`Tx::seq`].
+    async fn begin_write(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// Opens a read transaction: one consistent view of the data.
+    async fn begin_read(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// The sequence number of the last committed write (cheap: one indexed row).
+    async fn current_seq(&self) -> Result<i64, StoreError>;
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Connects to the database `url` names (`sqlite:path`, `mysql://…`, `postgres://…`),
+/// creating a SQLite file when missing, and brings its schema up to date.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sql::SqlStore::connect(url).await?))
+}

@@ -1,0 +1,519 @@
+//! [`SqlStore`]: the [`Store`] over sqlx's `Any` driver, one implementation for SQLite,
+//! MySQL / MariaDB and PostgreSQL. Queries are written once in portable SQL and passed
+//! through [`SqlDialect::sql`]; everything else that differs lives in `dialect.rs`.
+//!
+//! Pitfalls of the `Any` driver that shape this file: MySQL reports `TEXT` columns as
+//! blobs, which `String` refuses to decode (see [`text`]); `Any` has no JSON or time
+//! types, so documents travel as text and times as `i64` milliseconds.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::dialect::SqlDialect;
+use super::{
+    AuditEvent, AuditQuery, Environment, NewAuditEvent, Role, Store, StoreError, StoredConfig, StoredFlag,
+    StoredSegment, Token, Tx,
+};
+
+/// The most audit events one query returns.
+const AUDIT_LIMIT_CAP: u32 = 1000;
+
+/// A [`Store`] in an SQL database.
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: SqlDialect,
+    /// Queues this process's writers on SQLite (see [`SqlDialect::gates_writers_in_process`]).
+    write_gate: Option<Arc<Mutex<()>>>,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore").field("dialect", &self.dialect).field("pool_size", &self.pool.size()).finish()
+    }
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite:…`, `mysql://…`, `postgres://…`), runs the embedded
+    /// migrations and makes sure the change-sequence row exists.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = SqlDialect::from_url(url)?;
+        let url = dialect.prepare_url(url)?;
+        let setup = Arc::new(dialect.session_setup());
+        let pool = AnyPoolOptions::new()
+            .max_connections(dialect.max_connections())
+            .after_connect(move |conn, _meta| {
+                let setup = Arc::clone(&setup);
+                Box::pin(async move {
+                    for statement in setup.iter() {
+                        conn.execute(statement.as_str()).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        dialect.migrator().run(&pool).await?;
+        let write_gate = dialect.gates_writers_in_process().then(|| Arc::new(Mutex::new(())));
+        let store = Self { pool, dialect, write_gate };
+        store.ensure_sequence_row().await?;
+        Ok(store)
+    }
+
+    /// The migration creates the row; this restores it if someone deleted it. Two
+    /// processes may race here, so a failed insert is fine if the row is there after.
+    async fn ensure_sequence_row(&self) -> Result<(), StoreError> {
+        let count_sql = "SELECT COUNT(*) AS n FROM change_seq WHERE id = 1";
+        let count: i64 = sqlx::query(count_sql).fetch_one(&self.pool).await?.try_get("n")?;
+        if count > 0 {
+            return Ok(());
+        }
+        let inserted = sqlx::query("INSERT INTO change_seq (id, seq) VALUES (1, 0)").execute(&self.pool).await;
+        let count: i64 = sqlx::query(count_sql).fetch_one(&self.pool).await?.try_get("n")?;
+        match inserted {
+            Err(e) if count == 0 => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens a transaction with `begin` and wraps it.
+    async fn begin(&self, begin: &'static str, gate: Option<OwnedMutexGuard<()>>) -> Result<SqlTx, StoreError> {
+        let tx = self.pool.begin_with(begin).await?;
+        Ok(SqlTx { tx, dialect: self.dialect, seq: 0, _gate: gate })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn begin_write(&self) -> Result<Box<dyn Tx>, StoreError> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
+        };
+        let mut tx = self.begin(self.dialect.begin_write(), gate).await?;
+        let bumped = tx.execute("UPDATE change_seq SET seq = seq + 1 WHERE id = 1").await?;
+        if bumped != 1 {
+            return Err(sqlx::Error::RowNotFound.into());
+        }
+        tx.seq = tx.read_seq().await?;
+        Ok(Box::new(tx))
+    }
+
+    async fn begin_read(&self) -> Result<Box<dyn Tx>, StoreError> {
+        let mut tx = self.begin(self.dialect.begin_read(), None).await?;
+        tx.seq = tx.read_seq().await?;
+        Ok(Box::new(tx))
+    }
+
+    async fn current_seq(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT seq FROM change_seq WHERE id = 1").fetch_one(&self.pool).await?.try_get("seq")?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.execute("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// One open transaction of a [`SqlStore`].
+pub struct SqlTx {
+    /// Declared before the gate so the rollback is under way before the next local
+    /// writer may start.
+    tx: Transaction<'static, Any>,
+    dialect: SqlDialect,
+    seq: i64,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl fmt::Debug for SqlTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlTx").field("dialect", &self.dialect).field("seq", &self.seq).finish()
+    }
+}
+
+/// Column lists, shared by the single and list queries.
+const FLAG_COLUMNS: &str = "SELECT \"key\", definition, version, created_at, updated_at FROM flags";
+const CONFIG_COLUMNS: &str = "SELECT flag, environment, config, version, updated_at, updated_by FROM configs";
+const SEGMENT_COLUMNS: &str = "SELECT environment, \"key\", definition, version FROM segments";
+const AUDIT_COLUMNS: &str =
+    "SELECT id, seq, actor, at, action, environment, flag, segment, before_doc, after_doc, reason FROM audit";
+const TOKEN_COLUMNS: &str = "SELECT id, name, role, environment, hash, created_at, revoked_at FROM tokens";
+
+impl SqlTx {
+    async fn read_seq(&mut self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT seq FROM change_seq WHERE id = 1").fetch_one(&mut *self.tx).await?;
+        Ok(row.try_get("seq")?)
+    }
+
+    /// Runs a statement without parameters, returning the rows it affected.
+    async fn execute(&mut self, sql: &str) -> Result<u64, StoreError> {
+        let sql = self.dialect.sql(sql);
+        Ok(sqlx::query(&sql).execute(&mut *self.tx).await?.rows_affected())
+    }
+
+    /// Runs a query with one text parameter and decodes every row.
+    async fn rows_by<T>(
+        &mut self,
+        sql: &str,
+        arg: &str,
+        decode: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let sql = self.dialect.sql(sql);
+        let rows = sqlx::query(&sql).bind(arg).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Runs a query with two text parameters and decodes the row, if any.
+    async fn row_by<T>(
+        &mut self,
+        sql: &str,
+        args: [&str; 2],
+        decode: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let sql = self.dialect.sql(sql);
+        let [a, b] = args;
+        let row = sqlx::query(&sql).bind(a).bind(b).fetch_optional(&mut *self.tx).await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn all<T>(&mut self, sql: &str, decode: fn(&AnyRow) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+        let sql = self.dialect.sql(sql);
+        let rows = sqlx::query(&sql).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Inserts an audit row and returns its generated id.
+    async fn insert_audit(&mut self, event: &NewAuditEvent) -> Result<i64, StoreError> {
+        let mut sql = "INSERT INTO audit (seq, actor, at, action, environment, flag, segment, before_doc, after_doc, \
+                       reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            .to_owned();
+        if self.dialect.has_returning() {
+            sql.push_str(" RETURNING id");
+        }
+        let sql = self.dialect.sql(&sql);
+        let query = sqlx::query(&sql)
+            .bind(event.seq)
+            .bind(event.actor.as_str())
+            .bind(event.at)
+            .bind(event.action.as_str())
+            .bind(event.environment.as_deref())
+            .bind(event.flag.as_deref())
+            .bind(event.segment.as_deref())
+            .bind(event.before.as_ref().map(to_json).transpose()?)
+            .bind(event.after.as_ref().map(to_json).transpose()?)
+            .bind(event.reason.as_deref());
+        if self.dialect.has_returning() {
+            return Ok(query.fetch_one(&mut *self.tx).await?.try_get("id")?);
+        }
+        let done = query.execute(&mut *self.tx).await?;
+        done.last_insert_id().ok_or_else(|| sqlx::Error::Protocol("the database returned no audit id".into()).into())
+    }
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let Self { tx, _gate, .. } = *self;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn environments(&mut self) -> Result<Vec<Environment>, StoreError> {
+        self.all("SELECT name, created_at FROM environments ORDER BY name", decode_environment).await
+    }
+
+    async fn insert_environment(&mut self, env: &Environment) -> Result<(), StoreError> {
+        let sql = self.dialect.sql("INSERT INTO environments (name, created_at) VALUES (?, ?)");
+        sqlx::query(&sql).bind(env.name.as_str()).bind(env.created_at).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn flags(&mut self) -> Result<Vec<StoredFlag>, StoreError> {
+        self.all(&format!("{FLAG_COLUMNS} ORDER BY \"key\""), decode_flag).await
+    }
+
+    async fn flag(&mut self, key: &str) -> Result<Option<StoredFlag>, StoreError> {
+        Ok(self.rows_by(&format!("{FLAG_COLUMNS} WHERE \"key\" = ?"), key, decode_flag).await?.pop())
+    }
+
+    async fn put_flag(&mut self, flag: &StoredFlag) -> Result<(), StoreError> {
+        let definition = to_json(&flag.definition)?;
+        let statements = [
+            "UPDATE flags SET definition = ?, version = ?, created_at = ?, updated_at = ? WHERE \"key\" = ?",
+            "INSERT INTO flags (definition, version, created_at, updated_at, \"key\") VALUES (?, ?, ?, ?, ?)",
+        ];
+        for sql in statements {
+            let sql = self.dialect.sql(sql);
+            let done = sqlx::query(&sql)
+                .bind(definition.as_str())
+                .bind(self.seq)
+                .bind(flag.created_at)
+                .bind(flag.updated_at)
+                .bind(flag.definition.key.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+            if done.rows_affected() > 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_flag(&mut self, key: &str) -> Result<(), StoreError> {
+        for sql in ["DELETE FROM configs WHERE flag = ?", "DELETE FROM flags WHERE \"key\" = ?"] {
+            let sql = self.dialect.sql(sql);
+            sqlx::query(&sql).bind(key).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn configs(&mut self, environment: &str) -> Result<Vec<StoredConfig>, StoreError> {
+        self.rows_by(&format!("{CONFIG_COLUMNS} WHERE environment = ? ORDER BY flag"), environment, decode_config).await
+    }
+
+    async fn flag_configs(&mut self, flag: &str) -> Result<Vec<StoredConfig>, StoreError> {
+        self.rows_by(&format!("{CONFIG_COLUMNS} WHERE flag = ? ORDER BY environment"), flag, decode_config).await
+    }
+
+    async fn config(&mut self, flag: &str, environment: &str) -> Result<Option<StoredConfig>, StoreError> {
+        let sql = format!("{CONFIG_COLUMNS} WHERE flag = ? AND environment = ?");
+        self.row_by(&sql, [flag, environment], decode_config).await
+    }
+
+    async fn put_config(&mut self, config: &StoredConfig) -> Result<(), StoreError> {
+        let document = to_json(&config.config)?;
+        let statements = [
+            "UPDATE configs SET config = ?, version = ?, updated_at = ?, updated_by = ? \
+             WHERE flag = ? AND environment = ?",
+            "INSERT INTO configs (config, version, updated_at, updated_by, flag, environment) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        ];
+        for sql in statements {
+            let sql = self.dialect.sql(sql);
+            let done = sqlx::query(&sql)
+                .bind(document.as_str())
+                .bind(self.seq)
+                .bind(config.updated_at)
+                .bind(config.updated_by.as_str())
+                .bind(config.flag.as_str())
+                .bind(config.environment.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+            if done.rows_affected() > 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn segments(&mut self, environment: &str) -> Result<Vec<StoredSegment>, StoreError> {
+        let sql = format!("{SEGMENT_COLUMNS} WHERE environment = ? ORDER BY \"key\"");
+        self.rows_by(&sql, environment, decode_segment).await
+    }
+
+    async fn segment(&mut self, environment: &str, key: &str) -> Result<Option<StoredSegment>, StoreError> {
+        let sql = format!("{SEGMENT_COLUMNS} WHERE environment = ? AND \"key\" = ?");
+        self.row_by(&sql, [environment, key], decode_segment).await
+    }
+
+    async fn put_segment(&mut self, segment: &StoredSegment) -> Result<(), StoreError> {
+        let document = to_json(&segment.segment)?;
+        let statements = [
+            "UPDATE segments SET definition = ?, version = ? WHERE environment = ? AND \"key\" = ?",
+            "INSERT INTO segments (definition, version, environment, \"key\") VALUES (?, ?, ?, ?)",
+        ];
+        for sql in statements {
+            let sql = self.dialect.sql(sql);
+            let done = sqlx::query(&sql)
+                .bind(document.as_str())
+                .bind(self.seq)
+                .bind(segment.environment.as_str())
+                .bind(segment.segment.key.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+            if done.rows_affected() > 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_segment(&mut self, environment: &str, key: &str) -> Result<(), StoreError> {
+        let sql = self.dialect.sql("DELETE FROM segments WHERE environment = ? AND \"key\" = ?");
+        sqlx::query(&sql).bind(environment).bind(key).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn append_audit(&mut self, event: &NewAuditEvent) -> Result<i64, StoreError> {
+        self.insert_audit(event).await
+    }
+
+    async fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut sql = format!("{AUDIT_COLUMNS} WHERE 1 = 1");
+        let filters = [
+            (query.flag.is_some(), " AND flag = ?"),
+            (query.environment.is_some(), " AND environment = ?"),
+            (query.actor.is_some(), " AND actor = ?"),
+            (query.since.is_some(), " AND at >= ?"),
+            (query.before_id.is_some(), " AND id < ?"),
+        ];
+        for (_, clause) in filters.iter().filter(|(on, _)| *on) {
+            sql.push_str(clause);
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let sql = self.dialect.sql(&sql);
+        let mut q = sqlx::query(&sql);
+        for text in [&query.flag, &query.environment, &query.actor].into_iter().flatten() {
+            q = q.bind(text.as_str());
+        }
+        for number in [query.since, query.before_id].into_iter().flatten() {
+            q = q.bind(number);
+        }
+        let rows = q.bind(i64::from(query.limit.min(AUDIT_LIMIT_CAP))).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(decode_audit).collect()
+    }
+
+    async fn tokens(&mut self) -> Result<Vec<Token>, StoreError> {
+        self.all(&format!("{TOKEN_COLUMNS} ORDER BY created_at DESC, id DESC"), decode_token).await
+    }
+
+    async fn token_by_hash(&mut self, hash: &str) -> Result<Option<Token>, StoreError> {
+        Ok(self.rows_by(&format!("{TOKEN_COLUMNS} WHERE hash = ?"), hash, decode_token).await?.pop())
+    }
+
+    async fn insert_token(&mut self, token: &Token) -> Result<(), StoreError> {
+        let sql = self.dialect.sql(
+            "INSERT INTO tokens (id, name, role, environment, hash, created_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        );
+        sqlx::query(&sql)
+            .bind(token.id.as_str())
+            .bind(token.name.as_str())
+            .bind(token.role.as_str())
+            .bind(token.environment.as_deref())
+            .bind(token.hash.as_str())
+            .bind(token.created_at)
+            .bind(token.revoked_at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let sql = self.dialect.sql("UPDATE tokens SET revoked_at = ? WHERE id = ?");
+        let done = sqlx::query(&sql).bind(at).bind(id).execute(&mut *self.tx).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn decode_environment(row: &AnyRow) -> Result<Environment, StoreError> {
+    Ok(Environment { name: text(row, "name")?, created_at: row.try_get("created_at")? })
+}
+
+fn decode_flag(row: &AnyRow) -> Result<StoredFlag, StoreError> {
+    Ok(StoredFlag {
+        definition: from_json("flag definition", &text(row, "definition")?)?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn decode_config(row: &AnyRow) -> Result<StoredConfig, StoreError> {
+    Ok(StoredConfig {
+        flag: text(row, "flag")?,
+        environment: text(row, "environment")?,
+        config: from_json("environment configuration", &text(row, "config")?)?,
+        version: row.try_get("version")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: text(row, "updated_by")?,
+    })
+}
+
+fn decode_segment(row: &AnyRow) -> Result<StoredSegment, StoreError> {
+    Ok(StoredSegment {
+        environment: text(row, "environment")?,
+        segment: from_json("segment", &text(row, "definition")?)?,
+        version: row.try_get("version")?,
+    })
+}
+
+fn decode_audit(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+    let document = |column| -> Result<_, StoreError> {
+        optional_text(row, column)?.map(|doc| from_json("audit document", &doc)).transpose()
+    };
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
+        actor: text(row, "actor")?,
+        at: row.try_get("at")?,
+        action: text(row, "action")?,
+        environment: optional_text(row, "environment")?,
+        flag: optional_text(row, "flag")?,
+        segment: optional_text(row, "segment")?,
+        before: document("before_doc")?,
+        after: document("after_doc")?,
+        reason: optional_text(row, "reason")?,
+    })
+}
+
+fn decode_token(row: &AnyRow) -> Result<Token, StoreError> {
+    let role: Role = serde_json::from_value(serde_json::Value::String(text(row, "role")?))
+        .map_err(|source| StoreError::Corrupt { what: "token role", source })?;
+    Ok(Token {
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        role,
+        environment: optional_text(row, "environment")?,
+        hash: text(row, "hash")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// A text column. MySQL's TEXT types reach `Any` as blobs, so those are accepted too
+/// when they hold UTF-8.
+fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
+    match row.try_get::<String, _>(column) {
+        Ok(value) => Ok(value),
+        Err(sqlx::Error::ColumnDecode { .. }) => utf8(column, row.try_get::<Vec<u8>, _>(column)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A nullable text column (see [`text`]).
+fn optional_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
+    match row.try_get::<Option<String>, _>(column) {
+        Ok(value) => Ok(value),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            row.try_get::<Option<Vec<u8>>, _>(column)?.map(|bytes| utf8(column, bytes)).transpose()
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn utf8(column: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes)
+        .map_err(|e| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e.utf8_error()) }.into())
+}
+
+fn from_json<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+/// Serialising these types cannot fail in practice (string keys only); should it, the
+/// error is reported like an unreadable document rather than a panic.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what: "document to store", source })
+}

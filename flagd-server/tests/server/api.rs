@@ -1,0 +1,498 @@
+//! The HTTP API end to end in-process (router + service + SQLite store), through
+//! `oneshot` requests: what a caller sees for good and bad input.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use flagd_server::service::Service;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-secret-for-tests";
+
+/// A fresh server on its own SQLite file, with the admin token above.
+struct Api {
+    app: Router,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("flagd-api-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("flagd.db").display());
+        let store = flagd_server::store::connect(&url).await.unwrap();
+        let (service, startup) = Service::start(store, Some(ADMIN)).await.unwrap();
+        assert!(startup.generated_admin_token.is_none(), "an admin token was given");
+        Self { app: flagd_server::app(Arc::clone(&service)), _dir: TempDir(dir) }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let body = match body {
+            Some(v) => Body::from(serde_json::to_vec(&v).unwrap()),
+            None => Body::empty(),
+        };
+        self.send(req.header(header::CONTENT_TYPE, "application/json").body(body).unwrap()).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        Reply { status, headers, body }
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(ADMIN), body, &[]).await
+    }
+
+    /// A new token of `role` (bound to `env` for `evaluate`), returning its value.
+    async fn token(&self, role: &str, env: Option<&str>) -> String {
+        let mut body = json!({"name": format!("{role} token"), "role": role});
+        if let Some(env) = env {
+            body["environment"] = json!(env);
+        }
+        let r = self.admin(Method::POST, "/api/v1/tokens", Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["value"].as_str().unwrap().to_owned()
+    }
+
+    async fn ofrep(&self, token: &str, key: &str, context: Value) -> Reply {
+        let path = format!("/ofrep/v1/evaluate/flags/{key}");
+        self.call(Method::POST, &path, Some(token), Some(json!({"context": context})), &[]).await
+    }
+
+    async fn audit_count(&self) -> usize {
+        let r = self.admin(Method::GET, "/api/v1/audit?limit=1000", None).await;
+        r.body["events"].as_array().map_or(0, Vec::len)
+    }
+
+    async fn create_flag(&self, body: Value) {
+        let r = self.admin(Method::POST, "/api/v1/flags", Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    h.finish()
+}
+
+#[tokio::test]
+async fn first_start_has_three_environments_and_new_flags_start_disabled() {
+    let api = Api::new().await;
+    let envs = api.admin(Method::GET, "/api/v1/environments", None).await;
+    let names: Vec<&str> =
+        envs.body["environments"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3);
+    for name in ["development", "staging", "production"] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    api.create_flag(json!({"key": "customer_portal", "description": "New portal"})).await;
+    let flag = api.admin(Method::GET, "/api/v1/flags/customer_portal", None).await;
+    for env in ["development", "staging", "production"] {
+        assert_eq!(flag.body["environments"][env]["state"], "DISABLED", "{}", flag.body);
+    }
+    let eval = api.token("evaluate", Some("production")).await;
+    let r = api.ofrep(&eval, "customer_portal", json!({"companyId": 42})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        (&r.body["value"], &r.body["variant"], &r.body["reason"]),
+        (&json!(false), &json!("off"), &json!("DISABLED"))
+    );
+}
+
+#[tokio::test]
+async fn pilot_then_rollout_is_served_over_ofrep_immediately() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let base = "/api/v1/flags/portal/environments/production";
+    assert_eq!(api.admin(Method::POST, &format!("{base}/enable"), None).await.status, StatusCode::OK);
+    let allow = api
+        .admin(Method::POST, &format!("{base}/allow"), Some(json!({"companies": ["42", 7], "reason": "pilot"})))
+        .await;
+    assert_eq!(allow.status, StatusCode::OK, "{}", allow.body);
+    assert_eq!(allow.body["allow"], json!(["42", "7"]));
+    let rollout = api.admin(Method::PUT, &format!("{base}/rollout"), Some(json!({"percentage": 10}))).await;
+    assert_eq!(rollout.status, StatusCode::OK, "{}", rollout.body);
+
+    let eval = api.token("evaluate", Some("production")).await;
+    let pilot = api.ofrep(&eval, "portal", json!({"companyId": 7})).await;
+    assert_eq!((&pilot.body["value"], &pilot.body["reason"]), (&json!(true), &json!("TARGETING_MATCH")));
+    for company in 100..160 {
+        let r = api.ofrep(&eval, "portal", json!({"companyId": company, "targetingKey": "u"})).await;
+        let bucket = flagd_core::hash::bucket("portal", &company.to_string(), 100_000);
+        assert_eq!(r.body["value"], json!(bucket < 10_000), "company {company}");
+        assert_eq!(r.body["reason"], "SPLIT");
+    }
+    let staging = api.token("evaluate", Some("staging")).await;
+    assert_eq!(api.ofrep(&staging, "portal", json!({"companyId": 7})).await.body["reason"], "DISABLED");
+}
+
+#[tokio::test]
+async fn stale_if_match_is_refused_with_the_current_state() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let path = "/api/v1/flags/f/environments/staging";
+    let read = api.admin(Method::GET, path, None).await;
+    let etag = read.headers[header::ETAG].to_str().unwrap().to_owned();
+    let mut config = read.body.clone();
+    config["state"] = json!("ENABLED");
+
+    let missing = api.admin(Method::PUT, path, Some(config.clone())).await;
+    assert_eq!(missing.status, StatusCode::PRECONDITION_REQUIRED);
+
+    let ok = api.call(Method::PUT, path, Some(ADMIN), Some(config.clone()), &[("if-match", &etag)]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_ne!(ok.headers[header::ETAG].to_str().unwrap(), etag);
+
+    config["deny"] = json!(["1"]);
+    let stale = api.call(Method::PUT, path, Some(ADMIN), Some(config), &[("if-match", &etag)]).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.body["error"]["code"], "PRECONDITION_FAILED");
+    assert_eq!(stale.body["error"]["current"]["state"], "ENABLED");
+    let now = api.admin(Method::GET, path, None).await;
+    assert_eq!(now.body["deny"], Value::Null, "the stale write changed nothing");
+}
+
+/// One refused request: method, path, token, body, expected status and error code.
+type BadCase<'a> = (Method, String, Option<&'a str>, Option<Value>, StatusCode, &'a str);
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let reader = api.token("read", None).await;
+    let revoked = api.token("admin", None).await;
+    let list = api.admin(Method::GET, "/api/v1/tokens", None).await;
+    let revoked_id = list.body["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "admin token").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        api.admin(Method::DELETE, &format!("/api/v1/tokens/{revoked_id}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    let before_flag = api.admin(Method::GET, "/api/v1/flags/f", None).await.body;
+    let before_audit = api.audit_count().await;
+    let cfg = "/api/v1/flags/f/environments/production";
+    let deep = json!({"key": "g", "metadata": {"x": (0..80).fold(json!(1), |acc, _| json!([acc]))}});
+    let cases: Vec<BadCase<'_>> = vec![
+        (
+            Method::POST,
+            "/api/v1/flags".into(),
+            Some(ADMIN),
+            Some(json!({"key": "Bad Key"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_DEFINITION",
+        ),
+        (
+            Method::POST,
+            "/api/v1/flags".into(),
+            Some(ADMIN),
+            Some(json!({"key": "g", "colour": "red"})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+        ),
+        (
+            Method::POST,
+            "/api/v1/flags".into(),
+            Some(ADMIN),
+            Some(json!({"key": "f"})),
+            StatusCode::CONFLICT,
+            "ALREADY_EXISTS",
+        ),
+        (Method::POST, "/api/v1/flags".into(), Some(ADMIN), Some(deep), StatusCode::BAD_REQUEST, "TOO_DEEP"),
+        (
+            Method::PUT,
+            format!("{cfg}/rollout"),
+            Some(ADMIN),
+            Some(json!({"percentage": 150})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_PERCENTAGE",
+        ),
+        (
+            Method::PUT,
+            format!("{cfg}/rollout"),
+            Some(ADMIN),
+            Some(json!({"percentage": 12.3456})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_DEFINITION",
+        ),
+        (
+            Method::PUT,
+            format!("{cfg}/rollout"),
+            Some(ADMIN),
+            Some(json!({"percentage": "ten"})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+        ),
+        (
+            Method::POST,
+            "/api/v1/flags/f/environments/nowhere/enable".into(),
+            Some(ADMIN),
+            None,
+            StatusCode::NOT_FOUND,
+            "ENVIRONMENT_NOT_FOUND",
+        ),
+        (
+            Method::POST,
+            "/api/v1/flags/nope/environments/production/enable".into(),
+            Some(ADMIN),
+            None,
+            StatusCode::NOT_FOUND,
+            "FLAG_NOT_FOUND",
+        ),
+        (
+            Method::POST,
+            format!("{cfg}/allow"),
+            Some(ADMIN),
+            Some(json!({"companies": [1.5]})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_COMPANY_ID",
+        ),
+        (
+            Method::POST,
+            format!("{cfg}/allow"),
+            Some(ADMIN),
+            Some(json!({"companies": []})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+        ),
+        (
+            Method::PUT,
+            cfg.into(),
+            Some(ADMIN),
+            Some(json!({"state": "ENABLED", "rules": [{"serve": {"variant": "nope"}}]})),
+            StatusCode::PRECONDITION_REQUIRED,
+            "PRECONDITION_REQUIRED",
+        ),
+        (Method::POST, format!("{cfg}/enable"), None, None, StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        (Method::POST, format!("{cfg}/enable"), Some("not-a-token"), None, StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        (Method::POST, format!("{cfg}/enable"), Some(revoked.as_str()), None, StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        (Method::POST, format!("{cfg}/enable"), Some(reader.as_str()), None, StatusCode::FORBIDDEN, "FORBIDDEN"),
+        (
+            Method::POST,
+            "/api/v1/environments".into(),
+            Some(ADMIN),
+            Some(json!({"name": "UPPER"})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_NAME",
+        ),
+        (Method::GET, "/api/v1/nothing-here".into(), Some(ADMIN), None, StatusCode::NOT_FOUND, "NOT_FOUND"),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let r = api.call(method.clone(), &path, token, body, &[]).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], code, "{method} {path}: {}", r.body);
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let malformed = Request::post("/api/v1/flags")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .body(Body::from("{\"key\": "))
+        .unwrap();
+    let r = api.send(malformed).await;
+    assert_eq!((r.status, &r.body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("INVALID_BODY")));
+    let huge = Request::post("/api/v1/flags")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .body(Body::from(format!("{{\"key\": \"h\", \"description\": \"{}\"}}", "x".repeat(1_100_000))))
+        .unwrap();
+    assert_eq!(api.send(huge).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags/f", None).await.body, before_flag);
+    assert_eq!(api.audit_count().await, before_audit, "refused requests leave the audit log alone");
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags/g", None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn ofrep_follows_the_protocol() {
+    let api = Api::new().await;
+    api.create_flag(
+        json!({"key": "theme", "variants": {"classic": "classic", "dark": "dark"}, "offVariant": "classic"}),
+    )
+    .await;
+    api.create_flag(json!({"key": "limit", "variants": {"low": 10, "high": 100}, "offVariant": "low"})).await;
+    let path = "/api/v1/flags/theme/environments/production";
+    let cfg = api.admin(Method::GET, path, None).await;
+    let etag = cfg.headers[header::ETAG].to_str().unwrap().to_owned();
+    let body = json!({"state": "ENABLED", "rules": [{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": {"variant": "dark"}}]});
+    assert_eq!(
+        api.call(Method::PUT, path, Some(ADMIN), Some(body), &[("if-match", &etag)]).await.status,
+        StatusCode::OK
+    );
+    let eval = api.token("evaluate", Some("production")).await;
+
+    let pro = api.ofrep(&eval, "theme", json!({"plan": "pro"})).await;
+    assert_eq!(
+        pro.body,
+        json!({"key": "theme", "value": "dark", "variant": "dark", "reason": "TARGETING_MATCH", "metadata": {}})
+    );
+    let missing = api.ofrep(&eval, "nope", json!({})).await;
+    assert_eq!((missing.status, &missing.body["errorCode"]), (StatusCode::NOT_FOUND, &json!("FLAG_NOT_FOUND")));
+    let bad_ctx = api.ofrep(&eval, "theme", json!({"companyId": 1.5})).await;
+    assert_eq!((bad_ctx.status, &bad_ctx.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("INVALID_CONTEXT")));
+    let admin_eval = api.ofrep(ADMIN, "theme", json!({})).await;
+    assert_eq!(admin_eval.status, StatusCode::FORBIDDEN);
+    let by_key = api
+        .call(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags/theme",
+            None,
+            Some(json!({"context": {}})),
+            &[("x-api-key", &eval)],
+        )
+        .await;
+    assert_eq!(by_key.body["value"], "classic");
+
+    let bulk = api
+        .call(Method::POST, "/ofrep/v1/evaluate/flags", Some(&eval), Some(json!({"context": {"plan": "pro"}})), &[])
+        .await;
+    assert_eq!(bulk.status, StatusCode::OK);
+    let flags = bulk.body["flags"].as_array().unwrap();
+    assert_eq!(flags.len(), 2);
+    let etag = bulk.headers[header::ETAG].to_str().unwrap().to_owned();
+    let again = api
+        .call(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags",
+            Some(&eval),
+            Some(json!({"context": {"plan": "pro"}})),
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    api.admin(Method::POST, "/api/v1/flags/limit/environments/production/enable", None).await;
+    let changed = api
+        .call(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags",
+            Some(&eval),
+            Some(json!({"context": {"plan": "pro"}})),
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "a change invalidates the ETag");
+}
+
+#[tokio::test]
+async fn segments_change_every_flag_that_uses_them_and_cannot_vanish_under_them() {
+    let api = Api::new().await;
+    let seg = api
+        .admin(
+            Method::POST,
+            "/api/v1/environments/production/segments",
+            Some(json!({"key": "pilot", "companies": ["1"]})),
+        )
+        .await;
+    assert_eq!(seg.status, StatusCode::CREATED, "{}", seg.body);
+    api.create_flag(json!({"key": "f"})).await;
+    let path = "/api/v1/flags/f/environments/production";
+    let etag = api.admin(Method::GET, path, None).await.headers[header::ETAG].to_str().unwrap().to_owned();
+    let body = json!({"state": "ENABLED", "rules": [{"segments": ["pilot"], "serve": {"variant": "on"}}]});
+    assert_eq!(
+        api.call(Method::PUT, path, Some(ADMIN), Some(body), &[("if-match", &etag)]).await.status,
+        StatusCode::OK
+    );
+    let eval = api.token("evaluate", Some("production")).await;
+    assert_eq!(api.ofrep(&eval, "f", json!({"companyId": 2})).await.body["value"], false);
+    let put = api
+        .admin(Method::PUT, "/api/v1/environments/production/segments/pilot", Some(json!({"companies": ["1", "2"]})))
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(api.ofrep(&eval, "f", json!({"companyId": 2})).await.body["value"], true);
+    let del = api.admin(Method::DELETE, "/api/v1/environments/production/segments/pilot", None).await;
+    assert_eq!(del.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", del.body);
+    assert!(del.body["error"]["problems"][0]["message"].as_str().unwrap().contains("unknown segment"));
+}
+
+#[tokio::test]
+async fn the_audit_log_records_each_change_with_actor_reason_and_diff() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let base = "/api/v1/flags/f/environments/production";
+    api.admin(Method::POST, &format!("{base}/enable"), Some(json!({"reason": "launch"}))).await;
+    api.admin(Method::POST, &format!("{base}/disable"), Some(json!({"reason": "incident 42"}))).await;
+    let r = api.admin(Method::GET, "/api/v1/audit?flag=f&environment=production", None).await;
+    let events = r.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{}", r.body);
+    assert_eq!(events[0]["action"], "config.disable");
+    assert_eq!(events[0]["reason"], "incident 42");
+    assert_eq!(events[0]["before"]["state"], "ENABLED");
+    assert_eq!(events[0]["after"]["state"], "DISABLED");
+    assert_eq!(events[0]["actor"], "admin (--admin-token)");
+    let page = api.admin(Method::GET, "/api/v1/audit?limit=1", None).await;
+    let cursor = page.body["nextCursor"].as_i64().unwrap();
+    let next = api.admin(Method::GET, &format!("/api/v1/audit?limit=1&cursor={cursor}"), None).await;
+    assert!(next.body["events"][0]["id"].as_i64().unwrap() < cursor);
+}
+
+#[tokio::test]
+async fn promote_copies_rules_but_keeps_the_target_state() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    api.admin(Method::POST, "/api/v1/flags/f/environments/staging/enable", None).await;
+    api.admin(Method::PUT, "/api/v1/flags/f/environments/staging/rollout", Some(json!({"percentage": 25}))).await;
+    let r =
+        api.admin(Method::POST, "/api/v1/flags/f/promote", Some(json!({"from": "staging", "to": "production"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["state"], "DISABLED");
+    assert_eq!(r.body["fallthrough"]["rollout"]["variants"][0]["weight"], 25.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_quick_operations_lose_no_update() {
+    let api = Arc::new(Api::new().await);
+    api.create_flag(json!({"key": "f"})).await;
+    let before = api.audit_count().await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let api = Arc::clone(&api);
+            tokio::spawn(async move {
+                let body = json!({"companies": [i.to_string()]});
+                api.admin(Method::POST, "/api/v1/flags/f/environments/production/allow", Some(body)).await.status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let cfg = api.admin(Method::GET, "/api/v1/flags/f/environments/production", None).await;
+    assert_eq!(cfg.body["allow"].as_array().unwrap().len(), 40, "{}", cfg.body);
+    assert_eq!(api.audit_count().await, before + 40);
+}

@@ -1,0 +1,6 @@
+//! flagd-server's integration tests, one binary: the storage contract against every
+//! configured database backend, and the server's behaviour seen from outside.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod api;
+mod store_contract;

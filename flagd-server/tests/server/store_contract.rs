@@ -1,0 +1,777 @@
+//! The storage contract, written once and run against every backend: SQLite always,
+//! MariaDB / MySQL when `FLAGD_TEST_MYSQL_URL` is set, PostgreSQL when
+//! `FLAGD_TEST_POSTGRES_URL` is set. Each test gets a database of its own (a temporary
+//! file, or a `flagd_t_<random>` database created through the given URL and dropped
+//! afterwards). A configured backend that cannot be reached fails the test.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+
+use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState, Segment, Serve};
+use flagd_server::store::{
+    self, AuditEvent, AuditQuery, Environment, Role, Store, StoreError, StoredConfig, StoredFlag, StoredSegment, Token,
+};
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Connection, Executor};
+
+/// A backend the contract runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+impl Backend {
+    /// The variable naming the server to use, for the server backends.
+    fn url_variable(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::MySql => Some("FLAGD_TEST_MYSQL_URL"),
+            Self::Postgres => Some("FLAGD_TEST_POSTGRES_URL"),
+        }
+    }
+
+    /// Once per test binary, not once per test.
+    fn say_not_configured(self, variable: &str) {
+        static MYSQL: Once = Once::new();
+        static POSTGRES: Once = Once::new();
+        let once = if self == Self::MySql { &MYSQL } else { &POSTGRES };
+        once.call_once(|| println!("{self:?} is not configured (set {variable} to run the store contract against it)"));
+    }
+}
+
+/// A database made for one test, removed by [`Scratch::remove`].
+enum Scratch {
+    File { url: String, path: PathBuf },
+    Server { url: String, admin_url: String, name: String, backend: Backend },
+}
+
+impl Scratch {
+    /// A fresh database, or `None` when the backend is not configured.
+    async fn create(backend: Backend) -> Option<Self> {
+        let suffix = format!("{:016x}", rand::random::<u64>());
+        let Some(variable) = backend.url_variable() else {
+            let path =
+                std::env::temp_dir().join(format!("flagd-store-{}-{suffix}", std::process::id())).join("flagd.db");
+            return Some(Self::File { url: format!("sqlite:{}", path.display()), path });
+        };
+        let Ok(admin_url) = std::env::var(variable) else {
+            backend.say_not_configured(variable);
+            return None;
+        };
+        let name = format!("flagd_t_{suffix}");
+        let mut admin = connect_raw(&admin_url).await;
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        admin.close().await.unwrap();
+        Some(Self::Server { url: with_database(&admin_url, &name), admin_url, name, backend })
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Self::File { url, .. } | Self::Server { url, .. } => url,
+        }
+    }
+
+    /// Best effort: a leftover database must not fail a test that passed.
+    async fn remove(self) {
+        match self {
+            Self::File { path, .. } => {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            Self::Server { admin_url, name, backend, .. } => {
+                // FORCE: connections of the finished test's pool may still be closing.
+                let force = if backend == Backend::Postgres { " WITH (FORCE)" } else { "" };
+                if let Ok(mut admin) = AnyConnection::connect(&admin_url).await {
+                    let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name}{force}").as_str()).await;
+                    let _ = admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+async fn connect_raw(url: &str) -> AnyConnection {
+    sqlx::any::install_default_drivers();
+    AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("cannot connect to {}: {e}", redact(url)))
+}
+
+/// `scheme://user@host:port/db?params` with `db` replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, params) = url.split_once('?').map_or((url, None), |(b, p)| (b, Some(p)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let host_and_path = &base[authority_end..];
+    let root = host_and_path.find('/').map_or(base.len(), |i| authority_end + i);
+    let mut out = format!("{}/{name}", &base[..root]);
+    if let Some(params) = params {
+        out.push('?');
+        out.push_str(params);
+    }
+    out
+}
+
+/// Runs one contract case against one backend on a fresh database.
+async fn run<F, Fut>(backend: Backend, case: F)
+where
+    F: FnOnce(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(scratch) = Scratch::create(backend).await else { return };
+    let url = scratch.url().to_owned();
+    let connected = store::connect(&url).await;
+    let outcome = match connected {
+        Ok(store) => tokio::spawn(case(store, url)).await,
+        Err(e) => {
+            scratch.remove().await;
+            panic!("{backend:?}: cannot open the store at {}: {e}", redact(&url));
+        }
+    };
+    scratch.remove().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn redact(url: &str) -> String {
+    url.split_once('@').map_or_else(|| url.to_owned(), |(_, host)| format!("…@{host}"))
+}
+
+macro_rules! backend_tests {
+    ($module:ident, $backend:expr, [$($case:ident),*]) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::run($backend, super::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        backend_tests!(sqlite, super::Backend::Sqlite, [$($case),*]);
+        backend_tests!(mysql, super::Backend::MySql, [$($case),*]);
+        backend_tests!(postgres, super::Backend::Postgres, [$($case),*]);
+    };
+}
+
+contract!(
+    migrations_are_idempotent,
+    sequence_advances_once_per_committed_write,
+    writes_see_their_own_changes_and_others_do_not,
+    a_dropped_write_leaves_nothing_behind,
+    reads_keep_one_snapshot,
+    environments_are_listed_by_name,
+    flags_are_put_listed_and_deleted_with_their_configs,
+    configs_are_put_and_listed_both_ways,
+    segments_are_put_listed_and_deleted,
+    documents_round_trip_exactly,
+    large_documents_fit,
+    corrupt_documents_are_reported,
+    audit_is_filtered_and_paged_newest_first,
+    audit_limit_is_capped,
+    tokens_are_found_revoked_and_listed_newest_first,
+    concurrent_writes_serialise,
+    ping_and_current_seq,
+);
+
+const T0: i64 = 1_700_000_000_000;
+
+fn flag(key: &str, description: &str, at: i64) -> StoredFlag {
+    let mut definition = FlagDefinition::boolean(key);
+    definition.description = description.to_owned();
+    StoredFlag { definition, version: 0, created_at: at, updated_at: at }
+}
+
+fn config(flag: &str, environment: &str, state: FlagState, by: &str) -> StoredConfig {
+    StoredConfig {
+        flag: flag.to_owned(),
+        environment: environment.to_owned(),
+        config: EnvironmentConfig { state, ..EnvironmentConfig::default() },
+        version: 0,
+        updated_at: T0,
+        updated_by: by.to_owned(),
+    }
+}
+
+fn segment(environment: &str, key: &str, companies: &[&str]) -> StoredSegment {
+    let segment = serde_json::from_value(json!({"key": key, "companies": companies})).unwrap();
+    StoredSegment { environment: environment.to_owned(), segment, version: 0 }
+}
+
+fn env(name: &str) -> Environment {
+    Environment { name: name.to_owned(), created_at: T0 }
+}
+
+fn event(seq: i64, actor: &str, at: i64, environment: Option<&str>, flag: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        seq,
+        actor: actor.to_owned(),
+        at,
+        action: "config.update".to_owned(),
+        environment: environment.map(str::to_owned),
+        flag: flag.map(str::to_owned),
+        segment: None,
+        before: None,
+        after: Some(json!({"state": "ENABLED"})),
+        reason: None,
+    }
+}
+
+fn token(id: &str, role: Role, environment: Option<&str>, created_at: i64) -> Token {
+    Token {
+        id: id.to_owned(),
+        name: format!("{id} token"),
+        role,
+        environment: environment.map(str::to_owned),
+        hash: format!("{:0>64}", id),
+        created_at,
+        revoked_at: None,
+    }
+}
+
+fn keys(flags: &[StoredFlag]) -> Vec<&str> {
+    flags.iter().map(|f| f.definition.key.as_str()).collect()
+}
+
+async fn migrations_are_idempotent(store: Arc<dyn Store>, url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    tx.put_flag(&flag("kept", "", T0)).await.unwrap();
+    tx.commit().await.unwrap();
+    let seq = store.current_seq().await.unwrap();
+
+    let again = store::connect(&url).await.unwrap();
+    assert_eq!(again.current_seq().await.unwrap(), seq);
+    let mut tx = again.begin_read().await.unwrap();
+    assert_eq!(keys(&tx.flags().await.unwrap()), ["kept"]);
+}
+
+async fn sequence_advances_once_per_committed_write(store: Arc<dyn Store>, _url: String) {
+    let start = store.current_seq().await.unwrap();
+    let tx = store.begin_write().await.unwrap();
+    assert_eq!(tx.seq(), start + 1);
+    tx.commit().await.unwrap();
+    assert_eq!(store.current_seq().await.unwrap(), start + 1);
+
+    let dropped = store.begin_write().await.unwrap();
+    assert_eq!(dropped.seq(), start + 2);
+    drop(dropped);
+    assert_eq!(store.current_seq().await.unwrap(), start + 1);
+
+    let read = store.begin_read().await.unwrap();
+    assert_eq!(read.seq(), start + 1);
+    drop(read);
+    let tx = store.begin_write().await.unwrap();
+    assert_eq!(tx.seq(), start + 2, "a rolled-back write does not use up a number");
+    tx.commit().await.unwrap();
+    assert_eq!(store.current_seq().await.unwrap(), start + 2);
+}
+
+async fn writes_see_their_own_changes_and_others_do_not(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert_environment(&env("dev")).await.unwrap();
+    tx.put_flag(&flag("f", "mine", T0)).await.unwrap();
+    tx.put_config(&config("f", "dev", FlagState::Enabled, "alice")).await.unwrap();
+    tx.put_segment(&segment("dev", "pilot", &["1"])).await.unwrap();
+
+    assert_eq!(tx.environments().await.unwrap(), [env("dev")]);
+    assert_eq!(tx.flag("f").await.unwrap().unwrap().definition.description, "mine");
+    assert_eq!(tx.config("f", "dev").await.unwrap().unwrap().config.state, FlagState::Enabled);
+    assert_eq!(tx.segments("dev").await.unwrap().len(), 1);
+
+    let mut other = store.begin_read().await.unwrap();
+    assert!(other.flags().await.unwrap().is_empty(), "uncommitted writes are invisible to others");
+    assert!(other.environments().await.unwrap().is_empty());
+    drop(other);
+    tx.commit().await.unwrap();
+
+    let mut after = store.begin_read().await.unwrap();
+    assert_eq!(keys(&after.flags().await.unwrap()), ["f"]);
+}
+
+async fn a_dropped_write_leaves_nothing_behind(store: Arc<dyn Store>, _url: String) {
+    let start = store.current_seq().await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert_environment(&env("dev")).await.unwrap();
+    tx.put_flag(&flag("f", "", T0)).await.unwrap();
+    tx.put_config(&config("f", "dev", FlagState::Enabled, "alice")).await.unwrap();
+    tx.put_segment(&segment("dev", "pilot", &["1"])).await.unwrap();
+    tx.append_audit(&event(tx.seq(), "alice", T0, Some("dev"), Some("f"))).await.unwrap();
+    tx.insert_token(&token("t1", Role::Admin, None, T0)).await.unwrap();
+    drop(tx);
+
+    assert_eq!(store.current_seq().await.unwrap(), start);
+    let mut read = store.begin_read().await.unwrap();
+    assert!(read.environments().await.unwrap().is_empty());
+    assert!(read.flags().await.unwrap().is_empty());
+    assert!(read.flag_configs("f").await.unwrap().is_empty());
+    assert!(read.segments("dev").await.unwrap().is_empty());
+    assert!(read.audit(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.unwrap().is_empty());
+    assert!(read.tokens().await.unwrap().is_empty());
+}
+
+async fn reads_keep_one_snapshot(store: Arc<dyn Store>, _url: String) {
+    let mut read = store.begin_read().await.unwrap();
+    let seq = read.seq();
+    assert!(read.flags().await.unwrap().is_empty());
+
+    let mut tx = store.begin_write().await.unwrap();
+    tx.put_flag(&flag("late", "", T0)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert!(read.flags().await.unwrap().is_empty(), "a read transaction keeps its snapshot");
+    assert!(read.flag("late").await.unwrap().is_none());
+    assert_eq!(read.seq(), seq);
+    drop(read);
+    let mut fresh = store.begin_read().await.unwrap();
+    assert_eq!(fresh.seq(), seq + 1);
+    assert_eq!(keys(&fresh.flags().await.unwrap()), ["late"]);
+}
+
+async fn environments_are_listed_by_name(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    for name in ["staging", "production", "development", "Zulu", "dev_2", "dev-2"] {
+        tx.insert_environment(&Environment { name: name.to_owned(), created_at: T0 + 1 }).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    let names: Vec<String> = read.environments().await.unwrap().into_iter().map(|e| e.name).collect();
+    // Byte order on every backend, whatever the server's locale.
+    assert_eq!(names, ["Zulu", "dev-2", "dev_2", "development", "production", "staging"]);
+    assert!(read.environments().await.unwrap().iter().all(|e| e.created_at == T0 + 1));
+    drop(read);
+
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx.insert_environment(&env("staging")).await.is_err(), "a duplicate environment is refused");
+}
+
+async fn flags_are_put_listed_and_deleted_with_their_configs(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    let first_seq = tx.seq();
+    for key in ["beta", "alpha", "gamma"] {
+        tx.put_flag(&flag(key, "v1", T0)).await.unwrap();
+    }
+    tx.insert_environment(&env("dev")).await.unwrap();
+    tx.insert_environment(&env("prod")).await.unwrap();
+    for (f, e) in [("alpha", "dev"), ("alpha", "prod"), ("beta", "dev")] {
+        tx.put_config(&config(f, e, FlagState::Disabled, "alice")).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_write().await.unwrap();
+    let stored = tx.flag("alpha").await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.created_at, stored.updated_at), (first_seq, T0, T0));
+    let replaced = StoredFlag { updated_at: T0 + 5, ..flag("alpha", "v2", T0) };
+    tx.put_flag(&replaced).await.unwrap();
+    // Writing the same values twice must still count as an update (MySQL reports
+    // changed rows unless asked for matched rows).
+    tx.put_flag(&replaced).await.unwrap();
+    let stored = tx.flag("alpha").await.unwrap().unwrap();
+    assert_eq!(stored, StoredFlag { version: tx.seq(), ..replaced });
+    tx.delete_flag("alpha").await.unwrap();
+    tx.delete_flag("missing").await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(keys(&read.flags().await.unwrap()), ["beta", "gamma"]);
+    assert!(read.flag("alpha").await.unwrap().is_none());
+    assert!(read.flag_configs("alpha").await.unwrap().is_empty(), "deleting a flag deletes its configs");
+    assert!(read.config("alpha", "prod").await.unwrap().is_none());
+    assert_eq!(read.configs("dev").await.unwrap().len(), 1, "other flags' configs stay");
+    assert_eq!(read.flag("beta").await.unwrap().unwrap().version, first_seq);
+}
+
+async fn configs_are_put_and_listed_both_ways(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    let seq = tx.seq();
+    for (f, e) in [("b", "prod"), ("a", "prod"), ("a", "dev"), ("c", "dev")] {
+        tx.put_config(&config(f, e, FlagState::Disabled, "alice")).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_write().await.unwrap();
+    let flags_of = |configs: &[StoredConfig]| configs.iter().map(|c| c.flag.clone()).collect::<Vec<_>>();
+    assert_eq!(flags_of(&tx.configs("prod").await.unwrap()), ["a", "b"]);
+    assert_eq!(flags_of(&tx.configs("dev").await.unwrap()), ["a", "c"]);
+    let envs: Vec<String> = tx.flag_configs("a").await.unwrap().into_iter().map(|c| c.environment).collect();
+    assert_eq!(envs, ["dev", "prod"]);
+    assert!(tx.config("a", "staging").await.unwrap().is_none());
+    assert_eq!(
+        tx.config("a", "prod").await.unwrap().unwrap(),
+        StoredConfig { version: seq, ..config("a", "prod", FlagState::Disabled, "alice") }
+    );
+
+    let enabled = StoredConfig { updated_at: T0 + 9, ..config("a", "prod", FlagState::Enabled, "bob") };
+    tx.put_config(&enabled).await.unwrap();
+    tx.put_config(&enabled).await.unwrap();
+    let next = tx.seq();
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.config("a", "prod").await.unwrap().unwrap(), StoredConfig { version: next, ..enabled });
+    assert_eq!(read.config("a", "dev").await.unwrap().unwrap().version, seq, "other environments untouched");
+    assert_eq!(read.configs("prod").await.unwrap().len(), 2);
+}
+
+async fn segments_are_put_listed_and_deleted(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    let seq = tx.seq();
+    tx.put_segment(&segment("prod", "pilot", &["1", "2"])).await.unwrap();
+    tx.put_segment(&segment("prod", "beta-testers", &["3"])).await.unwrap();
+    tx.put_segment(&segment("dev", "pilot", &["9"])).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_write().await.unwrap();
+    let listed: Vec<String> = tx.segments("prod").await.unwrap().into_iter().map(|s| s.segment.key).collect();
+    assert_eq!(listed, ["beta-testers", "pilot"]);
+    assert_eq!(
+        tx.segment("prod", "pilot").await.unwrap().unwrap(),
+        StoredSegment { version: seq, ..segment("prod", "pilot", &["1", "2"]) }
+    );
+    assert!(tx.segment("staging", "pilot").await.unwrap().is_none());
+    tx.put_segment(&segment("prod", "pilot", &["4"])).await.unwrap();
+    tx.delete_segment("prod", "beta-testers").await.unwrap();
+    tx.delete_segment("prod", "missing").await.unwrap();
+    let next = tx.seq();
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(
+        read.segments("prod").await.unwrap(),
+        [StoredSegment { version: next, ..segment("prod", "pilot", &["4"]) }]
+    );
+    assert_eq!(read.segment("dev", "pilot").await.unwrap().unwrap().segment.companies, ["9"]);
+}
+
+fn rich_definition(key: &str) -> FlagDefinition {
+    // Parsed from text, not `json!`, whose map would sort the variants.
+    let text = r#"{
+        "key": "KEY",
+        "description": "Größe, 价格 and 🚀 — \"quoted\" 'single' \\ back\\slash\nnew line",
+        "owner": "team-ünïcode",
+        "tags": ["portal", "çà", "🙂"],
+        "variants": {
+            "zeta": {"layout": "grid", "columns": 3, "ratio": 0.75, "nested": [1, "two", null, true]},
+            "alpha": {"layout": "list", "columns": 1, "ratio": 1.5e-3, "nested": []},
+            "off": {"layout": "none", "columns": 0, "ratio": -2.25, "nested": [{"deep": {"er": "x"}}]}
+        },
+        "offVariant": "off",
+        "onVariant": "zeta",
+        "metadata": {"jira": "FLAG-1", "weight": 12.345, "big": 9007199254740993, "emoji": "🎌"}
+    }"#;
+    serde_json::from_str(&text.replace("KEY", key)).unwrap()
+}
+
+fn rich_config() -> EnvironmentConfig {
+    serde_json::from_value(json!({
+        "state": "ENABLED",
+        "allow": ["42", 7],
+        "deny": ["13"],
+        "rules": [
+            {"name": "pilots", "segments": ["pilot", "beta-testers"], "serve": {"variant": "zeta"}},
+            {"companies": ["1", 2, "3"], "serve": {"variant": "alpha"}},
+            {"name": "pro plans in Zürich",
+             "conditions": [
+                {"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]},
+                {"attribute": "city", "op": "equals", "value": "Zürich"},
+                {"attribute": "seats", "op": ">=", "value": 10},
+                {"attribute": "version", "op": "semver_gte", "value": "1.2.3-rc.1"},
+                {"attribute": "$now", "op": "after", "value": "2024-01-01T00:00:00Z"},
+                {"attribute": "email", "op": "matches", "value": "^[^@]+@example\\.(com|org)$"}
+             ],
+             "serve": {"rollout": {"variants": [{"variant": "zeta", "weight": 12.5},
+                                                 {"variant": "alpha", "weight": 33.333},
+                                                 {"variant": "off", "weight": 54.167}],
+                                    "bucketBy": "userId"}}},
+            {"logic": {"and": [{"==": [{"var": "country"}, "日本"]}, {"<": [{"var": "age"}, 30]}]},
+             "serve": {"targeting": {"if": [{"in": ["@", {"var": "email"}]}, "zeta", null]}}}
+        ],
+        "fallthrough": {"rollout": {"variants": [{"variant": "zeta", "weight": 0.001},
+                                                  {"variant": "off", "weight": 99.999}]}}
+    }))
+    .unwrap()
+}
+
+fn rich_segment() -> Segment {
+    serde_json::from_value(json!({
+        "key": "pilot",
+        "description": "Kunden in der Pilotphase — 試験",
+        "companies": ["42", 77, "🚀-co"],
+        "conditions": [{"attribute": "region", "op": "not_in", "value": ["eu-west", "ap-south"]},
+                       {"attribute": "name", "op": "starts_with", "value": ["Ä", "Ö"]}]
+    }))
+    .unwrap()
+}
+
+async fn documents_round_trip_exactly(store: Arc<dyn Store>, _url: String) {
+    // Keys outside the flag-key pattern too: the store must not care, and MySQL must
+    // keep four-byte characters (utf8mb4).
+    let key = "ключ-🚀";
+    let mut tx = store.begin_write().await.unwrap();
+    let seq = tx.seq();
+    let stored = StoredFlag { definition: rich_definition(key), version: seq, created_at: T0, updated_at: T0 + 1 };
+    tx.put_flag(&stored).await.unwrap();
+    let config = StoredConfig {
+        flag: key.to_owned(),
+        environment: "prödüction".to_owned(),
+        config: rich_config(),
+        version: seq,
+        updated_at: T0 + 2,
+        updated_by: "Zoë 👩‍💻".to_owned(),
+    };
+    tx.put_config(&config).await.unwrap();
+    let segment = StoredSegment { environment: "prödüction".to_owned(), segment: rich_segment(), version: seq };
+    tx.put_segment(&segment).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    let back = read.flag(key).await.unwrap().unwrap();
+    assert_eq!(back, stored);
+    let variant_order: Vec<&str> = back.definition.variants.keys().map(String::as_str).collect();
+    assert_eq!(variant_order, ["zeta", "alpha", "off"], "variant order is kept");
+    assert_eq!(read.config(key, "prödüction").await.unwrap().unwrap(), config);
+    assert_eq!(read.segment("prödüction", "pilot").await.unwrap().unwrap(), segment);
+    assert!(matches!(config.config.fallthrough, Some(Serve::Rollout(_))));
+}
+
+async fn large_documents_fit(store: Arc<dyn Store>, _url: String) {
+    // Well past MySQL's 64 KiB TEXT limit.
+    let companies: Vec<String> = (0..40_000).map(|i| format!("company-{i}")).collect();
+    let mut config = config("big", "prod", FlagState::Enabled, "alice");
+    config.config.allow = companies.clone();
+    let mut tx = store.begin_write().await.unwrap();
+    config.version = tx.seq();
+    tx.put_config(&config).await.unwrap();
+    let mut event = event(tx.seq(), "alice", T0, Some("prod"), Some("big"));
+    event.after = Some(serde_json::to_value(&config.config).unwrap());
+    tx.append_audit(&event).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.config("big", "prod").await.unwrap().unwrap().config.allow.len(), companies.len());
+    let audit = read.audit(&AuditQuery { limit: 1, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!(audit[0].after, event.after);
+}
+
+async fn corrupt_documents_are_reported(store: Arc<dyn Store>, url: String) {
+    let mut raw = connect_raw(&url).await;
+    for statement in [
+        "INSERT INTO flags VALUES ('broken', '{\"key\": \"broken\", \"unknownField\": 1}', 1, 0, 0)",
+        "INSERT INTO configs VALUES ('broken', 'prod', '{not json', 1, 0, 'x')",
+        "INSERT INTO segments VALUES ('prod', 'broken', '[]', 1)",
+        "INSERT INTO tokens VALUES ('t', 'n', 'superuser', NULL, 'h', 0, NULL)",
+    ] {
+        raw.execute(statement).await.unwrap();
+    }
+    raw.close().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    let corrupt = |r: Result<(), StoreError>| match r {
+        Err(StoreError::Corrupt { what, .. }) => what,
+        other => panic!("expected a corrupt-document error, got {other:?}"),
+    };
+    assert_eq!(corrupt(read.flag("broken").await.map(drop)), "flag definition");
+    assert_eq!(corrupt(read.flags().await.map(drop)), "flag definition");
+    assert_eq!(corrupt(read.config("broken", "prod").await.map(drop)), "environment configuration");
+    assert_eq!(corrupt(read.segments("prod").await.map(drop)), "segment");
+    assert_eq!(corrupt(read.token_by_hash("h").await.map(drop)), "token role");
+}
+
+async fn audit_is_filtered_and_paged_newest_first(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    let seq = tx.seq();
+    let events = [
+        event(seq, "alice", T0, Some("prod"), Some("f1")),
+        event(seq, "bob", T0 + 10, Some("dev"), Some("f1")),
+        AuditEvent {
+            action: "segment.update".to_owned(),
+            segment: Some("pilot".to_owned()),
+            before: Some(json!({"companies": ["1"]})),
+            after: None,
+            reason: Some("pilot grows — ✓".to_owned()),
+            ..event(seq, "alice", T0 + 20, Some("prod"), None)
+        },
+        AuditEvent { action: "token.create".to_owned(), after: None, ..event(seq, "carol", T0 + 30, None, None) },
+        event(seq, "bob", T0 + 40, Some("prod"), Some("f2")),
+    ];
+    let mut ids = Vec::new();
+    for e in &events {
+        ids.push(tx.append_audit(e).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    let query = |q: AuditQuery| AuditQuery { limit: q.limit.max(100), ..q };
+    let mut ids_of =
+        async |q: AuditQuery| -> Vec<i64> { read.audit(&query(q)).await.unwrap().into_iter().map(|e| e.id).collect() };
+    let [a, b, c, d, e] = ids[..] else { panic!("five ids") };
+    assert_eq!(ids_of(AuditQuery::default()).await, [e, d, c, b, a]);
+    assert_eq!(ids_of(AuditQuery { flag: Some("f1".into()), ..AuditQuery::default() }).await, [b, a]);
+    assert_eq!(ids_of(AuditQuery { environment: Some("prod".into()), ..AuditQuery::default() }).await, [e, c, a]);
+    assert_eq!(ids_of(AuditQuery { actor: Some("alice".into()), ..AuditQuery::default() }).await, [c, a]);
+    assert_eq!(ids_of(AuditQuery { since: Some(T0 + 20), ..AuditQuery::default() }).await, [e, d, c]);
+    assert_eq!(ids_of(AuditQuery { before_id: Some(d), ..AuditQuery::default() }).await, [c, b, a]);
+    let combined = AuditQuery {
+        environment: Some("prod".into()),
+        actor: Some("bob".into()),
+        since: Some(T0),
+        before_id: Some(e + 1),
+        flag: Some("f2".into()),
+        limit: 100,
+    };
+    assert_eq!(ids_of(combined).await, [e]);
+    assert!(ids_of(AuditQuery { flag: Some("nope".into()), ..AuditQuery::default() }).await.is_empty());
+
+    // Paging: two at a time, each page continuing below the last id seen.
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = read.audit(&AuditQuery { before_id: cursor, limit: 2, ..AuditQuery::default() }).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id);
+        pages.push(page.iter().map(|e| e.id).collect::<Vec<_>>());
+    }
+    assert_eq!(pages, [vec![e, d], vec![c, b], vec![a]]);
+
+    let all = read.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).await.unwrap();
+    let expected: Vec<AuditEvent> =
+        events.iter().zip(&ids).rev().map(|(event, id)| AuditEvent { id: *id, ..event.clone() }).collect();
+    assert_eq!(all, expected, "every field round-trips, NULLs included");
+    assert!(read.audit(&AuditQuery { limit: 0, ..AuditQuery::default() }).await.unwrap().is_empty());
+}
+
+async fn audit_limit_is_capped(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    for i in 0..1005 {
+        tx.append_audit(&event(tx.seq(), "bulk", T0 + i, None, None)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut read = store.begin_read().await.unwrap();
+    let page = read.audit(&AuditQuery { limit: u32::MAX, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!(page.len(), 1000);
+    assert_eq!(page[0].at, T0 + 1004);
+}
+
+async fn tokens_are_found_revoked_and_listed_newest_first(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert_token(&token("t-old", Role::Admin, None, T0)).await.unwrap();
+    tx.insert_token(&token("t-new", Role::Evaluate, Some("prod"), T0 + 2)).await.unwrap();
+    tx.insert_token(&token("t-mid", Role::Read, None, T0 + 1)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin_write().await.unwrap();
+    let ids: Vec<String> = tx.tokens().await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["t-new", "t-mid", "t-old"]);
+    let found = tx.token_by_hash(&token("t-new", Role::Evaluate, None, 0).hash).await.unwrap().unwrap();
+    assert_eq!(found, token("t-new", Role::Evaluate, Some("prod"), T0 + 2));
+    assert!(tx.token_by_hash("no-such-hash").await.unwrap().is_none());
+    assert!(tx.revoke_token("t-old", T0 + 100).await.unwrap());
+    assert!(!tx.revoke_token("t-missing", T0 + 100).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    let old = read.token_by_hash(&token("t-old", Role::Admin, None, 0).hash).await.unwrap().unwrap();
+    assert_eq!(old.revoked_at, Some(T0 + 100), "a revoked token is still found, marked");
+    assert_eq!(read.tokens().await.unwrap()[2], old);
+    drop(read);
+
+    let mut tx = store.begin_write().await.unwrap();
+    let clash = Token { id: "t-other".into(), ..token("t-old", Role::Read, None, T0) };
+    assert!(tx.insert_token(&clash).await.is_err(), "hashes are unique");
+}
+
+async fn concurrent_writes_serialise(store: Arc<dyn Store>, url: String) {
+    const TASKS: usize = 8;
+    const WRITES: usize = 25;
+    let mut tx = store.begin_write().await.unwrap();
+    tx.put_flag(&flag("counter", "0", T0)).await.unwrap();
+    tx.commit().await.unwrap();
+    let start = store.current_seq().await.unwrap();
+
+    // Half the writers go through a second store, as another process would: the
+    // database itself must serialise them, not only an in-process lock.
+    let second = store::connect(&url).await.unwrap();
+    let handles: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let store = if task % 2 == 0 { Arc::clone(&store) } else { Arc::clone(&second) };
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for _ in 0..WRITES {
+                    seqs.push(increment(&*store, &format!("task-{task}")).await);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for handle in handles {
+        seqs.extend(handle.await.unwrap());
+    }
+
+    let total = (TASKS * WRITES) as i64;
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.flag("counter").await.unwrap().unwrap().definition.description, total.to_string());
+    assert_eq!(store.current_seq().await.unwrap(), start + total);
+    seqs.sort_unstable();
+    assert_eq!(seqs, (start + 1..=start + total).collect::<Vec<_>>(), "every write got its own number");
+    let audit = read.audit(&AuditQuery { limit: 1000, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!(audit.len() as i64, total);
+}
+
+/// One read-modify-write of the counter flag, returning the write's sequence number.
+async fn increment(store: &dyn Store, actor: &str) -> i64 {
+    let mut tx = store.begin_write().await.unwrap();
+    let mut counter = tx.flag("counter").await.unwrap().unwrap();
+    let value: i64 = counter.definition.description.parse().unwrap();
+    counter.definition.description = (value + 1).to_string();
+    tx.put_flag(&counter).await.unwrap();
+    let seq = tx.seq();
+    tx.append_audit(&AuditEvent { before: Some(Value::from(value)), ..event(seq, actor, T0, None, Some("counter")) })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    seq
+}
+
+async fn ping_and_current_seq(store: Arc<dyn Store>, _url: String) {
+    store.ping().await.unwrap();
+    let seq = store.current_seq().await.unwrap();
+    assert_eq!(seq, store.begin_read().await.unwrap().seq());
+    store.begin_write().await.unwrap().commit().await.unwrap();
+    assert_eq!(store.current_seq().await.unwrap(), seq + 1);
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    for url in ["redis://localhost", "flagd.db", "sqlite::memory:", "sqlite://?mode=memory", "http://x/y"] {
+        match store::connect(url).await {
+            Err(StoreError::UnsupportedUrl(u)) => assert_eq!(u, url),
+            Err(e) => panic!("{url}: expected UnsupportedUrl, got {e}"),
+            Ok(_) => panic!("{url}: expected UnsupportedUrl, got a store"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_creates_its_directory_and_uses_wal() {
+    let dir = std::env::temp_dir().join(format!("flagd-store-dirs-{:016x}", rand::random::<u64>()));
+    let path = dir.join("nested").join("deeper").join("flagd.db");
+    for url in [format!("sqlite:{}", path.display()), format!("sqlite://{}", path.display())] {
+        let store = store::connect(&url).await.unwrap();
+        assert!(path.exists(), "{url} created the file");
+        let mut raw = connect_raw(&url).await;
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut raw).await.unwrap();
+        assert_eq!(mode, "wal");
+        raw.close().await.unwrap();
+        drop(store);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
