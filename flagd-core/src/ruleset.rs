@@ -157,6 +157,16 @@ impl Ruleset {
         self.index.contains_key(key)
     }
 
+    /// The position of a flag in [`Ruleset::keys`] order (what bulk evaluation follows).
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// The variant names of the flag at `position`, in definition order.
+    pub fn variant_names(&self, position: usize) -> impl Iterator<Item = &str> {
+        self.flags.get(position).into_iter().flat_map(|f| f.variants.iter().map(|(n, _)| n.as_str()))
+    }
+
     /// The ruleset-wide metadata.
     pub fn metadata(&self) -> &Map<String, Value> {
         &self.metadata

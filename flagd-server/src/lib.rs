@@ -10,6 +10,7 @@
 //! - [`service`]: the domain operations; every write is one transaction that validates,
 //!   audits, commits and swaps the compiled rulesets.
 //! - [`snapshot`]: the per-environment compiled rulesets behind `ArcSwap`.
+//! - [`metrics`]: Prometheus counters and latency histograms, lock-free where evaluation counts.
 //! - [`auth`]: tokens and roles.
 //! - [`http`]: the axum router ([`app`]), OFREP and admin handlers.
 //! - [`error`]: the API error type and its JSON form.
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod service;
 pub mod snapshot;
 pub mod store;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use flagd_core::Ruleset;
 
+use crate::metrics::{EvaluationCounters, Metrics};
+
 /// One environment's compiled ruleset, as of a change sequence number.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -17,6 +19,16 @@ pub struct Snapshot {
     pub seq: i64,
     /// The compiled flags and segments.
     pub ruleset: Ruleset,
+    /// Where evaluations of these flags are counted.
+    pub counters: EvaluationCounters,
+}
+
+impl Snapshot {
+    /// A snapshot of `ruleset`, with its evaluation counters resolved.
+    pub fn new(environment: String, seq: i64, ruleset: Ruleset, metrics: &Metrics) -> Self {
+        let counters = EvaluationCounters::new(&environment, &ruleset, metrics);
+        Self { environment, seq, ruleset, counters }
+    }
 }
 
 /// Every environment's current snapshot.
@@ -43,6 +55,11 @@ impl Snapshots {
             }
             next
         });
+    }
+
+    /// Each environment with the sequence number its snapshot reflects.
+    pub fn versions(&self) -> Vec<(String, i64)> {
+        self.current.load().values().map(|s| (s.environment.clone(), s.seq)).collect()
     }
 
     /// The lowest sequence number any environment's snapshot reflects.

@@ -133,7 +133,11 @@ async fn evaluate_one(
         Ok(ctx) => ctx,
         Err((code, details)) => return Ok(failure(Some(&key), code, details)),
     };
-    let item = Item::new(&key, snapshot.ruleset.evaluate(&key, &ctx));
+    let resolution = snapshot.ruleset.evaluate(&key, &ctx);
+    if let Some(position) = snapshot.ruleset.position(&key) {
+        snapshot.counters.record(position, resolution.variant, resolution.reason);
+    }
+    let item = Item::new(&key, resolution);
     Ok((item.status(), axum::Json(&item)).into_response())
 }
 
@@ -149,7 +153,15 @@ async fn evaluate_all(
         Ok(ctx) => ctx,
         Err((code, details)) => return Ok(failure(None, code, details)),
     };
-    let flags: Vec<Item<'_>> = snapshot.ruleset.evaluate_all(&ctx).map(|(k, r)| Item::new(k, r)).collect();
+    let flags: Vec<Item<'_>> = snapshot
+        .ruleset
+        .evaluate_all(&ctx)
+        .enumerate()
+        .map(|(i, (k, r))| {
+            snapshot.counters.record(i, r.variant, r.reason);
+            Item::new(k, r)
+        })
+        .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "flags": flags }))
         .map_err(|e| ApiError::Internal(format!("serialising a bulk evaluation: {e}")))?;
     // The ETag is a hash of the answer itself, so it changes exactly when the answer does

@@ -10,9 +10,15 @@ use serde_json::json;
 
 use crate::service::Service;
 
-/// `/healthz` and `/readyz`.
+/// `/healthz`, `/readyz` and `/metrics`.
 pub fn routes() -> Router<Arc<Service>> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): State<Arc<Service>>) -> Response {
+    let body = s.metrics().render(&s.snapshots().versions());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn healthz() -> Response {

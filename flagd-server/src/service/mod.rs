@@ -23,6 +23,7 @@ pub use tokens::{CreatedToken, NewToken};
 
 use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, Tx};
 
@@ -31,6 +32,7 @@ pub struct Service {
     store: Arc<dyn Store>,
     snapshots: Snapshots,
     tokens: TokenCache,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Service {
@@ -65,7 +67,12 @@ impl Service {
     /// Connects the pieces: creates the default environments and the admin token when
     /// missing, loads tokens and compiles every environment.
     pub async fn start(store: Arc<dyn Store>, admin_token: Option<&str>) -> Result<(Arc<Self>, Startup), ApiError> {
-        let service = Arc::new(Self { store, snapshots: Snapshots::default(), tokens: TokenCache::default() });
+        let service = Arc::new(Self {
+            store,
+            snapshots: Snapshots::default(),
+            tokens: TokenCache::default(),
+            metrics: Metrics::default(),
+        });
         service.ensure_default_environments().await?;
         let startup = Startup { generated_admin_token: service.ensure_admin_token(admin_token).await? };
         service.reload_tokens().await?;
@@ -76,6 +83,16 @@ impl Service {
     /// The compiled rulesets.
     pub fn snapshots(&self) -> &Snapshots {
         &self.snapshots
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn install(&self, environment: String, seq: i64, ruleset: Ruleset) {
+        self.snapshots.install(Snapshot::new(environment, seq, ruleset, &self.metrics));
+        self.metrics.record_reload();
     }
 
     /// The token cache.
@@ -94,7 +111,7 @@ impl Service {
         let seq = tx.seq();
         for env in tx.environments().await? {
             let ruleset = compile_environment(tx.as_mut(), &env.name).await?;
-            self.snapshots.install(Snapshot { environment: env.name, seq, ruleset });
+            self.install(env.name, seq, ruleset);
         }
         Ok(())
     }
@@ -123,15 +140,15 @@ impl Service {
         let mut compiled = Vec::with_capacity(write.touched.len());
         for env in std::mem::take(&mut write.touched) {
             let ruleset = compile_environment(write.tx.as_mut(), &env).await?;
-            compiled.push(Snapshot { environment: env, seq, ruleset });
+            compiled.push((env, ruleset));
         }
         for event in &write.events {
             write.tx.append_audit(event).await?;
         }
         let tokens_changed = write.events.iter().any(|e| e.action.starts_with("token."));
         write.tx.commit().await?;
-        for snapshot in compiled {
-            self.snapshots.install(snapshot);
+        for (env, ruleset) in compiled {
+            self.install(env, seq, ruleset);
         }
         if tokens_changed {
             self.reload_tokens().await?;

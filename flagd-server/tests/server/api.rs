@@ -496,3 +496,33 @@ async fn concurrent_quick_operations_lose_no_update() {
     assert_eq!(cfg.body["allow"].as_array().unwrap().len(), 40, "{}", cfg.body);
     assert_eq!(api.audit_count().await, before + 40);
 }
+
+#[tokio::test]
+async fn metrics_count_evaluations_by_flag_variant_and_reason() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let eval = api.token("evaluate", Some("production")).await;
+    for _ in 0..3 {
+        api.ofrep(&eval, "f", json!({"companyId": 1})).await;
+    }
+    api.admin(Method::POST, "/api/v1/flags/f/environments/production/enable", None).await;
+    api.ofrep(&eval, "f", json!({"companyId": 1})).await;
+    api.call(Method::POST, "/ofrep/v1/evaluate/flags", Some(&eval), Some(json!({"context": {}})), &[]).await;
+
+    let res = api.app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
+    let count = |prefix: &str| line(prefix).and_then(|l| l.rsplit(' ').next().map(str::to_owned));
+    let eval_line = "flagd_evaluations_total{environment=\"production\",flag=\"f\",variant=\"off\"";
+    assert_eq!(count(&format!("{eval_line},reason=\"DISABLED\"}}")).as_deref(), Some("3"), "{text}");
+    assert_eq!(
+        count(&format!("{eval_line},reason=\"STATIC\"}}")).as_deref(),
+        Some("2"),
+        "counted across the swap: {text}"
+    );
+    assert_eq!(count("flagd_http_request_duration_seconds_count{route=\"ofrep_single\"}").as_deref(), Some("4"));
+    assert_eq!(count("flagd_http_request_duration_seconds_count{route=\"ofrep_bulk\"}").as_deref(), Some("1"));
+    assert!(line("flagd_ruleset_version{environment=\"production\"}").is_some(), "{text}");
+    assert!(count("flagd_ruleset_reloads_total").is_some_and(|n| n.parse::<u64>().unwrap() >= 4));
+}
