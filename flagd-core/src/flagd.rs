@@ -414,3 +414,59 @@ fn serve_expr(serve: &Serve) -> Value {
         }
     }
 }
+
+/// Replaces every `{"$ref": name}` in the flags' JSON Logic with the named `$evaluators`
+/// entry (recursively) and empties `$evaluators`, so that each flag stands on its own,
+/// as a store that keeps flags one by one needs.
+pub fn inline_evaluators(source: &mut RulesetSource) -> Result<(), ValidationError> {
+    let evaluators = std::mem::take(&mut source.evaluators);
+    let mut problems = Problems::default();
+    for flag in &mut source.flags {
+        problems.set_key(Some(&flag.definition.key));
+        let path = format!("flags.{}", flag.definition.key);
+        for (i, rule) in flag.config.rules.iter_mut().enumerate() {
+            let rule_path = format!("{path}.rules[{i}]");
+            if let Some(logic) = &mut rule.logic {
+                inline(logic, &evaluators, &mut Vec::new(), &format!("{rule_path}.logic"), &mut problems);
+            }
+            if let Serve::Targeting(t) = &mut rule.serve {
+                inline(t, &evaluators, &mut Vec::new(), &format!("{rule_path}.serve.targeting"), &mut problems);
+            }
+        }
+        if let Some(Serve::Targeting(t)) = &mut flag.config.fallthrough {
+            inline(t, &evaluators, &mut Vec::new(), &format!("{path}.fallthrough.targeting"), &mut problems);
+        }
+    }
+    problems.into_result(())
+}
+
+fn inline(
+    value: &mut Value,
+    evaluators: &Map<String, Value>,
+    stack: &mut Vec<String>,
+    path: &str,
+    problems: &mut Problems,
+) {
+    let reference = match value {
+        Value::Object(map) if map.len() == 1 => map.get("$ref").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    };
+    if let Some(name) = reference {
+        match evaluators.get(&name) {
+            _ if stack.contains(&name) => problems.push(path, format!("`$ref` cycle through `{name}`")),
+            None => problems.push(path, format!("unknown evaluator `{name}` in $ref")),
+            Some(body) => {
+                *value = body.clone();
+                stack.push(name);
+                inline(value, evaluators, stack, path, problems);
+                stack.pop();
+            }
+        }
+        return;
+    }
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(|v| inline(v, evaluators, stack, path, problems)),
+        Value::Object(map) => map.values_mut().for_each(|v| inline(v, evaluators, stack, path, problems)),
+        _ => {}
+    }
+}

@@ -102,3 +102,31 @@ fn export_refuses_what_flagd_cannot_express() {
     let err = export(&source, Dialect::Native).unwrap_err();
     assert_eq!(err.problems[0].path, "flags.f.rules[0].conditions[0]");
 }
+
+#[test]
+fn evaluators_can_be_inlined_so_flags_stand_alone() {
+    let mut source = flagd_core::flagd::import(
+        &json!({
+            "$evaluators": {"pro": {"==": [{"var": "plan"}, "pro"]}, "pro_de": {"and": [{"$ref": "pro"}, {"==": [{"var": "country"}, "de"]}]}},
+            "flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                            "targeting": {"if": [{"$ref": "pro_de"}, "on", null]}}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    flagd_core::flagd::inline_evaluators(&mut source).unwrap();
+    assert!(source.evaluators.is_empty());
+    assert!(!serde_json::to_string(&source.flags).unwrap().contains("$ref"));
+    let options = flagd_core::CompileOptions { dialect: Dialect::Flagd, ..Default::default() };
+    let rs = Ruleset::compile_with(&source, &options).unwrap();
+    assert_eq!(rs.evaluate("f", &ctx(json!({"plan": "pro", "country": "de"}))).variant, Some("on"));
+
+    let mut cyclic = flagd_core::flagd::import(
+        &json!({"$evaluators": {"a": {"$ref": "b"}, "b": {"$ref": "a"}},
+                "flags": {"f": {"state": "ENABLED", "variants": {"on": true}, "targeting": {"$ref": "a"}}}})
+        .to_string(),
+    )
+    .unwrap();
+    let err = flagd_core::flagd::inline_evaluators(&mut cyclic).unwrap_err();
+    assert!(err.problems[0].message.contains("cycle"), "{err}");
+}

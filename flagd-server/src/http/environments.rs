@@ -3,17 +3,17 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flagd_core::Segment;
 use serde::Deserialize;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, check_depth, read_body};
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
-use crate::service::{Service, etag, parse_etag};
+use crate::service::{ImportMode, Service, etag, parse_etag};
 
 /// The environment and segment routes.
 pub fn routes() -> Router<Arc<Service>> {
@@ -24,6 +24,37 @@ pub fn routes() -> Router<Arc<Service>> {
             "/api/v1/environments/{env}/segments/{key}",
             get(read_segment).put(replace_segment).delete(delete_segment),
         )
+        .route("/api/v1/environments/{env}/export", get(export))
+        .route("/api/v1/environments/{env}/import", axum::routing::post(import))
+}
+
+async fn export(State(s): State<Arc<Service>>, p: Principal, Path(env): Path<String>) -> Result<Response, ApiError> {
+    p.require(Access::Read)?;
+    Ok(axum::Json(s.export(&env).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ImportParams {
+    #[serde(default)]
+    mode: ImportMode,
+    #[serde(default)]
+    dry_run: bool,
+    reason: Option<String>,
+}
+
+async fn import(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    Path(env): Path<String>,
+    Query(params): Query<ImportParams>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    p.require(Access::Write)?;
+    let body = read_body(req, &()).await?;
+    check_depth(&body)?;
+    let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
+    Ok(axum::Json(report).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@ mod environments;
 mod flags;
 mod segments;
 mod tokens;
+mod transfer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use configs::{ConfigView, QuickOp, RolloutRequest};
 pub use environments::DEFAULT_ENVIRONMENTS;
 pub use flags::{FlagPatch, FlagView};
 pub use tokens::{CreatedToken, NewToken};
+pub use transfer::{ImportChange, ImportMode, ImportReport};
 
 use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
@@ -131,6 +133,15 @@ impl Service {
     pub(crate) async fn begin(&self, actor: &Principal, reason: Option<String>) -> Result<Write, ApiError> {
         let tx = self.store.begin_write().await?;
         Ok(Write { tx, actor: actor.name.clone(), reason, events: Vec::new(), touched: BTreeSet::new(), now: now_ms() })
+    }
+
+    /// Validates every touched environment without committing (a dry run); dropping the
+    /// write afterwards rolls it back.
+    pub(crate) async fn validate(&self, write: &mut Write) -> Result<(), ApiError> {
+        for env in write.touched.clone() {
+            compile_environment(write.tx.as_mut(), &env).await?;
+        }
+        Ok(())
     }
 
     /// Validates every touched environment, records the audit events, commits and serves

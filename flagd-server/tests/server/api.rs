@@ -526,3 +526,55 @@ async fn metrics_count_evaluations_by_flag_variant_and_reason() {
     assert!(line("flagd_ruleset_version{environment=\"production\"}").is_some(), "{text}");
     assert!(count("flagd_ruleset_reloads_total").is_some_and(|n| n.parse::<u64>().unwrap() >= 4));
 }
+
+#[tokio::test]
+async fn export_and_import_move_an_environment_and_dry_runs_change_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let base = "/api/v1/flags/portal/environments/staging";
+    api.admin(Method::POST, &format!("{base}/enable"), None).await;
+    api.admin(Method::PUT, &format!("{base}/rollout"), Some(json!({"percentage": 12.5}))).await;
+    let exported = api.admin(Method::GET, "/api/v1/environments/staging/export", None).await;
+    assert_eq!(exported.status, StatusCode::OK, "{}", exported.body);
+    assert_eq!(exported.body["flags"]["portal"]["state"], "ENABLED");
+    assert!(exported.body["flags"]["portal"]["targeting"]["fractional"].is_array(), "{}", exported.body);
+
+    let audit_before = api.audit_count().await;
+    let dry = api
+        .admin(Method::POST, "/api/v1/environments/production/import?dryRun=true", Some(exported.body.clone()))
+        .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    assert_eq!(dry.body["dryRun"], true);
+    assert_eq!(dry.body["changes"][0]["kind"], "config");
+    assert_eq!(
+        api.admin(Method::GET, "/api/v1/flags/portal/environments/production", None).await.body["state"],
+        "DISABLED"
+    );
+    assert_eq!(api.audit_count().await, audit_before, "a dry run writes nothing");
+
+    let real = api.admin(Method::POST, "/api/v1/environments/production/import", Some(exported.body)).await;
+    assert_eq!(real.status, StatusCode::OK, "{}", real.body);
+    let eval_staging = api.token("evaluate", Some("staging")).await;
+    let eval_prod = api.token("evaluate", Some("production")).await;
+    for company in 0..40 {
+        let ctx = json!({"companyId": company});
+        let a = api.ofrep(&eval_staging, "portal", ctx.clone()).await.body["value"].clone();
+        let b = api.ofrep(&eval_prod, "portal", ctx).await.body["value"].clone();
+        assert_eq!(a, b, "company {company} is served alike after the import");
+    }
+
+    let flagd_file = json!({"$evaluators": {"pro": {"==": [{"var": "plan"}, "pro"]}},
+        "flags": {"theme": {"state": "ENABLED", "variants": {"dark": "dark", "light": "light"}, "defaultVariant": "light",
+                            "targeting": {"if": [{"$ref": "pro"}, "dark", null]}}}});
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import?mode=replace", Some(flagd_file)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let eval_dev = api.token("evaluate", Some("development")).await;
+    assert_eq!(api.ofrep(&eval_dev, "theme", json!({"plan": "pro"})).await.body["value"], "dark");
+
+    let invalid = json!({"flags": {"broken": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "zzz"}}});
+    let before = api.audit_count().await;
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(invalid)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags/broken", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.audit_count().await, before, "an invalid file changes nothing");
+}

@@ -1,0 +1,275 @@
+//! Moving an environment in and out: export to the flagd format, import from it (or from
+//! this product's own format), merging or replacing, with a dry run that shows the diff
+//! and changes nothing.
+
+use std::collections::HashSet;
+
+use flagd_core::flagd::{export, import, inline_evaluators};
+use flagd_core::{Dialect, EnvironmentConfig, FlagDefinition, RulesetSource};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Service, Subject, Write, environment_source, require_environment, to_json};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::store::{StoredConfig, StoredFlag, StoredSegment};
+
+/// How an import treats what the file does not mention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportMode {
+    /// Leave it as it is.
+    #[default]
+    Merge,
+    /// Make the environment exactly the file: other flags are disabled (with an empty
+    /// configuration) here, other segments are deleted.
+    Replace,
+}
+
+/// One difference an import makes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportChange {
+    /// `flag`, `config` or `segment`.
+    pub kind: &'static str,
+    /// Its key.
+    pub key: String,
+    /// `create`, `update`, `reset` or `delete`.
+    pub action: &'static str,
+    /// Before, if it existed.
+    pub before: Option<Value>,
+    /// After, unless deleted.
+    pub after: Option<Value>,
+}
+
+/// What an import did (or, in a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// Every difference, flags first.
+    pub changes: Vec<ImportChange>,
+}
+
+/// Reads a file in either format: flagd's (`flags` is an object) or ours (a list).
+fn parse(body: &[u8]) -> Result<RulesetSource, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("INVALID_BODY", "the file is not UTF-8"))?;
+    let probe: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("the file is not JSON: {e}")))?;
+    let mut source = match probe.get("flags") {
+        Some(Value::Object(_)) => import(text).map_err(|e| match e {
+            flagd_core::Error::Invalid(v) => ApiError::Invalid { problems: v.problems },
+            other => ApiError::bad_request("INVALID_BODY", other.to_string()),
+        })?,
+        _ => serde_json::from_value(probe).map_err(|e| {
+            ApiError::bad_request("INVALID_BODY", format!("not a flagd file nor a flagd-server file: {e}"))
+        })?,
+    };
+    inline_evaluators(&mut source).map_err(|e| ApiError::Invalid { problems: e.problems })?;
+    Ok(source)
+}
+
+impl Service {
+    /// The environment as a flagd document.
+    pub async fn export(&self, env: &str) -> Result<Value, ApiError> {
+        let mut tx = self.store.begin_read().await?;
+        require_environment(tx.as_mut(), env).await?;
+        let source = environment_source(tx.as_mut(), env).await?;
+        export(&source, Dialect::Native).map_err(|e| ApiError::Invalid { problems: e.problems })
+    }
+
+    /// Imports a file into an environment, atomically; with `dry_run`, validates and
+    /// reports the differences without writing.
+    pub async fn import(
+        &self,
+        actor: &Principal,
+        env: &str,
+        body: &[u8],
+        mode: ImportMode,
+        dry_run: bool,
+        reason: Option<String>,
+    ) -> Result<ImportReport, ApiError> {
+        let source = parse(body)?;
+        let mut write = self.begin(actor, reason).await?;
+        write.require_environment(env).await?;
+        let mut changes = Vec::new();
+        let mut named = HashSet::new();
+        for flag in source.flags {
+            named.insert(flag.definition.key.clone());
+            import_flag(&mut write, env, flag, &mut changes).await?;
+        }
+        if mode == ImportMode::Replace {
+            reset_unnamed_flags(&mut write, env, &named, &mut changes).await?;
+        }
+        import_segments(&mut write, env, source.segments, mode, &mut changes).await?;
+        write.touch(env);
+        for change in &changes {
+            let flag = (change.kind != "segment").then_some(change.key.as_str());
+            let segment = (change.kind == "segment").then_some(change.key.as_str());
+            let action = format!("import.{}.{}", change.kind, change.action);
+            write.audit(
+                &action,
+                Subject { environment: Some(env), flag, segment },
+                change.before.clone(),
+                change.after.clone(),
+            );
+        }
+        if dry_run {
+            self.validate(&mut write).await?;
+        } else {
+            self.commit(write).await?;
+        }
+        Ok(ImportReport { dry_run, changes })
+    }
+}
+
+/// A definition with the implicit parts spelled out (boolean variants, `on`/`off`
+/// names), so that a file that spells them out compares equal to one that does not.
+fn normalized(def: &FlagDefinition) -> FlagDefinition {
+    let mut def = def.clone();
+    if def.variants.is_empty() {
+        def.variants =
+            [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect();
+    }
+    for (slot, name) in [(&mut def.off_variant, "off"), (&mut def.on_variant, "on")] {
+        if slot.is_none() && def.variants.contains_key(name) {
+            *slot = Some(name.to_owned());
+        }
+    }
+    def
+}
+
+/// What the file says, keeping what a flagd file cannot carry (description, owner,
+/// tags) from the stored definition.
+fn incoming(mut def: FlagDefinition, stored: Option<&StoredFlag>) -> FlagDefinition {
+    if let Some(old) = stored {
+        if def.description.is_empty() {
+            def.description.clone_from(&old.definition.description);
+        }
+        if def.owner.is_empty() {
+            def.owner.clone_from(&old.definition.owner);
+        }
+        if def.tags.is_empty() {
+            def.tags.clone_from(&old.definition.tags);
+        }
+    }
+    def
+}
+
+async fn import_flag(
+    write: &mut Write,
+    env: &str,
+    mut flag: flagd_core::Flag,
+    changes: &mut Vec<ImportChange>,
+) -> Result<(), ApiError> {
+    let key = flag.definition.key.clone();
+    let existing = write.tx.flag(&key).await?;
+    flag.definition = incoming(flag.definition, existing.as_ref());
+    let (seq, now) = (write.seq(), write.now);
+    match &existing {
+        None => {
+            let stored =
+                StoredFlag { definition: flag.definition.clone(), version: seq, created_at: now, updated_at: now };
+            write.tx.put_flag(&stored).await?;
+            for other in write.touch_all().await? {
+                put_config(write, &key, &other.name, EnvironmentConfig::default()).await?;
+            }
+            changes.push(ImportChange {
+                kind: "flag",
+                key: key.clone(),
+                action: "create",
+                before: None,
+                after: to_json(&flag.definition),
+            });
+        }
+        Some(old) if normalized(&old.definition) != normalized(&flag.definition) => {
+            let stored =
+                StoredFlag { definition: flag.definition.clone(), version: seq, updated_at: now, ..old.clone() };
+            write.tx.put_flag(&stored).await?;
+            write.touch_all().await?;
+            let before = to_json(&old.definition);
+            changes.push(ImportChange {
+                kind: "flag",
+                key: key.clone(),
+                action: "update",
+                before,
+                after: to_json(&flag.definition),
+            });
+        }
+        Some(_) => {}
+    }
+    let old_config = write.tx.config(&key, env).await?.map(|c| c.config);
+    if existing.is_none() || old_config.as_ref() != Some(&flag.config) {
+        let before = old_config.as_ref().and_then(to_json);
+        let after = to_json(&flag.config);
+        put_config(write, &key, env, flag.config).await?;
+        let action = if existing.is_none() { "create" } else { "update" };
+        changes.push(ImportChange { kind: "config", key, action, before, after });
+    }
+    Ok(())
+}
+
+async fn put_config(write: &mut Write, flag: &str, env: &str, config: EnvironmentConfig) -> Result<(), ApiError> {
+    let stored = StoredConfig {
+        flag: flag.to_owned(),
+        environment: env.to_owned(),
+        config,
+        version: write.seq(),
+        updated_at: write.now,
+        updated_by: write.actor().to_owned(),
+    };
+    Ok(write.tx.put_config(&stored).await?)
+}
+
+async fn reset_unnamed_flags(
+    write: &mut Write,
+    env: &str,
+    named: &HashSet<String>,
+    changes: &mut Vec<ImportChange>,
+) -> Result<(), ApiError> {
+    for config in write.tx.configs(env).await? {
+        if named.contains(&config.flag) || config.config == EnvironmentConfig::default() {
+            continue;
+        }
+        let before = to_json(&config.config);
+        put_config(write, &config.flag, env, EnvironmentConfig::default()).await?;
+        let after = to_json(&EnvironmentConfig::default());
+        changes.push(ImportChange { kind: "config", key: config.flag, action: "reset", before, after });
+    }
+    Ok(())
+}
+
+async fn import_segments(
+    write: &mut Write,
+    env: &str,
+    segments: Vec<flagd_core::Segment>,
+    mode: ImportMode,
+    changes: &mut Vec<ImportChange>,
+) -> Result<(), ApiError> {
+    let existing = write.tx.segments(env).await?;
+    let named: HashSet<String> = segments.iter().map(|s| s.key.clone()).collect();
+    for segment in segments {
+        let old = existing.iter().find(|s| s.segment.key == segment.key);
+        if old.is_some_and(|o| o.segment == segment) {
+            continue;
+        }
+        let action = if old.is_some() { "update" } else { "create" };
+        let change = ImportChange {
+            kind: "segment",
+            key: segment.key.clone(),
+            action,
+            before: old.and_then(|o| to_json(&o.segment)),
+            after: to_json(&segment),
+        };
+        write.tx.put_segment(&StoredSegment { environment: env.to_owned(), segment, version: write.seq() }).await?;
+        changes.push(change);
+    }
+    if mode == ImportMode::Replace {
+        for old in existing.into_iter().filter(|s| !named.contains(&s.segment.key)) {
+            write.tx.delete_segment(env, &old.segment.key).await?;
+            let before = to_json(&old.segment);
+            changes.push(ImportChange { kind: "segment", key: old.segment.key, action: "delete", before, after: None });
+        }
+    }
+    Ok(())
+}
