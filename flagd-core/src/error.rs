@@ -17,6 +17,7 @@ pub enum Error {
 }
 
 /// One thing wrong with a definition: which flag (or segment), where, and what.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     /// The flag (or segment) key the problem belongs to, when there is one.

@@ -33,6 +33,7 @@ use serde_json::{Map, Value};
 use crate::context::company_key;
 
 /// Everything one environment's ruleset is compiled from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RulesetSource {
@@ -53,6 +54,7 @@ pub struct RulesetSource {
 
 /// A flag as one environment sees it: its definition plus that environment's
 /// configuration, written as one flat JSON object.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Flag {
     /// What the flag is, the same in every environment.
@@ -91,6 +93,7 @@ impl<'de> Deserialize<'de> for Flag {
 }
 
 /// What a flag is, in every environment: key, description, variants.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlagDefinition {
@@ -138,6 +141,7 @@ impl FlagDefinition {
 }
 
 /// How a flag is served in one environment. The default is the safe one: disabled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvironmentConfig {
@@ -164,6 +168,7 @@ impl EnvironmentConfig {
 }
 
 /// The kill switch.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FlagState {
@@ -175,6 +180,7 @@ pub enum FlagState {
 }
 
 /// One targeting rule: every clause given must hold; a rule with no clauses matches all.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
@@ -198,6 +204,7 @@ pub struct Rule {
 }
 
 /// What a rule or the fallthrough serves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Serve {
@@ -212,6 +219,7 @@ pub enum Serve {
 
 /// A weighted split over variants. Weights are percentages with up to three decimals
 /// and sum to 100; the first variant owns the lowest buckets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rollout {
@@ -243,6 +251,7 @@ fn round_milli(x: f64) -> f64 {
 }
 
 /// A variant and its share of a rollout, in percent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeightedVariant {
@@ -253,6 +262,7 @@ pub struct WeightedVariant {
 }
 
 /// A test of one context attribute.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
@@ -266,6 +276,7 @@ pub struct Condition {
 }
 
 /// Condition operators. A missing attribute never satisfies a condition, negated or not.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operator {
@@ -315,6 +326,7 @@ pub enum Operator {
 
 /// A named, reusable cohort of one environment. A context belongs to it when its company
 /// is listed, or when it has conditions and all of them hold.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Segment {

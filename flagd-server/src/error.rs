@@ -103,6 +103,29 @@ fn is_connection_error(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
 }
 
+/// The error body as the API documents it. [`ApiError`] writes the same shape through
+/// borrowed private types, so this one exists only for the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `FLAG_NOT_FOUND`, `INVALID_BODY`, `FORBIDDEN`.
+    pub code: String,
+    /// What went wrong, in words a person can act on.
+    pub message: String,
+    /// With 422 `INVALID_DEFINITION`: every problem found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<Problem>>,
+    /// With 412 `PRECONDITION_FAILED`: the current state to start again from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<Value>,
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: Detail<'a>,

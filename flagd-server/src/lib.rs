@@ -14,6 +14,7 @@
 //! - [`auth`]: tokens and roles.
 //! - [`http`]: the axum router ([`app`]), OFREP and admin handlers.
 //! - [`error`]: the API error type and its JSON form.
+//! - [`openapi`]: the OpenAPI document ([`openapi::ApiDoc`]), served at `/openapi.json`.
 //!
 //! # Example
 //!
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod service;
 pub mod snapshot;
 pub mod store;

@@ -1,1 +1,564 @@
 //! End-to-end tests of flagd: real processes, real clients.
+//!
+//! The harness: [`server_binary`] builds (once per test process) and finds the real
+//! `flagd-server` executable, [`Server`] runs it on a free loopback port with its own
+//! SQLite database and a known admin token, and [`Client`] is a small blocking HTTP
+//! client for the admin and OFREP APIs.
+
+use std::fmt;
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// The admin token every [`Server`] is started with unless [`ServerOptions`] says otherwise.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-not-a-secret";
+
+/// Everything the harness can fail with, as a message meant for a test failure report.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+// `unwrap()` in tests prints `Debug`: show the message (often multi-line logs) as is.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The harness's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self(format!("I/O error: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self(format!("JSON error: {e}"))
+    }
+}
+
+impl From<ureq::Error> for Error {
+    fn from(e: ureq::Error) -> Self {
+        Self(format!("HTTP error: {e}"))
+    }
+}
+
+/// The root of the cargo workspace (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), Path::to_path_buf)
+}
+
+// ---------------------------------------------------------------------------------------
+// The server binary
+// ---------------------------------------------------------------------------------------
+
+/// The `flagd-server` executable: `$FLAGD_SERVER_BIN` if set, otherwise built by cargo
+/// (once per process). Cargo, not a guessed `target/debug` path, names the file, so
+/// `CARGO_TARGET_DIR`, `--target` and profile settings are all honoured.
+pub fn server_binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| match std::env::var_os("FLAGD_SERVER_BIN") {
+            Some(path) if !path.is_empty() => {
+                let path = PathBuf::from(path);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(Error(format!("FLAGD_SERVER_BIN={} is not a file", path.display())))
+                }
+            }
+            _ => build_server(),
+        })
+        .clone()
+}
+
+fn build_server() -> Result<PathBuf> {
+    // Inside `cargo test` this is the very cargo that runs us, with the same toolchain.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["build", "-p", "flagd-server", "--bin", "flagd-server", "--message-format=json-render-diagnostics"])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error(format!("cannot run {}: {e}", Path::new(&cargo).display())))?;
+    if !out.status.success() {
+        return Err(Error(format!(
+            "`cargo build -p flagd-server` failed ({}); see the compiler output above",
+            out.status
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "flagd-server")
+        .filter(|m| m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| Error("`cargo build -p flagd-server` reported no flagd-server executable".into()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Temporary directories
+// ---------------------------------------------------------------------------------------
+
+/// A fresh directory under the system temp dir, removed (with its contents) on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/flagd-e2e-{prefix}-{pid}-{unique}`.
+    pub fn new(prefix: &str) -> Result<Self> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("flagd-e2e-{prefix}-{}-{nanos}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| Error(format!("cannot create {}: {e}", path.display())))?;
+        Ok(Self(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A running server
+// ---------------------------------------------------------------------------------------
+
+/// How to start a [`Server`].
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `--database-url`; `None` means a new SQLite file in the server's temp dir.
+    /// Several servers given the same URL are replicas of one store.
+    pub database_url: Option<String>,
+    /// `--admin-token`.
+    pub admin_token: String,
+    /// Further command-line arguments.
+    pub args: Vec<String>,
+    /// Further environment variables for the server process.
+    pub env: Vec<(String, String)>,
+    /// How long `/healthz` may take to answer after the process started.
+    pub startup_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            admin_token: ADMIN_TOKEN.to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            startup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running `flagd-server` process, killed on drop. Its stdout and stderr go to files
+/// in its temp dir; [`Server::logs`] reads them for failure reports.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    base_url: String,
+    admin_token: String,
+    dir: TempDir,
+}
+
+/// Attempts at a free port: another process may take the port between our probe and the
+/// server's bind.
+const PORT_ATTEMPTS: usize = 3;
+
+impl Server {
+    /// Starts a server with [`ServerOptions::default`].
+    pub fn start() -> Result<Self> {
+        Self::start_with(&ServerOptions::default())
+    }
+
+    /// Starts a server and waits until `/healthz` answers.
+    pub fn start_with(options: &ServerOptions) -> Result<Self> {
+        let binary = server_binary()?;
+        let mut last = Error("no attempt made".into());
+        for _ in 0..PORT_ATTEMPTS {
+            match Self::try_start(&binary, options) {
+                Ok(server) => return Ok(server),
+                Err(Attempt::PortTaken(e)) => last = e,
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn try_start(binary: &Path, options: &ServerOptions) -> std::result::Result<Self, Attempt> {
+        let dir = TempDir::new("server").map_err(Attempt::Failed)?;
+        let port = free_port().map_err(Attempt::Failed)?;
+        let listen = format!("127.0.0.1:{port}");
+        let database_url =
+            options.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("flagd.db").display()));
+        let stdout = File::create(dir.path().join("stdout.log")).map_err(|e| Attempt::Failed(e.into()))?;
+        let stderr = File::create(dir.path().join("stderr.log")).map_err(|e| Attempt::Failed(e.into()))?;
+        let child = Command::new(binary)
+            .args(["--listen", &listen, "--database-url", &database_url, "--admin-token", &options.admin_token])
+            .args(&options.args)
+            // Plain logs: they end up in files and failure messages.
+            .env("NO_COLOR", "1")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| Attempt::Failed(Error(format!("cannot start {}: {e}", binary.display()))))?;
+        let mut server =
+            Self { child, base_url: format!("http://{listen}"), admin_token: options.admin_token.clone(), dir };
+        server.wait_healthy(options.startup_timeout)?;
+        Ok(server)
+    }
+
+    fn wait_healthy(&mut self, timeout: Duration) -> std::result::Result<(), Attempt> {
+        let deadline = Instant::now() + timeout;
+        let probe = Client::new(&self.base_url, None).with_timeout(Duration::from_secs(2));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let logs = self.logs();
+                let e = Error(format!("flagd-server exited during start-up ({status}):\n{logs}"));
+                let port_taken = logs.contains("in use") || logs.contains("os error 98");
+                return Err(if port_taken { Attempt::PortTaken(e) } else { Attempt::Failed(e) });
+            }
+            if probe.get("/healthz").is_ok_and(|r| r.status == 200) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Attempt::Failed(Error(format!(
+                    "flagd-server did not answer {}/healthz within {timeout:?}:\n{}",
+                    self.base_url,
+                    self.logs()
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The admin token the server was started with.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// A client sending the admin token.
+    pub fn admin(&self) -> Client {
+        Client::new(&self.base_url, Some(&self.admin_token))
+    }
+
+    /// A client sending `token` (or none).
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client::new(&self.base_url, token)
+    }
+
+    /// The server's stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("--- stdout ---\n{}--- stderr ---\n{}", read("stdout.log"), read("stderr.log"))
+    }
+
+    /// The server's own temp dir (its SQLite database lives here by default).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+enum Attempt {
+    PortTaken(Error),
+    Failed(Error),
+}
+
+impl From<Attempt> for Error {
+    fn from(a: Attempt) -> Self {
+        match a {
+            Attempt::PortTaken(e) | Attempt::Failed(e) => e,
+        }
+    }
+}
+
+/// A loopback port nobody listened on a moment ago.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------
+
+/// A blocking JSON client for one server, optionally sending a bearer token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base_url: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// One HTTP answer. A body that is not JSON is kept as a JSON string; an empty body is
+/// `null`.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// This reply if its status is 2xx, otherwise an error naming `what`.
+    pub fn success(self, what: &str) -> Result<Self> {
+        if (200..300).contains(&self.status) {
+            Ok(self)
+        } else {
+            Err(Error(format!("{what}: HTTP {} {}", self.status, self.body)))
+        }
+    }
+}
+
+impl Client {
+    /// A client for `base_url` (`http://host:port`).
+    pub fn new(base_url: &str, token: Option<&str>) -> Self {
+        Self::with_agent(base_url, token, Duration::from_secs(30))
+    }
+
+    fn with_agent(base_url: &str, token: Option<&str>, timeout: Duration) -> Self {
+        // 4xx/5xx are answers to inspect, not transport errors.
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.map(str::to_owned),
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    /// The same client with another overall per-request timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self::with_agent(&self.base_url, self.token.as_deref(), timeout)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Result<Reply> {
+        self.request("GET", path, None, &[])
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Reply> {
+        self.request("POST", path, Some(body), &[])
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> Result<Reply> {
+        self.request("PUT", path, Some(body), &[])
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> Result<Reply> {
+        self.request("DELETE", path, None, &[])
+    }
+
+    /// Any request; `headers` are sent in addition to the token and content type.
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Result<Reply> {
+        let url = format!("{}{path}", self.base_url);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let failed = |e: ureq::http::Error| Error(format!("{method} {url}: {e}"));
+        let response = match body {
+            Some(body) => {
+                let request = builder.header("content-type", "application/json").body(serde_json::to_vec(body)?);
+                self.agent.run(request.map_err(failed)?)
+            }
+            None => self.agent.run(builder.body(()).map_err(failed)?),
+        }
+        .map_err(|e| Error(format!("{method} {url}: {e}")))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let text = response
+            .into_body()
+            .read_to_string()
+            .map_err(|e| Error(format!("{method} {url}: reading the body: {e}")))?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Reply { status, headers, body })
+    }
+
+    // -- admin API ------------------------------------------------------------------------
+
+    /// `POST /api/v1/flags`; returns the created flag.
+    pub fn create_flag(&self, definition: &Value) -> Result<Value> {
+        let key = definition["key"].as_str().unwrap_or("?");
+        Ok(self.post("/api/v1/flags", definition)?.success(&format!("creating flag `{key}`"))?.body)
+    }
+
+    /// The configuration of `flag` in `env` and its ETag.
+    pub fn config(&self, flag: &str, env: &str) -> Result<(Value, String)> {
+        let what = format!("reading the config of `{flag}` in {env}");
+        let reply = self.get(&config_path(flag, env))?.success(&what)?;
+        let etag = reply.header("etag").ok_or_else(|| Error(format!("{what}: no ETag")))?.to_owned();
+        Ok((reply.body, etag))
+    }
+
+    /// Replaces the configuration of `flag` in `env` (read-then-write with `If-Match`);
+    /// returns the stored configuration.
+    pub fn set_config(&self, flag: &str, env: &str, config: &Value) -> Result<Value> {
+        let (_, etag) = self.config(flag, env)?;
+        let reply = self.request("PUT", &config_path(flag, env), Some(config), &[("if-match", &etag)])?;
+        Ok(reply.success(&format!("writing the config of `{flag}` in {env}"))?.body)
+    }
+
+    /// A quick operation: `POST …/{flag}/environments/{env}/{op}` (`enable`, `disable`,
+    /// `allow`, `deny`, …) with an optional body.
+    pub fn quick_op(&self, flag: &str, env: &str, op: &str, body: Option<&Value>) -> Result<Value> {
+        let path = format!("{}/{op}", config_path(flag, env));
+        let reply = self.request("POST", &path, body, &[])?;
+        Ok(reply.success(&format!("`{op}` on `{flag}` in {env}"))?.body)
+    }
+
+    /// `PUT …/{flag}/environments/{env}/rollout {"percentage": …}`.
+    pub fn set_rollout(&self, flag: &str, env: &str, percentage: f64) -> Result<Value> {
+        let path = format!("{}/rollout", config_path(flag, env));
+        let reply = self.put(&path, &json!({ "percentage": percentage }))?;
+        Ok(reply.success(&format!("setting the rollout of `{flag}` in {env} to {percentage} %"))?.body)
+    }
+
+    /// A new token; `environment` binds an `evaluate` token. Returns its value.
+    pub fn create_token(&self, name: &str, role: &str, environment: Option<&str>) -> Result<String> {
+        let mut body = json!({ "name": name, "role": role });
+        if let Some(env) = environment {
+            body["environment"] = json!(env);
+        }
+        let reply = self.post("/api/v1/tokens", &body)?.success(&format!("creating {role} token `{name}`"))?;
+        reply.body["value"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error(format!("creating token `{name}`: no `value` in {}", reply.body)))
+    }
+
+    // -- OFREP ----------------------------------------------------------------------------
+
+    /// `POST /ofrep/v1/evaluate/flags/{key}` with `{"context": context}`; any status.
+    pub fn ofrep(&self, key: &str, context: &Value) -> Result<Reply> {
+        self.post(&format!("/ofrep/v1/evaluate/flags/{key}"), &json!({ "context": context }))
+    }
+
+    /// `POST /ofrep/v1/evaluate/flags` with `{"context": context}`; any status.
+    pub fn ofrep_bulk(&self, context: &Value) -> Result<Reply> {
+        self.post("/ofrep/v1/evaluate/flags", &json!({ "context": context }))
+    }
+}
+
+fn config_path(flag: &str, env: &str) -> String {
+    format!("/api/v1/flags/{flag}/environments/{env}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Helper processes
+// ---------------------------------------------------------------------------------------
+
+/// Runs `program args` in `dir`, failing with its output unless it succeeds.
+pub fn run_checked(program: &str, args: &[&str], dir: &Path) -> Result<String> {
+    let shown = format!("`{program} {}` in {}", args.join(" "), dir.display());
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error(format!("cannot run {shown} (is `{program}` installed and on PATH?): {e}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(Error(format!("{shown} failed ({}):\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr))))
+    }
+}
+
+/// Runs `program args` in `dir` with `input` on stdin and returns stdout, failing with
+/// stderr unless it succeeds.
+pub fn run_with_input(program: &Path, args: &[&str], dir: &Path, input: &[u8]) -> Result<String> {
+    use std::io::Write;
+    let shown = format!("`{} {}` in {}", program.display(), args.join(" "), dir.display());
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error(format!("cannot run {shown}: {e}")))?;
+    // Writing from another thread: a child that prints before reading all its input
+    // would otherwise deadlock against us on full pipes.
+    let mut stdin = child.stdin.take().ok_or_else(|| Error(format!("{shown}: no stdin")))?;
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().map_err(|e| Error(format!("{shown}: {e}")))?;
+    let written = writer.join().map_err(|_| Error(format!("{shown}: the stdin writer panicked")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(Error(format!("{shown} failed ({}):\n{stdout}{stderr}", out.status)));
+    }
+    written.map_err(|e| Error(format!("{shown}: writing its input: {e}")))?;
+    Ok(stdout)
+}

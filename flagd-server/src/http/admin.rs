@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use super::json::JsonBody;
 use crate::auth::{Access, Principal};
-use crate::error::ApiError;
-use crate::service::{NewToken, Service};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{AuditPage, TokenList};
+use crate::service::{CreatedToken, NewToken, Service};
 use crate::store::AuditQuery;
 
 /// Page size when `limit` is not given, and the largest accepted.
@@ -27,14 +28,20 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/v1/tokens/{id}", delete(revoke_token))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
+    /// Only this flag.
     flag: Option<String>,
+    /// Only this environment.
     environment: Option<String>,
+    /// Only this actor (a token's name).
     actor: Option<String>,
     /// Unix milliseconds or an RFC 3339 time.
     since: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The `nextCursor` of the previous page.
     cursor: Option<i64>,
@@ -50,6 +57,22 @@ fn parse_since(since: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// The audit log, newest first, paged by `nextCursor`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "listAuditEvents",
+    tag = "audit",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "One page of events", body = AuditPage),
+        (status = 400, description = "Bad query parameters (`INVALID_QUERY`)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn audit(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -73,11 +96,43 @@ async fn audit(
     Ok(axum::Json(serde_json::json!({ "events": events, "nextCursor": next })).into_response())
 }
 
+/// Every token, without values.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "The tokens", body = TokenList),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn list_tokens(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
     Ok(axum::Json(serde_json::json!({ "tokens": s.list_tokens().await? })).into_response())
 }
 
+/// Creates a token. Its value is in this answer only: it is stored hashed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "createToken",
+    tag = "tokens",
+    request_body(content = NewToken),
+    responses(
+        (status = 201, description = "Created, with its value", body = CreatedToken),
+        (status = 400, description = "Malformed body, or a role and environment that do not go together", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "The `evaluate` token's environment does not exist (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn create_token(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -87,6 +142,22 @@ async fn create_token(
     Ok((StatusCode::CREATED, axum::Json(s.create_token(&p, body).await?)).into_response())
 }
 
+/// Revokes a token.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    operation_id = "revokeToken",
+    tag = "tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such token (`TOKEN_NOT_FOUND`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn revoke_token(
     State(s): State<Arc<Service>>,
     p: Principal,

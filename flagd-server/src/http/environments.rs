@@ -12,8 +12,10 @@ use serde::Deserialize;
 
 use super::json::{JsonBody, check_depth, read_body};
 use crate::auth::{Access, Principal};
-use crate::error::ApiError;
-use crate::service::{ImportMode, Service, etag, parse_etag};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{EnvironmentList, ImportFile, SegmentList};
+use crate::service::{ImportMode, ImportReport, SegmentView, Service, etag, parse_etag};
+use crate::store::Environment;
 
 /// The environment and segment routes.
 pub fn routes() -> Router<Arc<Service>> {
@@ -28,21 +30,64 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/v1/environments/{env}/import", axum::routing::post(import))
 }
 
+/// The environment as a flagd flag definition file.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/export",
+    operation_id = "exportEnvironment",
+    tag = "environments",
+    params(("env" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "A flagd document: `flags` keyed by flag, as flagd reads it", body = Object),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 422, description = "The environment cannot be written as a flagd document (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn export(State(s): State<Arc<Service>>, p: Principal, Path(env): Path<String>) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     Ok(axum::Json(s.export(&env).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ImportParams {
+    /// `merge` (default) leaves what the file does not mention; `replace` disables other
+    /// flags and deletes other segments.
     #[serde(default)]
     mode: ImportMode,
+    /// Report the changes without writing them.
     #[serde(default)]
     dry_run: bool,
+    /// Why, for the audit log.
     reason: Option<String>,
 }
 
+/// Imports a flagd file or a flagd-server file, merging into the environment or replacing
+/// it; a dry run returns the diff and writes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/import",
+    operation_id = "importEnvironment",
+    tag = "environments",
+    params(("env" = String, Path, description = "Environment name"), ImportParams),
+    request_body(content = ImportFile, description = "The file, in either format"),
+    responses(
+        (status = 200, description = "What the import did, or would do in a dry run", body = ImportReport),
+        (status = 400, description = "Not a flagd file nor a flagd-server file (`INVALID_BODY`), or bad query parameters", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn import(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -57,17 +102,50 @@ async fn import(
     Ok(axum::Json(report).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewEnvironment {
+    /// Same pattern as flag keys.
     name: String,
 }
 
+/// Every environment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments",
+    operation_id = "listEnvironments",
+    tag = "environments",
+    responses(
+        (status = 200, description = "Every environment", body = EnvironmentList),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     Ok(axum::Json(serde_json::json!({ "environments": s.environments().await? })).into_response())
 }
 
+/// Creates an environment; every flag starts disabled in it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments",
+    operation_id = "createEnvironment",
+    tag = "environments",
+    request_body(content = NewEnvironment),
+    responses(
+        (status = 201, description = "Created", body = Environment),
+        (status = 400, description = "Malformed body (`INVALID_BODY`, `TOO_DEEP`) or an invalid name (`INVALID_NAME`)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 409, description = "It exists already (`ALREADY_EXISTS`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn create(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -77,6 +155,22 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(s.create_environment(&p, &body.name).await?)).into_response())
 }
 
+/// Every segment of an environment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/segments",
+    operation_id = "listSegments",
+    tag = "segments",
+    params(("env" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The segments", body = SegmentList),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn list_segments(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -94,6 +188,27 @@ fn with_etag(version: i64, body: impl IntoResponse) -> Response {
     response
 }
 
+/// Creates a segment.
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{env}/segments",
+    operation_id = "createSegment",
+    tag = "segments",
+    params(("env" = String, Path, description = "Environment name")),
+    request_body(content = Segment),
+    responses(
+        (status = 201, description = "Created", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 409, description = "A segment with this key exists (`ALREADY_EXISTS`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn create_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -105,6 +220,22 @@ async fn create_segment(
     Ok((StatusCode::CREATED, with_etag(view.version, axum::Json(view))).into_response())
 }
 
+/// One segment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/segments/{key}",
+    operation_id = "getSegment",
+    tag = "segments",
+    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key")),
+    responses(
+        (status = 200, description = "The segment", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn read_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -115,6 +246,28 @@ async fn read_segment(
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
+/// Replaces a segment; every flag using it changes with it. What `GET` returned may be
+/// sent back as is, and `key` may be left out.
+#[utoipa::path(
+    put,
+    path = "/api/v1/environments/{env}/segments/{key}",
+    operation_id = "replaceSegment",
+    tag = "segments",
+    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key"), ("If-Match" = Option<String>, Header, description = "The `ETag` read; a stale one is refused with 412")),
+    request_body(content = Segment),
+    responses(
+        (status = 200, description = "The segment after the change", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `KEY_MISMATCH`, `INVALID_IF_MATCH`)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn replace_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -142,6 +295,23 @@ async fn replace_segment(
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
+/// Deletes a segment that no flag uses.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/environments/{env}/segments/{key}",
+    operation_id = "deleteSegment",
+    tag = "segments",
+    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 422, description = "A flag still uses the segment (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn delete_segment(
     State(s): State<Arc<Service>>,
     p: Principal,

@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use super::json::JsonBody;
 use crate::auth::{Access, Principal};
-use crate::error::ApiError;
-use crate::service::{ConfigView, FlagPatch, QuickOp, RolloutRequest, Service, etag, parse_etag};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{CompanyId, ConfigUpdate, FlagList};
+use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service, etag, parse_etag};
 
 /// The flag routes.
 pub fn routes() -> Router<Arc<Service>> {
@@ -32,17 +33,22 @@ pub fn routes() -> Router<Arc<Service>> {
 }
 
 /// A body with nothing but an optional reason.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeReason)]
 #[serde(deny_unknown_fields)]
 struct Reason {
+    /// Why, for the audit log.
     reason: Option<String>,
 }
 
 /// `{"companies": ["12", 45], "reason": "…"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Companies {
+    /// Company ids, strings or integers; at least one.
+    #[schema(value_type = Vec<CompanyId>, min_items = 1)]
     companies: Vec<Value>,
+    /// Why, for the audit log.
     reason: Option<String>,
 }
 
@@ -62,13 +68,17 @@ impl Companies {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Promotion {
+    /// The environment to copy from.
     from: String,
+    /// The environment to copy to.
     to: String,
+    /// Copy the kill-switch state too.
     #[serde(default)]
     include_state: bool,
+    /// Why, for the audit log.
     reason: Option<String>,
 }
 
@@ -96,11 +106,44 @@ fn config_response(view: ConfigView) -> Response {
     with_etag(view.version, axum::Json(view))
 }
 
+/// Every flag, with each environment's state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/flags",
+    operation_id = "listFlags",
+    tag = "flags",
+    responses(
+        (status = 200, description = "Every flag", body = FlagList),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     Ok(axum::Json(serde_json::json!({ "flags": s.flags().await? })).into_response())
 }
 
+/// Creates a flag, disabled in every environment.
+#[utoipa::path(
+    post,
+    path = "/api/v1/flags",
+    operation_id = "createFlag",
+    tag = "flags",
+    request_body(content = FlagDefinition),
+    responses(
+        (status = 201, description = "Created", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 409, description = "A flag with this key exists (`ALREADY_EXISTS`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn create(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -111,12 +154,49 @@ async fn create(
     Ok((StatusCode::CREATED, with_etag(view.version, axum::Json(view))).into_response())
 }
 
+/// One flag: its definition and each environment's state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/flags/{key}",
+    operation_id = "getFlag",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key")),
+    responses(
+        (status = 200, description = "The flag", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn read(State(s): State<Arc<Service>>, p: Principal, Path(key): Path<String>) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     let view = s.flag(&key).await?;
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
+/// Changes a definition: fields given replace the stored ones.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/flags/{key}",
+    operation_id = "updateFlag",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("If-Match" = Option<String>, Header, description = "The `ETag` read; a stale one is refused with 412")),
+    request_body(content = FlagPatch),
+    responses(
+        (status = 200, description = "The flag after the change", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn update(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -129,6 +209,26 @@ async fn update(
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
+/// Deletes a flag from every environment.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/flags/{key}",
+    operation_id = "deleteFlag",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key")),
+    request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn remove(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -140,6 +240,22 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A flag's whole configuration in one environment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/flags/{key}/environments/{env}",
+    operation_id = "getFlagConfig",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The configuration", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn read_config(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -149,6 +265,29 @@ async fn read_config(
     Ok(config_response(s.config(&key, &env).await?))
 }
 
+/// Replaces a flag's configuration in one environment. What `GET` returned may be sent
+/// back as is: its read-only fields are ignored.
+#[utoipa::path(
+    put,
+    path = "/api/v1/flags/{key}/environments/{env}",
+    operation_id = "putFlagConfig",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name"), ("If-Match" = String, Header, description = "The `ETag` read (required); a stale one is refused with 412")),
+    request_body(content = ConfigUpdate),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 428, description = "No `If-Match` header", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn write_config(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -187,6 +326,26 @@ async fn quick(
     Ok(config_response(s.quick(p, key, env, op, reason).await?))
 }
 
+/// Turns the flag on in one environment: its rules apply.
+#[utoipa::path(
+    post,
+    path = "/api/v1/flags/{key}/environments/{env}/enable",
+    operation_id = "enableFlag",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn enable(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -196,6 +355,26 @@ async fn enable(
     quick(&s, &p, &key, &env, QuickOp::Enable, body.reason).await
 }
 
+/// The kill switch: the off variant is served, whatever the rules say.
+#[utoipa::path(
+    post,
+    path = "/api/v1/flags/{key}/environments/{env}/disable",
+    operation_id = "disableFlag",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn disable(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -205,6 +384,27 @@ async fn disable(
     quick(&s, &p, &key, &env, QuickOp::Disable, body.reason).await
 }
 
+/// Sets the fallthrough to a weighted rollout: a percentage of the on variant, or
+/// explicit weights.
+#[utoipa::path(
+    put,
+    path = "/api/v1/flags/{key}/environments/{env}/rollout",
+    operation_id = "setRollout",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    request_body(content = RolloutRequest),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn rollout(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -226,6 +426,26 @@ async fn list_op(
     quick(s, p, &key, &env, op(ids), body.reason).await
 }
 
+/// Adds companies to the allow list (they get the on variant).
+#[utoipa::path(
+    post,
+    path = "/api/v1/flags/{key}/environments/{env}/allow",
+    operation_id = "allowCompanies",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    request_body(content = Companies),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn allow(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -235,6 +455,26 @@ async fn allow(
     list_op(&s, &p, path, body, QuickOp::Allow).await
 }
 
+/// Removes companies from the allow list.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/flags/{key}/environments/{env}/allow",
+    operation_id = "removeAllowedCompanies",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    request_body(content = Companies),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn disallow(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -244,6 +484,26 @@ async fn disallow(
     list_op(&s, &p, path, body, QuickOp::Disallow).await
 }
 
+/// Adds companies to the deny list (they get the off variant, whatever else says).
+#[utoipa::path(
+    post,
+    path = "/api/v1/flags/{key}/environments/{env}/deny",
+    operation_id = "denyCompanies",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    request_body(content = Companies),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn deny(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -253,6 +513,26 @@ async fn deny(
     list_op(&s, &p, path, body, QuickOp::Deny).await
 }
 
+/// Removes companies from the deny list.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/flags/{key}/environments/{env}/deny",
+    operation_id = "removeDeniedCompanies",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    request_body(content = Companies),
+    responses(
+        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn undeny(
     State(s): State<Arc<Service>>,
     p: Principal,
@@ -262,6 +542,27 @@ async fn undeny(
     list_op(&s, &p, path, body, QuickOp::Undeny).await
 }
 
+/// Copies a configuration from one environment to another; the target keeps its state
+/// unless `includeState`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/flags/{key}/promote",
+    operation_id = "promoteFlag",
+    tag = "flags",
+    params(("key" = String, Path, description = "Flag key")),
+    request_body(content = Promotion),
+    responses(
+        (status = 200, description = "The target's configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn promote(
     State(s): State<Arc<Service>>,
     p: Principal,

@@ -1,12 +1,13 @@
 //! The HTTP API: one router built from one module per resource, a JSON 404 for anything
 //! else, a body limit, and one tracing span per request.
 
-mod admin;
-mod environments;
-mod flags;
+// Visible to the crate so that `crate::openapi` can name the handlers' path attributes.
+pub(crate) mod admin;
+pub(crate) mod environments;
+pub(crate) mod flags;
 pub mod json;
-mod ofrep;
-mod ops;
+pub(crate) mod ofrep;
+pub(crate) mod ops;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub fn app(service: Arc<Service>) -> Router {
         .merge(flags::routes())
         .merge(environments::routes())
         .merge(admin::routes())
+        .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))

@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 
 use super::json::{check_depth, read_body};
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{OfrepBulk, OfrepFailure, OfrepRequest, OfrepSuccess};
 use crate::service::Service;
 use crate::snapshot::Snapshot;
 
@@ -121,6 +122,25 @@ fn snapshot(service: &Service, principal: &Principal) -> Result<Arc<Snapshot>, A
     service.snapshots().get(env).ok_or_else(|| ApiError::environment_not_found(env))
 }
 
+/// Evaluates one flag in the token's environment.
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags/{key}",
+    operation_id = "evaluateFlag",
+    tag = "ofrep",
+    params(("key" = String, Path, description = "Flag key")),
+    request_body(content = Option<OfrepRequest>, description = "The context; an empty body is an empty context"),
+    responses(
+        (status = 200, description = "Evaluated", body = OfrepSuccess),
+        (status = 400, description = "The body or context is unusable (`PARSE_ERROR`, `INVALID_CONTEXT`), or the \
+            evaluation failed (`TARGETING_KEY_MISSING`, `GENERAL`, ...)", body = OfrepFailure),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Not an `evaluate` token", body = ErrorBody),
+        (status = 404, description = "No such flag in the token's environment (`FLAG_NOT_FOUND`)", body = OfrepFailure),
+        (status = 413, description = "Body too large", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn evaluate_one(
     State(service): State<Arc<Service>>,
     principal: Principal,
@@ -141,6 +161,27 @@ async fn evaluate_one(
     Ok((item.status(), axum::Json(&item)).into_response())
 }
 
+/// Evaluates every flag of the token's environment. The `ETag` is a hash of the answer:
+/// send it back in `If-None-Match` to get 304 while nothing changed.
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags",
+    operation_id = "evaluateFlagsBulk",
+    tag = "ofrep",
+    params(("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer, or `*`")),
+    request_body(content = Option<OfrepRequest>, description = "The context; an empty body is an empty context"),
+    responses(
+        (status = 200, description = "Every flag's result", body = OfrepBulk,
+            headers(("ETag" = String, description = "Hash of this answer"))),
+        (status = 304, description = "The answer is the one `If-None-Match` names",
+            headers(("ETag" = String, description = "Hash of this answer"))),
+        (status = 400, description = "The body or context is unusable; no `key`", body = OfrepFailure),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Not an `evaluate` token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
 async fn evaluate_all(
     State(service): State<Arc<Service>>,
     principal: Principal,

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::store::StoredConfig;
 
 /// A configuration as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigView {
     /// Flag key.
@@ -43,7 +43,7 @@ impl From<StoredConfig> for ConfigView {
 }
 
 /// `PUT …/rollout`: a percentage of the on variant, or explicit weights.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RolloutRequest {
     /// Percent of companies that get the on variant (the rest get the off variant).

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::store::{StoredConfig, StoredFlag, Tx};
 
 /// A flag as the API shows it: its definition, version, and its state per environment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlagView {
     /// The definition.
@@ -30,7 +30,7 @@ pub struct FlagView {
 }
 
 /// One environment's view of a flag, in lists.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentSummary {
     /// Enabled or disabled.
@@ -44,15 +44,22 @@ pub struct EnvironmentSummary {
 }
 
 /// A partial update of a definition: fields given replace the stored ones.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlagPatch {
+    /// What the flag is for.
     description: Option<String>,
+    /// Who to ask about it.
     owner: Option<String>,
+    /// Free-form labels.
     tags: Option<Vec<String>>,
+    /// Variant name → value, all of one JSON type.
     variants: Option<IndexMap<String, Value>>,
+    /// The variant served when disabled, denied or nothing else applies.
     off_variant: Option<String>,
+    /// The variant served to allowed companies and by percentage rollouts.
     on_variant: Option<String>,
+    /// Reported with every evaluation.
     metadata: Option<Map<String, Value>>,
     /// Why, for the audit log.
     pub reason: Option<String>,

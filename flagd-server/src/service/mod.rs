@@ -19,7 +19,8 @@ use serde_json::{Map, Value};
 
 pub use configs::{ConfigView, QuickOp, RolloutRequest};
 pub use environments::DEFAULT_ENVIRONMENTS;
-pub use flags::{FlagPatch, FlagView};
+pub use flags::{EnvironmentSummary, FlagPatch, FlagView};
+pub use segments::SegmentView;
 pub use tokens::{CreatedToken, NewToken};
 pub use transfer::{ImportChange, ImportMode, ImportReport};
 

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::store::StoredSegment;
 
 /// A segment as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SegmentView {
     /// Environment name.

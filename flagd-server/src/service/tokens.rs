@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::store::{Role, Token};
 
 /// `POST /tokens`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewToken {
     /// A label for people; the audit log names writers by it.
@@ -20,7 +20,7 @@ pub struct NewToken {
 }
 
 /// A created token: the only time its value is shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedToken {
     /// The stored token (without its value).

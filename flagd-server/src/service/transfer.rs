@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::store::{StoredConfig, StoredFlag, StoredSegment};
 
 /// How an import treats what the file does not mention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportMode {
     /// Leave it as it is.
@@ -27,7 +27,7 @@ pub enum ImportMode {
 }
 
 /// One difference an import makes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportChange {
     /// `flag`, `config` or `segment`.
     pub kind: &'static str,
@@ -42,7 +42,7 @@ pub struct ImportChange {
 }
 
 /// What an import did (or, in a dry run, would do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportReport {
     /// Whether nothing was written.

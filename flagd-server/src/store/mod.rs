@@ -34,7 +34,7 @@ pub enum StoreError {
 }
 
 /// A named environment (`development`, `staging`, `production`, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Environment {
     /// Same pattern as flag keys.
@@ -85,7 +85,7 @@ pub struct StoredSegment {
 }
 
 /// One audited change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     /// Unique, increasing; assigned by the store.
@@ -137,7 +137,7 @@ pub struct AuditQuery {
 }
 
 /// Access levels of API tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// OFREP evaluation in one environment.
@@ -170,7 +170,7 @@ impl Role {
 }
 
 /// An API token as stored: never its value, only the SHA-256 of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Token {
     /// Public identifier (random, shown in lists, used to revoke).
