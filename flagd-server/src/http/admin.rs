@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::Deserialize;
 
-use super::json::JsonBody;
+use super::json::{JsonBody, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{AuditPage, TokenList};
@@ -76,7 +76,7 @@ fn parse_since(since: &str) -> Result<i64, ApiError> {
 async fn audit(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Query(q): Query<AuditParams>,
+    QueryParams(q): QueryParams<AuditParams>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);

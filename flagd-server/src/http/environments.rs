@@ -3,18 +3,19 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flagd_core::Segment;
 use serde::Deserialize;
 
-use super::json::{JsonBody, check_depth, read_body};
+use super::json::{JsonBody, QueryParams, check_depth, read_body};
+use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{EnvironmentList, ImportFile, SegmentList};
-use crate::service::{ImportMode, ImportReport, SegmentView, Service, etag, parse_etag};
+use crate::service::{ImportMode, ImportReport, SegmentView, Service, parse_etag};
 use crate::store::Environment;
 
 /// The environment and segment routes.
@@ -92,7 +93,7 @@ async fn import(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path(env): Path<String>,
-    Query(params): Query<ImportParams>,
+    QueryParams(params): QueryParams<ImportParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
@@ -178,14 +179,6 @@ async fn list_segments(
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     Ok(axum::Json(serde_json::json!({ "segments": s.segments(&env).await? })).into_response())
-}
-
-fn with_etag(version: i64, body: impl IntoResponse) -> Response {
-    let mut response = body.into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
 }
 
 /// Creates a segment.

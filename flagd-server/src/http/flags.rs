@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use flagd_core::{EnvironmentConfig, FlagDefinition};
@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::json::JsonBody;
+use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{CompanyId, ConfigUpdate, FlagList};
-use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service, etag, parse_etag};
+use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service, parse_etag};
 
 /// The flag routes.
 pub fn routes() -> Router<Arc<Service>> {
@@ -92,14 +93,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
             .map(Some)
             .ok_or_else(|| ApiError::bad_request("INVALID_IF_MATCH", "If-Match must be an ETag this API returned")),
     }
-}
-
-fn with_etag(version: i64, body: impl IntoResponse) -> Response {
-    let mut response = body.into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
 }
 
 fn config_response(view: ConfigView) -> Response {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -46,6 +46,15 @@ async fn observe(State(service): State<Arc<Service>>, req: Request, next: Next) 
     let started = Instant::now();
     let response = next.run(req).await;
     service.metrics().observe_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// A response carrying the `ETag` of a stored version.
+pub(crate) fn with_etag(version: i64, body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&crate::service::etag(version)) {
+        response.headers_mut().insert(axum::http::header::ETAG, v);
+    }
     response
 }
 

@@ -117,9 +117,17 @@ fn now_seconds() -> i64 {
     crate::service::now_ms() / 1000
 }
 
-fn snapshot(service: &Service, principal: &Principal) -> Result<Arc<Snapshot>, ApiError> {
+/// The token's snapshot and the request's context, or the OFREP failure to answer with.
+async fn read_request(
+    service: &Service,
+    principal: &Principal,
+    req: Request,
+    key: Option<&str>,
+) -> Result<Result<(Arc<Snapshot>, EvaluationContext), Response>, ApiError> {
     let env = principal.evaluation_environment()?;
-    service.snapshots().get(env).ok_or_else(|| ApiError::environment_not_found(env))
+    let snapshot = service.snapshots().get(env).ok_or_else(|| ApiError::environment_not_found(env))?;
+    let bytes = read_body(req, &()).await?;
+    Ok(context(&bytes).map(|ctx| (snapshot, ctx)).map_err(|(code, details)| failure(key, code, details)))
 }
 
 /// Evaluates one flag in the token's environment.
@@ -147,11 +155,9 @@ async fn evaluate_one(
     Path(key): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let snapshot = snapshot(&service, &principal)?;
-    let bytes = read_body(req, &()).await?;
-    let ctx = match context(&bytes) {
-        Ok(ctx) => ctx,
-        Err((code, details)) => return Ok(failure(Some(&key), code, details)),
+    let (snapshot, ctx) = match read_request(&service, &principal, req, Some(&key)).await? {
+        Ok(parts) => parts,
+        Err(failure) => return Ok(failure),
     };
     let resolution = snapshot.ruleset.evaluate(&key, &ctx);
     if let Some(position) = snapshot.ruleset.position(&key) {
@@ -188,11 +194,9 @@ async fn evaluate_all(
     headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let snapshot = snapshot(&service, &principal)?;
-    let bytes = read_body(req, &()).await?;
-    let ctx = match context(&bytes) {
-        Ok(ctx) => ctx,
-        Err((code, details)) => return Ok(failure(None, code, details)),
+    let (snapshot, ctx) = match read_request(&service, &principal, req, None).await? {
+        Ok(parts) => parts,
+        Err(failure) => return Ok(failure),
     };
     let flags: Vec<Item<'_>> = snapshot
         .ruleset

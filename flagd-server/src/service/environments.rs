@@ -1,11 +1,11 @@
 //! Environments: the three defaults on first start, listing, creating more.
 
-use flagd_core::is_strict_key;
+use flagd_core::{EnvironmentConfig, is_strict_key};
 
 use super::{Service, Subject, to_json};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::store::{Environment, Role, StoredConfig};
+use crate::store::{Environment, Role};
 
 /// Created on first start, in this order.
 pub const DEFAULT_ENVIRONMENTS: [&str; 3] = ["development", "staging", "production"];
@@ -60,15 +60,7 @@ impl Service {
         let env = Environment { name: name.into(), created_at: write.now };
         write.tx.insert_environment(&env).await?;
         for flag in write.tx.flags().await? {
-            let config = StoredConfig {
-                flag: flag.definition.key,
-                environment: name.into(),
-                config: Default::default(),
-                version: write.seq(),
-                updated_at: write.now,
-                updated_by: write.actor().to_owned(),
-            };
-            write.tx.put_config(&config).await?;
+            write.put_config(&flag.definition.key, name, EnvironmentConfig::default()).await?;
         }
         write.audit(
             "environment.create",

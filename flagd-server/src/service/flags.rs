@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use flagd_core::{FlagDefinition, FlagState};
+use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -160,15 +160,7 @@ impl Service {
         let stored = StoredFlag { definition, version: write.seq(), created_at: write.now, updated_at: write.now };
         write.tx.put_flag(&stored).await?;
         for env in write.touch_all().await? {
-            let config = StoredConfig {
-                flag: key.clone(),
-                environment: env.name,
-                config: Default::default(),
-                version: write.seq(),
-                updated_at: write.now,
-                updated_by: write.actor().to_owned(),
-            };
-            write.tx.put_config(&config).await?;
+            write.put_config(&key, &env.name, EnvironmentConfig::default()).await?;
         }
         write.audit(
             "flag.create",

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flagd_core::{Flag, Ruleset, RulesetSource};
+use flagd_core::{EnvironmentConfig, Flag, Ruleset, RulesetSource};
 use serde_json::{Map, Value};
 
 pub use configs::{ConfigView, QuickOp, RolloutRequest};
@@ -28,7 +28,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, Snapshots};
-use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, Tx};
+use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, StoredConfig, Tx};
 
 /// The service state shared by every request.
 pub struct Service {
@@ -227,6 +227,24 @@ impl Write {
             self.touch(&env.name);
         }
         Ok(envs)
+    }
+
+    /// Stores a flag's configuration in one environment as this write's version.
+    pub(crate) async fn put_config(
+        &mut self,
+        flag: &str,
+        env: &str,
+        config: EnvironmentConfig,
+    ) -> Result<(), ApiError> {
+        let stored = StoredConfig {
+            flag: flag.to_owned(),
+            environment: env.to_owned(),
+            config,
+            version: self.seq(),
+            updated_at: self.now,
+            updated_by: self.actor.clone(),
+        };
+        Ok(self.tx.put_config(&stored).await?)
     }
 
     /// 404 unless the environment exists.

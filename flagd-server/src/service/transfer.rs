@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{Service, Subject, Write, environment_source, require_environment, to_json};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::store::{StoredConfig, StoredFlag, StoredSegment};
+use crate::store::{StoredFlag, StoredSegment};
 
 /// How an import treats what the file does not mention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -172,7 +172,7 @@ async fn import_flag(
                 StoredFlag { definition: flag.definition.clone(), version: seq, created_at: now, updated_at: now };
             write.tx.put_flag(&stored).await?;
             for other in write.touch_all().await? {
-                put_config(write, &key, &other.name, EnvironmentConfig::default()).await?;
+                write.put_config(&key, &other.name, EnvironmentConfig::default()).await?;
             }
             changes.push(ImportChange {
                 kind: "flag",
@@ -202,23 +202,11 @@ async fn import_flag(
     if existing.is_none() || old_config.as_ref() != Some(&flag.config) {
         let before = old_config.as_ref().and_then(to_json);
         let after = to_json(&flag.config);
-        put_config(write, &key, env, flag.config).await?;
+        write.put_config(&key, env, flag.config).await?;
         let action = if existing.is_none() { "create" } else { "update" };
         changes.push(ImportChange { kind: "config", key, action, before, after });
     }
     Ok(())
-}
-
-async fn put_config(write: &mut Write, flag: &str, env: &str, config: EnvironmentConfig) -> Result<(), ApiError> {
-    let stored = StoredConfig {
-        flag: flag.to_owned(),
-        environment: env.to_owned(),
-        config,
-        version: write.seq(),
-        updated_at: write.now,
-        updated_by: write.actor().to_owned(),
-    };
-    Ok(write.tx.put_config(&stored).await?)
 }
 
 async fn reset_unnamed_flags(
@@ -232,7 +220,7 @@ async fn reset_unnamed_flags(
             continue;
         }
         let before = to_json(&config.config);
-        put_config(write, &config.flag, env, EnvironmentConfig::default()).await?;
+        write.put_config(&config.flag, env, EnvironmentConfig::default()).await?;
         let after = to_json(&EnvironmentConfig::default());
         changes.push(ImportChange { kind: "config", key: config.flag, action: "reset", before, after });
     }

@@ -316,6 +316,16 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "INVALID_NAME",
         ),
         (Method::GET, "/api/v1/nothing-here".into(), Some(ADMIN), None, StatusCode::NOT_FOUND, "NOT_FOUND"),
+        (Method::GET, "/api/v1/audit?limit=many".into(), Some(ADMIN), None, StatusCode::BAD_REQUEST, "INVALID_QUERY"),
+        (Method::GET, "/api/v1/audit?colour=red".into(), Some(ADMIN), None, StatusCode::BAD_REQUEST, "INVALID_QUERY"),
+        (
+            Method::POST,
+            "/api/v1/environments/production/import?mode=sideways".into(),
+            Some(ADMIN),
+            Some(json!({"flags": []})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+        ),
     ];
     for (method, path, token, body, status, code) in cases {
         let r = api.call(method.clone(), &path, token, body, &[]).await;
