@@ -300,6 +300,24 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM and waits (up to `deadline`) for the process to exit.
+    pub fn terminate(&mut self, deadline: Duration) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        run_checked("kill", &["-TERM", &pid], self.dir.path())?;
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > until {
+                return Err(Error(format!("the server did not exit within {deadline:?} of SIGTERM")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -407,6 +425,37 @@ impl Client {
         self.request("DELETE", path, None, &[])
     }
 
+    /// A request whose body is sent as given (for malformed or oversized bodies).
+    pub fn request_raw(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Reply> {
+        let url = format!("{}{path}", self.base_url);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let request = builder.body(body).map_err(|e| Error(format!("{method} {url}: {e}")))?;
+        let response = self.agent.run(request).map_err(|e| Error(format!("{method} {url}: {e}")))?;
+        Self::reply(method, &url, response)
+    }
+
+    fn reply(method: &str, url: &str, response: ureq::http::Response<ureq::Body>) -> Result<Reply> {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let text = response
+            .into_body()
+            .read_to_string()
+            .map_err(|e| Error(format!("{method} {url}: reading the body: {e}")))?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Reply { status, headers, body })
+    }
+
     /// Any request; `headers` are sent in addition to the token and content type.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Result<Reply> {
         let url = format!("{}{path}", self.base_url);
@@ -426,22 +475,7 @@ impl Client {
             None => self.agent.run(builder.body(()).map_err(failed)?),
         }
         .map_err(|e| Error(format!("{method} {url}: {e}")))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        let text = response
-            .into_body()
-            .read_to_string()
-            .map_err(|e| Error(format!("{method} {url}: reading the body: {e}")))?;
-        let body = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Ok(Reply { status, headers, body })
+        Self::reply(method, &url, response)
     }
 
     // -- admin API ------------------------------------------------------------------------

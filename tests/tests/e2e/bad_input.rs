@@ -1,0 +1,72 @@
+//! Bad input against the real server binary over HTTP: every case gets a 4xx with the
+//! JSON error body, and the stored flags and the audit log stay exactly as they were.
+//! A SIGTERM then stops the server cleanly.
+
+use flagd_tests::{Client, Server};
+use serde_json::{Value, json};
+
+fn audit_len(admin: &Client) -> usize {
+    let reply = admin.get("/api/v1/audit?limit=1000").unwrap().success("audit").unwrap();
+    reply.body["events"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn bad_requests_get_4xx_json_errors_and_change_nothing() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    let reader = admin
+        .post("/api/v1/tokens", &json!({"name": "reader", "role": "read"}))
+        .unwrap()
+        .success("read token")
+        .unwrap()
+        .body["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flag_before = admin.get("/api/v1/flags/f").unwrap().body;
+    let audit_before = audit_len(&admin);
+
+    let cfg = "/api/v1/flags/f/environments/production";
+    let as_reader = server.client(Some(&reader));
+    let anonymous = server.client(None);
+    let cases: Vec<(&Client, &str, String, Option<Value>, u16, &str)> = vec![
+        (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "Not Valid"})), 422, "INVALID_DEFINITION"),
+        (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "g", "unknown": 1})), 400, "INVALID_BODY"),
+        (&admin, "PUT", format!("{cfg}/rollout"), Some(json!({"percentage": 101})), 400, "INVALID_PERCENTAGE"),
+        (&admin, "PUT", format!("{cfg}/rollout"), Some(json!({"percentage": 0.0001})), 422, "INVALID_DEFINITION"),
+        (&admin, "POST", "/api/v1/flags/f/environments/qa/enable".into(), None, 404, "ENVIRONMENT_NOT_FOUND"),
+        (&admin, "POST", "/api/v1/flags/zz/environments/production/enable".into(), None, 404, "FLAG_NOT_FOUND"),
+        (&admin, "PUT", cfg.into(), Some(json!({"state": "ENABLED"})), 428, "PRECONDITION_REQUIRED"),
+        (&admin, "GET", "/api/v1/audit?limit=0".into(), None, 400, "INVALID_QUERY"),
+        (&as_reader, "POST", format!("{cfg}/disable"), None, 403, "FORBIDDEN"),
+        (&anonymous, "POST", format!("{cfg}/disable"), None, 401, "UNAUTHORIZED"),
+    ];
+    for (client, method, path, body, status, code) in cases {
+        let reply = client.request(method, &path, body.as_ref(), &[]).unwrap();
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.body["error"]["code"], code, "{method} {path}: {}", reply.body);
+    }
+    let malformed = admin.request_raw("POST", "/api/v1/flags", b"{\"key\": ".to_vec()).unwrap();
+    assert_eq!((malformed.status, &malformed.body["error"]["code"]), (400, &json!("INVALID_BODY")));
+    let deep = format!("{{\"key\": \"d\", \"metadata\": {{\"x\": {}{}}}}}", "[".repeat(100), "]".repeat(100));
+    let too_deep = admin.request_raw("POST", "/api/v1/flags", deep.into_bytes()).unwrap();
+    assert_eq!((too_deep.status, &too_deep.body["error"]["code"]), (400, &json!("TOO_DEEP")));
+    let huge = format!("{{\"key\": \"h\", \"description\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let too_large = admin.request_raw("POST", "/api/v1/flags", huge.into_bytes()).unwrap();
+    assert_eq!(too_large.status, 413);
+
+    assert_eq!(admin.get("/api/v1/flags/f").unwrap().body, flag_before);
+    assert_eq!(audit_len(&admin), audit_before, "nothing refused reached the audit log");
+    for key in ["g", "d", "h"] {
+        assert_eq!(admin.get(&format!("/api/v1/flags/{key}")).unwrap().status, 404);
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f"})).unwrap();
+    let status = server.terminate(std::time::Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "exit status {status}; logs:\n{}", server.logs());
+}
