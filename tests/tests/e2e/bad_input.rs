@@ -10,6 +10,9 @@ fn audit_len(admin: &Client) -> usize {
     reply.body["events"].as_array().map_or(0, Vec::len)
 }
 
+/// One refused request: who sends it, method, path, body, expected status and code.
+type Case<'a> = (&'a Client, &'a str, String, Option<Value>, u16, &'a str);
+
 #[test]
 fn bad_requests_get_4xx_json_errors_and_change_nothing() {
     let server = Server::start().unwrap();
@@ -30,7 +33,7 @@ fn bad_requests_get_4xx_json_errors_and_change_nothing() {
     let cfg = "/api/v1/flags/f/environments/production";
     let as_reader = server.client(Some(&reader));
     let anonymous = server.client(None);
-    let cases: Vec<(&Client, &str, String, Option<Value>, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "Not Valid"})), 422, "INVALID_DEFINITION"),
         (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "g", "unknown": 1})), 400, "INVALID_BODY"),
         (&admin, "PUT", format!("{cfg}/rollout"), Some(json!({"percentage": 101})), 400, "INVALID_PERCENTAGE"),
