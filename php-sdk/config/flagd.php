@@ -1,0 +1,37 @@
+<?php
+
+declare(strict_types=1);
+
+// flagd client settings. Plain values only (no closures), so `php artisan config:cache` works.
+// Set the context resolver in code: Flagd::resolveContextUsing(fn ($request) => ...).
+
+return [
+    // Base URL of flagd-server.
+    'url' => env('FLAGD_URL', 'http://127.0.0.1:8013'),
+
+    // An `evaluate` token: it selects the environment (production, staging, ...).
+    'token' => env('FLAGD_TOKEN', ''),
+
+    // Total time for one bulk evaluation, and for the TCP connect, in milliseconds.
+    'timeout_ms' => (int) env('FLAGD_TIMEOUT_MS', 250),
+    'connect_timeout_ms' => (int) env('FLAGD_CONNECT_TIMEOUT_MS', 50),
+
+    // Seconds an answer is shared between workers before it is revalidated (ETag).
+    'cache_ttl' => (float) env('FLAGD_CACHE_TTL', 1.0),
+
+    // 'auto' (APCu when enabled, else none), 'apcu', or 'none'.
+    'cache' => env('FLAGD_CACHE', 'auto'),
+
+    // How long the last known answer is kept to serve during outages, in seconds.
+    'stale_ttl' => (int) env('FLAGD_STALE_TTL', 86400),
+
+    // Failures in a row that open the circuit breaker, and how long it stays open (seconds).
+    'breaker_threshold' => (int) env('FLAGD_BREAKER_THRESHOLD', 3),
+    'breaker_cooldown' => (float) env('FLAGD_BREAKER_COOLDOWN', 5.0),
+
+    // Throw on failures instead of serving defaults (tests and local development only).
+    'strict' => (bool) env('FLAGD_STRICT', false),
+
+    // Report failures to Laravel's log.
+    'log' => (bool) env('FLAGD_LOG', true),
+];

@@ -1,0 +1,579 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd;
+
+use Flagd\Cache\ApcuCache;
+use Flagd\Cache\ArrayCache;
+use Flagd\Cache\NullCache;
+use Flagd\Contracts\Cache;
+use Flagd\Contracts\Transport;
+use Flagd\Http\CurlTransport;
+use Flagd\Http\Response;
+use Flagd\Http\TransportException;
+
+/**
+ * The flagd client. Every flag of a context comes from one bulk OFREP evaluation, made at
+ * most once per context in a PHP request (memoized on this object), and shared between
+ * workers through the cache for `cacheTtl` seconds; after that it is revalidated with
+ * `If-None-Match`. Nothing here throws on a service failure (unless `strict`): the answer
+ * is the last known value (reason `STALE`) or the caller's default (reason `ERROR`).
+ */
+final class Client
+{
+    /** How long the last known answer is kept for outages, in seconds. */
+    public const DEFAULT_STALE_TTL = 86400;
+
+    private readonly string $bulkUrl;
+    private readonly string $namespace;
+    private readonly Cache $cache;
+    private readonly Transport $transport;
+    private readonly CircuitBreaker $breaker;
+    /** @var \Closure(): float */
+    private readonly \Closure $clock;
+
+    /** @var array<string, array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string}> */
+    private array $memo = [];
+
+    /** @var \Closure|null */
+    private ?\Closure $contextResolver = null;
+    /** @var \Closure(): array<int, mixed> */
+    private \Closure $contextResolverInput;
+    private ?Context $resolvedContext = null;
+    private mixed $resolvedFor = null;
+
+    /** @var int HTTP calls made by this object (for tests and benchmarks) */
+    private int $requests = 0;
+
+    /**
+     * @param string $url the service's base URL, e.g. `http://flagd:8013`
+     * @param string $token an `evaluate` token (it selects the environment)
+     * @param float $cacheTtl seconds a shared answer is used before revalidating
+     * @param int $connectTimeoutMs connect timeout
+     * @param int $timeoutMs total time for one request
+     * @param Cache|null $cache shared cache; APCu when available, else none
+     * @param object|null $logger anything with PSR-3 `warning`/`error` methods
+     * @param (callable(): float)|null $clock seconds (tests)
+     */
+    public function __construct(
+        string $url,
+        private readonly string $token,
+        private readonly float $cacheTtl = 1.0,
+        private readonly int $connectTimeoutMs = 50,
+        private readonly int $timeoutMs = 250,
+        ?Cache $cache = null,
+        ?Transport $transport = null,
+        private readonly ?object $logger = null,
+        private readonly bool $strict = false,
+        int $breakerThreshold = 3,
+        float $breakerCooldown = 5.0,
+        private readonly int $staleTtl = self::DEFAULT_STALE_TTL,
+        ?callable $clock = null,
+        ?CircuitBreaker $breaker = null,
+    ) {
+        $this->bulkUrl = rtrim($url, '/') . '/ofrep/v1/evaluate/flags';
+        $this->namespace = 'v1:' . hash('xxh128', $token);
+        $this->cache = $cache ?? (ApcuCache::isAvailable() ? new ApcuCache() : new NullCache());
+        $this->transport = $transport ?? new CurlTransport();
+        $this->clock = $clock !== null ? \Closure::fromCallable($clock) : static fn (): float => microtime(true);
+        // Without a cache (NullCache) the breaker still protects a long-lived process.
+        $this->breaker = $breaker ?? new CircuitBreaker(
+            $this->cache instanceof NullCache ? new ArrayCache($this->clock) : $this->cache,
+            hash('xxh128', $this->bulkUrl . "\0" . $token),
+            $breakerThreshold,
+            $breakerCooldown,
+            $this->clock,
+        );
+        $this->contextResolverInput = static fn (): array => [];
+    }
+
+    /**
+     * Builds a client from the Laravel-style configuration array (`config/flagd.php`).
+     *
+     * @param array<string, mixed> $config
+     */
+    public static function fromConfig(array $config, ?object $logger = null, ?Transport $transport = null): self
+    {
+        $cache = match ((string) ($config['cache'] ?? 'auto')) {
+            'apcu' => new ApcuCache(),
+            'none', 'null', '' => new NullCache(),
+            'array' => new ArrayCache(),
+            default => ApcuCache::isAvailable() ? new ApcuCache() : new NullCache(),
+        };
+
+        return new self(
+            url: (string) ($config['url'] ?? 'http://127.0.0.1:8013'),
+            token: (string) ($config['token'] ?? ''),
+            cacheTtl: (float) ($config['cache_ttl'] ?? 1.0),
+            connectTimeoutMs: (int) ($config['connect_timeout_ms'] ?? 50),
+            timeoutMs: (int) ($config['timeout_ms'] ?? 250),
+            cache: $cache,
+            transport: $transport,
+            logger: $logger,
+            strict: (bool) ($config['strict'] ?? false),
+            breakerThreshold: (int) ($config['breaker_threshold'] ?? 3),
+            breakerCooldown: (float) ($config['breaker_cooldown'] ?? 5.0),
+            staleTtl: (int) ($config['stale_ttl'] ?? self::DEFAULT_STALE_TTL),
+        );
+    }
+
+    // ---- typed evaluation -------------------------------------------------------------
+
+    public function isEnabled(string $key, ?Context $context = null, bool $default = false): bool
+    {
+        return $this->evaluate($key, $default, $context, 'boolean')->value;
+    }
+
+    public function boolean(string $key, bool $default, ?Context $context = null): bool
+    {
+        return $this->evaluate($key, $default, $context, 'boolean')->value;
+    }
+
+    public function string(string $key, string $default, ?Context $context = null): string
+    {
+        return $this->evaluate($key, $default, $context, 'string')->value;
+    }
+
+    public function int(string $key, int $default, ?Context $context = null): int
+    {
+        return $this->evaluate($key, $default, $context, 'integer')->value;
+    }
+
+    public function float(string $key, float $default, ?Context $context = null): float
+    {
+        return $this->evaluate($key, $default, $context, 'float')->value;
+    }
+
+    /**
+     * A JSON object (or array) flag, decoded to a PHP array.
+     *
+     * @param array<mixed> $default
+     * @return array<mixed>
+     */
+    public function object(string $key, array $default, ?Context $context = null): array
+    {
+        return $this->evaluate($key, $default, $context, 'object')->value;
+    }
+
+    /** Value, variant, reason and error of one flag, of any type. */
+    public function details(string $key, ?Context $context = null, mixed $default = null): EvaluationDetails
+    {
+        return $this->evaluate($key, $default, $context, null);
+    }
+
+    /**
+     * Every flag's value for a context (flags that failed to evaluate are left out).
+     *
+     * @return array<string, mixed>
+     */
+    public function all(?Context $context = null): array
+    {
+        $values = [];
+        foreach ($this->allDetails($context) as $key => $details) {
+            if (!$details->isError()) {
+                $values[$key] = $details->value;
+            }
+        }
+
+        return $values;
+    }
+
+    /** @return array<string, EvaluationDetails> */
+    public function allDetails(?Context $context = null): array
+    {
+        $result = $this->resultFor($context ?? $this->currentContext());
+        $details = [];
+        foreach ($result['flags'] as $key => $item) {
+            $details[(string) $key] = $this->detailsFromItem((string) $key, $item, null, null, $result['stale']);
+        }
+
+        return $details;
+    }
+
+    // ---- context -----------------------------------------------------------------------
+
+    /**
+     * Sets how the context is found when a call passes none. The resolver returns a
+     * Context, a company id, or null; it receives whatever the input callable returns
+     * as arguments (the Laravel provider passes the current request).
+     */
+    public function resolveContextUsing(?callable $resolver): void
+    {
+        $this->contextResolver = $resolver !== null ? \Closure::fromCallable($resolver) : null;
+        $this->resolvedContext = null;
+    }
+
+    /** @param callable(): array<int, mixed> $input */
+    public function setContextResolverInput(callable $input): void
+    {
+        $this->contextResolverInput = \Closure::fromCallable($input);
+        $this->resolvedContext = null;
+    }
+
+    /**
+     * The context used when a call passes none. Resolved once per request: the result is
+     * kept while the resolver's input (the request object) stays the same.
+     */
+    public function currentContext(): Context
+    {
+        if ($this->contextResolver === null) {
+            return Context::empty();
+        }
+        $input = ($this->contextResolverInput)();
+        $subject = $input[0] ?? null;
+        if ($this->resolvedContext !== null && $this->resolvedFor === $subject) {
+            return $this->resolvedContext;
+        }
+        try {
+            $resolved = self::toContext(($this->contextResolver)(...$input));
+        } catch (\Throwable $e) {
+            if ($this->strict) {
+                throw new FlagdException('flagd: the context resolver failed: ' . $e->getMessage(), 0, $e);
+            }
+            $this->log('warning', 'flagd: the context resolver failed, using an empty context', ['exception' => $e]);
+            $resolved = Context::empty();
+        }
+        $this->resolvedFor = is_object($subject) || $subject === null ? $subject : null;
+        $this->resolvedContext = $resolved;
+
+        return $resolved;
+    }
+
+    /** A Context from a Context, a company id, or null. */
+    public static function toContext(mixed $value): Context
+    {
+        return match (true) {
+            $value instanceof Context => $value,
+            is_int($value) => Context::company($value),
+            is_string($value) && $value !== '' => Context::company($value),
+            default => Context::empty(),
+        };
+    }
+
+    /** Forgets what this request memoized (call between requests in long-lived workers). */
+    public function flush(): void
+    {
+        $this->memo = [];
+        $this->resolvedContext = null;
+        $this->resolvedFor = null;
+    }
+
+    public function breaker(): CircuitBreaker
+    {
+        return $this->breaker;
+    }
+
+    /** HTTP requests made by this client object. */
+    public function requestCount(): int
+    {
+        return $this->requests;
+    }
+
+    // ---- evaluation ----------------------------------------------------------------------
+
+    /** @param 'boolean'|'string'|'integer'|'float'|'object'|null $type */
+    private function evaluate(string $key, mixed $default, ?Context $context, ?string $type): EvaluationDetails
+    {
+        $result = $this->resultFor($context ?? $this->currentContext());
+        $item = $result['flags'][$key] ?? null;
+        if ($item === null) {
+            [$code, $message] = $result['error'] !== null && $result['flags'] === []
+                ? [EvaluationDetails::GENERAL, $result['error']]
+                : [EvaluationDetails::FLAG_NOT_FOUND, "flag `{$key}` is not defined in this environment"];
+
+            return $this->failed($key, $default, $code, $message, $result['error'] === null);
+        }
+
+        return $this->detailsFromItem($key, $item, $default, $type, $result['stale']);
+    }
+
+    /**
+     * @param array<string, mixed> $item
+     */
+    private function detailsFromItem(string $key, array $item, mixed $default, ?string $type, bool $stale): EvaluationDetails
+    {
+        if (isset($item['errorCode'])) {
+            return $this->failed(
+                $key,
+                $default,
+                (string) $item['errorCode'],
+                (string) ($item['errorDetails'] ?? 'evaluation failed'),
+                true,
+            );
+        }
+        if (!array_key_exists('value', $item)) {
+            return $this->failed($key, $default, EvaluationDetails::GENERAL, 'the service answered no value', true);
+        }
+        $value = $item['value'];
+        if ($type !== null) {
+            $converted = self::convert($value, $type);
+            if ($converted === null) {
+                return $this->failed(
+                    $key,
+                    $default,
+                    EvaluationDetails::TYPE_MISMATCH,
+                    sprintf('flag `%s` is %s, asked for %s', $key, get_debug_type($value), $type),
+                    true,
+                );
+            }
+            $value = $converted[0];
+        }
+        $metadata = $item['metadata'] ?? [];
+
+        return new EvaluationDetails(
+            $key,
+            $value,
+            isset($item['variant']) ? (string) $item['variant'] : null,
+            $stale ? EvaluationDetails::REASON_STALE : (string) ($item['reason'] ?? 'UNKNOWN'),
+            null,
+            null,
+            is_array($metadata) ? $metadata : [],
+        );
+    }
+
+    /** @return array{0: mixed}|null the value in the asked type, or null when it is not one */
+    private static function convert(mixed $value, string $type): ?array
+    {
+        return match ($type) {
+            'boolean' => is_bool($value) ? [$value] : null,
+            'string' => is_string($value) ? [$value] : null,
+            'integer' => match (true) {
+                is_int($value) => [$value],
+                is_float($value) && floor($value) === $value && abs($value) < 2 ** 53 => [(int) $value],
+                default => null,
+            },
+            'float' => is_float($value) || is_int($value) ? [(float) $value] : null,
+            'object' => is_array($value) ? [$value] : null,
+            default => [$value],
+        };
+    }
+
+    private function failed(string $key, mixed $default, string $code, string $message, bool $throwable): EvaluationDetails
+    {
+        if ($this->strict && $throwable) {
+            throw new FlagdException("flagd: {$code}: {$message}");
+        }
+
+        return new EvaluationDetails($key, $default, null, EvaluationDetails::REASON_ERROR, $code, $message);
+    }
+
+    /**
+     * The bulk answer for a context: memoized, else from the shared cache while fresh,
+     * else from the service, else the stale entry, else nothing.
+     *
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string}
+     */
+    private function resultFor(Context $context): array
+    {
+        $contextKey = $context->cacheKey();
+        if (isset($this->memo[$contextKey])) {
+            return $this->memo[$contextKey];
+        }
+
+        $entryKey = $this->namespace . ':' . $contextKey;
+        $entry = $this->cache->get($entryKey);
+        if (!is_array($entry) || !isset($entry['flags'], $entry['at'])) {
+            $entry = null;
+        }
+        $now = ($this->clock)();
+        if ($entry !== null && $now - $entry['at'] < $this->cacheTtl) {
+            return $this->memo[$contextKey] = ['flags' => $entry['flags'], 'stale' => false, 'error' => null];
+        }
+
+        if (!$this->breaker->allowsRequest()) {
+            return $this->memo[$contextKey] = $this->fallback($entry, 'the circuit breaker is open after repeated failures');
+        }
+
+        // Only one worker revalidates an expired entry; the others keep serving it meanwhile.
+        $lockKey = 'lock:' . $entryKey;
+        if ($entry !== null && $this->cache->isShared() && !$this->cache->add($lockKey, 1, 1)) {
+            return $this->memo[$contextKey] = ['flags' => $entry['flags'], 'stale' => false, 'error' => null];
+        }
+
+        try {
+            return $this->memo[$contextKey] = $this->fetch($context, $entryKey, $entry);
+        } finally {
+            if ($entry !== null && $this->cache->isShared()) {
+                $this->cache->delete($lockKey);
+            }
+        }
+    }
+
+    /**
+     * @param array{flags: array<string, array<string, mixed>>, etag: ?string, at: float}|null $entry
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string}
+     */
+    private function fetch(Context $context, string $entryKey, ?array $entry): array
+    {
+        $headers = [
+            'Content-Type' => 'application/json',
+            'Accept' => 'application/json',
+            'Authorization' => 'Bearer ' . $this->token,
+            'User-Agent' => 'flagd-php',
+        ];
+        if ($entry !== null && isset($entry['etag']) && $entry['etag'] !== '') {
+            $headers['If-None-Match'] = $entry['etag'];
+        }
+        $body = json_encode(['context' => (object) $context->toArray()], JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION);
+
+        $this->requests++;
+        $started = hrtime(true);
+        try {
+            $response = $this->transport->post($this->bulkUrl, $headers, $body, $this->connectTimeoutMs, $this->timeoutMs);
+        } catch (TransportException $e) {
+            return $this->failure($entry, sprintf(
+                'flagd unreachable at %s: %s after %.1f ms',
+                $this->bulkUrl,
+                $e->getMessage(),
+                (hrtime(true) - $started) / 1e6,
+            ));
+        }
+
+        $status = $response->status;
+        if ($status === 304 && $entry !== null) {
+            $entry['at'] = ($this->clock)();
+            $entry['etag'] = $response->header('etag') ?? $entry['etag'];
+            $this->cache->set($entryKey, $entry, $this->staleTtl);
+            $this->breaker->recordSuccess();
+
+            return ['flags' => $entry['flags'], 'stale' => false, 'error' => null];
+        }
+        if ($status === 200) {
+            $flags = self::parseBulk($response->body);
+            if ($flags === null) {
+                return $this->failure($entry, 'flagd answered 200 with a body that is not an OFREP bulk evaluation');
+            }
+            $this->cache->set(
+                $entryKey,
+                ['flags' => $flags, 'etag' => $response->header('etag'), 'at' => ($this->clock)()],
+                $this->staleTtl,
+            );
+            $this->breaker->recordSuccess();
+
+            return ['flags' => $flags, 'stale' => false, 'error' => null];
+        }
+        if ($status === 429) {
+            $wait = self::retryAfterSeconds($response->header('retry-after'), ($this->clock)()) ?? $this->breaker->cooldown;
+            $this->breaker->openFor($wait);
+
+            return $this->failure($entry, sprintf('flagd is rate limiting (429): no requests for %.0f s (Retry-After)', $wait), false);
+        }
+        if ($status === 401 || $status === 403) {
+            $message = $status === 401
+                ? 'flagd refused the token (401 Unauthorized): FLAGD_TOKEN is missing, unknown or revoked'
+                : 'flagd refused the token (403 Forbidden): FLAGD_TOKEN must be an `evaluate` token for one environment';
+
+            return $this->failure($entry, $message . self::errorSuffix($response), true, 'error');
+        }
+        if ($status === 400) {
+            // The context was refused: the service is fine, retrying will not help.
+            $this->breaker->recordSuccess();
+
+            return $this->failure($entry, 'flagd refused the evaluation context (400)' . self::errorSuffix($response), false);
+        }
+
+        return $this->failure($entry, sprintf('flagd answered HTTP %d', $status) . self::errorSuffix($response));
+    }
+
+    /**
+     * @param array{flags: array<string, array<string, mixed>>, etag: ?string, at: float}|null $entry
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: string}
+     */
+    private function failure(?array $entry, string $message, bool $countsForBreaker = true, string $level = 'warning'): array
+    {
+        $wasOpen = $this->breaker->isOpen();
+        if ($countsForBreaker) {
+            $this->breaker->recordFailure();
+        }
+        $result = $this->fallback($entry, $message);
+        if ($this->strict) {
+            throw new FlagdException($message);
+        }
+        $context = ['url' => $this->bulkUrl, 'stale' => $result['stale']];
+        $this->log($level, $message . ($result['stale'] ? '; serving the last known values' : '; serving defaults'), $context);
+        if (!$wasOpen && $this->breaker->isOpen() && $countsForBreaker) {
+            $this->log('warning', sprintf('flagd: circuit breaker open for %.1f s, no requests until then', $this->breaker->cooldown), $context);
+        }
+
+        return $result;
+    }
+
+    /**
+     * @param array{flags: array<string, array<string, mixed>>}|null $entry
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: string}
+     */
+    private function fallback(?array $entry, string $message): array
+    {
+        return $entry !== null
+            ? ['flags' => $entry['flags'], 'stale' => true, 'error' => $message]
+            : ['flags' => [], 'stale' => false, 'error' => $message];
+    }
+
+    /** @return array<string, array<string, mixed>>|null flags by key, or null for anything else */
+    private static function parseBulk(string $body): ?array
+    {
+        try {
+            $decoded = json_decode($body, true, 64, JSON_THROW_ON_ERROR);
+        } catch (\JsonException) {
+            return null;
+        }
+        if (!is_array($decoded) || !isset($decoded['flags']) || !is_array($decoded['flags'])) {
+            return null;
+        }
+        $flags = [];
+        foreach ($decoded['flags'] as $item) {
+            if (!is_array($item) || !isset($item['key']) || !is_string($item['key'])) {
+                return null;
+            }
+            $flags[$item['key']] = $item;
+        }
+
+        return $flags;
+    }
+
+    private static function errorSuffix(Response $response): string
+    {
+        $decoded = json_decode($response->body, true);
+        $message = $decoded['error']['message'] ?? $decoded['errorDetails'] ?? null;
+
+        return is_string($message) ? ': ' . $message : '';
+    }
+
+    /** Seconds from a `Retry-After` value (delay seconds or an HTTP date), capped at 10 minutes. */
+    public static function retryAfterSeconds(?string $value, float $now): ?float
+    {
+        if ($value === null || trim($value) === '') {
+            return null;
+        }
+        $value = trim($value);
+        if (ctype_digit($value)) {
+            $seconds = (float) $value;
+        } else {
+            $at = strtotime($value);
+            if ($at === false) {
+                return null;
+            }
+            $seconds = $at - $now;
+        }
+
+        return min(600.0, max(0.0, $seconds));
+    }
+
+    /** @param array<string, mixed> $context */
+    private function log(string $level, string $message, array $context = []): void
+    {
+        if ($this->logger === null) {
+            return;
+        }
+        try {
+            if (method_exists($this->logger, $level)) {
+                $this->logger->{$level}($message, $context);
+            } elseif (method_exists($this->logger, 'log')) {
+                $this->logger->log($level, $message, $context);
+            }
+        } catch (\Throwable) {
+            // A failing logger must not break the page either.
+        }
+    }
+}

@@ -1,0 +1,50 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Laravel\Console;
+
+use Flagd\Client;
+use Flagd\Context;
+use Illuminate\Console\Command;
+
+/** `php artisan flagd:check customer_portal --company=42`: value, variant and reason. */
+final class CheckCommand extends Command
+{
+    /** @var string */
+    protected $signature = 'flagd:check
+        {key : The flag key}
+        {--company= : The company id}
+        {--targeting-key= : The targeting key (a user id)}
+        {--attr=* : Attributes as name=value}';
+
+    /** @var string */
+    protected $description = 'Evaluate a flag through flagd and print its value, variant and reason';
+
+    public function handle(Client $flags): int
+    {
+        $attributes = [];
+        foreach ((array) $this->option('attr') as $pair) {
+            [$name, $value] = array_pad(explode('=', (string) $pair, 2), 2, '');
+            $attributes[$name] = $value;
+        }
+        $company = $this->option('company');
+        $companyId = is_string($company) && $company !== ''
+            ? (ctype_digit($company) ? (int) $company : $company)
+            : null;
+        $targetingKey = $this->option('targeting-key');
+        $context = new Context($companyId, is_string($targetingKey) && $targetingKey !== '' ? $targetingKey : null, $attributes);
+
+        $details = $flags->details((string) $this->argument('key'), $context);
+        $this->line('value:   ' . json_encode($details->value, JSON_UNESCAPED_SLASHES | JSON_PRESERVE_ZERO_FRACTION));
+        $this->line('variant: ' . ($details->variant ?? '-'));
+        $this->line('reason:  ' . $details->reason);
+        if ($details->isError()) {
+            $this->error('error:   ' . $details->errorCode . ': ' . $details->errorMessage);
+
+            return 1;
+        }
+
+        return 0;
+    }
+}

@@ -1,0 +1,81 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Laravel;
+
+use Flagd\Client;
+use Flagd\Laravel\Console\CheckCommand;
+use Flagd\Laravel\Middleware\EnsureFlagIsOn;
+use Flagd\Laravel\Pennant\FlagdPennantDriver;
+use Illuminate\Support\ServiceProvider;
+
+/**
+ * Auto-discovered (composer.json `extra.laravel`). Binds the client as a singleton, merges
+ * and publishes `config/flagd.php`, and registers the `flag` middleware, the `@flag`
+ * Blade directive, the `flagd:check` command and, when Pennant is installed, its
+ * `flagd` driver. Uses only APIs present from Laravel 8 to 12.
+ */
+final class FlagdServiceProvider extends ServiceProvider
+{
+    public function register(): void
+    {
+        $this->mergeConfigFrom(self::configPath(), 'flagd');
+
+        $this->app->singleton(Client::class, static function ($app): Client {
+            /** @var array<string, mixed> $config */
+            $config = (array) $app['config']->get('flagd', []);
+            $logger = ($config['log'] ?? true) && $app->bound('log') ? $app->make('log') : null;
+            $client = Client::fromConfig($config, $logger);
+            // The context resolver receives the current request.
+            $client->setContextResolverInput(static fn (): array => [$app->bound('request') ? $app->make('request') : null]);
+
+            return $client;
+        });
+        $this->app->alias(Client::class, 'flagd');
+    }
+
+    public function boot(): void
+    {
+        $this->publishes([self::configPath() => $this->app->configPath('flagd.php')], 'flagd-config');
+
+        $this->callAfterResolving('router', static function ($router): void {
+            $router->aliasMiddleware('flag', EnsureFlagIsOn::class);
+        });
+
+        $this->callAfterResolving('blade.compiler', function ($blade): void {
+            $app = $this->app;
+            $blade->if('flag', static fn (string $key, mixed $context = null): bool => $app->make(Client::class)
+                ->isEnabled($key, $context === null ? null : Client::toContext($context)));
+        });
+
+        if ($this->app->runningInConsole()) {
+            $this->commands([CheckCommand::class]);
+        }
+
+        // Long-lived workers (Octane, queues): forget the request's memo afterwards.
+        if (method_exists($this->app, 'terminating')) {
+            $this->app->terminating(function (): void {
+                if ($this->app->resolved(Client::class)) {
+                    $this->app->make(Client::class)->flush();
+                }
+            });
+        }
+
+        $manager = 'Laravel\Pennant\FeatureManager';
+        if (class_exists($manager)) {
+            $this->callAfterResolving($manager, function ($features): void {
+                $app = $this->app;
+                $features->extend('flagd', static fn ($container = null, array $config = []): FlagdPennantDriver => new FlagdPennantDriver(
+                    $app->make(Client::class),
+                    isset($config['resolver']) && is_string($config['resolver']) ? $config['resolver'] : null,
+                ));
+            });
+        }
+    }
+
+    public static function configPath(): string
+    {
+        return dirname(__DIR__, 2) . '/config/flagd.php';
+    }
+}

@@ -1,0 +1,136 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Laravel\Pennant;
+
+use Flagd\Client;
+use Flagd\Context;
+use Flagd\Contracts\ProvidesFlagdContext;
+use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
+use Laravel\Pennant\Contracts\Driver;
+
+/**
+ * A read-only Laravel Pennant driver backed by flagd (config/pennant.php:
+ * `'stores' => ['flagd' => ['driver' => 'flagd']]`). Flags are defined in flagd, not with
+ * `Feature::define`. A scope maps to a context: a Context as is; a company id; a model
+ * implementing ProvidesFlagdContext; a model with a `company_id` (its key becomes the
+ * targeting key); a model with neither is taken as the company itself (its key). Values
+ * come from one bulk evaluation per scope.
+ */
+final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
+{
+    /** @var array<string, callable> features defined in code: used only when flagd does not know them */
+    private array $localResolvers = [];
+
+    /** @param string|null $resolver unused; reserved for a named scope resolver */
+    public function __construct(private readonly Client $flags, private readonly ?string $resolver = null)
+    {
+    }
+
+    public function define(string $feature, callable $resolver): void
+    {
+        $this->localResolvers[$feature] = $resolver;
+    }
+
+    /** @return array<string> */
+    public function defined(): array
+    {
+        return array_values(array_unique(array_merge(
+            array_keys($this->localResolvers),
+            array_keys($this->flags->all($this->flags->currentContext())),
+        )));
+    }
+
+    /** @return list<string> */
+    public function definedFeaturesForScope(mixed $scope): array
+    {
+        return array_keys($this->flags->all(self::contextFor($scope)));
+    }
+
+    /**
+     * @param array<string, array<int, mixed>> $features
+     * @return array<string, array<int, mixed>>
+     */
+    public function getAll(array $features): array
+    {
+        $results = [];
+        foreach ($features as $feature => $scopes) {
+            foreach ($scopes as $index => $scope) {
+                // Memoized per context in the client: one bulk request per distinct scope.
+                $results[$feature][$index] = $this->get($feature, $scope);
+            }
+        }
+
+        return $results;
+    }
+
+    public function get(string $feature, mixed $scope): mixed
+    {
+        $details = $this->flags->details($feature, self::contextFor($scope));
+        if ($details->isError()) {
+            if (isset($this->localResolvers[$feature])) {
+                return ($this->localResolvers[$feature])($scope);
+            }
+
+            return false;
+        }
+
+        return $details->value;
+    }
+
+    public function set(string $feature, mixed $scope, mixed $value): void
+    {
+        throw ReadOnlyException::for('set', $feature);
+    }
+
+    public function setForAllScopes(string $feature, mixed $value): void
+    {
+        throw ReadOnlyException::for('set for all scopes', $feature);
+    }
+
+    public function delete(string $feature, mixed $scope): void
+    {
+        throw ReadOnlyException::for('delete', $feature);
+    }
+
+    public function purge(?array $features): void
+    {
+        throw ReadOnlyException::for('purge', $features === null ? 'every feature' : implode('`, `', $features));
+    }
+
+    /** The flagd context for a Pennant scope. */
+    public static function contextFor(mixed $scope): Context
+    {
+        if ($scope instanceof Context) {
+            return $scope;
+        }
+        if ($scope instanceof ProvidesFlagdContext) {
+            return $scope->toFlagdContext();
+        }
+        if (is_int($scope) || (is_string($scope) && $scope !== '')) {
+            return Context::company($scope);
+        }
+        if (is_object($scope)) {
+            $company = self::attribute($scope, 'company_id');
+            $key = method_exists($scope, 'getKey') ? $scope->getKey() : self::attribute($scope, 'id');
+            if (is_int($company) || (is_string($company) && $company !== '')) {
+                return Context::company($company, is_scalar($key) ? (string) $key : null);
+            }
+            if (is_int($key) || (is_string($key) && $key !== '')) {
+                return Context::company($key);
+            }
+        }
+
+        return Context::empty();
+    }
+
+    private static function attribute(object $model, string $name): mixed
+    {
+        if (method_exists($model, 'getAttribute')) {
+            return $model->getAttribute($name);
+        }
+
+        return $model->{$name} ?? null;
+    }
+}

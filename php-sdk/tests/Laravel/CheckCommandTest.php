@@ -1,0 +1,47 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Tests\Laravel;
+
+use Flagd\Laravel\Console\CheckCommand;
+use Flagd\Tests\Support\LaravelApp;
+use Flagd\Tests\Support\Server;
+use Illuminate\Console\Application as Artisan;
+use PHPUnit\Framework\TestCase;
+use Symfony\Component\Console\Input\ArrayInput;
+use Symfony\Component\Console\Output\BufferedOutput;
+
+final class CheckCommandTest extends TestCase
+{
+    public function test_it_prints_value_variant_and_reason(): void
+    {
+        $server = Server::shared();
+        $server->createEnabledFlag('cmd_theme', ['variants' => ['classic' => 'classic', 'dark' => 'dark'], 'offVariant' => 'classic', 'onVariant' => 'dark']);
+        $server->admin('POST', '/api/v1/flags/cmd_theme/environments/production/allow', ['companies' => ['42']]);
+        $app = LaravelApp::create([
+            'url' => $server->url,
+            'token' => $server->evaluateToken(),
+            'timeout_ms' => 2000,
+            'connect_timeout_ms' => 1000,
+            'cache' => 'none',
+            'log' => false,
+        ], __DIR__ . '/views');
+
+        $artisan = new Artisan($app, $app['events'], 'test');
+        $artisan->setAutoExit(false);
+        $artisan->resolve(CheckCommand::class);
+
+        $output = new BufferedOutput();
+        $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_theme', '--company' => '42']), $output);
+        $text = $output->fetch();
+        self::assertSame(0, $code, $text);
+        self::assertStringContainsString('value:   "dark"', $text);
+        self::assertStringContainsString('variant: dark', $text);
+        self::assertStringContainsString('reason:  TARGETING_MATCH', $text);
+
+        $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_nope', '--company' => '42']), $output);
+        self::assertSame(1, $code);
+        self::assertStringContainsString('FLAG_NOT_FOUND', $output->fetch());
+    }
+}

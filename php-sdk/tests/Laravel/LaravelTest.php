@@ -1,0 +1,119 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Tests\Laravel;
+
+use Flagd\Client;
+use Flagd\Context;
+use Flagd\Laravel\Facades\Flagd;
+use Flagd\Laravel\FlagdServiceProvider;
+use Flagd\Laravel\Middleware\EnsureFlagIsOn;
+use Flagd\Tests\Support\LaravelApp;
+use Flagd\Tests\Support\Server;
+use Illuminate\Foundation\Application;
+use Illuminate\Http\Request;
+use PHPUnit\Framework\TestCase;
+
+/** The Laravel glue in a real application: container, router, middleware, Blade. */
+final class LaravelTest extends TestCase
+{
+    private static bool $seeded = false;
+    private Application $app;
+
+    protected function setUp(): void
+    {
+        $server = Server::shared();
+        if (!self::$seeded) {
+            $server->createEnabledFlag('lv_portal');
+            $server->admin('POST', '/api/v1/flags/lv_portal/environments/production/allow', ['companies' => ['42']]);
+            self::$seeded = true;
+        }
+        $this->app = LaravelApp::create([
+            'url' => $server->url,
+            'token' => $server->evaluateToken(),
+            'timeout_ms' => 2000,
+            'connect_timeout_ms' => 1000,
+            'cache' => 'none',
+            'log' => false,
+        ], __DIR__ . '/views');
+    }
+
+    public function test_it_merges_the_config_and_binds_the_client_as_a_singleton(): void
+    {
+        $config = $this->app['config'];
+        self::assertSame(2000, $config->get('flagd.timeout_ms'), 'the app value wins');
+        self::assertSame(1.0, $config->get('flagd.cache_ttl'), 'the package default fills the gap');
+        self::assertSame(3, $config->get('flagd.breaker_threshold'));
+        self::assertInstanceOf(Client::class, $this->app->make(Client::class));
+        self::assertSame($this->app->make(Client::class), $this->app->make('flagd'));
+        self::assertSame($this->app->make(Client::class), Flagd::getFacadeRoot());
+        self::assertSame(EnsureFlagIsOn::class, $this->app['router']->getMiddleware()['flag'] ?? null);
+        self::assertContains(FlagdServiceProvider::configPath(), array_keys(FlagdServiceProvider::pathsToPublish(FlagdServiceProvider::class, 'flagd-config')));
+    }
+
+    public function test_it_reads_the_config_from_the_environment(): void
+    {
+        putenv('FLAGD_TIMEOUT_MS=123');
+        putenv('FLAGD_CACHE_TTL=0.5');
+        try {
+            $config = require FlagdServiceProvider::configPath();
+        } finally {
+            putenv('FLAGD_TIMEOUT_MS');
+            putenv('FLAGD_CACHE_TTL');
+        }
+        self::assertSame(123, $config['timeout_ms']);
+        self::assertSame(0.5, $config['cache_ttl']);
+        self::assertSame(50, $config['connect_timeout_ms']);
+        // config:cache writes var_export()ed config: no closures allowed.
+        self::assertSame($config, eval('return ' . var_export($config, true) . ';'));
+    }
+
+    public function test_it_answers_404_or_200_through_the_flag_middleware(): void
+    {
+        $router = $this->app['router'];
+        $router->get('/portal', static fn (): string => 'portal')->middleware('flag:lv_portal');
+        Flagd::resolveContextUsing(static fn (Request $request): Context => Context::company((int) $request->header('X-Company')));
+
+        $pilot = $this->dispatch(Request::create('/portal', 'GET', server: ['HTTP_X_COMPANY' => '42']));
+        self::assertSame(200, $pilot->getStatusCode());
+        self::assertSame('portal', $pilot->getContent());
+
+        $other = $this->dispatch(Request::create('/portal', 'GET', server: ['HTTP_X_COMPANY' => '7']));
+        self::assertSame(404, $other->getStatusCode());
+    }
+
+    public function test_it_renders_both_branches_of_the_blade_directive(): void
+    {
+        Flagd::resolveContextUsing(static fn (): int => 42);
+        $html = $this->app['view']->make('portal')->render();
+        self::assertStringContainsString('new portal', $html);
+        self::assertStringNotContainsString('old portal', $html);
+
+        Flagd::resolveContextUsing(static fn (): int => 7);
+        $html = $this->app['view']->make('portal')->render();
+        self::assertStringContainsString('old portal', $html);
+        self::assertStringNotContainsString('new portal', $html);
+        self::assertStringContainsString('pilot sees it', $html, 'an explicit company as second argument');
+    }
+
+    public function test_it_falls_back_to_off_in_the_middleware_when_flagd_is_down(): void
+    {
+        $this->app->forgetInstance(Client::class);
+        $this->app['config']->set('flagd.url', 'http://127.0.0.1:9');
+        $router = $this->app['router'];
+        $router->get('/portal', static fn (): string => 'portal')->middleware('flag:lv_portal');
+        Flagd::clearResolvedInstances();
+        Flagd::resolveContextUsing(static fn (): int => 42);
+
+        self::assertSame(404, $this->dispatch(Request::create('/portal'))->getStatusCode());
+    }
+
+    /** What the HTTP kernel does: bind the request, route it. */
+    private function dispatch(Request $request): \Symfony\Component\HttpFoundation\Response
+    {
+        $this->app->instance('request', $request);
+
+        return $this->app['router']->dispatch($request);
+    }
+}

@@ -1,0 +1,117 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Tests\Laravel;
+
+use Flagd\Cache\ArrayCache;
+use Flagd\Client;
+use Flagd\Context;
+use Flagd\Contracts\ProvidesFlagdContext;
+use Flagd\Laravel\Pennant\FlagdPennantDriver;
+use Flagd\Laravel\Pennant\ReadOnlyException;
+use Flagd\Tests\Support\FakeTransport;
+use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
+use Laravel\Pennant\Contracts\Driver;
+use PHPUnit\Framework\TestCase;
+
+require_once dirname(__DIR__) . '/Support/pennant-contracts.php';
+
+final class PennantDriverTest extends TestCase
+{
+    private FakeTransport $transport;
+    private FlagdPennantDriver $driver;
+
+    protected function setUp(): void
+    {
+        $this->transport = new FakeTransport();
+        $flags = new Client('http://flagd.test', 'token', cache: new ArrayCache(), transport: $this->transport);
+        $this->driver = new FlagdPennantDriver($flags);
+    }
+
+    /** Answers per company id found in the request body. */
+    private function answerByCompany(int $times): void
+    {
+        for ($i = 0; $i < $times; $i++) {
+            $this->transport->then(static function (string $url, array $headers, string $body) {
+                $company = json_decode($body, true)['context']['companyId'] ?? null;
+
+                return FakeTransport::bulk(['portal' => $company === 42, 'theme' => $company === 42 ? 'dark' : 'classic']);
+            });
+        }
+    }
+
+    public function test_it_implements_the_pennant_driver_interfaces(): void
+    {
+        self::assertInstanceOf(Driver::class, $this->driver);
+        self::assertInstanceOf(DefinesFeaturesExternally::class, $this->driver);
+    }
+
+    public function test_it_maps_scopes_to_contexts(): void
+    {
+        $user = new class () {
+            public int $id = 9;
+            public int $company_id = 42;
+        };
+        $company = new class () {
+            public function getKey(): int
+            {
+                return 42;
+            }
+        };
+        $custom = new class () implements ProvidesFlagdContext {
+            public function toFlagdContext(): Context
+            {
+                return Context::company(5, 'u', ['plan' => 'pro']);
+            }
+        };
+        self::assertEquals(Context::company(42), FlagdPennantDriver::contextFor(42));
+        self::assertEquals(Context::company('42'), FlagdPennantDriver::contextFor('42'));
+        self::assertEquals(Context::company(42, '9'), FlagdPennantDriver::contextFor($user));
+        self::assertEquals(Context::company(42), FlagdPennantDriver::contextFor($company));
+        self::assertEquals(Context::company(5, 'u', ['plan' => 'pro']), FlagdPennantDriver::contextFor($custom));
+        self::assertEquals(Context::empty(), FlagdPennantDriver::contextFor(null));
+    }
+
+    public function test_it_gets_all_features_with_one_bulk_request_per_scope(): void
+    {
+        $this->answerByCompany(2);
+        $result = $this->driver->getAll([
+            'portal' => [42, 7, 42],
+            'theme' => [7, 42],
+        ]);
+
+        self::assertSame(['portal' => [true, false, true], 'theme' => ['classic', 'dark']], $result);
+        self::assertCount(2, $this->transport->requests);
+        self::assertSame(['portal', 'theme'], $this->driver->definedFeaturesForScope(42));
+    }
+
+    public function test_it_is_read_only_and_points_to_flagctl(): void
+    {
+        foreach ([
+            fn () => $this->driver->set('portal', 42, true),
+            fn () => $this->driver->setForAllScopes('portal', true),
+            fn () => $this->driver->delete('portal', 42),
+            fn () => $this->driver->purge(null),
+        ] as $write) {
+            try {
+                $write();
+                self::fail('a write went through');
+            } catch (ReadOnlyException $e) {
+                self::assertStringContainsString('read-only', $e->getMessage());
+                self::assertStringContainsString('flagctl', $e->getMessage());
+            }
+        }
+    }
+
+    public function test_it_uses_a_locally_defined_resolver_only_for_flags_flagd_does_not_know(): void
+    {
+        $this->answerByCompany(1);
+        $this->driver->define('local_only', static fn (mixed $scope): string => 'local');
+        $this->driver->define('portal', static fn (): string => 'never');
+
+        self::assertSame('local', $this->driver->get('local_only', 42));
+        self::assertTrue($this->driver->get('portal', 42));
+        self::assertFalse($this->driver->get('unknown', 42));
+    }
+}

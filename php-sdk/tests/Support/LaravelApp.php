@@ -1,0 +1,54 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Tests\Support;
+
+use Flagd\Laravel\FlagdServiceProvider;
+use Illuminate\Config\Repository;
+use Illuminate\Contracts\Debug\ExceptionHandler;
+use Illuminate\Filesystem\FilesystemServiceProvider;
+use Illuminate\Foundation\Application;
+use Illuminate\Foundation\Exceptions\Handler;
+use Illuminate\Support\Facades\Facade;
+use Illuminate\Translation\TranslationServiceProvider;
+use Illuminate\View\ViewServiceProvider;
+
+/** A real Laravel application (Debian's php-laravel-framework) with the flagd provider. */
+final class LaravelApp
+{
+    public static function load(): void
+    {
+        static $loaded = false;
+        if (!$loaded) {
+            $autoload = getenv('ILLUMINATE_AUTOLOAD') ?: '/usr/share/php/Illuminate/autoload.php';
+            require_once $autoload;
+            $loaded = true;
+        }
+    }
+
+    /** @param array<string, mixed> $flagd config values set before the provider merges its defaults */
+    public static function create(array $flagd, string $views): Application
+    {
+        self::load();
+        $base = Processes::tempDir('laravel');
+        mkdir($base . '/config');
+        mkdir($base . '/compiled');
+        $app = new Application($base);
+        $app->instance('config', new Repository([
+            'app' => ['debug' => false, 'env' => 'testing', 'locale' => 'en', 'fallback_locale' => 'en'],
+            'view' => ['paths' => [$views], 'compiled' => $base . '/compiled'],
+            'flagd' => $flagd,
+        ]));
+        $app->singleton(ExceptionHandler::class, Handler::class);
+        Facade::clearResolvedInstances();
+        Facade::setFacadeApplication($app);
+        $app->register(FilesystemServiceProvider::class);
+        $app->register(ViewServiceProvider::class);
+        $app->register(TranslationServiceProvider::class);
+        $app->register(FlagdServiceProvider::class);
+        $app->boot();
+
+        return $app;
+    }
+}

@@ -1,0 +1,30 @@
+<?php
+
+declare(strict_types=1);
+
+// Router for `php -S`: the first path segment picks how to misbehave.
+$mode = explode('/', trim((string) parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH), '/'))[0];
+switch ($mode) {
+    case 'ready':
+        echo 'ok';
+        break;
+    case '500':
+        http_response_code(500);
+        header('Content-Type: text/plain');
+        echo 'internal error';
+        break;
+    case 'garbage':
+        header('Content-Type: application/json');
+        echo '{"flags": [{"key": ';
+        break;
+    case 'html':
+        header('Content-Type: text/html');
+        echo '<html><body>502 Bad Gateway</body></html>';
+        break;
+    case '429':
+        http_response_code(429);
+        header('Retry-After: 120');
+        break;
+    default:
+        http_response_code(404);
+}

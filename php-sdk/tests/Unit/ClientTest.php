@@ -1,0 +1,384 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Flagd\Tests\Unit;
+
+use Flagd\Cache\ArrayCache;
+use Flagd\Client;
+use Flagd\Context;
+use Flagd\EvaluationDetails;
+use Flagd\FlagdException;
+use Flagd\Http\Response;
+use Flagd\Http\TransportException;
+use Flagd\Tests\Support\Clock;
+use Flagd\Tests\Support\FakeTransport;
+use Flagd\Tests\Support\MemoryLogger;
+use PHPUnit\Framework\TestCase;
+
+final class ClientTest extends TestCase
+{
+    private Clock $clock;
+    private ArrayCache $cache;
+    private FakeTransport $transport;
+    private MemoryLogger $logger;
+
+    protected function setUp(): void
+    {
+        $this->clock = new Clock();
+        $this->cache = new ArrayCache($this->clock);
+        $this->transport = new FakeTransport();
+        $this->logger = new MemoryLogger();
+    }
+
+    /** A new client on the same shared cache: what the next PHP request sees. */
+    private function client(bool $strict = false, float $ttl = 1.0): Client
+    {
+        return new Client(
+            url: 'http://flagd.test:8013/',
+            token: 'eval-token',
+            cacheTtl: $ttl,
+            cache: $this->cache,
+            transport: $this->transport,
+            logger: $this->logger,
+            strict: $strict,
+            breakerThreshold: 3,
+            breakerCooldown: 5.0,
+            clock: $this->clock,
+        );
+    }
+
+    public function test_it_makes_one_bulk_request_per_context_however_many_flags_are_checked(): void
+    {
+        $this->transport->then(
+            FakeTransport::bulk(['portal' => true, 'theme' => 'dark', 'limit' => 10, 'ratio' => 0.5, 'cfg' => ['a' => 1]]),
+            FakeTransport::bulk(['portal' => false, 'theme' => 'light', 'limit' => 3, 'ratio' => 0.1, 'cfg' => []]),
+        );
+        $flags = $this->client();
+        $ctx = Context::company(42);
+
+        for ($i = 0; $i < 20; $i++) {
+            self::assertTrue($flags->isEnabled('portal', $ctx));
+            self::assertSame('dark', $flags->string('theme', 'classic', $ctx));
+            self::assertSame(10, $flags->int('limit', 0, $ctx));
+            self::assertSame(0.5, $flags->float('ratio', 0.0, $ctx));
+            self::assertSame(['a' => 1], $flags->object('cfg', [], $ctx));
+        }
+        self::assertCount(1, $this->transport->requests);
+
+        // Another company is another context: one more request, then memoized too.
+        self::assertFalse($flags->isEnabled('portal', Context::company(7)));
+        self::assertSame('light', $flags->string('theme', 'classic', Context::company(7)));
+        self::assertCount(2, $this->transport->requests);
+    }
+
+    public function test_it_sends_the_context_and_token_to_the_bulk_endpoint(): void
+    {
+        $this->transport->then(FakeTransport::bulk([]));
+        $this->client()->all(Context::company(42, 'user-1', ['plan' => 'pro']));
+
+        $request = $this->transport->requests[0];
+        self::assertSame('http://flagd.test:8013/ofrep/v1/evaluate/flags', $request['url']);
+        self::assertSame('Bearer eval-token', $request['headers']['Authorization']);
+        self::assertArrayNotHasKey('If-None-Match', $request['headers']);
+        self::assertSame(
+            ['context' => ['plan' => 'pro', 'companyId' => 42, 'targetingKey' => 'user-1']],
+            json_decode($request['body'], true),
+        );
+        self::assertSame(50, $request['connectTimeoutMs']);
+        self::assertSame(250, $request['timeoutMs']);
+    }
+
+    public function test_it_shares_answers_between_requests_through_the_cache_for_the_ttl(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(42)));
+
+        $this->clock->advance(0.9);
+        $next = $this->client();
+        self::assertTrue($next->isEnabled('portal', Context::company(42)));
+        self::assertSame(0, $next->requestCount());
+        self::assertCount(1, $this->transport->requests);
+    }
+
+    public function test_it_keys_the_shared_cache_by_context_whatever_the_attribute_order(): void
+    {
+        self::assertSame(
+            Context::company(1, null, ['a' => 1, 'b' => ['y' => 2, 'x' => 1]])->cacheKey(),
+            Context::company(1, null, ['b' => ['x' => 1, 'y' => 2], 'a' => 1])->cacheKey(),
+        );
+        self::assertNotSame(Context::company(1)->cacheKey(), Context::company('1')->cacheKey());
+        self::assertNotSame(Context::company(1)->cacheKey(), Context::company(2)->cacheKey());
+    }
+
+    public function test_it_revalidates_with_if_none_match_after_the_ttl_and_a_304_refreshes_the_entry(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true], '"v1"'), FakeTransport::notModified('"v1"'));
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(42)));
+
+        $this->clock->advance(1.5);
+        $next = $this->client();
+        self::assertTrue($next->isEnabled('portal', Context::company(42)));
+        self::assertSame(EvaluationDetails::REASON_STALE === $next->details('portal', Context::company(42))->reason, false);
+        self::assertSame('"v1"', $this->transport->requests[1]['headers']['If-None-Match']);
+
+        // The 304 restarted the TTL: no request for another second.
+        $this->clock->advance(0.8);
+        $third = $this->client();
+        self::assertTrue($third->isEnabled('portal', Context::company(42)));
+        self::assertSame(0, $third->requestCount());
+        self::assertCount(2, $this->transport->requests);
+    }
+
+    public function test_it_replaces_the_entry_when_revalidation_returns_a_new_answer(): void
+    {
+        $this->transport->then(
+            FakeTransport::bulk(['portal' => true], '"v1"'),
+            FakeTransport::bulk(['portal' => false], '"v2"'),
+            FakeTransport::notModified('"v2"'),
+        );
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(42)));
+        $this->clock->advance(2);
+        self::assertFalse($this->client()->isEnabled('portal', Context::company(42)));
+        $this->clock->advance(2);
+        self::assertFalse($this->client()->isEnabled('portal', Context::company(42)));
+        self::assertSame('"v2"', $this->transport->requests[2]['headers']['If-None-Match']);
+    }
+
+    public function test_it_returns_the_default_when_the_service_is_down_and_nothing_is_cached(): void
+    {
+        $this->transport->then(FakeTransport::down());
+        $flags = $this->client();
+        $ctx = Context::company(42);
+
+        self::assertFalse($flags->isEnabled('portal', $ctx));
+        self::assertTrue($flags->isEnabled('portal', $ctx, true));
+        self::assertSame('classic', $flags->string('theme', 'classic', $ctx));
+        self::assertSame(7, $flags->int('limit', 7, $ctx));
+        self::assertSame([], $flags->all($ctx));
+        $details = $flags->details('portal', $ctx, 'dflt');
+        self::assertSame('dflt', $details->value);
+        self::assertSame(EvaluationDetails::REASON_ERROR, $details->reason);
+        self::assertSame(EvaluationDetails::GENERAL, $details->errorCode);
+        self::assertStringContainsString('unreachable', (string) $details->errorMessage);
+        // One request for the whole PHP request, one log line.
+        self::assertCount(1, $this->transport->requests);
+        self::assertCount(1, $this->logger->records);
+        self::assertStringContainsString('serving defaults', $this->logger->messages());
+    }
+
+    public function test_it_serves_the_last_known_value_when_revalidation_fails(): void
+    {
+        $this->transport->then(
+            FakeTransport::bulk(['portal' => true, 'theme' => 'dark']),
+            new Response(500, [], 'oops'),
+            new Response(200, [], '<html>garbage</html>'),
+            new Response(200, [], '{"flags": "nope"}'),
+        );
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(42)));
+
+        for ($i = 0; $i < 3; $i++) {
+            $this->clock->advance(2);
+            $flags = $this->client();
+            self::assertTrue($flags->isEnabled('portal', Context::company(42)), "attempt {$i}");
+            self::assertSame('dark', $flags->string('theme', 'classic', Context::company(42)));
+            self::assertSame(EvaluationDetails::REASON_STALE, $flags->details('theme', Context::company(42))->reason);
+        }
+        self::assertCount(4, $this->transport->requests);
+        self::assertStringContainsString('HTTP 500', $this->logger->messages());
+        self::assertStringContainsString('not an OFREP bulk evaluation', $this->logger->messages());
+    }
+
+    public function test_it_opens_the_breaker_after_repeated_failures_and_a_probe_closes_it(): void
+    {
+        $this->transport->then(FakeTransport::down(), FakeTransport::down(), FakeTransport::down());
+        for ($i = 0; $i < 3; $i++) {
+            self::assertSame('x', $this->client()->string('theme', 'x', Context::company(42)));
+            $this->clock->advance(0.1);
+        }
+        self::assertTrue($this->client()->breaker()->isOpen());
+        self::assertStringContainsString('circuit breaker open', $this->logger->messages());
+
+        // Open: no request at all, for any context, in any later PHP request.
+        for ($i = 0; $i < 10; $i++) {
+            $flags = $this->client();
+            self::assertSame('x', $flags->string('theme', 'x', Context::company($i)));
+            self::assertSame(0, $flags->requestCount());
+            $this->clock->advance(0.4);
+        }
+        self::assertCount(3, $this->transport->requests);
+
+        // After the cool-down one probe goes out; it succeeds and closes the breaker.
+        $this->clock->advance(1.5);
+        $this->transport->then(FakeTransport::bulk(['theme' => 'dark']), FakeTransport::bulk(['theme' => 'light']));
+        $probe = $this->client();
+        self::assertSame('dark', $probe->string('theme', 'x', Context::company(42)));
+        self::assertSame(1, $probe->requestCount());
+        self::assertFalse($probe->breaker()->isOpen());
+        self::assertSame('light', $this->client()->string('theme', 'x', Context::company(43)));
+    }
+
+    public function test_it_lets_only_one_probe_through_and_a_failed_probe_reopens_the_breaker(): void
+    {
+        $this->transport->then(FakeTransport::down(), FakeTransport::down(), FakeTransport::down());
+        for ($i = 0; $i < 3; $i++) {
+            $this->client()->isEnabled('portal', Context::company(42));
+        }
+        $this->clock->advance(5.1);
+
+        $probing = $this->client()->breaker();
+        self::assertTrue($probing->allowsRequest());
+        // A second worker during the probe stays off the network.
+        self::assertFalse($this->client()->breaker()->allowsRequest());
+
+        $probing->recordFailure();
+        self::assertTrue($this->client()->breaker()->isOpen());
+        $this->clock->advance(4.9);
+        self::assertFalse($this->client()->breaker()->allowsRequest());
+    }
+
+    public function test_it_serves_stale_values_while_the_breaker_is_open(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]), FakeTransport::down(), FakeTransport::down(), FakeTransport::down());
+        $this->client()->isEnabled('portal', Context::company(42));
+        for ($i = 0; $i < 3; $i++) {
+            $this->clock->advance(2);
+            self::assertTrue($this->client()->isEnabled('portal', Context::company(42)));
+        }
+        $this->clock->advance(1);
+        $flags = $this->client();
+        self::assertTrue($flags->isEnabled('portal', Context::company(42)));
+        self::assertSame(0, $flags->requestCount());
+        self::assertSame(EvaluationDetails::REASON_STALE, $flags->details('portal', Context::company(42))->reason);
+    }
+
+    public function test_it_honours_retry_after_on_429(): void
+    {
+        $this->transport->then(new Response(429, ['retry-after' => '30'], ''));
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(1), true));
+        self::assertStringContainsString('429', $this->logger->messages());
+
+        $this->clock->advance(29);
+        $flags = $this->client();
+        self::assertFalse($flags->isEnabled('portal', Context::company(1)));
+        self::assertSame(0, $flags->requestCount());
+
+        $this->clock->advance(1.5);
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(1)));
+    }
+
+    public function test_it_parses_retry_after_as_seconds_or_an_http_date(): void
+    {
+        self::assertSame(12.0, Client::retryAfterSeconds('12', 0.0));
+        $now = (float) strtotime('2030-01-01 00:00:00 UTC');
+        self::assertSame(90.0, Client::retryAfterSeconds('Tue, 01 Jan 2030 00:01:30 GMT', $now));
+        self::assertNull(Client::retryAfterSeconds('soon', $now));
+        self::assertNull(Client::retryAfterSeconds(null, $now));
+    }
+
+    public function test_it_reports_401_and_403_clearly_as_errors(): void
+    {
+        $this->transport->then(
+            new Response(401, [], '{"error":{"code":"UNAUTHORIZED","message":"unknown token"}}'),
+            new Response(403, [], '{"error":{"code":"FORBIDDEN","message":"needs an evaluate token"}}'),
+        );
+        self::assertFalse($this->client()->isEnabled('portal', Context::company(1)));
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(2), true));
+        self::assertSame('error', $this->logger->records[0][0]);
+        self::assertStringContainsString('401 Unauthorized', $this->logger->records[0][1]);
+        self::assertStringContainsString('FLAGD_TOKEN', $this->logger->records[0][1]);
+        self::assertStringContainsString('unknown token', $this->logger->records[0][1]);
+        self::assertStringContainsString('403 Forbidden', $this->logger->messages());
+    }
+
+    public function test_it_returns_the_default_on_type_mismatch_and_unknown_flags(): void
+    {
+        $this->transport->then(new Response(200, ['etag' => '"x"'], json_encode(['flags' => [
+            ['key' => 'portal', 'value' => true, 'variant' => 'on', 'reason' => 'STATIC', 'metadata' => []],
+            ['key' => 'count', 'value' => 3.0, 'variant' => 'three', 'reason' => 'STATIC', 'metadata' => []],
+            ['key' => 'broken', 'errorCode' => 'PARSE_ERROR', 'errorDetails' => 'bad rule'],
+        ]], JSON_PRESERVE_ZERO_FRACTION)));
+        $flags = $this->client();
+        $ctx = Context::company(1);
+
+        self::assertSame('fallback', $flags->string('portal', 'fallback', $ctx));
+        self::assertSame(3, $flags->int('count', 0, $ctx));
+        self::assertSame(3.0, $flags->float('count', 0.0, $ctx));
+        self::assertSame(9, $flags->int('missing', 9, $ctx));
+        self::assertSame(EvaluationDetails::FLAG_NOT_FOUND, $flags->details('missing', $ctx)->errorCode);
+        self::assertFalse($flags->isEnabled('broken', $ctx));
+        $broken = $flags->details('broken', $ctx, 'd');
+        self::assertSame('PARSE_ERROR', $broken->errorCode);
+        self::assertSame('bad rule', $broken->errorMessage);
+        self::assertSame(['portal' => true, 'count' => 3.0], $flags->all($ctx));
+        $details = $flags->details('portal', $ctx);
+        self::assertSame([true, 'on', 'STATIC', null], [$details->value, $details->variant, $details->reason, $details->errorCode]);
+    }
+
+    public function test_it_throws_in_strict_mode(): void
+    {
+        $this->transport->then(FakeTransport::down());
+        $this->expectException(FlagdException::class);
+        $this->expectExceptionMessage('unreachable');
+        $this->client(strict: true)->isEnabled('portal', Context::company(1));
+    }
+
+    public function test_it_never_throws_when_the_logger_throws(): void
+    {
+        $logger = new class () {
+            public function warning(string $message, array $context = []): void
+            {
+                throw new \RuntimeException('log sink down');
+            }
+        };
+        $this->transport->then(FakeTransport::down());
+        $flags = new Client('http://x', 't', cache: $this->cache, transport: $this->transport, logger: $logger, clock: $this->clock);
+        self::assertTrue($flags->isEnabled('portal', null, true));
+    }
+
+    public function test_it_uses_the_context_resolver_when_no_context_is_given(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        $flags = $this->client();
+        $flags->setContextResolverInput(static fn (): array => [['company' => 42]]);
+        $flags->resolveContextUsing(static fn (array $request): int => $request['company']);
+
+        self::assertTrue($flags->isEnabled('portal'));
+        self::assertSame(['context' => ['companyId' => 42]], json_decode($this->transport->requests[0]['body'], true));
+    }
+
+    public function test_it_uses_an_empty_context_when_the_resolver_fails(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        $flags = $this->client();
+        $flags->resolveContextUsing(static fn (): Context => throw new \RuntimeException('no user'));
+
+        self::assertTrue($flags->isEnabled('portal'));
+        self::assertSame('{"context":{}}', $this->transport->requests[0]['body']);
+        self::assertStringContainsString('context resolver failed', $this->logger->messages());
+    }
+
+    public function test_it_does_not_trip_the_breaker_on_a_refused_context(): void
+    {
+        $this->transport->then(
+            new Response(400, [], '{"errorCode":"INVALID_CONTEXT","errorDetails":"too deep"}'),
+            new Response(400, [], '{"errorCode":"INVALID_CONTEXT","errorDetails":"too deep"}'),
+            new Response(400, [], '{"errorCode":"INVALID_CONTEXT","errorDetails":"too deep"}'),
+            FakeTransport::bulk(['portal' => true]),
+        );
+        for ($i = 0; $i < 3; $i++) {
+            self::assertFalse($this->client()->isEnabled('portal', Context::company($i)));
+        }
+        self::assertFalse($this->client()->breaker()->isOpen());
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(99)));
+        self::assertStringContainsString('too deep', $this->logger->messages());
+    }
+
+    public function test_it_timestamps_a_transport_timeout_in_the_log(): void
+    {
+        $this->transport->then(new TransportException('Operation timed out (curl error 28)', true));
+        self::assertSame('d', $this->client()->string('x', 'd', Context::company(1)));
+        self::assertMatchesRegularExpression('/timed out .* after [0-9.]+ ms/', $this->logger->messages());
+    }
+}
