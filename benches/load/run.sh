@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Server load harness: flagd-server's OFREP endpoints (single flag, bulk of 20) against a
+# bare axum ceiling answering the same bytes, under wrk on loopback, then the same while
+# ofrep_churn changes flags 50 times a second. Figures and method: benches/README.md.
+#
+#   CARGO_TARGET_DIR=/work/target-load bash benches/load/run.sh
+#
+# Knobs (environment): DURATION (s per wrk run, 10), ROUNDS (3), CONNECTIONS (64),
+# THREADS (wrk threads, 1), WARMUP (s, 2), CHURN_RATE (changes/s, 50),
+# SERVER_CPUS (taskset list for both servers, 0), CLIENT_CPUS (wrk and the writer, 1).
+# Set SERVER_CPUS= and CLIENT_CPUS= empty to run unpinned.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$ROOT/benches/load"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+WARMUP=${WARMUP:-2}
+CHURN_RATE=${CHURN_RATE:-50}
+SERVER_CPUS=${SERVER_CPUS-0}
+CLIENT_CPUS=${CLIENT_CPUS-1}
+SINGLE_KEY=customer_portal
+CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
+
+if ! command -v wrk >/dev/null; then
+  echo "run.sh: wrk is not installed; install it with: apt-get install -y wrk" >&2
+  exit 2
+fi
+for tool in curl python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 2; }
+done
+
+# Command prefixes rather than a function, so that `$!` of a backgrounded start is the
+# server itself (taskset execs it) and the cleanup below really stops it.
+SERVER_PIN=() CLIENT_PIN=()
+[[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
+[[ -n $CLIENT_CPUS ]] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/flagd-load.XXXXXX")
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== build (release) into $TARGET_DIR"
+(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p flagd-server -p flagd-benches --bins)
+BIN=$TARGET_DIR/release
+
+free_port() {
+  local port
+  for port in $(shuf -i 20000-60000 -n 50); do
+    # A refused connection means nobody listens there.
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  echo "run.sh: no free port found" >&2; return 1
+}
+
+wait_ready() { # wait_ready URL NAME PID
+  local i
+  for i in $(seq 1 100); do
+    kill -0 "$3" 2>/dev/null || { echo "run.sh: $2 exited during start-up" >&2; return 1; }
+    if curl -s -o /dev/null "$1"; then return; fi
+    sleep 0.1
+  done
+  echo "run.sh: $2 did not answer within 10 s" >&2; return 1
+}
+
+ADMIN="load-admin-$RANDOM$RANDOM"
+FLAGD_PORT=$(free_port)
+CEIL_PORT=$(free_port)
+FLAGD="127.0.0.1:$FLAGD_PORT"
+CEIL="127.0.0.1:$CEIL_PORT"
+
+echo "== start flagd-server on $FLAGD (SQLite in $WORK), CPUs ${SERVER_CPUS:-any}"
+"${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
+  --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &
+PIDS+=($!)
+wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}"
+
+echo "== seed 20 flags in production"
+TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN")
+
+capture() { # capture PATH FILE: one real answer, checked, kept for the ceiling
+  local code
+  code=$(curl -s -o "$2" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -d "{\"context\":$CONTEXT}" "http://$FLAGD$1")
+  [[ $code == 200 ]] || { echo "run.sh: POST $1 answered $code: $(cat "$2")" >&2; return 1; }
+}
+capture "/ofrep/v1/evaluate/flags/$SINGLE_KEY" "$WORK/single.json"
+capture "/ofrep/v1/evaluate/flags" "$WORK/bulk.json"
+BULK_FLAGS=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["flags"]))' "$WORK/bulk.json")
+[[ $BULK_FLAGS == 20 ]] || { echo "run.sh: bulk answer has $BULK_FLAGS flags, expected 20" >&2; exit 1; }
+echo "   single: $(cat "$WORK/single.json")"
+echo "   bulk: 20 flags, $(wc -c <"$WORK/bulk.json") bytes"
+
+echo "== start ofrep_ceiling on $CEIL with the same bodies, CPUs ${SERVER_CPUS:-any}"
+"${SERVER_PIN[@]}" "$BIN/ofrep_ceiling" --listen "$CEIL" \
+  --single-body "$WORK/single.json" --bulk-body "$WORK/bulk.json" >"$WORK/ceiling.log" 2>&1 </dev/null &
+PIDS+=($!)
+wait_ready "http://$CEIL/" ofrep_ceiling "${PIDS[-1]}"
+
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+export OFREP_TOKEN=$TOKEN OFREP_CONTEXT=$CONTEXT
+
+wrk_run() { # wrk_run SECONDS URL → the RESULT line
+  local out
+  out=$("${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1"s -s "$HERE/ofrep.lua" "$2")
+  grep '^RESULT ' <<<"$out" || { echo "run.sh: wrk printed no RESULT line:" >&2; echo "$out" >&2; return 1; }
+}
+
+measure() { # measure ROUND SCENARIO URL [churn]
+  local line churn_pid churn_out=$WORK/churn.out
+  if [[ ${4:-} == churn ]]; then
+    # The writer starts first and outlasts wrk, so every measured second sees changes.
+    "${CLIENT_PIN[@]}" "$BIN/ofrep_churn" churn --addr "$FLAGD" --admin-token "$ADMIN" \
+      --rate "$CHURN_RATE" --seconds $((DURATION + 2)) >"$churn_out" 2>"$WORK/churn.err" &
+    churn_pid=$!
+    PIDS+=("$churn_pid")
+    sleep 1
+  fi
+  line=$(wrk_run "$DURATION" "$3")
+  if [[ ${4:-} == churn ]]; then
+    wait "$churn_pid" || { echo "run.sh: ofrep_churn failed: $(cat "$WORK/churn.err")" >&2; return 1; }
+    line="$line $(sed -n 's/^CHURN //p' "$churn_out")"
+    [[ -s $WORK/churn.err ]] && sed 's/^/   /' "$WORK/churn.err"
+  fi
+  echo "round=$1 scenario=$2 ${line#RESULT }" | tee -a "$RESULTS" | sed 's/^/   /'
+}
+
+SINGLE_PATH="/ofrep/v1/evaluate/flags/$SINGLE_KEY"
+BULK_PATH="/ofrep/v1/evaluate/flags"
+echo "== warm-up ($WARMUP s per endpoint and server)"
+for url in "http://$CEIL$SINGLE_PATH" "http://$FLAGD$SINGLE_PATH" "http://$CEIL$BULK_PATH" "http://$FLAGD$BULK_PATH"; do
+  wrk_run "$WARMUP" "$url" >/dev/null
+done
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== $ROUNDS rounds: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, wrk and writer on CPUs ${CLIENT_CPUS:-any}"
+for round in $(seq 1 "$ROUNDS"); do
+  measure "$round" ceiling_single "http://$CEIL$SINGLE_PATH"
+  measure "$round" flagd_single "http://$FLAGD$SINGLE_PATH"
+  measure "$round" ceiling_bulk "http://$CEIL$BULK_PATH"
+  measure "$round" flagd_bulk "http://$FLAGD$BULK_PATH"
+  measure "$round" churn_single "http://$FLAGD$SINGLE_PATH" churn
+  measure "$round" churn_bulk "http://$FLAGD$BULK_PATH" churn
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Sanity after the churn: the server still answers, and its log has no errors.
+capture "$SINGLE_PATH" "$WORK/after.json"
+ERROR_LINES=$(grep -c -E ' (ERROR|WARN) ' "$WORK/flagd.log" || true)
+
+echo "== summary (median over rounds; ratios are computed within each round, then the median)"
+echo "   date $(date -u '+%Y-%m-%d %H:%M UTC'), load average before ${LOAD_BEFORE}, after ${LOAD_AFTER}," \
+  "flagd-server log: $ERROR_LINES warning/error lines"
+python3 "$HERE/summary.py" "$RESULTS"
