@@ -36,35 +36,67 @@ pub fn hash_token(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
-/// Live tokens by hash, replaced whole whenever tokens change.
+/// Live tokens by the SHA-256 of their value, replaced whole whenever tokens change.
+/// Keyed by the raw digest and shared by `Arc`, so authenticating a request costs one
+/// hash and no allocation.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    by_hash: ArcSwap<HashMap<String, Token>>,
+    by_digest: ArcSwap<HashMap<[u8; 32], Arc<Token>>>,
 }
 
 impl TokenCache {
     /// Replaces the cache with these tokens.
     pub fn replace(&self, tokens: Vec<Token>) {
-        self.by_hash.store(Arc::new(tokens.into_iter().map(|t| (t.hash.clone(), t)).collect()));
+        let entries = tokens.into_iter().filter_map(|t| Some((digest_of_hex(&t.hash)?, Arc::new(t))));
+        self.by_digest.store(Arc::new(entries.collect()));
     }
 
     /// The token with this value, if it exists.
-    pub fn find(&self, value: &str) -> Option<Token> {
-        self.by_hash.load().get(&hash_token(value)).cloned()
+    pub fn find(&self, value: &str) -> Option<Arc<Token>> {
+        let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        self.by_digest.load().get(&digest).cloned()
     }
+}
+
+fn digest_of_hex(hash: &str) -> Option<[u8; 32]> {
+    hex::decode(hash).ok()?.try_into().ok()
 }
 
 /// Who is calling: the token that authenticated the request.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// The token's public id.
-    pub token_id: String,
+    token: Arc<Token>,
+}
+
+impl Principal {
+    /// The server itself, for changes it makes on its own (first start).
+    pub fn system() -> Self {
+        let token = Token {
+            id: String::new(),
+            name: "flagd-server".into(),
+            role: Role::Admin,
+            environment: None,
+            hash: String::new(),
+            created_at: 0,
+            revoked_at: None,
+        };
+        Self { token: Arc::new(token) }
+    }
+
     /// The token's name: the actor in the audit log.
-    pub name: String,
+    pub fn name(&self) -> &str {
+        &self.token.name
+    }
+
     /// What it may do.
-    pub role: Role,
+    pub fn role(&self) -> Role {
+        self.token.role
+    }
+
     /// The environment an `evaluate` token is bound to.
-    pub environment: Option<String>,
+    pub fn environment(&self) -> Option<&str> {
+        self.token.environment.as_deref()
+    }
 }
 
 /// What an endpoint needs.
@@ -80,8 +112,8 @@ impl Principal {
     /// Refuses with 403 unless the token's role grants `access`.
     pub fn require(&self, access: Access) -> Result<(), ApiError> {
         let allowed = match access {
-            Access::Read => matches!(self.role, Role::Read | Role::Admin),
-            Access::Write => self.role == Role::Admin,
+            Access::Read => matches!(self.role(), Role::Read | Role::Admin),
+            Access::Write => self.role() == Role::Admin,
         };
         if allowed {
             return Ok(());
@@ -90,16 +122,16 @@ impl Principal {
             Access::Read => "a `read` or `admin` token",
             Access::Write => "an `admin` token",
         };
-        Err(ApiError::Forbidden(format!("this token has role `{}`; this endpoint needs {need}", self.role.as_str())))
+        Err(ApiError::Forbidden(format!("this token has role `{}`; this endpoint needs {need}", self.role().as_str())))
     }
 
     /// The environment an `evaluate` token selects, or 403 for other roles.
     pub fn evaluation_environment(&self) -> Result<&str, ApiError> {
-        match (self.role, self.environment.as_deref()) {
+        match (self.role(), self.environment()) {
             (Role::Evaluate, Some(env)) => Ok(env),
             _ => Err(ApiError::Forbidden(format!(
                 "OFREP evaluation needs an `evaluate` token bound to an environment; this token has role `{}`",
-                self.role.as_str()
+                self.role().as_str()
             ))),
         }
     }
@@ -126,6 +158,6 @@ impl FromRequestParts<Arc<Service>> for Principal {
         if token.revoked_at.is_some() {
             return Err(ApiError::Unauthorized("this token has been revoked".into()));
         }
-        Ok(Self { token_id: token.id, name: token.name, role: token.role, environment: token.environment })
+        Ok(Self { token })
     }
 }

@@ -39,7 +39,7 @@ enum Item<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         variant: Option<&'a str>,
         reason: &'static str,
-        metadata: Map<String, Value>,
+        metadata: ScalarMetadata<'a>,
     },
     Failure {
         key: &'a str,
@@ -59,7 +59,7 @@ impl<'a> Item<'a> {
                 value: r.value,
                 variant: r.variant,
                 reason: r.reason.as_str(),
-                metadata: scalar_metadata(r.metadata),
+                metadata: ScalarMetadata(r.metadata),
             },
         }
     }
@@ -75,13 +75,27 @@ impl<'a> Item<'a> {
     }
 }
 
-/// OFREP metadata values are booleans, strings or numbers; other values are left out.
-fn scalar_metadata(metadata: &Map<String, Value>) -> Map<String, Value> {
-    metadata
-        .iter()
-        .filter(|(_, v)| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+/// A flag's metadata as OFREP allows it: booleans, strings and numbers; other values
+/// are left out. Serialised straight from the snapshot, without copying.
+#[derive(Debug)]
+struct ScalarMetadata<'a>(&'a Map<String, Value>);
+
+impl Serialize for ScalarMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let scalar = |v: &&Value| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_));
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(_, v)| scalar(v)) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The bulk answer, serialised in one pass.
+#[derive(Debug, Serialize)]
+struct Bulk<'a> {
+    flags: Vec<Item<'a>>,
 }
 
 /// A request-level failure (400) in OFREP's shape.
@@ -207,7 +221,8 @@ async fn evaluate_all(
             Item::new(k, r)
         })
         .collect();
-    let body = serde_json::to_vec(&serde_json::json!({ "flags": flags }))
+    let mut body = Vec::with_capacity(64 + flags.len() * 128);
+    serde_json::to_writer(&mut body, &Bulk { flags })
         .map_err(|e| ApiError::Internal(format!("serialising a bulk evaluation: {e}")))?;
     // The ETag is a hash of the answer itself, so it changes exactly when the answer does
     // (including through time-based rules, which no change sequence would capture).

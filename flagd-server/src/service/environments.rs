@@ -5,13 +5,10 @@ use flagd_core::{EnvironmentConfig, is_strict_key};
 use super::{Service, Subject, to_json};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::store::{Environment, Role};
+use crate::store::Environment;
 
 /// Created on first start, in this order.
 pub const DEFAULT_ENVIRONMENTS: [&str; 3] = ["development", "staging", "production"];
-
-/// The actor of changes the server makes by itself.
-const SYSTEM: &str = "flagd-server";
 
 impl Service {
     pub(super) async fn ensure_default_environments(&self) -> Result<(), ApiError> {
@@ -20,7 +17,7 @@ impl Service {
             return Ok(());
         }
         drop(tx);
-        let system = Principal { token_id: String::new(), name: SYSTEM.into(), role: Role::Admin, environment: None };
+        let system = Principal::system();
         let mut write = self.begin(&system, Some("first start".into())).await?;
         // Another replica may have won the race to create them.
         if !write.tx.environments().await?.is_empty() {

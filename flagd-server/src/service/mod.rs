@@ -133,7 +133,14 @@ impl Service {
     /// Opens a write on behalf of `actor`.
     pub(crate) async fn begin(&self, actor: &Principal, reason: Option<String>) -> Result<Write, ApiError> {
         let tx = self.store.begin_write().await?;
-        Ok(Write { tx, actor: actor.name.clone(), reason, events: Vec::new(), touched: BTreeSet::new(), now: now_ms() })
+        Ok(Write {
+            tx,
+            actor: actor.name().to_owned(),
+            reason,
+            events: Vec::new(),
+            touched: BTreeSet::new(),
+            now: now_ms(),
+        })
     }
 
     /// Validates every touched environment without committing (a dry run); dropping the

@@ -108,8 +108,7 @@ impl Service {
             None if existing.iter().any(|t| t.role == Role::Admin && t.revoked_at.is_none()) => return Ok(None),
             None => (generate_token(), "admin (generated at first start)"),
         };
-        let system =
-            Principal { token_id: String::new(), name: "flagd-server".into(), role: Role::Admin, environment: None };
+        let system = Principal::system();
         let mut write = self.begin(&system, None).await?;
         let token = Token {
             id: generate_id(),
