@@ -155,7 +155,13 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    // A statistical bound can fail by chance (about 0.2 % per case at ±0.5 points), so this
+    // property runs from a fixed seed: the same six samples every run, never a flaky CI.
+    #![proptest_config(ProptestConfig {
+        cases: 6,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x00f1_a6d0),
+        ..ProptestConfig::default()
+    })]
 
     /// 100,000 random companies land within half a point of the configured share.
     #[test]
