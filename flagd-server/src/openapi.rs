@@ -354,3 +354,45 @@ pub struct ConfigUpdate {
     /// Why, for the audit log.
     pub reason: Option<String>,
 }
+
+/// The answers of every operation that changes one flag's configuration in one
+/// environment (enable, disable, rollout, allow and deny lists): written once here rather
+/// than on each of those handlers.
+pub(crate) struct ConfigChangeResponses;
+
+impl utoipa::IntoResponses for ConfigChangeResponses {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        let etag = utoipa::openapi::HeaderBuilder::new()
+            .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::String))
+            .description(Some("The version, for `If-Match`"))
+            .build();
+        let changed = utoipa::openapi::ResponseBuilder::new()
+            .description("The configuration after the change")
+            .header("ETag", etag)
+            .content("application/json", json_of("ConfigView"))
+            .build();
+        let errors = [
+            ("400", "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)"),
+            ("401", "No token, or an unknown or revoked one"),
+            ("403", "Needs an `admin` token"),
+            ("404", "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)"),
+            ("413", "Body larger than 1 MiB"),
+            ("422", "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)"),
+            ("503", "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later"),
+        ];
+        let error = |description: &str| {
+            utoipa::openapi::ResponseBuilder::new()
+                .description(description)
+                .content("application/json", json_of("ErrorBody"))
+                .build()
+        };
+        std::iter::once(("200".to_owned(), RefOr::T(changed)))
+            .chain(errors.into_iter().map(|(status, text)| (status.to_owned(), RefOr::T(error(text)))))
+            .collect()
+    }
+}
+
+/// `application/json` content referring to a component schema.
+fn json_of(schema: &str) -> utoipa::openapi::Content {
+    utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name(schema))).build()
+}

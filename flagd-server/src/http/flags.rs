@@ -16,7 +16,7 @@ use super::json::JsonBody;
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{CompanyId, ConfigUpdate, FlagList};
+use crate::openapi::{CompanyId, ConfigChangeResponses, ConfigUpdate, FlagList};
 use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service, parse_etag};
 
 /// The flag routes.
@@ -327,16 +327,7 @@ async fn quick(
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
-    responses(
-        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn enable(
@@ -356,16 +347,7 @@ async fn enable(
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
-    responses(
-        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn disable(
@@ -386,16 +368,7 @@ async fn disable(
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     request_body(content = RolloutRequest),
-    responses(
-        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn rollout(
@@ -427,16 +400,7 @@ async fn list_op(
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     request_body(content = Companies),
-    responses(
-        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn allow(
@@ -456,16 +420,7 @@ async fn allow(
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     request_body(content = Companies),
-    responses(
-        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn disallow(
@@ -485,16 +440,7 @@ async fn disallow(
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     request_body(content = Companies),
-    responses(
-        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn deny(
@@ -514,16 +460,7 @@ async fn deny(
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     request_body(content = Companies),
-    responses(
-        (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn undeny(
