@@ -355,13 +355,52 @@ pub struct ConfigUpdate {
     pub reason: Option<String>,
 }
 
+type Responses = std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>>;
+
+/// Error answers by status, each with the `ErrorBody` schema.
+fn errors(list: &[(&str, &str)]) -> Responses {
+    let error = |description: &str| {
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content("application/json", json_of("ErrorBody"))
+            .build()
+    };
+    list.iter().map(|(status, text)| ((*status).to_owned(), RefOr::T(error(text)))).collect()
+}
+
+const UNAUTHORIZED: (&str, &str) = ("401", "No token, or an unknown or revoked one");
+const UNAVAILABLE: (&str, &str) = ("503", "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later");
+const BAD_BODY: (&str, &str) =
+    ("400", "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)");
+const TOO_LARGE: (&str, &str) = ("413", "Body larger than 1 MiB");
+const INVALID: (&str, &str) =
+    ("422", "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)");
+
+/// The errors every admin read can answer with.
+pub(crate) struct ReadErrors;
+
+impl utoipa::IntoResponses for ReadErrors {
+    fn responses() -> Responses {
+        errors(&[UNAUTHORIZED, ("403", "Needs a `read` or `admin` token"), UNAVAILABLE])
+    }
+}
+
+/// The errors every admin write with a body can answer with (each handler adds its own
+/// 404, 409 or 412).
+pub(crate) struct WriteErrors;
+
+impl utoipa::IntoResponses for WriteErrors {
+    fn responses() -> Responses {
+        errors(&[BAD_BODY, UNAUTHORIZED, ("403", "Needs an `admin` token"), TOO_LARGE, INVALID, UNAVAILABLE])
+    }
+}
+
 /// The answers of every operation that changes one flag's configuration in one
-/// environment (enable, disable, rollout, allow and deny lists): written once here rather
-/// than on each of those handlers.
+/// environment (enable, disable, rollout, allow and deny lists).
 pub(crate) struct ConfigChangeResponses;
 
 impl utoipa::IntoResponses for ConfigChangeResponses {
-    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    fn responses() -> Responses {
         let etag = utoipa::openapi::HeaderBuilder::new()
             .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::String))
             .description(Some("The version, for `If-Match`"))
@@ -371,24 +410,10 @@ impl utoipa::IntoResponses for ConfigChangeResponses {
             .header("ETag", etag)
             .content("application/json", json_of("ConfigView"))
             .build();
-        let errors = [
-            ("400", "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)"),
-            ("401", "No token, or an unknown or revoked one"),
-            ("403", "Needs an `admin` token"),
-            ("404", "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)"),
-            ("413", "Body larger than 1 MiB"),
-            ("422", "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)"),
-            ("503", "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later"),
-        ];
-        let error = |description: &str| {
-            utoipa::openapi::ResponseBuilder::new()
-                .description(description)
-                .content("application/json", json_of("ErrorBody"))
-                .build()
-        };
-        std::iter::once(("200".to_owned(), RefOr::T(changed)))
-            .chain(errors.into_iter().map(|(status, text)| (status.to_owned(), RefOr::T(error(text)))))
-            .collect()
+        let mut all = <WriteErrors as utoipa::IntoResponses>::responses();
+        all.insert("200".to_owned(), RefOr::T(changed));
+        all.extend(errors(&[("404", "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)")]));
+        all
     }
 }
 

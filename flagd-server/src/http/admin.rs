@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::json::{JsonBody, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{AuditPage, TokenList};
+use crate::openapi::{AuditPage, ReadErrors, TokenList};
 use crate::service::{CreatedToken, NewToken, Service};
 use crate::store::AuditQuery;
 
@@ -67,9 +67,7 @@ fn parse_since(since: &str) -> Result<i64, ApiError> {
     responses(
         (status = 200, description = "One page of events", body = AuditPage),
         (status = 400, description = "Bad query parameters (`INVALID_QUERY`)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

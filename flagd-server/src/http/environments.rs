@@ -14,7 +14,7 @@ use super::json::{JsonBody, QueryParams, check_depth, read_body};
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{EnvironmentList, ImportFile, SegmentList};
+use crate::openapi::{EnvironmentList, ImportFile, ReadErrors, SegmentList};
 use crate::service::{ImportMode, ImportReport, SegmentView, Service, parse_etag};
 use crate::store::Environment;
 
@@ -40,11 +40,9 @@ pub fn routes() -> Router<Arc<Service>> {
     params(("env" = String, Path, description = "Environment name")),
     responses(
         (status = 200, description = "A flagd document: `flags` keyed by flag, as flagd reads it", body = Object),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 422, description = "The environment cannot be written as a flagd document (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -118,9 +116,7 @@ struct NewEnvironment {
     tag = "environments",
     responses(
         (status = 200, description = "Every environment", body = EnvironmentList),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -165,10 +161,8 @@ async fn create(
     params(("env" = String, Path, description = "Environment name")),
     responses(
         (status = 200, description = "The segments", body = SegmentList),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -222,10 +216,8 @@ async fn create_segment(
     params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key")),
     responses(
         (status = 200, description = "The segment", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

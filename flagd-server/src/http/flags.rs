@@ -16,7 +16,7 @@ use super::json::JsonBody;
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{CompanyId, ConfigChangeResponses, ConfigUpdate, FlagList};
+use crate::openapi::{CompanyId, ConfigChangeResponses, ConfigUpdate, FlagList, ReadErrors, WriteErrors};
 use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service, parse_etag};
 
 /// The flag routes.
@@ -105,12 +105,7 @@ fn config_response(view: ConfigView) -> Response {
     path = "/api/v1/flags",
     operation_id = "listFlags",
     tag = "flags",
-    responses(
-        (status = 200, description = "Every flag", body = FlagList),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-    ),
+    responses((status = 200, description = "Every flag", body = FlagList), ReadErrors),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, ApiError> {
@@ -127,13 +122,8 @@ async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, A
     request_body(content = FlagDefinition),
     responses(
         (status = 201, description = "Created", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 409, description = "A flag with this key exists (`ALREADY_EXISTS`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -156,10 +146,8 @@ async fn create(
     params(("key" = String, Path, description = "Flag key")),
     responses(
         (status = 200, description = "The flag", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
         (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -179,14 +167,9 @@ async fn read(State(s): State<Arc<Service>>, p: Principal, Path(key): Path<Strin
     request_body(content = FlagPatch),
     responses(
         (status = 200, description = "The flag after the change", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
         (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -212,13 +195,8 @@ async fn update(
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -242,10 +220,8 @@ async fn remove(
     params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
     responses(
         (status = 200, description = "The configuration", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs a `read` or `admin` token", body = ErrorBody),
         (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -269,15 +245,10 @@ async fn read_config(
     request_body(content = ConfigUpdate),
     responses(
         (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
         (status = 428, description = "No `If-Match` header", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -483,13 +454,8 @@ async fn undeny(
     request_body(content = Promotion),
     responses(
         (status = 200, description = "The target's configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
-        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
-        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        WriteErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

@@ -155,7 +155,7 @@ async fn read_request(
     responses(
         (status = 200, description = "Evaluated", body = OfrepSuccess),
         (status = 400, description = "The body or context is unusable (`PARSE_ERROR`, `INVALID_CONTEXT`), or the \
-            evaluation failed (`TARGETING_KEY_MISSING`, `GENERAL`, ...)", body = OfrepFailure),
+        evaluation failed (`TARGETING_KEY_MISSING`, `GENERAL`, ...)", body = OfrepFailure),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Not an `evaluate` token", body = ErrorBody),
         (status = 404, description = "No such flag in the token's environment (`FLAG_NOT_FOUND`)", body = OfrepFailure),
@@ -192,9 +192,9 @@ async fn evaluate_one(
     request_body(content = Option<OfrepRequest>, description = "The context; an empty body is an empty context"),
     responses(
         (status = 200, description = "Every flag's result", body = OfrepBulk,
-            headers(("ETag" = String, description = "Hash of this answer"))),
+        headers(("ETag" = String, description = "Hash of this answer"))),
         (status = 304, description = "The answer is the one `If-None-Match` names",
-            headers(("ETag" = String, description = "Hash of this answer"))),
+        headers(("ETag" = String, description = "Hash of this answer"))),
         (status = 400, description = "The body or context is unusable; no `key`", body = OfrepFailure),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Not an `evaluate` token", body = ErrorBody),
