@@ -15,9 +15,20 @@ impl Ruleset {
     /// Evaluates one flag. An unknown key gives reason `ERROR` with `FLAG_NOT_FOUND` and
     /// the ruleset-wide metadata.
     pub fn evaluate<'r>(&'r self, key: &str, ctx: &EvaluationContext) -> Resolution<'r> {
-        match self.index.get(key).and_then(|&i| self.flags.get(i)) {
-            Some(flag) => flag.evaluate(self, ctx),
+        match self.position(key) {
+            Some(position) => self.evaluate_at(position, ctx),
             None => Resolution::failed(ErrorCode::FlagNotFound, format!("flag `{key}` not found"), &self.metadata),
+        }
+    }
+
+    /// Evaluates the flag at `position` (see [`Ruleset::position`]), for callers that
+    /// already looked the key up; a position past the end gives `FLAG_NOT_FOUND`.
+    pub fn evaluate_at<'r>(&'r self, position: usize, ctx: &EvaluationContext) -> Resolution<'r> {
+        match self.flags.get(position) {
+            Some(flag) => flag.evaluate(self, ctx),
+            None => {
+                Resolution::failed(ErrorCode::FlagNotFound, format!("no flag at position {position}"), &self.metadata)
+            }
         }
     }
 

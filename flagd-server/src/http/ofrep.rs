@@ -44,7 +44,7 @@ enum Item<'a> {
     Failure {
         key: &'a str,
         #[serde(rename = "errorCode")]
-        error_code: &'static str,
+        error_code: ErrorCode,
         #[serde(rename = "errorDetails")]
         error_details: String,
     },
@@ -53,7 +53,7 @@ enum Item<'a> {
 impl<'a> Item<'a> {
     fn new(key: &'a str, r: Resolution<'a>) -> Self {
         match r.error {
-            Some(e) => Self::Failure { key, error_code: e.code.as_str(), error_details: e.message },
+            Some(e) => Self::Failure { key, error_code: e.code, error_details: e.message },
             None => Self::Success {
                 key,
                 value: r.value,
@@ -67,9 +67,7 @@ impl<'a> Item<'a> {
     fn status(&self) -> StatusCode {
         match self {
             Self::Success { .. } => StatusCode::OK,
-            Self::Failure { error_code, .. } if *error_code == ErrorCode::FlagNotFound.as_str() => {
-                StatusCode::NOT_FOUND
-            }
+            Self::Failure { error_code: ErrorCode::FlagNotFound, .. } => StatusCode::NOT_FOUND,
             Self::Failure { .. } => StatusCode::BAD_REQUEST,
         }
     }
@@ -173,11 +171,14 @@ async fn evaluate_one(
         Ok(parts) => parts,
         Err(failure) => return Ok(failure),
     };
-    let resolution = snapshot.ruleset.evaluate(&key, &ctx);
-    if let Some(position) = snapshot.ruleset.position(&key) {
-        snapshot.counters.record(position, resolution.variant, resolution.reason);
-    }
-    let item = Item::new(&key, resolution);
+    let item = match snapshot.ruleset.position(&key) {
+        Some(position) => {
+            let resolution = snapshot.ruleset.evaluate_at(position, &ctx);
+            snapshot.counters.record(position, resolution.variant, resolution.reason);
+            Item::new(&key, resolution)
+        }
+        None => Item::new(&key, snapshot.ruleset.evaluate(&key, &ctx)),
+    };
     Ok((item.status(), axum::Json(&item)).into_response())
 }
 

@@ -146,21 +146,14 @@ impl Service {
     /// Validates every touched environment without committing (a dry run); dropping the
     /// write afterwards rolls it back.
     pub(crate) async fn validate(&self, write: &mut Write) -> Result<(), ApiError> {
-        for env in write.touched.clone() {
-            compile_environment(write.tx.as_mut(), &env).await?;
-        }
-        Ok(())
+        compile_touched(write).await.map(drop)
     }
 
     /// Validates every touched environment, records the audit events, commits and serves
     /// the new rulesets. Returns the write's sequence number.
     pub(crate) async fn commit(&self, mut write: Write) -> Result<i64, ApiError> {
         let seq = write.tx.seq();
-        let mut compiled = Vec::with_capacity(write.touched.len());
-        for env in std::mem::take(&mut write.touched) {
-            let ruleset = compile_environment(write.tx.as_mut(), &env).await?;
-            compiled.push((env, ruleset));
-        }
+        let compiled = compile_touched(&mut write).await?;
         for event in &write.events {
             write.tx.append_audit(event).await?;
         }
@@ -258,6 +251,16 @@ impl Write {
     pub(crate) async fn require_environment(&mut self, name: &str) -> Result<(), ApiError> {
         require_environment(self.tx.as_mut(), name).await
     }
+}
+
+/// Compiles every environment the write touched, as the transaction sees it; the first
+/// invalid one refuses the write.
+async fn compile_touched(write: &mut Write) -> Result<Vec<(String, Ruleset)>, ApiError> {
+    let mut compiled = Vec::with_capacity(write.touched.len());
+    for env in &write.touched {
+        compiled.push((env.clone(), compile_environment(write.tx.as_mut(), env).await?));
+    }
+    Ok(compiled)
 }
 
 pub(crate) async fn require_environment(tx: &mut dyn Tx, name: &str) -> Result<(), ApiError> {
