@@ -17,7 +17,7 @@ use crate::error::LogicError;
 const INVALID_ARGUMENTS: &str = "Invalid Arguments";
 
 /// Every operator we compile, by name.
-const OPERATORS: &[&str] = &[
+pub const OPERATORS: &[&str] = &[
     "var",
     "if",
     "?:",

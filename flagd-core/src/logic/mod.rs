@@ -8,6 +8,8 @@
 
 mod arith;
 mod compile;
+
+pub use compile::OPERATORS;
 mod eval;
 mod fractional;
 mod funcs;

@@ -43,47 +43,9 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// Arbitrary JSON Logic: known operators over arbitrary arguments, plus arbitrary JSON.
 fn logic_expr() -> impl Strategy<Value = Value> {
-    const OPS: &[&str] = &[
-        "var",
-        "if",
-        "==",
-        "===",
-        "!=",
-        "!==",
-        "!",
-        "!!",
-        "and",
-        "or",
-        "<",
-        "<=",
-        ">",
-        ">=",
-        "in",
-        "cat",
-        "substr",
-        "+",
-        "-",
-        "*",
-        "/",
-        "%",
-        "min",
-        "max",
-        "merge",
-        "map",
-        "filter",
-        "reduce",
-        "all",
-        "some",
-        "none",
-        "missing",
-        "missing_some",
-        "fractional",
-        "sem_ver",
-        "starts_with",
-        "ends_with",
-    ];
     json_value().prop_recursive(4, 48, 4, |inner| {
-        (prop::sample::select(OPS), prop::collection::vec(inner, 0..4)).prop_map(|(op, args)| json!({ op: args }))
+        (prop::sample::select(flagd_core::logic::OPERATORS), prop::collection::vec(inner, 0..4))
+            .prop_map(|(op, args)| json!({ op: args }))
     })
 }
 
