@@ -303,7 +303,8 @@ pub struct Readiness {
     /// `up` or `down`; while down, writes fail with 503 and evaluation goes on.
     #[schema(example = "up")]
     pub database: String,
-    /// The change sequence number of the rulesets served.
+    /// The highest change sequence number whose effects this server serves (a write
+    /// response's `version` is served once this reaches it).
     pub applied_seq: i64,
 }
 

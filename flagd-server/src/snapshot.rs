@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use flagd_core::Ruleset;
+use tokio::sync::watch;
 
 use crate::metrics::{EvaluationCounters, Metrics};
 
@@ -31,10 +32,19 @@ impl Snapshot {
     }
 }
 
-/// Every environment's current snapshot.
-#[derive(Debug, Default)]
+/// Every environment's current snapshot, and the change sequence number applied so far.
+#[derive(Debug)]
 pub struct Snapshots {
     current: ArcSwap<HashMap<String, Arc<Snapshot>>>,
+    /// The highest change sequence number whose effects are served here. A watch channel,
+    /// so change streams and waiting writers wake on it instead of polling.
+    applied: watch::Sender<i64>,
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Self { current: ArcSwap::default(), applied: watch::Sender::new(0) }
+    }
 }
 
 impl Snapshots {
@@ -62,8 +72,24 @@ impl Snapshots {
         self.current.load().values().map(|s| (s.environment.clone(), s.seq)).collect()
     }
 
-    /// The lowest sequence number any environment's snapshot reflects.
+    /// Records that every change up to `seq` is served (after its snapshots are installed).
+    pub fn mark_applied(&self, seq: i64) {
+        self.applied.send_if_modified(|applied| {
+            let newer = seq > *applied;
+            if newer {
+                *applied = seq;
+            }
+            newer
+        });
+    }
+
+    /// The highest change sequence number whose effects are served here.
     pub fn applied_seq(&self) -> i64 {
-        self.current.load().values().map(|s| s.seq).min().unwrap_or(0)
+        *self.applied.borrow()
+    }
+
+    /// A receiver that wakes whenever the applied sequence number advances.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
     }
 }

@@ -116,6 +116,7 @@ impl Service {
             let ruleset = compile_environment(tx.as_mut(), &env.name).await?;
             self.install(env.name, seq, ruleset);
         }
+        self.snapshots.mark_applied(seq);
         Ok(())
     }
 
@@ -165,6 +166,7 @@ impl Service {
         if tokens_changed {
             self.reload_tokens().await?;
         }
+        self.snapshots.mark_applied(seq);
         Ok(seq)
     }
 }
