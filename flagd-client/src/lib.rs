@@ -1,4 +1,50 @@
-//! flagd-client: the Rust client for flagd (remote and in-process evaluation arrive with
-//! the client issue). It re-exports [`flagd_core`] for in-process evaluation.
+//! flagd-client: the Rust client for flagd-server, in two modes.
+//!
+//! - [`RemoteClient`] evaluates on the server over OFREP. Each context's bulk answer is
+//!   cached for a short TTL (moka) and then revalidated with `If-None-Match`; getters
+//!   never fail and never wait past the request timeout: on error they serve the last
+//!   answer for that context or the caller's default.
+//! - [`InProcessClient`] fetches the environment's snapshot, compiles it with
+//!   [`flagd_core`] and evaluates locally, following the server's change stream so a
+//!   change (a kill switch) reaches it within milliseconds. If the stream drops it keeps
+//!   serving the last snapshot and reconnects with backoff.
+//!
+//! Both take a [`ClientOptions`] (URL, token, timeouts) and report [`Details`]: value,
+//! variant, reason and error. The `flagctl` command line lives in this package too
+//! (`src/bin/flagctl`).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use flagd_client::{ClientOptions, InProcessClient, RemoteClient};
+//! use flagd_client::flagd_core::EvaluationContext;
+//!
+//! # async fn demo() -> Result<(), flagd_client::ClientError> {
+//! let options = ClientOptions::new("http://127.0.0.1:8013", "fdt_…evaluate token…");
+//! let ctx = EvaluationContext::new().with_company(42).with_targeting_key("user-7");
+//!
+//! // Remote: one cached bulk request per context.
+//! let remote = RemoteClient::new(&options)?;
+//! let portal = remote.bool_value("customer_portal", &ctx, false).await;
+//!
+//! // In-process: no I/O per call; changes arrive over the stream.
+//! let local = InProcessClient::connect(&options).await?;
+//! let details = local.details("customer_portal", &ctx, false);
+//! println!("{portal} {} {:?}", details.value, details.reason);
+//! # Ok(()) }
+//! ```
 
+mod details;
+mod error;
+mod http;
+mod inprocess;
+mod options;
+mod remote;
+mod sse;
+
+pub use details::{Details, FlagType};
+pub use error::ClientError;
 pub use flagd_core;
+pub use inprocess::{InProcessClient, Loaded};
+pub use options::ClientOptions;
+pub use remote::{BulkAnswer, RemoteClient};

@@ -52,6 +52,22 @@ pub struct RulesetSource {
     pub metadata: Map<String, Value>,
 }
 
+impl RulesetSource {
+    /// Whether an evaluation may depend on the time it is made: a `$now` condition, or any
+    /// JSON Logic (which can read `$flagd.timestamp`, also through computed `var` names).
+    /// Callers that evaluate without a time supply one only when this says so.
+    pub fn reads_clock(&self) -> bool {
+        let now = |c: &Condition| c.attribute == crate::condition::NOW_ATTRIBUTE;
+        let rule =
+            |r: &Rule| r.conditions.iter().any(now) || r.logic.is_some() || matches!(r.serve, Serve::Targeting(_));
+        let flag =
+            |f: &Flag| f.config.rules.iter().any(rule) || matches!(f.config.fallthrough, Some(Serve::Targeting(_)));
+        !self.evaluators.is_empty()
+            || self.flags.iter().any(flag)
+            || self.segments.iter().any(|s| s.conditions.iter().any(now))
+    }
+}
+
 /// One environment's ruleset source as of a change sequence number: what the server hands
 /// to in-process clients, which compile it with [`crate::Ruleset::compile`].
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -372,6 +388,34 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_time_conditions_and_json_logic_read_the_clock() {
+        let source = |flag: Value, segments: Value| -> RulesetSource {
+            serde_json::from_value(json!({"flags": [flag], "segments": segments})).unwrap()
+        };
+        let cases = [
+            (
+                json!({"key": "a", "allow": ["1"], "rules": [{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": {"variant": "on"}}]}),
+                json!([]),
+                false,
+            ),
+            (
+                json!({"key": "a", "rules": [{"conditions": [{"attribute": "$now", "op": "after", "value": "2026-01-01T00:00:00Z"}], "serve": {"variant": "on"}}]}),
+                json!([]),
+                true,
+            ),
+            (json!({"key": "a", "rules": [{"logic": {"==": [1, 1]}, "serve": {"variant": "on"}}]}), json!([]), true),
+            (
+                json!({"key": "a", "rules": [{"segments": ["s"], "serve": {"variant": "on"}}]}),
+                json!([{"key": "s", "conditions": [{"attribute": "$now", "op": "before", "value": "2030-01-01T00:00:00Z"}]}]),
+                true,
+            ),
+        ];
+        for (flag, segments, expected) in cases {
+            assert_eq!(source(flag.clone(), segments).reads_clock(), expected, "{flag}");
+        }
+    }
 
     /// `FIELDS` must name every field a configuration serialises, or `Flag` would
     /// misroute it.

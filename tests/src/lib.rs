@@ -6,7 +6,6 @@
 //! client for the admin and OFREP APIs.
 
 use std::fmt;
-use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -223,25 +222,27 @@ impl Server {
         let dir = TempDir::new("server").map_err(Attempt::Failed)?;
         let port = free_port().map_err(Attempt::Failed)?;
         let listen = format!("127.0.0.1:{port}");
-        let database_url =
-            options.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("flagd.db").display()));
-        let stdout = File::create(dir.path().join("stdout.log")).map_err(|e| Attempt::Failed(e.into()))?;
-        let stderr = File::create(dir.path().join("stderr.log")).map_err(|e| Attempt::Failed(e.into()))?;
-        let child = Command::new(binary)
-            .args(["--listen", &listen, "--database-url", &database_url, "--admin-token", &options.admin_token])
-            .args(&options.args)
-            // Plain logs: they end up in files and failure messages.
-            .env("NO_COLOR", "1")
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| Attempt::Failed(Error(format!("cannot start {}: {e}", binary.display()))))?;
+        let child = spawn(binary, options, dir.path(), &listen).map_err(Attempt::Failed)?;
         let mut server =
             Self { child, base_url: format!("http://{listen}"), admin_token: options.admin_token.clone(), dir };
         server.wait_healthy(options.startup_timeout)?;
         Ok(server)
+    }
+
+    /// Starts the process again after it exited or was killed: same address, same
+    /// directory (so the same default SQLite database), same `options`.
+    pub fn restart(&mut self, options: &ServerOptions) -> Result<()> {
+        let listen = self.base_url.trim_start_matches("http://").to_owned();
+        self.child = spawn(&server_binary()?, options, self.dir.path(), &listen)?;
+        self.wait_healthy(options.startup_timeout)?;
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     fn wait_healthy(&mut self, timeout: Duration) -> std::result::Result<(), Attempt> {
@@ -336,6 +337,24 @@ impl From<Attempt> for Error {
             Attempt::PortTaken(e) | Attempt::Failed(e) => e,
         }
     }
+}
+
+/// Starts `flagd-server` listening on `listen`, its logs appended to files in `dir`.
+fn spawn(binary: &Path, options: &ServerOptions, dir: &Path, listen: &str) -> Result<Child> {
+    let database_url =
+        options.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("flagd.db").display()));
+    let log = |name: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name));
+    Command::new(binary)
+        .args(["--listen", listen, "--database-url", &database_url, "--admin-token", &options.admin_token])
+        .args(&options.args)
+        // Plain logs: they end up in files and failure messages.
+        .env("NO_COLOR", "1")
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log("stdout.log")?)
+        .stderr(log("stderr.log")?)
+        .spawn()
+        .map_err(|e| Error(format!("cannot start {}: {e}", binary.display())))
 }
 
 /// A loopback port nobody listened on a moment ago.

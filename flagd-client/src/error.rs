@@ -1,0 +1,63 @@
+//! The client's error type.
+
+/// What can go wrong talking to the server. Getters never return these: they serve the
+/// last known value or the caller's default and report the error in [`crate::Details`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached, or did not answer in time.
+    #[error("cannot reach flagd-server at {url}: {source}")]
+    Unreachable {
+        /// The URL requested.
+        url: String,
+        /// What the HTTP layer reported.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error status.
+    #[error("flagd-server answered {status} for {url}: {message}")]
+    Status {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The error code the server gave (`UNAUTHORIZED`, `FLAG_NOT_FOUND`, ...), if any.
+        code: Option<String>,
+        /// The server's message, or the body.
+        message: String,
+    },
+    /// The answer was not what the protocol promises.
+    #[error("unexpected answer from {url}: {message}")]
+    Protocol {
+        /// The URL requested.
+        url: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// The snapshot the server sent does not compile (a server and client of different
+    /// versions may disagree on the flag model).
+    #[error("the snapshot of environment `{environment}` does not compile: {source}")]
+    Compile {
+        /// Environment name.
+        environment: String,
+        /// The validation problems.
+        #[source]
+        source: flagd_core::ValidationError,
+    },
+    /// The options are unusable.
+    #[error("invalid client options: {0}")]
+    Options(String),
+    /// No snapshot arrived within the connect timeout.
+    #[error("no snapshot within {0:?}; is the server up and the token an `evaluate` token?")]
+    NotReady(std::time::Duration),
+}
+
+impl ClientError {
+    /// Whether retrying later may help (network trouble, 5xx) rather than a caller's mistake.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::NotReady(_) => true,
+            Self::Status { status, .. } => *status >= 500,
+            Self::Protocol { .. } | Self::Compile { .. } | Self::Options(_) => false,
+        }
+    }
+}

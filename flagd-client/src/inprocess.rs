@@ -1,0 +1,288 @@
+//! In-process mode: the environment's snapshot is fetched from the server, compiled with
+//! flagd-core and evaluated locally, so a getter costs an evaluation and no I/O. A change
+//! stream (server-sent events) says when to fetch a new snapshot; when the stream drops,
+//! the client reconnects with backoff and goes on serving the snapshot it holds.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use flagd_core::{EnvironmentSnapshot, ErrorCode, EvaluationContext, Ruleset};
+use futures_util::{Stream, StreamExt};
+use reqwest::StatusCode;
+use reqwest::header::{ETAG, IF_NONE_MATCH};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::details::{Details, FlagType};
+use crate::error::ClientError;
+use crate::http::{self, Http};
+use crate::options::ClientOptions;
+use crate::sse;
+
+/// The first reconnection pause; it doubles up to [`ClientOptions::max_backoff`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// The server sends a keep-alive comment every 15 s; silence for longer means the
+/// connection is dead even if TCP has not noticed.
+const IDLE_LIMIT: Duration = Duration::from_secs(45);
+
+/// A client evaluating locally from a followed snapshot. Dropping it stops following.
+#[derive(Debug)]
+pub struct InProcessClient {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for InProcessClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The compiled snapshot being served.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Environment name.
+    pub environment: String,
+    /// The change sequence number of the environment's snapshot.
+    pub seq: i64,
+    /// The compiled flags.
+    pub ruleset: Ruleset,
+    reads_clock: bool,
+}
+
+impl Loaded {
+    /// Runs `f` on a context that carries a time if the rules need one: contexts without
+    /// `.at(…)` are stamped with the clock only then, so the common case copies nothing.
+    pub fn with_time<R>(&self, ctx: &EvaluationContext, f: impl FnOnce(&EvaluationContext) -> R) -> R {
+        if self.reads_clock && ctx.now().is_none() {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            f(&ctx.clone().at(i64::try_from(now).unwrap_or(i64::MAX)))
+        } else {
+            f(ctx)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    current: ArcSwapOption<Loaded>,
+    applied: watch::Sender<i64>,
+    connected: AtomicBool,
+}
+
+impl Shared {
+    fn seq(&self) -> Option<i64> {
+        self.current.load().as_ref().map(|l| l.seq)
+    }
+}
+
+/// The `data` of a `change` event.
+#[derive(Debug, Deserialize)]
+struct Change {
+    environment: String,
+    seq: i64,
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// An open change stream and what has been read of it.
+struct Open {
+    body: ByteStream,
+    parser: sse::Parser,
+}
+
+/// How to reach the server: a pool for requests and one for the endless stream.
+#[derive(Debug)]
+struct Link {
+    requests: Http,
+    streams: Http,
+    stream_path: String,
+    max_backoff: Duration,
+}
+
+impl InProcessClient {
+    /// Connects: opens the change stream, fetches and compiles the snapshot, and follows
+    /// changes in the background. Fails if that does not succeed within
+    /// `options.connect_timeout` (a wrong token fails at once, with the server's reason).
+    pub async fn connect(options: &ClientOptions) -> Result<Self, ClientError> {
+        let stream_path = match &options.environment {
+            Some(env) => format!("/api/v1/stream?environment={env}"),
+            None => "/api/v1/stream".to_owned(),
+        };
+        let link = Link {
+            requests: Http::new(options, false)?,
+            streams: Http::new(options, true)?,
+            stream_path,
+            max_backoff: options.max_backoff.max(MIN_BACKOFF),
+        };
+        let shared = Arc::new(Shared {
+            current: ArcSwapOption::empty(),
+            applied: watch::Sender::new(i64::MIN),
+            connected: AtomicBool::new(false),
+        });
+        let first = tokio::time::timeout(options.connect_timeout, link.open(&shared))
+            .await
+            .map_err(|_| ClientError::NotReady(options.connect_timeout))??;
+        let task = tokio::spawn(follow(Arc::clone(&shared), link, first));
+        Ok(Self { shared, task })
+    }
+
+    /// The snapshot served now.
+    pub fn snapshot(&self) -> Option<Arc<Loaded>> {
+        self.shared.current.load_full()
+    }
+
+    /// The change sequence number of the snapshot served now.
+    pub fn seq(&self) -> Option<i64> {
+        self.shared.seq()
+    }
+
+    /// Whether the change stream is connected (while it is not, the last snapshot is
+    /// served and reconnection is under way).
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the snapshot served reflects change `seq` (e.g. a write's `version`);
+    /// false if `timeout` passes first.
+    pub async fn wait_for_seq(&self, seq: i64, timeout: Duration) -> bool {
+        let mut applied = self.shared.applied.subscribe();
+        matches!(tokio::time::timeout(timeout, applied.wait_for(|a| *a >= seq)).await, Ok(Ok(_)))
+    }
+
+    /// A boolean flag, or `default`.
+    pub fn bool_value(&self, key: &str, ctx: &EvaluationContext, default: bool) -> bool {
+        self.read(default, |l| l.with_time(ctx, |ctx| l.ruleset.boolean(key, ctx).or(default)))
+    }
+
+    /// A string flag, or `default`.
+    pub fn string_value(&self, key: &str, ctx: &EvaluationContext, default: &str) -> String {
+        let owned = |l: &Loaded| l.with_time(ctx, |ctx| l.ruleset.string(key, ctx).or(default).to_owned());
+        self.read(default.to_owned(), owned)
+    }
+
+    /// An integer flag, or `default`.
+    pub fn int_value(&self, key: &str, ctx: &EvaluationContext, default: i64) -> i64 {
+        self.read(default, |l| l.with_time(ctx, |ctx| l.ruleset.integer(key, ctx).or(default)))
+    }
+
+    /// A number flag, or `default`.
+    pub fn float_value(&self, key: &str, ctx: &EvaluationContext, default: f64) -> f64 {
+        self.read(default, |l| l.with_time(ctx, |ctx| l.ruleset.float(key, ctx).or(default)))
+    }
+
+    /// An object flag (any JSON), or `default`.
+    pub fn object_value(&self, key: &str, ctx: &EvaluationContext, default: Value) -> Value {
+        self.details(key, ctx, default).value
+    }
+
+    /// One flag with variant, reason and error.
+    pub fn details<T: FlagType>(&self, key: &str, ctx: &EvaluationContext, default: T) -> Details<T> {
+        match self.shared.current.load().as_ref() {
+            Some(l) => l.with_time(ctx, |ctx| Details::from_resolution(key, &l.ruleset.evaluate(key, ctx), default)),
+            None => Details::failed(default, ErrorCode::General, "no snapshot loaded"),
+        }
+    }
+
+    fn read<R>(&self, default: R, f: impl FnOnce(&Loaded) -> R) -> R {
+        self.shared.current.load().as_ref().map_or(default, |l| f(l))
+    }
+}
+
+impl Link {
+    /// Opens the change stream and loads the snapshot its first event names.
+    async fn open(&self, shared: &Shared) -> Result<Open, ClientError> {
+        let response = http::expect(http::send(self.streams.get(&self.stream_path)).await?, &[]).await?;
+        shared.connected.store(true, Ordering::Relaxed);
+        let mut open = Open { body: Box::pin(response.bytes_stream()), parser: sse::Parser::default() };
+        let first = self.next_change(&mut open).await?.ok_or_else(|| ClientError::Protocol {
+            url: self.streams.url(&self.stream_path),
+            message: "the change stream ended before its first event".into(),
+        })?;
+        self.apply(shared, &first).await?;
+        Ok(open)
+    }
+
+    /// The next `change` event, or `None` when the server ends the stream.
+    async fn next_change(&self, open: &mut Open) -> Result<Option<Change>, ClientError> {
+        let url = || self.streams.url(&self.stream_path);
+        loop {
+            let chunk = tokio::time::timeout(IDLE_LIMIT, open.body.next()).await.map_err(|_| {
+                ClientError::Protocol { url: url(), message: format!("nothing received for {IDLE_LIMIT:?}") }
+            })?;
+            let Some(chunk) = chunk else { return Ok(None) };
+            let chunk = chunk.map_err(|source| ClientError::Unreachable { url: url(), source })?;
+            // Several events may arrive together; only the newest matters.
+            let events = open.parser.push(&chunk);
+            if let Some(event) = events.into_iter().rfind(|e| e.name == "change") {
+                let change = serde_json::from_str(&event.data)
+                    .map_err(|e| ClientError::Protocol { url: url(), message: format!("bad change event: {e}") })?;
+                return Ok(Some(change));
+            }
+        }
+    }
+
+    /// Fetches and installs the snapshot unless the one held is as new.
+    async fn apply(&self, shared: &Shared, change: &Change) -> Result<(), ClientError> {
+        let held = shared.seq();
+        if held.is_some_and(|seq| seq >= change.seq) {
+            return Ok(());
+        }
+        let path = format!("/api/v1/environments/{}/snapshot", change.environment);
+        let mut request = self.requests.get(&path);
+        if let Some(seq) = held {
+            request = request.header(IF_NONE_MATCH, format!("\"{seq}\""));
+        }
+        let response = http::expect(http::send(request).await?, &[StatusCode::NOT_MODIFIED]).await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(());
+        }
+        let etag_seq = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let snapshot: EnvironmentSnapshot = http::json(response).await?;
+        tracing::debug!(environment = %snapshot.environment, seq = snapshot.seq, etag = ?etag_seq, "flagd snapshot");
+        install(shared, snapshot)
+    }
+}
+
+fn install(shared: &Shared, snapshot: EnvironmentSnapshot) -> Result<(), ClientError> {
+    let EnvironmentSnapshot { environment, seq, ruleset: source } = snapshot;
+    let reads_clock = source.reads_clock();
+    let ruleset = Ruleset::compile(&source)
+        .map_err(|source| ClientError::Compile { environment: environment.clone(), source })?;
+    shared.current.store(Some(Arc::new(Loaded { environment, seq, ruleset, reads_clock })));
+    shared.applied.send_replace(seq);
+    Ok(())
+}
+
+/// Follows the stream for as long as the client lives, reconnecting with backoff.
+async fn follow(shared: Arc<Shared>, link: Link, first: Open) {
+    let mut open = Some(first);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if let Some(stream) = open.take() {
+            backoff = MIN_BACKOFF;
+            if let Err(e) = read_changes(&shared, &link, stream).await {
+                tracing::warn!(error = %e, "flagd change stream lost; serving the last snapshot while reconnecting");
+            }
+        }
+        shared.connected.store(false, Ordering::Relaxed);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(link.max_backoff);
+        match link.open(&shared).await {
+            Ok(stream) => open = Some(stream),
+            Err(e) => tracing::debug!(error = %e, retry_in = ?backoff, "flagd reconnect failed"),
+        }
+    }
+}
+
+async fn read_changes(shared: &Shared, link: &Link, mut open: Open) -> Result<(), ClientError> {
+    while let Some(change) = link.next_change(&mut open).await? {
+        link.apply(shared, &change).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! How to reach the server, and how patient to be.
+
+use std::time::Duration;
+
+/// Options shared by both client modes. [`ClientOptions::new`] fills in the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Base URL of flagd-server, e.g. `http://127.0.0.1:8013`.
+    pub url: String,
+    /// An `evaluate` token (it selects the environment), or a `read` token together with
+    /// [`ClientOptions::environment`] for the in-process mode.
+    pub token: String,
+    /// The environment to follow in-process; `None` means the evaluate token's own.
+    pub environment: Option<String>,
+    /// Longest time any one request may take; a getter never waits longer than this.
+    pub timeout: Duration,
+    /// Remote mode: how long an answer is served from the cache before it is revalidated.
+    pub cache_ttl: Duration,
+    /// Remote mode: how many contexts' answers the cache keeps.
+    pub cache_capacity: u64,
+    /// In-process mode: how long [`crate::InProcessClient::connect`] waits for the first
+    /// snapshot.
+    pub connect_timeout: Duration,
+    /// In-process mode: the longest pause between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl ClientOptions {
+    /// Options for `url` and `token` with the defaults: 500 ms request timeout, 1 s cache
+    /// TTL for 10,000 contexts, 5 s to connect, reconnection backoff up to 5 s.
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: token.into(),
+            environment: None,
+            timeout: Duration::from_millis(500),
+            cache_ttl: Duration::from_secs(1),
+            cache_capacity: 10_000,
+            connect_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// Follows `environment` (needed with a `read` token).
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Sets the request timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the remote cache's time to live (zero disables caching).
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// Sets how long connecting waits for the first snapshot.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest pause between reconnection attempts.
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+}

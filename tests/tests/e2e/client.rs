@@ -1,0 +1,169 @@
+//! flagd-client against the real server binary: the in-process client follows changes
+//! within 100 ms and survives the server being killed; the remote client caches,
+//! revalidates with `If-None-Match`, and falls back instead of failing.
+
+use std::time::{Duration, Instant};
+
+use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason};
+use flagd_client::{ClientOptions, InProcessClient, RemoteClient};
+use flagd_tests::{Client, Server, ServerOptions, free_port};
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+
+const FLAG: &str = "portal";
+
+/// `portal` enabled in production for everyone (fallthrough `on`), and an evaluate token.
+fn set_up(server: &Server) -> String {
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": FLAG})).unwrap();
+    let config = json!({"state": "ENABLED", "fallthrough": {"variant": "on"}});
+    admin.set_config(FLAG, "production", &config).unwrap();
+    admin.create_token("in-process", "evaluate", Some("production")).unwrap()
+}
+
+fn toggle(admin: &Client, on: bool) -> i64 {
+    let op = if on { "enable" } else { "disable" };
+    let write = admin.quick_op(FLAG, "production", op, Some(&json!({"reason": "client test"}))).unwrap();
+    write["version"].as_i64().unwrap()
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn ctx() -> EvaluationContext {
+    EvaluationContext::new().with_company(42).with_targeting_key("user-1")
+}
+
+/// Polls `condition` every few milliseconds until it holds or `deadline` passes.
+fn eventually(deadline: Duration, condition: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    condition()
+}
+
+#[test]
+fn the_in_process_client_sees_each_change_within_100_ms() {
+    let mut server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let client = rt.block_on(InProcessClient::connect(&ClientOptions::new(server.url(), &token))).unwrap();
+    let details = client.details(FLAG, &ctx(), false);
+    assert_eq!((details.value, details.reason, details.variant.as_deref()), (true, Reason::Static, Some("on")));
+
+    let admin = server.admin();
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let on = i % 2 == 1;
+        // From the start of the write request until the client serves its result.
+        let started = Instant::now();
+        let version = toggle(&admin, on);
+        assert!(rt.block_on(client.wait_for_seq(version, Duration::from_secs(5))), "change {version} never arrived");
+        latencies.push(started.elapsed());
+        assert_eq!(client.bool_value(FLAG, &ctx(), !on), on, "toggle {i}");
+    }
+    latencies.sort();
+    let (median, p90, max) = (latencies[10], latencies[18], latencies[19]);
+    eprintln!("write start to in-process client: median {median:?}, p90 {p90:?}, max {max:?}");
+    assert!(median < Duration::from_millis(100) && p90 < Duration::from_millis(100), "{latencies:?}");
+
+    // An open change stream does not hold up a graceful shutdown.
+    let status = server.terminate(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_in_process_client_serves_its_last_snapshot_while_the_server_is_gone_then_catches_up() {
+    let mut server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let options = ClientOptions::new(server.url(), &token).max_backoff(Duration::from_millis(200));
+    let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
+    assert!(client.is_connected());
+
+    server.kill().unwrap();
+    assert!(eventually(Duration::from_secs(5), || !client.is_connected()), "the client did not notice");
+    assert!(client.bool_value(FLAG, &ctx(), false), "the last snapshot is served while the server is down");
+
+    server.restart(&ServerOptions::default()).unwrap();
+    let version = toggle(&server.admin(), false);
+    assert!(rt.block_on(client.wait_for_seq(version, Duration::from_secs(10))), "never caught up");
+    assert!(!client.bool_value(FLAG, &ctx(), true));
+    assert!(eventually(Duration::from_secs(5), || client.is_connected()));
+}
+
+#[test]
+fn connecting_with_a_bad_token_fails_at_once_with_the_servers_reason() {
+    let server = Server::start().unwrap();
+    let rt = runtime();
+    let started = Instant::now();
+    let err = rt.block_on(InProcessClient::connect(&ClientOptions::new(server.url(), "fdt_nope"))).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(err.to_string().contains("401") && err.to_string().contains("unknown token"), "{err}");
+}
+
+fn not_modified_count(server: &Server) -> u64 {
+    let reply = server.client(None).get("/metrics").unwrap();
+    let metrics = reply.body.as_str().unwrap();
+    let line =
+        metrics.lines().find(|l| l.starts_with("flagd_http_requests_total{route=\"ofrep_bulk\",status=\"3xx\"}"));
+    line.and_then(|l| l.rsplit(' ').next()).map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn the_remote_client_caches_revalidates_with_etags_and_falls_back_to_the_last_answer() {
+    let mut server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let cached =
+        RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(Duration::from_secs(60))).unwrap();
+    let uncached = RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(Duration::ZERO)).unwrap();
+    let ttl = Duration::from_millis(50);
+    let short = RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(ttl)).unwrap();
+    for client in [&cached, &uncached, &short] {
+        assert!(rt.block_on(client.bool_value(FLAG, &ctx(), false)));
+    }
+
+    toggle(&server.admin(), false);
+    assert!(rt.block_on(cached.bool_value(FLAG, &ctx(), false)), "within the TTL the cached answer is served");
+    assert!(!rt.block_on(uncached.bool_value(FLAG, &ctx(), true)), "without a cache every call asks");
+
+    // After the TTL the short-lived cache revalidates: the first time the answer changed
+    // (200), the second time it has not (304, counted by the server).
+    std::thread::sleep(ttl);
+    let details = rt.block_on(short.details(FLAG, &ctx(), true));
+    assert_eq!((details.value, details.reason), (false, Reason::Disabled));
+    let before = not_modified_count(&server);
+    std::thread::sleep(ttl);
+    assert!(!rt.block_on(short.bool_value(FLAG, &ctx(), true)));
+    assert_eq!(not_modified_count(&server), before + 1, "the revalidation was a 304");
+
+    let single = rt.block_on(short.evaluate("nope", &ctx())).unwrap();
+    assert_eq!(single.error_code, Some(ErrorCode::FlagNotFound));
+    let typed = rt.block_on(short.details::<String>(FLAG, &ctx(), "x".into()));
+    assert_eq!((typed.value.as_str(), typed.error_code), ("x", Some(ErrorCode::TypeMismatch)));
+
+    // The server goes away: the last answer for the context is served, not the default.
+    server.kill().unwrap();
+    std::thread::sleep(ttl);
+    assert!(!rt.block_on(short.bool_value(FLAG, &ctx(), true)), "the last known answer");
+    let other = ctx().with_attribute("plan", "pro");
+    let fallback = rt.block_on(short.details(FLAG, &other, true));
+    assert_eq!((fallback.value, fallback.reason, fallback.error_code), (true, Reason::Error, Some(ErrorCode::General)));
+}
+
+#[test]
+fn the_remote_client_gives_the_default_within_its_timeout_when_nothing_listens() {
+    let rt = runtime();
+    let url = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let client = RemoteClient::new(&ClientOptions::new(url, "fdt_x").timeout(Duration::from_millis(200))).unwrap();
+    let started = Instant::now();
+    let details = rt.block_on(client.details(FLAG, &ctx(), Value::from("default")));
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert_eq!((details.value, details.error_code), (Value::from("default"), Some(ErrorCode::General)));
+}
