@@ -65,8 +65,8 @@ mod ruleset;
 pub use context::EvaluationContext;
 pub use error::{ContextError, Error, LogicError, Problem, ValidationError};
 pub use model::{
-    Condition, EnvironmentConfig, Flag, FlagDefinition, FlagState, Operator, Rollout, Rule, RulesetSource, Segment,
-    Serve, WeightedVariant,
+    Condition, EnvironmentConfig, EnvironmentSnapshot, Flag, FlagDefinition, FlagState, Operator, Rollout, Rule,
+    RulesetSource, Segment, Serve, WeightedVariant,
 };
 pub use resolution::{ErrorCode, FlagValue, Reason, Resolution, ResolutionError, Typed};
 pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, is_strict_key};

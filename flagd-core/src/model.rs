@@ -52,6 +52,20 @@ pub struct RulesetSource {
     pub metadata: Map<String, Value>,
 }
 
+/// One environment's ruleset source as of a change sequence number: what the server hands
+/// to in-process clients, which compile it with [`crate::Ruleset::compile`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentSnapshot {
+    /// Environment name.
+    pub environment: String,
+    /// The change sequence number of the last change to this environment's rulesets.
+    pub seq: i64,
+    /// The flags and segments.
+    pub ruleset: RulesetSource,
+}
+
 /// A flag as one environment sees it: its definition plus that environment's
 /// configuration, written as one flat JSON object.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -125,6 +125,19 @@ impl Principal {
         Err(ApiError::Forbidden(format!("this token has role `{}`; this endpoint needs {need}", self.role().as_str())))
     }
 
+    /// Reads of one environment's rulesets (snapshots, change streams): an `evaluate` token
+    /// bound to that environment, or a `read` or `admin` token.
+    pub fn require_rulesets_of(&self, env: &str) -> Result<(), ApiError> {
+        match (self.role(), self.environment()) {
+            (Role::Evaluate, Some(bound)) if bound == env => Ok(()),
+            (Role::Evaluate, bound) => Err(ApiError::Forbidden(format!(
+                "this `evaluate` token is bound to environment `{}`, not `{env}`",
+                bound.unwrap_or("(none)")
+            ))),
+            _ => self.require(Access::Read),
+        }
+    }
+
     /// The environment an `evaluate` token selects, or 403 for other roles.
     pub fn evaluation_environment(&self) -> Result<&str, ApiError> {
         match (self.role(), self.environment()) {

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The database is unreachable: writes cannot be made now.
     #[error("the database is unavailable; evaluation continues from memory, retry writes later")]
     Unavailable(#[source] StoreError),
+    /// A change was not applied within the time the caller was willing to wait.
+    #[error("change {seq} is not applied yet (this server has applied up to {applied}); wait again, or check /readyz")]
+    WaitTimeout { seq: i64, applied: i64 },
     /// Anything else: the detail goes to the log, not to the caller.
     #[error("internal error")]
     Internal(String),
@@ -84,6 +87,7 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"),
+            Self::WaitTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "WAIT_TIMEOUT"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

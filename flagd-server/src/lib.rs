@@ -48,5 +48,10 @@ pub async fn run(
     service: Arc<service::Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let closing = Arc::clone(&service);
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
+    };
     axum::serve(listener, app(service)).with_graceful_shutdown(shutdown).await
 }

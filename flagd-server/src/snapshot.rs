@@ -5,30 +5,53 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::sync::OnceLock;
+
 use arc_swap::ArcSwap;
-use flagd_core::Ruleset;
+use axum::body::Bytes;
+use flagd_core::{EnvironmentSnapshot, Ruleset};
 use tokio::sync::watch;
 
 use crate::metrics::{EvaluationCounters, Metrics};
 
-/// One environment's compiled ruleset, as of a change sequence number.
+/// One environment's compiled ruleset, as of a change sequence number, with the source it
+/// was compiled from (what in-process clients fetch).
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Environment name.
-    pub environment: String,
-    /// The change sequence number this snapshot reflects.
-    pub seq: i64,
+    /// The source, environment name and sequence number.
+    pub document: EnvironmentSnapshot,
     /// The compiled flags and segments.
     pub ruleset: Ruleset,
     /// Where evaluations of these flags are counted.
     pub counters: EvaluationCounters,
+    /// `document` as JSON, serialised on first request: most snapshots are never fetched.
+    json: OnceLock<Bytes>,
 }
 
 impl Snapshot {
-    /// A snapshot of `ruleset`, with its evaluation counters resolved.
-    pub fn new(environment: String, seq: i64, ruleset: Ruleset, metrics: &Metrics) -> Self {
-        let counters = EvaluationCounters::new(&environment, &ruleset, metrics);
-        Self { environment, seq, ruleset, counters }
+    /// A snapshot of `ruleset`, compiled from `document`, with its evaluation counters resolved.
+    pub fn new(document: EnvironmentSnapshot, ruleset: Ruleset, metrics: &Metrics) -> Self {
+        let counters = EvaluationCounters::new(&document.environment, &ruleset, metrics);
+        Self { document, ruleset, counters, json: OnceLock::new() }
+    }
+
+    /// Environment name.
+    pub fn environment(&self) -> &str {
+        &self.document.environment
+    }
+
+    /// The change sequence number this snapshot reflects.
+    pub fn seq(&self) -> i64 {
+        self.document.seq
+    }
+
+    /// The document as JSON.
+    pub fn json(&self) -> Result<Bytes, serde_json::Error> {
+        if let Some(json) = self.json.get() {
+            return Ok(json.clone());
+        }
+        let json = Bytes::from(serde_json::to_vec(&self.document)?);
+        Ok(self.json.get_or_init(|| json).clone())
     }
 }
 
@@ -59,9 +82,9 @@ impl Snapshots {
         let snapshot = Arc::new(snapshot);
         self.current.rcu(|map| {
             let mut next = HashMap::clone(map);
-            let newer_present = next.get(&snapshot.environment).is_some_and(|s| s.seq > snapshot.seq);
+            let newer_present = next.get(snapshot.environment()).is_some_and(|s| s.seq() > snapshot.seq());
             if !newer_present {
-                next.insert(snapshot.environment.clone(), Arc::clone(&snapshot));
+                next.insert(snapshot.environment().to_owned(), Arc::clone(&snapshot));
             }
             next
         });
@@ -69,7 +92,7 @@ impl Snapshots {
 
     /// Each environment with the sequence number its snapshot reflects.
     pub fn versions(&self) -> Vec<(String, i64)> {
-        self.current.load().values().map(|s| (s.environment.clone(), s.seq)).collect()
+        self.current.load().values().map(|s| (s.environment().to_owned(), s.seq())).collect()
     }
 
     /// Records that every change up to `seq` is served (after its snapshots are installed).

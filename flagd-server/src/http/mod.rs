@@ -4,10 +4,12 @@
 // Visible to the crate so that `crate::openapi` can name the handlers' path attributes.
 pub(crate) mod admin;
 pub(crate) mod environments;
+pub(crate) mod evaluate;
 pub(crate) mod flags;
 pub mod json;
 pub(crate) mod ofrep;
 pub(crate) mod ops;
+pub(crate) mod sync;
 
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub fn app(service: Arc<Service>) -> Router {
         .merge(ofrep::routes())
         .merge(flags::routes())
         .merge(environments::routes())
+        .merge(evaluate::routes())
+        .merge(sync::routes())
         .merge(admin::routes())
         .merge(crate::openapi::routes())
         .fallback(not_found)

@@ -109,7 +109,7 @@ fn failure(key: Option<&str>, code: ErrorCode, details: String) -> Response {
 
 /// Reads `{"context": {...}}` (an absent body or context is an empty context) and stamps
 /// it with the current time.
-fn context(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
+pub(super) fn context(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
     check_depth(bytes).map_err(|e| (ErrorCode::InvalidContext, e.to_string()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(EvaluationContext::new().at(now_seconds()));

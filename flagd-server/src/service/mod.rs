@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flagd_core::{EnvironmentConfig, Flag, Ruleset, RulesetSource};
+use flagd_core::{EnvironmentConfig, EnvironmentSnapshot, Flag, Ruleset, RulesetSource};
 use serde_json::{Map, Value};
 
 pub use configs::{ConfigView, QuickOp, RolloutRequest};
@@ -36,6 +36,10 @@ pub struct Service {
     snapshots: Snapshots,
     tokens: TokenCache,
     metrics: Metrics,
+    id: String,
+    /// Set when the server begins to shut down, so that endless responses (change
+    /// streams) end and graceful shutdown does not wait for them forever.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Service {
@@ -75,12 +79,31 @@ impl Service {
             snapshots: Snapshots::default(),
             tokens: TokenCache::default(),
             metrics: Metrics::default(),
+            id: crate::auth::generate_id(),
+            closing: tokio::sync::watch::Sender::new(false),
         });
         service.ensure_default_environments().await?;
         let startup = Startup { generated_admin_token: service.ensure_admin_token(admin_token).await? };
         service.reload_tokens().await?;
         service.reload_all().await?;
         Ok((service, startup))
+    }
+
+    /// This server process's id, new at every start.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Tells endless responses to finish: the server is shutting down.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Service::close`] has been called.
+    pub async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        // An error means the sender is gone, which also means the service is going away.
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 
     /// The compiled rulesets.
@@ -93,8 +116,8 @@ impl Service {
         &self.metrics
     }
 
-    fn install(&self, environment: String, seq: i64, ruleset: Ruleset) {
-        self.snapshots.install(Snapshot::new(environment, seq, ruleset, &self.metrics));
+    fn install(&self, (document, ruleset): Compiled) {
+        self.snapshots.install(Snapshot::new(document, ruleset, &self.metrics));
         self.metrics.record_reload();
     }
 
@@ -113,8 +136,7 @@ impl Service {
         let mut tx = self.store.begin_read().await?;
         let seq = tx.seq();
         for env in tx.environments().await? {
-            let ruleset = compile_environment(tx.as_mut(), &env.name).await?;
-            self.install(env.name, seq, ruleset);
+            self.install(compile_environment(tx.as_mut(), &env.name, seq).await?);
         }
         self.snapshots.mark_applied(seq);
         Ok(())
@@ -160,8 +182,8 @@ impl Service {
         }
         let tokens_changed = write.events.iter().any(|e| e.action.starts_with("token."));
         write.tx.commit().await?;
-        for (env, ruleset) in compiled {
-            self.install(env, seq, ruleset);
+        for compiled in compiled {
+            self.install(compiled);
         }
         if tokens_changed {
             self.reload_tokens().await?;
@@ -257,10 +279,11 @@ impl Write {
 
 /// Compiles every environment the write touched, as the transaction sees it; the first
 /// invalid one refuses the write.
-async fn compile_touched(write: &mut Write) -> Result<Vec<(String, Ruleset)>, ApiError> {
+async fn compile_touched(write: &mut Write) -> Result<Vec<Compiled>, ApiError> {
     let mut compiled = Vec::with_capacity(write.touched.len());
+    let seq = write.seq();
     for env in &write.touched {
-        compiled.push((env.clone(), compile_environment(write.tx.as_mut(), env).await?));
+        compiled.push(compile_environment(write.tx.as_mut(), env, seq).await?);
     }
     Ok(compiled)
 }
@@ -290,9 +313,12 @@ pub(crate) async fn environment_source(tx: &mut dyn Tx, env: &str) -> Result<Rul
     Ok(RulesetSource { flags, segments, evaluators: Map::new(), metadata: Map::new() })
 }
 
-async fn compile_environment(tx: &mut dyn Tx, env: &str) -> Result<Ruleset, ApiError> {
+/// An environment's source, as of a sequence number, and its compiled ruleset.
+type Compiled = (EnvironmentSnapshot, Ruleset);
+
+async fn compile_environment(tx: &mut dyn Tx, env: &str, seq: i64) -> Result<Compiled, ApiError> {
     let source = environment_source(tx, env).await?;
-    Ruleset::compile(&source).map_err(|e| ApiError::Invalid {
+    let ruleset = Ruleset::compile(&source).map_err(|e| ApiError::Invalid {
         problems: e
             .problems
             .into_iter()
@@ -301,7 +327,8 @@ async fn compile_environment(tx: &mut dyn Tx, env: &str) -> Result<Ruleset, ApiE
                 p
             })
             .collect(),
-    })
+    })?;
+    Ok((EnvironmentSnapshot { environment: env.to_owned(), seq, ruleset: source }, ruleset))
 }
 
 /// A JSON value of something serialisable, for audit before/after.

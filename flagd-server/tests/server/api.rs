@@ -10,11 +10,11 @@ use flagd_server::service::Service;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ADMIN: &str = "admin-secret-for-tests";
+pub(crate) const ADMIN: &str = "admin-secret-for-tests";
 
 /// A fresh server on its own SQLite file, with the admin token above.
-struct Api {
-    app: Router,
+pub(crate) struct Api {
+    pub(crate) app: Router,
     _dir: TempDir,
 }
 
@@ -27,14 +27,14 @@ impl Drop for TempDir {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl Api {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("flagd-api-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite:{}", dir.join("flagd.db").display());
@@ -44,7 +44,7 @@ impl Api {
         Self { app: flagd_server::app(Arc::clone(&service)), _dir: TempDir(dir) }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -66,7 +66,7 @@ impl Api {
         self.send(req.header(header::CONTENT_TYPE, "application/json").body(body).unwrap()).await
     }
 
-    async fn send(&self, req: Request<Body>) -> Reply {
+    pub(crate) async fn send(&self, req: Request<Body>) -> Reply {
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -75,12 +75,12 @@ impl Api {
         Reply { status, headers, body }
     }
 
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.call(method, path, Some(ADMIN), body, &[]).await
     }
 
     /// A new token of `role` (bound to `env` for `evaluate`), returning its value.
-    async fn token(&self, role: &str, env: Option<&str>) -> String {
+    pub(crate) async fn token(&self, role: &str, env: Option<&str>) -> String {
         let mut body = json!({"name": format!("{role} token"), "role": role});
         if let Some(env) = env {
             body["environment"] = json!(env);
@@ -90,17 +90,17 @@ impl Api {
         r.body["value"].as_str().unwrap().to_owned()
     }
 
-    async fn ofrep(&self, token: &str, key: &str, context: Value) -> Reply {
+    pub(crate) async fn ofrep(&self, token: &str, key: &str, context: Value) -> Reply {
         let path = format!("/ofrep/v1/evaluate/flags/{key}");
         self.call(Method::POST, &path, Some(token), Some(json!({"context": context})), &[]).await
     }
 
-    async fn audit_count(&self) -> usize {
+    pub(crate) async fn audit_count(&self) -> usize {
         let r = self.admin(Method::GET, "/api/v1/audit?limit=1000", None).await;
         r.body["events"].as_array().map_or(0, Vec::len)
     }
 
-    async fn create_flag(&self, body: Value) {
+    pub(crate) async fn create_flag(&self, body: Value) {
         let r = self.admin(Method::POST, "/api/v1/flags", Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }

@@ -5,3 +5,4 @@
 mod api;
 mod openapi;
 mod store_contract;
+mod sync;

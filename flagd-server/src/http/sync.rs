@@ -1,0 +1,217 @@
+//! What in-process clients and deploy tooling follow: an environment's snapshot (the source
+//! its ruleset is compiled from), a server-sent-events stream announcing each change, and a
+//! wait for a change to be applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+use super::json::QueryParams;
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::ReadErrors;
+use crate::service::{Service, etag, parse_etag};
+use crate::snapshot::Snapshot;
+
+/// How long a wait may last at most, so a forgotten client cannot hold a request forever.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// Comments sent on an idle stream so proxies and clients can tell it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The sync routes.
+pub fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/api/v1/environments/{env}/snapshot", get(snapshot))
+        .route("/api/v1/stream", get(stream))
+        .route("/api/v1/wait", get(wait))
+}
+
+fn current(service: &Service, env: &str) -> Result<Arc<Snapshot>, ApiError> {
+    service.snapshots().get(env).ok_or_else(|| ApiError::environment_not_found(env))
+}
+
+/// The environment's flags and segments as the server serves them now. The `ETag` is the
+/// change sequence number of the environment's last change.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{env}/snapshot",
+    operation_id = "environmentSnapshot",
+    tag = "sync",
+    params(
+        ("env" = String, Path, description = "Environment name"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a snapshot you hold"),
+    ),
+    responses(
+        (status = 200, description = "The snapshot", body = flagd_core::EnvironmentSnapshot,
+        headers(("ETag" = String, description = "The snapshot's sequence number, quoted"))),
+        (status = 304, description = "The snapshot is the one `If-None-Match` names"),
+        (status = 403, description = "An `evaluate` token of another environment, or a role without reads", body = ErrorBody),
+        (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
+async fn snapshot(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    p.require_rulesets_of(&env)?;
+    let snapshot = current(&s, &env)?;
+    let tag = HeaderValue::from_str(&etag(snapshot.seq())).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let held = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).and_then(parse_etag);
+    if held == Some(snapshot.seq()) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let json = snapshot.json().map_err(|e| ApiError::Internal(format!("serialising a snapshot: {e}")))?;
+    Ok(([(header::ETAG, tag), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json)
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct StreamParams {
+    /// The environment to follow; optional for an `evaluate` token (its own), required
+    /// for `read` and `admin` tokens.
+    environment: Option<String>,
+}
+
+/// One `change` event: the environment's snapshot is now at `seq`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangeEvent<'a> {
+    /// Environment name.
+    pub environment: &'a str,
+    /// The sequence number of the snapshot to fetch.
+    pub seq: i64,
+}
+
+/// Server-sent events announcing the environment's changes. The first `change` event
+/// comes at once with the current sequence number; each later one means "fetch the
+/// snapshot again". Keep-alive comments every 15 s. The stream ends when the server
+/// shuts down; reconnect with backoff and keep serving the snapshot you hold meanwhile.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream",
+    operation_id = "changeStream",
+    tag = "sync",
+    params(StreamParams),
+    responses(
+        (status = 200, description = "`text/event-stream` of `change` events, each with `id` = sequence number and \
+        JSON data", body = ChangeEvent, content_type = "text/event-stream"),
+        (status = 400, description = "A `read` or `admin` token without `environment` (`INVALID_QUERY`)", body = ErrorBody),
+        (status = 403, description = "An `evaluate` token of another environment", body = ErrorBody),
+        (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
+async fn stream(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    QueryParams(q): QueryParams<StreamParams>,
+) -> Result<Response, ApiError> {
+    let env = q.environment.or_else(|| p.environment().map(str::to_owned)).ok_or_else(|| {
+        ApiError::bad_request("INVALID_QUERY", "say which environment to follow: `?environment=production`")
+    })?;
+    p.require_rulesets_of(&env)?;
+    current(&s, &env)?;
+    Ok(Sse::new(changes(s, env)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+}
+
+/// A `change` event whenever the environment's snapshot advances, until the server closes.
+fn changes(service: Arc<Service>, env: String) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    let applied = service.snapshots().subscribe();
+    futures_util::stream::unfold((service, env, applied, i64::MIN), |(service, env, mut applied, sent)| async move {
+        loop {
+            let seq = service.snapshots().get(&env).map_or(sent, |s| s.seq());
+            if seq > sent {
+                let event = Event::default()
+                    .event("change")
+                    .id(seq.to_string())
+                    .json_data(ChangeEvent { environment: &env, seq })
+                    .unwrap_or_else(|_| Event::default().event("change").id(seq.to_string()));
+                return Some((Ok(event), (service, env, applied, seq)));
+            }
+            tokio::select! {
+                changed = applied.changed() => changed.ok()?,
+                () = service.closed() => return None,
+            }
+        }
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct WaitParams {
+    /// The sequence number to wait for: a write response's `version`.
+    seq: i64,
+    /// How long to wait, in milliseconds (default 10000, at most 60000).
+    timeout_ms: Option<u64>,
+}
+
+/// The answer to a wait that succeeded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitResult {
+    /// The sequence number waited for.
+    pub seq: i64,
+    /// Who confirmed it: `server`, this server alone (the one the request reached).
+    #[schema(example = "server")]
+    pub scope: &'static str,
+    /// Each server that has applied it.
+    pub replicas: Vec<ReplicaProgress>,
+}
+
+/// A server and how far it has applied the change sequence.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaProgress {
+    /// The server process's id (new at every start).
+    pub id: String,
+    /// The highest change sequence number it serves.
+    pub applied_seq: i64,
+}
+
+/// Returns once the change `seq` is served, or 504 after the timeout.
+#[utoipa::path(
+    get,
+    path = "/api/v1/wait",
+    operation_id = "waitForChange",
+    tag = "sync",
+    params(WaitParams),
+    responses(
+        (status = 200, description = "The change is served", body = WaitResult),
+        (status = 400, description = "A missing or invalid `seq` or `timeoutMs` (`INVALID_QUERY`)", body = ErrorBody),
+        (status = 504, description = "Not applied in time (`WAIT_TIMEOUT`); the message says how far it got", body = ErrorBody),
+        ReadErrors,
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
+async fn wait(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    QueryParams(q): QueryParams<WaitParams>,
+) -> Result<Response, ApiError> {
+    p.require(Access::Read)?;
+    let timeout = q.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
+    let mut applied = s.snapshots().subscribe();
+    let reached = tokio::time::timeout(timeout, applied.wait_for(|applied| *applied >= q.seq)).await;
+    let applied_seq = s.snapshots().applied_seq();
+    if !matches!(reached, Ok(Ok(_))) {
+        return Err(ApiError::WaitTimeout { seq: q.seq, applied: applied_seq });
+    }
+    let replicas = vec![ReplicaProgress { id: s.id().to_owned(), applied_seq }];
+    Ok(axum::Json(WaitResult { seq: q.seq, scope: "server", replicas }).into_response())
+}

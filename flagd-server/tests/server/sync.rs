@@ -1,0 +1,191 @@
+//! What in-process clients and deploy tooling follow: snapshots, the change stream, the
+//! wait for a change, and the admin API's diagnostic evaluation.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use flagd_core::{EnvironmentSnapshot, EvaluationContext, Reason, Ruleset};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::api::{ADMIN, Api};
+
+const PORTAL: &str = "/api/v1/flags/portal/environments/production";
+
+/// A production flag enabled for company 42 only; returns the last write's version.
+async fn pilot(api: &Api) -> i64 {
+    api.create_flag(json!({"key": "portal"})).await;
+    assert_eq!(api.admin(Method::POST, &format!("{PORTAL}/enable"), None).await.status, StatusCode::OK);
+    let r = api.admin(Method::POST, &format!("{PORTAL}/allow"), Some(json!({"companies": ["42"]}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["version"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_snapshot_compiles_to_what_the_server_serves_and_revalidates_by_etag() {
+    let api = Api::new().await;
+    let version = pilot(&api).await;
+    let eval = api.token("evaluate", Some("production")).await;
+    let path = "/api/v1/environments/production/snapshot";
+
+    let r = api.call(Method::GET, path, Some(&eval), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.headers[header::ETAG], format!("\"{version}\"").as_str());
+    let snapshot: EnvironmentSnapshot = serde_json::from_value(r.body).unwrap();
+    assert_eq!((snapshot.environment.as_str(), snapshot.seq), ("production", version));
+    let local = Ruleset::compile(&snapshot.ruleset).unwrap();
+    for company in ["42", "7"] {
+        let ctx = EvaluationContext::new().with_company(company);
+        let served = api.ofrep(&eval, "portal", json!({"companyId": company})).await.body;
+        let here = local.evaluate("portal", &ctx);
+        assert_eq!((Some(&served["value"]), served["reason"].as_str()), (here.value, Some(here.reason.as_str())));
+    }
+
+    let etag = format!("\"{version}\"");
+    let unchanged = api.call(Method::GET, path, Some(&eval), None, &[("if-none-match", &etag)]).await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    let disabled = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "r"}))).await;
+    let changed = api.call(Method::GET, path, Some(&eval), None, &[("if-none-match", &etag)]).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body["seq"], disabled.body["version"]);
+}
+
+#[tokio::test]
+async fn snapshots_are_readable_by_their_environments_evaluate_tokens_and_by_admin_api_tokens() {
+    let api = Api::new().await;
+    let staging = api.token("evaluate", Some("staging")).await;
+    let read = api.token("read", None).await;
+    let path = "/api/v1/environments/production/snapshot";
+    let cases: [(Option<&str>, StatusCode); 4] = [
+        (Some(&staging), StatusCode::FORBIDDEN),
+        (Some(&read), StatusCode::OK),
+        (Some(ADMIN), StatusCode::OK),
+        (None, StatusCode::UNAUTHORIZED),
+    ];
+    for (token, status) in cases {
+        let r = api.call(Method::GET, path, token, None, &[]).await;
+        assert_eq!(r.status, status, "{token:?}: {}", r.body);
+    }
+    let r = api.call(Method::GET, "/api/v1/environments/nowhere/snapshot", Some(ADMIN), None, &[]).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("ENVIRONMENT_NOT_FOUND")));
+}
+
+/// Reads server-sent events off a response body.
+struct Events {
+    body: axum::body::BodyDataStream,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(api: &Api, query: &str, token: &str) -> Self {
+        let req = Request::get(format!("/api/v1/stream{query}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+        Self { body: res.into_body().into_data_stream(), buffer: String::new() }
+    }
+
+    /// The next `change` event's data, waiting at most five seconds.
+    async fn next_change(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    assert!(event.contains("event: change"), "{event}");
+                    return serde_json::from_str(data).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.expect("no event in 5 s");
+            self.buffer.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_stream_announces_each_change_of_its_environment_only() {
+    let api = Api::new().await;
+    let version = pilot(&api).await;
+    let eval = api.token("evaluate", Some("production")).await;
+    let mut events = Events::open(&api, "", &eval).await;
+    assert_eq!(events.next_change().await, json!({"environment": "production", "seq": version}));
+
+    let staging = "/api/v1/flags/portal/environments/staging/enable";
+    assert_eq!(api.admin(Method::POST, staging, None).await.status, StatusCode::OK);
+    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "incident"}))).await;
+    assert_eq!(events.next_change().await["seq"], off.body["version"], "the staging change is not announced");
+
+    let read = api.token("read", None).await;
+    let mut followed = Events::open(&api, "?environment=production", &read).await;
+    assert_eq!(followed.next_change().await["seq"], off.body["version"]);
+    let r = api.call(Method::GET, "/api/v1/stream", Some(&read), None, &[]).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_QUERY")));
+    let r = api.call(Method::GET, "/api/v1/stream?environment=staging", Some(&eval), None, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_wait_returns_once_the_change_is_served_and_times_out_naming_how_far_it_got() {
+    let api = Api::new().await;
+    let version = pilot(&api).await;
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={version}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["scope"], "server");
+    assert!(r.body["replicas"][0]["appliedSeq"].as_i64().unwrap() >= version);
+
+    let future = version + 1000;
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={future}&timeoutMs=50"), None).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("WAIT_TIMEOUT")));
+    assert!(r.body["error"]["message"].as_str().unwrap().contains(&format!("applied up to {version}")), "{}", r.body);
+
+    let bad = ["/api/v1/wait", "/api/v1/wait?seq=x", "/api/v1/wait?seq=1&timeoutMs=-5"];
+    for path in bad {
+        assert_eq!(api.admin(Method::GET, path, None).await.status, StatusCode::BAD_REQUEST, "{path}");
+    }
+    let eval = api.token("evaluate", Some("production")).await;
+    let r = api.call(Method::GET, &format!("/api/v1/wait?seq={version}"), Some(&eval), None, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_wait_started_before_the_write_returns_when_the_write_commits() {
+    let api = Api::new().await;
+    let version = pilot(&api).await;
+    let path = format!("/api/v1/wait?seq={}&timeoutMs=5000", version + 1);
+    let waiting = {
+        let app = api.app.clone();
+        let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
+        tokio::spawn(app.oneshot(req.unwrap()))
+    };
+    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "r"}))).await;
+    assert_eq!(off.body["version"].as_i64(), Some(version + 1));
+    assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn diagnostic_evaluation_reports_value_variant_reason_and_errors() {
+    let api = Api::new().await;
+    pilot(&api).await;
+    let path = format!("{PORTAL}/evaluate");
+    let hit = api.admin(Method::POST, &path, Some(json!({"context": {"companyId": 42}}))).await;
+    assert_eq!(hit.status, StatusCode::OK, "{}", hit.body);
+    assert_eq!((&hit.body["value"], &hit.body["variant"]), (&json!(true), &json!("on")));
+    assert_eq!(hit.body["reason"], Reason::TargetingMatch.as_str());
+    let miss = api.admin(Method::POST, &path, Some(json!({"context": {"companyId": 7}}))).await;
+    assert_eq!((&miss.body["value"], &miss.body["reason"]), (&json!(false), &json!("DEFAULT")));
+
+    let read = api.token("read", None).await;
+    assert_eq!(api.call(Method::POST, &path, Some(&read), None, &[]).await.status, StatusCode::OK);
+    let eval = api.token("evaluate", Some("production")).await;
+    assert_eq!(api.call(Method::POST, &path, Some(&eval), None, &[]).await.status, StatusCode::FORBIDDEN);
+    let r = api.admin(Method::POST, "/api/v1/flags/nope/environments/production/evaluate", None).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("FLAG_NOT_FOUND")));
+    let r = api.admin(Method::POST, &path, Some(json!({"context": [1]}))).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_CONTEXT")));
+}
