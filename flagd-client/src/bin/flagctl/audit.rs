@@ -20,7 +20,8 @@ pub async fn run(session: &Session, args: &AuditArgs) -> Result<(), Failure> {
     let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
     let next_cursor = loop {
         let remaining = u32::try_from(limit - events.len()).unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let mut request = Request::new(Method::GET, "/api/v1/audit", Target::default()).query("limit", remaining.to_string());
+        let mut request =
+            Request::new(Method::GET, "/api/v1/audit", Target::default()).query("limit", remaining.to_string());
         let filters = [("flag", &args.key), ("environment", &session.env), ("actor", &args.actor), ("since", &since)];
         for (name, value) in filters {
             if let Some(value) = value {

@@ -8,7 +8,8 @@ const UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_
 
 /// Parses a duration such as `10m` or `1h30m` (clap value parser).
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("`{text}` is not a duration: write a number and a unit (ms, s, m, h, d), e.g. 30s, 10m, 1h30m");
+    let invalid =
+        || format!("`{text}` is not a duration: write a number and a unit (ms, s, m, h, d), e.g. 30s, 10m, 1h30m");
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(invalid());
@@ -47,7 +48,8 @@ mod tests {
 
     #[test]
     fn reads_what_people_write() {
-        let cases = [("0s", 0), ("30s", 30_000), ("10m", 600_000), ("1h30m", 5_400_000), ("250ms", 250), ("2d", 172_800_000)];
+        let cases =
+            [("0s", 0), ("30s", 30_000), ("10m", 600_000), ("1h30m", 5_400_000), ("250ms", 250), ("2d", 172_800_000)];
         for (text, millis) in cases {
             assert_eq!(parse(text), Ok(Duration::from_millis(millis)), "{text}");
             assert_eq!(parse(&show(Duration::from_millis(millis))), Ok(Duration::from_millis(millis)), "{text}");

@@ -146,8 +146,10 @@ pub fn serve_text(serve: &Value) -> String {
         return format!("variant {variant}");
     }
     if let Some(variants) = serve["rollout"]["variants"].as_array() {
-        let weights: Vec<String> =
-            variants.iter().map(|v| format!("{} {}%", output::cell(&v["variant"]), output::cell(&v["weight"]))).collect();
+        let weights: Vec<String> = variants
+            .iter()
+            .map(|v| format!("{} {}%", output::cell(&v["variant"]), output::number(&v["weight"])))
+            .collect();
         let by = serve["rollout"]["bucketBy"].as_str().unwrap_or("companyId");
         return format!("rollout {} (by {by})", weights.join(" / "));
     }
@@ -376,7 +378,8 @@ pub async fn promote(session: &Session, args: &PromoteArgs) -> Result<(), Failur
         "from": args.from, "to": args.to, "includeState": args.include_state, "reason": args.change.reason,
     });
     let path = format!("/api/v1/flags/{}/promote", segment(&args.key));
-    let config = send_change(session, Request::new(Method::POST, path, Target::flag(&args.key, None)).json(body)).await?;
+    let config =
+        send_change(session, Request::new(Method::POST, path, Target::flag(&args.key, None)).json(body)).await?;
     let done = format!("promoted `{}` from {} to {}", args.key, args.from, args.to);
     show_change(session, &done, &config, args.change.wait).await
 }
@@ -391,8 +394,8 @@ pub async fn eval(session: &Session, args: &EvalArgs) -> Result<(), Failure> {
     let mut results = Map::new();
     for env in &envs {
         let path = format!("{}/evaluate", config_path(&args.key, env));
-        let request = Request::new(Method::POST, path, Target::flag(&args.key, Some(env)))
-            .json(json!({ "context": context }));
+        let request =
+            Request::new(Method::POST, path, Target::flag(&args.key, Some(env))).json(json!({ "context": context }));
         results.insert(env.clone(), session.api.send(request).await?.body);
     }
     match (&session.env, session.json()) {
@@ -423,7 +426,10 @@ fn describe_evaluation(result: &Value) {
         ("reason", output::cell(&result["reason"])),
     ];
     if result.get("errorCode").is_some() {
-        pairs.push(("error", format!("{}: {}", output::cell(&result["errorCode"]), output::cell(&result["errorDetails"]))));
+        pairs.push((
+            "error",
+            format!("{}: {}", output::cell(&result["errorCode"]), output::cell(&result["errorMessage"])),
+        ));
     }
     output::fields(&pairs);
 }

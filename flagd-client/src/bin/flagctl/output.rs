@@ -95,6 +95,15 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// A number as people write it: `10`, `12.5` (not `10.0`); anything else as [`cell`].
+pub fn number(value: &Value) -> String {
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{n:.0}"),
+        Some(n) => n.to_string(),
+        None => cell(value),
+    }
+}
+
 /// A list of strings as one cell: `1, 2, 3`, or `-`.
 pub fn list_cell(value: &Value) -> String {
     let items: Vec<String> = value.as_array().map(|a| a.iter().map(cell).collect()).unwrap_or_default();

@@ -164,7 +164,8 @@ impl Ramp<'_> {
         let now = output::now_ms();
         output::note(&format!("[{}] {text}", output::timestamp(now)));
         if self.session.json() {
-            let mut event = json!({ "event": kind, "at": output::timestamp(now), "flag": self.args.key, "environment": self.env });
+            let mut event =
+                json!({ "event": kind, "at": output::timestamp(now), "flag": self.args.key, "environment": self.env });
             if let (Some(event), Value::Object(fields)) = (event.as_object_mut(), fields) {
                 event.extend(fields);
             }
@@ -210,20 +211,31 @@ impl Ramp<'_> {
             self.last_set = Some((step, percentage));
             self.applied(signals, step, &config).await?;
             let text = format!("step {step}/{total}: {percentage}% set (seq {})", output::cell(&config["version"]));
-            self.event("step", &text, json!({ "step": step, "steps": total, "percentage": percentage, "seq": config["version"] }));
+            self.event(
+                "step",
+                &text,
+                json!({ "step": step, "steps": total, "percentage": percentage, "seq": config["version"] }),
+            );
             if step == 1 && disabled {
                 self.enable(signals, step).await?;
             }
             let every = self.args.every;
             if !every.is_zero() {
-                self.event("waiting", &format!("waiting {} before the check", duration::show(every)), json!({ "step": step }));
+                self.event(
+                    "waiting",
+                    &format!("waiting {} before the check", duration::show(every)),
+                    json!({ "step": step }),
+                );
             }
             self.guarded(signals, step, tokio::time::sleep(every)).await?;
             let exit = self.guarded(signals, step, self.check(step, percentage)).await?;
             let ok = exit == Some(0);
             let shown = exit.map_or_else(|| "no exit code".to_owned(), |c| format!("exit code {c}"));
-            self.event("check", &format!("step {step}/{total}: check {} ({shown})", if ok { "passed" } else { "FAILED" }),
-                json!({ "step": step, "ok": ok, "exitCode": exit }));
+            self.event(
+                "check",
+                &format!("step {step}/{total}: check {} ({shown})", if ok { "passed" } else { "FAILED" }),
+                json!({ "step": step, "ok": ok, "exitCode": exit }),
+            );
             if !ok {
                 return Err(self.kill_switch(step, percentage, &shown).await);
             }
@@ -244,7 +256,9 @@ impl Ramp<'_> {
     async fn applied(&self, signals: &mut Signals, step: usize, config: &Value) -> Result<(), Failure> {
         let Some(seq) = config["version"].as_i64() else { return Ok(()) };
         let sentence = self.guarded(signals, step, wait::applied(self.session, seq)).await?.map_err(|e| match e {
-            Failure::WaitTimeout(m) => Failure::WaitTimeout(format!("ramp stopped at step {step}/{}: {m}", self.total())),
+            Failure::WaitTimeout(m) => {
+                Failure::WaitTimeout(format!("ramp stopped at step {step}/{}: {m}", self.total()))
+            }
             other => other,
         })?;
         output::note(&format!("[{}] {sentence}", output::timestamp(output::now_ms())));
@@ -253,10 +267,15 @@ impl Ramp<'_> {
 
     async fn enable(&self, signals: &mut Signals, step: usize) -> Result<(), Failure> {
         let reason = self.reason(format!("ramp step {step}/{}: enabled by flagctl ramp (was DISABLED)", self.total()));
-        let config =
-            self.guarded(signals, step, send_change(self.session, enable_request(&self.args.key, self.env, Some(&reason)))).await??;
+        let config = self
+            .guarded(signals, step, send_change(self.session, enable_request(&self.args.key, self.env, Some(&reason))))
+            .await??;
         self.applied(signals, step, &config).await?;
-        self.event("enabled", "the flag was DISABLED: enabled it (--enable-if-disabled)", json!({ "seq": config["version"] }));
+        self.event(
+            "enabled",
+            "the flag was DISABLED: enabled it (--enable-if-disabled)",
+            json!({ "seq": config["version"] }),
+        );
         Ok(())
     }
 
@@ -290,11 +309,17 @@ impl Ramp<'_> {
     /// Disables the flag after a failed check; the failure to end with.
     async fn kill_switch(&self, step: usize, percentage: f64, exit: &str) -> Failure {
         let (key, env, total, check) = (&self.args.key, self.env, self.total(), &self.args.check);
-        let reason = format!("ramp step {step}/{total} ({percentage}%): health check `{check}` failed ({exit}); kill switch by flagctl ramp");
+        let reason = format!(
+            "ramp step {step}/{total} ({percentage}%): health check `{check}` failed ({exit}); kill switch by flagctl ramp"
+        );
         match send_change(self.session, disable_request(key, env, &reason)).await {
             Ok(config) => {
                 let seq = output::cell(&config["version"]);
-                self.event("disabled", &format!("kill switch: `{key}` DISABLED in {env} (seq {seq})"), json!({ "seq": config["version"], "reason": reason }));
+                self.event(
+                    "disabled",
+                    &format!("kill switch: `{key}` DISABLED in {env} (seq {seq})"),
+                    json!({ "seq": config["version"], "reason": reason }),
+                );
                 Failure::CheckFailed(format!(
                     "health check failed at step {step}/{total} ({percentage}%): `{check}` ({exit}); `{key}` is now DISABLED \
                      in {env} (seq {seq}); investigate, then ramp again or `flagctl enable {key} --env {env}`"
@@ -311,8 +336,12 @@ impl Ramp<'_> {
     fn interrupted(&self, signal: &str, step: usize) -> Failure {
         let (key, env, total) = (&self.args.key, self.env, self.total());
         let left = match self.last_set {
-            Some((set, percentage)) => format!("`{key}` is left at {percentage}% in {env} (step {set}/{total}, the last step set)"),
-            None => format!("no step was confirmed; `{key}` in {env} is as it was (check with `flagctl get {key} --env {env}`)"),
+            Some((set, percentage)) => {
+                format!("`{key}` is left at {percentage}% in {env} (step {set}/{total}, the last step set)")
+            }
+            None => format!(
+                "no step was confirmed; `{key}` in {env} is as it was (check with `flagctl get {key} --env {env}`)"
+            ),
         };
         let in_flight = if self.last_set.map(|(set, _)| set) == Some(step) {
             String::new()

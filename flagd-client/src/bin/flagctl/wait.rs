@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::api::{Request, Target, explain};
+use crate::api::{Refusal, Request, Target, explain};
 use crate::exit::Failure;
 use crate::output;
 use crate::session::Session;
@@ -23,18 +23,23 @@ const REQUEST_SLACK: Duration = Duration::from_secs(5);
 /// Waits until change `seq` is applied or `--wait-timeout` passes; returns the sentence
 /// that says how far the confirmation reaches.
 pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
-    let timeout = session.wait_timeout;
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let request = Request::new(Method::GET, "/api/v1/wait", Target::default())
-        .query("seq", seq.to_string())
-        .query("timeoutMs", timeout_ms.to_string())
-        .timeout(timeout + REQUEST_SLACK);
-    match session.api.exchange(request).await? {
-        Ok(reply) => Ok(confirmation(seq, &reply.body)),
-        Err(r) if r.code == "WAIT_TIMEOUT" => Err(timed_out(seq, timeout, &lagging(&r.body))),
-        // Servers from before the wait route answer with the generic 404.
-        Err(r) if r.status == 404 && r.code == "NOT_FOUND" => poll_readyz(session, seq).await,
-        Err(r) => Err(explain(&r, &Target::default())),
+    let deadline = Instant::now() + session.wait_timeout;
+    // The server caps one wait (at 60 s): ask again until our own deadline.
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
+        let request = Request::new(Method::GET, "/api/v1/wait", Target::default())
+            .query("seq", seq.to_string())
+            .query("timeoutMs", remaining_ms.to_string())
+            .timeout(remaining + REQUEST_SLACK);
+        match session.api.exchange(request).await? {
+            Ok(reply) => return Ok(confirmation(seq, &reply.body)),
+            Err(r) if r.code == "WAIT_TIMEOUT" && Instant::now() < deadline => {}
+            Err(r) if r.code == "WAIT_TIMEOUT" => return Err(timed_out(seq, session.wait_timeout, &lagging(&r))),
+            // Servers from before the wait route answer with the generic 404.
+            Err(r) if r.status == 404 && r.code == "NOT_FOUND" => return poll_readyz(session, seq).await,
+            Err(r) => return Err(explain(&r, &Target::default())),
+        }
     }
 }
 
@@ -57,8 +62,10 @@ fn server_only(seq: i64) -> String {
     format!("applied by this server (seq {seq}); cluster-wide confirmation needs the cluster view")
 }
 
-/// The replicas behind `seq` in a `WAIT_TIMEOUT` body, as `id at K` items.
-fn lagging(body: &Value) -> String {
+/// What lagged behind `seq`, from a `WAIT_TIMEOUT` answer: its replicas as `id at seq K`
+/// when listed, otherwise the server's own words.
+fn lagging(refusal: &Refusal) -> String {
+    let body = &refusal.body;
     let replicas = body["error"]["replicas"].as_array().or_else(|| body["replicas"].as_array());
     let behind: Vec<String> = replicas
         .map(|list| {
@@ -67,7 +74,7 @@ fn lagging(body: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    if behind.is_empty() { "the server".to_owned() } else { behind.join(", ") }
+    if behind.is_empty() { refusal.message.clone() } else { behind.join(", ") }
 }
 
 fn timed_out(seq: i64, timeout: Duration, lagging: &str) -> Failure {
