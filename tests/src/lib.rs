@@ -80,26 +80,31 @@ pub fn workspace_root() -> PathBuf {
 /// `CARGO_TARGET_DIR`, `--target` and profile settings are all honoured.
 pub fn server_binary() -> Result<PathBuf> {
     static BINARY: OnceLock<Result<PathBuf>> = OnceLock::new();
-    BINARY
-        .get_or_init(|| match std::env::var_os("FLAGD_SERVER_BIN") {
-            Some(path) if !path.is_empty() => {
-                let path = PathBuf::from(path);
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(Error(format!("FLAGD_SERVER_BIN={} is not a file", path.display())))
-                }
-            }
-            _ => build_server(),
-        })
-        .clone()
+    BINARY.get_or_init(|| binary_from_env_or_cargo("FLAGD_SERVER_BIN", "flagd-server", "flagd-server")).clone()
 }
 
-fn build_server() -> Result<PathBuf> {
+/// The `flagctl` executable: `$FLAGCTL_BIN` if set, otherwise built by cargo (once per
+/// process), found the same way as [`server_binary`].
+pub fn flagctl_binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf>> = OnceLock::new();
+    BINARY.get_or_init(|| binary_from_env_or_cargo("FLAGCTL_BIN", "flagd-client", "flagctl")).clone()
+}
+
+fn binary_from_env_or_cargo(variable: &str, package: &str, bin: &str) -> Result<PathBuf> {
+    match std::env::var_os(variable) {
+        Some(path) if !path.is_empty() => {
+            let path = PathBuf::from(path);
+            if path.is_file() { Ok(path) } else { Err(Error(format!("{variable}={} is not a file", path.display()))) }
+        }
+        _ => build_binary(package, bin),
+    }
+}
+
+fn build_binary(package: &str, bin: &str) -> Result<PathBuf> {
     // Inside `cargo test` this is the very cargo that runs us, with the same toolchain.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
-        .args(["build", "-p", "flagd-server", "--bin", "flagd-server", "--message-format=json-render-diagnostics"])
+        .args(["build", "-p", package, "--bin", bin, "--message-format=json-render-diagnostics"])
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -107,7 +112,7 @@ fn build_server() -> Result<PathBuf> {
         .map_err(|e| Error(format!("cannot run {}: {e}", Path::new(&cargo).display())))?;
     if !out.status.success() {
         return Err(Error(format!(
-            "`cargo build -p flagd-server` failed ({}); see the compiler output above",
+            "`cargo build -p {package} --bin {bin}` failed ({}); see the compiler output above",
             out.status
         )));
     }
@@ -115,10 +120,10 @@ fn build_server() -> Result<PathBuf> {
     stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "flagd-server")
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
         .filter(|m| m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| Error("`cargo build -p flagd-server` reported no flagd-server executable".into()))
+        .ok_or_else(|| Error(format!("`cargo build -p {package}` reported no {bin} executable")))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `flagd-server` binary, driven over HTTP by real clients
-//! written by other people (see `tests/ofrep-clients/`).
+//! written by other people (see `tests/ofrep-clients/`), by flagd-client and by the real
+//! `flagctl` binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
 mod client;
+mod flagctl;
 mod ofrep_clients;

@@ -1,0 +1,287 @@
+//! The admin API over HTTP: requests with the bearer token, and server errors turned
+//! into [`Failure`]s whose messages say what to do next.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::exit::Failure;
+
+/// How long one request may take unless the caller says otherwise.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a request is about, so that an error can name it and point at the next command.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Target<'a> {
+    /// The flag concerned.
+    pub flag: Option<&'a str>,
+    /// The environment concerned.
+    pub env: Option<&'a str>,
+    /// The segment concerned.
+    pub segment: Option<&'a str>,
+    /// The token id concerned.
+    pub token: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    /// A flag, optionally in one environment.
+    pub fn flag(flag: &'a str, env: Option<&'a str>) -> Self {
+        Self { flag: Some(flag), env, ..Self::default() }
+    }
+
+    /// An environment.
+    pub fn env(env: &'a str) -> Self {
+        Self { env: Some(env), ..Self::default() }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// The `ETag` header, if any.
+    pub etag: Option<String>,
+    /// The body; `null` when empty, a JSON string when not JSON.
+    pub body: Value,
+}
+
+/// One request to send.
+#[derive(Debug)]
+pub struct Request<'a> {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    query: Vec<(&'static str, String)>,
+    if_match: Option<String>,
+    timeout: Duration,
+    target: Target<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// `method path`, about `target`.
+    pub fn new(method: Method, path: impl Into<String>, target: Target<'a>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            body: None,
+            query: Vec::new(),
+            if_match: None,
+            timeout: REQUEST_TIMEOUT,
+            target,
+        }
+    }
+
+    /// With a JSON body.
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// With a query parameter.
+    pub fn query(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((name, value.into()));
+        self
+    }
+
+    /// With `If-Match`.
+    pub fn if_match(mut self, etag: Option<String>) -> Self {
+        self.if_match = etag;
+        self
+    }
+
+    /// With another overall timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// A non-2xx answer, before it becomes a [`Failure`].
+#[derive(Debug)]
+pub struct Refusal {
+    /// The status code.
+    pub status: u16,
+    /// The error code (`FLAG_NOT_FOUND`, `WAIT_TIMEOUT`, …), or `HTTP_{status}`.
+    pub code: String,
+    /// The server's message.
+    pub message: String,
+    /// The whole body.
+    pub body: Value,
+}
+
+/// The admin API of one server, with one token.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// A URL path segment with everything but unreserved characters percent-encoded.
+pub fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/api/v1/flags/{key}/environments/{env}`.
+pub fn config_path(key: &str, env: &str) -> String {
+    format!("/api/v1/flags/{}/environments/{}", segment(key), segment(env))
+}
+
+impl Api {
+    /// A client for the server at `base` (`http://host:port`).
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, Failure> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("flagctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::Server(format!("cannot set up HTTP: {e}; check the TLS setup of this machine")))?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token: token.filter(|t| !t.is_empty()) })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends `request`; any non-2xx answer becomes a [`Failure`] naming its target.
+    pub async fn send(&self, request: Request<'_>) -> Result<Reply, Failure> {
+        let target = request.target;
+        self.exchange(request).await?.map_err(|refusal| explain(&refusal, &target))
+    }
+
+    /// Sends `request`; a non-2xx answer is returned for the caller to interpret.
+    pub async fn exchange(&self, request: Request<'_>) -> Result<Result<Reply, Refusal>, Failure> {
+        let url = format!("{}{}", self.base, request.path);
+        let mut builder = self.http.request(request.method.clone(), &url).timeout(request.timeout);
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        if let Some(token) = &self.token {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some(etag) = &request.if_match {
+            builder = builder.header(reqwest::header::IF_MATCH, etag);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status().as_u16();
+        let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = response.text().await.map_err(|e| self.unreachable(&e))?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if (200..300).contains(&status) {
+            return Ok(Ok(Reply { etag, body }));
+        }
+        Ok(Err(refusal(status, body)))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> Failure {
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Failure::Server(format!(
+            "cannot reach flagd at {} ({detail}); check FLAGD_URL (or --url) and that flagd-server is running",
+            self.base
+        ))
+    }
+}
+
+/// Reads both error shapes the server uses: the admin API's `{"error": {"code",
+/// "message"}}` and OFREP's `{"errorCode", "errorDetails"}`.
+fn refusal(status: u16, body: Value) -> Refusal {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let (code, message) = match (&body["error"], &body["errorCode"]) {
+        (Value::Object(e), _) => (e.get("code").and_then(text), e.get("message").and_then(text)),
+        (_, Value::String(code)) => (Some(code.clone()), text(&body["errorDetails"])),
+        _ => (None, text(&body)),
+    };
+    Refusal {
+        status,
+        code: code.unwrap_or_else(|| format!("HTTP_{status}")),
+        message: message.unwrap_or_else(|| format!("HTTP {status}")),
+        body,
+    }
+}
+
+/// Turns a refusal into a failure whose message names what was refused and what to do.
+pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
+    let in_env = t.env.map(|e| format!(" in {e}")).unwrap_or_default();
+    let env = t.env.unwrap_or("?");
+    let message = &r.message;
+    match (r.status, r.code.as_str()) {
+        (401, _) => Failure::Server(format!(
+            "the server refused the token ({message}); set FLAGD_TOKEN (or --token) to a valid token: \
+             reads need a `read` or `admin` token, writes an `admin` token (`flagctl token create`)"
+        )),
+        (403, _) => Failure::Server(format!(
+            "the token is not allowed to do this ({message}); use an `admin` token for writes and token \
+             management, a `read` or `admin` token for reads (set FLAGD_TOKEN or --token)"
+        )),
+        (404, "FLAG_NOT_FOUND") => Failure::NotFound(format!(
+            "{}; list flags with `flagctl list`",
+            t.flag.map_or_else(|| message.clone(), |flag| format!("flag `{flag}` not found{in_env}"))
+        )),
+        (404, "ENVIRONMENT_NOT_FOUND") => Failure::NotFound(format!(
+            "{}; list environments with `flagctl environments`",
+            t.env.map_or_else(|| message.clone(), |env| format!("environment `{env}` not found"))
+        )),
+        (404, "SEGMENT_NOT_FOUND") => Failure::NotFound(format!(
+            "segment `{}` not found in {env}; list segments with `flagctl segment list --env {env}`",
+            t.segment.unwrap_or("?")
+        )),
+        (404, "TOKEN_NOT_FOUND") => Failure::NotFound(format!(
+            "token `{}` not found; list tokens (and their ids) with `flagctl token list`",
+            t.token.unwrap_or("?")
+        )),
+        (404, _) => Failure::NotFound(format!(
+            "{message}; this server may be older than flagctl: check --url and upgrade flagd-server"
+        )),
+        (409, _) => Failure::Conflict(format!(
+            "{message}; it exists already: look at it (`flagctl get`, `flagctl segment get`) or choose another name"
+        )),
+        (412, _) => Failure::Conflict(format!(
+            "{message}: someone changed it meanwhile; run the command again to apply it to the current state"
+        )),
+        (428, _) => Failure::Conflict(format!(
+            "{message}; flagctl should have sent If-Match: run the command again, and report this if it persists"
+        )),
+        (422, _) => Failure::Usage(format!(
+            "the server refused the change{in_env} ({message}){}; nothing was changed: fix these and run again",
+            problems(&r.body)
+        )),
+        (400 | 413, _) => Failure::Usage(format!(
+            "the server refused the request ({}: {message}); nothing was changed: fix the arguments \
+             (see `flagctl help`)",
+            r.code
+        )),
+        (503, _) => Failure::Server(format!("{message} (HTTP 503); retry in a moment")),
+        (status, code) => Failure::Server(format!(
+            "the server failed (HTTP {status} {code}: {message}); retry, and look at the server's logs if it persists"
+        )),
+    }
+}
+
+/// The `problems` of a 422, one per line.
+fn problems(body: &Value) -> String {
+    let list = body["error"]["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
+    list.iter()
+        .map(|p| {
+            let key = p["key"].as_str().map(|k| format!("[{k}] ")).unwrap_or_default();
+            format!("\n  - {key}{}: {}", p["path"].as_str().unwrap_or(""), p["message"].as_str().unwrap_or(""))
+        })
+        .collect()
+}

@@ -1,0 +1,382 @@
+//! The command line: global options and one subcommand per operation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+use crate::output::Format;
+
+const ABOUT: &str = "The command line for flagd feature flags: people and deploy scripts.";
+
+const LONG_ABOUT: &str = "\
+The command line for flagd feature flags: people and deploy scripts.
+
+Connects to FLAGD_URL (default http://127.0.0.1:8013) with the token in FLAGD_TOKEN;
+--url and --token override them.
+
+Every command that changes what an environment serves needs --env ENV, so nobody
+changes production by accident; reads without --env show every environment.
+(`create` makes a flag that is disabled everywhere and `token` is not per environment:
+they take no --env; `promote` names its target with --to.)
+
+Output is a table for people; --output json prints the server's JSON for scripts.
+--wait makes a write return only once the change is applied.";
+
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(name = "flagctl", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// The flagd server.
+    #[arg(long, env = "FLAGD_URL", default_value = "http://127.0.0.1:8013", global = true)]
+    pub url: String,
+    /// The API token (read role for reads, admin for writes).
+    #[arg(long, env = "FLAGD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// The environment (required for writes; reads without it show every environment).
+    #[arg(long, global = true, value_name = "ENV")]
+    pub env: Option<String>,
+    /// `table` for people, `json` for scripts (the server's JSON).
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
+    pub output: Format,
+    /// How long --wait (and `wait`) may take before giving up with exit code 5.
+    #[arg(long, global = true, default_value = "30s", value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub wait_timeout: Duration,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List flags and their state in each environment (or in --env).
+    List,
+    /// Show a flag: its definition and states, or with --env its whole configuration.
+    Get {
+        /// Flag key.
+        key: String,
+    },
+    /// Create a flag; it starts DISABLED in every environment.
+    Create(CreateArgs),
+    /// Enable a flag in --env: its rules and rollout apply.
+    Enable(EnableArgs),
+    /// Disable a flag in --env (the kill switch): everyone gets the off variant.
+    Disable(DisableArgs),
+    /// Set the share of companies that get the on variant in --env (or explicit weights).
+    Rollout(RolloutArgs),
+    /// Add companies to the allow list in --env (they get the on variant); --remove takes them off.
+    Allow(CompanyArgs),
+    /// Add companies to the deny list in --env (they get the off variant); --remove takes them off.
+    Deny(CompanyArgs),
+    /// Segments: named cohorts of companies, per environment.
+    #[command(subcommand)]
+    Segment(SegmentCommand),
+    /// Copy a flag's configuration from one environment to another.
+    Promote(PromoteArgs),
+    /// Evaluate a flag for a company: prints value, variant and reason.
+    Eval(EvalArgs),
+    /// The audit log, newest first.
+    Audit(AuditArgs),
+    /// Print --env as a flagd flag-definition file (`flagctl export --env staging > flags.json`).
+    Export,
+    /// Import a flagd (or flagctl export) file into --env; prints the changes.
+    Import(ImportArgs),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List environments.
+    Environments,
+    /// Wait until change SEQ (a write's `version`) is applied.
+    Wait {
+        /// The change sequence number.
+        seq: i64,
+    },
+    /// A guarded gradual rollout: raise the percentage step by step, run a health check
+    /// after each step, and disable the flag when a check fails.
+    #[command(long_about = crate::ramp::LONG_ABOUT)]
+    Ramp(RampArgs),
+}
+
+/// `--reason` and `--wait`, shared by writes.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Return only when the change is applied (see --wait-timeout).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// The type of a new flag's variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlagType {
+    /// true/false (default variants `on`/`off`).
+    Bool,
+    /// Strings.
+    String,
+    /// Numbers.
+    Number,
+    /// JSON objects.
+    Object,
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Flag key: `[a-z0-9][a-z0-9_.-]*`.
+    pub key: String,
+    /// Variant type; inferred from the --variant values when left out (bool without variants).
+    #[arg(long = "type", value_enum)]
+    pub flag_type: Option<FlagType>,
+    /// A variant, `name=value` (repeat); a bool flag without variants gets on=true, off=false.
+    #[arg(long = "variant", value_name = "NAME=VALUE")]
+    pub variants: Vec<String>,
+    /// The variant served when disabled or denied (default: the one named `off`).
+    #[arg(long)]
+    pub off_variant: Option<String>,
+    /// The variant served to allowed companies and rollouts (default: the one named `on`).
+    #[arg(long)]
+    pub on_variant: Option<String>,
+    /// What the flag is for.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Who to ask about it.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// A label (repeat).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+/// `enable`.
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    /// Flag key.
+    pub key: String,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `disable`: the reason is required, a kill switch must say why.
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// Flag key.
+    pub key: String,
+    /// Why, for the audit log (required).
+    #[arg(long)]
+    pub reason: String,
+    /// Return only when the change is applied (see --wait-timeout).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `rollout`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// Flag key.
+    pub key: String,
+    /// Percent of companies that get the on variant (0 to 100, up to three decimals).
+    #[arg(required_unless_present = "weights", conflicts_with = "weights")]
+    pub percentage: Option<f64>,
+    /// Explicit weights instead, in bucket order: `--weight on=10 --weight off=90`.
+    #[arg(long = "weight", value_name = "VARIANT=PERCENT")]
+    pub weights: Vec<String>,
+    /// Context attribute to bucket by (default companyId).
+    #[arg(long)]
+    pub bucket_by: Option<String>,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `allow` and `deny`.
+#[derive(Debug, Args)]
+pub struct CompanyArgs {
+    /// Flag key.
+    pub key: String,
+    /// Company ids.
+    #[arg(required = true, value_name = "COMPANY")]
+    pub companies: Vec<String>,
+    /// Take the companies off the list instead.
+    #[arg(long)]
+    pub remove: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `segment …`.
+#[derive(Debug, Subcommand)]
+pub enum SegmentCommand {
+    /// List the segments of --env (or of every environment).
+    List,
+    /// Show a segment of --env (or wherever it exists).
+    Get {
+        /// Segment key.
+        key: String,
+    },
+    /// Create or replace a segment of --env.
+    Set(SegmentSetArgs),
+    /// Delete a segment of --env (no flag may use it).
+    Delete {
+        /// Segment key.
+        key: String,
+    },
+}
+
+/// `segment set`.
+#[derive(Debug, Args)]
+pub struct SegmentSetArgs {
+    /// Segment key.
+    pub key: String,
+    /// A member company (repeat).
+    #[arg(long = "company", value_name = "ID")]
+    pub companies: Vec<String>,
+    /// An attribute condition, `ATTRIBUTE OP VALUE` (e.g. 'plan in pro,enterprise'); repeat.
+    #[arg(long = "condition", value_name = "'ATTR OP VALUE'")]
+    pub conditions: Vec<String>,
+    /// What the cohort is.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Read the whole segment (JSON) from this file instead (`-` for stdin).
+    #[arg(long, conflicts_with_all = ["companies", "conditions", "description"])]
+    pub file: Option<PathBuf>,
+    /// Return only when the change is applied (see --wait-timeout).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Flag key.
+    pub key: String,
+    /// The environment to copy from.
+    #[arg(long)]
+    pub from: String,
+    /// The environment to copy to.
+    #[arg(long)]
+    pub to: String,
+    /// Copy the enabled/disabled state too (by default the target keeps its own).
+    #[arg(long)]
+    pub include_state: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Flag key.
+    pub key: String,
+    /// The company to evaluate for.
+    #[arg(long)]
+    pub company: String,
+    /// A context attribute, `name=value` (repeat); numbers, true/false and JSON stay typed.
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    pub attrs: Vec<String>,
+    /// The context's targetingKey (e.g. a user id).
+    #[arg(long)]
+    pub targeting_key: Option<String>,
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this flag.
+    pub key: Option<String>,
+    /// Only events since: a duration ago (`1h`, `7d`), an RFC 3339 time or Unix milliseconds.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this actor (a token's name).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file (`-` for stdin): a flagd file or a `flagctl export`.
+    pub file: PathBuf,
+    /// Show the changes without making them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Make --env exactly the file: flags it does not mention are disabled, other segments deleted.
+    #[arg(long)]
+    pub replace: bool,
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its value is shown once.
+    Create {
+        /// A label; the audit log names writers by it.
+        name: String,
+        /// `read`, `admin`, or `evaluate` (bound to --env, for OFREP clients).
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// List tokens (never their values).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id (see `flagctl token list`).
+        id: String,
+    },
+}
+
+/// Token roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Evaluation in one environment (OFREP).
+    Evaluate,
+    /// Reads of the admin API.
+    Read,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// The API's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evaluate => "evaluate",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// `ramp`.
+#[derive(Debug, Args)]
+pub struct RampArgs {
+    /// Flag key.
+    pub key: String,
+    /// Percentages in increasing order, e.g. 1,5,25,50,100.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub steps: Vec<f64>,
+    /// How long to wait after each step before its health check (e.g. 10m; 0s in tests).
+    #[arg(long, value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub every: Duration,
+    /// Health check, run with `sh -c` after each step; a non-zero exit disables the flag.
+    /// (`--check true` ramps on the timer alone.)
+    #[arg(long, value_name = "CMD")]
+    pub check: String,
+    /// Enable the flag after the first step when it is disabled (otherwise ramp refuses).
+    #[arg(long)]
+    pub enable_if_disabled: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Added to each step's audit reason.
+    #[arg(long)]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,61 @@
+//! Durations on the command line: `30s`, `10m`, `1h30m`, `250ms`, `2d`, `0s`.
+
+use std::time::Duration;
+
+/// Unit suffixes and their length in milliseconds. `ms` precedes `m` so the longer
+/// suffix wins.
+const UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
+
+/// Parses a duration such as `10m` or `1h30m` (clap value parser).
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let invalid =
+        || format!("`{text}` is not a duration: write a number and a unit (ms, s, m, h, d), e.g. 30s, 10m, 1h30m");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let (unit, millis) = UNITS.iter().find(|(unit, _)| rest.starts_with(unit)).ok_or_else(invalid)?;
+        rest = &rest[unit.len()..];
+        total = number.checked_mul(*millis).and_then(|m| total.checked_add(m)).ok_or_else(invalid)?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// A duration the way [`parse`] reads it: `1h30m`, `45s`, `0s`.
+pub fn show(duration: Duration) -> String {
+    let mut millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if millis == 0 {
+        return "0s".to_owned();
+    }
+    let mut text = String::new();
+    for (unit, size) in UNITS.iter().rev() {
+        if millis >= *size {
+            text.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_people_write() {
+        let cases =
+            [("0s", 0), ("30s", 30_000), ("10m", 600_000), ("1h30m", 5_400_000), ("250ms", 250), ("2d", 172_800_000)];
+        for (text, millis) in cases {
+            assert_eq!(parse(text), Ok(Duration::from_millis(millis)), "{text}");
+            assert_eq!(parse(&show(Duration::from_millis(millis))), Ok(Duration::from_millis(millis)), "{text}");
+        }
+        for bad in ["", "10", "m", "1x", "-5s", "1.5h"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `flagctl export` and `flagctl import`: an environment as a flagd file, and a file
+//! merged into (or replacing) an environment, showing the server's diff.
+
+use std::io::Read;
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::{Map, Value};
+
+use crate::api::{Request, Target, segment};
+use crate::cli::ImportArgs;
+use crate::exit::Failure;
+use crate::output::{self, Table};
+use crate::session::Session;
+
+/// `flagctl export --env ENV`: the file itself, whatever `--output` says.
+pub async fn export(session: &Session) -> Result<(), Failure> {
+    let env = session.read_env("export")?;
+    let path = format!("/api/v1/environments/{}/export", segment(env));
+    let reply = session.api.send(Request::new(Method::GET, path, Target::env(env))).await?;
+    output::json(&reply.body);
+    Ok(())
+}
+
+/// Reads a JSON file (`-` is stdin).
+pub fn read_json_file(file: &Path) -> Result<Value, Failure> {
+    let shown = file.display();
+    let mut text = String::new();
+    let read = if file == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(file).map(|t| text = t)
+    };
+    read.map_err(|e| Failure::Usage(format!("cannot read {shown}: {e}; check the path; nothing was changed")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Failure::Usage(format!("{shown} is not JSON ({e}); fix the file; nothing was changed")))
+}
+
+/// `flagctl import FILE --env ENV [--dry-run] [--replace]`.
+pub async fn import(session: &Session, args: &ImportArgs) -> Result<(), Failure> {
+    let env = session.write_env("import")?;
+    let file = read_json_file(&args.file)?;
+    let path = format!("/api/v1/environments/{}/import", segment(env));
+    let mode = if args.replace { "replace" } else { "merge" };
+    let mut request = Request::new(Method::POST, path, Target::env(env))
+        .query("mode", mode)
+        .query("dryRun", args.dry_run.to_string())
+        .json(file);
+    if let Some(reason) = &args.reason {
+        request = request.query("reason", reason.clone());
+    }
+    let report = session.api.send(request).await?.body;
+    if session.json() {
+        output::json(&report);
+        return Ok(());
+    }
+    let changes = report["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let headline = match (args.dry_run, changes.len()) {
+        (true, 0) => format!("dry run: importing into {env} ({mode}) would change nothing"),
+        (true, n) => format!("dry run: nothing was changed; importing into {env} ({mode}) would make {n} change(s):"),
+        (false, 0) => format!("imported into {env} ({mode}): nothing to change"),
+        (false, n) => format!("imported into {env} ({mode}): {n} change(s):"),
+    };
+    output::line(&headline);
+    let mut table = Table::new(&["ACTION", "KIND", "KEY", "CHANGED"]);
+    for c in changes {
+        table.row(vec![
+            output::cell(&c["action"]),
+            output::cell(&c["kind"]),
+            output::cell(&c["key"]),
+            changed_fields(&c["before"], &c["after"]),
+        ]);
+    }
+    if !changes.is_empty() {
+        table.print("");
+    }
+    Ok(())
+}
+
+/// The top-level fields that differ between `before` and `after`, with their values when
+/// short: `state: DISABLED → ENABLED, rules`.
+fn changed_fields(before: &Value, after: &Value) -> String {
+    let empty = Map::new();
+    let (old, new) = (before.as_object().unwrap_or(&empty), after.as_object().unwrap_or(&empty));
+    let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
+    names.sort();
+    names.dedup();
+    let diffs: Vec<String> = names
+        .into_iter()
+        .filter(|name| old.get(*name) != new.get(*name))
+        .map(|name| {
+            let show = |v: Option<&Value>| v.map_or_else(|| "-".to_owned(), output::cell);
+            let (a, b) = (show(old.get(name)), show(new.get(name)));
+            if a.len() + b.len() <= 40 { format!("{name}: {a} → {b}") } else { name.clone() }
+        })
+        .collect();
+    if diffs.is_empty() { "-".to_owned() } else { diffs.join(", ") }
+}

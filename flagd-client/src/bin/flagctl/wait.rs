@@ -1,0 +1,108 @@
+//! Waiting until a change is applied: `--wait` on writes, and `flagctl wait SEQ`.
+//!
+//! A write's response carries `version`, the change sequence number of that write. The
+//! server's `GET /api/v1/wait?seq=N&timeoutMs=M` answers once the change is applied; a
+//! server without that route is polled on `/readyz`, whose `appliedSeq` is the highest
+//! change it serves.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::api::{Refusal, Request, Target, explain};
+use crate::exit::Failure;
+use crate::output;
+use crate::session::Session;
+
+/// Pause between two `/readyz` polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Extra time the HTTP request gets over the server-side wait.
+const REQUEST_SLACK: Duration = Duration::from_secs(5);
+
+/// Waits until change `seq` is applied or `--wait-timeout` passes; returns the sentence
+/// that says how far the confirmation reaches.
+pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
+    let deadline = Instant::now() + session.wait_timeout;
+    // The server caps one wait (at 60 s): ask again until our own deadline.
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
+        let request = Request::new(Method::GET, "/api/v1/wait", Target::default())
+            .query("seq", seq.to_string())
+            .query("timeoutMs", remaining_ms.to_string())
+            .timeout(remaining + REQUEST_SLACK);
+        match session.api.exchange(request).await? {
+            Ok(reply) => return Ok(confirmation(seq, &reply.body)),
+            Err(r) if r.code == "WAIT_TIMEOUT" && Instant::now() < deadline => {}
+            Err(r) if r.code == "WAIT_TIMEOUT" => return Err(timed_out(seq, session.wait_timeout, &lagging(&r))),
+            // Servers from before the wait route answer with the generic 404.
+            Err(r) if r.status == 404 && r.code == "NOT_FOUND" => return poll_readyz(session, seq).await,
+            Err(r) => return Err(explain(&r, &Target::default())),
+        }
+    }
+}
+
+/// Waits, and tells the user (stderr) when confirmed.
+pub async fn report(session: &Session, seq: i64) -> Result<(), Failure> {
+    let sentence = applied(session, seq).await?;
+    output::note(&sentence);
+    Ok(())
+}
+
+fn confirmation(seq: i64, body: &Value) -> String {
+    let replicas = body["replicas"].as_array().map_or(0, Vec::len);
+    match body["scope"].as_str() {
+        Some("cluster") => format!("applied by all {replicas} replicas (seq {seq})"),
+        _ => server_only(seq),
+    }
+}
+
+fn server_only(seq: i64) -> String {
+    format!("applied by this server (seq {seq}); cluster-wide confirmation needs the cluster view")
+}
+
+/// What lagged behind `seq`, from a `WAIT_TIMEOUT` answer: its replicas as `id at seq K`
+/// when listed, otherwise the server's own words.
+fn lagging(refusal: &Refusal) -> String {
+    let body = &refusal.body;
+    let replicas = body["error"]["replicas"].as_array().or_else(|| body["replicas"].as_array());
+    let behind: Vec<String> = replicas
+        .map(|list| {
+            list.iter()
+                .map(|r| format!("{} at seq {}", output::cell(&r["id"]), output::cell(&r["appliedSeq"])))
+                .collect()
+        })
+        .unwrap_or_default();
+    if behind.is_empty() { refusal.message.clone() } else { behind.join(", ") }
+}
+
+fn timed_out(seq: i64, timeout: Duration, lagging: &str) -> Failure {
+    Failure::WaitTimeout(format!(
+        "change seq {seq} was not applied within {} (lagging: {lagging}); the change is stored and will apply \
+         when the server catches up: check again with `flagctl wait {seq}` or raise --wait-timeout",
+        crate::duration::show(timeout)
+    ))
+}
+
+async fn poll_readyz(session: &Session, seq: i64) -> Result<String, Failure> {
+    let deadline = Instant::now() + session.wait_timeout;
+    loop {
+        let reply = session.api.send(Request::new(Method::GET, "/readyz", Target::default())).await?;
+        let applied = reply.body["appliedSeq"].as_i64().ok_or_else(|| {
+            Failure::Server(format!(
+                "{}/readyz reports no appliedSeq ({}); upgrade flagd-server to use --wait",
+                session.api.base(),
+                reply.body
+            ))
+        })?;
+        if applied >= seq {
+            return Ok(server_only(seq));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timed_out(seq, session.wait_timeout, &format!("this server at seq {applied}")));
+        }
+        tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
+    }
+}

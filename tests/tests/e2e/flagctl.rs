@@ -1,0 +1,571 @@
+//! flagctl end to end: the real `flagctl` binary against the real `flagd-server`. Every
+//! command, its JSON output and its exit codes, `--wait`, and `ramp` (checks, kill
+//! switch, dry run, interruption).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use flagd_tests::{Client, Server, TempDir, flagctl_binary, free_port, run_checked};
+use serde_json::{Value, json};
+
+/// One finished flagctl run.
+#[derive(Debug)]
+struct Run {
+    args: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(args: &[&str], out: Output) -> Self {
+        Self {
+            args: args.join(" "),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code; returns the run for more checks.
+    fn code(self, expected: i32) -> Self {
+        assert_eq!(
+            self.code, expected,
+            "`flagctl {}`\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn ok(self) -> Self {
+        self.code(0)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("`flagctl {}` printed no JSON ({e}):\n{}", self.args, self.stdout))
+    }
+
+    /// stdout as JSON lines (ramp events).
+    fn events(&self) -> Vec<Value> {
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+    }
+}
+
+fn command(url: &str, token: Option<&str>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(flagctl_binary().unwrap());
+    cmd.args(args).env("FLAGD_URL", url).env_remove("FLAGD_TOKEN").stdin(Stdio::null());
+    if let Some(token) = token {
+        cmd.env("FLAGD_TOKEN", token);
+    }
+    cmd
+}
+
+/// flagctl with this URL and token.
+fn flagctl_as(url: &str, token: Option<&str>, args: &[&str]) -> Run {
+    Run::from(args, command(url, token, args).output().unwrap())
+}
+
+/// flagctl against `server` with its admin token.
+fn flagctl(server: &Server, args: &[&str]) -> Run {
+    flagctl_as(server.url(), Some(server.admin_token()), args)
+}
+
+fn audit(admin: &Client) -> Vec<Value> {
+    admin.get("/api/v1/audit?limit=1000").unwrap().success("audit").unwrap().body["events"].as_array().unwrap().clone()
+}
+
+fn config(admin: &Client, flag: &str, env: &str) -> Value {
+    admin.config(flag, env).unwrap().0
+}
+
+/// The fallthrough rollout as (variant, weight) pairs.
+fn weights(config: &Value) -> Vec<(String, f64)> {
+    config["fallthrough"]["rollout"]["variants"]
+        .as_array()
+        .map(|v| v.iter().map(|w| (w["variant"].as_str().unwrap().to_owned(), w["weight"].as_f64().unwrap())).collect())
+        .unwrap_or_default()
+}
+
+fn on_off(on: f64) -> Vec<(String, f64)> {
+    vec![("on".to_owned(), on), ("off".to_owned(), 100.0 - on)]
+}
+
+/// Polls `condition` until it holds, failing after `timeout`.
+fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn help_documents_every_exit_code() {
+    let help = flagctl_as("http://127.0.0.1:1", None, &["--help"]).ok().stdout;
+    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "130 "] {
+        assert!(help.contains(&format!("\n  {code}")), "exit code {code}missing from --help:\n{help}");
+    }
+    for variable in ["FLAGD_URL", "FLAGD_TOKEN", "--env"] {
+        assert!(help.contains(variable), "{variable} missing from --help");
+    }
+    let ramp = flagctl_as("http://127.0.0.1:1", None, &["ramp", "--help"]).ok().stdout;
+    assert!(ramp.contains("--enable-if-disabled") && ramp.contains("FLAGCTL_RAMP_STEP"), "{ramp}");
+}
+
+#[test]
+fn a_flag_from_creation_to_kill_switch() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    let created = flagctl(
+        &server,
+        &["create", "checkout", "--description", "New checkout", "--owner", "payments", "--tag", "web", "-o", "json"],
+    )
+    .ok()
+    .json();
+    assert_eq!((&created["key"], &created["owner"]), (&json!("checkout"), &json!("payments")));
+    for env in ["development", "staging", "production"] {
+        assert_eq!(created["environments"][env]["state"], "DISABLED", "a new flag is off in {env}");
+    }
+    let listed = flagctl(&server, &["list", "-o", "json"]).ok().json();
+    assert_eq!(listed["flags"][0]["key"], "checkout");
+    let table = flagctl(&server, &["list"]).ok().stdout;
+    assert!(table.contains("KEY") && table.contains("production") && table.contains("checkout"), "{table}");
+    assert!(table.contains("DISABLED") && table.contains("New checkout"), "{table}");
+
+    let enabled =
+        flagctl(&server, &["enable", "checkout", "--env", "staging", "--reason", "pilot", "--wait", "-o", "json"]).ok();
+    assert_eq!(enabled.json()["state"], "ENABLED");
+    let seq = enabled.json()["version"].as_i64().unwrap();
+    assert!(enabled.stderr.contains(&format!("applied by this server (seq {seq})")), "{}", enabled.stderr);
+    assert!(enabled.stderr.contains("cluster-wide confirmation needs the cluster view"), "{}", enabled.stderr);
+    assert_eq!(config(&admin, "checkout", "production")["state"], "DISABLED", "only staging changed");
+
+    let rolled =
+        flagctl(&server, &["rollout", "checkout", "25", "--env", "staging", "--wait", "-o", "json"]).ok().json();
+    assert_eq!(weights(&rolled), on_off(25.0));
+    flagctl(&server, &["rollout", "checkout", "--weight", "on=10", "--weight", "off=90", "--env", "staging"]).ok();
+    assert_eq!(weights(&config(&admin, "checkout", "staging")), on_off(10.0));
+
+    let allowed = flagctl(&server, &["allow", "checkout", "1", "2", "--env", "staging", "-o", "json"]).ok().json();
+    assert_eq!(allowed["allow"], json!(["1", "2"]));
+    flagctl(&server, &["allow", "checkout", "1", "--remove", "--env", "staging"]).ok();
+    flagctl(&server, &["deny", "checkout", "3", "--env", "staging", "--reason", "churned"]).ok();
+    let staging = config(&admin, "checkout", "staging");
+    assert_eq!((&staging["allow"], &staging["deny"]), (&json!(["2"]), &json!(["3"])));
+
+    let shown = flagctl(&server, &["get", "checkout", "--env", "staging"]).ok().stdout;
+    assert!(shown.contains("ENABLED") && shown.contains("rollout on 10% / off 90%"), "{shown}");
+    let whole = flagctl(&server, &["get", "checkout", "-o", "json"]).ok().json();
+    assert_eq!(whole["environments"]["staging"]["state"], "ENABLED");
+    let whole_table = flagctl(&server, &["get", "checkout"]).ok().stdout;
+    assert!(whole_table.contains("payments") && whole_table.contains("staging"), "{whole_table}");
+
+    let promoted =
+        flagctl(&server, &["promote", "checkout", "--from", "staging", "--to", "production", "--wait", "-o", "json"])
+            .ok();
+    let production = promoted.json();
+    assert_eq!((&production["environment"], &production["allow"]), (&json!("production"), &json!(["2"])));
+    assert_eq!(production["state"], "DISABLED", "promote keeps the target's state without --include-state");
+    assert!(promoted.stderr.contains("applied by this server"), "{}", promoted.stderr);
+    flagctl(&server, &["enable", "checkout", "--env", "production"]).ok();
+
+    let disabled =
+        flagctl(&server, &["disable", "checkout", "--env", "production", "--reason", "incident 42", "--wait"]).ok();
+    assert!(disabled.stdout.contains("disabled `checkout` in production"), "{}", disabled.stdout);
+    assert!(disabled.stderr.contains("applied by this server (seq"), "{}", disabled.stderr);
+    assert_eq!(config(&admin, "checkout", "production")["state"], "DISABLED");
+
+    let events = flagctl(&server, &["audit", "checkout", "--env", "production", "-o", "json"]).ok().json();
+    let newest = &events["events"][0];
+    assert_eq!((&newest["action"], &newest["reason"]), (&json!("config.disable"), &json!("incident 42")));
+    let table = flagctl(&server, &["audit", "checkout"]).ok().stdout;
+    assert!(table.contains("incident 42") && table.contains("churned") && table.contains("config.deny.add"), "{table}");
+    let page = flagctl(&server, &["audit", "--since", "1h", "--limit", "2", "-o", "json"]).ok().json();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    assert!(page["nextCursor"].is_i64(), "more events remain: {page}");
+    flagctl(&server, &["environments"]).ok();
+}
+
+#[test]
+fn writes_without_env_are_usage_errors_and_change_nothing() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    let dir = TempDir::new("flagctl").unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(&file, r#"{"flags": {}}"#).unwrap();
+    let file = file.to_str().unwrap();
+    let before = (audit(&admin), admin.get("/api/v1/flags/f").unwrap().body);
+    let cases: &[&[&str]] = &[
+        &["enable", "f"],
+        &["disable", "f", "--reason", "x"],
+        &["rollout", "f", "10"],
+        &["allow", "f", "1"],
+        &["deny", "f", "1", "--remove"],
+        &["segment", "set", "pilot", "--company", "1"],
+        &["segment", "delete", "pilot"],
+        &["import", file],
+        &["ramp", "f", "--steps", "1,100", "--every", "0s", "--check", "true"],
+    ];
+    for args in cases {
+        let run = flagctl(&server, args).code(2);
+        assert!(run.stderr.contains("--env ENV") && run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    }
+    let refused: &[&[&str]] = &[
+        &["disable", "f", "--env", "production"],
+        &["rollout", "f", "101", "--env", "production"],
+        &["rollout", "f", "--weight", "on", "--env", "production"],
+        &["create", "g", "--type", "number", "--variant", "a=x"],
+        &["ramp", "f", "--env", "production", "--steps", "50,5", "--every", "0s", "--check", "true"],
+        &["enable", "f", "--env", "production", "--wait-timeout", "soon"],
+    ];
+    for args in refused {
+        flagctl(&server, args).code(2);
+    }
+    assert_eq!((audit(&admin), admin.get("/api/v1/flags/f").unwrap().body), before, "nothing was written");
+}
+
+#[test]
+fn errors_have_distinct_exit_codes_and_say_what_to_do() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    let reader = admin.create_token("reader", "read", None).unwrap();
+
+    let missing = flagctl(&server, &["get", "nope"]).code(4);
+    assert!(missing.stderr.contains("flag `nope` not found; list flags with `flagctl list`"), "{}", missing.stderr);
+    let missing = flagctl(&server, &["disable", "nope", "--env", "production", "--reason", "x"]).code(4);
+    assert!(missing.stderr.contains("flag `nope` not found in production"), "{}", missing.stderr);
+    let no_env = flagctl(&server, &["enable", "f", "--env", "qa"]).code(4);
+    assert!(no_env.stderr.contains("`flagctl environments`"), "{}", no_env.stderr);
+    flagctl(&server, &["segment", "get", "nope", "--env", "staging"]).code(4);
+    flagctl(&server, &["token", "revoke", "nope"]).code(4);
+
+    let conflict = flagctl(&server, &["create", "f"]).code(3);
+    assert!(conflict.stderr.contains("exists already"), "{}", conflict.stderr);
+
+    let bad_token = flagctl_as(server.url(), Some("not-a-token"), &["list"]).code(1);
+    assert!(bad_token.stderr.contains("FLAGD_TOKEN"), "{}", bad_token.stderr);
+    let read_only = flagctl_as(server.url(), Some(&reader), &["enable", "f", "--env", "staging"]).code(1);
+    assert!(read_only.stderr.contains("`admin` token"), "{}", read_only.stderr);
+    flagctl_as(server.url(), Some(&reader), &["list"]).ok();
+    let token_flag = flagctl_as(server.url(), Some("not-a-token"), &["--token", server.admin_token(), "list"]);
+    token_flag.ok();
+
+    let nowhere = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let down = flagctl_as(&nowhere, Some("t"), &["list"]).code(1);
+    assert!(down.stderr.contains("cannot reach flagd") && down.stderr.contains("FLAGD_URL"), "{}", down.stderr);
+    let overridden = flagctl_as(&nowhere, Some(server.admin_token()), &["--url", server.url(), "list"]);
+    overridden.ok();
+    assert_eq!(config(&admin, "f", "staging")["state"], "DISABLED");
+}
+
+#[test]
+fn wait_confirms_applied_changes_and_times_out_with_exit_5() {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f"})).unwrap();
+    let seq =
+        flagctl(&server, &["enable", "f", "--env", "staging", "-o", "json"]).ok().json()["version"].as_i64().unwrap();
+    let applied = flagctl(&server, &["wait", &seq.to_string()]).ok();
+    assert!(applied.stderr.contains(&format!("applied by this server (seq {seq})")), "{}", applied.stderr);
+    // A change that has not been written yet cannot be applied: an honest timeout.
+    let future = (seq + 1000).to_string();
+    let late = flagctl(&server, &["wait", &future, "--wait-timeout", "300ms"]).code(5);
+    assert!(late.stderr.contains(&format!("change seq {future} was not applied within 300ms")), "{}", late.stderr);
+    assert!(
+        late.stderr.contains(&format!("applied up to {seq}")),
+        "the message names how far the server got: {}",
+        late.stderr
+    );
+}
+
+#[test]
+fn segments_belong_to_one_environment() {
+    let server = Server::start().unwrap();
+    let created = flagctl(
+        &server,
+        &[
+            "segment",
+            "set",
+            "pilot",
+            "--env",
+            "staging",
+            "--company",
+            "1",
+            "--company",
+            "2",
+            "--condition",
+            "plan in pro,enterprise",
+            "--description",
+            "Pilot customers",
+            "-o",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!((&created["environment"], &created["companies"]), (&json!("staging"), &json!(["1", "2"])));
+    assert_eq!(created["conditions"], json!([{"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]}]));
+    let replaced = flagctl(&server, &["segment", "set", "pilot", "--env", "staging", "--company", "3", "--wait"]).ok();
+    assert!(replaced.stdout.contains("replaced segment `pilot` in staging"), "{}", replaced.stdout);
+
+    let staging = flagctl(&server, &["segment", "list", "--env", "staging", "-o", "json"]).ok().json();
+    assert_eq!(staging["segments"].as_array().unwrap().len(), 1);
+    assert_eq!(staging["segments"][0]["companies"], json!(["3"]));
+    let production = flagctl(&server, &["segment", "list", "--env", "production", "-o", "json"]).ok().json();
+    assert_eq!(production["segments"], json!([]), "production has its own segments");
+    let everywhere = flagctl(&server, &["segment", "list"]).ok().stdout;
+    assert!(
+        everywhere.contains("ENVIRONMENT") && everywhere.contains("staging") && everywhere.contains("pilot"),
+        "{everywhere}"
+    );
+    let got = flagctl(&server, &["segment", "get", "pilot", "-o", "json"]).ok().json();
+    assert_eq!(got["environment"], "staging");
+    flagctl(&server, &["segment", "get", "pilot", "--env", "production"]).code(4);
+
+    flagctl(&server, &["segment", "delete", "pilot", "--env", "staging"]).ok();
+    let gone = flagctl(&server, &["segment", "get", "pilot"]).code(4);
+    assert!(gone.stderr.contains("flagctl segment list"), "{}", gone.stderr);
+}
+
+#[test]
+fn eval_prints_value_variant_and_reason() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "portal"})).unwrap();
+    flagctl(&server, &["allow", "portal", "42", "--env", "production"]).ok();
+    flagctl(&server, &["enable", "portal", "--env", "production"]).ok();
+
+    let pilot = flagctl(
+        &server,
+        &["eval", "portal", "--company", "42", "--attr", "plan=pro", "--env", "production", "-o", "json"],
+    )
+    .ok()
+    .json();
+    assert_eq!((&pilot["value"], &pilot["variant"]), (&json!(true), &json!("on")));
+    assert_eq!(pilot["reason"], "TARGETING_MATCH");
+    let other =
+        flagctl(&server, &["eval", "portal", "--company", "7", "--env", "production", "-o", "json"]).ok().json();
+    assert_eq!((&other["value"], &other["variant"]), (&json!(false), &json!("off")));
+    let shown = flagctl(&server, &["eval", "portal", "--company", "42", "--env", "production"]).ok().stdout;
+    assert!(shown.contains("value") && shown.contains("true") && shown.contains("TARGETING_MATCH"), "{shown}");
+
+    let everywhere = flagctl(&server, &["eval", "portal", "--company", "42", "-o", "json"]).ok().json();
+    assert_eq!(everywhere["staging"]["reason"], "DISABLED");
+    assert_eq!(everywhere["production"]["value"], true);
+    let table = flagctl(&server, &["eval", "portal", "--company", "42"]).ok().stdout;
+    assert!(
+        table.contains("ENVIRONMENT") && table.contains("DISABLED") && table.contains("TARGETING_MATCH"),
+        "{table}"
+    );
+    flagctl(&server, &["eval", "nope", "--company", "42", "--env", "production"]).code(4);
+}
+
+#[test]
+fn import_shows_the_diff_and_a_dry_run_changes_nothing() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    for key in ["a", "b"] {
+        admin.create_flag(&json!({ "key": key })).unwrap();
+    }
+    flagctl(&server, &["enable", "a", "--env", "staging"]).ok();
+    flagctl(&server, &["rollout", "a", "30", "--env", "staging"]).ok();
+    let exported = flagctl(&server, &["export", "--env", "staging"]).ok();
+    let dir = TempDir::new("flagctl").unwrap();
+    let file = dir.path().join("staging.json");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let file = file.to_str().unwrap();
+    assert!(exported.json()["flags"]["a"].is_object(), "{}", exported.stdout);
+    flagctl(&server, &["export"]).code(2);
+
+    let before = (audit(&admin), config(&admin, "a", "production"));
+    let dry = flagctl(&server, &["import", file, "--env", "production", "--dry-run", "-o", "json"]).ok().json();
+    assert_eq!(dry["dryRun"], true);
+    let changes = dry["changes"].as_array().unwrap();
+    assert!(changes.iter().any(|c| c["key"] == "a" && c["action"] == "update"), "{dry}");
+    let dry_table = flagctl(&server, &["import", file, "--env", "production", "--dry-run"]).ok().stdout;
+    assert!(
+        dry_table.contains("dry run: nothing was changed") && dry_table.contains("state: DISABLED → ENABLED"),
+        "{dry_table}"
+    );
+    assert_eq!((audit(&admin), config(&admin, "a", "production")), before, "a dry run writes nothing");
+
+    let real = flagctl(&server, &["import", file, "--env", "production", "--reason", "copy staging", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!((real["dryRun"].clone(), real["changes"].clone()), (json!(false), dry["changes"].clone()));
+    assert_eq!(config(&admin, "a", "production")["state"], "ENABLED");
+    for company in 1..=12 {
+        let both = flagctl(&server, &["eval", "a", "--company", &company.to_string(), "-o", "json"]).ok().json();
+        let served = |env: &str| (both[env]["value"].clone(), both[env]["variant"].clone());
+        assert_eq!(served("production"), served("staging"), "company {company}: production serves what staging does");
+    }
+    let again = flagctl(&server, &["import", file, "--env", "production", "--dry-run"]).ok().stdout;
+    assert!(again.contains("would change nothing"), "{again}");
+
+    flagctl(&server, &["create", "c"]).ok();
+    flagctl(&server, &["enable", "c", "--env", "production"]).ok();
+    let replace =
+        flagctl(&server, &["import", file, "--env", "production", "--replace", "--dry-run", "-o", "json"]).ok().json();
+    assert!(replace["changes"].as_array().unwrap().iter().any(|c| c["key"] == "c"), "replace disables c: {replace}");
+    assert_eq!(config(&admin, "c", "production")["state"], "ENABLED");
+}
+
+#[test]
+fn tokens_are_created_listed_and_revoked() {
+    let server = Server::start().unwrap();
+    let created = flagctl(&server, &["token", "create", "ci-reader", "--role", "read", "-o", "json"]).ok().json();
+    let (id, value) = (created["id"].as_str().unwrap(), created["value"].as_str().unwrap());
+    let human = flagctl(&server, &["token", "create", "deploy", "--role", "admin"]).ok();
+    assert!(human.stderr.contains("shown only now") && !human.stdout.trim().is_empty(), "{human:?}");
+    flagctl(&server, &["token", "create", "ofrep", "--role", "evaluate"]).code(2);
+    let ofrep = flagctl(&server, &["token", "create", "ofrep", "--role", "evaluate", "--env", "staging", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(ofrep["environment"], "staging");
+
+    let listed = flagctl(&server, &["token", "list", "-o", "json"]).ok().json();
+    assert!(listed["tokens"].as_array().unwrap().iter().any(|t| t["id"] == id && t["role"] == "read"), "{listed}");
+    assert!(flagctl(&server, &["token", "list"]).ok().stdout.contains("ci-reader"));
+    flagctl_as(server.url(), Some(value), &["list"]).ok();
+
+    flagctl(&server, &["token", "revoke", id]).ok();
+    let revoked = flagctl_as(server.url(), Some(value), &["list"]).code(1);
+    assert!(revoked.stderr.contains("revoked"), "{}", revoked.stderr);
+}
+
+/// A flag enabled in production, ready to ramp.
+fn ramp_server(key: &str) -> Server {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({ "key": key })).unwrap();
+    server
+}
+
+#[test]
+fn a_failing_check_at_the_third_step_disables_the_flag() {
+    let server = ramp_server("checkout");
+    let admin = server.admin();
+    let run = flagctl(
+        &server,
+        &[
+            "ramp",
+            "checkout",
+            "--env",
+            "production",
+            "--steps",
+            "1,5,25,50,100",
+            "--every",
+            "0s",
+            "--check",
+            "echo checking step $FLAGCTL_RAMP_STEP; test \"$FLAGCTL_RAMP_STEP\" -lt 3",
+            "--enable-if-disabled",
+            "-o",
+            "json",
+        ],
+    )
+    .code(6);
+    let production = config(&admin, "checkout", "production");
+    assert_eq!(production["state"], "DISABLED", "the kill switch is on");
+    assert_eq!(weights(&production), on_off(25.0), "the rollout stays at the third step");
+
+    let events = audit(&admin);
+    let disable = events.iter().find(|e| e["action"] == "config.disable").expect("a disable in the audit log");
+    let reason = disable["reason"].as_str().unwrap();
+    assert!(reason.contains("ramp step 3/5") && reason.contains("health check"), "{reason}");
+    let rollouts: Vec<&str> =
+        events.iter().filter(|e| e["action"] == "config.rollout").map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(rollouts, ["ramp step 3/5: 25%", "ramp step 2/5: 5%", "ramp step 1/5: 1%"]);
+    assert!(events.iter().any(|e| e["action"] == "config.enable"), "--enable-if-disabled enabled it");
+
+    let ramp_events = run.events();
+    let checks: Vec<(i64, bool)> = ramp_events
+        .iter()
+        .filter(|e| e["event"] == "check")
+        .map(|e| (e["step"].as_i64().unwrap(), e["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(checks, [(1, true), (2, true), (3, false)]);
+    let summary = ramp_events.last().unwrap();
+    assert_eq!(
+        (&summary["event"], &summary["result"], &summary["exitCode"]),
+        (&json!("summary"), &json!("check-failed"), &json!(6))
+    );
+    assert!(run.stderr.contains("checking step 3"), "the check's output goes to stderr: {}", run.stderr);
+    assert!(run.stderr.contains("health check failed at step 3/5"), "{}", run.stderr);
+}
+
+#[test]
+fn a_ramp_with_passing_checks_reaches_the_last_step() {
+    let server = ramp_server("portal");
+    flagctl(&server, &["enable", "portal", "--env", "staging"]).ok();
+    let dir = TempDir::new("flagctl-ramp").unwrap();
+    let log = dir.path().join("checks.log");
+    let check = format!(
+        "echo \"$FLAGCTL_FLAG $FLAGCTL_ENV $FLAGCTL_RAMP_STEP/$FLAGCTL_RAMP_STEPS $FLAGCTL_RAMP_PERCENT\" >> '{}'",
+        log.display()
+    );
+    let run = flagctl(
+        &server,
+        &["ramp", "portal", "--env", "staging", "--steps", "10,12.5,100", "--every", "0s", "--check", &check],
+    )
+    .ok();
+    assert!(run.stderr.contains("ramp complete"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "portal staging 1/3 10\nportal staging 2/3 12.5\nportal staging 3/3 100\n"
+    );
+    let staging = config(&server.admin(), "portal", "staging");
+    assert_eq!((staging["state"].clone(), weights(&staging)), (json!("ENABLED"), on_off(100.0)));
+}
+
+#[test]
+fn a_ramp_refuses_a_disabled_flag_and_a_dry_run_changes_nothing() {
+    let server = ramp_server("search");
+    let admin = server.admin();
+    let before = (audit(&admin), config(&admin, "search", "production"));
+    let args =
+        ["ramp", "search", "--env", "production", "--steps", "1,5,25,50,100", "--every", "10m", "--check", "false"];
+    let refused = flagctl(&server, &args).code(3);
+    assert!(refused.stderr.contains("--enable-if-disabled"), "{}", refused.stderr);
+
+    let dry = flagctl(&server, &[&args[..], &["--enable-if-disabled", "--dry-run"]].concat()).ok();
+    assert!(
+        dry.stderr.contains("1% → 5% → 25% → 50% → 100% every 10m") && dry.stderr.contains("dry run"),
+        "{}",
+        dry.stderr
+    );
+    let plan =
+        flagctl(&server, &[&args[..], &["--enable-if-disabled", "--dry-run", "-o", "json"]].concat()).ok().events();
+    assert_eq!(
+        (&plan[0]["event"], &plan[0]["steps"], &plan[0]["enable"]),
+        (&json!("plan"), &json!([1.0, 5.0, 25.0, 50.0, 100.0]), &json!(true))
+    );
+    assert_eq!((audit(&admin), config(&admin, "search", "production")), before, "nothing was changed");
+}
+
+#[test]
+fn sigterm_stops_a_ramp_at_the_last_step_set() {
+    let server = ramp_server("billing");
+    let admin = server.admin();
+    flagctl(&server, &["enable", "billing", "--env", "production"]).ok();
+    let args = ["ramp", "billing", "--env", "production", "--steps", "10,50,100", "--every", "1h", "--check", "true"];
+    let mut child = command(server.url(), Some(server.admin_token()), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the first ramp step", Duration::from_secs(30), || {
+        audit(&admin).iter().any(|e| e["reason"] == "ramp step 1/3: 10%")
+    });
+    run_checked("kill", &["-TERM", &child.id().to_string()], Path::new(".")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "flagctl ramp did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = Run::from(&args, child.wait_with_output().unwrap()).code(130);
+    assert!(run.stderr.contains("interrupted by SIGTERM") && run.stderr.contains("left at 10%"), "{}", run.stderr);
+    let production = config(&admin, "billing", "production");
+    assert_eq!((production["state"].clone(), weights(&production)), (json!("ENABLED"), on_off(10.0)));
+}
