@@ -66,7 +66,12 @@ fn three_conditions() -> Value {
 
 /// The single-flag cases, one flag each, in one ruleset (as the server holds them).
 pub fn single_flag_ruleset() -> Result<Ruleset, Error> {
-    let source = json!({"flags": [
+    compile(single_flag_source())
+}
+
+/// The source of [`single_flag_ruleset`], in flagd-server's own format.
+pub fn single_flag_source() -> Value {
+    json!({"flags": [
         {"key": keys::STATIC_BOOLEAN, "state": "ENABLED", "fallthrough": {"variant": "on"}},
         {"key": keys::ALLOW_LIST, "state": "ENABLED", "allow": company_ids(1_000)},
         {"key": keys::ROLLOUT_50, "state": "ENABLED", "fallthrough": rollout(50.0)},
@@ -75,8 +80,7 @@ pub fn single_flag_ruleset() -> Result<Ruleset, Error> {
         {"key": keys::ONE_CONDITION, "state": "ENABLED",
          "rules": [{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}],
                     "serve": {"variant": "on"}}]}
-    ]});
-    compile(source)
+    ]})
 }
 
 /// One flagd flag whose targeting splits 50/50 with `fractional`, bucketing by flag key
