@@ -1,6 +1,7 @@
 //! Command-line options; each can also be set through an environment variable.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -22,6 +23,11 @@ pub struct Config {
     #[arg(long, env = "FLAGD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// How often to poll the database for changes made by other replicas (`200ms`, `1s`;
+    /// on PostgreSQL a NOTIFY wakes replicas at once and polling is the safety net).
+    #[arg(long, env = "FLAGD_SYNC_INTERVAL", default_value = "200ms", value_parser = parse_interval)]
+    pub sync_interval: Duration,
+
     /// Log format.
     #[arg(long, env = "FLAGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -34,4 +40,38 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
+}
+
+/// Reads `250ms`, `2s` or `1m` (a bare number is milliseconds), between 10 ms and 1 min.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    const UNITS: [(&str, u64); 3] = [("ms", 1), ("s", 1_000), ("m", 60_000)];
+    let text = text.trim();
+    let (number, per_unit) =
+        UNITS.iter().find_map(|(suffix, ms)| text.strip_suffix(suffix).map(|n| (n, *ms))).unwrap_or((text, 1));
+    let ms = number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per_unit))
+        .ok_or_else(|| format!("`{text}` is not a duration; write e.g. `200ms`, `1s` or `1m`"))?;
+    if !(10..=60_000).contains(&ms) {
+        return Err(format!("`{text}` is out of range: the sync interval must be between 10ms and 1m"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_read_with_units_and_refuse_nonsense() {
+        let cases = [("200ms", Some(200)), ("2s", Some(2_000)), ("1m", Some(60_000)), ("50", Some(50))];
+        for (text, ms) in cases {
+            assert_eq!(parse_interval(text).ok(), ms.map(Duration::from_millis), "{text}");
+        }
+        for text in ["", "fast", "5ms", "2h", "-1s", "1.5s"] {
+            assert!(parse_interval(text).is_err(), "{text}");
+        }
+    }
 }

@@ -45,9 +45,10 @@ pub enum ApiError {
     /// The database is unreachable: writes cannot be made now.
     #[error("the database is unavailable; evaluation continues from memory, retry writes later")]
     Unavailable(#[source] StoreError),
-    /// A change was not applied within the time the caller was willing to wait.
-    #[error("change {seq} is not applied yet (this server has applied up to {applied}); wait again, or check /readyz")]
-    WaitTimeout { seq: i64, applied: i64 },
+    /// A change was not applied within the time the caller was willing to wait;
+    /// `laggards` names each replica behind and how far it got.
+    #[error("change {seq} is not applied yet by {}; wait again, or see GET /api/v1/cluster", laggards.join(", "))]
+    WaitTimeout { seq: i64, laggards: Vec<String> },
     /// Anything else: the detail goes to the log, not to the caller.
     #[error("internal error")]
     Internal(String),

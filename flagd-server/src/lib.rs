@@ -33,6 +33,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod replication;
 pub mod service;
 pub mod snapshot;
 pub mod store;

@@ -1,9 +1,11 @@
 //! The flagd-server binary: parse options, set up logging, open the store, serve.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use flagd_server::config::{Config, LogFormat};
+use flagd_server::replication::ReplicaOptions;
 use flagd_server::service::Service;
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +23,9 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How long a stopping server tries to remove itself from the cluster view.
+const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -37,8 +42,15 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         println!("Generated an admin token (shown once, store it now):\n\n    {token}\n");
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, database = %redact(&config.database_url), "flagd-server ready");
+    let address = listener.local_addr()?;
+    let options = ReplicaOptions { sync_interval: config.sync_interval, address: address.to_string() };
+    let replica = flagd_server::replication::spawn(Arc::clone(&service), options);
+    tracing::info!(listen = %address, database = %redact(&config.database_url), replica = service.id(), "flagd-server ready");
     flagd_server::run(listener, service, shutdown_signal()).await?;
+    // Leave the cluster view before exiting, unless the database does not answer.
+    if tokio::time::timeout(LEAVE_TIMEOUT, replica).await.is_err() {
+        tracing::warn!("could not leave the cluster view in time; it drops out by itself");
+    }
     tracing::info!("stopped");
     Ok(())
 }

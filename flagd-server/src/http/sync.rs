@@ -18,6 +18,7 @@ use super::json::QueryParams;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::ReadErrors;
+use crate::replication::{ClusterView, ReplicaView};
 use crate::service::{Service, etag, parse_etag};
 use crate::snapshot::Snapshot;
 
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/v1/environments/{env}/snapshot", get(snapshot))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/wait", get(wait))
+        .route("/api/v1/cluster", get(cluster))
 }
 
 fn current(service: &Service, env: &str) -> Result<Arc<Snapshot>, ApiError> {
@@ -167,24 +169,16 @@ struct WaitParams {
 pub struct WaitResult {
     /// The sequence number waited for.
     pub seq: i64,
-    /// Who confirmed it: `server`, this server alone (the one the request reached).
-    #[schema(example = "server")]
+    /// Who confirmed it: `cluster` (every live replica) or `server` (the one the request
+    /// reached, when it runs without the cluster view).
+    #[schema(example = "cluster")]
     pub scope: &'static str,
-    /// Each server that has applied it.
-    pub replicas: Vec<ReplicaProgress>,
+    /// Each replica and how far it has applied the change sequence.
+    pub replicas: Vec<ReplicaView>,
 }
 
-/// A server and how far it has applied the change sequence.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ReplicaProgress {
-    /// The server process's id (new at every start).
-    pub id: String,
-    /// The highest change sequence number it serves.
-    pub applied_seq: i64,
-}
-
-/// Returns once the change `seq` is served, or 504 after the timeout.
+/// Returns once every live replica serves change `seq`, or 504 after the timeout naming
+/// the replicas behind.
 #[utoipa::path(
     get,
     path = "/api/v1/wait",
@@ -206,12 +200,26 @@ async fn wait(
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     let timeout = q.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
-    let mut applied = s.snapshots().subscribe();
-    let reached = tokio::time::timeout(timeout, applied.wait_for(|applied| *applied >= q.seq)).await;
-    let applied_seq = s.snapshots().applied_seq();
-    if !matches!(reached, Ok(Ok(_))) {
-        return Err(ApiError::WaitTimeout { seq: q.seq, applied: applied_seq });
-    }
-    let replicas = vec![ReplicaProgress { id: s.id().to_owned(), applied_seq }];
-    Ok(axum::Json(WaitResult { seq: q.seq, scope: "server", replicas }).into_response())
+    let view = s.wait_for_cluster(q.seq, timeout).await?;
+    let scope = if s.cluster_enabled() { "cluster" } else { "server" };
+    Ok(axum::Json(WaitResult { seq: q.seq, scope, replicas: view.replicas }).into_response())
+}
+
+/// The live replicas (a heartbeat in the last three seconds) and how far each has
+/// applied the change sequence. A stopped replica drops out.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster",
+    operation_id = "cluster",
+    tag = "sync",
+    responses(
+        (status = 200, description = "The live replicas, oldest first", body = ClusterView),
+        (status = 503, description = "The database is unreachable (`DATABASE_UNAVAILABLE`)", body = ErrorBody),
+        ReadErrors,
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
+async fn cluster(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, ApiError> {
+    p.require(Access::Read)?;
+    Ok(axum::Json(s.cluster().await?).into_response())
 }

@@ -37,6 +37,9 @@ pub struct Service {
     tokens: TokenCache,
     metrics: Metrics,
     id: String,
+    /// Whether this process records heartbeats (see [`crate::replication`]), so that
+    /// the cluster view and waits read them.
+    cluster: std::sync::atomic::AtomicBool,
     /// Set when the server begins to shut down, so that endless responses (change
     /// streams) end and graceful shutdown does not wait for them forever.
     closing: tokio::sync::watch::Sender<bool>,
@@ -80,6 +83,7 @@ impl Service {
             tokens: TokenCache::default(),
             metrics: Metrics::default(),
             id: crate::auth::generate_id(),
+            cluster: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
         });
         service.ensure_default_environments().await?;
@@ -92,6 +96,16 @@ impl Service {
     /// This server process's id, new at every start.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Turns on cluster mode: heartbeats are recorded and read.
+    pub(crate) fn enable_cluster(&self) {
+        self.cluster.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether cluster mode is on.
+    pub fn cluster_enabled(&self) -> bool {
+        self.cluster.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tells endless responses to finish: the server is shutting down.
@@ -140,6 +154,35 @@ impl Service {
         }
         self.snapshots.mark_applied(seq);
         Ok(())
+    }
+
+    /// Applies what other processes committed since the last change applied here: only
+    /// the environments their audit events name (every environment for changes made
+    /// outside one, such as flag definitions), and the tokens if they changed. Returns
+    /// whether anything was applied.
+    pub async fn catch_up(&self) -> Result<bool, ApiError> {
+        let applied = self.snapshots.applied_seq();
+        if self.store.current_seq().await? <= applied {
+            return Ok(false);
+        }
+        let mut tx = self.store.begin_read().await?;
+        let seq = tx.seq();
+        let changes = tx.changes_since(applied).await?;
+        let everywhere = changes.iter().any(|c| c.environment.is_none() && !c.action.starts_with("token."));
+        let environments: BTreeSet<String> = if everywhere {
+            tx.environments().await?.into_iter().map(|e| e.name).collect()
+        } else {
+            changes.iter().filter_map(|c| c.environment.clone()).collect()
+        };
+        for env in &environments {
+            self.install(compile_environment(tx.as_mut(), env, seq).await?);
+        }
+        if changes.iter().any(|c| c.action.starts_with("token.")) {
+            self.tokens.replace(tx.tokens().await?);
+        }
+        self.snapshots.mark_applied(seq);
+        tracing::debug!(from = applied, to = seq, environments = ?environments, "applied changes from other replicas");
+        Ok(true)
     }
 
     async fn reload_tokens(&self) -> Result<(), ApiError> {

@@ -136,6 +136,32 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// A server process following the change sequence, as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Replica {
+    /// The process's id, new at every start.
+    pub id: String,
+    /// The address it listens on, as configured.
+    pub address: String,
+    /// The highest change sequence number it serves.
+    pub applied_seq: i64,
+    /// When it started (Unix ms).
+    pub started_at: i64,
+    /// Its last heartbeat (Unix ms).
+    pub last_seen: i64,
+}
+
+/// Something the changes after a sequence number touched, read off the audit log: an
+/// environment (or none, for flag definitions and tokens) and the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeScope {
+    /// The environment the change was made in, if it was made in one.
+    pub environment: Option<String>,
+    /// The audit action, e.g. `config.disable`, `flag.create`, `token.revoke`.
+    pub action: String,
+}
+
 /// Access levels of API tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -248,6 +274,9 @@ pub trait Tx: Send {
     async fn insert_token(&mut self, token: &Token) -> Result<(), StoreError>;
     /// Marks a token revoked at `at`; false when there is no such token.
     async fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool, StoreError>;
+
+    /// What the changes with a sequence number above `seq` touched, without duplicates.
+    async fn changes_since(&mut self, seq: i64) -> Result<Vec<ChangeScope>, StoreError>;
 }
 
 /// A database holding flagd's state.
@@ -262,6 +291,20 @@ pub trait Store: Send + Sync + 'static {
     async fn current_seq(&self) -> Result<i64, StoreError>;
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records a replica's heartbeat (inserting it the first time).
+    async fn heartbeat(&self, replica: &Replica) -> Result<(), StoreError>;
+    /// The replicas whose last heartbeat is at or after `seen_since` (Unix ms).
+    async fn replicas(&self, seen_since: i64) -> Result<Vec<Replica>, StoreError>;
+    /// Forgets a replica (it is shutting down).
+    async fn remove_replica(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Wakes `wake` whenever another process commits a change, where the database can
+    /// push that (PostgreSQL's LISTEN/NOTIFY); elsewhere it does nothing and replicas
+    /// rely on polling [`Store::current_seq`].
+    fn watch_commits(&self, wake: Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
 }
 
 /// Connects to the database `url` names (`sqlite:path`, `mysql://…`, `postgres://…`),

@@ -18,8 +18,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::SqlDialect;
 use super::{
-    AuditEvent, AuditQuery, Environment, NewAuditEvent, Role, Store, StoreError, StoredConfig, StoredFlag,
-    StoredSegment, Token, Tx,
+    AuditEvent, AuditQuery, ChangeScope, Environment, NewAuditEvent, Replica, Role, Store, StoreError, StoredConfig,
+    StoredFlag, StoredSegment, Token, Tx,
 };
 
 /// The most audit events one query returns.
@@ -29,6 +29,8 @@ const AUDIT_LIMIT_CAP: u32 = 1000;
 pub struct SqlStore {
     pool: AnyPool,
     dialect: SqlDialect,
+    /// The URL as given, for PostgreSQL's LISTEN connection (which `Any` cannot open).
+    url: String,
     /// Queues this process's writers on SQLite (see [`SqlDialect::gates_writers_in_process`]).
     write_gate: Option<Arc<Mutex<()>>>,
 }
@@ -45,6 +47,7 @@ impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = SqlDialect::from_url(url)?;
+        let given = url.to_owned();
         let url = dialect.prepare_url(url)?;
         let setup = Arc::new(dialect.session_setup());
         let pool = AnyPoolOptions::new()
@@ -62,7 +65,7 @@ impl SqlStore {
             .await?;
         dialect.migrator().run(&pool).await?;
         let write_gate = dialect.gates_writers_in_process().then(|| Arc::new(Mutex::new(())));
-        let store = Self { pool, dialect, write_gate };
+        let store = Self { pool, dialect, url: given, write_gate };
         store.ensure_sequence_row().await?;
         Ok(store)
     }
@@ -86,7 +89,7 @@ impl SqlStore {
     /// Opens a transaction with `begin` and wraps it.
     async fn begin(&self, begin: &'static str, gate: Option<OwnedMutexGuard<()>>) -> Result<SqlTx, StoreError> {
         let tx = self.pool.begin_with(begin).await?;
-        Ok(SqlTx { tx, dialect: self.dialect, seq: 0, _gate: gate })
+        Ok(SqlTx { tx, dialect: self.dialect, seq: 0, writes: false, _gate: gate })
     }
 }
 
@@ -103,6 +106,7 @@ impl Store for SqlStore {
             return Err(sqlx::Error::RowNotFound.into());
         }
         tx.seq = tx.read_seq().await?;
+        tx.writes = true;
         Ok(Box::new(tx))
     }
 
@@ -120,6 +124,87 @@ impl Store for SqlStore {
         self.pool.execute("SELECT 1").await?;
         Ok(())
     }
+
+    async fn heartbeat(&self, r: &Replica) -> Result<(), StoreError> {
+        let update = self.dialect.sql("UPDATE replicas SET address = ?, applied_seq = ?, last_seen = ? WHERE id = ?");
+        let updated = sqlx::query(&update)
+            .bind(r.address.as_str())
+            .bind(r.applied_seq)
+            .bind(r.last_seen)
+            .bind(r.id.as_str())
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() > 0 {
+            return Ok(());
+        }
+        let insert = self
+            .dialect
+            .sql("INSERT INTO replicas (id, address, applied_seq, started_at, last_seen) VALUES (?, ?, ?, ?, ?)");
+        let inserted = sqlx::query(&insert)
+            .bind(r.id.as_str())
+            .bind(r.address.as_str())
+            .bind(r.applied_seq)
+            .bind(r.started_at)
+            .bind(r.last_seen)
+            .execute(&self.pool)
+            .await;
+        // MySQL counts only changed rows, so an UPDATE that changed nothing reads as
+        // "no such row" and the INSERT then finds it: the heartbeat is recorded either way.
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
+            other => other.map(drop).map_err(Into::into),
+        }
+    }
+
+    async fn replicas(&self, seen_since: i64) -> Result<Vec<Replica>, StoreError> {
+        let sql = self.dialect.sql(
+            "SELECT id, address, applied_seq, started_at, last_seen FROM replicas WHERE last_seen >= ? ORDER BY started_at, id",
+        );
+        let rows = sqlx::query(&sql).bind(seen_since).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_replica).collect()
+    }
+
+    async fn remove_replica(&self, id: &str) -> Result<(), StoreError> {
+        let sql = self.dialect.sql("DELETE FROM replicas WHERE id = ?");
+        sqlx::query(&sql).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn watch_commits(&self, wake: Arc<tokio::sync::Notify>) {
+        if self.dialect == SqlDialect::Postgres {
+            tokio::spawn(listen_for_commits(self.url.clone(), wake));
+        }
+    }
+}
+
+/// The channel committing writers notify on PostgreSQL.
+const COMMIT_CHANNEL: &str = "flagd_commits";
+
+/// Follows PostgreSQL's notifications of commits for as long as the process runs,
+/// reconnecting after a second when the connection drops (polling covers the gap).
+async fn listen_for_commits(url: String, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(COMMIT_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot LISTEN for commits; polling only");
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => wake.notify_one(),
+                        // The connection was lost; the listener reconnects on the next call.
+                        Ok(None) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the LISTEN connection; polling until it is back");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot open the LISTEN connection"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// One open transaction of a [`SqlStore`].
@@ -129,6 +214,8 @@ pub struct SqlTx {
     tx: Transaction<'static, Any>,
     dialect: SqlDialect,
     seq: i64,
+    /// A write transaction (it advanced the change sequence).
+    writes: bool,
     _gate: Option<OwnedMutexGuard<()>>,
 }
 
@@ -223,7 +310,15 @@ impl Tx for SqlTx {
         self.seq
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        if self.writes && self.dialect == SqlDialect::Postgres {
+            // Delivered to listeners when (and only if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(COMMIT_CHANNEL)
+                .bind(self.seq.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        }
         let Self { tx, _gate, .. } = *self;
         tx.commit().await?;
         Ok(())
@@ -415,6 +510,25 @@ impl Tx for SqlTx {
         let done = sqlx::query(&sql).bind(at).bind(id).execute(&mut *self.tx).await?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn changes_since(&mut self, seq: i64) -> Result<Vec<ChangeScope>, StoreError> {
+        let sql = self.dialect.sql("SELECT DISTINCT environment, action FROM audit WHERE seq > ?");
+        let rows = sqlx::query(&sql).bind(seq).fetch_all(&mut *self.tx).await?;
+        let decode = |row: &AnyRow| {
+            Ok(ChangeScope { environment: optional_text(row, "environment")?, action: text(row, "action")? })
+        };
+        rows.iter().map(decode).collect()
+    }
+}
+
+fn decode_replica(row: &AnyRow) -> Result<Replica, StoreError> {
+    Ok(Replica {
+        id: text(row, "id")?,
+        address: text(row, "address")?,
+        applied_seq: row.try_get("applied_seq")?,
+        started_at: row.try_get("started_at")?,
+        last_seen: row.try_get("last_seen")?,
+    })
 }
 
 fn decode_environment(row: &AnyRow) -> Result<Environment, StoreError> {

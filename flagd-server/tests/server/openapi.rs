@@ -49,6 +49,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/environments/{env}/snapshot"),
     ("get", "/api/v1/stream"),
     ("get", "/api/v1/wait"),
+    ("get", "/api/v1/cluster"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/tokens"),
     ("post", "/api/v1/tokens"),

@@ -10,7 +10,8 @@ use std::sync::{Arc, Once};
 
 use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState, Segment, Serve};
 use flagd_server::store::{
-    self, AuditEvent, AuditQuery, Environment, Role, Store, StoreError, StoredConfig, StoredFlag, StoredSegment, Token,
+    self, AuditEvent, AuditQuery, ChangeScope, Environment, Replica, Role, Store, StoreError, StoredConfig, StoredFlag,
+    StoredSegment, Token,
 };
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Connection, Executor};
@@ -178,6 +179,8 @@ contract!(
     tokens_are_found_revoked_and_listed_newest_first,
     concurrent_writes_serialise,
     ping_and_current_seq,
+    heartbeats_are_recorded_updated_and_forgotten,
+    changes_since_name_what_later_writes_touched,
 );
 
 const T0: i64 = 1_700_000_000_000;
@@ -774,4 +777,42 @@ async fn sqlite_creates_its_directory_and_uses_wal() {
         drop(store);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn heartbeats_are_recorded_updated_and_forgotten(store: Arc<dyn Store>, _url: String) {
+    let beat = |id: &str, applied_seq: i64, last_seen: i64| Replica {
+        id: id.to_owned(),
+        address: format!("10.0.0.1:{}", 8000 + applied_seq),
+        applied_seq,
+        started_at: T0,
+        last_seen,
+    };
+    store.heartbeat(&beat("a", 1, T0)).await.unwrap();
+    store.heartbeat(&beat("b", 1, T0 + 10)).await.unwrap();
+    // The same heartbeat twice (MySQL reports an unchanged row as not updated) is fine.
+    store.heartbeat(&beat("b", 1, T0 + 10)).await.unwrap();
+    store.heartbeat(&beat("a", 7, T0 + 20)).await.unwrap();
+    assert_eq!(store.replicas(T0).await.unwrap(), vec![beat("a", 7, T0 + 20), beat("b", 1, T0 + 10)]);
+    assert_eq!(store.replicas(T0 + 15).await.unwrap(), vec![beat("a", 7, T0 + 20)], "stale replicas are left out");
+    store.remove_replica("a").await.unwrap();
+    assert_eq!(store.replicas(T0).await.unwrap(), vec![beat("b", 1, T0 + 10)]);
+}
+
+async fn changes_since_name_what_later_writes_touched(store: Arc<dyn Store>, _url: String) {
+    let mut seqs = Vec::new();
+    for environment in [Some("staging"), Some("production"), None, Some("production")] {
+        let mut tx = store.begin_write().await.unwrap();
+        tx.append_audit(&event(tx.seq(), "alice", T0, environment, Some("portal"))).await.unwrap();
+        seqs.push(tx.seq());
+        tx.commit().await.unwrap();
+    }
+    let mut read = store.begin_read().await.unwrap();
+    let scope = |environment: Option<&str>| ChangeScope {
+        environment: environment.map(str::to_owned),
+        action: "config.update".to_owned(),
+    };
+    let mut since_first = read.changes_since(seqs[0]).await.unwrap();
+    since_first.sort_by(|a, b| a.environment.cmp(&b.environment));
+    assert_eq!(since_first, vec![scope(None), scope(Some("production"))], "distinct, later writes only");
+    assert_eq!(read.changes_since(seqs[3]).await.unwrap(), vec![]);
 }

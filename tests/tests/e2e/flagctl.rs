@@ -138,8 +138,11 @@ fn a_flag_from_creation_to_kill_switch() {
         flagctl(&server, &["enable", "checkout", "--env", "staging", "--reason", "pilot", "--wait", "-o", "json"]).ok();
     assert_eq!(enabled.json()["state"], "ENABLED");
     let seq = enabled.json()["version"].as_i64().unwrap();
-    assert!(enabled.stderr.contains(&format!("applied by this server (seq {seq})")), "{}", enabled.stderr);
-    assert!(enabled.stderr.contains("cluster-wide confirmation needs the cluster view"), "{}", enabled.stderr);
+    assert!(
+        enabled.stderr.contains(&format!("applied by every live replica (1 replica, seq {seq})")),
+        "{}",
+        enabled.stderr
+    );
     assert_eq!(config(&admin, "checkout", "production")["state"], "DISABLED", "only staging changed");
 
     let rolled =
@@ -168,13 +171,13 @@ fn a_flag_from_creation_to_kill_switch() {
     let production = promoted.json();
     assert_eq!((&production["environment"], &production["allow"]), (&json!("production"), &json!(["2"])));
     assert_eq!(production["state"], "DISABLED", "promote keeps the target's state without --include-state");
-    assert!(promoted.stderr.contains("applied by this server"), "{}", promoted.stderr);
+    assert!(promoted.stderr.contains("applied by every live replica"), "{}", promoted.stderr);
     flagctl(&server, &["enable", "checkout", "--env", "production"]).ok();
 
     let disabled =
         flagctl(&server, &["disable", "checkout", "--env", "production", "--reason", "incident 42", "--wait"]).ok();
     assert!(disabled.stdout.contains("disabled `checkout` in production"), "{}", disabled.stdout);
-    assert!(disabled.stderr.contains("applied by this server (seq"), "{}", disabled.stderr);
+    assert!(disabled.stderr.contains("applied by every live replica (1 replica, seq"), "{}", disabled.stderr);
     assert_eq!(config(&admin, "checkout", "production")["state"], "DISABLED");
 
     let events = flagctl(&server, &["audit", "checkout", "--env", "production", "-o", "json"]).ok().json();
@@ -269,7 +272,11 @@ fn wait_confirms_applied_changes_and_times_out_with_exit_5() {
     let seq =
         flagctl(&server, &["enable", "f", "--env", "staging", "-o", "json"]).ok().json()["version"].as_i64().unwrap();
     let applied = flagctl(&server, &["wait", &seq.to_string()]).ok();
-    assert!(applied.stderr.contains(&format!("applied by this server (seq {seq})")), "{}", applied.stderr);
+    assert!(
+        applied.stderr.contains(&format!("applied by every live replica (1 replica, seq {seq})")),
+        "{}",
+        applied.stderr
+    );
     // A change that has not been written yet cannot be applied: an honest timeout.
     let future = (seq + 1000).to_string();
     let late = flagctl(&server, &["wait", &future, "--wait-timeout", "300ms"]).code(5);

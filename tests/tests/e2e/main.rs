@@ -8,3 +8,4 @@ mod bad_input;
 mod client;
 mod flagctl;
 mod ofrep_clients;
+mod replicas;

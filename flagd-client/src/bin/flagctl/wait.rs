@@ -53,7 +53,10 @@ pub async fn report(session: &Session, seq: i64) -> Result<(), Failure> {
 fn confirmation(seq: i64, body: &Value) -> String {
     let replicas = body["replicas"].as_array().map_or(0, Vec::len);
     match body["scope"].as_str() {
-        Some("cluster") => format!("applied by all {replicas} replicas (seq {seq})"),
+        Some("cluster") => {
+            let noun = if replicas == 1 { "replica" } else { "replicas" };
+            format!("applied by every live replica ({replicas} {noun}, seq {seq})")
+        }
         _ => server_only(seq),
     }
 }

@@ -1,0 +1,181 @@
+//! Several flagd-server processes on one database. Each follows the global change
+//! sequence (polling it every `--sync-interval`, and woken at once by PostgreSQL's
+//! NOTIFY), applies what others committed, and records a heartbeat with the sequence
+//! number it serves. The cluster view and the cluster-wide wait read those heartbeats.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::error::ApiError;
+use crate::service::{Service, now_ms};
+use crate::store::Replica;
+
+/// How often a replica records a heartbeat when nothing changes (it also records one as
+/// soon as it applies a change).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A replica whose last heartbeat is older than this is not live: it has stopped, or it
+/// cannot reach the database.
+pub const LIVE_WITHIN: Duration = Duration::from_secs(3);
+/// How often a cluster-wide wait rereads the heartbeats.
+const WAIT_POLL: Duration = Duration::from_millis(10);
+
+/// How this process takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// How often to poll the change sequence.
+    pub sync_interval: Duration,
+    /// The address to report (what `--listen` was given).
+    pub address: String,
+}
+
+/// Starts following the other replicas; stops when the service closes, removing this
+/// replica from the cluster view.
+pub fn spawn(service: Arc<Service>, options: ReplicaOptions) -> tokio::task::JoinHandle<()> {
+    service.enable_cluster();
+    tokio::spawn(follow(service, options))
+}
+
+async fn follow(service: Arc<Service>, options: ReplicaOptions) {
+    let wake = Arc::new(Notify::new());
+    service.store().watch_commits(Arc::clone(&wake));
+    let mut applied = service.snapshots().subscribe();
+    let started_at = now_ms();
+    let mut last_beat: Option<Instant> = None;
+    let mut failing = false;
+    loop {
+        match service.catch_up().await {
+            Ok(true) => last_beat = None,
+            Ok(false) => {}
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "cannot follow the change sequence; serving the last rulesets")
+            }
+            Err(_) => {}
+        }
+        if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+            let me = Replica {
+                id: service.id().to_owned(),
+                address: options.address.clone(),
+                applied_seq: service.snapshots().applied_seq(),
+                started_at,
+                last_seen: now_ms(),
+            };
+            match service.store().heartbeat(&me).await {
+                Ok(()) => {
+                    failing = false;
+                    last_beat = Some(Instant::now());
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot record this replica's heartbeat");
+                    }
+                    failing = true;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(options.sync_interval) => {}
+            () = wake.notified() => {}
+            // A local write was applied: report it at once, so cluster-wide waits see it.
+            Ok(()) = applied.changed() => last_beat = None,
+            () = service.closed() => break,
+        }
+    }
+    if let Err(e) = service.store().remove_replica(service.id()).await {
+        tracing::warn!(error = %e, "cannot remove this replica from the cluster view");
+    }
+}
+
+fn laggard(r: &ReplicaView) -> String {
+    let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };
+    format!("replica {}{at} (applied up to {})", r.id, r.applied_seq)
+}
+
+/// One replica in the cluster view.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaView {
+    /// The process's id, new at every start.
+    pub id: String,
+    /// The address it listens on.
+    pub address: String,
+    /// The highest change sequence number it serves.
+    pub applied_seq: i64,
+    /// How many changes it is behind the database.
+    pub lag: i64,
+    /// When it started (Unix ms).
+    pub started_at: i64,
+    /// Its last heartbeat (Unix ms).
+    pub last_seen: i64,
+    /// Whether this is the replica that answered.
+    pub this: bool,
+}
+
+/// `GET /api/v1/cluster`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    /// The sequence number of the last committed change.
+    pub current_seq: i64,
+    /// Live replicas (a heartbeat within the last three seconds), oldest first.
+    pub replicas: Vec<ReplicaView>,
+}
+
+impl Service {
+    /// The live replicas and how far each has applied the change sequence. Without
+    /// cluster mode (no heartbeats), this server alone.
+    pub async fn cluster(&self) -> Result<ClusterView, ApiError> {
+        let current_seq = self.store().current_seq().await?;
+        let mut replicas = self.live_replicas().await?;
+        // This server's own progress is known here more recently than its last heartbeat.
+        let own = self.snapshots().applied_seq();
+        match replicas.iter_mut().find(|r| r.id == self.id()) {
+            Some(me) => me.applied_seq = me.applied_seq.max(own),
+            None => replicas.push(Replica {
+                id: self.id().to_owned(),
+                address: String::new(),
+                applied_seq: own,
+                started_at: 0,
+                last_seen: now_ms(),
+            }),
+        }
+        let view = |r: Replica| ReplicaView {
+            this: r.id == self.id(),
+            lag: (current_seq - r.applied_seq).max(0),
+            id: r.id,
+            address: r.address,
+            applied_seq: r.applied_seq,
+            started_at: r.started_at,
+            last_seen: r.last_seen,
+        };
+        Ok(ClusterView { current_seq, replicas: replicas.into_iter().map(view).collect() })
+    }
+
+    async fn live_replicas(&self) -> Result<Vec<Replica>, ApiError> {
+        if !self.cluster_enabled() {
+            return Ok(Vec::new());
+        }
+        let since = now_ms() - i64::try_from(LIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
+        Ok(self.store().replicas(since).await?)
+    }
+
+    /// Waits until every live replica serves change `seq`; on timeout, the error names
+    /// the replicas behind.
+    pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let view = self.cluster().await?;
+            let behind: Vec<&ReplicaView> = view.replicas.iter().filter(|r| r.applied_seq < seq).collect();
+            if behind.is_empty() {
+                return Ok(view);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let laggards = behind.iter().map(|r| laggard(r)).collect();
+                return Err(ApiError::WaitTimeout { seq, laggards });
+            }
+            tokio::time::sleep(WAIT_POLL).await;
+        }
+    }
+}

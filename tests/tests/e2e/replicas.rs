@@ -1,0 +1,225 @@
+//! Several flagd-server processes on one database (SQLite file, MariaDB, PostgreSQL):
+//! a kill switch thrown on one replica is served by the others, the cluster-wide wait
+//! returns only once it is, stopped replicas leave the cluster view, concurrent writers
+//! on different replicas lose no update, and `kill -9` loses no acknowledged write.
+//!
+//! MariaDB and PostgreSQL come from `FLAGD_TEST_MYSQL_URL` / `FLAGD_TEST_POSTGRES_URL`
+//! (as for the store contract); each test creates a database of its own there and drops
+//! it afterwards. An unset URL leaves that backend out; a set one that does not answer
+//! fails the test.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use flagd_tests::{Server, ServerOptions, TempDir, run_checked};
+use serde_json::{Value, json};
+
+const FLAG: &str = "portal";
+
+/// A database several servers share, removed on drop.
+struct Shared {
+    url: String,
+    drop_with: Option<(&'static str, Vec<String>)>,
+    _dir: TempDir,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some((program, args)) = &self.drop_with {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = run_checked(program, &args, self._dir.path());
+        }
+    }
+}
+
+/// Every configured backend, each as a fresh database.
+fn backends(test: &str) -> Vec<(&'static str, Shared)> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let suffix = format!("{}_{nanos}", std::process::id());
+    let name = format!("flagd_e2e_{test}_{suffix}");
+    let mut out = Vec::new();
+    let dir = TempDir::new("replicas").unwrap();
+    let url = format!("sqlite:{}", dir.path().join("flagd.db").display());
+    out.push(("sqlite", Shared { url, drop_with: None, _dir: dir }));
+    if let Some(base) = std::env::var("FLAGD_TEST_MYSQL_URL").ok().filter(|u| !u.is_empty()) {
+        let (host, port, user) = mysql_parts(&base);
+        let cli = |sql: String| vec![format!("-u{user}"), format!("-h{host}"), format!("-P{port}"), "-e".into(), sql];
+        let dir = TempDir::new("replicas").unwrap();
+        let create = cli(format!("CREATE DATABASE {name}"));
+        run_checked("mysql", &create.iter().map(String::as_str).collect::<Vec<_>>(), dir.path()).unwrap();
+        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        out.push((
+            "mariadb",
+            Shared { url, drop_with: Some(("mysql", cli(format!("DROP DATABASE {name}")))), _dir: dir },
+        ));
+    }
+    if let Some(base) = std::env::var("FLAGD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) {
+        let dir = TempDir::new("replicas").unwrap();
+        run_checked("psql", &[&base, "-qc", &format!("CREATE DATABASE {name}")], dir.path()).unwrap();
+        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        let drop = vec![base.clone(), "-qc".into(), format!("DROP DATABASE {name} WITH (FORCE)")];
+        out.push(("postgres", Shared { url, drop_with: Some(("psql", drop)), _dir: dir }));
+    }
+    out
+}
+
+/// `mysql://USER[:PASS]@HOST:PORT/DB` → host, port, user (the tests' URLs carry no password).
+fn mysql_parts(url: &str) -> (String, String, String) {
+    let rest = url.split_once("://").unwrap().1;
+    let (user, rest) = rest.split_once('@').unwrap();
+    let hostport = rest.split('/').next().unwrap();
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    (host.to_owned(), port.to_owned(), user.split(':').next().unwrap().to_owned())
+}
+
+fn replica(shared: &Shared) -> Server {
+    Server::start_with(&ServerOptions { database_url: Some(shared.url.clone()), ..ServerOptions::default() }).unwrap()
+}
+
+fn eventually(what: &str, deadline: Duration, condition: impl Fn() -> bool) {
+    let until = Instant::now() + deadline;
+    while !condition() {
+        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn served(server: &Server, token: &str) -> Value {
+    server.client(Some(token)).ofrep(FLAG, &json!({"companyId": 42})).unwrap().body["value"].clone()
+}
+
+fn cluster_ids(server: &Server) -> Vec<String> {
+    let view = server.admin().get("/api/v1/cluster").unwrap().body;
+    view["replicas"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn own_id(server: &Server) -> String {
+    let view = server.admin().get("/api/v1/cluster").unwrap().body;
+    let me = view["replicas"].as_array().unwrap().iter().find(|r| r["this"] == json!(true)).unwrap();
+    me["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_kill_switch_on_one_replica_is_served_by_all_and_the_wait_proves_it() {
+    for (backend, shared) in backends("kill") {
+        eprintln!("replicas on {backend}: {}", shared.url);
+        let (a, b) = (replica(&shared), replica(&shared));
+        let mut c = replica(&shared);
+        let admin = a.admin();
+        admin.create_flag(&json!({"key": FLAG})).unwrap();
+        admin.set_config(FLAG, "production", &json!({"state": "ENABLED", "fallthrough": {"variant": "on"}})).unwrap();
+        let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
+        for other in [&b, &c] {
+            eventually(&format!("{backend}: the token and flag reach {}", other.url()), Duration::from_secs(5), || {
+                other.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.status == 200)
+            });
+        }
+        eventually(&format!("{backend}: three replicas in the view"), Duration::from_secs(5), || {
+            cluster_ids(&a).len() == 3
+        });
+
+        let off = admin.quick_op(FLAG, "production", "disable", Some(&json!({"reason": "incident"}))).unwrap();
+        let version = off["version"].as_i64().unwrap();
+        let waited = admin.get(&format!("/api/v1/wait?seq={version}&timeoutMs=5000")).unwrap();
+        assert_eq!(waited.status, 200, "{backend}: {}", waited.body);
+        assert_eq!(waited.body["scope"], "cluster");
+        let applied: Vec<i64> =
+            waited.body["replicas"].as_array().unwrap().iter().map(|r| r["appliedSeq"].as_i64().unwrap()).collect();
+        assert!(applied.len() == 3 && applied.iter().all(|s| *s >= version), "{backend}: {applied:?}");
+        // Once the wait returned, every replica serves the change: no polling here.
+        for server in [&a, &b, &c] {
+            assert_eq!(served(server, &token), json!(false), "{backend}: {}", server.url());
+        }
+
+        let stopped = own_id(&c);
+        assert!(c.terminate(Duration::from_secs(10)).unwrap().success());
+        eventually(&format!("{backend}: a stopped replica leaves the view"), Duration::from_secs(5), || {
+            !cluster_ids(&a).contains(&stopped)
+        });
+        assert_eq!(cluster_ids(&a).len(), 2, "{backend}");
+    }
+}
+
+#[test]
+fn concurrent_if_match_writers_on_different_replicas_lose_no_update() {
+    for (backend, shared) in backends("ifmatch") {
+        let (a, b) = (replica(&shared), replica(&shared));
+        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        let (_, etag) = a.admin().config(FLAG, "production").unwrap();
+        let put = |server: &Server, company: &str| {
+            let body = json!({"state": "ENABLED", "allow": [company]});
+            let path = format!("/api/v1/flags/{FLAG}/environments/production");
+            server.admin().request("PUT", &path, Some(&body), &[("if-match", &etag)]).unwrap().status
+        };
+        let (first, second) = std::thread::scope(|s| {
+            let one = s.spawn(|| put(&a, "1"));
+            let two = s.spawn(|| put(&b, "2"));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        let mut statuses = [first, second];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 412], "{backend}: exactly one write wins, the other is told");
+        let (config, _) = b.admin().config(FLAG, "production").unwrap();
+        let winner = if first == 200 { "1" } else { "2" };
+        assert_eq!(config["allow"], json!([winner]), "{backend}");
+    }
+}
+
+#[test]
+fn kill_9_during_acknowledged_writes_loses_nothing_acknowledged() {
+    for (backend, shared) in backends("kill9") {
+        let mut server = replica(&shared);
+        server.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        let admin = server.admin().with_timeout(Duration::from_secs(2));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut acked = Vec::new();
+                for i in 1..=100_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let body = json!({"percentage": f64::from(i % 100_000) / 1000.0, "reason": format!("write {i}")});
+                    let path = format!("/api/v1/flags/{FLAG}/environments/production/rollout");
+                    match admin.request("PUT", &path, Some(&body), &[]) {
+                        Ok(r) if r.status == 200 => acked.push((i, r.body["version"].as_i64().unwrap())),
+                        // The server died mid-request: not acknowledged, so no promise made.
+                        _ => break,
+                    }
+                }
+                acked
+            });
+            eventually(&format!("{backend}: writes flowing"), Duration::from_secs(20), || {
+                server.admin().get("/readyz").is_ok_and(|r| r.body["appliedSeq"].as_i64().unwrap_or(0) > 25)
+            });
+            server.kill().unwrap();
+            stop.store(true, Ordering::Relaxed);
+            writer.join().unwrap()
+        });
+        assert!(acknowledged.len() > 20, "{backend}: {} writes before the kill", acknowledged.len());
+
+        server.restart(&ServerOptions { database_url: Some(shared.url.clone()), ..ServerOptions::default() }).unwrap();
+        let admin = server.admin();
+        let events = admin.get(&format!("/api/v1/audit?flag={FLAG}&limit=1000")).unwrap().body;
+        let audited: std::collections::HashMap<i64, String> = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["seq"].as_i64().unwrap(), e["reason"].as_str().unwrap_or_default().to_owned()))
+            .collect();
+        for (i, version) in &acknowledged {
+            assert_eq!(audited.get(version), Some(&format!("write {i}")), "{backend}: acknowledged write {i} audited");
+        }
+        // The stored state is one whole write: the last acknowledged one or one after it.
+        let (config, etag) = admin.config(FLAG, "production").unwrap();
+        let stored_version: i64 = etag.trim_matches('"').parse().unwrap();
+        let (last_i, last_version) = *acknowledged.last().unwrap();
+        assert!(stored_version >= last_version, "{backend}: stored {stored_version} < acknowledged {last_version}");
+        let reason = &audited[&stored_version];
+        let i: u32 = reason.trim_start_matches("write ").parse().unwrap();
+        assert!(i >= last_i, "{backend}");
+        let on = config["fallthrough"]["rollout"]["variants"][0]["weight"].as_f64().unwrap();
+        assert!((on - f64::from(i % 100_000) / 1000.0).abs() < 1e-9, "{backend}: {config}");
+    }
+}
