@@ -6,5 +6,6 @@
 
 mod bad_input;
 mod client;
+mod deploy;
 mod flagctl;
 mod ofrep_clients;
