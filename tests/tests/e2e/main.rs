@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod client;
+mod deploy;
 mod flagctl;
 mod ofrep_clients;
 mod replicas;
