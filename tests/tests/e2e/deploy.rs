@@ -328,18 +328,19 @@ fn every_script_is_executable_and_shellcheck_clean() {
     shellcheck(&scripts).code(0);
 }
 
-/// A workflow file as JSON (through Python's yaml, every scalar a string), or `None`
-/// when Python's yaml module is not installed.
-fn workflow(name: &str) -> Option<Value> {
+/// A workflow file as JSON (through Python's yaml, every scalar a string). Missing tools
+/// fail the test with the command that installs them (`.ci/run` does).
+fn workflow(name: &str) -> Value {
     let path = deploy_dir().join("github-actions").join(name);
     let program = "import json, sys, yaml; json.dump(yaml.load(open(sys.argv[1]), Loader=yaml.BaseLoader), sys.stdout)";
     let has_yaml = Command::new("python3").args(["-c", "import yaml"]).stderr(Stdio::null()).status();
     if !has_yaml.is_ok_and(|s| s.success()) {
-        eprintln!("python3 with the yaml module is not installed: not parsing {name} (apt-get install python3-yaml)");
-        return None;
+        panic!(
+            "python3 with the yaml module is needed to parse {name}: pip install pyyaml (or apt-get install python3-yaml)"
+        );
     }
     let run = Run::of(format!("parsing {name}"), Command::new("python3").args(["-c", program]).arg(&path)).code(0);
-    Some(serde_json::from_str(&run.stdout).unwrap())
+    serde_json::from_str(&run.stdout).unwrap()
 }
 
 fn steps(workflow: &Value) -> Vec<Value> {
@@ -365,9 +366,7 @@ fn script_calls(run: &str) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn workflows_parse_and_call_the_scripts_with_options_they_accept() {
-    let (Some(staging), Some(production)) = (workflow("deploy-staging.yml"), workflow("deploy-production.yml")) else {
-        return;
-    };
+    let (staging, production) = (workflow("deploy-staging.yml"), workflow("deploy-production.yml"));
     assert_eq!(staging["on"]["push"]["branches"], json!(["feature/**"]));
     assert_eq!(production["on"]["push"]["branches"], json!(["main"]));
 
@@ -422,8 +421,7 @@ fn the_systemd_unit_verifies_and_its_environment_file_names_real_server_settings
     }
 
     if Command::new("systemd-analyze").arg("--version").output().is_err() {
-        eprintln!("systemd-analyze is not installed: not verifying the unit (apt-get install systemd)");
-        return;
+        panic!("systemd-analyze is needed to verify the unit: apt-get install systemd");
     }
     // The unit as installed, with ExecStart pointing at the binary this build made.
     let dir = TempDir::new("deploy-systemd").unwrap();
@@ -453,8 +451,7 @@ fn the_nginx_configuration_streams_unbuffered_and_passes_nginx_t() {
     let tools =
         ["nginx", "openssl"].map(|t| Command::new(t).arg("-v").stderr(Stdio::null()).stdout(Stdio::null()).status());
     if tools.iter().any(Result::is_err) {
-        eprintln!("nginx or openssl is not installed: not running nginx -t (apt-get install nginx-light openssl)");
-        return;
+        panic!("nginx and openssl are needed to check the configuration: apt-get install nginx-light openssl");
     }
     // nginx -t loads the certificates: a throw-away pair in place of the real paths, and
     // a main configuration that keeps every file nginx touches in the temp dir.
