@@ -103,9 +103,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Errors that mean "the database is not there" rather than "the query is wrong".
+/// Errors that mean "the database is not there" rather than "the query is wrong": no
+/// connection, or the server ending ours (SQLSTATE class 08, PostgreSQL's shutdown codes
+/// 57P01–57P03, MySQL's "server gone away" family reported as HY000 with these numbers).
 fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+    const MYSQL_GONE: [&str; 3] = ["1053", "2006", "2013"];
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let message = db.message();
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || MYSQL_GONE.iter().any(|n| message.contains(n) || code == *n)
+                || message.contains("server shutdown")
+        }
+        _ => false,
+    }
 }
 
 /// The error body as the API documents it. [`ApiError`] writes the same shape through

@@ -319,6 +319,9 @@ pub struct Readiness {
     /// The highest change sequence number whose effects this server serves (a write
     /// response's `version` is served once this reaches it).
     pub applied_seq: i64,
+    /// How long ago the rulesets served were last known to match the database (ms):
+    /// small while the database answers, growing during an outage.
+    pub snapshot_age_ms: i64,
 }
 
 /// A file to import: a flagd document (`flags` is an object keyed by flag) or this

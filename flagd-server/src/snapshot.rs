@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
@@ -62,11 +63,14 @@ pub struct Snapshots {
     /// The highest change sequence number whose effects are served here. A watch channel,
     /// so change streams and waiting writers wake on it instead of polling.
     applied: watch::Sender<i64>,
+    /// When the snapshots were last known to match the database (Unix ms): at every
+    /// change applied, and at every sync that found nothing new.
+    confirmed_at: AtomicI64,
 }
 
 impl Default for Snapshots {
     fn default() -> Self {
-        Self { current: ArcSwap::default(), applied: watch::Sender::new(0) }
+        Self { current: ArcSwap::default(), applied: watch::Sender::new(0), confirmed_at: AtomicI64::new(0) }
     }
 }
 
@@ -95,8 +99,19 @@ impl Snapshots {
         self.current.load().values().map(|s| (s.environment().to_owned(), s.seq())).collect()
     }
 
+    /// Records that the snapshots match the database as of now.
+    pub fn confirm_current(&self) {
+        self.confirmed_at.store(crate::service::now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long ago the snapshots were last known to match the database, in ms.
+    pub fn age_ms(&self) -> i64 {
+        crate::service::now_ms().saturating_sub(self.confirmed_at.load(Ordering::Relaxed))
+    }
+
     /// Records that every change up to `seq` is served (after its snapshots are installed).
     pub fn mark_applied(&self, seq: i64) {
+        self.confirm_current();
         self.applied.send_if_modified(|applied| {
             let newer = seq > *applied;
             if newer {

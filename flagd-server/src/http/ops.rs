@@ -11,6 +11,10 @@ use serde_json::json;
 use crate::openapi::{Health, Readiness};
 use crate::service::Service;
 
+/// Readiness probes have short deadlines; a database that does not answer in this time
+/// is reported down rather than holding the probe.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn routes() -> Router<Arc<Service>> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
@@ -57,13 +61,23 @@ async fn healthz() -> Response {
     ),
 )]
 async fn readyz(State(s): State<Arc<Service>>) -> Response {
-    let database = match s.store().ping().await {
-        Ok(()) => "up",
-        Err(e) => {
+    let database = match tokio::time::timeout(PING_TIMEOUT, s.store().ping()).await {
+        Ok(Ok(())) => "up",
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
             "down"
         }
+        Err(_) => {
+            tracing::warn!("readiness: the database did not answer within {PING_TIMEOUT:?}");
+            "down"
+        }
     };
-    axum::Json(json!({ "status": "ready", "database": database, "appliedSeq": s.snapshots().applied_seq() }))
-        .into_response()
+    let snapshots = s.snapshots();
+    let body = json!({
+        "status": "ready",
+        "database": database,
+        "appliedSeq": snapshots.applied_seq(),
+        "snapshotAgeMs": snapshots.age_ms(),
+    });
+    axum::Json(body).into_response()
 }

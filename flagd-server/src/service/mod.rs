@@ -163,6 +163,7 @@ impl Service {
     pub async fn catch_up(&self) -> Result<bool, ApiError> {
         let applied = self.snapshots.applied_seq();
         if self.store.current_seq().await? <= applied {
+            self.snapshots.confirm_current();
             return Ok(false);
         }
         let mut tx = self.store.begin_read().await?;

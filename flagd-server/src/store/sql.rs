@@ -22,6 +22,10 @@ use super::{
     StoredFlag, StoredSegment, Token, Tx,
 };
 
+/// How long a request waits for a database connection before reporting the database
+/// as unavailable.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The most audit events one query returns.
 const AUDIT_LIMIT_CAP: u32 = 1000;
 
@@ -52,6 +56,9 @@ impl SqlStore {
         let setup = Arc::new(dialect.session_setup());
         let pool = AnyPoolOptions::new()
             .max_connections(dialect.max_connections())
+            // While the database is down a write must fail fast (503), not queue for the
+            // default 30 s.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
                 let setup = Arc::clone(&setup);
                 Box::pin(async move {

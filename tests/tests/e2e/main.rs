@@ -9,4 +9,5 @@ mod client;
 mod deploy;
 mod flagctl;
 mod ofrep_clients;
+mod outage;
 mod replicas;

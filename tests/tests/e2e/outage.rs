@@ -1,0 +1,220 @@
+//! The database goes away and comes back while flagd-server is under evaluation load:
+//! evaluation goes on from memory with no failure, writes are refused with 503 while the
+//! database is down and succeed again after it returns (no restart), `/readyz` says what
+//! is happening, and every acknowledged write is in the audit log.
+//!
+//! Each backend runs as an instance of its own that the test may stop: a PostgreSQL
+//! cluster made with `pg_createcluster` (stopped and started with `pg_ctlcluster`), and
+//! a MariaDB server started from a fresh data directory. Both need root and Debian's
+//! PostgreSQL / MariaDB packages, which this project's machines have.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use flagd_tests::{Client, Server, ServerOptions, TempDir, free_port, run_checked};
+use serde_json::{Value, json};
+
+const FLAG: &str = "portal";
+
+/// A database server the test may stop and start.
+trait Instance {
+    fn url(&self) -> String;
+    fn stop(&mut self);
+    fn start(&mut self);
+}
+
+/// A PostgreSQL cluster of its own (trust authentication, loopback), dropped afterwards.
+struct Postgres {
+    version: String,
+    name: String,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Postgres {
+    fn create() -> Self {
+        let dir = TempDir::new("outage-pg").unwrap();
+        let clusters = run_checked("pg_lsclusters", &["-h"], dir.path()).unwrap();
+        let version = clusters.split_whitespace().next().expect("a PostgreSQL cluster exists").to_owned();
+        let port = free_port().unwrap();
+        let name = format!("flagd_outage_{}", std::process::id());
+        let port_arg = port.to_string();
+        let args = [version.as_str(), &name, "-p", &port_arg, "--start", "--", "--auth=trust"];
+        run_checked("pg_createcluster", &args, dir.path()).unwrap();
+        Self { version, name, port, dir }
+    }
+
+    fn ctl(&self, action: &str) {
+        run_checked("pg_ctlcluster", &[&self.version, &self.name, action], self.dir.path()).unwrap();
+    }
+}
+
+impl Instance for Postgres {
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+    fn stop(&mut self) {
+        self.ctl("stop");
+    }
+    fn start(&mut self) {
+        self.ctl("start");
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = run_checked("pg_dropcluster", &[&self.version, &self.name, "--stop"], self.dir.path());
+    }
+}
+
+/// A MariaDB server on a data directory of its own, without grant tables (loopback only).
+struct MariaDb {
+    dir: TempDir,
+    port: u16,
+    server: Option<Child>,
+}
+
+impl MariaDb {
+    fn create() -> Self {
+        let dir = TempDir::new("outage-mariadb").unwrap();
+        run_checked("chown", &["mysql:mysql", &dir.path().display().to_string()], dir.path()).unwrap();
+        let datadir = format!("--datadir={}", dir.path().join("data").display());
+        run_checked("mariadb-install-db", &[&datadir, "--user=mysql", "--skip-test-db"], dir.path()).unwrap();
+        let mut db = Self { port: free_port().unwrap(), dir, server: None };
+        db.start();
+        let port = db.port.to_string();
+        run_checked("mysql", &["-uroot", "-h127.0.0.1", "-P", &port, "-e", "CREATE DATABASE flagd"], db.dir.path())
+            .unwrap();
+        db
+    }
+}
+
+impl Instance for MariaDb {
+    fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/flagd", self.port)
+    }
+    fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            run_checked("kill", &["-TERM", &server.id().to_string()], self.dir.path()).unwrap();
+            server.wait().unwrap();
+        }
+    }
+    fn start(&mut self) {
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", path("data")))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--socket={}", path("mysqld.sock")))
+            .arg(format!("--pid-file={}", path("mysqld.pid")))
+            .args(["--user=mysql", "--bind-address=127.0.0.1", "--skip-grant-tables"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(path("mysqld.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        let port = self.port.to_string();
+        let up = || run_checked("mysqladmin", &["-uroot", "-h127.0.0.1", "-P", &port, "ping"], self.dir.path()).is_ok();
+        eventually("MariaDB answers", Duration::from_secs(30), up);
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+fn eventually(what: &str, deadline: Duration, condition: impl Fn() -> bool) {
+    let until = Instant::now() + deadline;
+    while !condition() {
+        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn allow(admin: &Client, company: u32) -> Result<(u16, Value), flagd_tests::Error> {
+    let path = format!("/api/v1/flags/{FLAG}/environments/production/allow");
+    let body = json!({"companies": [company.to_string()], "reason": format!("company {company}")});
+    admin.request("POST", &path, Some(&body), &[]).map(|r| (r.status, r.body))
+}
+
+fn survive_an_outage(db: &mut dyn Instance, backend: &str) {
+    let server =
+        Server::start_with(&ServerOptions { database_url: Some(db.url()), ..ServerOptions::default() }).unwrap();
+    let admin = server.admin().with_timeout(Duration::from_secs(15));
+    admin.create_flag(&json!({"key": FLAG})).unwrap();
+    admin.set_config(FLAG, "production", &json!({"state": "ENABLED", "fallthrough": {"variant": "on"}})).unwrap();
+    let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
+    let mut acknowledged = Vec::new();
+    for company in 1..=3 {
+        let (status, body) = allow(&admin, company).unwrap();
+        assert_eq!(status, 200, "{backend}: {body}");
+        acknowledged.push(body["version"].as_i64().unwrap());
+    }
+
+    let (stop, total, failed) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let client = server.client(Some(&token));
+            while !stop.load(Ordering::Relaxed) {
+                let ok = client.ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.body["value"] == json!(true));
+                total.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+
+        db.stop();
+        let readiness = || server.client(None).get("/readyz").unwrap().body;
+        eventually(&format!("{backend}: /readyz reports the database down"), Duration::from_secs(15), || {
+            readiness()["database"] == "down"
+        });
+        assert_eq!(readiness()["status"], "ready", "{backend}: evaluation is still served");
+        let (status, body) = allow(&admin, 100).unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (503, Some("DATABASE_UNAVAILABLE")), "{backend}: {body}");
+        let during = total.load(Ordering::Relaxed);
+
+        db.start();
+        let started = Instant::now();
+        let recovered = loop {
+            match allow(&admin, 101) {
+                Ok((200, body)) => break body["version"].as_i64().unwrap(),
+                Ok((503, _)) | Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => panic!("{backend}: writes did not come back: {other:?}"),
+            }
+        };
+        acknowledged.push(recovered);
+        eventually(&format!("{backend}: /readyz reports the database up"), Duration::from_secs(15), || {
+            readiness()["database"] == "up"
+        });
+        stop.store(true, Ordering::Relaxed);
+        assert!(total.load(Ordering::Relaxed) > during, "{backend}: evaluations went on");
+    });
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "{backend}: of {} evaluations", total.load(Ordering::Relaxed));
+
+    let audit = admin.get(&format!("/api/v1/audit?flag={FLAG}&limit=100")).unwrap().body;
+    let seqs: Vec<i64> = audit["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    for version in &acknowledged {
+        assert!(seqs.contains(version), "{backend}: acknowledged write {version} audited: {seqs:?}");
+    }
+    let refused = audit["events"].as_array().unwrap().iter().any(|e| e["reason"] == "company 100");
+    assert!(!refused, "{backend}: the refused write left no trace");
+}
+
+#[test]
+fn postgresql_stopping_and_starting_under_load_loses_no_evaluation_and_no_acknowledged_write() {
+    survive_an_outage(&mut Postgres::create(), "postgres");
+}
+
+#[test]
+fn mariadb_stopping_and_starting_under_load_loses_no_evaluation_and_no_acknowledged_write() {
+    survive_an_outage(&mut MariaDb::create(), "mariadb");
+}
