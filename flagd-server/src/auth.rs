@@ -51,6 +51,11 @@ impl TokenCache {
         self.by_digest.store(Arc::new(entries.collect()));
     }
 
+    /// Every token.
+    pub fn all(&self) -> Vec<Arc<Token>> {
+        self.by_digest.load().values().cloned().collect()
+    }
+
     /// The token with this value, if it exists.
     pub fn find(&self, value: &str) -> Option<Arc<Token>> {
         let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();

@@ -28,6 +28,12 @@ pub struct Config {
     #[arg(long, env = "FLAGD_SYNC_INTERVAL", default_value = "200ms", value_parser = parse_interval)]
     pub sync_interval: Duration,
 
+    /// Keep a copy of every environment's snapshot (and the token hashes) in this file,
+    /// rewritten atomically after each change. If the database is down at start, the
+    /// server serves evaluations from it, read-only, until the database answers.
+    #[arg(long, env = "FLAGD_SNAPSHOT_CACHE")]
+    pub snapshot_cache: Option<std::path::PathBuf>,
+
     /// Log format.
     #[arg(long, env = "FLAGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -36,6 +36,7 @@ pub mod openapi;
 pub mod replication;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_cache;
 pub mod store;
 
 use std::future::Future;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use clap::Parser;
 use flagd_server::config::{Config, LogFormat};
 use flagd_server::replication::ReplicaOptions;
-use flagd_server::service::Service;
+use flagd_server::service::{Service, Startup};
+use flagd_server::snapshot_cache::CacheFile;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -23,6 +24,33 @@ async fn main() -> ExitCode {
     }
 }
 
+fn announce(startup: Startup) {
+    if let Some(token) = startup.generated_admin_token {
+        println!("Generated an admin token (shown once, store it now):\n\n    {token}\n");
+    }
+}
+
+/// After a start from the snapshot cache: retries the database every second, then
+/// finishes starting from it (writes work again, the cache is no longer served).
+async fn reconnect(service: Arc<Service>, admin_token: Option<String>) {
+    loop {
+        tokio::time::sleep(RECONNECT_EVERY).await;
+        if service.store().prepare().await.is_err() {
+            continue;
+        }
+        match service.finish_start(admin_token.as_deref()).await {
+            Ok(startup) => {
+                tracing::info!("the database answers: serving from it, writes enabled");
+                announce(startup);
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "the database answers but loading from it failed; retrying"),
+        }
+    }
+}
+
+const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long a stopping server tries to remove itself from the cluster view.
 const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -36,14 +64,30 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let store = flagd_server::store::connect(&config.database_url).await?;
-    let (service, startup) = Service::start(store, config.admin_token.as_deref()).await?;
-    if let Some(token) = startup.generated_admin_token {
-        println!("Generated an admin token (shown once, store it now):\n\n    {token}\n");
-    }
+    let store = flagd_server::store::open(&config.database_url)?;
+    let service = match (store.prepare().await, &config.snapshot_cache) {
+        (Ok(()), _) => {
+            let (service, startup) = Service::start(store, config.admin_token.as_deref()).await?;
+            announce(startup);
+            service
+        }
+        (Err(e), Some(path)) if path.exists() => {
+            let cache = CacheFile::read(path)?;
+            tracing::warn!(error = %e, cache = %path.display(), seq = cache.seq,
+                "the database is unreachable: serving the snapshot cache, read-only, until it answers");
+            let service = Service::start_from_cache(store, cache)?;
+            tokio::spawn(reconnect(Arc::clone(&service), config.admin_token.clone()));
+            service
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    let options = ReplicaOptions { sync_interval: config.sync_interval, address: address.to_string() };
+    let options = ReplicaOptions {
+        sync_interval: config.sync_interval,
+        address: address.to_string(),
+        snapshot_cache: config.snapshot_cache.clone(),
+    };
     let replica = flagd_server::replication::spawn(Arc::clone(&service), options);
     tracing::info!(listen = %address, database = %redact(&config.database_url), replica = service.id(), "flagd-server ready");
     flagd_server::run(listener, service, shutdown_signal()).await?;

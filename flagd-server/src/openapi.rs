@@ -322,6 +322,10 @@ pub struct Readiness {
     /// How long ago the rulesets served were last known to match the database (ms):
     /// small while the database answers, growing during an outage.
     pub snapshot_age_ms: i64,
+    /// `database`, or `snapshot-cache` after a start without the database (read-only
+    /// until it answers).
+    #[schema(example = "database")]
+    pub source: String,
 }
 
 /// A file to import: a flagd document (`flags` is an object keyed by flag) or this

@@ -29,6 +29,8 @@ pub struct ReplicaOptions {
     pub sync_interval: Duration,
     /// The address to report (what `--listen` was given).
     pub address: String,
+    /// Where to keep a copy of what is served (`--snapshot-cache`), if anywhere.
+    pub snapshot_cache: Option<std::path::PathBuf>,
 }
 
 /// Starts following the other replicas; stops when the service closes, removing this
@@ -45,6 +47,7 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
     let started_at = now_ms();
     let mut last_beat: Option<Instant> = None;
     let mut failing = false;
+    let mut cached_seq = None;
     loop {
         match service.catch_up().await {
             Ok(true) => last_beat = None,
@@ -75,6 +78,9 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
                 }
             }
         }
+        if let Some(path) = &options.snapshot_cache {
+            cached_seq = write_cache(&service, path, cached_seq).await;
+        }
         tokio::select! {
             () = tokio::time::sleep(options.sync_interval) => {}
             () = wake.notified() => {}
@@ -91,6 +97,28 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
 fn laggard(r: &ReplicaView) -> String {
     let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };
     format!("replica {}{at} (applied up to {})", r.id, r.applied_seq)
+}
+
+/// Rewrites the snapshot cache if a change was applied since it was last written;
+/// returns the sequence number the cache now holds.
+async fn write_cache(service: &Arc<Service>, path: &std::path::Path, cached: Option<i64>) -> Option<i64> {
+    let applied = service.snapshots().applied_seq();
+    if service.serving_cache() || cached == Some(applied) {
+        return cached;
+    }
+    let file = service.cache_file();
+    let path = path.to_owned();
+    match tokio::task::spawn_blocking(move || file.write(&path)).await {
+        Ok(Ok(())) => Some(applied),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot write the snapshot cache");
+            cached
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the snapshot cache writer stopped");
+            cached
+        }
+    }
 }
 
 /// One replica in the cluster view.

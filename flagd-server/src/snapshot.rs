@@ -101,7 +101,17 @@ impl Snapshots {
 
     /// Records that the snapshots match the database as of now.
     pub fn confirm_current(&self) {
-        self.confirmed_at.store(crate::service::now_ms(), Ordering::Relaxed);
+        self.confirmed_at(crate::service::now_ms());
+    }
+
+    /// Records that the snapshots matched the database at `unix_ms`.
+    pub fn confirmed_at(&self, unix_ms: i64) {
+        self.confirmed_at.store(unix_ms, Ordering::Relaxed);
+    }
+
+    /// Every environment's snapshot.
+    pub fn all(&self) -> Vec<Arc<Snapshot>> {
+        self.current.load().values().cloned().collect()
     }
 
     /// How long ago the snapshots were last known to match the database, in ms.

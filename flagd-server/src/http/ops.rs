@@ -78,6 +78,7 @@ async fn readyz(State(s): State<Arc<Service>>) -> Response {
         "database": database,
         "appliedSeq": snapshots.applied_seq(),
         "snapshotAgeMs": snapshots.age_ms(),
+        "source": if s.serving_cache() { "snapshot-cache" } else { "database" },
     });
     axum::Json(body).into_response()
 }

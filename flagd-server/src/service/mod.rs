@@ -28,6 +28,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, Snapshots};
+use crate::snapshot_cache::CacheFile;
 use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, StoredConfig, Tx};
 
 /// The service state shared by every request.
@@ -40,6 +41,8 @@ pub struct Service {
     /// Whether this process records heartbeats (see [`crate::replication`]), so that
     /// the cluster view and waits read them.
     cluster: std::sync::atomic::AtomicBool,
+    /// Started from the snapshot cache and not yet from the database.
+    serving_cache: std::sync::atomic::AtomicBool,
     /// Set when the server begins to shut down, so that endless responses (change
     /// streams) end and graceful shutdown does not wait for them forever.
     closing: tokio::sync::watch::Sender<bool>,
@@ -77,20 +80,64 @@ impl Service {
     /// Connects the pieces: creates the default environments and the admin token when
     /// missing, loads tokens and compiles every environment.
     pub async fn start(store: Arc<dyn Store>, admin_token: Option<&str>) -> Result<(Arc<Self>, Startup), ApiError> {
-        let service = Arc::new(Self {
+        let service = Arc::new(Self::new(store));
+        let startup = service.finish_start(admin_token).await?;
+        Ok((service, startup))
+    }
+
+    fn new(store: Arc<dyn Store>) -> Self {
+        Self {
             store,
             snapshots: Snapshots::default(),
             tokens: TokenCache::default(),
             metrics: Metrics::default(),
             id: crate::auth::generate_id(),
             cluster: std::sync::atomic::AtomicBool::new(false),
+            serving_cache: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
-        });
-        service.ensure_default_environments().await?;
-        let startup = Startup { generated_admin_token: service.ensure_admin_token(admin_token).await? };
-        service.reload_tokens().await?;
-        service.reload_all().await?;
-        Ok((service, startup))
+        }
+    }
+
+    /// The database part of starting: default environments, the admin token, tokens and
+    /// every environment's ruleset. After a start from the snapshot cache, this is what
+    /// runs once the database answers.
+    pub async fn finish_start(&self, admin_token: Option<&str>) -> Result<Startup, ApiError> {
+        self.ensure_default_environments().await?;
+        let startup = Startup { generated_admin_token: self.ensure_admin_token(admin_token).await? };
+        self.reload_tokens().await?;
+        self.reload_all().await?;
+        self.serving_cache.store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(startup)
+    }
+
+    /// Starts without the database, serving what a snapshot cache holds: evaluation
+    /// works, writes fail with 503 until [`Service::finish_start`] succeeds.
+    pub fn start_from_cache(store: Arc<dyn Store>, cache: CacheFile) -> Result<Arc<Self>, ApiError> {
+        let service = Self::new(store);
+        for document in cache.environments {
+            let ruleset = Ruleset::compile(&document.ruleset).map_err(|e| {
+                ApiError::Internal(format!("the snapshot cache's `{}` does not compile: {e}", document.environment))
+            })?;
+            service.install((document, ruleset));
+        }
+        service.tokens.replace(cache.tokens.into_iter().map(Into::into).collect());
+        service.snapshots.mark_applied(cache.seq);
+        service.snapshots.confirmed_at(cache.written_at);
+        service.serving_cache.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(Arc::new(service))
+    }
+
+    /// Whether what is served comes from the snapshot cache (the database has not been
+    /// reached since start).
+    pub fn serving_cache(&self) -> bool {
+        self.serving_cache.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What a snapshot cache written now holds.
+    pub fn cache_file(&self) -> CacheFile {
+        let environments = self.snapshots.all().iter().map(|s| s.document.clone()).collect();
+        let tokens: Vec<_> = self.tokens.all().iter().map(|t| t.as_ref().clone()).collect();
+        CacheFile::new(self.snapshots.applied_seq(), now_ms(), environments, &tokens)
     }
 
     /// This server process's id, new at every start.

@@ -282,6 +282,9 @@ pub trait Tx: Send {
 /// A database holding flagd's state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Brings the schema up to date (idempotent); needed once before first use of a
+    /// store made by [`open`].
+    async fn prepare(&self) -> Result<(), StoreError>;
     /// Opens a write transaction: advances the change sequence first (serialising it
     /// with every other writer) and exposes the new number as [`Tx::seq`].
     async fn begin_write(&self) -> Result<Box<dyn Tx>, StoreError>;
@@ -311,4 +314,10 @@ pub trait Store: Send + Sync + 'static {
 /// creating a SQLite file when missing, and brings its schema up to date.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(sql::SqlStore::connect(url).await?))
+}
+
+/// A store for `url` that connects on first use, so that a server can start while its
+/// database is down; [`Store::prepare`] brings the schema up to date once it answers.
+pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sql::SqlStore::open(url)?))
 }

@@ -49,6 +49,15 @@ impl SqlStore {
     /// Connects to `url` (`sqlite:…`, `mysql://…`, `postgres://…`), runs the embedded
     /// migrations and makes sure the change-sequence row exists.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::open(url)?;
+        store.prepare_schema().await?;
+        Ok(store)
+    }
+
+    /// A store for `url` that connects on first use: nothing is sent until a query runs,
+    /// so a server can start while its database is down. Call [`Store::prepare`] before
+    /// relying on the schema.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = SqlDialect::from_url(url)?;
         let given = url.to_owned();
@@ -68,13 +77,14 @@ impl SqlStore {
                     Ok(())
                 })
             })
-            .connect(&url)
-            .await?;
-        dialect.migrator().run(&pool).await?;
+            .connect_lazy(&url)?;
         let write_gate = dialect.gates_writers_in_process().then(|| Arc::new(Mutex::new(())));
-        let store = Self { pool, dialect, url: given, write_gate };
-        store.ensure_sequence_row().await?;
-        Ok(store)
+        Ok(Self { pool, dialect, url: given, write_gate })
+    }
+
+    async fn prepare_schema(&self) -> Result<(), StoreError> {
+        self.dialect.migrator().run(&self.pool).await?;
+        self.ensure_sequence_row().await
     }
 
     /// The migration creates the row; this restores it if someone deleted it. Two
@@ -102,6 +112,10 @@ impl SqlStore {
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn prepare(&self) -> Result<(), StoreError> {
+        self.prepare_schema().await
+    }
+
     async fn begin_write(&self) -> Result<Box<dyn Tx>, StoreError> {
         let gate = match &self.write_gate {
             Some(gate) => Some(Arc::clone(gate).lock_owned().await),

@@ -38,7 +38,8 @@ impl Postgres {
         let clusters = run_checked("pg_lsclusters", &["-h"], dir.path()).unwrap();
         let version = clusters.split_whitespace().next().expect("a PostgreSQL cluster exists").to_owned();
         let port = free_port().unwrap();
-        let name = format!("flagd_outage_{}", std::process::id());
+        static CLUSTERS: AtomicU64 = AtomicU64::new(0);
+        let name = format!("flagd_outage_{}_{}", std::process::id(), CLUSTERS.fetch_add(1, Ordering::Relaxed));
         let port_arg = port.to_string();
         let args = [version.as_str(), &name, "-p", &port_arg, "--start", "--", "--auth=trust"];
         run_checked("pg_createcluster", &args, dir.path()).unwrap();
@@ -217,4 +218,50 @@ fn postgresql_stopping_and_starting_under_load_loses_no_evaluation_and_no_acknow
 #[test]
 fn mariadb_stopping_and_starting_under_load_loses_no_evaluation_and_no_acknowledged_write() {
     survive_an_outage(&mut MariaDb::create(), "mariadb");
+}
+
+#[test]
+fn a_replica_started_while_its_database_is_down_serves_its_snapshot_cache_until_the_database_returns() {
+    let mut db = Postgres::create();
+    let cache_dir = TempDir::new("snapshot-cache").unwrap();
+    let cache = cache_dir.path().join("flagd-cache.json");
+    let options = ServerOptions {
+        database_url: Some(db.url()),
+        args: vec!["--snapshot-cache".into(), cache.display().to_string()],
+        ..ServerOptions::default()
+    };
+    let mut server = Server::start_with(&options).unwrap();
+    let admin = server.admin().with_timeout(Duration::from_secs(15));
+    admin.create_flag(&json!({"key": FLAG})).unwrap();
+    let config = json!({"state": "ENABLED", "allow": ["42"]});
+    let stored = admin.set_config(FLAG, "production", &config).unwrap();
+    let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
+    let version = admin.get("/readyz").unwrap().body["appliedSeq"].as_i64().unwrap();
+    assert!(version >= stored["version"].as_i64().unwrap());
+    let cached_seq = || {
+        let text = std::fs::read_to_string(&cache).unwrap_or_default();
+        serde_json::from_str::<Value>(&text).ok().and_then(|c| c["seq"].as_i64())
+    };
+    eventually("the cache holds the last change", Duration::from_secs(10), || cached_seq() >= Some(version));
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+
+    db.stop();
+    server.restart(&options).unwrap();
+    let evaluate = server.client(Some(&token));
+    for (company, expected) in [(42, true), (7, false)] {
+        let reply = evaluate.ofrep(FLAG, &json!({"companyId": company})).unwrap();
+        assert_eq!((reply.status, &reply.body["value"]), (200, &json!(expected)), "company {company}: {}", reply.body);
+    }
+    let ready = server.client(None).get("/readyz").unwrap().body;
+    assert_eq!((&ready["source"], &ready["database"]), (&json!("snapshot-cache"), &json!("down")), "{ready}");
+    let (status, body) = allow(&server.admin(), 100).unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("DATABASE_UNAVAILABLE")), "{body}");
+
+    db.start();
+    eventually("the server goes back to the database", Duration::from_secs(30), || {
+        let ready = server.client(None).get("/readyz").unwrap().body;
+        ready["source"] == "database" && ready["database"] == "up"
+    });
+    let (status, body) = allow(&server.admin(), 101).unwrap();
+    assert_eq!(status, 200, "writes work again: {body}");
 }
