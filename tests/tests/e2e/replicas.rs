@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Server, ServerOptions, TempDir, run_checked};
+use flagd_tests::{Server, ServerOptions, TempDir, flagctl_binary, run_checked};
 use serde_json::{Value, json};
 
 const FLAG: &str = "portal";
@@ -130,6 +130,20 @@ fn a_kill_switch_on_one_replica_is_served_by_all_and_the_wait_proves_it() {
         // Once the wait returned, every replica serves the change: no polling here.
         for server in [&a, &b, &c] {
             assert_eq!(served(server, &token), json!(false), "{backend}: {}", server.url());
+        }
+
+        // The same through flagctl: `--wait` returns once all three serve the change.
+        let out = std::process::Command::new(flagctl_binary().unwrap())
+            .args(["enable", FLAG, "--env", "production", "--reason", "recovered", "--wait"])
+            .env("FLAGD_URL", a.url())
+            .env("FLAGD_TOKEN", a.admin_token())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{backend}: {stderr}");
+        assert!(stderr.contains("applied by every live replica (3 replicas"), "{backend}: {stderr}");
+        for server in [&a, &b, &c] {
+            assert_eq!(served(server, &token), json!(true), "{backend}: {}", server.url());
         }
 
         let stopped = own_id(&c);
