@@ -237,3 +237,27 @@ fn kill_9_during_acknowledged_writes_loses_nothing_acknowledged() {
         assert!((on - f64::from(i % 100_000) / 1000.0).abs() < 1e-9, "{backend}: {config}");
     }
 }
+
+#[test]
+fn postgresql_replicas_are_woken_by_notify_not_by_polling() {
+    let Some((_, shared)) = backends("notify").into_iter().find(|(backend, _)| *backend == "postgres") else {
+        eprintln!("FLAGD_TEST_POSTGRES_URL is not set: the NOTIFY test needs PostgreSQL");
+        return;
+    };
+    // Polling once a minute: anything faster than that came through NOTIFY.
+    let options = ServerOptions {
+        database_url: Some(shared.url.clone()),
+        args: vec!["--sync-interval".into(), "1m".into()],
+        ..ServerOptions::default()
+    };
+    let (a, b) = (Server::start_with(&options).unwrap(), Server::start_with(&options).unwrap());
+    let admin = a.admin();
+    admin.create_flag(&json!({"key": FLAG})).unwrap();
+    let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
+    let started = Instant::now();
+    admin.set_config(FLAG, "production", &json!({"state": "ENABLED", "fallthrough": {"variant": "on"}})).unwrap();
+    eventually("the change reaches the other replica", Duration::from_secs(10), || {
+        b.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.body["value"] == json!(true))
+    });
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
