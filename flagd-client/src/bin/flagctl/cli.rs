@@ -22,7 +22,7 @@ changes production by accident; reads without --env show every environment.
 they take no --env; `promote` names its target with --to.)
 
 Output is a table for people; --output json prints the server's JSON for scripts.
---wait makes a write return only once the change is applied.";
+--wait makes a write return only once every live replica serves the change.";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
@@ -105,7 +105,7 @@ pub struct ChangeArgs {
     /// Why, for the audit log.
     #[arg(long)]
     pub reason: Option<String>,
-    /// Return only when the change is applied (see --wait-timeout).
+    /// Return only when every live replica serves the change (see --wait-timeout).
     #[arg(long)]
     pub wait: bool,
 }
@@ -168,7 +168,7 @@ pub struct DisableArgs {
     /// Why, for the audit log (required).
     #[arg(long)]
     pub reason: String,
-    /// Return only when the change is applied (see --wait-timeout).
+    /// Return only when every live replica serves the change (see --wait-timeout).
     #[arg(long)]
     pub wait: bool,
 }
@@ -242,7 +242,7 @@ pub struct SegmentSetArgs {
     /// Read the whole segment (JSON) from this file instead (`-` for stdin).
     #[arg(long, conflicts_with_all = ["companies", "conditions", "description"])]
     pub file: Option<PathBuf>,
-    /// Return only when the change is applied (see --wait-timeout).
+    /// Return only when every live replica serves the change (see --wait-timeout).
     #[arg(long)]
     pub wait: bool,
 }
