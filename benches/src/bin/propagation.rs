@@ -1,7 +1,10 @@
 //! Kill-switch propagation across replicas: several flagd-server processes on one
 //! database; each round disables a flag on the first replica and times, from the start
 //! of that request, until every replica serves the off value. Between rounds the flag is
-//! enabled again (untimed) and every replica is seen serving it on.
+//! enabled again (untimed) and every replica is seen serving it on; then the next round
+//! waits a pause drawn uniformly from [0, sync interval). Without that pause each disable
+//! would follow the replicas' last poll by the same few milliseconds (the previous round
+//! ended at a poll), and every sample would measure a whole interval.
 //!
 //! Usage: `propagation --database-url URL [--replicas 3] [--toggles 200] [--sync-interval 200ms]`.
 //! `FLAGD_SERVER_BIN` names the server binary (benches/propagation/run.sh passes the
@@ -60,8 +63,11 @@ fn main() -> Result<(), BoxError> {
     let evaluators: Vec<Client> = replicas.iter().map(|r| r.client(Some(&token))).collect();
     settle(&evaluators, true)?;
 
+    let interval = flagd_server::config::parse_interval(&args.sync_interval)?;
+    let mut pauses = Pauses(0x9E37_79B9_7F4A_7C15);
     let mut samples = Vec::with_capacity(args.toggles);
     for round in 0..args.toggles {
+        std::thread::sleep(pauses.next_below(interval));
         let started = Instant::now();
         admin.quick_op(FLAG, "production", "disable", Some(&json!({"reason": format!("round {round}")})))?;
         settle(&evaluators, false)?;
@@ -83,6 +89,19 @@ fn main() -> Result<(), BoxError> {
         ms(samples[0]),
     );
     Ok(())
+}
+
+/// Pauses from a fixed-seed xorshift generator: the same sequence on every run.
+struct Pauses(u64);
+
+impl Pauses {
+    fn next_below(&mut self, limit: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let micros = u64::try_from(limit.as_micros()).unwrap_or(u64::MAX).max(1);
+        Duration::from_micros(self.0 % micros)
+    }
 }
 
 /// Polls every replica until each serves `expected`.
