@@ -3,6 +3,7 @@
 //! Protocol, so any OFREP provider works against them.
 
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,8 +11,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use flagd_core::{ErrorCode, EvaluationContext, Resolution};
-use serde::Serialize;
+use flagd_core::{ContextError, ErrorCode, EvaluationContext, Resolution};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::{check_depth, read_body};
@@ -114,15 +116,163 @@ fn context(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(EvaluationContext::new().at(now_seconds()));
     }
-    let body: Value = serde_json::from_slice(bytes)
+    // The body's shape is recorded rather than refused while parsing, so every serde
+    // error is a syntax error and a malformed body is PARSE_ERROR whatever its shape.
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let body = Shape::<RequestBody>(PhantomData)
+        .deserialize(&mut deserializer)
+        .and_then(|body| deserializer.end().map(|()| body))
         .map_err(|e| (ErrorCode::ParseError, format!("the request body is not JSON: {e}")))?;
     let context = match body {
-        Value::Object(mut map) => map.remove("context").unwrap_or(Value::Null),
-        _ => return Err((ErrorCode::InvalidContext, "the request body must be an object with a `context`".into())),
+        RequestBody::NotAnObject => {
+            return Err((ErrorCode::InvalidContext, "the request body must be an object with a `context`".into()));
+        }
+        RequestBody::Object(ContextMember::Absent) => Ok(EvaluationContext::new()),
+        RequestBody::Object(ContextMember::Object(attributes)) => EvaluationContext::from_map(attributes),
+        RequestBody::Object(ContextMember::Other(kind)) => Err(ContextError::NotAnObject(kind)),
     };
-    EvaluationContext::from_json(context)
-        .map(|c| c.at(now_seconds()))
-        .map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
+    context.map(|c| c.at(now_seconds())).map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
+}
+
+/// An OFREP request body, read in one pass straight into the context's attributes
+/// (no intermediate `Value` for the body, no key copied but the context's own).
+enum RequestBody {
+    Object(ContextMember),
+    NotAnObject,
+}
+
+/// The body's `context` member: absent or null, an object, or a value of another JSON type.
+enum ContextMember {
+    Absent,
+    Object(Map<String, Value>),
+    Other(&'static str),
+}
+
+/// How a [`Shape`] visitor turns what it finds into its result: an object is read, any
+/// other JSON value is only named (null apart: an absent context).
+trait FromShape: Sized {
+    fn object<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+    fn other(kind: &'static str) -> Self;
+    fn null() -> Self;
+}
+
+impl FromShape for RequestBody {
+    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut context = ContextMember::Absent;
+        while let Some(member) = map.next_key::<Member>()? {
+            match member {
+                Member::Context => context = map.next_value_seed(Shape(PhantomData))?,
+                Member::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Self::Object(context))
+    }
+
+    fn other(_: &'static str) -> Self {
+        Self::NotAnObject
+    }
+
+    fn null() -> Self {
+        Self::NotAnObject
+    }
+}
+
+impl FromShape for ContextMember {
+    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut attributes = Map::new();
+        while let Some((name, value)) = map.next_entry::<String, Value>()? {
+            attributes.insert(name, value);
+        }
+        Ok(Self::Object(attributes))
+    }
+
+    fn other(kind: &'static str) -> Self {
+        Self::Other(kind)
+    }
+
+    fn null() -> Self {
+        Self::Absent
+    }
+}
+
+/// Reads any JSON value into a `T`.
+struct Shape<T>(PhantomData<T>);
+
+impl<'de, T: FromShape> DeserializeSeed<'de> for Shape<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: FromShape> Visitor<'de> for Shape<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::null())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::other("boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<T, E> {
+        Ok(T::other("string"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(T::other("array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::object(map)
+    }
+}
+
+/// A member name of the body: `context` or anything else, read without allocating.
+enum Member {
+    Context,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(MemberName)
+    }
+}
+
+struct MemberName;
+
+impl Visitor<'_> for MemberName {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Member, E> {
+        Ok(if name == "context" { Member::Context } else { Member::Other })
+    }
 }
 
 fn now_seconds() -> i64 {
