@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use flagd_core::Ruleset;
 use tokio::sync::watch;
 
+use crate::http::ofrep_answer::AnswerPieces;
 use crate::metrics::{EvaluationCounters, Metrics};
 
 /// One environment's compiled ruleset, as of a change sequence number.
@@ -22,13 +23,18 @@ pub struct Snapshot {
     pub ruleset: Ruleset,
     /// Where evaluations of these flags are counted.
     pub counters: EvaluationCounters,
+    /// The flags' OFREP answers, pre-serialised in pieces.
+    pub answers: AnswerPieces,
 }
 
 impl Snapshot {
     /// A snapshot of `ruleset`, with its evaluation counters resolved.
     pub fn new(environment: String, seq: i64, ruleset: Ruleset, metrics: &Metrics) -> Self {
         let counters = EvaluationCounters::new(&environment, &ruleset, metrics);
-        Self { environment, seq, ruleset, counters }
+        // Without pieces (keys that cannot be serialised, which JSON-born keys always can),
+        // answers are written the slow way, not refused.
+        let answers = AnswerPieces::new(&ruleset).unwrap_or_default();
+        Self { environment, seq, ruleset, counters, answers }
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod flags;
 pub mod json;
 pub(crate) mod observe;
 pub(crate) mod ofrep;
+pub(crate) mod ofrep_answer;
 pub(crate) mod ops;
 
 use std::sync::Arc;

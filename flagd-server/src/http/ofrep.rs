@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use flagd_core::{ContextError, ErrorCode, EvaluationContext, Resolution};
+use flagd_core::{ContextError, ErrorCode, EvaluationContext};
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::{check_depth, read_body};
+use super::ofrep_answer;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OfrepBulk, OfrepFailure, OfrepRequest, OfrepSuccess};
@@ -28,74 +29,6 @@ pub fn routes() -> Router<Arc<Service>> {
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
         .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
-}
-
-/// One flag's result, success or failure, as OFREP shapes it.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Item<'a> {
-    Success {
-        key: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        value: Option<&'a Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        variant: Option<&'a str>,
-        reason: &'static str,
-        metadata: ScalarMetadata<'a>,
-    },
-    Failure {
-        key: &'a str,
-        #[serde(rename = "errorCode")]
-        error_code: ErrorCode,
-        #[serde(rename = "errorDetails")]
-        error_details: String,
-    },
-}
-
-impl<'a> Item<'a> {
-    fn new(key: &'a str, r: Resolution<'a>) -> Self {
-        match r.error {
-            Some(e) => Self::Failure { key, error_code: e.code, error_details: e.message },
-            None => Self::Success {
-                key,
-                value: r.value,
-                variant: r.variant,
-                reason: r.reason.as_str(),
-                metadata: ScalarMetadata(r.metadata),
-            },
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Success { .. } => StatusCode::OK,
-            Self::Failure { error_code: ErrorCode::FlagNotFound, .. } => StatusCode::NOT_FOUND,
-            Self::Failure { .. } => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// A flag's metadata as OFREP allows it: booleans, strings and numbers; other values
-/// are left out. Serialised straight from the snapshot, without copying.
-#[derive(Debug)]
-struct ScalarMetadata<'a>(&'a Map<String, Value>);
-
-impl Serialize for ScalarMetadata<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let scalar = |v: &&Value| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_));
-        let mut map = serializer.serialize_map(None)?;
-        for (k, v) in self.0.iter().filter(|(_, v)| scalar(v)) {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-/// The bulk answer, serialised in one pass.
-#[derive(Debug, Serialize)]
-struct Bulk<'a> {
-    flags: Vec<Item<'a>>,
 }
 
 /// A request-level failure (400) in OFREP's shape.
@@ -321,15 +254,17 @@ async fn evaluate_one(
         Ok(parts) => parts,
         Err(failure) => return Ok(failure),
     };
-    let item = match snapshot.ruleset.position(&key) {
-        Some(position) => {
-            let resolution = snapshot.ruleset.evaluate_at(position, &ctx);
-            snapshot.counters.record(position, resolution.variant, resolution.reason);
-            Item::new(&key, resolution)
-        }
-        None => Item::new(&key, snapshot.ruleset.evaluate(&key, &ctx)),
+    let position = snapshot.ruleset.position(&key);
+    let resolution = match position {
+        Some(position) => snapshot.ruleset.evaluate_at(position, &ctx),
+        None => snapshot.ruleset.evaluate(&key, &ctx),
     };
-    Ok((item.status(), axum::Json(&item)).into_response())
+    if let Some(position) = position {
+        snapshot.counters.record(position, resolution.variant, resolution.reason);
+    }
+    let mut body = Vec::with_capacity(256);
+    snapshot.answers.write(position, &key, &resolution, &mut body).map_err(serialising)?;
+    Ok((ofrep_answer::status(&resolution), [JSON_CONTENT_TYPE], body).into_response())
 }
 
 /// Evaluates every flag of the token's environment. The `ETag` is a hash of the answer:
@@ -356,42 +291,43 @@ async fn evaluate_one(
 async fn evaluate_all(
     State(service): State<Arc<Service>>,
     principal: Principal,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
+    // Only this header is kept (the `HeaderMap` extractor would copy them all).
+    let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
     let (snapshot, ctx) = match read_request(&service, &principal, req, None).await? {
         Ok(parts) => parts,
         Err(failure) => return Ok(failure),
     };
-    let flags: Vec<Item<'_>> = snapshot
-        .ruleset
-        .evaluate_all(&ctx)
-        .enumerate()
-        .map(|(i, (k, r))| {
-            snapshot.counters.record(i, r.variant, r.reason);
-            Item::new(k, r)
-        })
-        .collect();
-    let mut body = Vec::with_capacity(64 + flags.len() * 128);
-    serde_json::to_writer(&mut body, &Bulk { flags })
-        .map_err(|e| ApiError::Internal(format!("serialising a bulk evaluation: {e}")))?;
+    let mut body = Vec::with_capacity(16 + snapshot.ruleset.len() * 128);
+    body.extend_from_slice(b"{\"flags\":[");
+    for (position, (key, resolution)) in snapshot.ruleset.evaluate_all(&ctx).enumerate() {
+        snapshot.counters.record(position, resolution.variant, resolution.reason);
+        if position > 0 {
+            body.push(b',');
+        }
+        snapshot.answers.write(Some(position), key, &resolution, &mut body).map_err(serialising)?;
+    }
+    body.extend_from_slice(b"]}");
     // The ETag is a hash of the answer itself, so it changes exactly when the answer does
     // (including through time-based rules, which no change sequence would capture).
     let etag = body_etag(&body);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
+    let matches = if_none_match
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|candidate| candidate.trim() == etag || candidate.trim() == "*"));
     let etag_header = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
-    Ok((
-        StatusCode::OK,
-        [(header::ETAG, etag_header), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response())
+    Ok((StatusCode::OK, [(header::ETAG, etag_header), JSON_CONTENT_TYPE], body).into_response())
+}
+
+const JSON_CONTENT_TYPE: (header::HeaderName, HeaderValue) =
+    (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+
+fn serialising(e: serde_json::Error) -> ApiError {
+    ApiError::Internal(format!("serialising an evaluation: {e}"))
 }
 
 fn body_etag(body: &[u8]) -> String {
