@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use flagd_core::{EnvironmentSnapshot, Ruleset};
 use tokio::sync::watch;
 
+use crate::http::ofrep_answer::AnswerPieces;
 use crate::metrics::{EvaluationCounters, Metrics};
 
 /// One environment's compiled ruleset, as of a change sequence number, with the source it
@@ -25,6 +26,8 @@ pub struct Snapshot {
     pub ruleset: Ruleset,
     /// Where evaluations of these flags are counted.
     pub counters: EvaluationCounters,
+    /// The flags' OFREP answers, pre-serialised in pieces.
+    pub answers: AnswerPieces,
     /// `document` as JSON, serialised on first request: most snapshots are never fetched.
     json: OnceLock<Bytes>,
 }
@@ -33,7 +36,10 @@ impl Snapshot {
     /// A snapshot of `ruleset`, compiled from `document`, with its evaluation counters resolved.
     pub fn new(document: EnvironmentSnapshot, ruleset: Ruleset, metrics: &Metrics) -> Self {
         let counters = EvaluationCounters::new(&document.environment, &ruleset, metrics);
-        Self { document, ruleset, counters, json: OnceLock::new() }
+        // Without pieces (keys that cannot be serialised, which JSON-born keys always can),
+        // answers are written the slow way, not refused.
+        let answers = AnswerPieces::new(&ruleset).unwrap_or_default();
+        Self { document, ruleset, counters, answers, json: OnceLock::new() }
     }
 
     /// Environment name.

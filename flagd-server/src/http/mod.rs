@@ -7,22 +7,18 @@ pub(crate) mod environments;
 pub(crate) mod evaluate;
 pub(crate) mod flags;
 pub mod json;
+pub(crate) mod observe;
 pub(crate) mod ofrep;
+pub(crate) mod ofrep_answer;
 pub(crate) mod ops;
 pub(crate) mod sync;
 
 use std::sync::Arc;
 
-use std::time::Instant;
-
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::metrics::Route;
 use crate::service::Service;
 
 /// The whole API for one service.
@@ -38,19 +34,9 @@ pub fn app(service: Arc<Service>) -> Router {
         .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(Arc::clone(&service), observe))
-        .layer(TraceLayer::new_for_http())
+        // One layer: axum boxes every route once more for each layer.
+        .layer(observe::ObserveLayer::new(Arc::clone(&service)))
         .with_state(service)
-}
-
-/// Times every request into the latency histogram of its route class.
-async fn observe(State(service): State<Arc<Service>>, req: Request, next: Next) -> Response {
-    let route = Route::of(req.uri().path());
-    let started = Instant::now();
-    let response = next.run(req).await;
-    service.metrics().observe_request(route, response.status().as_u16(), started.elapsed());
-    response
 }
 
 /// A response carrying the `ETag` of a stored version.

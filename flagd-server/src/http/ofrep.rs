@@ -2,19 +2,21 @@
 //! snapshot of the token's environment. Bodies follow the OpenFeature Remote Evaluation
 //! Protocol, so any OFREP provider works against them.
 
-use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use flagd_core::{ErrorCode, EvaluationContext, Resolution};
-use serde::Serialize;
+use flagd_core::{ContextError, ErrorCode, EvaluationContext};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::json::{check_depth, read_body};
+use super::ofrep_answer;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OfrepBulk, OfrepFailure, OfrepRequest, OfrepSuccess};
@@ -26,74 +28,6 @@ pub fn routes() -> Router<Arc<Service>> {
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
         .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
-}
-
-/// One flag's result, success or failure, as OFREP shapes it.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Item<'a> {
-    Success {
-        key: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        value: Option<&'a Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        variant: Option<&'a str>,
-        reason: &'static str,
-        metadata: ScalarMetadata<'a>,
-    },
-    Failure {
-        key: &'a str,
-        #[serde(rename = "errorCode")]
-        error_code: ErrorCode,
-        #[serde(rename = "errorDetails")]
-        error_details: String,
-    },
-}
-
-impl<'a> Item<'a> {
-    fn new(key: &'a str, r: Resolution<'a>) -> Self {
-        match r.error {
-            Some(e) => Self::Failure { key, error_code: e.code, error_details: e.message },
-            None => Self::Success {
-                key,
-                value: r.value,
-                variant: r.variant,
-                reason: r.reason.as_str(),
-                metadata: ScalarMetadata(r.metadata),
-            },
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Success { .. } => StatusCode::OK,
-            Self::Failure { error_code: ErrorCode::FlagNotFound, .. } => StatusCode::NOT_FOUND,
-            Self::Failure { .. } => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// A flag's metadata as OFREP allows it: booleans, strings and numbers; other values
-/// are left out. Serialised straight from the snapshot, without copying.
-#[derive(Debug)]
-struct ScalarMetadata<'a>(&'a Map<String, Value>);
-
-impl Serialize for ScalarMetadata<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let scalar = |v: &&Value| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_));
-        let mut map = serializer.serialize_map(None)?;
-        for (k, v) in self.0.iter().filter(|(_, v)| scalar(v)) {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-/// The bulk answer, serialised in one pass.
-#[derive(Debug, Serialize)]
-struct Bulk<'a> {
-    flags: Vec<Item<'a>>,
 }
 
 /// A request-level failure (400) in OFREP's shape.
@@ -114,15 +48,163 @@ pub(super) fn context(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, Str
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(EvaluationContext::new().at(now_seconds()));
     }
-    let body: Value = serde_json::from_slice(bytes)
+    // The body's shape is recorded rather than refused while parsing, so every serde
+    // error is a syntax error and a malformed body is PARSE_ERROR whatever its shape.
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let body = Shape::<RequestBody>(PhantomData)
+        .deserialize(&mut deserializer)
+        .and_then(|body| deserializer.end().map(|()| body))
         .map_err(|e| (ErrorCode::ParseError, format!("the request body is not JSON: {e}")))?;
     let context = match body {
-        Value::Object(mut map) => map.remove("context").unwrap_or(Value::Null),
-        _ => return Err((ErrorCode::InvalidContext, "the request body must be an object with a `context`".into())),
+        RequestBody::NotAnObject => {
+            return Err((ErrorCode::InvalidContext, "the request body must be an object with a `context`".into()));
+        }
+        RequestBody::Object(ContextMember::Absent) => Ok(EvaluationContext::new()),
+        RequestBody::Object(ContextMember::Object(attributes)) => EvaluationContext::from_map(attributes),
+        RequestBody::Object(ContextMember::Other(kind)) => Err(ContextError::NotAnObject(kind)),
     };
-    EvaluationContext::from_json(context)
-        .map(|c| c.at(now_seconds()))
-        .map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
+    context.map(|c| c.at(now_seconds())).map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
+}
+
+/// An OFREP request body, read in one pass straight into the context's attributes
+/// (no intermediate `Value` for the body, no key copied but the context's own).
+enum RequestBody {
+    Object(ContextMember),
+    NotAnObject,
+}
+
+/// The body's `context` member: absent or null, an object, or a value of another JSON type.
+enum ContextMember {
+    Absent,
+    Object(Map<String, Value>),
+    Other(&'static str),
+}
+
+/// How a [`Shape`] visitor turns what it finds into its result: an object is read, any
+/// other JSON value is only named (null apart: an absent context).
+trait FromShape: Sized {
+    fn object<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+    fn other(kind: &'static str) -> Self;
+    fn null() -> Self;
+}
+
+impl FromShape for RequestBody {
+    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut context = ContextMember::Absent;
+        while let Some(member) = map.next_key::<Member>()? {
+            match member {
+                Member::Context => context = map.next_value_seed(Shape(PhantomData))?,
+                Member::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Self::Object(context))
+    }
+
+    fn other(_: &'static str) -> Self {
+        Self::NotAnObject
+    }
+
+    fn null() -> Self {
+        Self::NotAnObject
+    }
+}
+
+impl FromShape for ContextMember {
+    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut attributes = Map::new();
+        while let Some((name, value)) = map.next_entry::<String, Value>()? {
+            attributes.insert(name, value);
+        }
+        Ok(Self::Object(attributes))
+    }
+
+    fn other(kind: &'static str) -> Self {
+        Self::Other(kind)
+    }
+
+    fn null() -> Self {
+        Self::Absent
+    }
+}
+
+/// Reads any JSON value into a `T`.
+struct Shape<T>(PhantomData<T>);
+
+impl<'de, T: FromShape> DeserializeSeed<'de> for Shape<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: FromShape> Visitor<'de> for Shape<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::null())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::other("boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::other("number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<T, E> {
+        Ok(T::other("string"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(T::other("array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::object(map)
+    }
+}
+
+/// A member name of the body: `context` or anything else, read without allocating.
+enum Member {
+    Context,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(MemberName)
+    }
+}
+
+struct MemberName;
+
+impl Visitor<'_> for MemberName {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Member, E> {
+        Ok(if name == "context" { Member::Context } else { Member::Other })
+    }
 }
 
 fn now_seconds() -> i64 {
@@ -171,15 +253,17 @@ async fn evaluate_one(
         Ok(parts) => parts,
         Err(failure) => return Ok(failure),
     };
-    let item = match snapshot.ruleset.position(&key) {
-        Some(position) => {
-            let resolution = snapshot.ruleset.evaluate_at(position, &ctx);
-            snapshot.counters.record(position, resolution.variant, resolution.reason);
-            Item::new(&key, resolution)
-        }
-        None => Item::new(&key, snapshot.ruleset.evaluate(&key, &ctx)),
+    let position = snapshot.ruleset.position(&key);
+    let resolution = match position {
+        Some(position) => snapshot.ruleset.evaluate_at(position, &ctx),
+        None => snapshot.ruleset.evaluate(&key, &ctx),
     };
-    Ok((item.status(), axum::Json(&item)).into_response())
+    if let Some(position) = position {
+        snapshot.counters.record(position, resolution.variant, resolution.reason);
+    }
+    let mut body = Vec::with_capacity(256);
+    snapshot.answers.write(position, &key, &resolution, &mut body).map_err(serialising)?;
+    Ok((ofrep_answer::status(&resolution), [JSON_CONTENT_TYPE], body).into_response())
 }
 
 /// Evaluates every flag of the token's environment. The `ETag` is a hash of the answer:
@@ -206,46 +290,87 @@ async fn evaluate_one(
 async fn evaluate_all(
     State(service): State<Arc<Service>>,
     principal: Principal,
-    headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
+    // Only this header is kept (the `HeaderMap` extractor would copy them all).
+    let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
     let (snapshot, ctx) = match read_request(&service, &principal, req, None).await? {
         Ok(parts) => parts,
         Err(failure) => return Ok(failure),
     };
-    let flags: Vec<Item<'_>> = snapshot
-        .ruleset
-        .evaluate_all(&ctx)
-        .enumerate()
-        .map(|(i, (k, r))| {
-            snapshot.counters.record(i, r.variant, r.reason);
-            Item::new(k, r)
-        })
-        .collect();
-    let mut body = Vec::with_capacity(64 + flags.len() * 128);
-    serde_json::to_writer(&mut body, &Bulk { flags })
-        .map_err(|e| ApiError::Internal(format!("serialising a bulk evaluation: {e}")))?;
+    let mut body = Vec::with_capacity(16 + snapshot.ruleset.len() * 128);
+    body.extend_from_slice(b"{\"flags\":[");
+    for (position, (key, resolution)) in snapshot.ruleset.evaluate_all(&ctx).enumerate() {
+        snapshot.counters.record(position, resolution.variant, resolution.reason);
+        if position > 0 {
+            body.push(b',');
+        }
+        snapshot.answers.write(Some(position), key, &resolution, &mut body).map_err(serialising)?;
+    }
+    body.extend_from_slice(b"]}");
     // The ETag is a hash of the answer itself, so it changes exactly when the answer does
     // (including through time-based rules, which no change sequence would capture).
     let etag = body_etag(&body);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
+    let matches = if_none_match
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|candidate| candidate.trim() == etag || candidate.trim() == "*"));
     let etag_header = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
-    Ok((
-        StatusCode::OK,
-        [(header::ETAG, etag_header), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response())
+    Ok((StatusCode::OK, [(header::ETAG, etag_header), JSON_CONTENT_TYPE], body).into_response())
 }
 
+const JSON_CONTENT_TYPE: (header::HeaderName, HeaderValue) =
+    (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+
+fn serialising(e: serde_json::Error) -> ApiError {
+    ApiError::Internal(format!("serialising an evaluation: {e}"))
+}
+
+/// `"<16 hex digits>"`: the answer's hash as an entity tag.
 fn body_etag(body: &[u8]) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut hasher);
-    format!("\"{:016x}\"", hasher.finish())
+    format!("\"{:016x}\"", answer_hash(body))
+}
+
+/// A 64-bit hash of an answer, eight bytes a step (std's SipHash, built to resist chosen
+/// keys, which an ETag does not need, takes four times as long on a bulk answer). Each step
+/// is a bijection of the state for a given word, so two answers of the same length that
+/// differ in one word always hash apart; the length is mixed in for the others.
+fn answer_hash(bytes: &[u8]) -> u64 {
+    // Odd 64-bit constants with well-spread bits (the golden ratio's and √2's fractions).
+    const M1: u64 = 0x9e37_79b9_7f4a_7c15;
+    const M2: u64 = 0x6a09_e667_f3bc_c909;
+    let step = |h: u64, word: u64| (h ^ word).wrapping_mul(M1).rotate_left(31);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut h = (bytes.len() as u64).wrapping_mul(M2);
+    for chunk in &mut chunks {
+        h = step(h, u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default()));
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = step(h, u64::from_le_bytes(last));
+    // Spread every input bit over the whole output.
+    h ^= h >> 32;
+    h = h.wrapping_mul(M2);
+    h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_etag_changes_with_any_byte_of_the_answer() {
+        let body = br#"{"flags":[{"key":"portal","value":true,"variant":"on","reason":"SPLIT","metadata":{}}]}"#;
+        let etag = body_etag(body);
+        for i in 0..body.len() {
+            let mut changed = body.to_vec();
+            changed[i] ^= 1;
+            assert_ne!(body_etag(&changed), etag, "byte {i}");
+        }
+        assert_ne!(body_etag(&[body.as_slice(), b"\0"].concat()), etag, "a trailing zero byte");
+        assert_eq!(body_etag(body), etag);
+    }
 }

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Instructions per request, flagd-server against the ceiling, under callgrind: repeatable
+# on a busy machine where wall-clock load figures are not. For each server and endpoint:
+# warm up, zero the counters, send COUNT requests on one keep-alive connection, dump; the
+# dump's total divided by COUNT is the figure. Method: benches/README.md ("Server load").
+#
+#   CARGO_TARGET_DIR=/work/target-perf bash benches/load/callgrind.sh
+#
+# Knobs (environment): COUNT (requests measured, 2000), WARM (requests before, 200),
+# KEEP (a directory to keep the dumps in, for callgrind_annotate; default: none).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$ROOT/benches/load"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+COUNT=${COUNT:-2000}
+WARM=${WARM:-200}
+KEEP=${KEEP:-}
+SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
+BULK_PATH=/ofrep/v1/evaluate/flags
+export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
+
+for tool in valgrind callgrind_control curl python3; do
+  command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is required (apt-get install -y valgrind)" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/flagd-callgrind.XXXXXX")
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== build (release) into $TARGET_DIR"
+(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p flagd-server -p flagd-benches --bins)
+BIN=$TARGET_DIR/release
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() { # wait_ready URL NAME PID: callgrind starts slowly
+  local i
+  for i in $(seq 1 600); do
+    kill -0 "$3" 2>/dev/null || { echo "callgrind.sh: $2 exited during start-up" >&2; return 1; }
+    if curl -s -o /dev/null "$1"; then return; fi
+    sleep 0.1
+  done
+  echo "callgrind.sh: $2 did not answer within 60 s" >&2; return 1
+}
+start_flagd() { # start_flagd [PREFIX...]: flagd-server on $FLAGD with the seeded database
+  "$@" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
+    --admin-token "$ADMIN" >>"$WORK/flagd.out" 2>>"$WORK/flagd.log" </dev/null &
+  PIDS+=($!)
+  wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}"
+}
+# Uncompressed names, so that every dump reads on its own in callgrind_annotate.
+CALLGRIND=(valgrind --tool=callgrind --dump-instr=no --compress-strings=no --compress-pos=no)
+
+ADMIN="cg-admin-$RANDOM$RANDOM"
+FLAGD="127.0.0.1:$(port)"
+CEIL="127.0.0.1:$(port)"
+
+# Seeding is slow under valgrind: seed a plain server, stop it, profile a second one on
+# the same database.
+start_flagd
+export OFREP_TOKEN
+OFREP_TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN" 2>/dev/null)
+for path in "$SINGLE_PATH" "$BULK_PATH"; do
+  curl -sf -o "$WORK/$(basename "$path").json" -X POST -H "Authorization: Bearer $OFREP_TOKEN" \
+    -H 'Content-Type: application/json' -d "{\"context\":$OFREP_CONTEXT}" "http://$FLAGD$path"
+done
+kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+
+start_flagd "${CALLGRIND[@]}" --callgrind-out-file="$WORK/flagd.%p.cg"
+FLAGD_PID=${PIDS[-1]}
+"${CALLGRIND[@]}" --callgrind-out-file="$WORK/ceiling.%p.cg" "$BIN/ofrep_ceiling" --listen "$CEIL" \
+  --single-body "$WORK/customer_portal.json" --bulk-body "$WORK/flags.json" >"$WORK/ceiling.log" 2>&1 </dev/null &
+PIDS+=($!)
+CEIL_PID=${PIDS[-1]}
+wait_ready "http://$CEIL/" ofrep_ceiling "$CEIL_PID"
+
+measure() { # measure NAME PID ADDR PATH → "NAME instructions/request"
+  local dump total
+  python3 "$HERE/fixed_requests.py" "$3" "$4" "$WARM"
+  callgrind_control -z "$2" >/dev/null 2>&1
+  python3 "$HERE/fixed_requests.py" "$3" "$4" "$COUNT"
+  callgrind_control -d "$1" "$2" >/dev/null 2>&1
+  dump=$(ls -t "$WORK"/*.cg.* | head -1)
+  total=$(sed -n 's/^totals: //p' "$dump")
+  if [[ -n $KEEP ]]; then mkdir -p "$KEEP" && cp "$dump" "$KEEP/$1.cg"; fi
+  printf '%-16s %9d instructions/request\n' "$1" $((total / COUNT))
+}
+
+echo "== $COUNT requests per endpoint and server, one keep-alive connection"
+measure ceiling_single "$CEIL_PID" "$CEIL" "$SINGLE_PATH"
+measure flagd_single "$FLAGD_PID" "$FLAGD" "$SINGLE_PATH"
+measure ceiling_bulk "$CEIL_PID" "$CEIL" "$BULK_PATH"
+measure flagd_bulk "$FLAGD_PID" "$FLAGD" "$BULK_PATH"

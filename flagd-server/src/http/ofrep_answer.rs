@@ -1,0 +1,201 @@
+//! OFREP answers written from pieces of JSON kept with each snapshot. Within one snapshot a
+//! flag's key, its metadata and the value of each of its variants never change, so each is
+//! serialised once (the key when the snapshot is built, the others the first time they are
+//! served) and an answer is then a few copies of bytes: no string escaping, no `Value`
+//! walk, per request or per flag of a bulk answer.
+
+use std::sync::OnceLock;
+
+use flagd_core::{ErrorCode, Reason, Resolution, Ruleset};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The cached pieces of every flag of one snapshot, in ruleset order.
+#[derive(Debug, Default)]
+pub struct AnswerPieces {
+    flags: Vec<FlagPieces>,
+}
+
+/// A piece of JSON, serialised the first time it is needed.
+type Lazy = OnceLock<Box<[u8]>>;
+
+#[derive(Debug)]
+struct FlagPieces {
+    /// `{"key":"…"`.
+    head: Box<[u8]>,
+    /// Each variant's name and, once served, `,"value":…,"variant":"…"`.
+    variants: Vec<(Box<str>, Lazy)>,
+    /// Once served: `,"metadata":{…}}`, closing the item.
+    tail: Lazy,
+}
+
+impl AnswerPieces {
+    /// Pieces for the flags of `ruleset` (keys now, the rest on first use).
+    pub fn new(ruleset: &Ruleset) -> Result<Self, serde_json::Error> {
+        let flags = ruleset
+            .keys()
+            .enumerate()
+            .map(|(position, key)| {
+                let variants = ruleset.variant_names(position).map(|name| (Box::from(name), OnceLock::new())).collect();
+                Ok(FlagPieces { head: head(key)?.into_boxed_slice(), variants, tail: OnceLock::new() })
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        Ok(Self { flags })
+    }
+
+    /// Appends the OFREP item for flag `key`, at `position` in the ruleset if it exists.
+    pub fn write(
+        &self,
+        position: Option<usize>,
+        key: &str,
+        r: &Resolution<'_>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<()> {
+        match (&r.error, position.and_then(|p| self.flags.get(p))) {
+            (None, Some(flag)) => flag.write_success(r, out),
+            _ => write_uncached(key, r, out),
+        }
+    }
+}
+
+impl FlagPieces {
+    fn write_success(&self, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let cell = r.variant.and_then(|name| self.variants.iter().find(|(n, _)| **n == *name)).map(|(_, c)| c);
+        let uncached;
+        let fields = match cell {
+            Some(cell) => cached(cell, || value_and_variant(r))?,
+            None => {
+                uncached = value_and_variant(r)?;
+                &uncached
+            }
+        };
+        write_success(out, &self.head, fields, r.reason, cached(&self.tail, || metadata(r.metadata))?);
+        Ok(())
+    }
+}
+
+/// One success item from its pieces.
+fn write_success(out: &mut Vec<u8>, head: &[u8], fields: &[u8], reason: Reason, tail: &[u8]) {
+    out.extend_from_slice(head);
+    out.extend_from_slice(fields);
+    out.extend_from_slice(b",\"reason\":\"");
+    out.extend_from_slice(reason.as_str().as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(tail);
+}
+
+/// `{"key":"…"`.
+fn head(key: &str) -> serde_json::Result<Vec<u8>> {
+    let mut out = b"{\"key\":".to_vec();
+    serde_json::to_writer(&mut out, key)?;
+    Ok(out)
+}
+
+/// The cell's piece, made and kept on first use.
+fn cached(cell: &Lazy, make: impl FnOnce() -> serde_json::Result<Vec<u8>>) -> serde_json::Result<&[u8]> {
+    if let Some(piece) = cell.get() {
+        return Ok(piece);
+    }
+    let piece = make()?;
+    Ok(cell.get_or_init(|| piece.into_boxed_slice()))
+}
+
+/// `,"value":…,"variant":"…"`, each part only when present.
+fn value_and_variant(r: &Resolution<'_>) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if let Some(value) = r.value {
+        out.extend_from_slice(b",\"value\":");
+        serde_json::to_writer(&mut out, value)?;
+    }
+    if let Some(variant) = r.variant {
+        out.extend_from_slice(b",\"variant\":");
+        serde_json::to_writer(&mut out, variant)?;
+    }
+    Ok(out)
+}
+
+/// `,"metadata":{…}}` with the entries OFREP allows: booleans, strings and numbers.
+fn metadata(map: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
+    let scalar = |v: &Value| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_));
+    let allowed: Map<String, Value> =
+        map.iter().filter(|(_, v)| scalar(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out = b",\"metadata\":".to_vec();
+    serde_json::to_writer(&mut out, &allowed)?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A failed evaluation in OFREP's shape.
+#[derive(Serialize)]
+struct Failure<'a> {
+    key: &'a str,
+    #[serde(rename = "errorCode")]
+    error_code: ErrorCode,
+    #[serde(rename = "errorDetails")]
+    error_details: &'a str,
+}
+
+/// An item the cache has no piece for: a failure, or a position outside the snapshot.
+fn write_uncached(key: &str, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    match &r.error {
+        Some(e) => serde_json::to_writer(out, &Failure { key, error_code: e.code, error_details: &e.message }),
+        None => {
+            write_success(out, &head(key)?, &value_and_variant(r)?, r.reason, &metadata(r.metadata)?);
+            Ok(())
+        }
+    }
+}
+
+/// The HTTP status of a single-flag answer.
+pub fn status(r: &Resolution<'_>) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    match &r.error {
+        None => StatusCode::OK,
+        Some(e) if e.code == ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
+        Some(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flagd_core::{EvaluationContext, RulesetSource};
+    use serde_json::json;
+
+    use super::*;
+
+    fn answer(pieces: &AnswerPieces, ruleset: &Ruleset, key: &str, ctx: &EvaluationContext) -> Value {
+        let position = ruleset.position(key);
+        let r = match position {
+            Some(p) => ruleset.evaluate_at(p, ctx),
+            None => ruleset.evaluate(key, ctx),
+        };
+        let mut out = Vec::new();
+        pieces.write(position, key, &r, &mut out).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn answers_keep_their_shape_once_pieces_are_cached() {
+        let source: RulesetSource = serde_json::from_value(json!({"flags": [{
+            "key": "portal", "state": "ENABLED",
+            "variants": {"on": {"a \"quoted\" value": [1]}, "off": {}}, "offVariant": "off",
+            "metadata": {"ticket": "P-1", "weight": 2, "nested": {"dropped": true}},
+            "allow": ["42"], "fallthrough": {"variant": "off"}
+        }]}))
+        .unwrap();
+        let ruleset = Ruleset::compile(&source).unwrap();
+        let pieces = AnswerPieces::new(&ruleset).unwrap();
+        let pilot = EvaluationContext::new().with_company(42);
+        let expected = json!({"key": "portal", "value": {"a \"quoted\" value": [1]}, "variant": "on",
+            "reason": "TARGETING_MATCH", "metadata": {"ticket": "P-1", "weight": 2}});
+        assert_eq!(answer(&pieces, &ruleset, "portal", &pilot), expected);
+        assert_eq!(answer(&pieces, &ruleset, "portal", &pilot), expected, "served again from the cache");
+        let other = answer(&pieces, &ruleset, "portal", &EvaluationContext::new().with_company(7));
+        assert_eq!(
+            (&other["variant"], &other["value"], &other["reason"]),
+            (&json!("off"), &json!({}), &json!("DEFAULT"))
+        );
+        let missing = answer(&pieces, &ruleset, "nope", &pilot);
+        assert_eq!((&missing["key"], &missing["errorCode"]), (&json!("nope"), &json!("FLAG_NOT_FOUND")));
+    }
+}
