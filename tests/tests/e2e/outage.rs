@@ -176,7 +176,12 @@ fn survive_an_outage(db: &mut dyn Instance, backend: &str) {
         eventually(&format!("{backend}: /readyz reports the database down"), Duration::from_secs(15), || {
             readiness()["database"] == "down"
         });
-        assert_eq!(readiness()["status"], "ready", "{backend}: evaluation is still served");
+        let ready = readiness();
+        assert_eq!(ready["status"], "ready", "{backend}: evaluation is still served");
+        let age = ready["snapshotAgeMs"].as_i64().unwrap();
+        eventually(&format!("{backend}: the snapshot's age grows"), Duration::from_secs(5), || {
+            readiness()["snapshotAgeMs"].as_i64().unwrap() > age
+        });
         let (status, body) = allow(&admin, 100).unwrap();
         assert_eq!((status, body["error"]["code"].as_str()), (503, Some("DATABASE_UNAVAILABLE")), "{backend}: {body}");
         let during = total.load(Ordering::Relaxed);
