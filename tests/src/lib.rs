@@ -575,6 +575,71 @@ fn config_path(flag: &str, env: &str) -> String {
 // Helper processes
 // ---------------------------------------------------------------------------------------
 
+/// A finished process, for tests that assert on its exit code and output together.
+#[derive(Debug)]
+pub struct Run {
+    /// The command line as shown in failure messages.
+    pub shown: String,
+    /// The exit code (-1 when a signal ended it).
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// What a finished process left.
+    pub fn finished(shown: impl Into<String>, out: std::process::Output) -> Self {
+        Self {
+            shown: shown.into(),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `command` to the end with no input; a program that cannot be started fails
+    /// the test with `hint` (what to install).
+    pub fn of(shown: impl Into<String>, command: &mut Command, hint: &str) -> Self {
+        let shown = shown.into();
+        match command.stdin(Stdio::null()).output() {
+            Ok(out) => Self::finished(shown, out),
+            Err(e) => {
+                Self { code: -1, stdout: String::new(), stderr: format!("cannot run {shown} ({e}){hint}"), shown }
+            }
+        }
+    }
+
+    /// Asserts the exit code (showing both outputs when it differs); returns the run for
+    /// more checks.
+    pub fn code(self, expected: i32) -> Self {
+        assert_eq!(
+            self.code, expected,
+            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.shown, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts success.
+    pub fn ok(self) -> Self {
+        self.code(0)
+    }
+
+    /// stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        let parsed = serde_json::from_str(&self.stdout);
+        assert!(parsed.is_ok(), "{} printed no JSON ({parsed:?}):\n{}", self.shown, self.stdout);
+        parsed.unwrap_or_default()
+    }
+
+    /// stdout as JSON lines.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_owned()))).collect()
+    }
+}
+
 /// Runs `program args` in `dir`, failing with its output unless it succeeds.
 pub fn run_checked(program: &str, args: &[&str], dir: &Path) -> Result<String> {
     let shown = format!("`{program} {}` in {}", args.join(" "), dir.display());

@@ -2,49 +2,13 @@
 //! the real `flagctl` against the real `flagd-server`; shellcheck lints every script; the
 //! GitHub Actions examples must parse and call the scripts with options they accept; the
 //! systemd unit and the nginx configuration are checked by systemd and nginx themselves
-//! when those are installed.
+//! (`.ci/run` installs them; a missing tool fails the test with the package to install).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use flagd_tests::{Client, Server, TempDir, flagctl_binary, server_binary, workspace_root};
+use flagd_tests::{Client, Run, Server, TempDir, flagctl_binary, server_binary, workspace_root};
 use serde_json::{Value, json};
-
-/// One finished run of a deploy script (or tool).
-#[derive(Debug)]
-struct Run {
-    shown: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(shown: String, command: &mut Command) -> Self {
-        Self::or_hint(shown, command, "")
-    }
-
-    /// Like [`Run::of`]; a program that cannot be started fails the test with `hint`.
-    fn or_hint(shown: String, command: &mut Command, hint: &str) -> Self {
-        let out = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {shown} ({e}){hint}"));
-        Self {
-            shown,
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Asserts the exit code; returns the run for more checks.
-    fn code(self, expected: i32) -> Self {
-        assert_eq!(
-            self.code, expected,
-            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.shown, self.stdout, self.stderr
-        );
-        self
-    }
-}
 
 fn deploy_dir() -> PathBuf {
     workspace_root().join("deploy")
@@ -56,7 +20,7 @@ fn script_with(script: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut command = Command::new(deploy_dir().join(script));
     command.args(args).env_remove("FLAGD_URL").env_remove("FLAGD_TOKEN").env_remove("FLAGCTL");
     command.envs(env.iter().copied());
-    Run::of(format!("deploy/{script} {}", args.join(" ")), &mut command)
+    Run::of(format!("deploy/{script} {}", args.join(" ")), &mut command, "")
 }
 
 /// `deploy/SCRIPT args…` against `server` with its admin token and the real flagctl.
@@ -305,11 +269,7 @@ fn shell_scripts() -> Vec<PathBuf> {
 fn shellcheck(files: &[PathBuf]) -> Run {
     let shown =
         format!("shellcheck -x {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "));
-    Run::or_hint(
-        shown,
-        Command::new("shellcheck").arg("-x").args(files),
-        ": install it with `apt-get install shellcheck`",
-    )
+    Run::of(shown, Command::new("shellcheck").arg("-x").args(files), ": install it with `apt-get install shellcheck`")
 }
 
 #[test]
@@ -339,7 +299,7 @@ fn workflow(name: &str) -> Value {
             "python3 with the yaml module is needed to parse {name}: pip install pyyaml (or apt-get install python3-yaml)"
         );
     }
-    let run = Run::of(format!("parsing {name}"), Command::new("python3").args(["-c", program]).arg(&path)).code(0);
+    let run = Run::of(format!("parsing {name}"), Command::new("python3").args(["-c", program]).arg(&path), "").code(0);
     serde_json::from_str(&run.stdout).unwrap()
 }
 
@@ -409,7 +369,7 @@ fn the_systemd_unit_verifies_and_its_environment_file_names_real_server_settings
         assert!(unit.contains(setting), "the unit lacks {setting}");
     }
     let server = server_binary().unwrap();
-    let help = Run::of("flagd-server --help".into(), Command::new(&server).arg("--help")).code(0).stdout;
+    let help = Run::of("flagd-server --help", Command::new(&server).arg("--help"), "").code(0).stdout;
     let example = std::fs::read_to_string(deploy_dir().join("systemd/flagd-server.env.example")).unwrap();
     let variables: Vec<&str> =
         example.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).filter(|k| !k.starts_with('#')).collect();
@@ -428,7 +388,7 @@ fn the_systemd_unit_verifies_and_its_environment_file_names_real_server_settings
     let installed = dir.path().join("flagd-server.service");
     std::fs::write(&installed, unit.replace("/usr/local/bin/flagd-server", path_str(&server))).unwrap();
     let run =
-        Run::of("systemd-analyze verify".into(), Command::new("systemd-analyze").arg("verify").arg(&installed)).code(0);
+        Run::of("systemd-analyze verify", Command::new("systemd-analyze").arg("verify").arg(&installed), "").code(0);
     let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("flagd-server.service")).collect();
     assert!(warnings.is_empty(), "systemd-analyze verify warns about the unit:\n{}", warnings.join("\n"));
 }
@@ -461,7 +421,7 @@ fn the_nginx_configuration_streams_unbuffered_and_passes_nginx_t() {
     let req = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=flags.example.com"];
     let mut openssl = Command::new("openssl");
     openssl.args(req).arg("-keyout").arg(&key).arg("-out").arg(&cert);
-    Run::of("openssl req".into(), &mut openssl).code(0);
+    Run::of("openssl req", &mut openssl, "").code(0);
     let site = config
         .replace("/etc/ssl/flagd/fullchain.pem", path_str(&cert))
         .replace("/etc/ssl/flagd/privkey.pem", path_str(&key));
@@ -476,6 +436,6 @@ fn the_nginx_configuration_streams_unbuffered_and_passes_nginx_t() {
     std::fs::write(d.join("nginx.conf"), main).unwrap();
     let mut nginx = Command::new("nginx");
     nginx.args(["-t", "-e", "stderr", "-p"]).arg(d).arg("-c").arg(d.join("nginx.conf"));
-    let run = Run::of("nginx -t".into(), &mut nginx).code(0);
+    let run = Run::of("nginx -t", &mut nginx, "").code(0);
     assert!(!run.stderr.contains("[warn]"), "nginx warns about the configuration:\n{}", run.stderr);
 }

@@ -3,55 +3,11 @@
 //! switch, dry run, interruption).
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Client, Server, TempDir, flagctl_binary, free_port, run_checked};
+use flagd_tests::{Client, Run, Server, TempDir, flagctl_binary, free_port, run_checked};
 use serde_json::{Value, json};
-
-/// One finished flagctl run.
-#[derive(Debug)]
-struct Run {
-    args: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(args: &[&str], out: Output) -> Self {
-        Self {
-            args: args.join(" "),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Asserts the exit code; returns the run for more checks.
-    fn code(self, expected: i32) -> Self {
-        assert_eq!(
-            self.code, expected,
-            "`flagctl {}`\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.args, self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn ok(self) -> Self {
-        self.code(0)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("`flagctl {}` printed no JSON ({e}):\n{}", self.args, self.stdout))
-    }
-
-    /// stdout as JSON lines (ramp events).
-    fn events(&self) -> Vec<Value> {
-        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
-    }
-}
 
 fn command(url: &str, token: Option<&str>, args: &[&str]) -> Command {
     let mut cmd = Command::new(flagctl_binary().unwrap());
@@ -64,7 +20,7 @@ fn command(url: &str, token: Option<&str>, args: &[&str]) -> Command {
 
 /// flagctl with this URL and token.
 fn flagctl_as(url: &str, token: Option<&str>, args: &[&str]) -> Run {
-    Run::from(args, command(url, token, args).output().unwrap())
+    Run::finished(format!("flagctl {}", args.join(" ")), command(url, token, args).output().unwrap())
 }
 
 /// flagctl against `server` with its admin token.
@@ -486,7 +442,7 @@ fn a_failing_check_at_the_third_step_disables_the_flag() {
     assert_eq!(rollouts, ["ramp step 3/5: 25%", "ramp step 2/5: 5%", "ramp step 1/5: 1%"]);
     assert!(events.iter().any(|e| e["action"] == "config.enable"), "--enable-if-disabled enabled it");
 
-    let ramp_events = run.events();
+    let ramp_events = run.json_lines();
     let checks: Vec<(i64, bool)> = ramp_events
         .iter()
         .filter(|e| e["event"] == "check")
@@ -543,7 +499,7 @@ fn a_ramp_refuses_a_disabled_flag_and_a_dry_run_changes_nothing() {
         dry.stderr
     );
     let plan =
-        flagctl(&server, &[&args[..], &["--enable-if-disabled", "--dry-run", "-o", "json"]].concat()).ok().events();
+        flagctl(&server, &[&args[..], &["--enable-if-disabled", "--dry-run", "-o", "json"]].concat()).ok().json_lines();
     assert_eq!(
         (&plan[0]["event"], &plan[0]["steps"], &plan[0]["enable"]),
         (&json!("plan"), &json!([1.0, 5.0, 25.0, 50.0, 100.0]), &json!(true))
@@ -571,7 +527,7 @@ fn sigterm_stops_a_ramp_at_the_last_step_set() {
         assert!(Instant::now() < deadline, "flagctl ramp did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let run = Run::from(&args, child.wait_with_output().unwrap()).code(130);
+    let run = Run::finished(format!("flagctl {}", args.join(" ")), child.wait_with_output().unwrap()).code(130);
     assert!(run.stderr.contains("interrupted by SIGTERM") && run.stderr.contains("left at 10%"), "{}", run.stderr);
     let production = config(&admin, "billing", "production");
     assert_eq!((production["state"].clone(), weights(&production)), (json!("ENABLED"), on_off(10.0)));
