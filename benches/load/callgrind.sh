@@ -24,36 +24,16 @@ for tool in valgrind callgrind_control curl python3; do
   command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is required (apt-get install -y valgrind)" >&2; exit 2; }
 done
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/flagd-callgrind.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-echo "== build (release) into $TARGET_DIR"
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p flagd-server -p flagd-benches --bins)
-BIN=$TARGET_DIR/release
+SCRIPT=callgrind.sh
+# shellcheck source=benches/load/common.sh
+source "$HERE/common.sh"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() { # wait_ready URL NAME PID: callgrind starts slowly
-  local i
-  for i in $(seq 1 600); do
-    kill -0 "$3" 2>/dev/null || { echo "callgrind.sh: $2 exited during start-up" >&2; return 1; }
-    if curl -s -o /dev/null "$1"; then return; fi
-    sleep 0.1
-  done
-  echo "callgrind.sh: $2 did not answer within 60 s" >&2; return 1
-}
 start_flagd() { # start_flagd [PREFIX...]: flagd-server on $FLAGD with the seeded database
   "$@" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
     --admin-token "$ADMIN" >>"$WORK/flagd.out" 2>>"$WORK/flagd.log" </dev/null &
   PIDS+=($!)
-  wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}"
+  wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}" 60
 }
 # Uncompressed names, so that every dump reads on its own in callgrind_annotate.
 CALLGRIND=(valgrind --tool=callgrind --dump-instr=no --compress-strings=no --compress-pos=no)
@@ -79,7 +59,7 @@ FLAGD_PID=${PIDS[-1]}
   --single-body "$WORK/customer_portal.json" --bulk-body "$WORK/flags.json" >"$WORK/ceiling.log" 2>&1 </dev/null &
 PIDS+=($!)
 CEIL_PID=${PIDS[-1]}
-wait_ready "http://$CEIL/" ofrep_ceiling "$CEIL_PID"
+wait_ready "http://$CEIL/" ofrep_ceiling "$CEIL_PID" 60
 
 measure() { # measure NAME PID ADDR PATH → "NAME instructions/request"
   local dump total

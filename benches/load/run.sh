@@ -39,20 +39,9 @@ SERVER_PIN=() CLIENT_PIN=()
 [[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
 [[ -n $CLIENT_CPUS ]] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/flagd-load.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-echo "== build (release) into $TARGET_DIR"
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p flagd-server -p flagd-benches --bins)
-BIN=$TARGET_DIR/release
+SCRIPT=run.sh
+# shellcheck source=benches/load/common.sh
+source "$HERE/common.sh"
 
 free_port() {
   local port
@@ -63,15 +52,6 @@ free_port() {
   echo "run.sh: no free port found" >&2; return 1
 }
 
-wait_ready() { # wait_ready URL NAME PID
-  local i
-  for i in $(seq 1 100); do
-    kill -0 "$3" 2>/dev/null || { echo "run.sh: $2 exited during start-up" >&2; return 1; }
-    if curl -s -o /dev/null "$1"; then return; fi
-    sleep 0.1
-  done
-  echo "run.sh: $2 did not answer within 10 s" >&2; return 1
-}
 
 ADMIN="load-admin-$RANDOM$RANDOM"
 FLAGD_PORT=$(free_port)
@@ -83,7 +63,7 @@ echo "== start flagd-server on $FLAGD (SQLite in $WORK), CPUs ${SERVER_CPUS:-any
 "${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
   --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &
 PIDS+=($!)
-wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}"
+wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}" 10
 
 echo "== seed 20 flags in production"
 TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN")
@@ -105,7 +85,7 @@ echo "== start ofrep_ceiling on $CEIL with the same bodies, CPUs ${SERVER_CPUS:-
 "${SERVER_PIN[@]}" "$BIN/ofrep_ceiling" --listen "$CEIL" \
   --single-body "$WORK/single.json" --bulk-body "$WORK/bulk.json" >"$WORK/ceiling.log" 2>&1 </dev/null &
 PIDS+=($!)
-wait_ready "http://$CEIL/" ofrep_ceiling "${PIDS[-1]}"
+wait_ready "http://$CEIL/" ofrep_ceiling "${PIDS[-1]}" 10
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
