@@ -272,6 +272,7 @@ impl Service {
             write.tx.append_audit(event).await?;
         }
         let tokens_changed = write.events.iter().any(|e| e.action.starts_with("token."));
+        let applied_before = self.snapshots.applied_seq();
         write.tx.commit().await?;
         for compiled in compiled {
             self.install(compiled);
@@ -279,7 +280,14 @@ impl Service {
         if tokens_changed {
             self.reload_tokens().await?;
         }
-        self.snapshots.mark_applied(seq);
+        if applied_before >= seq - 1 {
+            self.snapshots.mark_applied(seq);
+        } else if let Err(e) = self.catch_up().await {
+            // Other replicas committed changes this one has not applied yet: marking this
+            // write applied would skip them, so they are applied first. Should that fail,
+            // the write is served all the same and the next sync applies the rest.
+            tracing::warn!(error = %e, seq, "could not apply other replicas' earlier changes after a write");
+        }
         Ok(seq)
     }
 }

@@ -261,3 +261,26 @@ fn postgresql_replicas_are_woken_by_notify_not_by_polling() {
     });
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_write_on_one_replica_does_not_skip_what_another_committed_just_before() {
+    for (backend, shared) in backends("gap") {
+        // Polling once a minute: whatever a replica serves sooner came with its own write.
+        let options = ServerOptions {
+            database_url: Some(shared.url.clone()),
+            args: vec!["--sync-interval".into(), "1m".into()],
+            ..ServerOptions::default()
+        };
+        let (a, b) = (Server::start_with(&options).unwrap(), Server::start_with(&options).unwrap());
+        let admin = b.admin();
+        admin.create_flag(&json!({"key": FLAG})).unwrap();
+        admin.create_flag(&json!({"key": "other"})).unwrap();
+        // Replica A learns of the flags and tokens through its own writes only.
+        let staging = a.admin().create_token("staging app", "evaluate", Some("staging")).unwrap();
+        let on = json!({"state": "ENABLED", "fallthrough": {"variant": "on"}});
+        admin.set_config(FLAG, "staging", &on).unwrap();
+        a.admin().quick_op("other", "production", "enable", None).unwrap();
+        let served = a.client(Some(&staging)).ofrep(FLAG, &json!({"companyId": 42})).unwrap();
+        assert_eq!(served.body["value"], json!(true), "{backend}: A applied B's earlier change: {}", served.body);
+    }
+}
