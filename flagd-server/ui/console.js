@@ -42,11 +42,20 @@ function complain(message) { $('problem').textContent = message; $('status').tex
 const canWrite = () => session && session.role === 'admin';
 const flagPath = (key, env) => `/api/v1/flags/${encodeURIComponent(key)}/environments/${encodeURIComponent(env)}`;
 
+/** A flag's variant in `role` (on or off) as the server picks it: explicit, else the
+ * variant named after the role (a flag without variants is a boolean with both). */
+function roleVariant(flag, role) {
+  const explicit = role === 'on' ? flag.onVariant : flag.offVariant;
+  if (explicit) return explicit;
+  const variants = flag.variants || {};
+  return Object.keys(variants).length === 0 || role in variants ? role : null;
+}
+
 /** The percentage of the on variant in a configuration's fallthrough rollout, if it has one. */
 function rolloutOf(config, flag) {
   const rollout = config && config.fallthrough && config.fallthrough.rollout;
   if (!rollout) return null;
-  const on = rollout.variants.find((v) => v.variant === flag.onVariant);
+  const on = rollout.variants.find((v) => v.variant === roleVariant(flag, 'on'));
   return on ? on.weight : null;
 }
 
@@ -93,7 +102,7 @@ async function flagsPage() {
     const cells = envs.map((env) => {
       const summary = flag.environments[env];
       const pct = rolloutOf(configs[i][env], flag);
-      return el('td', {}, summary ? stateBadge(summary.state) : '—', pct === null ? null : ` · ${pct} %`);
+      return el('td', { 'data-env': env }, summary ? stateBadge(summary.state) : '—', pct === null ? null : ` · ${pct} %`);
     });
     const tr = el('tr', { 'data-flag': flag.key },
       el('th', { scope: 'row' }, el('a', { href: `#/flags/${encodeURIComponent(flag.key)}` }, flag.key)),
@@ -155,12 +164,12 @@ function writeControls(flag, env, config) {
         const reason = await askReason(flag.key, env);
         if (reason === null) return;
         await api('POST', `${flagPath(flag.key, env)}/disable`, reason ? { reason } : {});
-        say(`${flag.key} is disabled in ${env}.`);
       } else {
         await api('POST', `${flagPath(flag.key, env)}/enable`, {});
-        say(`${flag.key} is enabled in ${env}.`);
       }
+      // Announced once the page shows the new state, so what is said is what is seen.
       await render();
+      say(`${flag.key} is ${enabled ? 'disabled' : 'enabled'} in ${env}.`);
     } catch (e) { complain(e.message); }
   } }, `${enabled ? 'Disable' : 'Enable'} in ${env}`);
   const id = `rollout-${env}`;
@@ -169,14 +178,16 @@ function writeControls(flag, env, config) {
   const form = el('form', { onsubmit: async (event) => {
     event.preventDefault();
     try {
-      await api('PUT', `${flagPath(flag.key, env)}/rollout`, { percentage: Number(pct.value) });
-      say(`${flag.key} rolls out to ${Number(pct.value)} % in ${env}.`);
+      const percentage = Number(pct.value);
+      await api('PUT', `${flagPath(flag.key, env)}/rollout`, { percentage });
       await render();
+      say(`${flag.key} rolls out to ${percentage} % in ${env}.`);
     } catch (e) { complain(e.message); }
   } },
   el('label', { for: id }, `Rollout % in ${env}`), pct,
   el('button', { type: 'submit' }, `Set rollout in ${env}`));
-  return [el('div', {}, toggle), flag.onVariant ? form : null];
+  const hasOnOff = roleVariant(flag, 'on') && roleVariant(flag, 'off');
+  return [el('div', {}, toggle), hasOnOff ? form : null];
 }
 
 async function flagPage(key) {
@@ -188,7 +199,7 @@ async function flagPage(key) {
     return el('section', { class: 'env', 'aria-labelledby': `env-${env}`, 'data-env': env },
       el('h3', { id: `env-${env}` }, env),
       el('p', {}, 'State: ', stateBadge(config.state)),
-      el('p', {}, 'Rollout: ', pct === null ? 'none' : `${pct} % get ${flag.onVariant}`),
+      el('p', {}, 'Rollout: ', pct === null ? 'none' : `${pct} % get ${roleVariant(flag, 'on')}`),
       el('p', {}, `Changed by ${config.updatedBy || '—'}`),
       canWrite() ? writeControls(flag, env, config) : null);
   });
@@ -208,7 +219,7 @@ async function render() {
   try {
     const match = location.hash.match(/^#\/flags\/(.+)$/);
     const content = match ? await flagPage(decodeURIComponent(match[1])) : await flagsPage();
-    main.replaceChildren(...content);
+    main.replaceChildren(...content.filter((node) => node !== null));
     main.dataset.page = match ? 'flag' : 'flags';
   } catch (e) {
     if (e.status === 401) { await start(); return; }

@@ -1,6 +1,6 @@
 //! The HTTP API: one router built from one module per resource (plus the console under
-//! `/ui`, see [`session`] and `ui`), a JSON 404 for anything
-//! else, a body limit, and one tracing span per request.
+//! `/ui`: [`session`] and `ui`), a JSON 404 for anything else, a body limit, and one
+//! tracing span per request.
 
 // Visible to the crate so that `crate::openapi` can name the handlers' path attributes.
 pub(crate) mod admin;
