@@ -165,17 +165,35 @@ fn presented_token(parts: &Parts) -> Option<&str> {
     bearer.or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim)
 }
 
-impl FromRequestParts<Arc<Service>> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, Self::Rejection> {
-        let value = presented_token(parts).ok_or_else(|| {
-            ApiError::Unauthorized("missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`".into())
-        })?;
+impl Principal {
+    /// The live token with this value, or 401.
+    pub(crate) fn from_value(service: &Service, value: &str) -> Result<Self, ApiError> {
         let token = service.tokens().find(value).ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
         if token.revoked_at.is_some() {
             return Err(ApiError::Unauthorized("this token has been revoked".into()));
         }
         Ok(Self { token })
+    }
+
+    /// Whether the token still exists unrevoked, for sessions opened with it earlier.
+    pub(crate) fn is_live(&self, service: &Service) -> bool {
+        service.tokens().all().iter().any(|t| t.id == self.token.id && t.revoked_at.is_none())
+    }
+}
+
+impl FromRequestParts<Arc<Service>> for Principal {
+    type Rejection = ApiError;
+
+    /// A token in the headers wins; without one, a console session cookie (see
+    /// [`crate::http::session`]) stands in for it.
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, Self::Rejection> {
+        if let Some(value) = presented_token(parts) {
+            return Self::from_value(service, value);
+        }
+        service.sessions().authenticate(parts, service).unwrap_or_else(|| {
+            Err(ApiError::Unauthorized(
+                "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`".into(),
+            ))
+        })
     }
 }

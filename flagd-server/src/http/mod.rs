@@ -1,5 +1,6 @@
-//! The HTTP API: one router built from one module per resource, a JSON 404 for anything
-//! else, a body limit, and one tracing span per request.
+//! The HTTP API: one router built from one module per resource (plus the console under
+//! `/ui`: [`session`] and `ui`), a JSON 404 for anything else, a body limit, and one
+//! tracing span per request.
 
 // Visible to the crate so that `crate::openapi` can name the handlers' path attributes.
 pub(crate) mod admin;
@@ -11,7 +12,9 @@ pub(crate) mod observe;
 pub(crate) mod ofrep;
 pub(crate) mod ofrep_answer;
 pub(crate) mod ops;
+pub mod session;
 pub(crate) mod sync;
+pub(crate) mod ui;
 
 use std::sync::Arc;
 
@@ -32,6 +35,8 @@ pub fn app(service: Arc<Service>) -> Router {
         .merge(sync::routes())
         .merge(admin::routes())
         .merge(crate::openapi::routes())
+        .merge(session::routes())
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // One layer: axum boxes every route once more for each layer.

@@ -36,6 +36,7 @@ pub struct Service {
     store: Arc<dyn Store>,
     snapshots: Snapshots,
     tokens: TokenCache,
+    sessions: crate::http::session::Sessions,
     metrics: Metrics,
     id: String,
     /// Whether this process records heartbeats (see [`crate::replication`]), so that
@@ -90,6 +91,7 @@ impl Service {
             store,
             snapshots: Snapshots::default(),
             tokens: TokenCache::default(),
+            sessions: crate::http::session::Sessions::default(),
             metrics: Metrics::default(),
             id: crate::auth::generate_id(),
             cluster: std::sync::atomic::AtomicBool::new(false),
@@ -185,6 +187,11 @@ impl Service {
     /// The token cache.
     pub fn tokens(&self) -> &TokenCache {
         &self.tokens
+    }
+
+    /// The console's signed-in sessions.
+    pub fn sessions(&self) -> &crate::http::session::Sessions {
+        &self.sessions
     }
 
     /// The store (for readiness checks).

@@ -4,5 +4,6 @@
 
 mod api;
 mod openapi;
+mod session;
 mod store_contract;
 mod sync;

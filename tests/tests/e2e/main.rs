@@ -1,6 +1,6 @@
 //! End-to-end tests: the real `flagd-server` binary, driven over HTTP by real clients
 //! written by other people (see `tests/ofrep-clients/`), by flagd-client and by the real
-//! `flagctl` binary.
+//! `flagctl` binary, and the console in a real browser (see `tests/ui/`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,3 +11,4 @@ mod flagctl;
 mod ofrep_clients;
 mod outage;
 mod replicas;
+mod ui;

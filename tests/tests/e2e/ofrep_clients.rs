@@ -42,20 +42,22 @@ fn mark_installed(marker: &Path, lock_file: &Path) -> Result<(), String> {
     std::fs::copy(lock_file, marker).map(|_| ()).map_err(|e| format!("writing {}: {e}", marker.display()))
 }
 
+/// `npm ci` in `dir` unless its `package-lock.json` is installed already.
+pub(crate) fn npm_ci(dir: &Path) -> Result<(), String> {
+    let lock = dir.join("package-lock.json");
+    let marker = dir.join("node_modules/.flagd-e2e-installed");
+    if !installed(&marker, &lock) {
+        run_checked("npm", &["ci", "--no-audit", "--no-fund"], dir).map_err(|e| e.to_string())?;
+        mark_installed(&marker, &lock)?;
+    }
+    Ok(())
+}
+
 /// `npm ci` once. A missing Node.js is a failure, not a skip: a skipped conformance test
 /// would prove nothing.
 fn node_client() -> &'static Result<(), String> {
     static NODE: OnceLock<Result<(), String>> = OnceLock::new();
-    NODE.get_or_init(|| {
-        let dir = clients_dir();
-        let lock = dir.join("package-lock.json");
-        let marker = dir.join("node_modules/.flagd-e2e-installed");
-        if !installed(&marker, &lock) {
-            run_checked("npm", &["ci", "--no-audit", "--no-fund"], &dir).map_err(|e| e.to_string())?;
-            mark_installed(&marker, &lock)?;
-        }
-        Ok(())
-    })
+    NODE.get_or_init(|| npm_ci(&clients_dir()))
 }
 
 /// A virtualenv with the pinned requirements, created once.

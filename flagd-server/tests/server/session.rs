@@ -1,0 +1,205 @@
+//! The console's sessions: a `read` or `admin` token traded for a cookie, the cookie
+//! accepted by the admin API, writes by cookie guarded by the session's CSRF token.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::api::{ADMIN, Api, Reply};
+
+const CONFIG: &str = "/api/v1/flags/portal/environments/production";
+
+/// A signed-in browser: its cookie pair and CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+async fn sign_in(api: &Api, token: &str) -> Reply {
+    api.call(Method::POST, "/ui/session", None, Some(json!({ "token": token })), &[]).await
+}
+
+async fn browser(api: &Api, token: &str) -> Browser {
+    let r = sign_in(api, token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let set_cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    Browser { cookie, csrf: r.body["csrf"].as_str().unwrap().to_owned() }
+}
+
+/// A request carrying only the cookie (and the CSRF header when `csrf` is given).
+async fn by_cookie(
+    api: &Api,
+    b: &Browser,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    csrf: Option<&str>,
+) -> Reply {
+    let mut extra = vec![("cookie", b.cookie.as_str())];
+    if let Some(csrf) = csrf {
+        extra.push(("x-csrf-token", csrf));
+    }
+    api.call(method, path, None, body, &extra).await
+}
+
+async fn state(api: &Api) -> Value {
+    api.admin(Method::GET, CONFIG, None).await.body["state"].clone()
+}
+
+async fn api_with_flag() -> Api {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let r = api.admin(Method::POST, &format!("{CONFIG}/enable"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    api
+}
+
+#[tokio::test]
+async fn signing_in_with_an_admin_token_sets_a_strict_http_only_session_cookie() {
+    let api = Api::new().await;
+    let r = sign_in(&api, ADMIN).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["role"], "admin");
+    assert_eq!(r.body["signedIn"], true);
+    assert!(r.body["csrf"].as_str().is_some_and(|c| c.len() >= 32), "{}", r.body);
+    let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("flagd_session="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(cookie.split("; ").any(|a| a == attribute), "{attribute} missing from {cookie}");
+    }
+    assert!(!cookie.contains(ADMIN), "the cookie must not carry the token");
+}
+
+#[tokio::test]
+async fn a_form_sign_in_works_like_json() {
+    let api = Api::new().await;
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/ui/session")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={ADMIN}")))
+        .unwrap();
+    let r = api.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["role"], "admin");
+}
+
+#[tokio::test]
+async fn the_cookie_reads_the_admin_api_and_get_session_returns_the_csrf_token() {
+    let api = api_with_flag().await;
+    let b = browser(&api, ADMIN).await;
+    let r = by_cookie(&api, &b, Method::GET, "/api/v1/flags", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["flags"][0]["key"], "portal");
+    let me = by_cookie(&api, &b, Method::GET, "/ui/session", None, None).await;
+    assert_eq!(me.body["csrf"], b.csrf.as_str());
+    assert_eq!(me.body["role"], "admin");
+}
+
+#[tokio::test]
+async fn a_cookie_write_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let api = api_with_flag().await;
+    let b = browser(&api, ADMIN).await;
+    let audit = api.audit_count().await;
+    for csrf in [None, Some("fdt_wrong"), Some("")] {
+        let r = by_cookie(&api, &b, Method::POST, &format!("{CONFIG}/disable"), Some(json!({})), csrf).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{csrf:?}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "FORBIDDEN");
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("X-CSRF-Token"), "{}", r.body);
+    }
+    assert_eq!(state(&api).await, "ENABLED");
+    assert_eq!(api.audit_count().await, audit);
+}
+
+#[tokio::test]
+async fn a_cookie_write_with_the_csrf_token_is_applied_and_audited_as_the_token() {
+    let api = api_with_flag().await;
+    let b = browser(&api, ADMIN).await;
+    let body = json!({"reason": "incident 12"});
+    let r = by_cookie(&api, &b, Method::POST, &format!("{CONFIG}/disable"), Some(body), Some(&b.csrf)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(state(&api).await, "DISABLED");
+    let audit = api.admin(Method::GET, "/api/v1/audit?limit=1000", None).await.body;
+    let disable = audit["events"].as_array().unwrap().iter().find(|e| e["action"] == "config.disable").unwrap();
+    assert_eq!(disable["actor"], r.body["updatedBy"]);
+    assert_eq!(
+        disable["actor"],
+        api.call(Method::GET, "/ui/session", None, None, &[("cookie", &b.cookie)]).await.body["name"]
+    );
+    let rollout = json!({"percentage": 12.5});
+    let r = by_cookie(&api, &b, Method::PUT, &format!("{CONFIG}/rollout"), Some(rollout), Some(&b.csrf)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["fallthrough"]["rollout"]["variants"][0]["weight"], 12.5);
+}
+
+#[tokio::test]
+async fn a_read_session_reads_but_cannot_write() {
+    let api = api_with_flag().await;
+    let read = api.token("read", None).await;
+    let b = browser(&api, &read).await;
+    let me = by_cookie(&api, &b, Method::GET, "/ui/session", None, None).await;
+    assert_eq!(me.body["role"], "read");
+    assert_eq!(by_cookie(&api, &b, Method::GET, CONFIG, None, None).await.status, StatusCode::OK);
+    let r = by_cookie(&api, &b, Method::POST, &format!("{CONFIG}/disable"), Some(json!({})), Some(&b.csrf)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(state(&api).await, "ENABLED");
+}
+
+#[tokio::test]
+async fn evaluate_and_unknown_tokens_cannot_sign_in() {
+    let api = Api::new().await;
+    let eval = api.token("evaluate", Some("production")).await;
+    let r = sign_in(&api, &eval).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "FORBIDDEN");
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    let r = sign_in(&api, "fdt_not-a-token").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "UNAUTHORIZED");
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    let r = api.call(Method::POST, "/ui/session", None, Some(json!({"tokn": ADMIN})), &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
+
+#[tokio::test]
+async fn after_signing_out_the_cookie_no_longer_works() {
+    let api = api_with_flag().await;
+    let b = browser(&api, ADMIN).await;
+    let r = by_cookie(&api, &b, Method::DELETE, "/ui/session", None, Some(&b.csrf)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    let r = by_cookie(&api, &b, Method::GET, "/api/v1/flags", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(by_cookie(&api, &b, Method::GET, "/ui/session", None, None).await.body, json!({"signedIn": false}));
+    let r = by_cookie(&api, &b, Method::POST, &format!("{CONFIG}/disable"), Some(json!({})), Some(&b.csrf)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(state(&api).await, "ENABLED");
+}
+
+#[tokio::test]
+async fn revoking_the_token_ends_its_sessions() {
+    let api = api_with_flag().await;
+    let created = api.admin(Method::POST, "/api/v1/tokens", Some(json!({"name": "ops", "role": "admin"}))).await;
+    let b = browser(&api, created.body["value"].as_str().unwrap()).await;
+    let id = created.body["id"].as_str().unwrap();
+    let r = api.admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = by_cookie(&api, &b, Method::GET, "/api/v1/flags", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_console_page_and_assets_are_served_from_the_binary() {
+    let api = Api::new().await;
+    let mut total = 0;
+    for (path, kind) in [("/ui", "text/html"), ("/ui/console.css", "text/css"), ("/ui/console.js", "text/javascript")] {
+        let res =
+            tower::ServiceExt::oneshot(api.app.clone(), Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with(kind), "{path}");
+        assert!(res.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'self'"));
+        total += axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().len();
+    }
+    assert!(total < 200 * 1024, "first load is {total} bytes");
+}
