@@ -156,38 +156,159 @@ function askReason(key, env) {
   });
 }
 
+/** Whether the configuration is still the one the page shows. If someone else changed it, the
+ * page shows the new state and says so instead of acting on what the user did not see. */
+async function unchanged(flag, env, version) {
+  const current = await api('GET', flagPath(flag.key, env));
+  if (current.version === version) return true;
+  await render();
+  complain(`${flag.key} in ${env} was changed by ${current.updatedBy} since you opened it; nothing was applied. `
+    + 'The page now shows its current state: check it and try again.');
+  return false;
+}
+
+/** One quick operation on a shown configuration: refused if it changed meanwhile, then the page
+ * is redrawn and `done` announced, so what is said is what is seen. */
+async function quickWrite(flag, env, config, method, suffix, body, done) {
+  try {
+    if (!await unchanged(flag, env, config.version)) return;
+    await api(method, `${flagPath(flag.key, env)}${suffix}`, body);
+    await render();
+    say(done);
+  } catch (e) { complain(e.message); }
+}
+
+/** Company ids typed into a field: separated by commas or spaces. */
+const companyIds = (text) => text.split(/[\s,]+/).filter(Boolean);
+
+const LISTS = {
+  allow: { title: 'Allowed (always on)', verb: 'Allow', done: 'allowed' },
+  deny: { title: 'Denied (always off)', verb: 'Deny', done: 'denied' },
+};
+
+/** A company list (allow or deny) of one environment, with add and remove for admins. */
+function companyList(flag, env, config, list) {
+  const { title, verb, done } = LISTS[list];
+  const companies = config[list] || [];
+  const items = companies.map((company) => el('li', { 'data-company': company }, company,
+    canWrite() ? el('button', { type: 'button', class: 'small', 'aria-label': `Remove ${company} from ${list} list in ${env}`,
+      onclick: () => quickWrite(flag, env, config, 'DELETE', `/${list}`, { companies: [company] },
+        `${company} removed from the ${list} list in ${env}.`) }, 'Remove') : null));
+  const id = `${list}-${env}`;
+  const input = el('input', { id, type: 'text', inputmode: 'numeric', required: true, autocomplete: 'off' });
+  const form = canWrite() ? el('form', { onsubmit: (event) => {
+    event.preventDefault();
+    const ids = companyIds(input.value);
+    quickWrite(flag, env, config, 'POST', `/${list}`, { companies: ids }, `${ids.join(', ')} ${done} in ${env}.`);
+  } },
+  el('label', { for: id }, `Companies to ${list} in ${env}`), input,
+  el('button', { type: 'submit' }, `${verb} in ${env}`)) : null;
+  return el('div', { class: 'companies', 'data-list': list },
+    el('h4', {}, title),
+    companies.length ? el('ul', {}, items) : el('p', {}, 'None'),
+    form);
+}
+
 function writeControls(flag, env, config) {
   const enabled = config.state === 'ENABLED';
   const toggle = el('button', { type: 'button', class: enabled ? 'danger' : 'primary', onclick: async () => {
     try {
-      if (enabled) {
-        const reason = await askReason(flag.key, env);
-        if (reason === null) return;
-        await api('POST', `${flagPath(flag.key, env)}/disable`, reason ? { reason } : {});
-      } else {
-        await api('POST', `${flagPath(flag.key, env)}/enable`, {});
+      if (!enabled) {
+        await quickWrite(flag, env, config, 'POST', '/enable', {}, `${flag.key} is enabled in ${env}.`);
+        return;
       }
-      // Announced once the page shows the new state, so what is said is what is seen.
-      await render();
-      say(`${flag.key} is ${enabled ? 'disabled' : 'enabled'} in ${env}.`);
+      // Checked before asking for a reason too, so nobody explains a change they would not make.
+      if (!await unchanged(flag, env, config.version)) return;
+      const reason = await askReason(flag.key, env);
+      if (reason === null) return;
+      await quickWrite(flag, env, config, 'POST', '/disable', reason ? { reason } : {},
+        `${flag.key} is disabled in ${env}.`);
     } catch (e) { complain(e.message); }
   } }, `${enabled ? 'Disable' : 'Enable'} in ${env}`);
   const id = `rollout-${env}`;
   const pct = el('input', { id, type: 'number', min: '0', max: '100', step: '0.001', required: true,
     value: rolloutOf(config, flag) ?? '' });
-  const form = el('form', { onsubmit: async (event) => {
+  const form = el('form', { onsubmit: (event) => {
     event.preventDefault();
-    try {
-      const percentage = Number(pct.value);
-      await api('PUT', `${flagPath(flag.key, env)}/rollout`, { percentage });
-      await render();
-      say(`${flag.key} rolls out to ${percentage} % in ${env}.`);
-    } catch (e) { complain(e.message); }
+    const percentage = Number(pct.value);
+    quickWrite(flag, env, config, 'PUT', '/rollout', { percentage },
+      `${flag.key} rolls out to ${percentage} % in ${env}.`);
   } },
   el('label', { for: id }, `Rollout % in ${env}`), pct,
   el('button', { type: 'submit' }, `Set rollout in ${env}`));
   const hasOnOff = roleVariant(flag, 'on') && roleVariant(flag, 'off');
   return [el('div', {}, toggle), hasOnOff ? form : null];
+}
+
+/** `k=v` lines into context attributes; an error names the line to fix. */
+function attributes(text) {
+  const context = {};
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    const at = line.indexOf('=');
+    if (at < 1) throw new Error(`Attributes line ${i + 1} ("${line.trim()}") is not key=value: write one key=value per line.`);
+    context[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  });
+  return context;
+}
+
+/** Evaluates the flag for a company as an application would, and shows the answer. */
+function evaluateForm(flag, envs) {
+  const env = el('select', { id: 'evaluate-env' }, envs.map((e) => el('option', { value: e, selected: e === PRODUCTION }, e)));
+  const company = el('input', { id: 'evaluate-company', type: 'text', required: true, autocomplete: 'off' });
+  const attrs = el('textarea', { id: 'evaluate-attributes', rows: '2', placeholder: 'plan=pro' });
+  const result = el('dl', { id: 'evaluation', 'aria-live': 'polite' });
+  const form = el('form', { id: 'evaluate-form', onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      const context = { ...attributes(attrs.value), companyId: company.value.trim() };
+      const answer = await api('POST', `${flagPath(flag.key, env.value)}/evaluate`, { context });
+      const shown = [['Value', JSON.stringify(answer.value)], ['Variant', answer.variant ?? '—'], ['Reason', answer.reason]];
+      if (answer.errorCode) shown.push(['Error', `${answer.errorCode}: ${answer.errorMessage || ''}`]);
+      result.replaceChildren(...shown.flatMap(([name, value]) => [el('dt', {}, name), el('dd', { 'data-field': name.toLowerCase() }, value)]));
+    } catch (e) { complain(e.message); }
+  } },
+  el('label', { for: 'evaluate-env' }, 'Environment'), env,
+  el('label', { for: 'evaluate-company' }, 'Company id'), company,
+  el('label', { for: 'evaluate-attributes' }, 'Other attributes (key=value, one per line)'), attrs,
+  el('button', { type: 'submit' }, 'Evaluate'));
+  return el('section', { class: 'panel', 'aria-labelledby': 'evaluate-title' },
+    el('h3', { id: 'evaluate-title' }, 'Evaluate for a company'), form, result);
+}
+
+/** What promotion copies; the target keeps its state. */
+const PROMOTED = ['allow', 'deny', 'rules', 'fallthrough'];
+
+/** One side of the promotion diff: the copied keys, the changed ones marked. */
+function diffSide(config, changed) {
+  return el('pre', {}, PROMOTED.map((key) => {
+    const line = `${key}: ${JSON.stringify(config[key] ?? null, null, 2)}\n`;
+    return changed.includes(key) ? el('mark', { 'data-key': key }, `± ${line}`) : line;
+  }));
+}
+
+/** Staging next to production, then a confirmation that copies staging's rules over. */
+function promoteSection(flag, configs) {
+  const [from, to] = ['staging', PRODUCTION];
+  const changed = PROMOTED.filter((k) => JSON.stringify(configs[from][k] ?? null) !== JSON.stringify(configs[to][k] ?? null));
+  const diff = el('div', { class: 'diff', id: 'promote-diff', hidden: true },
+    el('div', {}, el('h4', {}, `${from} (copied)`), diffSide(configs[from], changed)),
+    el('div', {}, el('h4', {}, `${to} now (keeps its state: ${configs[to].state})`), diffSide(configs[to], changed)),
+    el('p', {}, changed.length ? `Changes in ${to}: ${changed.join(', ')} (marked ±).` : 'Nothing differs.'),
+    el('button', { type: 'button', class: 'primary', onclick: async () => {
+      try {
+        if (!await unchanged(flag, from, configs[from].version) || !await unchanged(flag, to, configs[to].version)) return;
+        await api('POST', `/api/v1/flags/${encodeURIComponent(flag.key)}/promote`, { from, to });
+        await render();
+        say(`${flag.key}: ${from} promoted to ${to}.`);
+      } catch (e) { complain(e.message); }
+    } }, `Promote ${from} to ${to}`));
+  const show = el('button', { type: 'button', 'aria-expanded': 'false', 'aria-controls': 'promote-diff', onclick: () => {
+    diff.hidden = !diff.hidden;
+    show.setAttribute('aria-expanded', String(!diff.hidden));
+  } }, `Compare ${from} with ${to}`);
+  return el('section', { class: 'panel', 'aria-labelledby': 'promote-title' },
+    el('h3', { id: 'promote-title' }, `Promote ${from} → ${to}`), show, diff);
 }
 
 async function flagPage(key) {
@@ -200,8 +321,10 @@ async function flagPage(key) {
       el('h3', { id: `env-${env}` }, env),
       el('p', {}, 'State: ', stateBadge(config.state)),
       el('p', {}, 'Rollout: ', pct === null ? 'none' : `${pct} % get ${roleVariant(flag, 'on')}`),
-      el('p', {}, `Changed by ${config.updatedBy || '—'}`),
-      canWrite() ? writeControls(flag, env, config) : null);
+      el('p', {}, `Changed by ${config.updatedBy || '—'} · version ${config.version}`),
+      canWrite() ? writeControls(flag, env, config) : null,
+      companyList(flag, env, config, 'allow'),
+      companyList(flag, env, config, 'deny'));
   });
   return [
     el('p', {}, el('a', { href: '#/flags' }, '← All flags')),
@@ -209,18 +332,90 @@ async function flagPage(key) {
     flag.description ? el('p', {}, flag.description) : null,
     el('p', {}, (flag.tags || []).map((t) => el('span', { class: 'tag' }, t))),
     el('div', { class: 'envs' }, sections),
+    evaluateForm(flag, envs),
+    canWrite() && configs.staging && configs[PRODUCTION] ? promoteSection(flag, configs) : null,
+  ];
+}
+
+const when = (ms) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+
+/** A before/after JSON pair, folded so the table stays readable. */
+function change(event) {
+  if (event.before === undefined && event.after === undefined) return '—';
+  const side = (name, value) => el('div', {}, el('h4', {}, name), el('pre', {}, value === undefined || value === null ? '—' : JSON.stringify(value, null, 2)));
+  return el('details', {}, el('summary', {}, 'Before / after'), el('div', { class: 'diff' }, side('Before', event.before), side('After', event.after)));
+}
+
+const AUDIT_FILTERS = [['flag', 'Flag'], ['environment', 'Environment'], ['actor', 'Actor']];
+
+async function auditPage(query) {
+  const params = new URLSearchParams(query);
+  if (!params.has('limit')) params.set('limit', '50');
+  const data = await api('GET', `/api/v1/audit?${params}`);
+  const inputs = AUDIT_FILTERS.map(([name]) => el('input', { id: `audit-${name}`, type: 'text', value: params.get(name) || '' }));
+  const form = el('form', { class: 'filters', onsubmit: (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    AUDIT_FILTERS.forEach(([name], i) => { if (inputs[i].value.trim()) next.set(name, inputs[i].value.trim()); });
+    const target = `#/audit?${next}`;
+    // The same filters again do not change the hash, so no hashchange would redraw.
+    if (location.hash === target) render(); else location.hash = target;
+  } },
+  AUDIT_FILTERS.map(([name, label], i) => el('div', {}, el('label', { for: `audit-${name}` }, label), inputs[i])),
+  el('button', { type: 'submit' }, 'Filter'));
+  const rows = data.events.map((e) => el('tr', { 'data-action': e.action },
+    el('td', {}, when(e.at)), el('td', {}, e.actor), el('td', {}, e.action), el('td', {}, e.flag || e.segment || '—'),
+    el('td', {}, e.environment || '—'), el('td', { 'data-field': 'reason' }, e.reason || '—'), el('td', {}, change(e))));
+  const older = new URLSearchParams(params);
+  if (data.nextCursor !== null && data.nextCursor !== undefined) older.set('cursor', data.nextCursor);
+  return [
+    el('h2', {}, 'Audit log'),
+    form,
+    el('div', { class: 'scroll' }, el('table', {},
+      el('caption', {}, `${data.events.length} events, newest first`),
+      el('thead', {}, el('tr', {}, ['When (UTC)', 'Actor', 'Action', 'Flag or segment', 'Environment', 'Reason', 'Change']
+        .map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, rows))),
+    older.has('cursor') ? el('p', {}, el('a', { href: `#/audit?${older}` }, 'Older events')) : null,
+  ];
+}
+
+async function clusterPage() {
+  const data = await api('GET', '/api/v1/cluster');
+  const now = Date.now();
+  const rows = data.replicas.map((r) => el('tr', { 'data-replica': r.id },
+    el('td', {}, r.id, r.this ? ' (answered this page)' : ''), el('td', {}, r.address),
+    el('td', { 'data-field': 'appliedSeq' }, String(r.appliedSeq)), el('td', { 'data-field': 'lag' }, String(r.lag)),
+    el('td', {}, when(r.startedAt)), el('td', {}, `${Math.max(0, Math.round((now - r.lastSeen) / 1000))} s ago`)));
+  return [
+    el('h2', {}, 'Cluster'),
+    el('div', { class: 'scroll' }, el('table', {},
+      el('caption', {}, `${data.replicas.length} live replicas; last committed change ${data.currentSeq}`),
+      el('thead', {}, el('tr', {}, ['Replica', 'Address', 'Applied change', 'Lag (changes)', 'Started (UTC)', 'Last seen']
+        .map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, rows))),
   ];
 }
 
 // ---------------------------------------------------------------------------- shell
 
+/** Hash routes: the first pattern that matches draws the page. */
+const ROUTES = [
+  [/^#\/flags\/(.+)$/, 'flag', (m) => flagPage(decodeURIComponent(m[1]))],
+  [/^#\/audit(?:\?(.*))?$/, 'audit', (m) => auditPage(m[1] || '')],
+  [/^#\/cluster$/, 'cluster', () => clusterPage()],
+  [/^/, 'flags', () => flagsPage()],
+];
+
 async function render() {
   const main = $('main');
   try {
-    const match = location.hash.match(/^#\/flags\/(.+)$/);
-    const content = match ? await flagPage(decodeURIComponent(match[1])) : await flagsPage();
+    const [pattern, name, page] = ROUTES.find(([p]) => p.test(location.hash));
+    const content = await page(location.hash.match(pattern));
     main.replaceChildren(...content.filter((node) => node !== null));
-    main.dataset.page = match ? 'flag' : 'flags';
+    main.dataset.page = name;
+    // Lets a reader (or a test) tell the page drawn for this address from the one before it.
+    main.dataset.route = location.hash;
   } catch (e) {
     if (e.status === 401) { await start(); return; }
     complain(e.message);

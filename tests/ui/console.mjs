@@ -2,7 +2,7 @@
 // JSON object on stdout; the Rust test (tests/tests/e2e/ui.rs) decides pass or fail.
 //
 // Input (stdin, JSON): { url, adminToken, readToken, evaluateToken, flag, otherFlag,
-//   companies: [ids], reason, rollout, outDir }.
+//   companies: [ids], pilot, reason, rollout, outDir }.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,16 +21,31 @@ const report = { consoleErrors: [], screenshots: [] };
 /** OFREP values for each company, as an application with the evaluate token sees them. */
 async function evaluate() {
   const values = {};
-  for (const company of input.companies) {
-    const res = await fetch(`${input.url}/ofrep/v1/evaluate/flags/${input.flag}`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${input.evaluateToken}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ context: { companyId: company } }),
-    });
-    const body = await res.json();
-    values[company] = { value: body.value, reason: body.reason };
-  }
+  for (const company of input.companies) values[company] = await ofrep(company);
   return values;
+}
+
+async function ofrep(company) {
+  const res = await fetch(`${input.url}/ofrep/v1/evaluate/flags/${input.flag}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${input.evaluateToken}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ context: { companyId: company } }),
+  });
+  const body = await res.json();
+  return { value: body.value, variant: body.variant, reason: body.reason };
+}
+
+const configPath = (env) => `/api/v1/flags/${input.flag}/environments/${env}`;
+
+/** The admin API as someone else than the page: a script with the admin token. */
+async function adminApi(method, path, body) {
+  const res = await fetch(`${input.url}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${input.adminToken}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
 }
 
 async function signIn(page, token) {
@@ -88,6 +103,37 @@ try {
   await admin.getByRole('status').filter({ hasText: `${input.rollout} % in production` }).waitFor();
   report.rolloutShown = await production.locator('p', { hasText: 'Rollout:' }).textContent();
   report.evaluatedAfterRollout = await evaluate();
+  report.storedAfterRollout = await adminApi('GET', configPath('production'));
+
+  // A pilot company on the allow list gets the on value; a second one is added and removed.
+  await admin.getByLabel('Companies to allow in production').fill(`${input.pilot}, 5555`);
+  await admin.getByRole('button', { name: 'Allow in production' }).click();
+  await admin.getByRole('status').filter({ hasText: `${input.pilot}, 5555 allowed in production` }).waitFor();
+  await admin.getByRole('button', { name: 'Remove 5555 from allow list in production' }).click();
+  await admin.getByRole('status').filter({ hasText: '5555 removed from the allow list in production' }).waitFor();
+  report.allowShown = await production.locator('[data-list="allow"] li').evaluateAll(
+    (items) => items.map((li) => li.dataset.company));
+  report.pilotOfrep = await ofrep(input.pilot);
+
+  // The console's own evaluation for the pilot, typed by keyboard.
+  await admin.getByLabel('Company id').fill(input.pilot);
+  await admin.getByLabel('Other attributes (key=value, one per line)').fill('plan=pro\nregion=eu');
+  await admin.getByLabel('Company id').press('Enter');
+  await admin.locator('#evaluation dd[data-field="reason"]').waitFor();
+  report.pilotConsole = {
+    value: await admin.locator('#evaluation dd[data-field="value"]').textContent(),
+    variant: await admin.locator('#evaluation dd[data-field="variant"]').textContent(),
+    reason: await admin.locator('#evaluation dd[data-field="reason"]').textContent(),
+  };
+
+  // Someone else changes the flag behind the page's back: the kill switch refuses to act on the
+  // stale view, says so, and shows the new state.
+  await adminApi('POST', `${configPath('production')}/allow`, { companies: ['9999'] });
+  await admin.getByRole('button', { name: 'Disable in production' }).click();
+  report.conflictMessage = await admin.getByRole('alert').filter({ hasText: 'since you opened it' }).textContent();
+  await production.locator('li[data-company="9999"]').waitFor();
+  report.conflictDialogOpened = await admin.getByRole('dialog').isVisible();
+  report.stateAfterConflict = (await adminApi('GET', configPath('production'))).state;
 
   // Kill switch in production: a reason is required, and cancelling changes nothing.
   await admin.getByRole('button', { name: 'Disable in production' }).click();
@@ -107,6 +153,43 @@ try {
   report.evaluatedAfterDisable = await evaluate();
   await screenshot(admin, 'flag');
 
+  // Promotion: the diff first (opened by keyboard), then the confirmation.
+  await admin.getByRole('button', { name: 'Compare staging with production' }).focus();
+  await admin.keyboard.press('Enter');
+  await admin.locator('#promote-diff').waitFor();
+  report.promoteChanged = await admin.locator('#promote-diff pre').first().locator('mark').evaluateAll(
+    (marks) => marks.map((m) => m.dataset.key));
+  await admin.getByRole('button', { name: 'Promote staging to production' }).click();
+  await admin.getByRole('status').filter({ hasText: 'staging promoted to production' }).waitFor();
+
+  // A phone-width Flag page needs no sideways scrolling.
+  await admin.setViewportSize({ width: 390, height: 844 });
+  report.narrowOverflow = await admin.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await screenshot(admin, 'flag-narrow');
+  await admin.setViewportSize({ width: 1280, height: 720 });
+
+  // The audit log, filtered on all three fields; the kill switch's reason and its before/after.
+  await admin.getByRole('link', { name: 'Audit', exact: true }).click();
+  await admin.locator('main[data-page="audit"]').waitFor();
+  const actor = report.adminWho.replace(/ \((admin|read)\)$/, '');
+  await admin.getByLabel('Flag', { exact: true }).fill(input.flag);
+  await admin.getByLabel('Environment', { exact: true }).fill('production');
+  await admin.getByLabel('Actor', { exact: true }).fill(actor);
+  await admin.getByLabel('Actor', { exact: true }).press('Enter');
+  const filtered = new URLSearchParams({ flag: input.flag, environment: 'production', actor });
+  await admin.locator(`main[data-route="#/audit?${filtered}"]`).waitFor();
+  report.auditFlags = await admin.locator('main tbody tr td:nth-child(4)').allTextContents();
+  const disableRow = admin.locator('main tbody tr[data-action="config.disable"]');
+  report.auditReason = await disableRow.locator('td[data-field="reason"]').textContent();
+  await disableRow.getByText('Before / after').click();
+  report.auditBeforeAfter = await disableRow.locator('pre').allTextContents();
+  await screenshot(admin, 'audit');
+
+  await admin.getByRole('link', { name: 'Cluster', exact: true }).click();
+  await admin.locator('main[data-page="cluster"]').waitFor();
+  report.clusterReplicas = await admin.locator('main tbody tr').count();
+  report.clusterLag = await admin.locator('main tbody td[data-field="lag"]').allTextContents();
+
   // Signing out ends the session: the sign-in form comes back.
   await admin.getByRole('button', { name: 'Sign out' }).click();
   await admin.locator('main[data-page="sign-in"]').waitFor();
@@ -120,10 +203,23 @@ try {
   report.readWho = await reader.locator('#who-name').textContent();
   await reader.goto(`${input.url}/ui#/flags/${input.flag}`);
   await reader.locator('main[data-page="flag"]').waitFor();
-  report.readWriteControls = await reader.locator('main button, main input, main form').count();
+  report.readWriteControls = await reader.locator(
+    'main :is(button, input, form, textarea, select):not(#evaluate-form, #evaluate-form *)').count();
   report.readSections = await reader.locator('section.env').count();
   await screenshot(reader, 'flag-read-only');
   await reader.close();
+
+  // A forged write from a page of the read session, with that session's own CSRF token: refused.
+  // An unwatched page, since the browser logs the expected 403 as an error.
+  const forger = await context.newPage();
+  await forger.goto(`${input.url}/ui/console.css`);
+  report.forgedStatus = await forger.evaluate(async (path) => {
+    const session = await (await fetch('/ui/session')).json();
+    const res = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json',
+      'X-CSRF-Token': session.csrf }, body: '{}' });
+    return { role: session.role, status: res.status };
+  }, `${configPath('production')}/enable`);
+  await forger.close();
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });

@@ -10,6 +10,9 @@ use flagd_tests::{Server, run_with_input};
 use serde_json::{Value, json};
 
 const ENV: &str = "production";
+const STAGING: &str = "staging";
+/// The pilot company put on the allow list from the console.
+const PILOT: &str = "4242";
 const FLAG: &str = "checkout_v2";
 const ROLLOUT: f64 = 12.5;
 /// Rollout weights have three decimals, so buckets run to 100 000.
@@ -46,6 +49,10 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     admin.create_flag(&json!({"key": "search_beta", "tags": ["search"]})).unwrap();
     admin.quick_op(FLAG, ENV, "enable", None).unwrap();
     admin.set_rollout(FLAG, ENV, 0.0).unwrap();
+    // Staging differs from production in its lists, its rollout and its state, for the promotion.
+    admin.quick_op(FLAG, STAGING, "enable", None).unwrap();
+    admin.set_rollout(FLAG, STAGING, 50.0).unwrap();
+    admin.quick_op(FLAG, STAGING, "allow", Some(&json!({"companies": ["7"]}))).unwrap();
     let read = admin.create_token("console reader", "read", None).unwrap();
     let evaluate = admin.create_token("checkout app", "evaluate", Some(ENV)).unwrap();
     let (inside, outside) = companies();
@@ -54,7 +61,7 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     let reason = "INC-4711: checkout errors";
     let input = json!({
         "url": server.url(), "adminToken": server.admin_token(), "readToken": read, "evaluateToken": evaluate,
-        "flag": FLAG, "searchTag": "search", "companies": [inside, outside], "reason": reason,
+        "flag": FLAG, "searchTag": "search", "companies": [inside, outside], "pilot": PILOT, "reason": reason,
         "rollout": ROLLOUT, "outDir": out_dir,
     });
     let output = run_with_input(Path::new("node"), &["console.mjs"], &driver_dir(), input.to_string().as_bytes())
@@ -71,8 +78,23 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     assert_eq!(off("evaluatedBeforeRollout"), (json!(false), json!(false)), "{report}");
     assert_eq!(off("evaluatedAfterRollout"), (json!(true), json!(false)), "{report}");
     assert_eq!(report["rolloutShown"], "Rollout: 12.5 % get on", "{report}");
-    let (stored, _) = admin.config(FLAG, ENV).unwrap();
-    assert_eq!(stored["fallthrough"]["rollout"]["variants"][0]["weight"], ROLLOUT);
+    assert_eq!(report["storedAfterRollout"]["fallthrough"]["rollout"]["variants"][0]["weight"], ROLLOUT);
+
+    // The pilot: on the allow list, so OFREP serves it the on value by targeting; the console's
+    // own evaluation says the same.
+    assert_eq!(report["allowShown"], json!([PILOT]), "{report}");
+    let pilot = &report["pilotOfrep"];
+    assert_eq!((&pilot["value"], &pilot["reason"]), (&json!(true), &json!("TARGETING_MATCH")), "{report}");
+    let shown = &report["pilotConsole"];
+    assert_eq!(shown["value"], pilot["value"].to_string(), "{report}");
+    assert_eq!(shown["variant"], pilot["variant"], "{report}");
+    assert_eq!(shown["reason"], pilot["reason"], "{report}");
+
+    // A change behind the page's back: the kill switch reports it and does nothing.
+    let conflict = report["conflictMessage"].as_str().unwrap();
+    assert!(conflict.contains(&format!("{FLAG} in {ENV} was changed by")), "{conflict}");
+    assert_eq!(report["conflictDialogOpened"], false, "{report}");
+    assert_eq!(report["stateAfterConflict"], "ENABLED", "{report}");
 
     // The kill switch: cancelling and an empty reason change nothing; then the off value.
     assert_eq!(report["dialogTitle"], format!("Disable {FLAG} in {ENV}"));
@@ -85,10 +107,35 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     assert_eq!(disable["reason"], reason, "{disable}");
     assert_eq!(report["signedOut"], true);
 
+    // Promotion: the diff named what changes, then production got staging's rules and kept its state.
+    assert_eq!(report["promoteChanged"], json!(["allow", "fallthrough"]), "{report}");
+    let (staging, _) = admin.config(FLAG, STAGING).unwrap();
+    let (production, _) = admin.config(FLAG, ENV).unwrap();
+    for key in ["allow", "deny", "rules", "fallthrough"] {
+        assert_eq!(production[key], staging[key], "{key} after promotion: {production}");
+    }
+    assert_eq!(production["state"], "DISABLED", "{production}");
+    assert!(report["narrowOverflow"].as_i64().unwrap() <= 0, "the phone-width Flag page scrolls sideways: {report}");
+
+    // The audit page, filtered to the flag in production, shows the kill switch with its before/after.
+    let flags = report["auditFlags"].as_array().unwrap();
+    assert!(!flags.is_empty() && flags.iter().all(|f| f == FLAG), "{report}");
+    assert_eq!(report["auditReason"], reason, "{report}");
+    let before_after = report["auditBeforeAfter"].as_array().unwrap();
+    assert!(before_after[0].as_str().unwrap().contains("ENABLED"), "{report}");
+    assert!(before_after[1].as_str().unwrap().contains("DISABLED"), "{report}");
+    assert_eq!(report["clusterReplicas"], 1, "{report}");
+    assert_eq!(report["clusterLag"], json!(["0"]), "{report}");
+
     // A read session sees every environment and no control that writes.
     assert!(report["readWho"].as_str().unwrap().contains("(read)"), "{report}");
     assert_eq!(report["readSections"], 3, "{report}");
     assert_eq!(report["readWriteControls"], 0, "{report}");
+    // A forged write with the read session's own CSRF token is refused and changes nothing.
+    assert_eq!(report["forgedStatus"], json!({"role": "read", "status": 403}), "{report}");
+    let (after, _) = admin.config(FLAG, ENV).unwrap();
+    assert_eq!(after["state"], "DISABLED", "{after}");
+    assert_eq!(after["version"], production["version"], "{after}");
     for shot in report["screenshots"].as_array().unwrap() {
         let len = std::fs::metadata(shot.as_str().unwrap()).unwrap().len();
         assert!(len > 1000, "{shot} is {len} bytes");
