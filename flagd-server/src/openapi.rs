@@ -433,7 +433,10 @@ impl utoipa::IntoResponses for ConfigChangeResponses {
             .build();
         let mut all = <WriteErrors as utoipa::IntoResponses>::responses();
         all.insert("200".to_owned(), RefOr::T(changed));
-        all.extend(errors(&[("404", "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)")]));
+        all.extend(errors(&[
+            ("404", "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)"),
+            ("412", "`If-Match` was sent and the configuration changed since (`PRECONDITION_FAILED`, with `current`)"),
+        ]));
         all
     }
 }

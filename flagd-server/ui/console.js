@@ -19,8 +19,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
+async function api(method, path, body, extra = {}) {
+  const headers = { Accept: 'application/json', ...extra };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && session) headers['X-CSRF-Token'] = session.csrf;
   const res = await fetch(path, {
@@ -167,15 +167,22 @@ async function unchanged(flag, env, version) {
   return false;
 }
 
-/** One quick operation on a shown configuration: refused if it changed meanwhile, then the page
- * is redrawn and `done` announced, so what is said is what is seen. */
+/** One quick operation on a shown configuration: refused if it changed meanwhile (checked first,
+ * and enforced by the server through `If-Match`), then the page is redrawn and `done`
+ * announced, so what is said is what is seen. */
 async function quickWrite(flag, env, config, method, suffix, body, done) {
   try {
     if (!await unchanged(flag, env, config.version)) return;
-    await api(method, `${flagPath(flag.key, env)}${suffix}`, body);
+    await api(method, `${flagPath(flag.key, env)}${suffix}`, body, { 'If-Match': `"${config.version}"` });
     await render();
     say(done);
-  } catch (e) { complain(e.message); }
+  } catch (e) {
+    if (e.status === 412) {
+      await unchanged(flag, env, config.version);
+    } else {
+      complain(e.message);
+    }
+  }
 }
 
 /** Company ids typed into a field: separated by commas or spaces. */

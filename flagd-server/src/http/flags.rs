@@ -278,16 +278,28 @@ async fn write_config(
     Ok(config_response(s.put_config(&p, &key, &env, config, version, reason).await?))
 }
 
+/// An optional `If-Match` on a quick operation; a value that is no version never matches.
+pub(crate) struct IfMatch(Option<i64>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        let sent = parts.headers.get(axum::http::header::IF_MATCH);
+        Ok(Self(sent.map(|v| v.to_str().ok().and_then(parse_etag).unwrap_or(-1))))
+    }
+}
+
 async fn quick(
     s: &Service,
     p: &Principal,
-    key: &str,
-    env: &str,
+    (key, env): (&str, &str),
     op: QuickOp,
     reason: Option<String>,
+    IfMatch(if_match): IfMatch,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    Ok(config_response(s.quick(p, key, env, op, reason).await?))
+    Ok(config_response(s.quick(p, (key, env), op, reason, if_match).await?))
 }
 
 /// Turns the flag on in one environment: its rules apply.
@@ -296,7 +308,11 @@ async fn quick(
     path = "/api/v1/flags/{key}/environments/{env}/enable",
     operation_id = "enableFlag",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(
+        ("key" = String, Path, description = "Flag key"),
+        ("env" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
+    ),
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -305,9 +321,10 @@ async fn enable(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path((key, env)): Path<(String, String)>,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<Reason>,
 ) -> Result<Response, ApiError> {
-    quick(&s, &p, &key, &env, QuickOp::Enable, body.reason).await
+    quick(&s, &p, (&key, &env), QuickOp::Enable, body.reason, if_match).await
 }
 
 /// The kill switch: the off variant is served, whatever the rules say.
@@ -316,7 +333,11 @@ async fn enable(
     path = "/api/v1/flags/{key}/environments/{env}/disable",
     operation_id = "disableFlag",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(
+        ("key" = String, Path, description = "Flag key"),
+        ("env" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
+    ),
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -325,9 +346,10 @@ async fn disable(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path((key, env)): Path<(String, String)>,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<Reason>,
 ) -> Result<Response, ApiError> {
-    quick(&s, &p, &key, &env, QuickOp::Disable, body.reason).await
+    quick(&s, &p, (&key, &env), QuickOp::Disable, body.reason, if_match).await
 }
 
 /// Sets the fallthrough to a weighted rollout: a percentage of the on variant, or
@@ -337,7 +359,11 @@ async fn disable(
     path = "/api/v1/flags/{key}/environments/{env}/rollout",
     operation_id = "setRollout",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(
+        ("key" = String, Path, description = "Flag key"),
+        ("env" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
+    ),
     request_body(content = RolloutRequest),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -346,10 +372,11 @@ async fn rollout(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path((key, env)): Path<(String, String)>,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<RolloutRequest>,
 ) -> Result<Response, ApiError> {
     let reason = body.reason.clone();
-    quick(&s, &p, &key, &env, QuickOp::Rollout(body), reason).await
+    quick(&s, &p, (&key, &env), QuickOp::Rollout(body), reason, if_match).await
 }
 
 async fn list_op(
@@ -358,9 +385,10 @@ async fn list_op(
     (key, env): (String, String),
     body: Companies,
     op: fn(Vec<String>) -> QuickOp,
+    if_match: IfMatch,
 ) -> Result<Response, ApiError> {
     let ids = body.ids()?;
-    quick(s, p, &key, &env, op(ids), body.reason).await
+    quick(s, p, (&key, &env), op(ids), body.reason, if_match).await
 }
 
 /// Adds companies to the allow list (they get the on variant).
@@ -369,7 +397,11 @@ async fn list_op(
     path = "/api/v1/flags/{key}/environments/{env}/allow",
     operation_id = "allowCompanies",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(
+        ("key" = String, Path, description = "Flag key"),
+        ("env" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
+    ),
     request_body(content = Companies),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -378,9 +410,10 @@ async fn allow(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path(path): Path<(String, String)>,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<Companies>,
 ) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Allow).await
+    list_op(&s, &p, path, body, QuickOp::Allow, if_match).await
 }
 
 /// Removes companies from the allow list.
@@ -389,7 +422,11 @@ async fn allow(
     path = "/api/v1/flags/{key}/environments/{env}/allow",
     operation_id = "removeAllowedCompanies",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(
+        ("key" = String, Path, description = "Flag key"),
+        ("env" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
+    ),
     request_body(content = Companies),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -398,9 +435,10 @@ async fn disallow(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path(path): Path<(String, String)>,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<Companies>,
 ) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Disallow).await
+    list_op(&s, &p, path, body, QuickOp::Disallow, if_match).await
 }
 
 /// Adds companies to the deny list (they get the off variant, whatever else says).
@@ -409,7 +447,11 @@ async fn disallow(
     path = "/api/v1/flags/{key}/environments/{env}/deny",
     operation_id = "denyCompanies",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(
+        ("key" = String, Path, description = "Flag key"),
+        ("env" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
+    ),
     request_body(content = Companies),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -418,9 +460,10 @@ async fn deny(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path(path): Path<(String, String)>,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<Companies>,
 ) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Deny).await
+    list_op(&s, &p, path, body, QuickOp::Deny, if_match).await
 }
 
 /// Removes companies from the deny list.
@@ -429,7 +472,11 @@ async fn deny(
     path = "/api/v1/flags/{key}/environments/{env}/deny",
     operation_id = "removeDeniedCompanies",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(
+        ("key" = String, Path, description = "Flag key"),
+        ("env" = String, Path, description = "Environment name"),
+        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
+    ),
     request_body(content = Companies),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -438,9 +485,10 @@ async fn undeny(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path(path): Path<(String, String)>,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<Companies>,
 ) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Undeny).await
+    list_op(&s, &p, path, body, QuickOp::Undeny, if_match).await
 }
 
 /// Copies a configuration from one environment to another; the target keeps its state

@@ -186,18 +186,20 @@ impl Service {
         self.finish_config(write, "config.update", current, config).await
     }
 
-    /// Applies a quick operation atomically (no `If-Match`: it never overwrites more than
-    /// it changes).
+    /// Applies a quick operation atomically. `If-Match` is optional (the operation never
+    /// overwrites more than it changes); given, the operation applies only if the
+    /// configuration is still at that version, as a console showing it expects.
     pub async fn quick(
         &self,
         actor: &Principal,
-        key: &str,
-        env: &str,
+        (key, env): (&str, &str),
         op: QuickOp,
         reason: Option<String>,
+        if_match: Option<i64>,
     ) -> Result<ConfigView, ApiError> {
         let mut write = self.begin(actor, reason).await?;
         let (definition, current) = load_config(&mut write, key, env).await?;
+        check_if_match(if_match, current.version, || to_json(&ConfigView::from(current.clone())).unwrap_or_default())?;
         let action = op.action();
         let mut next = current.config.clone();
         op.apply(&mut next, &definition)?;

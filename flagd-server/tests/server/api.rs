@@ -628,3 +628,23 @@ async fn concurrent_if_match_writers_lose_no_update() {
     let updates = events.body["events"].as_array().unwrap().iter().filter(|e| e["action"] == "config.update").count();
     assert_eq!(updates, 12);
 }
+
+#[tokio::test]
+async fn a_quick_operation_with_a_stale_if_match_is_refused_and_changes_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let path = "/api/v1/flags/portal/environments/production";
+    let read = api.admin(Method::GET, path, None).await;
+    let etag = read.headers[header::ETAG].to_str().unwrap().to_owned();
+    let changed = api.admin(Method::POST, &format!("{path}/allow"), Some(json!({"companies": ["7"]}))).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    let events = api.audit_count().await;
+
+    let stale = api.call(Method::POST, &format!("{path}/disable"), Some(ADMIN), None, &[("if-match", &etag)]).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.body);
+    assert_eq!(stale.body["error"]["current"]["allow"], json!(["7"]), "the state to start again from");
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+    let fresh = changed.headers[header::ETAG].to_str().unwrap().to_owned();
+    let applied = api.call(Method::POST, &format!("{path}/enable"), Some(ADMIN), None, &[("if-match", &fresh)]).await;
+    assert_eq!((applied.status, &applied.body["state"]), (StatusCode::OK, &json!("ENABLED")), "{}", applied.body);
+}
