@@ -101,8 +101,12 @@ async function flagsPage() {
   const rows = data.flags.map((flag, i) => {
     const cells = envs.map((env) => {
       const summary = flag.environments[env];
-      const pct = rolloutOf(configs[i][env], flag);
-      return el('td', { 'data-env': env }, summary ? stateBadge(summary.state) : '—', pct === null ? null : ` · ${pct} %`);
+      const config = configs[i][env];
+      const pct = rolloutOf(config, flag);
+      return el('td', { 'data-env': env }, summary ? stateBadge(summary.state) : '—', pct === null ? null : ` · ${pct} %`,
+        el('div', { class: 'counts', 'data-field': 'lists' },
+          `${(config.allow || []).length} allowed · ${(config.deny || []).length} denied`),
+        el('div', { class: 'changed', 'data-field': 'changed' }, `${config.updatedBy || '—'} · ${when(config.updatedAt)}`));
     });
     const tr = el('tr', { 'data-flag': flag.key },
       el('th', { scope: 'row' }, el('a', { href: `#/flags/${encodeURIComponent(flag.key)}` }, flag.key)),
@@ -120,7 +124,7 @@ async function flagsPage() {
     el('h2', {}, 'Flags'),
     el('div', { class: 'search' }, el('label', { for: 'search' }, 'Search by key or tag'), search),
     el('table', {},
-      el('caption', {}, `${data.flags.length} flags; per environment: state · rollout % of the on variant`),
+      el('caption', {}, `${data.flags.length} flags; per environment: state · rollout % of the on variant, allowed · denied companies, last change (who · when, UTC)`),
       el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Flag'), el('th', { scope: 'col' }, 'Tags'),
         envs.map((env) => el('th', { scope: 'col' }, env)))),
       body),
@@ -318,6 +322,44 @@ function promoteSection(flag, configs) {
     el('h3', { id: 'promote-title' }, `Promote ${from} → ${to}`), show, diff);
 }
 
+/** A condition as people read it: `plan in pro, team`. */
+function conditionText(c) {
+  const value = Array.isArray(c.value) ? c.value.join(', ') : String(c.value);
+  return `${c.attribute} ${c.op} ${value}`;
+}
+
+/** What a rule matches; every clause given must hold, so they are joined by "and". */
+function matchText(rule) {
+  const clauses = [
+    rule.companies && rule.companies.length ? `companies ${rule.companies.join(', ')}` : null,
+    rule.segments && rule.segments.length ? `segments ${rule.segments.join(', ')}` : null,
+    ...(rule.conditions || []).map(conditionText),
+    rule.logic !== undefined && rule.logic !== null ? 'JSON Logic' : null,
+  ].filter(Boolean);
+  return clauses.length ? clauses.join(' and ') : 'everyone';
+}
+
+/** What a rule (or the fallthrough) serves. */
+function serveText(serve) {
+  if (!serve) return 'the off variant';
+  if (serve.variant !== undefined) return `variant ${serve.variant}`;
+  if (serve.rollout) return `rollout ${serve.rollout.variants.map((v) => `${v.variant} ${v.weight} %`).join(' / ')}`;
+  return 'JSON Logic targeting';
+}
+
+/** The configuration's rules in evaluation order: the first that matches decides. */
+function rulesList(config) {
+  const rules = config.rules || [];
+  const items = rules.map((rule, i) => el('li', { 'data-rule': String(i) },
+    rule.name ? el('strong', {}, `${rule.name}: `) : null,
+    el('span', { 'data-field': 'match' }, matchText(rule)), ' → ',
+    el('span', { 'data-field': 'serve' }, serveText(rule.serve))));
+  return el('div', { class: 'rules', 'data-list': 'rules' },
+    el('h4', {}, 'Rules, in order (the first match decides)'),
+    rules.length ? el('ol', {}, items) : el('p', {}, 'None'),
+    el('p', {}, `Everyone else: ${serveText(config.fallthrough)}`));
+}
+
 async function flagPage(key) {
   const [flag, envs] = await Promise.all([api('GET', `/api/v1/flags/${encodeURIComponent(key)}`), environments()]);
   const configs = await configsOf(flag, envs);
@@ -331,7 +373,8 @@ async function flagPage(key) {
       el('p', {}, `Changed by ${config.updatedBy || '—'} · version ${config.version}`),
       canWrite() ? writeControls(flag, env, config) : null,
       companyList(flag, env, config, 'allow'),
-      companyList(flag, env, config, 'deny'));
+      companyList(flag, env, config, 'deny'),
+      rulesList(config));
   });
   return [
     el('p', {}, el('a', { href: '#/flags' }, '← All flags')),
@@ -387,6 +430,75 @@ async function auditPage(query) {
   ];
 }
 
+/** Segment fields typed into the form, as the API takes them. */
+function segmentBody(key, companies, description) {
+  return { key, companies: companyIds(companies), description };
+}
+
+/** Creates or replaces a segment: replacing checks it is still the version listed. */
+async function saveSegment(env, existing, body) {
+  const base = `/api/v1/environments/${encodeURIComponent(env)}/segments`;
+  if (!existing) return api('POST', base, body);
+  const kept = { ...body, conditions: existing.conditions };
+  return api('PUT', `${base}/${encodeURIComponent(body.key)}`, kept, { 'If-Match': `"${existing.version}"` });
+}
+
+function segmentForm(env, segments) {
+  const key = el('input', { id: 'segment-key', type: 'text', required: true, autocomplete: 'off' });
+  const companies = el('input', { id: 'segment-companies', type: 'text', autocomplete: 'off' });
+  const description = el('input', { id: 'segment-description', type: 'text', autocomplete: 'off' });
+  const form = el('form', { id: 'segment-form', onsubmit: async (event) => {
+    event.preventDefault();
+    const body = segmentBody(key.value.trim(), companies.value, description.value.trim());
+    const existing = segments.find((s) => s.key === body.key);
+    try {
+      await saveSegment(env, existing, body);
+      await render();
+      say(`Segment ${body.key} ${existing ? 'replaced' : 'created'} in ${env}.`);
+    } catch (e) { complain(`Segment ${body.key} was not saved: ${e.message}`); }
+  } },
+  el('label', { for: 'segment-key' }, 'Segment key'), key,
+  el('label', { for: 'segment-companies' }, 'Companies (comma or space separated)'), companies,
+  el('label', { for: 'segment-description' }, 'Description'), description,
+  el('button', { type: 'submit', class: 'primary' }, `Save segment in ${env}`));
+  return el('section', { class: 'panel', 'aria-labelledby': 'segment-form-title' },
+    el('h3', { id: 'segment-form-title' }, `Create or replace a segment in ${env}`),
+    el('p', {}, 'Saving an existing key replaces its companies and description; its conditions are kept.'), form);
+}
+
+async function deleteSegment(env, segment) {
+  try {
+    await api('DELETE', `/api/v1/environments/${encodeURIComponent(env)}/segments/${encodeURIComponent(segment.key)}`);
+    await render();
+    say(`Segment ${segment.key} deleted from ${env}.`);
+  } catch (e) { complain(`Segment ${segment.key} was not deleted: ${e.message}`); }
+}
+
+async function segmentsPage(query) {
+  const envs = await environments();
+  const wanted = new URLSearchParams(query).get('env');
+  const env = envs.includes(wanted) ? wanted : envs[0];
+  const data = await api('GET', `/api/v1/environments/${encodeURIComponent(env)}/segments`);
+  const picker = el('select', { id: 'segments-env', onchange: () => { location.hash = `#/segments?env=${encodeURIComponent(picker.value)}`; } },
+    envs.map((e) => el('option', { value: e, selected: e === env }, e)));
+  const rows = data.segments.map((s) => el('tr', { 'data-segment': s.key },
+    el('th', { scope: 'row' }, s.key), el('td', {}, s.description || '—'),
+    el('td', { 'data-field': 'companies', title: (s.companies || []).join(', ') }, String((s.companies || []).length)),
+    el('td', {}, (s.conditions || []).length ? (s.conditions || []).map(conditionText).join(' and ') : '—'),
+    canWrite() ? el('td', {}, el('button', { type: 'button', class: 'small danger', 'aria-label': `Delete segment ${s.key} in ${env}`,
+      onclick: () => deleteSegment(env, s) }, 'Delete')) : null));
+  const heads = ['Segment', 'Description', 'Companies', 'Conditions', ...(canWrite() ? ['Actions'] : [])];
+  return [
+    el('h2', {}, 'Segments'),
+    el('div', { class: 'search' }, el('label', { for: 'segments-env' }, 'Environment'), picker),
+    el('div', { class: 'scroll' }, el('table', {},
+      el('caption', {}, `${data.segments.length} segments in ${env}`),
+      el('thead', {}, el('tr', {}, heads.map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, rows))),
+    canWrite() ? segmentForm(env, data.segments) : null,
+  ];
+}
+
 async function clusterPage() {
   const data = await api('GET', '/api/v1/cluster');
   const now = Date.now();
@@ -411,6 +523,7 @@ const ROUTES = [
   [/^#\/flags\/(.+)$/, 'flag', (m) => flagPage(decodeURIComponent(m[1]))],
   [/^#\/audit(?:\?(.*))?$/, 'audit', (m) => auditPage(m[1] || '')],
   [/^#\/cluster$/, 'cluster', () => clusterPage()],
+  [/^#\/segments(?:\?(.*))?$/, 'segments', (m) => segmentsPage(m[1] || '')],
   [/^/, 'flags', () => flagsPage()],
 ];
 

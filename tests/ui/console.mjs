@@ -2,7 +2,7 @@
 // JSON object on stdout; the Rust test (tests/tests/e2e/ui.rs) decides pass or fail.
 //
 // Input (stdin, JSON): { url, adminToken, readToken, evaluateToken, flag, otherFlag,
-//   companies: [ids], pilot, reason, rollout, outDir }.
+//   companies: [ids], pilot, reason, rollout, outDir, otherFlag, segment: { key, companies, description } }.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,6 +168,47 @@ try {
   await screenshot(admin, 'flag-narrow');
   await admin.setViewportSize({ width: 1280, height: 720 });
 
+  // The Flags page again: production's list sizes and who changed it last, after all of the above.
+  await admin.getByRole('link', { name: 'Flags', exact: true }).click();
+  await admin.locator('main[data-page="flags"]').waitFor();
+  const cell = admin.locator(`tr[data-flag="${input.flag}"] td[data-env="production"]`);
+  report.productionLists = await cell.locator('[data-field="lists"]').textContent();
+  report.productionChanged = await cell.locator('[data-field="changed"]').textContent();
+
+  // The other flag's production rules, in their order.
+  await admin.getByRole('link', { name: input.otherFlag, exact: true }).click();
+  await admin.locator(`main[data-route="#/flags/${input.otherFlag}"]`).waitFor();
+  report.rulesShown = await admin.locator('section[data-env="production"] [data-list="rules"] li').allTextContents();
+
+  // Segments: a pilot cohort created in staging from the page, by keyboard.
+  await admin.getByRole('link', { name: 'Segments', exact: true }).click();
+  await admin.locator('main[data-page="segments"]').waitFor();
+  await admin.getByLabel('Environment', { exact: true }).selectOption('staging');
+  await admin.locator('main[data-route="#/segments?env=staging"]').waitFor();
+  await admin.getByLabel('Segment key').fill(input.segment.key);
+  await admin.getByLabel('Companies (comma or space separated)').fill(input.segment.companies.join(', '));
+  await admin.getByLabel('Description').fill(input.segment.description);
+  await admin.getByLabel('Description').press('Enter');
+  await admin.getByRole('status').filter({ hasText: `Segment ${input.segment.key} created in staging` }).waitFor();
+  const segmentRow = admin.locator(`tr[data-segment="${input.segment.key}"]`);
+  report.segmentCompaniesShown = await segmentRow.locator('td[data-field="companies"]').textContent();
+  report.segmentRowShown = await segmentRow.textContent();
+  await screenshot(admin, 'segments');
+
+  // A second segment, replaced (same key again) and then deleted from the page.
+  await admin.getByLabel('Segment key').fill('trial');
+  await admin.getByLabel('Companies (comma or space separated)').fill('401');
+  await admin.getByRole('button', { name: 'Save segment in staging' }).click();
+  await admin.getByRole('status').filter({ hasText: 'Segment trial created in staging' }).waitFor();
+  await admin.getByLabel('Segment key').fill('trial');
+  await admin.getByLabel('Companies (comma or space separated)').fill('401 402 403');
+  await admin.getByRole('button', { name: 'Save segment in staging' }).click();
+  await admin.getByRole('status').filter({ hasText: 'Segment trial replaced in staging' }).waitFor();
+  report.replacedCompaniesShown = await admin.locator('tr[data-segment="trial"] td[data-field="companies"]').textContent();
+  await admin.getByRole('button', { name: 'Delete segment trial in staging' }).click();
+  await admin.getByRole('status').filter({ hasText: 'Segment trial deleted from staging' }).waitFor();
+  report.segmentsAfterDelete = await admin.locator('main tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.segment));
+
   // The audit log, filtered on all three fields; the kill switch's reason and its before/after.
   await admin.getByRole('link', { name: 'Audit', exact: true }).click();
   await admin.locator('main[data-page="audit"]').waitFor();
@@ -207,6 +248,11 @@ try {
     'main :is(button, input, form, textarea, select):not(#evaluate-form, #evaluate-form *)').count();
   report.readSections = await reader.locator('section.env').count();
   await screenshot(reader, 'flag-read-only');
+  await reader.getByRole('link', { name: 'Segments', exact: true }).click();
+  await reader.locator('main[data-page="segments"]').waitFor();
+  await reader.getByLabel('Environment', { exact: true }).selectOption('staging');
+  await reader.locator(`main[data-route="#/segments?env=staging"] tr[data-segment="${input.segment.key}"]`).waitFor();
+  report.readSegmentWriteControls = await reader.locator('main :is(button, input, form, textarea)').count();
   await reader.close();
 
   // A forged write from a page of the read session, with that session's own CSRF token: refused.

@@ -15,6 +15,11 @@ const STAGING: &str = "staging";
 const PILOT: &str = "4242";
 const FLAG: &str = "checkout_v2";
 const ROLLOUT: f64 = 12.5;
+/// A second flag, with rules in production.
+const OTHER_FLAG: &str = "search_beta";
+/// The segment created in staging from the Segments page.
+const SEGMENT: &str = "pilot";
+const SEGMENT_COMPANIES: [&str; 2] = ["301", "302"];
 /// Rollout weights have three decimals, so buckets run to 100 000.
 const TOTAL_WEIGHT: u64 = 100_000;
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -46,13 +51,21 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     let server = Server::start().unwrap();
     let admin = server.admin();
     admin.create_flag(&json!({"key": FLAG, "tags": ["payments"]})).unwrap();
-    admin.create_flag(&json!({"key": "search_beta", "tags": ["search"]})).unwrap();
+    admin.create_flag(&json!({"key": OTHER_FLAG, "tags": ["search"]})).unwrap();
     admin.quick_op(FLAG, ENV, "enable", None).unwrap();
     admin.set_rollout(FLAG, ENV, 0.0).unwrap();
     // Staging differs from production in its lists, its rollout and its state, for the promotion.
     admin.quick_op(FLAG, STAGING, "enable", None).unwrap();
     admin.set_rollout(FLAG, STAGING, 50.0).unwrap();
     admin.quick_op(FLAG, STAGING, "allow", Some(&json!({"companies": ["7"]}))).unwrap();
+    // The other flag's production config has two rules, whose order the Flag page must keep.
+    let rules = json!([
+        {"companies": ["101", "102"], "conditions": [{"attribute": "plan", "op": "in", "value": ["pro", "team"]}],
+         "serve": {"variant": "on"}},
+        {"name": "eu rollout", "conditions": [{"attribute": "region", "op": "equals", "value": "eu"}],
+         "serve": {"rollout": {"variants": [{"variant": "on", "weight": 25}, {"variant": "off", "weight": 75}]}}},
+    ]);
+    admin.set_config(OTHER_FLAG, ENV, &json!({"state": "ENABLED", "rules": rules})).unwrap();
     let read = admin.create_token("console reader", "read", None).unwrap();
     let evaluate = admin.create_token("checkout app", "evaluate", Some(ENV)).unwrap();
     let (inside, outside) = companies();
@@ -62,7 +75,8 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     let input = json!({
         "url": server.url(), "adminToken": server.admin_token(), "readToken": read, "evaluateToken": evaluate,
         "flag": FLAG, "searchTag": "search", "companies": [inside, outside], "pilot": PILOT, "reason": reason,
-        "rollout": ROLLOUT, "outDir": out_dir,
+        "rollout": ROLLOUT, "outDir": out_dir, "otherFlag": OTHER_FLAG,
+        "segment": {"key": SEGMENT, "companies": SEGMENT_COMPANIES, "description": "Early adopters"},
     });
     let output = run_with_input(Path::new("node"), &["console.mjs"], &driver_dir(), input.to_string().as_bytes())
         .unwrap_or_else(|e| panic!("the browser driver failed: {e}\nserver log:\n{}", server.logs()));
@@ -115,6 +129,35 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
         assert_eq!(production[key], staging[key], "{key} after promotion: {production}");
     }
     assert_eq!(production["state"], "DISABLED", "{production}");
+    // The Flags page counts production's lists (staging's one company, after the promotion) and names
+    // the admin session that changed it last.
+    assert_eq!(production["allow"].as_array().unwrap().len(), 1, "{production}");
+    assert_eq!(report["productionLists"], "1 allowed · 0 denied", "{report}");
+    let admin_name = report["adminWho"].as_str().unwrap().trim_end_matches(" (admin)").to_owned();
+    assert_eq!(production["updatedBy"], admin_name.as_str(), "{production}");
+    assert!(report["productionChanged"].as_str().unwrap().starts_with(&format!("{admin_name} · ")), "{report}");
+
+    // The Flag page lists the other flag's rules in their order, each with its match and what it serves.
+    assert_eq!(
+        report["rulesShown"],
+        json!([
+            "companies 101, 102 and plan in pro, team → variant on",
+            "eu rollout: region equals eu → rollout on 25 % / off 75 %",
+        ]),
+        "{report}"
+    );
+
+    // The segment created from the page is stored as typed, and listed; a read session cannot write it.
+    assert_eq!(report["segmentCompaniesShown"], "2", "{report}");
+    assert!(report["segmentRowShown"].as_str().unwrap().contains("Early adopters"), "{report}");
+    let segment = admin.get(&format!("/api/v1/environments/{STAGING}/segments/{SEGMENT}")).unwrap().body;
+    assert_eq!(segment["companies"], json!(SEGMENT_COMPANIES), "{segment}");
+    assert_eq!(segment["description"], "Early adopters", "{segment}");
+    assert_eq!(report["replacedCompaniesShown"], "3", "replacing a segment from the page: {report}");
+    assert_eq!(report["segmentsAfterDelete"], json!([SEGMENT]), "{report}");
+    let deleted = admin.get(&format!("/api/v1/environments/{STAGING}/segments/trial")).unwrap();
+    assert_eq!(deleted.status, 404, "{}", deleted.body);
+    assert_eq!(report["readSegmentWriteControls"], 0, "{report}");
     assert!(report["narrowOverflow"].as_i64().unwrap() <= 0, "the phone-width Flag page scrolls sideways: {report}");
 
     // The audit page, filtered to the flag in production, shows the kill switch with its before/after.
