@@ -40,6 +40,7 @@ async function api(method, path, body, extra = {}) {
 function say(message) { $('status').textContent = message; $('problem').textContent = ''; }
 function complain(message) { $('problem').textContent = message; $('status').textContent = ''; }
 const canWrite = () => session && session.role === 'admin';
+const count = (n, noun) => `${n} ${noun}${n === 1 ? '' : 's'}`;
 const flagPath = (key, env) => `/api/v1/flags/${encodeURIComponent(key)}/environments/${encodeURIComponent(env)}`;
 
 /** A flag's variant in `role` (on or off) as the server picks it: explicit, else the
@@ -124,7 +125,7 @@ async function flagsPage() {
     el('h2', {}, 'Flags'),
     el('div', { class: 'search' }, el('label', { for: 'search' }, 'Search by key or tag'), search),
     el('table', {},
-      el('caption', {}, `${data.flags.length} flags; per environment: state · rollout % of the on variant, allowed · denied companies, last change (who · when, UTC)`),
+      el('caption', {}, `${count(data.flags.length, 'flag')}; per environment: state · rollout % of the on variant, allowed · denied companies, last change (who · when, UTC)`),
       el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Flag'), el('th', { scope: 'col' }, 'Tags'),
         envs.map((env) => el('th', { scope: 'col' }, env)))),
       body),
@@ -492,7 +493,7 @@ async function segmentsPage(query) {
     el('h2', {}, 'Segments'),
     el('div', { class: 'search' }, el('label', { for: 'segments-env' }, 'Environment'), picker),
     el('div', { class: 'scroll' }, el('table', {},
-      el('caption', {}, `${data.segments.length} segments in ${env}`),
+      el('caption', {}, `${count(data.segments.length, 'segment')} in ${env}`),
       el('thead', {}, el('tr', {}, heads.map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows))),
     canWrite() ? segmentForm(env, data.segments) : null,
