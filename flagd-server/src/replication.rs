@@ -193,6 +193,10 @@ impl Service {
     /// the replicas behind.
     pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // This server's own progress is a watch channel: wait on it without touching the
+        // database, and read the other replicas' heartbeats only once it is there.
+        let mut applied = self.snapshots().subscribe();
+        let _ = tokio::time::timeout_at(deadline, applied.wait_for(|applied| *applied >= seq)).await;
         loop {
             let view = self.cluster().await?;
             let behind: Vec<&ReplicaView> = view.replicas.iter().filter(|r| r.applied_seq < seq).collect();

@@ -83,7 +83,7 @@ async fn evaluate(
     req: Request,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
-    let snapshot = s.snapshots().get(&env).ok_or_else(|| ApiError::environment_not_found(&env))?;
+    let snapshot = s.snapshot(&env)?;
     let position = snapshot.ruleset.position(&key).ok_or_else(|| ApiError::flag_not_found(&key))?;
     let bytes = read_body(req, &()).await?;
     let ctx = context(&bytes).map_err(|(code, details)| ApiError::bad_request(code.as_str(), details))?;

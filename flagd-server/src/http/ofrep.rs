@@ -219,7 +219,7 @@ async fn read_request(
     key: Option<&str>,
 ) -> Result<Result<(Arc<Snapshot>, EvaluationContext), Response>, ApiError> {
     let env = principal.evaluation_environment()?;
-    let snapshot = service.snapshots().get(env).ok_or_else(|| ApiError::environment_not_found(env))?;
+    let snapshot = service.snapshot(env)?;
     let bytes = read_body(req, &()).await?;
     Ok(context(&bytes).map(|ctx| (snapshot, ctx)).map_err(|(code, details)| failure(key, code, details)))
 }

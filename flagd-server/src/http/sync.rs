@@ -20,7 +20,6 @@ use crate::error::{ApiError, ErrorBody};
 use crate::openapi::ReadErrors;
 use crate::replication::{ClusterView, ReplicaView};
 use crate::service::{Service, etag, parse_etag};
-use crate::snapshot::Snapshot;
 
 /// How long a wait may last at most, so a forgotten client cannot hold a request forever.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -35,10 +34,6 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/wait", get(wait))
         .route("/api/v1/cluster", get(cluster))
-}
-
-fn current(service: &Service, env: &str) -> Result<Arc<Snapshot>, ApiError> {
-    service.snapshots().get(env).ok_or_else(|| ApiError::environment_not_found(env))
 }
 
 /// The environment's flags and segments as the server serves them now. The `ETag` is the
@@ -69,7 +64,7 @@ async fn snapshot(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     p.require_rulesets_of(&env)?;
-    let snapshot = current(&s, &env)?;
+    let snapshot = s.snapshot(&env)?;
     let tag = HeaderValue::from_str(&etag(snapshot.seq())).map_err(|e| ApiError::Internal(e.to_string()))?;
     let held = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).and_then(parse_etag);
     if held == Some(snapshot.seq()) {
@@ -127,7 +122,7 @@ async fn stream(
         ApiError::bad_request("INVALID_QUERY", "say which environment to follow: `?environment=production`")
     })?;
     p.require_rulesets_of(&env)?;
-    current(&s, &env)?;
+    s.snapshot(&env)?;
     Ok(Sse::new(changes(s, env)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
 }
 

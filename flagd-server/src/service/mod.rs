@@ -169,6 +169,11 @@ impl Service {
         let _ = closing.wait_for(|closing| *closing).await;
     }
 
+    /// An environment's current snapshot, or 404.
+    pub fn snapshot(&self, env: &str) -> Result<Arc<Snapshot>, ApiError> {
+        self.snapshots.get(env).ok_or_else(|| ApiError::environment_not_found(env))
+    }
+
     /// The compiled rulesets.
     pub fn snapshots(&self) -> &Snapshots {
         &self.snapshots
