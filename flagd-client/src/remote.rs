@@ -36,7 +36,8 @@ pub struct RemoteClient {
 pub struct BulkAnswer {
     etag: Option<String>,
     fetched: Instant,
-    flags: HashMap<String, FlagAnswer>,
+    /// Shared, so that revalidating an unchanged answer (304) copies nothing.
+    flags: Arc<HashMap<String, FlagAnswer>>,
 }
 
 /// One flag's result on the wire (OFREP success or failure item).
@@ -174,11 +175,11 @@ impl RemoteClient {
             return Ok(BulkAnswer {
                 etag: etag.or_else(|| held.etag.clone()),
                 fetched: Instant::now(),
-                flags: held.flags.clone(),
+                flags: Arc::clone(&held.flags),
             });
         }
         let BulkBody { flags } = http::json(response).await?;
-        let flags = flags.into_iter().map(|f| (f.key.clone(), f)).collect();
+        let flags = Arc::new(flags.into_iter().map(|f| (f.key.clone(), f)).collect());
         Ok(BulkAnswer { etag, fetched: Instant::now(), flags })
     }
 
