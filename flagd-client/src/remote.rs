@@ -200,8 +200,8 @@ impl RemoteClient {
 fn request_body(ctx: &EvaluationContext) -> String {
     #[derive(serde::Serialize)]
     struct Body<'a> {
-        context: &'a Map<String, Value>,
+        context: &'a EvaluationContext,
     }
-    // A map with string keys always serialises.
-    serde_json::to_string(&Body { context: ctx.attributes() }).unwrap_or_else(|_| "{}".to_owned())
+    // Attributes keyed by strings always serialise.
+    serde_json::to_string(&Body { context: ctx }).unwrap_or_else(|_| "{}".to_owned())
 }

@@ -1,5 +1,8 @@
 //! The evaluation context: who is asking, and when.
 
+use std::borrow::Cow;
+
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::ContextError;
@@ -12,14 +15,63 @@ pub const TARGETING_KEY: &str = "targetingKey";
 /// What an evaluation is about: a JSON object with `targetingKey`, `companyId` and any
 /// attributes, plus the current time, which the caller supplies (the core reads no clock).
 ///
-/// The company id and targeting key are extracted once at construction so that rollouts
-/// and allow lists never search the attribute map.
+/// The company id and targeting key are kept apart from the other attributes, already
+/// validated, so that rollouts and allow lists never search the attribute map, and so that
+/// reading them from a request costs no allocation (an integer company id is kept as its
+/// decimal digits inline).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvaluationContext {
+    /// Every attribute but `companyId` and `targetingKey`.
     attributes: Map<String, Value>,
-    company_id: Option<String>,
-    targeting_key: Option<String>,
+    company: Option<Company>,
+    /// Always a `Value::String`.
+    targeting_key: Option<Value>,
     now: Option<i64>,
+}
+
+/// A company id as given, with its compared form when that differs (integers).
+#[derive(Debug, Clone, PartialEq)]
+struct Company {
+    json: Value,
+    /// The decimal digits of an integer id; `None` for a string id, compared as it is.
+    digits: Option<Digits>,
+}
+
+/// An integer's decimal form, inline: `u64::MAX` and `i64::MIN` both take 20 bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Digits {
+    bytes: [u8; 20],
+    len: u8,
+}
+
+impl Digits {
+    fn of(value: &Value) -> Option<Self> {
+        let (negative, magnitude) = match value.as_u64() {
+            Some(n) => (false, n),
+            None => value.as_i64().map(|n| (true, n.unsigned_abs()))?,
+        };
+        let mut bytes = [0u8; 20];
+        let mut at = bytes.len();
+        let mut rest = magnitude;
+        loop {
+            at -= 1;
+            bytes[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if negative {
+            at -= 1;
+            bytes[at] = b'-';
+        }
+        bytes.copy_within(at.., 0);
+        Some(Self { bytes, len: (bytes.len() - at) as u8 })
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.bytes.get(..usize::from(self.len)).unwrap_or_default()).unwrap_or_default()
+    }
 }
 
 impl EvaluationContext {
@@ -40,56 +92,59 @@ impl EvaluationContext {
 
     /// Builds a context from a JSON object; see [`EvaluationContext::from_json`].
     pub fn from_map(attributes: Map<String, Value>) -> Result<Self, ContextError> {
-        let company_id = match attributes.get(COMPANY_ID) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(company_key(v).ok_or(ContextError::CompanyId(json_type_name(v)))?),
-        };
-        let targeting_key = match attributes.get(TARGETING_KEY) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(v) => return Err(ContextError::TargetingKey(json_type_name(v))),
-        };
-        Ok(Self { attributes, company_id, targeting_key, now: None })
+        let mut ctx = Self::new();
+        for (name, value) in attributes {
+            ctx.set(Cow::Owned(name), value)?;
+        }
+        Ok(ctx)
+    }
+
+    /// Sets one attribute, as read from a JSON object member: `companyId` must be a string
+    /// or an integer and `targetingKey` a string (either may be null: absent). The name is
+    /// copied only for other attributes, so readers that borrow names from the request
+    /// (see flagd-server's OFREP parsing) allocate nothing for those two. A refused value
+    /// leaves the context unchanged.
+    pub fn set(&mut self, name: Cow<'_, str>, value: Value) -> Result<(), ContextError> {
+        match &*name {
+            COMPANY_ID if value.is_null() => self.company = None,
+            COMPANY_ID => {
+                let digits = match &value {
+                    Value::String(_) => None,
+                    other => Some(Digits::of(other).ok_or(ContextError::CompanyId(json_type_name(other)))?),
+                };
+                self.company = Some(Company { json: value, digits });
+            }
+            TARGETING_KEY => match value {
+                Value::Null => self.targeting_key = None,
+                Value::String(_) => self.targeting_key = Some(value),
+                other => return Err(ContextError::TargetingKey(json_type_name(&other))),
+            },
+            _ => {
+                self.attributes.insert(name.into_owned(), value);
+            }
+        }
+        Ok(())
     }
 
     /// Sets the company id.
     pub fn with_company(mut self, id: impl Into<CompanyRef>) -> Self {
         let id = id.into();
-        self.attributes.insert(COMPANY_ID.to_owned(), id.json);
-        self.company_id = Some(id.key);
+        let digits = Digits::of(&id.json);
+        self.company = Some(Company { json: id.json, digits });
         self
     }
 
     /// Sets the targeting key.
     pub fn with_targeting_key(mut self, key: impl Into<String>) -> Self {
-        let key = key.into();
-        self.attributes.insert(TARGETING_KEY.to_owned(), Value::String(key.clone()));
-        self.targeting_key = Some(key);
+        self.targeting_key = Some(Value::String(key.into()));
         self
     }
 
     /// Sets an attribute. `companyId` and `targetingKey` go through their own setters'
     /// rules; an invalid value for them is ignored.
     pub fn with_attribute(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        let name = name.into();
-        let value = value.into();
-        match name.as_str() {
-            COMPANY_ID => {
-                if let Some(key) = company_key(&value) {
-                    self.company_id = Some(key);
-                    self.attributes.insert(name, value);
-                }
-            }
-            TARGETING_KEY => {
-                if let Value::String(s) = &value {
-                    self.targeting_key = Some(s.clone());
-                    self.attributes.insert(name, value);
-                }
-            }
-            _ => {
-                self.attributes.insert(name, value);
-            }
-        }
+        // A refused value leaves the context as it was, which is what "ignored" means here.
+        let _ = self.set(Cow::Owned(name.into()), value.into());
         self
     }
 
@@ -101,12 +156,16 @@ impl EvaluationContext {
 
     /// The company id as a string, if any.
     pub fn company_id(&self) -> Option<&str> {
-        self.company_id.as_deref()
+        let company = self.company.as_ref()?;
+        match &company.digits {
+            Some(digits) => Some(digits.as_str()),
+            None => company.json.as_str(),
+        }
     }
 
     /// The targeting key, if any.
     pub fn targeting_key(&self) -> Option<&str> {
-        self.targeting_key.as_deref()
+        self.targeting_key.as_ref().and_then(Value::as_str)
     }
 
     /// The evaluation time in Unix seconds, if the caller supplied one.
@@ -116,43 +175,55 @@ impl EvaluationContext {
 
     /// An attribute by name (including `companyId` and `targetingKey` as given).
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.attributes.get(name)
+        match name {
+            COMPANY_ID => self.company.as_ref().map(|c| &c.json),
+            TARGETING_KEY => self.targeting_key.as_ref(),
+            _ => self.attributes.get(name),
+        }
     }
 
-    /// All attributes, as the JSON object they came from.
-    pub fn attributes(&self) -> &Map<String, Value> {
-        &self.attributes
+    /// Every attribute (including `companyId` and `targetingKey`), by name.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let company = self.company.as_ref().map(|c| (COMPANY_ID, &c.json));
+        let targeting = self.targeting_key.as_ref().map(|v| (TARGETING_KEY, v));
+        company.into_iter().chain(targeting).chain(self.attributes.iter().map(|(k, v)| (k.as_str(), v)))
     }
 }
 
-/// A company id as given (string or integer) and as compared (string).
+/// The attributes as one JSON object (the time is not an attribute and is left out).
+impl Serialize for EvaluationContext {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.attributes())
+    }
+}
+
+/// A company id as given: a string or an integer (compared as its decimal string).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompanyRef {
     json: Value,
-    key: String,
 }
 
 impl From<&str> for CompanyRef {
     fn from(s: &str) -> Self {
-        Self { json: Value::String(s.to_owned()), key: s.to_owned() }
+        Self { json: Value::String(s.to_owned()) }
     }
 }
 
 impl From<String> for CompanyRef {
     fn from(s: String) -> Self {
-        Self { json: Value::String(s.clone()), key: s }
+        Self { json: Value::String(s) }
     }
 }
 
 impl From<i64> for CompanyRef {
     fn from(n: i64) -> Self {
-        Self { json: Value::from(n), key: n.to_string() }
+        Self { json: Value::from(n) }
     }
 }
 
 impl From<u64> for CompanyRef {
     fn from(n: u64) -> Self {
-        Self { json: Value::from(n), key: n.to_string() }
+        Self { json: Value::from(n) }
     }
 }
 
@@ -195,6 +266,38 @@ mod tests {
         let b = EvaluationContext::from_json(json!({"companyId": "42"})).unwrap();
         assert_eq!(a.company_id(), Some("42"));
         assert_eq!(a.company_id(), b.company_id());
+    }
+
+    #[test]
+    fn integer_company_ids_compare_as_their_decimal_form() {
+        for (given, expected) in [
+            (json!(0), "0"),
+            (json!(-7), "-7"),
+            (json!(u64::MAX), "18446744073709551615"),
+            (json!(i64::MIN), "-9223372036854775808"),
+        ] {
+            let ctx = EvaluationContext::from_json(json!({ "companyId": given })).unwrap();
+            assert_eq!(ctx.company_id(), Some(expected));
+            assert_eq!(ctx.get(COMPANY_ID), Some(&given));
+        }
+    }
+
+    #[test]
+    fn a_refused_attribute_leaves_the_context_as_it_was() {
+        let ctx = EvaluationContext::new().with_company("acme").with_targeting_key("u1");
+        let same = ctx.clone().with_attribute(COMPANY_ID, json!(1.5)).with_attribute(TARGETING_KEY, json!(3));
+        assert_eq!(same, ctx);
+        let mut ctx = ctx;
+        assert!(ctx.set(Cow::Borrowed(COMPANY_ID), json!({})).is_err());
+        assert_eq!(ctx.company_id(), Some("acme"));
+    }
+
+    #[test]
+    fn attributes_serialise_as_the_object_they_came_from() {
+        let given = json!({"companyId": 42, "targetingKey": "u1", "plan": "pro"});
+        let ctx = EvaluationContext::from_json(given.clone()).unwrap().at(5);
+        assert_eq!(serde_json::to_value(&ctx).unwrap(), given);
+        assert_eq!(ctx.attributes().count(), 3);
     }
 
     #[test]

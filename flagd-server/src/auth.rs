@@ -41,8 +41,12 @@ pub fn hash_token(value: &str) -> String {
 /// hash and no allocation.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    by_digest: ArcSwap<HashMap<[u8; 32], Arc<Token>>>,
+    by_digest: ArcSwap<DigestMap>,
 }
+
+/// The keys are SHA-256 digests, already spread evenly whatever the token values, so the
+/// map needs no collision-resistant hash of its own (SipHash cost as much as the lookup).
+type DigestMap = HashMap<[u8; 32], Arc<Token>, rustc_hash::FxBuildHasher>;
 
 impl TokenCache {
     /// Replaces the cache with these tokens.

@@ -42,7 +42,7 @@ pub mod store;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use http::app;
+pub use http::{App, app};
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn run(
@@ -55,5 +55,7 @@ pub async fn run(
         shutdown.await;
         closing.close();
     };
-    axum::serve(listener, app(service)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app(service)))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -95,7 +95,7 @@ async fn import(
     req: Request,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    let body = read_body(req, &()).await?;
+    let body = read_body(req).await?;
     check_depth(&body)?;
     let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
     Ok(axum::Json(report).into_response())

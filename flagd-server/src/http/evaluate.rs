@@ -85,7 +85,7 @@ async fn evaluate(
     p.require(Access::Read)?;
     let snapshot = s.snapshot(&env)?;
     let position = snapshot.ruleset.position(&key).ok_or_else(|| ApiError::flag_not_found(&key))?;
-    let bytes = read_body(req, &()).await?;
+    let bytes = read_body(req).await?;
     let ctx = context(&bytes).map_err(|(code, details)| ApiError::bad_request(code.as_str(), details))?;
     let r = snapshot.ruleset.evaluate_at(position, &ctx);
     let error = r.error.as_ref();

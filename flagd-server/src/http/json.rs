@@ -19,8 +19,8 @@ pub struct JsonBody<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req, state).await?;
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req).await?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -40,13 +40,28 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
-pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+/// The whole body as bytes, limited like every body (for bodies that are not JSON).
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        read_body(req).await.map(RawBody)
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`]. Every handler reads its
+/// body through here, so the limit needs no per-request extension (axum's
+/// `DefaultBodyLimit` costs a map insertion on every request, bodies or not).
+pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|e| {
+        let e = e.into_inner();
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
         } else {
-            ApiError::bad_request("INVALID_BODY", rejection.body_text())
+            ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}"))
         }
     })
 }
@@ -61,6 +76,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Refuses JSON nested deeper than [`MAX_DEPTH`] before parsing it, so a hostile body
 /// costs a scan and not a deep recursion.
 pub fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
+    // Nesting can go no deeper than the body has opening brackets, and counting them is a
+    // fraction of the scan below: most bodies (every OFREP context) stop here.
+    let openers = bytes.iter().fold(0usize, |n, &b| n + usize::from(b == b'[' || b == b'{'));
+    if openers <= MAX_DEPTH {
+        return Ok(());
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

@@ -20,13 +20,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
+use tower::Layer;
 
 use crate::error::ApiError;
 use crate::service::Service;
 
+/// The whole API: the router inside the one observing middleware.
+pub type App = observe::Observed<Router>;
+
 /// The whole API for one service.
-pub fn app(service: Arc<Service>) -> Router {
-    Router::new()
+pub fn app(service: Arc<Service>) -> App {
+    let router = Router::new()
         .merge(ops::routes())
         .merge(ofrep::routes())
         .merge(flags::routes())
@@ -39,9 +43,10 @@ pub fn app(service: Arc<Service>) -> Router {
         .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // One layer: axum boxes every route once more for each layer.
-        .layer(observe::ObserveLayer::new(Arc::clone(&service)))
-        .with_state(service)
+        .with_state(Arc::clone(&service));
+    // Around the router rather than through `Router::layer`, which wraps (and boxes) every
+    // route once more and so costs a service clone and a future allocation per request.
+    observe::ObserveLayer::new(service).layer(router)
 }
 
 /// A response carrying the `ETag` of a stored version.

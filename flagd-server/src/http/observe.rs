@@ -1,11 +1,12 @@
-//! The one middleware every route runs through: the body limit, a tracing span per request
-//! (at debug level), the latency histogram of the request's route class, and an error log
-//! for server errors.
+//! The one middleware every request runs through: a tracing span per request (at debug
+//! level), the latency histogram of the request's route class, and an error log for server
+//! errors. (The body limit is applied where bodies are read: `json::read_body`.)
 //!
-//! Hand-written rather than `TraceLayer` plus `middleware::from_fn` plus `DefaultBodyLimit`:
-//! axum boxes each route again for every layer it is given, and `from_fn` boxes its future
-//! too, so three layers cost three allocations of service and future per request, and two
-//! clock reads each. This one costs a clock read at each end and no allocation.
+//! Hand-written rather than `TraceLayer` plus `middleware::from_fn` plus `DefaultBodyLimit`,
+//! and wrapped around the router rather than given to it: axum boxes each route again for
+//! every layer it is given, and `from_fn` boxes its future too, so three layers cost three
+//! allocations of service and future per request, and two clock reads each. This one costs
+//! a clock read at each end and no allocation.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,16 +14,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::response::Response;
 use tower::{Layer, Service};
 use tracing::Span;
 
-use super::json::MAX_BODY_BYTES;
 use crate::metrics::Route;
 use crate::service::Service as FlagService;
 
-/// Wraps a route in [`Observed`].
+/// Wraps a service (the router) in [`Observed`].
 #[derive(Debug, Clone)]
 pub struct ObserveLayer {
     service: Arc<FlagService>,
@@ -43,7 +43,7 @@ impl<S> Layer<S> for ObserveLayer {
     }
 }
 
-/// A route with its requests limited, traced and timed.
+/// A service (the router) with its requests traced and timed.
 #[derive(Debug, Clone)]
 pub struct Observed<S> {
     inner: S,
@@ -63,7 +63,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
+    fn call(&mut self, req: Request) -> Self::Future {
         let started = Instant::now();
         let route = Route::of(req.uri().path());
         // Disabled below debug level: then `span` is `Span::none()` and nothing is formatted.
@@ -73,13 +73,12 @@ where
             uri = %req.uri(),
             version = ?req.version(),
         );
-        DefaultBodyLimit::max(MAX_BODY_BYTES).apply(&mut req);
         let inner = span.in_scope(|| self.inner.call(req));
         ObservedFuture { inner, span, route, started, service: Arc::clone(&self.service) }
     }
 }
 
-/// The response of an [`Observed`] route, recorded when it is ready.
+/// The response of an [`Observed`] service, recorded when it is ready.
 #[derive(Debug)]
 pub struct ObservedFuture<F> {
     inner: F,

@@ -2,6 +2,7 @@
 //! snapshot of the token's environment. Bodies follow the OpenFeature Remote Evaluation
 //! Protocol, so any OFREP provider works against them.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -60,7 +61,7 @@ pub(super) fn context(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, Str
             return Err((ErrorCode::InvalidContext, "the request body must be an object with a `context`".into()));
         }
         RequestBody::Object(ContextMember::Absent) => Ok(EvaluationContext::new()),
-        RequestBody::Object(ContextMember::Object(attributes)) => EvaluationContext::from_map(attributes),
+        RequestBody::Object(ContextMember::Object(context)) => context,
         RequestBody::Object(ContextMember::Other(kind)) => Err(ContextError::NotAnObject(kind)),
     };
     context.map(|c| c.at(now_seconds())).map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
@@ -73,10 +74,11 @@ enum RequestBody {
     NotAnObject,
 }
 
-/// The body's `context` member: absent or null, an object, or a value of another JSON type.
+/// The body's `context` member: absent or null, an object (read into a context, or the
+/// first attribute the context refused), or a value of another JSON type.
 enum ContextMember {
     Absent,
-    Object(Map<String, Value>),
+    Object(Result<EvaluationContext, ContextError>),
     Other(&'static str),
 }
 
@@ -113,11 +115,18 @@ impl FromShape for RequestBody {
 
 impl FromShape for ContextMember {
     fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut attributes = Map::new();
-        while let Some((name, value)) = map.next_entry::<String, Value>()? {
-            attributes.insert(name, value);
+        let mut context = Ok(EvaluationContext::new());
+        while let Some(Name(name)) = map.next_key()? {
+            let value = map.next_value::<Value>()?;
+            // After a refused attribute the rest is still read: a syntax error further on
+            // makes the body PARSE_ERROR, whatever its context holds.
+            if let Ok(ctx) = &mut context
+                && let Err(refused) = ctx.set(name, value)
+            {
+                context = Err(refused);
+            }
         }
-        Ok(Self::Object(attributes))
+        Ok(Self::Object(context))
     }
 
     fn other(kind: &'static str) -> Self {
@@ -195,6 +204,37 @@ impl<'de> Deserialize<'de> for Member {
 
 struct MemberName;
 
+/// An attribute name, borrowed from the body unless it holds escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Name<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an attribute name")
+    }
+
+    fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Borrowed(name)))
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(name.to_owned())))
+    }
+
+    fn visit_string<E>(self, name: String) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(name)))
+    }
+}
+
 impl Visitor<'_> for MemberName {
     type Value = Member;
 
@@ -220,7 +260,7 @@ async fn read_request(
 ) -> Result<Result<(Arc<Snapshot>, EvaluationContext), Response>, ApiError> {
     let env = principal.evaluation_environment()?;
     let snapshot = service.snapshot(env)?;
-    let bytes = read_body(req, &()).await?;
+    let bytes = read_body(req).await?;
     Ok(context(&bytes).map(|ctx| (snapshot, ctx)).map_err(|(code, details)| failure(key, code, details)))
 }
 

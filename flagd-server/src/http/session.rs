@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -16,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
+use super::json::RawBody;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::service::Service;
@@ -157,7 +157,11 @@ fn parse_sign_in(headers: &HeaderMap, body: &[u8]) -> Result<SignIn, ApiError> {
 }
 
 /// Signs in with a `read` or `admin` token.
-async fn sign_in(State(s): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn sign_in(
+    State(s): State<Arc<Service>>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let SignIn { token } = parse_sign_in(&headers, &body)?;
     let principal = Principal::from_value(&s, token.trim())?;
     if principal.role() == Role::Evaluate {

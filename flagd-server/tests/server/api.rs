@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use flagd_server::service::Service;
@@ -14,7 +13,7 @@ pub(crate) const ADMIN: &str = "admin-secret-for-tests";
 
 /// A fresh server on its own SQLite file, with the admin token above.
 pub(crate) struct Api {
-    pub(crate) app: Router,
+    pub(crate) app: flagd_server::App,
     _dir: TempDir,
 }
 

@@ -73,7 +73,7 @@ fn generated() -> String {
 
 /// A server on a fresh SQLite file; the directory goes when the guard drops.
 struct App {
-    router: axum::Router,
+    router: flagd_server::App,
     dir: PathBuf,
 }
 
