@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
+use smol_str::SmolStr;
 
 use crate::error::ContextError;
 
@@ -17,8 +18,8 @@ pub const TARGETING_KEY: &str = "targetingKey";
 ///
 /// The company id and targeting key are kept apart from the other attributes, already
 /// validated, so that rollouts and allow lists never search the attribute map, and so that
-/// reading them from a request costs no allocation (an integer company id is kept as its
-/// decimal digits inline).
+/// reading them from a request costs no allocation (an integer company id's decimal form
+/// is kept inline).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvaluationContext {
     /// Every attribute but `companyId` and `targetingKey`.
@@ -33,45 +34,34 @@ pub struct EvaluationContext {
 #[derive(Debug, Clone, PartialEq)]
 struct Company {
     json: Value,
-    /// The decimal digits of an integer id; `None` for a string id, compared as it is.
-    digits: Option<Digits>,
+    /// The decimal form of an integer id (inline: at most 20 bytes); `None` for a string
+    /// id, compared as it is.
+    digits: Option<SmolStr>,
 }
 
-/// An integer's decimal form, inline: `u64::MAX` and `i64::MIN` both take 20 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Digits {
-    bytes: [u8; 20],
-    len: u8,
-}
-
-impl Digits {
-    fn of(value: &Value) -> Option<Self> {
-        let (negative, magnitude) = match value.as_u64() {
-            Some(n) => (false, n),
-            None => value.as_i64().map(|n| (true, n.unsigned_abs()))?,
+impl Company {
+    /// A string or an integer; anything else is not a company id.
+    fn new(json: Value) -> Option<Self> {
+        let digits = match &json {
+            Value::String(_) => None,
+            other => Some(decimal(other)?),
         };
-        let mut bytes = [0u8; 20];
-        let mut at = bytes.len();
-        let mut rest = magnitude;
-        loop {
-            at -= 1;
-            bytes[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if negative {
-            at -= 1;
-            bytes[at] = b'-';
-        }
-        bytes.copy_within(at.., 0);
-        Some(Self { bytes, len: (bytes.len() - at) as u8 })
+        Some(Self { json, digits })
     }
 
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.bytes.get(..usize::from(self.len)).unwrap_or_default()).unwrap_or_default()
+    fn key(&self) -> Option<&str> {
+        self.digits.as_deref().or_else(|| self.json.as_str())
     }
+}
+
+fn decimal(value: &Value) -> Option<SmolStr> {
+    let mut buffer = itoa::Buffer::new();
+    let digits = match (value.as_u64(), value.as_i64()) {
+        (Some(n), _) => buffer.format(n),
+        (None, Some(n)) => buffer.format(n),
+        (None, None) => return None,
+    };
+    Some(SmolStr::new(digits))
 }
 
 impl EvaluationContext {
@@ -108,11 +98,8 @@ impl EvaluationContext {
         match &*name {
             COMPANY_ID if value.is_null() => self.company = None,
             COMPANY_ID => {
-                let digits = match &value {
-                    Value::String(_) => None,
-                    other => Some(Digits::of(other).ok_or(ContextError::CompanyId(json_type_name(other)))?),
-                };
-                self.company = Some(Company { json: value, digits });
+                let kind = json_type_name(&value);
+                self.company = Some(Company::new(value).ok_or(ContextError::CompanyId(kind))?);
             }
             TARGETING_KEY => match value {
                 Value::Null => self.targeting_key = None,
@@ -128,9 +115,8 @@ impl EvaluationContext {
 
     /// Sets the company id.
     pub fn with_company(mut self, id: impl Into<CompanyRef>) -> Self {
-        let id = id.into();
-        let digits = Digits::of(&id.json);
-        self.company = Some(Company { json: id.json, digits });
+        // Every `CompanyRef` holds a string or an integer.
+        self.company = Company::new(id.into().json);
         self
     }
 
@@ -156,11 +142,7 @@ impl EvaluationContext {
 
     /// The company id as a string, if any.
     pub fn company_id(&self) -> Option<&str> {
-        let company = self.company.as_ref()?;
-        match &company.digits {
-            Some(digits) => Some(digits.as_str()),
-            None => company.json.as_str(),
-        }
+        self.company.as_ref().and_then(Company::key)
     }
 
     /// The targeting key, if any.

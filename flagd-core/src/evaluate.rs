@@ -179,10 +179,11 @@ impl CompiledFlag {
     }
 
     fn variant(&self, index: Option<usize>, reason: Reason) -> Resolution<'_> {
-        let entry = index.and_then(|i| self.variants.get(i));
+        let entry = index.and_then(|i| Some((i, self.variants.get(i)?)));
         Resolution {
-            value: entry.map(|(_, v)| v),
-            variant: entry.map(|(n, _)| n.as_str()),
+            value: entry.map(|(_, (_, v))| v),
+            variant: entry.map(|(_, (n, _))| n.as_str()),
+            variant_index: entry.map(|(i, _)| i),
             reason,
             error: None,
             metadata: &self.metadata,

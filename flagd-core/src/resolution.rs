@@ -86,6 +86,11 @@ pub struct Resolution<'r> {
     pub value: Option<&'r Value>,
     /// The variant served.
     pub variant: Option<&'r str>,
+    /// Where the served variant stands among its flag's variants (the order of
+    /// [`Ruleset::variant_names`](crate::Ruleset::variant_names)), so that callers keeping
+    /// something per variant index it instead of comparing names.
+    #[serde(skip)]
+    pub variant_index: Option<usize>,
     /// Why.
     pub reason: Reason,
     /// Set when `reason` is `Error`.
@@ -100,6 +105,7 @@ impl<'r> Resolution<'r> {
         Self {
             value: None,
             variant: None,
+            variant_index: None,
             reason: Reason::Error,
             error: Some(ResolutionError { code, message }),
             metadata,

@@ -27,8 +27,9 @@ type Registry = BTreeMap<(String, String, String), Row>;
 /// The counter rows of one snapshot's flags, in ruleset order.
 #[derive(Debug, Default)]
 pub struct EvaluationCounters {
-    /// Per flag: its variant names with their rows, then the row for "no variant".
-    flags: Vec<(Vec<(String, Row)>, Row)>,
+    /// Per flag: its variants' rows (in the ruleset's variant order), then the row for
+    /// "no variant".
+    flags: Vec<(Vec<Row>, Row)>,
 }
 
 impl EvaluationCounters {
@@ -43,17 +44,18 @@ impl EvaluationCounters {
             .keys()
             .enumerate()
             .map(|(i, key)| {
-                let variants = ruleset.variant_names(i).map(|v| (v.to_owned(), row(key, v))).collect();
+                let variants = ruleset.variant_names(i).map(|v| row(key, v)).collect();
                 (variants, row(key, ""))
             })
             .collect();
         Self { flags }
     }
 
-    /// Counts one evaluation of the flag at `position`.
-    pub fn record(&self, position: usize, variant: Option<&str>, reason: Reason) {
+    /// Counts one evaluation of the flag at `position` that served the variant at
+    /// `variant_index` (see [`flagd_core::Resolution::variant_index`]).
+    pub fn record(&self, position: usize, variant_index: Option<usize>, reason: Reason) {
         let Some((variants, none)) = self.flags.get(position) else { return };
-        let row = variant.and_then(|name| variants.iter().find(|(n, _)| n == name)).map_or(none, |(_, r)| r);
+        let row = variant_index.and_then(|i| variants.get(i)).unwrap_or(none);
         if let Some(cell) = row.get(reason_index(reason)) {
             cell.fetch_add(1, Ordering::Relaxed);
         }

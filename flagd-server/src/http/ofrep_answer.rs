@@ -23,8 +23,8 @@ type Lazy = OnceLock<Box<[u8]>>;
 struct FlagPieces {
     /// `{"key":"…"`.
     head: Box<[u8]>,
-    /// Each variant's name and, once served, `,"value":…,"variant":"…"`.
-    variants: Vec<(Box<str>, Lazy)>,
+    /// Per variant (in the ruleset's variant order), once served: `,"value":…,"variant":"…"`.
+    variants: Vec<Lazy>,
     /// Once served: `,"metadata":{…}}`, closing the item.
     tail: Lazy,
 }
@@ -36,7 +36,7 @@ impl AnswerPieces {
             .keys()
             .enumerate()
             .map(|(position, key)| {
-                let variants = ruleset.variant_names(position).map(|name| (Box::from(name), OnceLock::new())).collect();
+                let variants = ruleset.variant_names(position).map(|_| OnceLock::new()).collect();
                 Ok(FlagPieces { head: head(key)?.into_boxed_slice(), variants, tail: OnceLock::new() })
             })
             .collect::<Result<_, serde_json::Error>>()?;
@@ -60,7 +60,7 @@ impl AnswerPieces {
 
 impl FlagPieces {
     fn write_success(&self, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let cell = r.variant.and_then(|name| self.variants.iter().find(|(n, _)| **n == *name)).map(|(_, c)| c);
+        let cell = r.variant_index.and_then(|i| self.variants.get(i));
         let uncached;
         let fields = match cell {
             Some(cell) => cached(cell, || value_and_variant(r))?,
