@@ -224,7 +224,7 @@ impl Service {
         write.tx.put_config(&stored).await?;
         let subject = Subject { environment: Some(&stored.environment), flag: Some(&stored.flag), segment: None };
         write.audit(action, subject, before, to_json(&stored.config));
-        write.touch(&stored.environment);
+        write.touch_config(&stored);
         self.commit(write).await?;
         Ok(stored.into())
     }

@@ -265,6 +265,8 @@ impl Service {
             reason,
             events: Vec::new(),
             touched: BTreeSet::new(),
+            touches: 0,
+            patch: None,
             now: now_ms(),
         })
     }
@@ -272,14 +274,14 @@ impl Service {
     /// Validates every touched environment without committing (a dry run); dropping the
     /// write afterwards rolls it back.
     pub(crate) async fn validate(&self, write: &mut Write) -> Result<(), ApiError> {
-        compile_touched(write).await.map(drop)
+        compile_touched(write, &self.snapshots).await.map(drop)
     }
 
     /// Validates every touched environment, records the audit events, commits and serves
     /// the new rulesets. Returns the write's sequence number.
     pub(crate) async fn commit(&self, mut write: Write) -> Result<i64, ApiError> {
         let seq = write.tx.seq();
-        let compiled = compile_touched(&mut write).await?;
+        let compiled = compile_touched(&mut write, &self.snapshots).await?;
         for event in &write.events {
             write.tx.append_audit(event).await?;
         }
@@ -311,6 +313,11 @@ pub(crate) struct Write {
     reason: Option<String>,
     events: Vec<AuditEvent>,
     touched: BTreeSet<String>,
+    /// How many times an environment was marked touched (one change of one configuration
+    /// is one touch).
+    touches: usize,
+    /// The configuration [`Write::touch_config`] stored, for [`Write::patched`].
+    patch: Option<StoredConfig>,
     pub(crate) now: i64,
 }
 
@@ -353,6 +360,31 @@ impl Write {
     /// Marks an environment whose ruleset this write changes.
     pub(crate) fn touch(&mut self, environment: &str) {
         self.touched.insert(environment.to_owned());
+        self.touches += 1;
+    }
+
+    /// Marks the environment of a configuration this write stored (see [`Write::patched`]).
+    pub(crate) fn touch_config(&mut self, stored: &StoredConfig) {
+        self.touch(&stored.environment);
+        self.patch = Some(stored.clone());
+    }
+
+    /// When all this write changed is one flag's configuration in one environment, and this
+    /// replica had applied every change before it, that environment compiled from the
+    /// snapshot it serves with the new configuration swapped in. That is exactly what
+    /// reading the environment back would give (the transaction holds the change sequence,
+    /// so nothing else committed in between) without reading every flag and configuration
+    /// back from the database: most of what a quick operation cost, 50 times a second
+    /// under churn.
+    fn patched(&self, snapshots: &Snapshots) -> Option<Result<Compiled, ApiError>> {
+        let stored = self.patch.as_ref().filter(|_| self.touches == 1)?;
+        if snapshots.applied_seq() != self.seq() - 1 {
+            return None;
+        }
+        let mut source = snapshots.get(&stored.environment)?.document.ruleset.clone();
+        let flag = source.flags.iter_mut().find(|f| f.definition.key == stored.flag)?;
+        flag.config = stored.config.clone();
+        Some(compile_source(&stored.environment, source, self.seq()))
     }
 
     /// Marks every environment.
@@ -390,7 +422,10 @@ impl Write {
 
 /// Compiles every environment the write touched, as the transaction sees it; the first
 /// invalid one refuses the write.
-async fn compile_touched(write: &mut Write) -> Result<Vec<Compiled>, ApiError> {
+async fn compile_touched(write: &mut Write, snapshots: &Snapshots) -> Result<Vec<Compiled>, ApiError> {
+    if let Some(compiled) = write.patched(snapshots) {
+        return compiled.map(|c| vec![c]);
+    }
     let mut compiled = Vec::with_capacity(write.touched.len());
     let seq = write.seq();
     for env in &write.touched {
@@ -428,7 +463,10 @@ pub(crate) async fn environment_source(tx: &mut dyn Tx, env: &str) -> Result<Rul
 type Compiled = (EnvironmentSnapshot, Ruleset);
 
 async fn compile_environment(tx: &mut dyn Tx, env: &str, seq: i64) -> Result<Compiled, ApiError> {
-    let source = environment_source(tx, env).await?;
+    compile_source(env, environment_source(tx, env).await?, seq)
+}
+
+fn compile_source(env: &str, source: RulesetSource, seq: i64) -> Result<Compiled, ApiError> {
     let ruleset = Ruleset::compile(&source).map_err(|e| ApiError::Invalid {
         problems: e
             .problems

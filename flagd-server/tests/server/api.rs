@@ -14,6 +14,7 @@ pub(crate) const ADMIN: &str = "admin-secret-for-tests";
 /// A fresh server on its own SQLite file, with the admin token above.
 pub(crate) struct Api {
     pub(crate) app: flagd_server::App,
+    url: String,
     _dir: TempDir,
 }
 
@@ -37,10 +38,13 @@ impl Api {
         let dir = std::env::temp_dir().join(format!("flagd-api-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite:{}", dir.join("flagd.db").display());
-        let store = flagd_server::store::connect(&url).await.unwrap();
-        let (service, startup) = Service::start(store, Some(ADMIN)).await.unwrap();
-        assert!(startup.generated_admin_token.is_none(), "an admin token was given");
-        Self { app: flagd_server::app(Arc::clone(&service)), _dir: TempDir(dir) }
+        let app = start(&url).await;
+        Self { app, url, _dir: TempDir(dir) }
+    }
+
+    /// A second server on the same database, which reads everything from it at start.
+    pub(crate) async fn fresh_server(&self) -> flagd_server::App {
+        start(&self.url).await
     }
 
     pub(crate) async fn call(
@@ -103,6 +107,13 @@ impl Api {
         let r = self.admin(Method::POST, "/api/v1/flags", Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
+}
+
+async fn start(url: &str) -> flagd_server::App {
+    let store = flagd_server::store::connect(url).await.unwrap();
+    let (service, startup) = Service::start(store, Some(ADMIN)).await.unwrap();
+    assert!(startup.generated_admin_token.is_none(), "an admin token was given");
+    flagd_server::app(service)
 }
 
 fn rand_suffix() -> u64 {

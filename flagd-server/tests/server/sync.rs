@@ -52,6 +52,51 @@ async fn a_snapshot_compiles_to_what_the_server_serves_and_revalidates_by_etag()
     assert_eq!(changed.body["seq"], disabled.body["version"]);
 }
 
+/// A quick operation compiles its environment from the snapshot the server already serves
+/// with the one changed configuration swapped in, not from the database: after each kind
+/// of configuration write, what the server serves is what a server that has just read the
+/// same database serves.
+#[tokio::test]
+async fn after_every_configuration_write_the_served_snapshot_is_the_databases() {
+    let api = Api::new().await;
+    for key in ["alpha", "portal", "zulu"] {
+        api.create_flag(json!({"key": key})).await;
+    }
+    let seg = api
+        .admin(
+            Method::POST,
+            "/api/v1/environments/production/segments",
+            Some(json!({"key": "beta", "companies": ["9"]})),
+        )
+        .await;
+    assert_eq!(seg.status, StatusCode::CREATED, "{}", seg.body);
+    let writes = [
+        (Method::POST, format!("{PORTAL}/enable"), None),
+        (Method::PUT, format!("{PORTAL}/rollout"), Some(json!({"percentage": 37.5}))),
+        (Method::POST, format!("{PORTAL}/allow"), Some(json!({"companies": ["42", 7]}))),
+        (Method::POST, format!("{PORTAL}/deny"), Some(json!({"companies": ["13"]}))),
+        (Method::DELETE, format!("{PORTAL}/allow"), Some(json!({"companies": ["7"]}))),
+        (Method::POST, "/api/v1/flags/alpha/environments/production/enable".into(), None),
+        (Method::POST, "/api/v1/flags/portal/promote".into(), Some(json!({"from": "production", "to": "staging"}))),
+        (Method::POST, format!("{PORTAL}/disable"), Some(json!({"reason": "incident"}))),
+    ];
+    let path = "/api/v1/environments/production/snapshot";
+    for (method, uri, body) in writes {
+        let r = api.admin(method, &uri, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
+        let served = api.admin(Method::GET, path, None).await.body;
+        let fresh = api.fresh_server().await;
+        let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
+        let res = fresh.oneshot(req.unwrap()).await.unwrap();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        let read_back: Value = serde_json::from_slice(&bytes).unwrap();
+        // Environments this write did not change keep the version they were compiled at,
+        // while a server that has just started compiled each at the latest: compare content.
+        assert_eq!(served["ruleset"], read_back["ruleset"], "after {uri}");
+        assert_eq!(served["environment"], read_back["environment"]);
+    }
+}
+
 #[tokio::test]
 async fn snapshots_are_readable_by_their_environments_evaluate_tokens_and_by_admin_api_tokens() {
     let api = Api::new().await;
