@@ -5,7 +5,7 @@
 #
 #   CARGO_TARGET_DIR=/work/target-load bash benches/load/run.sh
 #
-# Knobs (environment): DURATION (s per wrk run, 10), ROUNDS (3), CONNECTIONS (64),
+# Knobs (environment): DURATION (s per wrk run, 10), ROUNDS (5), CONNECTIONS (64),
 # THREADS (wrk threads, 1), WARMUP (s, 2), CHURN_RATE (changes/s, 50),
 # SERVER_CPUS (taskset list for both servers, 0), CLIENT_CPUS (wrk and the writer, 1).
 # Set SERVER_CPUS= and CLIENT_CPUS= empty to run unpinned.
@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$ROOT/benches/load"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-2}

@@ -1,8 +1,7 @@
-//! OFREP answers written from pieces of JSON kept with each snapshot. Within one snapshot a
-//! flag's key, its metadata and the value of each of its variants never change, so each is
-//! serialised once (the key when the snapshot is built, the others the first time they are
-//! served) and an answer is then a few copies of bytes: no string escaping, no `Value`
-//! walk, per request or per flag of a bulk answer.
+//! OFREP answers written from JSON kept with each snapshot. Within one snapshot a flag's
+//! answer depends only on the variant served and the reason, so each (variant, reason)
+//! item is serialised the first time it is served and an answer is then one copy of bytes
+//! per flag: no string escaping, no `Value` walk, per request or per flag of a bulk answer.
 
 use std::sync::OnceLock;
 
@@ -19,12 +18,15 @@ pub struct AnswerPieces {
 /// A piece of JSON, serialised the first time it is needed.
 type Lazy = OnceLock<Box<[u8]>>;
 
+/// How many reasons there are (the length of [`Reason`]'s list of variants).
+const REASONS: usize = 6;
+
 #[derive(Debug)]
 struct FlagPieces {
     /// `{"key":"…"`.
     head: Box<[u8]>,
-    /// Per variant (in the ruleset's variant order), once served: `,"value":…,"variant":"…"`.
-    variants: Vec<Lazy>,
+    /// Per variant (in the ruleset's variant order) and reason, once served: the whole item.
+    items: Vec<[Lazy; REASONS]>,
     /// Once served: `,"metadata":{…}}`, closing the item.
     tail: Lazy,
 }
@@ -36,8 +38,8 @@ impl AnswerPieces {
             .keys()
             .enumerate()
             .map(|(position, key)| {
-                let variants = ruleset.variant_names(position).map(|_| OnceLock::new()).collect();
-                Ok(FlagPieces { head: head(key)?.into_boxed_slice(), variants, tail: OnceLock::new() })
+                let items = ruleset.variant_names(position).map(|_| Default::default()).collect();
+                Ok(FlagPieces { head: head(key)?.into_boxed_slice(), items, tail: OnceLock::new() })
             })
             .collect::<Result<_, serde_json::Error>>()?;
         Ok(Self { flags })
@@ -60,16 +62,17 @@ impl AnswerPieces {
 
 impl FlagPieces {
     fn write_success(&self, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let cell = r.variant_index.and_then(|i| self.variants.get(i));
-        let uncached;
-        let fields = match cell {
-            Some(cell) => cached(cell, || value_and_variant(r))?,
-            None => {
-                uncached = value_and_variant(r)?;
-                &uncached
-            }
+        let compose = || -> serde_json::Result<Vec<u8>> {
+            let mut item = Vec::new();
+            let tail = cached(&self.tail, || metadata(r.metadata))?;
+            write_success(&mut item, &self.head, &value_and_variant(r)?, r.reason, tail);
+            Ok(item)
         };
-        write_success(out, &self.head, fields, r.reason, cached(&self.tail, || metadata(r.metadata))?);
+        let cell = r.variant_index.and_then(|i| self.items.get(i)?.get(r.reason as usize));
+        match cell {
+            Some(cell) => out.extend_from_slice(cached(cell, compose)?),
+            None => out.extend_from_slice(&compose()?),
+        }
         Ok(())
     }
 }
