@@ -2,7 +2,8 @@
 # Instructions per request, flagd-server against the ceiling, under callgrind: repeatable
 # on a busy machine where wall-clock load figures are not. For each server and endpoint:
 # warm up, zero the counters, send COUNT requests on one keep-alive connection, dump; the
-# dump's total divided by COUNT is the figure. Method: benches/README.md ("Server load").
+# dump's total divided by COUNT is the figure. Then the same for 100 of the churn's quick
+# operations (flagd-server only). Method: benches/README.md ("Server load").
 #
 #   CARGO_TARGET_DIR=/work/target-perf bash benches/load/callgrind.sh
 #
@@ -78,3 +79,15 @@ measure ceiling_single "$CEIL_PID" "$CEIL" "$SINGLE_PATH"
 measure flagd_single "$FLAGD_PID" "$FLAGD" "$SINGLE_PATH"
 measure ceiling_bulk "$CEIL_PID" "$CEIL" "$BULK_PATH"
 measure flagd_bulk "$FLAGD_PID" "$FLAGD" "$BULK_PATH"
+
+# The churn's quick operations, last because they change the flags: each is an audited
+# transaction plus a recompile and swap of the production snapshot, on the server's core.
+callgrind_control -z "$FLAGD_PID" >/dev/null 2>&1
+CHURN=$("$BIN/ofrep_churn" churn --addr "$FLAGD" --admin-token "$ADMIN" --rate 20 --seconds 5)
+callgrind_control -d flagd_write "$FLAGD_PID" >/dev/null 2>&1
+WRITES=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$CHURN")
+[[ ${WRITES:-0} -gt 0 ]] || { echo "callgrind.sh: the churn made no write: $CHURN" >&2; exit 1; }
+DUMP=$(ls -t "$WORK"/flagd.*.cg.* | head -1)
+if [[ -n $KEEP ]]; then cp "$DUMP" "$KEEP/flagd_write.cg"; fi
+printf '%-16s %9d instructions/write (%d quick operations)\n' flagd_write \
+  $(($(sed -n 's/^totals: //p' "$DUMP") / WRITES)) "$WRITES"
