@@ -220,8 +220,7 @@ impl From<i32> for CompanyRef {
 pub fn company_key(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        _ => None,
+        other => decimal(other).map(String::from),
     }
 }
 
@@ -260,6 +259,7 @@ mod tests {
         ] {
             let ctx = EvaluationContext::from_json(json!({ "companyId": given })).unwrap();
             assert_eq!(ctx.company_id(), Some(expected));
+            assert_eq!(company_key(&given).as_deref(), Some(expected), "as allow lists store it");
             assert_eq!(ctx.get(COMPANY_ID), Some(&given));
         }
     }

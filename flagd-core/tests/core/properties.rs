@@ -101,6 +101,36 @@ proptest! {
         }
     }
 
+    /// A context keeps what it was built from: every attribute reads back as given (a null
+    /// `companyId` or `targetingKey` as absent), it serialises back to the same object, and
+    /// the company id it compares is the allow lists' form of the one given.
+    #[test]
+    fn a_context_reads_back_as_the_object_it_came_from(
+        attrs in prop::collection::btree_map("[a-zA-Z$]{1,12}", json_value(), 0..6),
+        company in prop::option::of(prop_oneof![company(), any::<i64>().prop_map(Value::from)]),
+        targeting in prop::option::of("[a-z0-9]{0,8}"),
+    ) {
+        let mut map: serde_json::Map<String, Value> =
+            attrs.into_iter().filter(|(k, _)| k != "companyId" && k != "targetingKey").collect();
+        if let Some(c) = &company {
+            map.insert("companyId".into(), c.clone());
+        }
+        if let Some(t) = &targeting {
+            map.insert("targetingKey".into(), Value::from(t.as_str()));
+        }
+        let ctx = EvaluationContext::from_map(map.clone()).expect("valid company id and targeting key");
+        let kept: serde_json::Map<String, Value> = map
+            .into_iter()
+            .filter(|(k, v)| !(v.is_null() && (k == "companyId" || k == "targetingKey")))
+            .collect();
+        for (name, value) in &kept {
+            prop_assert_eq!(ctx.get(name), Some(value));
+        }
+        prop_assert_eq!(serde_json::to_value(&ctx).unwrap(), Value::Object(kept));
+        prop_assert_eq!(ctx.company_id().map(str::to_owned), company.as_ref().and_then(flagd_core::context::company_key));
+        prop_assert_eq!(ctx.targeting_key(), targeting.as_deref());
+    }
+
     /// Any JSON Logic either fails to compile with an error or evaluates without panicking.
     #[test]
     fn any_json_logic_is_safe(expr in logic_expr(), data in json_value()) {
