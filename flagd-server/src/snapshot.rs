@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use flagd_core::{EnvironmentSnapshot, Ruleset};
 use tokio::sync::watch;
 
-use crate::http::ofrep_answer::AnswerPieces;
+use crate::http::ofrep_answer::{AnswerPieces, BulkAnswers};
 use crate::metrics::{EvaluationCounters, Metrics};
 
 /// One environment's compiled ruleset, as of a change sequence number, with the source it
@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub counters: EvaluationCounters,
     /// The flags' OFREP answers, pre-serialised in pieces.
     pub answers: AnswerPieces,
+    /// Whole bulk answers, by the outcome of every flag.
+    pub bulk: BulkAnswers,
     /// `document` as JSON, serialised on first request: most snapshots are never fetched.
     json: OnceLock<Bytes>,
 }
@@ -39,7 +41,7 @@ impl Snapshot {
         // Without pieces (keys that cannot be serialised, which JSON-born keys always can),
         // answers are written the slow way, not refused.
         let answers = AnswerPieces::new(&ruleset).unwrap_or_default();
-        Self { document, ruleset, counters, answers, json: OnceLock::new() }
+        Self { document, ruleset, counters, answers, bulk: BulkAnswers::default(), json: OnceLock::new() }
     }
 
     /// Environment name.

@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::{Map, Value};
 
 use super::json::{check_depth, read_body};
-use super::ofrep_answer;
+use super::ofrep_answer::{self, BulkAnswer};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OfrepBulk, OfrepFailure, OfrepRequest, OfrepSuccess};
@@ -338,19 +339,24 @@ async fn evaluate_all(
         Ok(parts) => parts,
         Err(failure) => return Ok(failure),
     };
-    let mut body = Vec::with_capacity(16 + snapshot.ruleset.len() * 128);
-    body.extend_from_slice(b"{\"flags\":[");
-    for (position, (key, resolution)) in snapshot.ruleset.evaluate_all(&ctx).enumerate() {
+    let mut outcomes = Vec::with_capacity(snapshot.ruleset.len());
+    let mut failed = false;
+    for (position, (_, resolution)) in snapshot.ruleset.evaluate_all(&ctx).enumerate() {
         snapshot.counters.record(position, resolution.variant_index, resolution.reason);
-        if position > 0 {
-            body.push(b',');
-        }
-        snapshot.answers.write(Some(position), key, &resolution, &mut body).map_err(serialising)?;
+        failed |= resolution.error.is_some();
+        outcomes.push(ofrep_answer::outcome(&resolution));
     }
-    body.extend_from_slice(b"]}");
-    // The ETag is a hash of the answer itself, so it changes exactly when the answer does
-    // (including through time-based rules, which no change sequence would capture).
-    let etag = body_etag(&body);
+    let kept = if failed { None } else { snapshot.bulk.get(&outcomes) };
+    let BulkAnswer { body, etag } = match kept {
+        Some(answer) => answer,
+        None => {
+            let answer = write_bulk(&snapshot, &ctx)?;
+            if !failed {
+                snapshot.bulk.keep(outcomes, answer.clone());
+            }
+            answer
+        }
+    };
     let matches = if_none_match
         .as_ref()
         .and_then(|v| v.to_str().ok())
@@ -360,6 +366,24 @@ async fn evaluate_all(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
     Ok((StatusCode::OK, [(header::ETAG, etag_header), JSON_CONTENT_TYPE], body).into_response())
+}
+
+/// Writes a bulk answer item by item (evaluation is pure, so this second pass gives the
+/// results the counted one did). The ETag is a hash of the answer itself, so it changes
+/// exactly when the answer does (including through time-based rules, which no change
+/// sequence would capture).
+fn write_bulk(snapshot: &Snapshot, ctx: &EvaluationContext) -> Result<BulkAnswer, ApiError> {
+    let mut body = Vec::with_capacity(16 + snapshot.ruleset.len() * 128);
+    body.extend_from_slice(b"{\"flags\":[");
+    for (position, (key, resolution)) in snapshot.ruleset.evaluate_all(ctx).enumerate() {
+        if position > 0 {
+            body.push(b',');
+        }
+        snapshot.answers.write(Some(position), key, &resolution, &mut body).map_err(serialising)?;
+    }
+    body.extend_from_slice(b"]}");
+    let etag = body_etag(&body);
+    Ok(BulkAnswer { body: Bytes::from(body), etag })
 }
 
 const JSON_CONTENT_TYPE: (header::HeaderName, HeaderValue) =

@@ -3,9 +3,11 @@
 //! item is serialised the first time it is served and an answer is then one copy of bytes
 //! per flag: no string escaping, no `Value` walk, per request or per flag of a bulk answer.
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
+use axum::body::Bytes;
 use flagd_core::{ErrorCode, Reason, Resolution, Ruleset};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -147,6 +149,51 @@ fn write_uncached(key: &str, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_jso
             Ok(())
         }
     }
+}
+
+/// Whole bulk answers of one snapshot by the outcome of every flag (see [`outcome`]).
+/// Within a snapshot a success item depends on nothing but its flag's outcome, so contexts
+/// that come out the same way share one answer and its ETag: a bulk request still evaluates
+/// (and counts) every flag but writes and hashes nothing. Answers holding an error are not
+/// kept (error messages may name the context), and a snapshot keeps at most
+/// [`MAX_BULK_ANSWERS`], so varied contexts cost one lookup more, not memory.
+#[derive(Debug, Default)]
+pub struct BulkAnswers {
+    by_outcome: RwLock<FxHashMap<Box<[u32]>, BulkAnswer>>,
+}
+
+/// How many bulk answers one snapshot keeps.
+pub const MAX_BULK_ANSWERS: usize = 256;
+
+/// A bulk answer's body and entity tag.
+#[derive(Debug, Clone)]
+pub struct BulkAnswer {
+    pub body: Bytes,
+    pub etag: [u8; 18],
+}
+
+impl BulkAnswers {
+    /// The answer kept for these outcomes, if any.
+    pub fn get(&self, outcomes: &[u32]) -> Option<BulkAnswer> {
+        self.by_outcome.read().ok()?.get(outcomes).cloned()
+    }
+
+    /// Keeps an answer for these outcomes, unless the snapshot already keeps its maximum.
+    pub fn keep(&self, outcomes: Vec<u32>, answer: BulkAnswer) {
+        if let Ok(mut by_outcome) = self.by_outcome.write()
+            && by_outcome.len() < MAX_BULK_ANSWERS
+        {
+            by_outcome.insert(outcomes.into_boxed_slice(), answer);
+        }
+    }
+}
+
+/// One flag's outcome as a number: which variant was served (its index plus one, 0 for
+/// none) and why. Two results of one flag with the same outcome and no error have the same
+/// OFREP item.
+pub fn outcome(r: &Resolution<'_>) -> u32 {
+    let variant = r.variant_index.map_or(0, |i| u32::try_from(i).map_or(u32::MAX >> 3, |i| i + 1));
+    (variant << 3) | r.reason as u32
 }
 
 /// The HTTP status of a single-flag answer.

@@ -430,6 +430,50 @@ async fn ofrep_follows_the_protocol() {
     assert_eq!(changed.status, StatusCode::OK, "a change invalidates the ETag");
 }
 
+/// Bulk answers are kept per snapshot by the outcome of every flag: contexts asked in turn,
+/// each several times, with errors among them, always get exactly the single-flag answers,
+/// and one ETag per distinct answer.
+#[tokio::test]
+async fn bulk_answers_match_the_single_flag_answers_for_every_context_in_turn() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    api.create_flag(json!({"key": "split"})).await;
+    let portal = "/api/v1/flags/portal/environments/production";
+    let split = "/api/v1/flags/split/environments/production";
+    for (method, path, body) in [
+        (Method::POST, format!("{portal}/enable"), None),
+        (Method::POST, format!("{portal}/allow"), Some(json!({"companies": ["42"]}))),
+        (Method::POST, format!("{split}/enable"), None),
+        (Method::PUT, format!("{split}/rollout"), Some(json!({"percentage": 50}))),
+    ] {
+        let r = api.admin(method, &path, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+    }
+    let eval = api.token("evaluate", Some("production")).await;
+    // 42 is allow-listed, the others differ by rollout bucket; {} has no company, so the
+    // rollout fails with TARGETING_KEY_MISSING in its item.
+    let contexts = [json!({"companyId": 42}), json!({"companyId": 7}), json!({}), json!({"companyId": "8"})];
+    let mut etags = std::collections::HashMap::new();
+    for round in 0..3 {
+        for ctx in &contexts {
+            let bulk = api
+                .call(Method::POST, "/ofrep/v1/evaluate/flags", Some(&eval), Some(json!({"context": ctx})), &[])
+                .await;
+            assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.body);
+            for item in bulk.body["flags"].as_array().unwrap() {
+                let key = item["key"].as_str().unwrap();
+                let single = api.ofrep(&eval, key, ctx.clone()).await.body;
+                assert_eq!(item, &single, "round {round}, context {ctx}, flag {key}");
+            }
+            let etag = bulk.headers[header::ETAG].to_str().unwrap().to_owned();
+            let previous = etags.insert(bulk.body.to_string(), etag.clone());
+            assert!(previous.is_none_or(|p| p == etag), "one ETag per answer");
+        }
+    }
+    assert!(etags.len() >= 3, "the contexts give different answers: {etags:?}");
+    assert_eq!(etags.values().collect::<std::collections::HashSet<_>>().len(), etags.len());
+}
+
 #[tokio::test]
 async fn segments_change_every_flag_that_uses_them_and_cannot_vanish_under_them() {
     let api = Api::new().await;
