@@ -156,14 +156,24 @@ fn write_uncached(key: &str, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_jso
 /// that come out the same way share one answer and its ETag: a bulk request still evaluates
 /// (and counts) every flag but writes and hashes nothing. Answers holding an error are not
 /// kept (error messages may name the context), and a snapshot keeps at most
-/// [`MAX_BULK_ANSWERS`], so varied contexts cost one lookup more, not memory.
+/// [`MAX_BULK_ANSWERS`] answers and [`MAX_BULK_BYTES`] of bodies, so varied contexts cost
+/// one lookup more, not memory.
 #[derive(Debug, Default)]
 pub struct BulkAnswers {
-    by_outcome: RwLock<FxHashMap<Box<[u32]>, BulkAnswer>>,
+    kept: RwLock<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    by_outcome: FxHashMap<Box<[u32]>, BulkAnswer>,
+    bytes: usize,
 }
 
 /// How many bulk answers one snapshot keeps.
 pub const MAX_BULK_ANSWERS: usize = 256;
+/// How many bytes of bulk answers one snapshot keeps (a few answers of a ruleset with
+/// thousands of flags, hundreds of a small one).
+pub const MAX_BULK_BYTES: usize = 4 << 20;
 
 /// A bulk answer's body and entity tag.
 #[derive(Debug, Clone)]
@@ -175,15 +185,19 @@ pub struct BulkAnswer {
 impl BulkAnswers {
     /// The answer kept for these outcomes, if any.
     pub fn get(&self, outcomes: &[u32]) -> Option<BulkAnswer> {
-        self.by_outcome.read().ok()?.get(outcomes).cloned()
+        self.kept.read().ok()?.by_outcome.get(outcomes).cloned()
     }
 
-    /// Keeps an answer for these outcomes, unless the snapshot already keeps its maximum.
+    /// Keeps an answer for these outcomes, unless that would pass the snapshot's maximum.
     pub fn keep(&self, outcomes: Vec<u32>, answer: BulkAnswer) {
-        if let Ok(mut by_outcome) = self.by_outcome.write()
-            && by_outcome.len() < MAX_BULK_ANSWERS
-        {
-            by_outcome.insert(outcomes.into_boxed_slice(), answer);
+        let Ok(mut kept) = self.kept.write() else { return };
+        if kept.by_outcome.contains_key(outcomes.as_slice()) {
+            return; // another request for the same outcomes kept it first
+        }
+        let bytes = kept.bytes + answer.body.len();
+        if kept.by_outcome.len() < MAX_BULK_ANSWERS && bytes <= MAX_BULK_BYTES {
+            kept.bytes = bytes;
+            kept.by_outcome.insert(outcomes.into_boxed_slice(), answer);
         }
     }
 }
@@ -222,6 +236,26 @@ mod tests {
         let mut out = Vec::new();
         pieces.write(position, key, &r, &mut out).unwrap();
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_keeps_bulk_answers_up_to_its_limits() {
+        let answer = |len: usize| BulkAnswer { body: Bytes::from(vec![b' '; len]), etag: [b'"'; 18] };
+        let kept = BulkAnswers::default();
+        for i in 0..MAX_BULK_ANSWERS as u32 + 10 {
+            kept.keep(vec![i], answer(10));
+        }
+        assert!(kept.get(&[0]).is_some());
+        assert!(kept.get(&[MAX_BULK_ANSWERS as u32 - 1]).is_some());
+        assert!(kept.get(&[MAX_BULK_ANSWERS as u32]).is_none(), "no more than the maximum count");
+
+        let kept = BulkAnswers::default();
+        kept.keep(vec![1], answer(MAX_BULK_BYTES - 5));
+        kept.keep(vec![2], answer(10));
+        kept.keep(vec![3], answer(5));
+        assert_eq!(kept.get(&[1]).map(|a| a.body.len()), Some(MAX_BULK_BYTES - 5));
+        assert!(kept.get(&[2]).is_none(), "no more than the maximum bytes");
+        assert!(kept.get(&[3]).is_some());
     }
 
     #[test]
