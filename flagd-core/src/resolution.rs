@@ -23,6 +23,15 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order: `ALL[r.index()] == r`.
+    pub const ALL: [Reason; 6] =
+        [Self::Static, Self::TargetingMatch, Self::Split, Self::Default, Self::Disabled, Self::Error];
+
+    /// Where this reason stands in [`Reason::ALL`], for tables kept per reason.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The OpenFeature name, e.g. `TARGETING_MATCH`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -181,5 +190,17 @@ impl<'r> FlagValue<'r> for &'r Map<String, Value> {
     const TYPE_NAME: &'static str = "object";
     fn from_json(value: &'r Value) -> Option<Self> {
         value.as_object()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn every_reason_stands_at_its_index() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+        }
     }
 }

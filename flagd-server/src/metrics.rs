@@ -11,15 +11,8 @@ use std::time::Duration;
 
 use flagd_core::{Reason, Ruleset};
 
-const REASONS: [Reason; 6] =
-    [Reason::Static, Reason::TargetingMatch, Reason::Split, Reason::Default, Reason::Disabled, Reason::Error];
-
-fn reason_index(reason: Reason) -> usize {
-    REASONS.iter().position(|r| *r == reason).unwrap_or(REASONS.len() - 1)
-}
-
-/// One counter per reason.
-type Row = Arc<[AtomicU64; REASONS.len()]>;
+/// One counter per reason, indexed by [`Reason::index`].
+type Row = Arc<[AtomicU64; Reason::ALL.len()]>;
 
 /// (environment, flag, variant; "" when none was served) → counters.
 type Registry = BTreeMap<(String, String, String), Row>;
@@ -56,7 +49,7 @@ impl EvaluationCounters {
     pub fn record(&self, position: usize, variant_index: Option<usize>, reason: Reason) {
         let Some((variants, none)) = self.flags.get(position) else { return };
         let row = variant_index.and_then(|i| variants.get(i)).unwrap_or(none);
-        if let Some(cell) = row.get(reason_index(reason)) {
+        if let Some(cell) = row.get(reason.index()) {
             cell.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -160,7 +153,7 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE flagd_evaluations_total counter");
         let Ok(registry) = self.registry.lock() else { return };
         for ((env, flag, variant), row) in registry.iter() {
-            for (reason, cell) in REASONS.iter().zip(row.iter()) {
+            for (reason, cell) in Reason::ALL.iter().zip(row.iter()) {
                 let n = cell.load(Ordering::Relaxed);
                 if n > 0 {
                     let _ = writeln!(

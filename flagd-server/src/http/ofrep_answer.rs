@@ -20,15 +20,12 @@ pub struct AnswerPieces {
 /// A piece of JSON, serialised the first time it is needed.
 type Lazy = OnceLock<Box<[u8]>>;
 
-/// How many reasons there are (the length of [`Reason`]'s list of variants).
-const REASONS: usize = 6;
-
 #[derive(Debug)]
 struct FlagPieces {
     /// `{"key":"…"`.
     head: Box<[u8]>,
     /// Per variant (in the ruleset's variant order) and reason, once served: the whole item.
-    items: Vec<[Lazy; REASONS]>,
+    items: Vec<[Lazy; Reason::ALL.len()]>,
     /// Once served: `,"metadata":{…}}`, closing the item.
     tail: Lazy,
 }
@@ -70,7 +67,7 @@ impl FlagPieces {
             write_success(&mut item, &self.head, &value_and_variant(r)?, r.reason, tail);
             Ok(item)
         };
-        let cell = r.variant_index.and_then(|i| self.items.get(i)?.get(r.reason as usize));
+        let cell = r.variant_index.and_then(|i| self.items.get(i)?.get(r.reason.index()));
         match cell {
             Some(cell) => out.extend_from_slice(cached(cell, compose)?),
             None => out.extend_from_slice(&compose()?),
@@ -207,7 +204,7 @@ impl BulkAnswers {
 /// OFREP item.
 pub fn outcome(r: &Resolution<'_>) -> u32 {
     let variant = r.variant_index.map_or(0, |i| u32::try_from(i).map_or(u32::MAX >> 3, |i| i + 1));
-    (variant << 3) | r.reason as u32
+    (variant << 3) | r.reason.index() as u32
 }
 
 /// The HTTP status of a single-flag answer.
