@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # Shared by run.sh and callgrind.sh (sourced, not run): a work directory removed on exit
 # with every process started into PIDS, the release build, and waiting for a server.
-# Expects ROOT, TARGET_DIR and SCRIPT (the caller's name, for messages).
+# Expects ROOT and SCRIPT (the caller's name, for messages). Builds into CARGO_TARGET_DIR,
+# or the workspace's target/.
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/flagd-$SCRIPT.XXXXXX")
 PIDS=()

@@ -13,7 +13,6 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$ROOT/benches/load"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-64}

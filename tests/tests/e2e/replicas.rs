@@ -77,6 +77,15 @@ fn replica(shared: &Shared) -> Server {
     Server::start_with(&ServerOptions { database_url: Some(shared.url.clone()), ..ServerOptions::default() }).unwrap()
 }
 
+/// A replica on the shared database that polls it only once a minute.
+fn polling_once_a_minute(shared: &Shared) -> ServerOptions {
+    ServerOptions {
+        database_url: Some(shared.url.clone()),
+        args: vec!["--sync-interval".into(), "1m".into()],
+        ..ServerOptions::default()
+    }
+}
+
 fn eventually(what: &str, deadline: Duration, condition: impl Fn() -> bool) {
     let until = Instant::now() + deadline;
     while !condition() {
@@ -245,11 +254,7 @@ fn postgresql_replicas_are_woken_by_notify_not_by_polling() {
         return;
     };
     // Polling once a minute: anything faster than that came through NOTIFY.
-    let options = ServerOptions {
-        database_url: Some(shared.url.clone()),
-        args: vec!["--sync-interval".into(), "1m".into()],
-        ..ServerOptions::default()
-    };
+    let options = polling_once_a_minute(&shared);
     let (a, b) = (Server::start_with(&options).unwrap(), Server::start_with(&options).unwrap());
     let admin = a.admin();
     admin.create_flag(&json!({"key": FLAG})).unwrap();
@@ -266,11 +271,7 @@ fn postgresql_replicas_are_woken_by_notify_not_by_polling() {
 fn a_write_on_one_replica_does_not_skip_what_another_committed_just_before() {
     for (backend, shared) in backends("gap") {
         // Polling once a minute: whatever a replica serves sooner came with its own write.
-        let options = ServerOptions {
-            database_url: Some(shared.url.clone()),
-            args: vec!["--sync-interval".into(), "1m".into()],
-            ..ServerOptions::default()
-        };
+        let options = polling_once_a_minute(&shared);
         let (a, b) = (Server::start_with(&options).unwrap(), Server::start_with(&options).unwrap());
         let admin = b.admin();
         admin.create_flag(&json!({"key": FLAG})).unwrap();
