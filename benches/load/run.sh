@@ -8,7 +8,9 @@
 # Knobs (environment): DURATION (s per wrk run, 10), ROUNDS (5), CONNECTIONS (64),
 # THREADS (wrk threads, 1), WARMUP (s, 2), CHURN_RATE (changes/s, 50),
 # SERVER_CPUS (taskset list for both servers, 0), CLIENT_CPUS (wrk and the writer, 1).
-# Set SERVER_CPUS= and CLIENT_CPUS= empty to run unpinned.
+# Set SERVER_CPUS= and CLIENT_CPUS= empty to run unpinned. flagd-server reads its own
+# options from the environment too: FLAGD_CONTROL_NICE=19 runs its control plane (the
+# churn's writes) at the lowest priority (see benches/README.md, "Server load").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -58,7 +60,7 @@ CEIL_PORT=$(free_port)
 FLAGD="127.0.0.1:$FLAGD_PORT"
 CEIL="127.0.0.1:$CEIL_PORT"
 
-echo "== start flagd-server on $FLAGD (SQLite in $WORK), CPUs ${SERVER_CPUS:-any}"
+echo "== start flagd-server on $FLAGD (SQLite in $WORK), CPUs ${SERVER_CPUS:-any}, control plane nice ${FLAGD_CONTROL_NICE:-0}"
 "${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
   --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &
 PIDS+=($!)
@@ -140,5 +142,5 @@ ERROR_LINES=$(grep -c -E ' (ERROR|WARN) ' "$WORK/flagd.log" || true)
 
 echo "== summary (median over rounds; ratios are computed within each round, then the median)"
 echo "   date $(date -u '+%Y-%m-%d %H:%M UTC'), load average before ${LOAD_BEFORE}, after ${LOAD_AFTER}," \
-  "flagd-server log: $ERROR_LINES warning/error lines"
+  "flagd-server log: $ERROR_LINES warning/error lines, control plane nice ${FLAGD_CONTROL_NICE:-0}"
 python3 "$HERE/summary.py" "$RESULTS"

@@ -60,7 +60,11 @@ def main(path):
         if "writes" in pairs[0][0]:
             late = sum(int(s["late"]) for s, _ in pairs)
             rate = med(float(s["rate"]) for s, _ in pairs)
-            error_text += f" (writes: {writes} at {rate:.1f}/s, {failed_writes} failed, {late} late)"
+            write_p99 = max(float(s["p99_ms"]) for s, _ in pairs)
+            error_text += (
+                f" (writes: {writes} at {rate:.1f}/s, {failed_writes} failed, {late} late,"
+                f" write latency p99 up to {write_p99:.0f} ms)"
+            )
         print(
             f"| {scenario} | {med(float(s['rps']) for s, _ in pairs):,.0f} "
             f"| {ratio:.3f} ({min(ratios):.3f}–{max(ratios):.3f}) "

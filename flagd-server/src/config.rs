@@ -34,6 +34,14 @@ pub struct Config {
     #[arg(long, env = "FLAGD_SNAPSHOT_CACHE")]
     pub snapshot_cache: Option<std::path::PathBuf>,
 
+    /// How many nice levels below the threads answering evaluations everything else runs
+    /// (admin API, database, replication), 0 to 19. At 19, on a saturated server, flag
+    /// changes wait for the gaps between evaluations instead of delaying them (and take
+    /// longer); the level also counts against other processes on the host.
+    #[arg(long, env = "FLAGD_CONTROL_NICE", default_value_t = crate::control::DEFAULT_NICE,
+        value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub control_nice: u8,
+
     /// Log format.
     #[arg(long, env = "FLAGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

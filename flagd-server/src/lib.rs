@@ -6,6 +6,7 @@
 //! # Modules
 //!
 //! - [`config`]: command-line options and environment variables.
+//! - [`control`]: the lower-priority runtime everything but evaluation runs on.
 //! - [`store`]: the [`store::Store`] trait and its SQL implementation.
 //! - [`service`]: the domain operations; every write is one transaction that validates,
 //!   audits, commits and swaps the compiled rulesets.
@@ -29,6 +30,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod http;
 pub mod metrics;

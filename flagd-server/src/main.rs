@@ -16,11 +16,12 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
-    match serve(config).await {
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -69,9 +70,21 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+/// Two runtimes: the default one answers HTTP and evaluates, the control plane's runs
+/// everything else at a lower priority (see `flagd_server::control`).
+fn run(config: Config) -> Result<(), BoxError> {
+    let control = flagd_server::control::runtime(config.control_nice)?;
+    let serving = tokio::runtime::Runtime::new()?;
+    let served = serving.block_on(serve(config, control.handle().clone()));
+    control.shutdown_timeout(LEAVE_TIMEOUT);
+    served
+}
+
+/// Opens the store and starts the service; run on the control plane, which the service
+/// then keeps as its own.
+async fn start(config: Config) -> Result<Arc<Service>, BoxError> {
     let store = flagd_server::store::open(&config.database_url)?;
-    let service = match (store.prepare().await, &config.snapshot_cache) {
+    Ok(match (store.prepare().await, &config.snapshot_cache) {
         (Ok(()), _) => {
             let (service, startup) = Service::start(store, config.admin_token.as_deref()).await?;
             announce(startup);
@@ -86,7 +99,11 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             service
         }
         (Err(e), _) => return Err(e.into()),
-    };
+    })
+}
+
+async fn serve(config: Config, control: tokio::runtime::Handle) -> Result<(), BoxError> {
+    let service = control.spawn(start(config.clone())).await??;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let options = ReplicaOptions {

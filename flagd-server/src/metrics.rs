@@ -14,8 +14,18 @@ use flagd_core::{Reason, Ruleset};
 /// One counter per reason, indexed by [`Reason::index`].
 type Row = Arc<[AtomicU64; Reason::ALL.len()]>;
 
-/// (environment, flag, variant; "" when none was served) → counters.
-type Registry = BTreeMap<(String, String, String), Row>;
+/// Environment → flag → variant ("" when none was served) → counters. Nested so that a
+/// snapshot finds its existing rows by borrowed names, without building a key per row.
+type Registry = BTreeMap<String, BTreeMap<String, BTreeMap<String, Row>>>;
+
+/// The entry for `key`, created empty if missing (the key is copied only then). Always
+/// `Some`; an `Option` only because the borrow checker refuses the lookup-or-insert form.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
+}
 
 /// The counter rows of one snapshot's flags, in ruleset order.
 #[derive(Debug, Default)]
@@ -29,18 +39,18 @@ impl EvaluationCounters {
     /// Resolves (creating as needed) the rows for every flag of `ruleset`.
     pub fn new(environment: &str, ruleset: &Ruleset, metrics: &Metrics) -> Self {
         let Ok(mut registry) = metrics.registry.lock() else { return Self::default() };
-        let mut row = |flag: &str, variant: &str| -> Row {
-            let key = (environment.to_owned(), flag.to_owned(), variant.to_owned());
-            Arc::clone(registry.entry(key).or_default())
-        };
+        let Some(environment) = entry(&mut registry, environment) else { return Self::default() };
         let flags = ruleset
             .keys()
             .enumerate()
             .map(|(i, key)| {
-                let variants = ruleset.variant_names(i).map(|v| row(key, v)).collect();
-                (variants, row(key, ""))
+                let rows = entry(environment, key)?;
+                let variants: Option<Vec<Row>> =
+                    ruleset.variant_names(i).map(|v| entry(rows, v).map(|r| Arc::clone(r))).collect();
+                Some((variants?, Arc::clone(entry(rows, "")?)))
             })
-            .collect();
+            .collect::<Option<_>>()
+            .unwrap_or_default();
         Self { flags }
     }
 
@@ -152,7 +162,12 @@ impl Metrics {
         let _ = writeln!(out, "# HELP flagd_evaluations_total Flag evaluations served, by flag, variant and reason.");
         let _ = writeln!(out, "# TYPE flagd_evaluations_total counter");
         let Ok(registry) = self.registry.lock() else { return };
-        for ((env, flag, variant), row) in registry.iter() {
+        let rows = registry.iter().flat_map(|(env, flags)| {
+            flags
+                .iter()
+                .flat_map(move |(flag, variants)| variants.iter().map(move |(variant, row)| (env, flag, variant, row)))
+        });
+        for (env, flag, variant, row) in rows {
             for (reason, cell) in Reason::ALL.iter().zip(row.iter()) {
                 let n = cell.load(Ordering::Relaxed);
                 if n > 0 {

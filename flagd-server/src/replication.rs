@@ -33,11 +33,15 @@ pub struct ReplicaOptions {
     pub snapshot_cache: Option<std::path::PathBuf>,
 }
 
-/// Starts following the other replicas; stops when the service closes, removing this
-/// replica from the cluster view.
+/// Starts following the other replicas, on the service's control plane; stops when the
+/// service closes, removing this replica from the cluster view.
 pub fn spawn(service: Arc<Service>, options: ReplicaOptions) -> tokio::task::JoinHandle<()> {
     service.enable_cluster();
-    tokio::spawn(follow(service, options))
+    let follow = follow(Arc::clone(&service), options);
+    match service.control() {
+        Some(control) => control.spawn(follow),
+        None => tokio::spawn(follow),
+    }
 }
 
 async fn follow(service: Arc<Service>, options: ReplicaOptions) {
@@ -48,8 +52,12 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
     let mut last_beat: Option<Instant> = None;
     let mut failing = false;
     let mut cached_seq = None;
+    let mut woken_by_own_write = false;
     loop {
-        match service.catch_up().await {
+        // This replica's own write is applied already, and it applied every earlier change
+        // first: only the heartbeat is due. Other replicas' changes come with the next poll.
+        let caught_up = if woken_by_own_write { Ok(false) } else { service.catch_up().await };
+        match caught_up {
             Ok(true) => last_beat = None,
             Ok(false) => {}
             Err(e) if !failing => {
@@ -81,13 +89,16 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
         if let Some(path) = &options.snapshot_cache {
             cached_seq = write_cache(&service, path, cached_seq).await;
         }
-        tokio::select! {
-            () = tokio::time::sleep(options.sync_interval) => {}
-            () = wake.notified() => {}
+        woken_by_own_write = tokio::select! {
+            () = tokio::time::sleep(options.sync_interval) => false,
+            () = wake.notified() => false,
             // A local write was applied: report it at once, so cluster-wide waits see it.
-            Ok(()) = applied.changed() => last_beat = None,
+            Ok(()) = applied.changed() => {
+                last_beat = None;
+                true
+            }
             () = service.closed() => break,
-        }
+        };
     }
     if let Err(e) = service.store().remove_replica(service.id()).await {
         tracing::warn!(error = %e, "cannot remove this replica from the cluster view");

@@ -304,6 +304,11 @@ impl Server {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Server {

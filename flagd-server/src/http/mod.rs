@@ -19,6 +19,8 @@ pub(crate) mod ui;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::Layer;
 
@@ -28,11 +30,12 @@ use crate::service::Service;
 /// The whole API: the router inside the one observing middleware.
 pub type App = observe::Observed<Router>;
 
-/// The whole API for one service.
+/// The whole API for one service. OFREP and `/healthz` are answered on the thread that
+/// reads the request; every other route runs on the service's control plane (see
+/// [`crate::control`]).
 pub fn app(service: Arc<Service>) -> App {
-    let router = Router::new()
+    let control_plane = Router::new()
         .merge(ops::routes())
-        .merge(ofrep::routes())
         .merge(flags::routes())
         .merge(environments::routes())
         .merge(evaluate::routes())
@@ -41,12 +44,29 @@ pub fn app(service: Arc<Service>) -> App {
         .merge(crate::openapi::routes())
         .merge(session::routes())
         .merge(ui::routes())
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&service), on_control_plane));
+    let router = Router::new()
+        .merge(ofrep::routes())
+        .merge(ops::liveness_routes())
+        .merge(control_plane)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::clone(&service));
     // Around the router rather than through `Router::layer`, which wraps (and boxes) every
     // route once more and so costs a service clone and a future allocation per request.
     observe::ObserveLayer::new(service).layer(router)
+}
+
+/// Runs the rest of the request on the service's control plane. Once there it runs to its
+/// end even if the client goes away, as a write that began commits or rolls back whole.
+async fn on_control_plane(State(service): State<Arc<Service>>, req: Request, next: Next) -> Response {
+    let Some(control) = service.control() else {
+        return next.run(req).await;
+    };
+    match control.spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::Internal(format!("a control-plane request did not finish: {e}")).into_response(),
+    }
 }
 
 /// A response carrying the `ETag` of a stored version.

@@ -15,9 +15,15 @@ use crate::service::Service;
 /// is reported down rather than holding the probe.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// `/healthz`, `/readyz` and `/metrics`.
+/// `/readyz` and `/metrics`.
 pub fn routes() -> Router<Arc<Service>> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    Router::new().route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+/// `/healthz`, answered where evaluations are (see [`crate::control`]): it says whether
+/// this process serves requests.
+pub fn liveness_routes() -> Router<Arc<Service>> {
+    Router::new().route("/healthz", get(healthz))
 }
 
 /// Prometheus text format.

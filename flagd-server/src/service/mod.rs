@@ -47,6 +47,8 @@ pub struct Service {
     /// Set when the server begins to shut down, so that endless responses (change
     /// streams) end and graceful shutdown does not wait for them forever.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The runtime the service was started on: its control plane (see [`crate::control`]).
+    control: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Service {
@@ -80,6 +82,9 @@ pub fn parse_etag(value: &str) -> Option<i64> {
 impl Service {
     /// Connects the pieces: creates the default environments and the admin token when
     /// missing, loads tokens and compiles every environment.
+    ///
+    /// The runtime this runs on becomes the service's control plane: every request but an
+    /// evaluation that reaches [`crate::app`] runs there (see [`crate::control`]).
     pub async fn start(store: Arc<dyn Store>, admin_token: Option<&str>) -> Result<(Arc<Self>, Startup), ApiError> {
         let service = Arc::new(Self::new(store));
         let startup = service.finish_start(admin_token).await?;
@@ -97,6 +102,7 @@ impl Service {
             cluster: std::sync::atomic::AtomicBool::new(false),
             serving_cache: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
+            control: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -113,7 +119,8 @@ impl Service {
     }
 
     /// Starts without the database, serving what a snapshot cache holds: evaluation
-    /// works, writes fail with 503 until [`Service::finish_start`] succeeds.
+    /// works, writes fail with 503 until [`Service::finish_start`] succeeds. Like
+    /// [`Service::start`], it makes the runtime it is called on the control plane.
     pub fn start_from_cache(store: Arc<dyn Store>, cache: CacheFile) -> Result<Arc<Self>, ApiError> {
         let service = Self::new(store);
         for document in cache.environments {
@@ -167,6 +174,11 @@ impl Service {
         let mut closing = self.closing.subscribe();
         // An error means the sender is gone, which also means the service is going away.
         let _ = closing.wait_for(|closing| *closing).await;
+    }
+
+    /// The runtime control-plane requests run on, when the service was started on one.
+    pub fn control(&self) -> Option<&tokio::runtime::Handle> {
+        self.control.as_ref()
     }
 
     /// An environment's current snapshot, or 404.

@@ -10,5 +10,6 @@ mod deploy;
 mod flagctl;
 mod ofrep_clients;
 mod outage;
+mod priority;
 mod replicas;
 mod ui;
