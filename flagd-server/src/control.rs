@@ -6,12 +6,13 @@
 //! with a synchronous commit, its audit event, compiling the environment). At the same
 //! priority, on a saturated server each change holds the CPU while the evaluations in
 //! flight wait, and a stream of changes shows as a stream of latency spikes. At the lowest
-//! priority (19) the scheduler runs changes in the gaps evaluations leave, and
-//! evaluation latency stays flat under 50 changes a second; the price is that a change
-//! takes up to a few hundred milliseconds on a saturated server instead of a few. The
-//! default is 0 (no difference) because a nice level counts against every process on
-//! the host, not only this server's evaluations: on a busy shared host a niced control
-//! plane would wait behind unrelated work.
+//! priority (19) the scheduler runs changes in the gaps evaluations leave: in most load
+//! rounds evaluation latency then stays at its level without changes, in some a single
+//! stall of 10–30 ms appears instead (likely the serving thread waiting on something a
+//! preempted control thread holds), and a change takes up to a few hundred milliseconds on
+//! a saturated server instead of a few (benches/README.md, "Server load"). The default is
+//! 0 (no difference), also because a nice level counts against every process on the host:
+//! on a busy shared host a niced control plane would wait behind unrelated work.
 //!
 //! Threads take the priority of the thread that starts them, so SQLite's per-connection
 //! worker threads, opened from the control thread, run at its priority too. The runtime
