@@ -6,7 +6,8 @@
 //! # Modules
 //!
 //! - [`config`]: command-line options and environment variables.
-//! - [`control`]: the lower-priority runtime everything but evaluation runs on.
+//! - [`control`]: the runtime everything but evaluation runs on, optionally at a lower CPU
+//!   priority (`--control-nice`).
 //! - [`store`]: the [`store::Store`] trait and its SQL implementation.
 //! - [`service`]: the domain operations; every write is one transaction that validates,
 //!   audits, commits and swaps the compiled rulesets.

@@ -71,7 +71,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 /// Two runtimes: the default one answers HTTP and evaluates, the control plane's runs
-/// everything else at a lower priority (see `flagd_server::control`).
+/// everything else, `--control-nice` levels lower (see `flagd_server::control`).
 fn run(config: Config) -> Result<(), BoxError> {
     let control = flagd_server::control::runtime(config.control_nice)?;
     let serving = tokio::runtime::Runtime::new()?;
