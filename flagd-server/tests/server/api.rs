@@ -107,6 +107,11 @@ impl Api {
         let r = self.admin(Method::POST, "/api/v1/flags", Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
+
+    pub(crate) async fn create_segment(&self, env: &str, body: Value) {
+        let r = self.admin(Method::POST, &format!("/api/v1/environments/{env}/segments"), Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
 }
 
 async fn start(url: &str) -> flagd_server::App {
@@ -477,14 +482,7 @@ async fn bulk_answers_match_the_single_flag_answers_for_every_context_in_turn() 
 #[tokio::test]
 async fn segments_change_every_flag_that_uses_them_and_cannot_vanish_under_them() {
     let api = Api::new().await;
-    let seg = api
-        .admin(
-            Method::POST,
-            "/api/v1/environments/production/segments",
-            Some(json!({"key": "pilot", "companies": ["1"]})),
-        )
-        .await;
-    assert_eq!(seg.status, StatusCode::CREATED, "{}", seg.body);
+    api.create_segment("production", json!({"key": "pilot", "companies": ["1"]})).await;
     api.create_flag(json!({"key": "f"})).await;
     let path = "/api/v1/flags/f/environments/production";
     let etag = api.admin(Method::GET, path, None).await.headers[header::ETAG].to_str().unwrap().to_owned();

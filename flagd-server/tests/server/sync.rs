@@ -62,14 +62,7 @@ async fn after_every_configuration_write_the_served_snapshot_is_the_databases() 
     for key in ["alpha", "portal", "zulu"] {
         api.create_flag(json!({"key": key})).await;
     }
-    let seg = api
-        .admin(
-            Method::POST,
-            "/api/v1/environments/production/segments",
-            Some(json!({"key": "beta", "companies": ["9"]})),
-        )
-        .await;
-    assert_eq!(seg.status, StatusCode::CREATED, "{}", seg.body);
+    api.create_segment("production", json!({"key": "beta", "companies": ["9"]})).await;
     let writes = [
         (Method::POST, format!("{PORTAL}/enable"), None),
         (Method::PUT, format!("{PORTAL}/rollout"), Some(json!({"percentage": 37.5}))),
