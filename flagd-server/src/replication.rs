@@ -14,7 +14,7 @@ use crate::service::{Service, now_ms};
 use crate::store::Replica;
 
 /// How often a replica records a heartbeat when nothing changes (it also records one as
-/// soon as it applies a change).
+/// soon as it applies a change, when other replicas are live to wait on it).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A replica whose last heartbeat is older than this is not live: it has stopped, or it
 /// cannot reach the database.
@@ -53,6 +53,9 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
     let mut failing = false;
     let mut cached_seq = None;
     let mut woken_by_own_write = false;
+    // Until the first look says otherwise, assume replicas that wait on this one's heartbeat.
+    let mut others_live = true;
+    let mut looked_at: Option<Instant> = None;
     loop {
         // This replica's own write is applied already, and it applied every earlier change
         // first: only the heartbeat is due. Other replicas' changes come with the next poll.
@@ -77,6 +80,10 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
                 Ok(()) => {
                     failing = false;
                     last_beat = Some(Instant::now());
+                    if looked_at.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                        others_live = service.others_live().await.unwrap_or(true);
+                        looked_at = Some(Instant::now());
+                    }
                 }
                 Err(e) => {
                     if !failing {
@@ -92,9 +99,13 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
         woken_by_own_write = tokio::select! {
             () = tokio::time::sleep(options.sync_interval) => false,
             () = wake.notified() => false,
-            // A local write was applied: report it at once, so cluster-wide waits see it.
+            // A local write was applied: report it at once, so cluster-wide waits on other
+            // replicas see it. A replica alone (the usual single server) saves that
+            // transaction per write; one that starts later sees the next periodic heartbeat.
             Ok(()) = applied.changed() => {
-                last_beat = None;
+                if others_live {
+                    last_beat = None;
+                }
                 true
             }
             () = service.closed() => break,
@@ -190,6 +201,11 @@ impl Service {
             last_seen: r.last_seen,
         };
         Ok(ClusterView { current_seq, replicas: replicas.into_iter().map(view).collect() })
+    }
+
+    /// Whether another replica has recorded a heartbeat recently.
+    async fn others_live(&self) -> Result<bool, ApiError> {
+        Ok(self.live_replicas().await?.iter().any(|r| r.id != self.id()))
     }
 
     async fn live_replicas(&self) -> Result<Vec<Replica>, ApiError> {

@@ -4,11 +4,11 @@
 use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState, Rollout, Serve, WeightedVariant};
 use serde::{Deserialize, Serialize};
 
-use super::flags::{check_if_match, load_flag};
+use super::flags::check_if_match;
 use super::{Service, Subject, Write, to_json};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::store::StoredConfig;
+use crate::store::{ConfigLookup, StoredConfig, Tx};
 
 /// A configuration as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -144,10 +144,25 @@ fn rollout(r: RolloutRequest, def: &FlagDefinition) -> Result<Rollout, ApiError>
     Ok(rollout)
 }
 
+/// A flag's definition and its configuration in `env`, if one was stored; 404 when the
+/// environment or the flag does not exist.
+async fn find_config(
+    tx: &mut dyn Tx,
+    key: &str,
+    env: &str,
+) -> Result<(FlagDefinition, Option<StoredConfig>), ApiError> {
+    match tx.config(key, env).await? {
+        ConfigLookup::NoEnvironment => Err(ApiError::environment_not_found(env)),
+        ConfigLookup::NoFlag => Err(ApiError::flag_not_found(key)),
+        ConfigLookup::Found { flag, config } => Ok((flag.definition, config.map(|c| *c))),
+    }
+}
+
+/// For a write: the flag's definition and its configuration, the default one (version 0)
+/// if none was stored yet.
 async fn load_config(write: &mut Write, key: &str, env: &str) -> Result<(FlagDefinition, StoredConfig), ApiError> {
-    write.require_environment(env).await?;
-    let flag = load_flag(write.tx.as_mut(), key).await?;
-    let config = write.tx.config(key, env).await?.unwrap_or_else(|| StoredConfig {
+    let (definition, config) = find_config(write.tx.as_mut(), key, env).await?;
+    let config = config.unwrap_or_else(|| StoredConfig {
         flag: key.to_owned(),
         environment: env.to_owned(),
         config: EnvironmentConfig::default(),
@@ -155,17 +170,15 @@ async fn load_config(write: &mut Write, key: &str, env: &str) -> Result<(FlagDef
         updated_at: 0,
         updated_by: String::new(),
     });
-    Ok((flag.definition, config))
+    Ok((definition, config))
 }
 
 impl Service {
     /// One flag's configuration in one environment.
     pub async fn config(&self, key: &str, env: &str) -> Result<ConfigView, ApiError> {
         let mut tx = self.store.begin_read().await?;
-        super::require_environment(tx.as_mut(), env).await?;
-        load_flag(tx.as_mut(), key).await?;
-        let config = tx.config(key, env).await?.ok_or_else(|| ApiError::flag_not_found(key))?;
-        Ok(config.into())
+        let (_, config) = find_config(tx.as_mut(), key, env).await?;
+        Ok(config.ok_or_else(|| ApiError::flag_not_found(key))?.into())
     }
 
     /// Replaces a configuration; `if_match` must be the version the caller read.

@@ -198,7 +198,7 @@ async fn import_flag(
         }
         Some(_) => {}
     }
-    let old_config = write.tx.config(&key, env).await?.map(|c| c.config);
+    let old_config = write.tx.config(&key, env).await?.into_config().map(|c| c.config);
     if existing.is_none() || old_config.as_ref() != Some(&flag.config) {
         let before = old_config.as_ref().and_then(to_json);
         let after = to_json(&flag.config);

@@ -103,8 +103,9 @@ impl SqlDialect {
         }
     }
 
-    /// Whether an INSERT can return the generated id (`RETURNING id`); otherwise the
-    /// driver's last-insert id is used. MariaDB has RETURNING but MySQL does not.
+    /// Whether an INSERT can return the generated id and an UPDATE the new value
+    /// (`RETURNING`); otherwise the driver's last-insert id is used, and a second query
+    /// reads the value back. MariaDB has RETURNING on INSERT only, MySQL not at all.
     pub const fn has_returning(self) -> bool {
         !matches!(self, Self::MySql)
     }

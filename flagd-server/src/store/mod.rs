@@ -73,6 +73,32 @@ pub struct StoredConfig {
     pub updated_by: String,
 }
 
+/// What [`Tx::config`] found: one flag as one environment configures it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigLookup {
+    /// There is no such environment.
+    NoEnvironment,
+    /// The environment exists; the flag does not.
+    NoFlag,
+    /// The flag, and its configuration in the environment if it has one.
+    Found {
+        /// The flag's definition (boxed: the variants without data stay small).
+        flag: Box<StoredFlag>,
+        /// Its configuration there, if any was ever stored.
+        config: Option<Box<StoredConfig>>,
+    },
+}
+
+impl ConfigLookup {
+    /// The configuration, when both the flag and a stored configuration exist.
+    pub fn into_config(self) -> Option<StoredConfig> {
+        match self {
+            Self::Found { config, .. } => config.map(|c| *c),
+            Self::NoEnvironment | Self::NoFlag => None,
+        }
+    }
+}
+
 /// A segment of one environment, with its version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSegment {
@@ -247,8 +273,9 @@ pub trait Tx: Send {
     async fn configs(&mut self, environment: &str) -> Result<Vec<StoredConfig>, StoreError>;
     /// All configurations of one flag, by environment.
     async fn flag_configs(&mut self, flag: &str) -> Result<Vec<StoredConfig>, StoreError>;
-    /// One configuration.
-    async fn config(&mut self, flag: &str, environment: &str) -> Result<Option<StoredConfig>, StoreError>;
+    /// One flag and its configuration in one environment, found by one query (a quick
+    /// operation's whole read), saying which of the two is missing.
+    async fn config(&mut self, flag: &str, environment: &str) -> Result<ConfigLookup, StoreError>;
     /// Inserts or replaces a configuration.
     async fn put_config(&mut self, config: &StoredConfig) -> Result<(), StoreError>;
 

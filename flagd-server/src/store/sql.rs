@@ -18,8 +18,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::SqlDialect;
 use super::{
-    AuditEvent, AuditQuery, ChangeScope, Environment, NewAuditEvent, Replica, Role, Store, StoreError, StoredConfig,
-    StoredFlag, StoredSegment, Token, Tx,
+    AuditEvent, AuditQuery, ChangeScope, ConfigLookup, Environment, NewAuditEvent, Replica, Role, Store, StoreError,
+    StoredConfig, StoredFlag, StoredSegment, Token, Tx,
 };
 
 /// How long a request waits for a database connection before reporting the database
@@ -122,11 +122,7 @@ impl Store for SqlStore {
             None => None,
         };
         let mut tx = self.begin(self.dialect.begin_write(), gate).await?;
-        let bumped = tx.execute("UPDATE change_seq SET seq = seq + 1 WHERE id = 1").await?;
-        if bumped != 1 {
-            return Err(sqlx::Error::RowNotFound.into());
-        }
-        tx.seq = tx.read_seq().await?;
+        tx.seq = tx.bump_seq().await?;
         tx.writes = true;
         Ok(Box::new(tx))
     }
@@ -258,6 +254,21 @@ impl SqlTx {
     async fn read_seq(&mut self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT seq FROM change_seq WHERE id = 1").fetch_one(&mut *self.tx).await?;
         Ok(row.try_get("seq")?)
+    }
+
+    /// Advances the change sequence, which also locks its row until the transaction ends,
+    /// and returns the new number: one statement where `RETURNING` is available, since
+    /// every statement is a round trip (on SQLite, to the connection's thread and back).
+    async fn bump_seq(&mut self) -> Result<i64, StoreError> {
+        const BUMP: &str = "UPDATE change_seq SET seq = seq + 1 WHERE id = 1";
+        if self.dialect.has_returning() {
+            let row = sqlx::query(&format!("{BUMP} RETURNING seq")).fetch_optional(&mut *self.tx).await?;
+            return Ok(row.ok_or(sqlx::Error::RowNotFound)?.try_get("seq")?);
+        }
+        if self.execute(BUMP).await? != 1 {
+            return Err(sqlx::Error::RowNotFound.into());
+        }
+        self.read_seq().await
     }
 
     /// Runs a statement without parameters, returning the rows it affected.
@@ -402,9 +413,16 @@ impl Tx for SqlTx {
         self.rows_by(&format!("{CONFIG_COLUMNS} WHERE flag = ? ORDER BY environment"), flag, decode_config).await
     }
 
-    async fn config(&mut self, flag: &str, environment: &str) -> Result<Option<StoredConfig>, StoreError> {
-        let sql = format!("{CONFIG_COLUMNS} WHERE flag = ? AND environment = ?");
-        self.row_by(&sql, [flag, environment], decode_config).await
+    async fn config(&mut self, flag: &str, environment: &str) -> Result<ConfigLookup, StoreError> {
+        // The environment's row always comes back when it exists; the flag's and the
+        // configuration's columns are NULL when those do not.
+        let sql = "SELECT f.definition, f.version, f.created_at, f.updated_at, c.config, \
+                   c.version AS config_version, c.updated_at AS config_updated_at, c.updated_by \
+                   FROM environments e LEFT JOIN flags f ON f.\"key\" = ? \
+                   LEFT JOIN configs c ON c.flag = f.\"key\" AND c.environment = e.name WHERE e.name = ?";
+        let sql = self.dialect.sql(sql);
+        let row = sqlx::query(&sql).bind(flag).bind(environment).fetch_optional(&mut *self.tx).await?;
+        row.map_or(Ok(ConfigLookup::NoEnvironment), |row| decode_lookup(&row, flag, environment))
     }
 
     async fn put_config(&mut self, config: &StoredConfig) -> Result<(), StoreError> {
@@ -574,6 +592,25 @@ fn decode_config(row: &AnyRow) -> Result<StoredConfig, StoreError> {
         updated_at: row.try_get("updated_at")?,
         updated_by: text(row, "updated_by")?,
     })
+}
+
+/// A row of [`Tx::config`]'s query.
+fn decode_lookup(row: &AnyRow, flag: &str, environment: &str) -> Result<ConfigLookup, StoreError> {
+    if row.try_get::<Option<i64>, _>("version")?.is_none() {
+        return Ok(ConfigLookup::NoFlag);
+    }
+    let config = match optional_text(row, "config")? {
+        None => None,
+        Some(document) => Some(Box::new(StoredConfig {
+            flag: flag.to_owned(),
+            environment: environment.to_owned(),
+            config: from_json("environment configuration", &document)?,
+            version: row.try_get("config_version")?,
+            updated_at: row.try_get("config_updated_at")?,
+            updated_by: text(row, "updated_by")?,
+        })),
+    };
+    Ok(ConfigLookup::Found { flag: Box::new(decode_flag(row)?), config })
 }
 
 fn decode_segment(row: &AnyRow) -> Result<StoredSegment, StoreError> {

@@ -10,8 +10,8 @@ use std::sync::{Arc, Once};
 
 use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState, Segment, Serve};
 use flagd_server::store::{
-    self, AuditEvent, AuditQuery, ChangeScope, Environment, Replica, Role, Store, StoreError, StoredConfig, StoredFlag,
-    StoredSegment, Token,
+    self, AuditEvent, AuditQuery, ChangeScope, ConfigLookup, Environment, Replica, Role, Store, StoreError,
+    StoredConfig, StoredFlag, StoredSegment, Token,
 };
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Connection, Executor};
@@ -285,7 +285,7 @@ async fn writes_see_their_own_changes_and_others_do_not(store: Arc<dyn Store>, _
 
     assert_eq!(tx.environments().await.unwrap(), [env("dev")]);
     assert_eq!(tx.flag("f").await.unwrap().unwrap().definition.description, "mine");
-    assert_eq!(tx.config("f", "dev").await.unwrap().unwrap().config.state, FlagState::Enabled);
+    assert_eq!(tx.config("f", "dev").await.unwrap().into_config().unwrap().config.state, FlagState::Enabled);
     assert_eq!(tx.segments("dev").await.unwrap().len(), 1);
 
     let mut other = store.begin_read().await.unwrap();
@@ -386,7 +386,7 @@ async fn flags_are_put_listed_and_deleted_with_their_configs(store: Arc<dyn Stor
     assert_eq!(keys(&read.flags().await.unwrap()), ["beta", "gamma"]);
     assert!(read.flag("alpha").await.unwrap().is_none());
     assert!(read.flag_configs("alpha").await.unwrap().is_empty(), "deleting a flag deletes its configs");
-    assert!(read.config("alpha", "prod").await.unwrap().is_none());
+    assert_eq!(read.config("alpha", "prod").await.unwrap(), ConfigLookup::NoFlag);
     assert_eq!(read.configs("dev").await.unwrap().len(), 1, "other flags' configs stay");
     assert_eq!(read.flag("beta").await.unwrap().unwrap().version, first_seq);
 }
@@ -394,6 +394,12 @@ async fn flags_are_put_listed_and_deleted_with_their_configs(store: Arc<dyn Stor
 async fn configs_are_put_and_listed_both_ways(store: Arc<dyn Store>, _url: String) {
     let mut tx = store.begin_write().await.unwrap();
     let seq = tx.seq();
+    for name in ["prod", "dev"] {
+        tx.insert_environment(&env(name)).await.unwrap();
+    }
+    for key in ["a", "b", "c", "unconfigured"] {
+        tx.put_flag(&flag(key, "", T0)).await.unwrap();
+    }
     for (f, e) in [("b", "prod"), ("a", "prod"), ("a", "dev"), ("c", "dev")] {
         tx.put_config(&config(f, e, FlagState::Disabled, "alice")).await.unwrap();
     }
@@ -405,10 +411,21 @@ async fn configs_are_put_and_listed_both_ways(store: Arc<dyn Store>, _url: Strin
     assert_eq!(flags_of(&tx.configs("dev").await.unwrap()), ["a", "c"]);
     let envs: Vec<String> = tx.flag_configs("a").await.unwrap().into_iter().map(|c| c.environment).collect();
     assert_eq!(envs, ["dev", "prod"]);
-    assert!(tx.config("a", "staging").await.unwrap().is_none());
+    assert_eq!(tx.config("a", "staging").await.unwrap(), ConfigLookup::NoEnvironment);
+    assert_eq!(tx.config("missing", "prod").await.unwrap(), ConfigLookup::NoFlag);
     assert_eq!(
-        tx.config("a", "prod").await.unwrap().unwrap(),
-        StoredConfig { version: seq, ..config("a", "prod", FlagState::Disabled, "alice") }
+        tx.config("unconfigured", "prod").await.unwrap(),
+        ConfigLookup::Found {
+            flag: Box::new(StoredFlag { version: seq, ..flag("unconfigured", "", T0) }),
+            config: None
+        }
+    );
+    assert_eq!(
+        tx.config("a", "prod").await.unwrap(),
+        ConfigLookup::Found {
+            flag: Box::new(StoredFlag { version: seq, ..flag("a", "", T0) }),
+            config: Some(Box::new(StoredConfig { version: seq, ..config("a", "prod", FlagState::Disabled, "alice") })),
+        }
     );
 
     let enabled = StoredConfig { updated_at: T0 + 9, ..config("a", "prod", FlagState::Enabled, "bob") };
@@ -418,8 +435,12 @@ async fn configs_are_put_and_listed_both_ways(store: Arc<dyn Store>, _url: Strin
     tx.commit().await.unwrap();
 
     let mut read = store.begin_read().await.unwrap();
-    assert_eq!(read.config("a", "prod").await.unwrap().unwrap(), StoredConfig { version: next, ..enabled });
-    assert_eq!(read.config("a", "dev").await.unwrap().unwrap().version, seq, "other environments untouched");
+    assert_eq!(read.config("a", "prod").await.unwrap().into_config(), Some(StoredConfig { version: next, ..enabled }));
+    assert_eq!(
+        read.config("a", "dev").await.unwrap().into_config().unwrap().version,
+        seq,
+        "other environments untouched"
+    );
     assert_eq!(read.configs("prod").await.unwrap().len(), 2);
 }
 
@@ -521,6 +542,7 @@ async fn documents_round_trip_exactly(store: Arc<dyn Store>, _url: String) {
     let seq = tx.seq();
     let stored = StoredFlag { definition: rich_definition(key), version: seq, created_at: T0, updated_at: T0 + 1 };
     tx.put_flag(&stored).await.unwrap();
+    tx.insert_environment(&env("prödüction")).await.unwrap();
     let config = StoredConfig {
         flag: key.to_owned(),
         environment: "prödüction".to_owned(),
@@ -539,7 +561,7 @@ async fn documents_round_trip_exactly(store: Arc<dyn Store>, _url: String) {
     assert_eq!(back, stored);
     let variant_order: Vec<&str> = back.definition.variants.keys().map(String::as_str).collect();
     assert_eq!(variant_order, ["zeta", "alpha", "off"], "variant order is kept");
-    assert_eq!(read.config(key, "prödüction").await.unwrap().unwrap(), config);
+    assert_eq!(read.config(key, "prödüction").await.unwrap().into_config(), Some(config.clone()));
     assert_eq!(read.segment("prödüction", "pilot").await.unwrap().unwrap(), segment);
     assert!(matches!(config.config.fallthrough, Some(Serve::Rollout(_))));
 }
@@ -551,6 +573,8 @@ async fn large_documents_fit(store: Arc<dyn Store>, _url: String) {
     config.config.allow = companies.clone();
     let mut tx = store.begin_write().await.unwrap();
     config.version = tx.seq();
+    tx.insert_environment(&env("prod")).await.unwrap();
+    tx.put_flag(&flag("big", "", T0)).await.unwrap();
     tx.put_config(&config).await.unwrap();
     let mut event = event(tx.seq(), "alice", T0, Some("prod"), Some("big"));
     event.after = Some(serde_json::to_value(&config.config).unwrap());
@@ -558,7 +582,8 @@ async fn large_documents_fit(store: Arc<dyn Store>, _url: String) {
     tx.commit().await.unwrap();
 
     let mut read = store.begin_read().await.unwrap();
-    assert_eq!(read.config("big", "prod").await.unwrap().unwrap().config.allow.len(), companies.len());
+    let stored = read.config("big", "prod").await.unwrap().into_config().unwrap();
+    assert_eq!(stored.config.allow.len(), companies.len());
     let audit = read.audit(&AuditQuery { limit: 1, ..AuditQuery::default() }).await.unwrap();
     assert_eq!(audit[0].after, event.after);
 }
@@ -567,6 +592,7 @@ async fn corrupt_documents_are_reported(store: Arc<dyn Store>, url: String) {
     let mut raw = connect_raw(&url).await;
     for statement in [
         "INSERT INTO flags VALUES ('broken', '{\"key\": \"broken\", \"unknownField\": 1}', 1, 0, 0)",
+        "INSERT INTO environments VALUES ('prod', 0)",
         "INSERT INTO configs VALUES ('broken', 'prod', '{not json', 1, 0, 'x')",
         "INSERT INTO segments VALUES ('prod', 'broken', '[]', 1)",
         "INSERT INTO tokens VALUES ('t', 'n', 'superuser', NULL, 'h', 0, NULL)",
