@@ -117,6 +117,13 @@ impl SqlDialect {
         matches!(self, Self::Sqlite)
     }
 
+    /// Whether the pool pings a connection before handing it out. A server connection can
+    /// have been dropped while idle; a SQLite connection is a file handle that cannot,
+    /// and its ping would be one more round trip to its thread on every transaction.
+    pub const fn tests_connections_before_use(self) -> bool {
+        !matches!(self, Self::Sqlite)
+    }
+
     /// How many pooled connections to keep at most.
     pub const fn max_connections(self) -> u32 {
         match self {

@@ -65,6 +65,7 @@ impl SqlStore {
         let setup = Arc::new(dialect.session_setup());
         let pool = AnyPoolOptions::new()
             .max_connections(dialect.max_connections())
+            .test_before_acquire(dialect.tests_connections_before_use())
             // While the database is down a write must fail fast (503), not queue for the
             // default 30 s.
             .acquire_timeout(ACQUIRE_TIMEOUT)
