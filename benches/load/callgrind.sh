@@ -28,7 +28,6 @@ SCRIPT=callgrind.sh
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_flagd() { # start_flagd [PREFIX...]: flagd-server on $FLAGD with the seeded database
   "$@" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
     --admin-token "$ADMIN" >>"$WORK/flagd.out" 2>>"$WORK/flagd.log" </dev/null &
@@ -39,8 +38,8 @@ start_flagd() { # start_flagd [PREFIX...]: flagd-server on $FLAGD with the seede
 CALLGRIND=(valgrind --tool=callgrind --dump-instr=no --compress-strings=no --compress-pos=no)
 
 ADMIN="cg-admin-$RANDOM$RANDOM"
-FLAGD="127.0.0.1:$(port)"
-CEIL="127.0.0.1:$(port)"
+FLAGD="127.0.0.1:$(free_port)"
+CEIL="127.0.0.1:$(free_port)"
 
 # Seeding is slow under valgrind: seed a plain server, stop it, profile a second one on
 # the same database.

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Shared by run.sh and callgrind.sh (sourced, not run): a work directory removed on exit
-# with every process started into PIDS, the release build, and waiting for a server.
-# Expects ROOT and SCRIPT (the caller's name, for messages). Builds into CARGO_TARGET_DIR,
-# or the workspace's target/.
+# Shared by the scripts here (sourced, not run): a work directory removed on exit with
+# every process started into PIDS, the release build, CPU pinning, free ports and waiting
+# for a server. Expects ROOT and SCRIPT (the caller's name, for messages), and reads
+# SERVER_CPUS and CLIENT_CPUS (taskset CPU lists; unset or empty: no pinning). Builds into
+# CARGO_TARGET_DIR, or the workspace's target/.
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
@@ -20,6 +21,19 @@ trap 'exit 130' INT TERM
 echo "== build (release) into $TARGET_DIR"
 (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p flagd-server -p flagd-benches --bins)
 export BIN=$TARGET_DIR/release
+
+# Command prefixes rather than a function, so that `$!` of a backgrounded start is the
+# process itself (taskset execs it) and the cleanup really stops it.
+# shellcheck disable=SC2034 # used by the sourcing scripts
+{
+  SERVER_PIN=() CLIENT_PIN=()
+  if [[ -n ${SERVER_CPUS:-} ]]; then SERVER_PIN=(taskset -c "$SERVER_CPUS"); fi
+  if [[ -n ${CLIENT_CPUS:-} ]]; then CLIENT_PIN=(taskset -c "$CLIENT_CPUS"); fi
+}
+
+free_port() { # a loopback port nobody listens on now
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 
 wait_ready() { # wait_ready URL NAME PID SECONDS
   local _

@@ -27,18 +27,13 @@ export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 for tool in wrk chrt curl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "policy.sh: $tool is required (apt-get install -y wrk)" >&2; exit 2; }
 done
-SERVER_PIN=() CLIENT_PIN=()
-[[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
-[[ -n $CLIENT_CPUS ]] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
-
 SCRIPT=policy.sh
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ADMIN="policy-admin-$RANDOM$RANDOM"
-FLAGD="127.0.0.1:$(port)"
-CEIL="127.0.0.1:$(port)"
+FLAGD="127.0.0.1:$(free_port)"
+CEIL="127.0.0.1:$(free_port)"
 
 "${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
   --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &

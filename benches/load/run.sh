@@ -34,25 +34,9 @@ for tool in curl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 2; }
 done
 
-# Command prefixes rather than a function, so that `$!` of a backgrounded start is the
-# server itself (taskset execs it) and the cleanup below really stops it.
-SERVER_PIN=() CLIENT_PIN=()
-[[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
-[[ -n $CLIENT_CPUS ]] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
-
 SCRIPT=run.sh
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
-
-free_port() {
-  local port
-  for port in $(shuf -i 20000-60000 -n 50); do
-    # A refused connection means nobody listens there.
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-  echo "run.sh: no free port found" >&2; return 1
-}
-
 
 ADMIN="load-admin-$RANDOM$RANDOM"
 FLAGD_PORT=$(free_port)

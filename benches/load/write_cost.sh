@@ -22,16 +22,12 @@ CLIENT_CPUS=${CLIENT_CPUS-1}
 for tool in curl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "write_cost.sh: $tool is required" >&2; exit 2; }
 done
-SERVER_PIN=() CLIENT_PIN=()
-[[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
-[[ -n $CLIENT_CPUS ]] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
-
 SCRIPT=write_cost.sh
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
 ADMIN="wc-admin-$RANDOM$RANDOM"
-FLAGD="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+FLAGD="127.0.0.1:$(free_port)"
 "${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
   --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &
 PIDS+=($!)
