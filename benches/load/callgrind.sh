@@ -20,30 +20,18 @@ SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
 BULK_PATH=/ofrep/v1/evaluate/flags
 export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
-for tool in valgrind callgrind_control curl python3; do
-  command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is required (apt-get install -y valgrind)" >&2; exit 2; }
-done
-
 SCRIPT=callgrind.sh
+TOOLS="valgrind callgrind_control curl python3"
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
-start_flagd() { # start_flagd [PREFIX...]: flagd-server on $FLAGD with the seeded database
-  "$@" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
-    --admin-token "$ADMIN" >>"$WORK/flagd.out" 2>>"$WORK/flagd.log" </dev/null &
-  PIDS+=($!)
-  wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}" 60
-}
 # Uncompressed names, so that every dump reads on its own in callgrind_annotate.
 CALLGRIND=(valgrind --tool=callgrind --dump-instr=no --compress-strings=no --compress-pos=no)
 
-ADMIN="cg-admin-$RANDOM$RANDOM"
-FLAGD="127.0.0.1:$(free_port)"
-CEIL="127.0.0.1:$(free_port)"
 
 # Seeding is slow under valgrind: seed a plain server, stop it, profile a second one on
 # the same database.
-start_flagd
+start_flagd 60
 export OFREP_TOKEN
 OFREP_TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN" 2>/dev/null)
 for path in "$SINGLE_PATH" "$BULK_PATH"; do
@@ -52,8 +40,7 @@ for path in "$SINGLE_PATH" "$BULK_PATH"; do
 done
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 
-start_flagd "${CALLGRIND[@]}" --callgrind-out-file="$WORK/flagd.%p.cg"
-FLAGD_PID=${PIDS[-1]}
+start_flagd 60 "${CALLGRIND[@]}" --callgrind-out-file="$WORK/flagd.%p.cg"
 "${CALLGRIND[@]}" --callgrind-out-file="$WORK/ceiling.%p.cg" "$BIN/ofrep_ceiling" --listen "$CEIL" \
   --single-body "$WORK/customer_portal.json" --bulk-body "$WORK/flags.json" >"$WORK/ceiling.log" 2>&1 </dev/null &
 PIDS+=($!)

@@ -1,9 +1,23 @@
 # shellcheck shell=bash
-# Shared by the scripts here (sourced, not run): a work directory removed on exit with
-# every process started into PIDS, the release build, CPU pinning, free ports and waiting
-# for a server. Expects ROOT and SCRIPT (the caller's name, for messages), and reads
-# SERVER_CPUS and CLIENT_CPUS (taskset CPU lists; unset or empty: no pinning). Builds into
-# CARGO_TARGET_DIR, or the workspace's target/.
+# Shared by the scripts here (sourced, not run): the tools check, a work directory removed
+# on exit with every process started into PIDS, the release build, CPU pinning, free ports,
+# the servers' addresses and admin token, and starting and waiting for a server. Expects
+# ROOT, SCRIPT (the caller's name, for messages) and TOOLS (the commands it needs), and
+# reads SERVER_CPUS and CLIENT_CPUS (taskset CPU lists; unset or empty: no pinning). Builds
+# into CARGO_TARGET_DIR, or the workspace's target/.
+
+package_of() { # the Debian package a command comes from, where it is not its own name
+  case $1 in
+    callgrind_control) echo valgrind ;;
+    chrt | taskset) echo util-linux ;;
+    *) echo "$1" ;;
+  esac
+}
+for tool in $TOOLS; do
+  command -v "$tool" >/dev/null && continue
+  echo "$SCRIPT: $tool is not installed; install it with: apt-get install -y $(package_of "$tool")" >&2
+  exit 2
+done
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
@@ -33,6 +47,25 @@ export BIN=$TARGET_DIR/release
 
 free_port() { # a loopback port nobody listens on now
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Where flagd-server and the ceiling listen, and flagd-server's admin token.
+# shellcheck disable=SC2034 # used by the sourcing scripts
+{
+  FLAGD="127.0.0.1:$(free_port)"
+  CEIL="127.0.0.1:$(free_port)"
+  ADMIN="$SCRIPT-admin-$RANDOM$RANDOM"
+}
+
+start_flagd() { # start_flagd SECONDS [PREFIX...]: flagd-server on $FLAGD, SQLite in $WORK,
+  # admin token $ADMIN, run under PREFIX; sets FLAGD_PID and waits up to SECONDS for it
+  local seconds=$1
+  shift
+  "$@" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
+    --admin-token "$ADMIN" >>"$WORK/flagd.out" 2>>"$WORK/flagd.log" </dev/null &
+  FLAGD_PID=$!
+  PIDS+=("$FLAGD_PID")
+  wait_ready "http://$FLAGD/healthz" flagd-server "$FLAGD_PID" "$seconds"
 }
 
 wait_ready() { # wait_ready URL NAME PID SECONDS

@@ -24,22 +24,13 @@ CLIENT_CPUS=${CLIENT_CPUS-1}
 SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
 export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
-for tool in wrk chrt curl python3 taskset; do
-  command -v "$tool" >/dev/null || { echo "policy.sh: $tool is required (apt-get install -y wrk)" >&2; exit 2; }
-done
 SCRIPT=policy.sh
+TOOLS="wrk chrt curl python3 taskset"
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
-ADMIN="policy-admin-$RANDOM$RANDOM"
-FLAGD="127.0.0.1:$(free_port)"
-CEIL="127.0.0.1:$(free_port)"
 
-"${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
-  --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &
-PIDS+=($!)
-FLAGD_PID=${PIDS[-1]}
-wait_ready "http://$FLAGD/healthz" flagd-server "$FLAGD_PID" 10
+start_flagd 10 "${SERVER_PIN[@]}"
 export OFREP_TOKEN
 OFREP_TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN" 2>/dev/null)
 for path in "$SINGLE_PATH" /ofrep/v1/evaluate/flags; do

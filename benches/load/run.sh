@@ -26,29 +26,14 @@ CLIENT_CPUS=${CLIENT_CPUS-1}
 SINGLE_KEY=customer_portal
 CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
-if ! command -v wrk >/dev/null; then
-  echo "run.sh: wrk is not installed; install it with: apt-get install -y wrk" >&2
-  exit 2
-fi
-for tool in curl python3 taskset; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 2; }
-done
-
 SCRIPT=run.sh
+TOOLS="wrk curl python3 taskset"
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
-ADMIN="load-admin-$RANDOM$RANDOM"
-FLAGD_PORT=$(free_port)
-CEIL_PORT=$(free_port)
-FLAGD="127.0.0.1:$FLAGD_PORT"
-CEIL="127.0.0.1:$CEIL_PORT"
 
 echo "== start flagd-server on $FLAGD (SQLite in $WORK), CPUs ${SERVER_CPUS:-any}, control plane nice ${FLAGD_CONTROL_NICE:-0}"
-"${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
-  --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &
-PIDS+=($!)
-wait_ready "http://$FLAGD/healthz" flagd-server "${PIDS[-1]}" 10
+start_flagd 10 "${SERVER_PIN[@]}"
 
 echo "== seed 20 flags in production"
 TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN")

@@ -19,20 +19,12 @@ RATE=${RATE:-50}
 SERVER_CPUS=${SERVER_CPUS-0}
 CLIENT_CPUS=${CLIENT_CPUS-1}
 
-for tool in curl python3 taskset; do
-  command -v "$tool" >/dev/null || { echo "write_cost.sh: $tool is required" >&2; exit 2; }
-done
 SCRIPT=write_cost.sh
+TOOLS="curl python3 taskset"
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
-ADMIN="wc-admin-$RANDOM$RANDOM"
-FLAGD="127.0.0.1:$(free_port)"
-"${SERVER_PIN[@]}" "$BIN/flagd-server" --listen "$FLAGD" --database-url "sqlite:$WORK/flagd.db" \
-  --admin-token "$ADMIN" >"$WORK/flagd.out" 2>"$WORK/flagd.log" </dev/null &
-PIDS+=($!)
-FLAGD_PID=${PIDS[-1]}
-wait_ready "http://$FLAGD/healthz" flagd-server "$FLAGD_PID" 10
+start_flagd 10 "${SERVER_PIN[@]}"
 "$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN" >/dev/null 2>&1
 
 threads() { # threads FILE: "tid name run_ns switches" for every thread of the server
