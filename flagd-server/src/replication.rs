@@ -37,11 +37,7 @@ pub struct ReplicaOptions {
 /// service closes, removing this replica from the cluster view.
 pub fn spawn(service: Arc<Service>, options: ReplicaOptions) -> tokio::task::JoinHandle<()> {
     service.enable_cluster();
-    let follow = follow(Arc::clone(&service), options);
-    match service.control() {
-        Some(control) => control.spawn(follow),
-        None => tokio::spawn(follow),
-    }
+    service.spawn_on_control(follow(Arc::clone(&service), options))
 }
 
 async fn follow(service: Arc<Service>, options: ReplicaOptions) {

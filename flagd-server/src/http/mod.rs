@@ -60,10 +60,7 @@ pub fn app(service: Arc<Service>) -> App {
 /// Runs the rest of the request on the service's control plane. Once there it runs to its
 /// end even if the client goes away, as a write that began commits or rolls back whole.
 async fn on_control_plane(State(service): State<Arc<Service>>, req: Request, next: Next) -> Response {
-    let Some(control) = service.control() else {
-        return next.run(req).await;
-    };
-    match control.spawn(next.run(req)).await {
+    match service.spawn_on_control(next.run(req)).await {
         Ok(response) => response,
         Err(e) => ApiError::Internal(format!("a control-plane request did not finish: {e}")).into_response(),
     }

@@ -176,9 +176,17 @@ impl Service {
         let _ = closing.wait_for(|closing| *closing).await;
     }
 
-    /// The runtime control-plane requests run on, when the service was started on one.
-    pub fn control(&self) -> Option<&tokio::runtime::Handle> {
-        self.control.as_ref()
+    /// Runs `task` on the control plane: the runtime the service was started on, or the
+    /// current one for a service built outside any runtime.
+    pub fn spawn_on_control<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.control {
+            Some(control) => control.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// An environment's current snapshot, or 404.
