@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::context::EvaluationContext;
 use crate::model::{Condition, Operator};
-use crate::problems::Problems;
+use crate::problems::{Path, Problems};
 use crate::semver::Version;
 
 /// Longest regex pattern accepted, in bytes.
@@ -72,21 +72,18 @@ enum Test {
 
 impl CompiledCondition {
     /// Compiles a condition, reporting problems under `path` (e.g. `...conditions[0]`).
-    pub(crate) fn compile(c: &Condition, path: &str, problems: &mut Problems) -> Option<Self> {
+    pub(crate) fn compile(c: &Condition, path: Path<'_>, problems: &mut Problems) -> Option<Self> {
         if c.attribute.is_empty() {
-            problems.push(format!("{path}.attribute"), "attribute name must not be empty");
+            problems.push(path.field("attribute"), "attribute name must not be empty");
         }
         let attribute = match c.attribute.as_str() {
             NOW_ATTRIBUTE => Attribute::Now,
             name => Attribute::Named(name.to_owned()),
         };
-        let value_path = format!("{path}.value");
-        let test = compile_test(c.op, &c.value, &value_path, problems)?;
+        let test = compile_test(c.op, &c.value, path.field("value"), problems)?;
         if matches!(attribute, Attribute::Now) && !matches!(test, Test::Date { .. } | Test::Number { .. }) {
-            problems.push(
-                format!("{path}.attribute"),
-                "`$now` can only be compared with before/after or a number operator",
-            );
+            problems
+                .push(path.field("attribute"), "`$now` can only be compared with before/after or a number operator");
         }
         Some(Self { attribute, test })
     }
@@ -120,7 +117,7 @@ impl CompiledCondition {
     }
 }
 
-fn compile_test(op: Operator, value: &Value, path: &str, problems: &mut Problems) -> Option<Test> {
+fn compile_test(op: Operator, value: &Value, path: Path<'_>, problems: &mut Problems) -> Option<Test> {
     use Operator as O;
     match op {
         O::In | O::NotIn => match value {
@@ -146,7 +143,7 @@ fn compile_test(op: Operator, value: &Value, path: &str, problems: &mut Problems
     }
 }
 
-fn text_test(op: TextOp, value: &Value, path: &str, problems: &mut Problems) -> Option<Test> {
+fn text_test(op: TextOp, value: &Value, path: Path<'_>, problems: &mut Problems) -> Option<Test> {
     let needles = match value {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) if items.iter().all(Value::is_string) => {
@@ -170,28 +167,28 @@ fn text_holds(op: TextOp, v: &Value, needles: &[String]) -> bool {
     }
 }
 
-fn number_test(cmp: Cmp, value: &Value, path: &str, problems: &mut Problems) -> Option<Test> {
+fn number_test(cmp: Cmp, value: &Value, path: Path<'_>, problems: &mut Problems) -> Option<Test> {
     match value.as_f64() {
         Some(rhs) => Some(Test::Number { cmp, rhs }),
         None => problems.fail(path, "expected a number"),
     }
 }
 
-fn semver_test(cmp: Cmp, value: &Value, path: &str, problems: &mut Problems) -> Option<Test> {
+fn semver_test(cmp: Cmp, value: &Value, path: Path<'_>, problems: &mut Problems) -> Option<Test> {
     match version_of(value) {
         Some(rhs) => Some(Test::Semver { cmp, rhs }),
         None => problems.fail(path, format!("{value} is not a semantic version")),
     }
 }
 
-fn date_test(cmp: Cmp, value: &Value, path: &str, problems: &mut Problems) -> Option<Test> {
+fn date_test(cmp: Cmp, value: &Value, path: Path<'_>, problems: &mut Problems) -> Option<Test> {
     match date_millis(value) {
         Some(rhs_millis) => Some(Test::Date { cmp, rhs_millis }),
         None => problems.fail(path, "expected an RFC 3339 date-time or Unix seconds"),
     }
 }
 
-fn regex_test(value: &Value, path: &str, problems: &mut Problems) -> Option<Test> {
+fn regex_test(value: &Value, path: Path<'_>, problems: &mut Problems) -> Option<Test> {
     let Some(pattern) = value.as_str() else {
         return problems.fail(path, "expected a regular expression string");
     };

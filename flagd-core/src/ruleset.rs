@@ -10,7 +10,7 @@ use crate::condition::CompiledCondition;
 use crate::error::ValidationError;
 use crate::logic::{CompileEnv, Limits, Logic};
 use crate::model::{Flag, FlagState, Rollout, Rule, RulesetSource, Segment, Serve};
-use crate::problems::{Problems, join_path};
+use crate::problems::{Path, Problems};
 
 /// Rollout weights are kept in thousandths of a percent: 100 % is this many.
 pub const TOTAL_WEIGHT: u64 = 100_000;
@@ -120,12 +120,13 @@ impl Ruleset {
         let mut index = FxHashMap::default();
         let mut seen = std::collections::HashSet::new();
         let mut flags = Vec::with_capacity(source.flags.len());
+        let root = Path::Root("flags");
         for flag in &source.flags {
             problems.set_key(Some(&flag.definition.key));
-            let path = format!("flags.{}", flag.definition.key);
-            check_key(&flag.definition.key, options.dialect, &format!("{path}.key"), &mut problems);
+            let path = root.field(&flag.definition.key);
+            check_key(&flag.definition.key, options.dialect, path.field("key"), &mut problems);
             if !seen.insert(flag.definition.key.as_str()) {
-                problems.push(path.clone(), format!("duplicate flag key `{}`", flag.definition.key));
+                problems.push(path, format!("duplicate flag key `{}`", flag.definition.key));
                 continue;
             }
             let cx = FlagCx { path, env: &env, segments: &segment_index, dialect: options.dialect };
@@ -173,7 +174,7 @@ impl Ruleset {
     }
 }
 
-fn check_key(key: &str, dialect: Dialect, path: &str, problems: &mut Problems) {
+fn check_key(key: &str, dialect: Dialect, path: Path<'_>, problems: &mut Problems) {
     let ok = match dialect {
         Dialect::Native => is_strict_key(key),
         Dialect::Flagd => !key.is_empty() && key.chars().count() <= MAX_KEY_LEN && !key.chars().any(char::is_control),
@@ -197,15 +198,16 @@ pub fn is_strict_key(key: &str) -> bool {
 
 fn compile_segments(segments: &[Segment], dialect: Dialect, problems: &mut Problems) -> Vec<CompiledSegment> {
     let mut out: Vec<CompiledSegment> = Vec::with_capacity(segments.len());
+    let root = Path::Root("segments");
     for segment in segments {
         problems.set_key(Some(&segment.key));
-        let path = format!("segments.{}", segment.key);
-        check_key(&segment.key, dialect, &format!("{path}.key"), problems);
+        let path = root.field(&segment.key);
+        check_key(&segment.key, dialect, path.field("key"), problems);
         if out.iter().any(|s| s.key == segment.key) {
             problems.push(path, format!("duplicate segment key `{}`", segment.key));
             continue;
         }
-        let conditions = compile_conditions(&segment.conditions, &path, problems);
+        let conditions = compile_conditions(&segment.conditions, path, problems);
         out.push(CompiledSegment { key: segment.key.clone(), companies: company_set(&segment.companies), conditions });
     }
     problems.set_key(None);
@@ -214,14 +216,11 @@ fn compile_segments(segments: &[Segment], dialect: Dialect, problems: &mut Probl
 
 fn compile_conditions(
     conditions: &[crate::model::Condition],
-    path: &str,
+    path: Path<'_>,
     problems: &mut Problems,
 ) -> Vec<CompiledCondition> {
-    conditions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| CompiledCondition::compile(c, &format!("{path}.conditions[{i}]"), problems))
-        .collect()
+    let list = path.field("conditions");
+    conditions.iter().enumerate().filter_map(|(i, c)| CompiledCondition::compile(c, list.index(i), problems)).collect()
 }
 
 fn company_set(ids: &[String]) -> CompanySet {
@@ -230,7 +229,7 @@ fn company_set(ids: &[String]) -> CompanySet {
 
 /// What compiling one flag needs to know.
 struct FlagCx<'a> {
-    path: String,
+    path: Path<'a>,
     env: &'a CompileEnv<'a>,
     segments: &'a FxHashMap<&'a str, usize>,
     dialect: Dialect,
@@ -252,24 +251,25 @@ impl FlagCx<'_> {
         let before = problems.len();
         let variants = self.variants(flag, problems);
         let named = |explicit: &Option<String>, default: &str, field: &str, problems: &mut Problems| match explicit {
-            Some(name) => self.variant_index(&variants, name, &format!("{}.{field}", self.path), problems),
+            Some(name) => self.variant_index(&variants, name, self.path.field(field), problems),
             None if self.dialect == Dialect::Native => variants.iter().position(|(n, _)| n == default),
             None => None,
         };
         let off = named(&flag.definition.off_variant, "off", "offVariant", problems);
         let on = named(&flag.definition.on_variant, "on", "onVariant", problems);
         if !flag.config.allow.is_empty() && on.is_none() {
-            problems.push(format!("{}.allow", self.path), "an allow list needs an on variant: set `onVariant`");
+            problems.push(self.path.field("allow"), "an allow list needs an on variant: set `onVariant`");
         }
+        let rule_list = self.path.field("rules");
         let rules = flag
             .config
             .rules
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| self.rule(r, &variants, &format!("{}.rules[{i}]", self.path), problems))
+            .filter_map(|(i, r)| self.rule(r, &variants, rule_list.index(i), problems))
             .collect::<Vec<_>>();
         let fallthrough = match &flag.config.fallthrough {
-            Some(s) => Some(self.serve(s, &variants, &format!("{}.fallthrough", self.path), problems)?),
+            Some(s) => Some(self.serve(s, &variants, self.path.field("fallthrough"), problems)?),
             None => off.map(CompiledServe::Variant),
         };
         if problems.len() != before {
@@ -297,10 +297,11 @@ impl FlagCx<'_> {
             return vec![("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))];
         }
         let mut kind = None;
+        let list = self.path.field("variants");
         for (name, value) in &flag.definition.variants {
-            let path = format!("{}.variants.{name}", self.path);
+            let path = list.field(name);
             if name.is_empty() {
-                problems.push(format!("{}.variants", self.path), "variant names must not be empty");
+                problems.push(list, "variant names must not be empty");
             }
             match (value_kind(value), kind) {
                 (None, _) => problems.push(path, "a variant value must be a boolean, string, number or object"),
@@ -318,7 +319,7 @@ impl FlagCx<'_> {
         &self,
         variants: &[(String, Value)],
         name: &str,
-        path: &str,
+        path: Path<'_>,
         problems: &mut Problems,
     ) -> Option<usize> {
         let found = variants.iter().position(|(n, _)| n == name);
@@ -333,51 +334,48 @@ impl FlagCx<'_> {
         &self,
         rule: &Rule,
         variants: &[(String, Value)],
-        path: &str,
+        path: Path<'_>,
         problems: &mut Problems,
     ) -> Option<CompiledRule> {
+        let segment_list = path.field("segments");
         let segments: Vec<usize> = rule
             .segments
             .iter()
             .enumerate()
             .filter_map(|(i, key)| match self.segments.get(key.as_str()) {
                 Some(&idx) => Some(idx),
-                None => problems.fail(format!("{path}.segments[{i}]"), format!("unknown segment `{key}`")),
+                None => problems.fail(segment_list.index(i), format!("unknown segment `{key}`")),
             })
             .collect();
         let conditions = compile_conditions(&rule.conditions, path, problems);
         let logic = match &rule.logic {
-            Some(expr) => Some(self.logic(expr, &format!("{path}.logic"), problems)?),
+            Some(expr) => Some(self.logic(expr, path.field("logic"), problems)?),
             None => None,
         };
-        let serve = self.serve(&rule.serve, variants, &format!("{path}.serve"), problems)?;
+        let serve = self.serve(&rule.serve, variants, path.field("serve"), problems)?;
         if segments.len() != rule.segments.len() || conditions.len() != rule.conditions.len() {
             return None;
         }
         Some(CompiledRule { companies: company_set(&rule.companies), segments, conditions, logic, serve })
     }
 
-    fn logic(&self, expr: &Value, path: &str, problems: &mut Problems) -> Option<Logic> {
-        Logic::compile(expr, self.env).map_err(|e| problems.push(join_path(path, e.path()), e.to_string())).ok()
+    fn logic(&self, expr: &Value, path: Path<'_>, problems: &mut Problems) -> Option<Logic> {
+        Logic::compile(expr, self.env).map_err(|e| problems.push(path.nested(e.path()), e.to_string())).ok()
     }
 
     fn serve(
         &self,
         serve: &Serve,
         variants: &[(String, Value)],
-        path: &str,
+        path: Path<'_>,
         problems: &mut Problems,
     ) -> Option<CompiledServe> {
         match serve {
             Serve::Variant(name) => {
-                self.variant_index(variants, name, &format!("{path}.variant"), problems).map(CompiledServe::Variant)
+                self.variant_index(variants, name, path.field("variant"), problems).map(CompiledServe::Variant)
             }
-            Serve::Rollout(r) => {
-                self.rollout(r, variants, &format!("{path}.rollout"), problems).map(CompiledServe::Rollout)
-            }
-            Serve::Targeting(expr) => {
-                self.logic(expr, &format!("{path}.targeting"), problems).map(CompiledServe::Targeting)
-            }
+            Serve::Rollout(r) => self.rollout(r, variants, path.field("rollout"), problems).map(CompiledServe::Rollout),
+            Serve::Targeting(expr) => self.logic(expr, path.field("targeting"), problems).map(CompiledServe::Targeting),
         }
     }
 
@@ -385,7 +383,7 @@ impl FlagCx<'_> {
         &self,
         rollout: &Rollout,
         variants: &[(String, Value)],
-        path: &str,
+        path: Path<'_>,
         problems: &mut Problems,
     ) -> Option<CompiledRollout> {
         if rollout.variants.is_empty() {
@@ -393,13 +391,14 @@ impl FlagCx<'_> {
         }
         let before = problems.len();
         let mut weights = Vec::with_capacity(rollout.variants.len());
+        let list = path.field("variants");
         for (i, wv) in rollout.variants.iter().enumerate() {
-            let item = format!("{path}.variants[{i}]");
-            let idx = self.variant_index(variants, &wv.variant, &format!("{item}.variant"), problems);
+            let item = list.index(i);
+            let idx = self.variant_index(variants, &wv.variant, item.field("variant"), problems);
             if rollout.variants[..i].iter().any(|earlier| earlier.variant == wv.variant) {
-                problems.push(format!("{item}.variant"), format!("variant `{}` listed twice", wv.variant));
+                problems.push(item.field("variant"), format!("variant `{}` listed twice", wv.variant));
             }
-            let milli = percent_to_milli(wv.weight, &format!("{item}.weight"), problems);
+            let milli = percent_to_milli(wv.weight, item.field("weight"), problems);
             if let (Some(idx), Some(milli)) = (idx, milli) {
                 weights.push((idx, milli));
             }
@@ -420,7 +419,7 @@ impl FlagCx<'_> {
 }
 
 /// A percentage with at most three decimals, as thousandths.
-fn percent_to_milli(weight: f64, path: &str, problems: &mut Problems) -> Option<u64> {
+fn percent_to_milli(weight: f64, path: Path<'_>, problems: &mut Problems) -> Option<u64> {
     if !(0.0..=100.0).contains(&weight) {
         return problems.fail(path, format!("weight {weight} is outside 0..100 percent"));
     }

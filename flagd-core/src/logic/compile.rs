@@ -13,6 +13,7 @@ use super::value::Val;
 use super::{CompileEnv, Limits};
 use crate::context::EvaluationContext;
 use crate::error::LogicError;
+use crate::problems::Path;
 
 const INVALID_ARGUMENTS: &str = "Invalid Arguments";
 
@@ -66,7 +67,7 @@ const FLAGD_OPERATORS: &[&str] = &["fractional", "sem_ver", "starts_with", "ends
 /// Resolves `$ref`s and checks operators and limits, returning the expression to compile.
 pub(crate) fn resolve(expr: &Value, env: &CompileEnv<'_>) -> Result<Value, LogicError> {
     let mut r = Resolver { env, nodes: 0, stack: Vec::new() };
-    r.walk(expr, "", 1)
+    r.walk(expr, Path::Root(""), 1)
 }
 
 struct Resolver<'e> {
@@ -76,20 +77,20 @@ struct Resolver<'e> {
 }
 
 impl Resolver<'_> {
-    fn walk(&mut self, v: &Value, path: &str, depth: usize) -> Result<Value, LogicError> {
+    fn walk(&mut self, v: &Value, path: Path<'_>, depth: usize) -> Result<Value, LogicError> {
         let Limits { max_depth, max_nodes } = self.env.limits;
         self.nodes += 1;
         if self.nodes > max_nodes {
-            return Err(LogicError::TooLarge { limit: max_nodes, path: path.to_owned() });
+            return Err(LogicError::TooLarge { limit: max_nodes, path: path.to_string() });
         }
         if depth > max_depth {
-            return Err(LogicError::TooDeep { limit: max_depth, path: path.to_owned() });
+            return Err(LogicError::TooDeep { limit: max_depth, path: path.to_string() });
         }
         match v {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| self.walk(item, &format!("{path}[{i}]"), depth + 1))
+                .map(|(i, item)| self.walk(item, path.index(i), depth + 1))
                 .collect::<Result<_, _>>()
                 .map(Value::Array),
             Value::Object(map) => self.walk_object(map, path, depth),
@@ -97,7 +98,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn walk_object(&mut self, map: &Map<String, Value>, path: &str, depth: usize) -> Result<Value, LogicError> {
+    fn walk_object(&mut self, map: &Map<String, Value>, path: Path<'_>, depth: usize) -> Result<Value, LogicError> {
         let Some((op, arg)) = map.iter().next() else { return Ok(Value::Object(Map::new())) };
         if op == "$ref" && map.len() == 1 {
             if let Some(evaluators) = self.env.evaluators {
@@ -106,9 +107,9 @@ impl Resolver<'_> {
         }
         // json-logic-engine reports objects with several keys as unknown operators too.
         if map.len() > 1 || !OPERATORS.contains(&op.as_str()) {
-            return Err(LogicError::UnknownOperator { op: op.clone(), path: path.to_owned() });
+            return Err(LogicError::UnknownOperator { op: op.clone(), path: path.to_string() });
         }
-        let arg = self.walk(arg, &join(path, op), depth + 1)?;
+        let arg = self.walk(arg, path.field(op), depth + 1)?;
         Ok(Value::Object(Map::from_iter([(op.clone(), arg)])))
     }
 
@@ -116,7 +117,7 @@ impl Resolver<'_> {
         &mut self,
         evaluators: &Map<String, Value>,
         name: &Value,
-        path: &str,
+        path: Path<'_>,
         depth: usize,
     ) -> Result<Value, LogicError> {
         let name = match name {
@@ -124,11 +125,11 @@ impl Resolver<'_> {
             other => other.to_string(),
         };
         let Some(target) = evaluators.get(&name) else {
-            return Err(LogicError::UnknownRef { name, path: path.to_owned() });
+            return Err(LogicError::UnknownRef { name, path: path.to_string() });
         };
         if self.stack.contains(&name) {
             let message = format!("evaluator `{name}` refers to itself through {}", self.stack.join(" -> "));
-            return Err(LogicError::BadArguments { op: "$ref".to_owned(), path: path.to_owned(), message });
+            return Err(LogicError::BadArguments { op: "$ref".to_owned(), path: path.to_string(), message });
         }
         self.stack.push(name);
         // The reference itself counts as a level, like the operator it stands for.
@@ -138,13 +139,9 @@ impl Resolver<'_> {
     }
 }
 
-fn join(path: &str, op: &str) -> String {
-    if path.is_empty() { op.to_owned() } else { format!("{path}.{op}") }
-}
-
 /// Compiles a resolved expression.
 pub(crate) fn compile(v: &Value) -> Result<Node, LogicError> {
-    Compiler { folding: false }.node(v, "")
+    Compiler { folding: false }.node(v, Path::Root(""))
 }
 
 /// Whether json-logic-engine would treat `v` as deterministic (and so run it at build).
@@ -176,44 +173,44 @@ struct Compiler {
 }
 
 impl Compiler {
-    fn node(&self, v: &Value, path: &str) -> Result<Node, LogicError> {
+    fn node(&self, v: &Value, path: Path<'_>) -> Result<Node, LogicError> {
         match v {
             Value::Array(items) => {
-                let nodes = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| self.node(item, &format!("{path}[{i}]")))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let nodes = items.iter().enumerate().map(|(i, item)| self.node(item, path.index(i))).collect::<Result<
+                    Vec<_>,
+                    _,
+                >>(
+                )?;
                 Ok(constant_array(nodes))
             }
             Value::Object(map) => match map.iter().next() {
                 None => Ok(Node::Const(Val::Obj(Vec::new()))),
                 Some((op, arg)) if !self.folding && deterministic(v, false) => self.fold(op, arg, path),
-                Some((op, arg)) => self.op(op, arg, &join(path, op)),
+                Some((op, arg)) => self.op(op, arg, path.field(op)),
             },
             scalar => Ok(Node::Const(Val::from_json(scalar).into_owned())),
         }
     }
 
     /// Runs a deterministic sub-expression now, as json-logic-engine's build does.
-    fn fold(&self, op: &str, arg: &Value, path: &str) -> Result<Node, LogicError> {
-        let node = Compiler { folding: true }.op(op, arg, &join(path, op))?;
+    fn fold(&self, op: &str, arg: &Value, path: Path<'_>) -> Result<Node, LogicError> {
+        let node = Compiler { folding: true }.op(op, arg, path.field(op))?;
         let ctx = EvaluationContext::new();
         let env = Env { ctx: &ctx, flag_key: "" };
         match eval(&node, &env, &Val::Obj(Vec::new()), &mut Val::Null) {
             Ok(val) => Ok(Node::Const(val.into_owned())),
             Err(e) => Err(LogicError::BadArguments {
                 op: op.to_owned(),
-                path: join(path, op),
+                path: path.field(op).to_string(),
                 message: format!("always fails when evaluated ({})", e.0),
             }),
         }
     }
 
-    fn op(&self, op: &str, arg: &Value, path: &str) -> Result<Node, LogicError> {
+    fn op(&self, op: &str, arg: &Value, path: Path<'_>) -> Result<Node, LogicError> {
         let bad = |message: &str| LogicError::BadArguments {
             op: op.to_owned(),
-            path: path.to_owned(),
+            path: path.to_string(),
             message: message.to_owned(),
         };
         let boxed = |v: &Value| self.node(v, path).map(Box::new);
@@ -230,9 +227,9 @@ impl Compiler {
             },
             "!" | "not" | "!!" => {
                 let inner = match arg {
-                    Value::Array(a) => a.first().map_or(Ok(Box::new(Node::Const(Val::Null))), |v| {
-                        self.node(v, &format!("{path}[0]")).map(Box::new)
-                    })?,
+                    Value::Array(a) => a
+                        .first()
+                        .map_or(Ok(Box::new(Node::Const(Val::Null))), |v| self.node(v, path.index(0)).map(Box::new))?,
                     other => boxed(other)?,
                 };
                 if op == "!!" { Node::Truthy(inner) } else { Node::Not(inner) }
@@ -271,19 +268,19 @@ impl Compiler {
         })
     }
 
-    fn list(&self, items: &[Value], path: &str) -> Result<Vec<Node>, LogicError> {
-        items.iter().enumerate().map(|(i, v)| self.node(v, &format!("{path}[{i}]"))).collect()
+    fn list(&self, items: &[Value], path: Path<'_>) -> Result<Vec<Node>, LogicError> {
+        items.iter().enumerate().map(|(i, v)| self.node(v, path.index(i))).collect()
     }
 
     /// Item `i` of an argument list; a missing one reads as `undefined` (here: null).
-    fn item(&self, items: &[Value], i: usize, path: &str) -> Result<Box<Node>, LogicError> {
+    fn item(&self, items: &[Value], i: usize, path: Path<'_>) -> Result<Box<Node>, LogicError> {
         match items.get(i) {
-            Some(v) => self.node(v, &format!("{path}[{i}]")).map(Box::new),
+            Some(v) => self.node(v, path.index(i)).map(Box::new),
             None => Ok(Box::new(Node::Const(Val::Null))),
         }
     }
 
-    fn args(&self, arg: &Value, path: &str) -> Result<Args, LogicError> {
+    fn args(&self, arg: &Value, path: Path<'_>) -> Result<Args, LogicError> {
         Ok(match arg {
             Value::Array(a) => Args::List(self.list(a, path)?),
             Value::Object(m) if !m.is_empty() => Args::Spread(Box::new(self.node(arg, path)?)),
@@ -291,7 +288,7 @@ impl Compiler {
         })
     }
 
-    fn var(&self, arg: &Value, path: &str) -> Result<Node, LogicError> {
+    fn var(&self, arg: &Value, path: Path<'_>) -> Result<Node, LogicError> {
         let (key, default) = match arg {
             Value::Array(a) if a.len() <= 2 => (a.first(), a.get(1)),
             Value::Array(_) | Value::Object(_) => return Ok(Node::VarDyn(Box::new(self.node(arg, path)?))),
@@ -307,15 +304,15 @@ impl Compiler {
         if key.contains("../") {
             return Ok(Node::VarDyn(Box::new(self.node(arg, path)?)));
         }
-        let default = default.map(|d| self.node(d, &format!("{path}[1]")).map(Box::new)).transpose()?;
+        let default = default.map(|d| self.node(d, path.index(1)).map(Box::new)).transpose()?;
         Ok(Node::Var { path: split_path(&key).into_boxed_slice(), default, nullish: !self.folding })
     }
 
-    fn if_(&self, arg: &Value, path: &str) -> Result<Node, LogicError> {
+    fn if_(&self, arg: &Value, path: Path<'_>) -> Result<Node, LogicError> {
         let Value::Array(a) = arg else { return Ok(Node::Throw(INVALID_ARGUMENTS)) };
         match a.len() {
             0 => Ok(Node::Const(Val::Null)),
-            1 => self.node(&a[0], &format!("{path}[0]")),
+            1 => self.node(&a[0], path.index(0)),
             // json-logic-engine compiles `if` only from three arguments; with two it runs
             // the interpreter's method, so the branches get the interpreter's semantics.
             2 => {
@@ -333,7 +330,7 @@ impl Compiler {
         }
     }
 
-    fn cat(&self, arg: &Value, path: &str) -> Result<Node, LogicError> {
+    fn cat(&self, arg: &Value, path: Path<'_>) -> Result<Node, LogicError> {
         Ok(match arg {
             Value::String(_) | Value::Number(_) => {
                 Node::Const(Val::Str(Cow::Owned(Val::from_json(arg).to_js_string().into_owned())))
@@ -343,7 +340,7 @@ impl Compiler {
         })
     }
 
-    fn arith(&self, op: ArithOp, arg: &Value, path: &str) -> Result<Node, &'static str> {
+    fn arith(&self, op: ArithOp, arg: &Value, path: Path<'_>) -> Result<Node, &'static str> {
         let Value::Array(items) = arg else {
             return Ok(match arg {
                 Value::Object(m) if !m.is_empty() => {
@@ -369,7 +366,7 @@ impl Compiler {
             nodes.push(Node::Const(Val::Num(1.0)));
         }
         for (i, item) in items.iter().enumerate() {
-            let node = self.operand(item, &format!("{path}[{i}]"))?;
+            let node = self.operand(item, path.index(i))?;
             // A literal zero divisor fails the build (the generated code checks for `+0`).
             let divisor = op == ArithOp::Div && !nodes.is_empty();
             if divisor
@@ -385,7 +382,7 @@ impl Compiler {
 
     /// An arithmetic operand: literals are converted to numbers now (failing the build
     /// when they are not numbers), expressions are left to run time.
-    fn operand(&self, item: &Value, path: &str) -> Result<Node, &'static str> {
+    fn operand(&self, item: &Value, path: Path<'_>) -> Result<Node, &'static str> {
         let node = match item {
             Value::Array(_) => return Err("NaN"),
             Value::Object(m) if m.is_empty() => return Err("NaN"),

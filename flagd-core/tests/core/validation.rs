@@ -20,8 +20,10 @@ fn every_problem_is_reported_with_flag_and_path() {
          ]},
         {"key": "Bad Key"},
         {"key": "dup"}, {"key": "dup"},
-        {"key": "re", "rules": [{"conditions": [{"attribute": "email", "op": "matches", "value": "(unclosed"}], "serve": {"variant": "on"}}]}
-    ]}));
+        {"key": "re", "rules": [{"conditions": [{"attribute": "email", "op": "matches", "value": "(unclosed"}], "serve": {"variant": "on"}}]},
+        {"key": "logic", "fallthrough": {"targeting": {"if": [{"bogus": [1]}, "on", "off"]}},
+         "rules": [{"logic": {"and": [true, {"nope": 1}]}, "serve": {"variant": "on"}}]}
+    ], "segments": [{"key": "s", "conditions": [{"attribute": "", "op": "equals", "value": 1}]}]}));
     let has = |path: &str, needle: &str| found.iter().any(|(_, p, m)| p == path && m.contains(needle));
     assert!(has("flags.checkout.variants.b", "mixed variant types"), "{found:#?}");
     assert!(has("flags.checkout.rules[1].serve.variant", "unknown variant `zzz`"), "{found:#?}");
@@ -29,6 +31,9 @@ fn every_problem_is_reported_with_flag_and_path() {
     assert!(has("flags.Bad Key.key", "invalid key"), "{found:#?}");
     assert!(has("flags.dup", "duplicate flag key"), "{found:#?}");
     assert!(has("flags.re.rules[0].conditions[0].value", "invalid regular expression"), "{found:#?}");
+    assert!(has("flags.logic.fallthrough.targeting.if[0]", "bogus"), "{found:#?}");
+    assert!(has("flags.logic.rules[0].logic.and[1]", "nope"), "{found:#?}");
+    assert!(has("segments.s.conditions[0].attribute", "must not be empty"), "{found:#?}");
     assert!(found.iter().filter(|(k, ..)| k.as_deref() == Some("checkout")).count() >= 3);
 }
 
