@@ -24,10 +24,11 @@ pub struct Snapshot {
     pub document: EnvironmentSnapshot,
     /// The compiled flags and segments.
     pub ruleset: Ruleset,
-    /// Where evaluations of these flags are counted.
-    pub counters: EvaluationCounters,
-    /// The flags' OFREP answers, pre-serialised in pieces.
-    pub answers: AnswerPieces,
+    /// Where evaluations of these flags are counted. Shared with the snapshot this one
+    /// revises when only configurations changed (see [`Snapshot::revised`]).
+    pub counters: Arc<EvaluationCounters>,
+    /// The flags' OFREP answers, pre-serialised in pieces; shared like `counters`.
+    pub answers: Arc<AnswerPieces>,
     /// Whole bulk answers, by the outcome of every flag.
     pub bulk: BulkAnswers,
     /// `document` as JSON, serialised on first request: most snapshots are never fetched.
@@ -41,6 +42,24 @@ impl Snapshot {
         // Without pieces (keys that cannot be serialised, which JSON-born keys always can),
         // answers are written the slow way, not refused.
         let answers = AnswerPieces::new(&ruleset).unwrap_or_default();
+        Self::with_parts(document, ruleset, Arc::new(counters), Arc::new(answers))
+    }
+
+    /// A snapshot whose flags differ from `previous`'s only in their configurations: the
+    /// same keys in the same order, with the same variants and metadata. Counter rows and
+    /// answer pieces depend on nothing else, so they are shared rather than rebuilt (a
+    /// quick operation then costs O(1) here instead of O(flags), and answers already
+    /// serialised stay so).
+    pub fn revised(previous: &Self, document: EnvironmentSnapshot, ruleset: Ruleset) -> Self {
+        Self::with_parts(document, ruleset, Arc::clone(&previous.counters), Arc::clone(&previous.answers))
+    }
+
+    fn with_parts(
+        document: EnvironmentSnapshot,
+        ruleset: Ruleset,
+        counters: Arc<EvaluationCounters>,
+        answers: Arc<AnswerPieces>,
+    ) -> Self {
         Self { document, ruleset, counters, answers, bulk: BulkAnswers::default(), json: OnceLock::new() }
     }
 

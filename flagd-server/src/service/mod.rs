@@ -127,7 +127,7 @@ impl Service {
             let ruleset = Ruleset::compile(&document.ruleset).map_err(|e| {
                 ApiError::Internal(format!("the snapshot cache's `{}` does not compile: {e}", document.environment))
             })?;
-            service.install((document, ruleset));
+            service.install(Compiled { document, ruleset, revises: None });
         }
         service.tokens.replace(cache.tokens.into_iter().map(Into::into).collect());
         service.snapshots.mark_applied(cache.seq);
@@ -204,8 +204,12 @@ impl Service {
         &self.metrics
     }
 
-    fn install(&self, (document, ruleset): Compiled) {
-        self.snapshots.install(Snapshot::new(document, ruleset, &self.metrics));
+    fn install(&self, Compiled { document, ruleset, revises }: Compiled) {
+        let snapshot = match revises {
+            Some(previous) => Snapshot::revised(&previous, document, ruleset),
+            None => Snapshot::new(document, ruleset, &self.metrics),
+        };
+        self.snapshots.install(snapshot);
         self.metrics.record_reload();
     }
 
@@ -401,10 +405,11 @@ impl Write {
         if snapshots.applied_seq() != self.seq() - 1 {
             return None;
         }
-        let mut source = snapshots.get(&stored.environment)?.document.ruleset.clone();
+        let previous = snapshots.get(&stored.environment)?;
+        let mut source = previous.document.ruleset.clone();
         let flag = source.flags.iter_mut().find(|f| f.definition.key == stored.flag)?;
         flag.config = stored.config.clone();
-        Some(compile_source(&stored.environment, source, self.seq()))
+        Some(compile_source(&stored.environment, source, self.seq()).map(|c| Compiled { revises: Some(previous), ..c }))
     }
 
     /// Marks every environment.
@@ -480,7 +485,12 @@ pub(crate) async fn environment_source(tx: &mut dyn Tx, env: &str) -> Result<Rul
 }
 
 /// An environment's source, as of a sequence number, and its compiled ruleset.
-type Compiled = (EnvironmentSnapshot, Ruleset);
+struct Compiled {
+    document: EnvironmentSnapshot,
+    ruleset: Ruleset,
+    /// The snapshot this one changes only flag configurations of (see [`Snapshot::revised`]).
+    revises: Option<Arc<Snapshot>>,
+}
 
 async fn compile_environment(tx: &mut dyn Tx, env: &str, seq: i64) -> Result<Compiled, ApiError> {
     compile_source(env, environment_source(tx, env).await?, seq)
@@ -497,7 +507,11 @@ fn compile_source(env: &str, source: RulesetSource, seq: i64) -> Result<Compiled
             })
             .collect(),
     })?;
-    Ok((EnvironmentSnapshot { environment: env.to_owned(), seq, ruleset: source }, ruleset))
+    Ok(Compiled {
+        document: EnvironmentSnapshot { environment: env.to_owned(), seq, ruleset: source },
+        ruleset,
+        revises: None,
+    })
 }
 
 /// A JSON value of something serialisable, for audit before/after.
