@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Single-flag evaluation under churn with flagd-server's control-plane threads (every
 # thread but the serving runtime's `tokio-rt-worker`) under different Linux scheduling
-# policies, switched with `chrt` on one running server, the policies interleaved within
-# each round next to a ceiling run, so that a drifting host affects them alike.
-# A diagnostic for benches/README.md ("Writes under load"), not a server option.
+# policies and nice levels, switched with `chrt` and `renice` on one running server
+# (started at `--control-nice 0`), interleaved within each round next to a ceiling run, so
+# that a drifting host affects them alike. What chose the default `--control-nice`; see
+# benches/README.md ("Writes under load").
 #
 #   CARGO_TARGET_DIR=/work/target-perf bash benches/load/policy.sh
 #
-# Knobs (environment): POLICIES (chrt policy names, "other batch idle"), ROUNDS (4),
+# Knobs (environment): POLICIES (chrt policy names, or niceN for SCHED_OTHER at nice N;
+# "other nice15 nice19 batch idle"), ROUNDS (4),
 # DURATION (s per wrk run, 8), CONNECTIONS (64), CHURN_RATE (50), SERVER_CPUS (0),
 # CLIENT_CPUS (1), as in run.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$ROOT/benches/load"
-POLICIES=${POLICIES:-other batch idle}
+POLICIES=${POLICIES:-other nice15 nice19 batch idle}
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-8}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -25,12 +27,12 @@ SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
 export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
 SCRIPT=policy.sh
-TOOLS="wrk chrt curl python3 taskset"
+TOOLS="wrk chrt renice curl python3 taskset"
 # shellcheck source=benches/load/common.sh
 source "$HERE/common.sh"
 
 
-start_flagd 10 "${SERVER_PIN[@]}"
+start_flagd 10 env FLAGD_CONTROL_NICE=0 "${SERVER_PIN[@]}"
 export OFREP_TOKEN
 OFREP_TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN" 2>/dev/null)
 for path in "$SINGLE_PATH" /ofrep/v1/evaluate/flags; do
@@ -43,10 +45,12 @@ PIDS+=($!)
 wait_ready "http://$CEIL/" ofrep_ceiling "${PIDS[-1]}" 10
 
 set_policy() { # set_policy NAME: every server thread but the serving runtime's
-  local task
+  local task policy=$1 nice=0
+  if [[ $1 == nice* ]]; then policy=other nice=${1#nice}; fi
   for task in /proc/"$FLAGD_PID"/task/*; do
     [[ $(cat "$task/comm") == tokio-rt-worker ]] && continue
-    chrt "--$1" -p 0 "${task##*/}" >/dev/null
+    chrt "--$policy" -p 0 "${task##*/}" >/dev/null
+    renice -n "$nice" -p "${task##*/}" >/dev/null
   done
 }
 

@@ -35,9 +35,10 @@ pub struct Config {
     pub snapshot_cache: Option<std::path::PathBuf>,
 
     /// How many nice levels below the threads answering evaluations everything else runs
-    /// (admin API, database, replication), 0 to 19. At 19, on a saturated server, flag
-    /// changes wait for the gaps between evaluations instead of delaying them (and take
-    /// longer); the level also counts against other processes on the host.
+    /// (admin API, database, replication), 0 to 19. On a saturated server, flag changes
+    /// then wait for the serving threads' time slices instead of delaying evaluations (and
+    /// take tens of milliseconds instead of a few); 0 treats both alike. The level also
+    /// ranks the control plane below other busy processes sharing the CPU.
     #[arg(long, env = "FLAGD_CONTROL_NICE", default_value_t = crate::control::DEFAULT_NICE,
         value_parser = clap::value_parser!(u8).range(0..=19))]
     pub control_nice: u8,

@@ -1,5 +1,6 @@
 //! `--control-nice`: the control plane's threads, and the SQLite threads it starts, run
-//! that many nice levels below the process; the threads answering evaluations do not.
+//! that many nice levels (15 unless told) below the process; the threads answering
+//! evaluations do not.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -24,22 +25,28 @@ fn nice_levels(pid: u32) -> BTreeMap<String, Vec<i64>> {
 
 #[test]
 fn the_control_plane_and_its_sqlite_threads_run_below_the_serving_threads() -> Result<()> {
-    let server =
-        Server::start_with(&ServerOptions { args: vec!["--control-nice".into(), "7".into()], ..Default::default() })?;
-    // A write and an evaluation: the control plane has used its database connections,
-    // the serving threads have answered.
-    let admin = server.admin();
-    admin.create_flag(&json!({"key": "priority_probe"}))?;
-    let token = admin.create_token("probe", "evaluate", Some("production"))?;
-    server.client(Some(&token)).post("/ofrep/v1/evaluate/flags/priority_probe", &json!({}))?.success("evaluate")?;
+    // (arguments, how many levels below the serving threads the control plane runs)
+    let cases: [(&[&str], i64); 3] = [(&["--control-nice", "7"], 7), (&[], 15), (&["--control-nice", "0"], 0)];
+    for (args, below) in cases {
+        let server = Server::start_with(&ServerOptions {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Default::default()
+        })?;
+        // A write and an evaluation: the control plane has used its database connections,
+        // the serving threads have answered.
+        let admin = server.admin();
+        admin.create_flag(&json!({"key": "priority_probe"}))?;
+        let token = admin.create_token("probe", "evaluate", Some("production"))?;
+        server.client(Some(&token)).post("/ofrep/v1/evaluate/flags/priority_probe", &json!({}))?.success("evaluate")?;
 
-    let levels = nice_levels(server.pid());
-    let base = levels["flagd-server"][0];
-    assert_eq!(levels["flagd-control"], vec![base + 7], "{levels:?}");
-    let sqlite = levels.iter().filter(|(name, _)| name.starts_with("sqlx-sqlite")).flat_map(|(_, n)| n);
-    assert!(sqlite.clone().count() > 0, "no SQLite thread: {levels:?}");
-    assert!(sqlite.into_iter().all(|n| *n == base + 7), "{levels:?}");
-    assert!(levels["tokio-rt-worker"].iter().all(|n| *n == base), "{levels:?}");
+        let levels = nice_levels(server.pid());
+        let base = levels["flagd-server"][0];
+        assert_eq!(levels["flagd-control"], vec![base + below], "{args:?}: {levels:?}");
+        let sqlite = levels.iter().filter(|(name, _)| name.starts_with("sqlx-sqlite")).flat_map(|(_, n)| n);
+        assert!(sqlite.clone().count() > 0, "no SQLite thread: {levels:?}");
+        assert!(sqlite.into_iter().all(|n| *n == base + below), "{args:?}: {levels:?}");
+        assert!(levels["tokio-rt-worker"].iter().all(|n| *n == base), "{args:?}: {levels:?}");
+    }
     Ok(())
 }
 
