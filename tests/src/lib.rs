@@ -357,8 +357,6 @@ fn spawn(binary: &Path, options: &ServerOptions, dir: &Path, listen: &str) -> Re
     Command::new(binary)
         .args(["--listen", listen, "--database-url", &database_url, "--admin-token", &options.admin_token])
         .args(&options.args)
-        // Plain logs: they end up in files and failure messages.
-        .env("NO_COLOR", "1")
         .envs(options.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log("stdout.log")?)

@@ -1,6 +1,6 @@
 //! Bad input against the real server binary over HTTP: every case gets a 4xx with the
 //! JSON error body, and the stored flags and the audit log stay exactly as they were.
-//! A SIGTERM then stops the server cleanly.
+//! A SIGTERM then stops the server cleanly, and its log file is plain text.
 
 use flagd_tests::{Client, Server};
 use serde_json::{Value, json};
@@ -69,9 +69,13 @@ fn bad_requests_get_4xx_json_errors_and_change_nothing() {
 }
 
 #[test]
-fn sigterm_stops_the_server_cleanly() {
+fn sigterm_stops_the_server_cleanly_and_its_log_file_is_plain_text() {
     let mut server = Server::start().unwrap();
     server.admin().create_flag(&json!({"key": "f"})).unwrap();
     let status = server.terminate(std::time::Duration::from_secs(10)).unwrap();
-    assert!(status.success(), "exit status {status}; logs:\n{}", server.logs());
+    let logs = server.logs();
+    assert!(status.success(), "exit status {status}; logs:\n{logs}");
+    // stderr is a file here, not a terminal: no colour codes around the levels.
+    assert!(logs.contains(" INFO flagd_server: stopped"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs}");
 }
