@@ -109,6 +109,10 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # Sanity after the churn: the server still answers, and its log has no errors.
 capture "$SINGLE_PATH" "$WORK/after.json"
 ERROR_LINES=$(grep -c -E ' (ERROR|WARN) ' "$WORK/flagd.log" || true)
+if ((ERROR_LINES > 0)); then
+  echo "== flagd-server's warnings and errors (first 10)"
+  grep -E ' (ERROR|WARN) ' "$WORK/flagd.log" | head -10 | sed 's/^/   /'
+fi
 
 echo "== summary (median over rounds; ratios are computed within each round, then the median)"
 echo "   date $(date -u '+%Y-%m-%d %H:%M UTC'), load average before ${LOAD_BEFORE}, after ${LOAD_AFTER}," \

@@ -104,6 +104,17 @@ impl SqlStore {
         }
     }
 
+    /// A place in this process's queue of SQLite writers, held until dropped (`None` where
+    /// writers do not queue). Every local write takes one, transactions and the replica
+    /// bookkeeping alike: a writer outside the queue would meet the others only in SQLite's
+    /// busy handler, and under a steady stream of changes it could wait there for seconds.
+    async fn queue_writer(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Opens a transaction with `begin` and wraps it.
     async fn begin(&self, begin: &'static str, gate: Option<OwnedMutexGuard<()>>) -> Result<SqlTx, StoreError> {
         let tx = self.pool.begin_with(begin).await?;
@@ -118,10 +129,7 @@ impl Store for SqlStore {
     }
 
     async fn begin_write(&self) -> Result<Box<dyn Tx>, StoreError> {
-        let gate = match &self.write_gate {
-            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
-            None => None,
-        };
+        let gate = self.queue_writer().await;
         let mut tx = self.begin(self.dialect.begin_write(), gate).await?;
         tx.seq = tx.bump_seq().await?;
         tx.writes = true;
@@ -144,6 +152,7 @@ impl Store for SqlStore {
     }
 
     async fn heartbeat(&self, r: &Replica) -> Result<(), StoreError> {
+        let _queued = self.queue_writer().await;
         let update = self.dialect.sql("UPDATE replicas SET address = ?, applied_seq = ?, last_seen = ? WHERE id = ?");
         let updated = sqlx::query(&update)
             .bind(r.address.as_str())
@@ -183,6 +192,7 @@ impl Store for SqlStore {
     }
 
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError> {
+        let _queued = self.queue_writer().await;
         let sql = self.dialect.sql("DELETE FROM replicas WHERE id = ?");
         sqlx::query(&sql).bind(id).execute(&self.pool).await?;
         Ok(())
