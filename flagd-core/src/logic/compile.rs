@@ -176,11 +176,7 @@ impl Compiler {
     fn node(&self, v: &Value, path: Path<'_>) -> Result<Node, LogicError> {
         match v {
             Value::Array(items) => {
-                let nodes = items.iter().enumerate().map(|(i, item)| self.node(item, path.index(i))).collect::<Result<
-                    Vec<_>,
-                    _,
-                >>(
-                )?;
+                let nodes = self.list(items, path)?;
                 Ok(constant_array(nodes))
             }
             Value::Object(map) => match map.iter().next() {
