@@ -114,7 +114,7 @@ fn view(flag: StoredFlag, configs: Vec<StoredConfig>) -> FlagView {
     }
 }
 
-pub(crate) async fn load_flag(tx: &mut dyn Tx, key: &str) -> Result<StoredFlag, ApiError> {
+async fn load_flag(tx: &mut dyn Tx, key: &str) -> Result<StoredFlag, ApiError> {
     tx.flag(key).await?.ok_or_else(|| ApiError::flag_not_found(key))
 }
 
