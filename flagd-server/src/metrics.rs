@@ -57,10 +57,15 @@ impl EvaluationCounters {
     /// Counts one evaluation of the flag at `position` that served the variant at
     /// `variant_index` (see [`flagd_core::Resolution::variant_index`]).
     pub fn record(&self, position: usize, variant_index: Option<usize>, reason: Reason) {
+        self.add(position, variant_index, reason.index(), 1);
+    }
+
+    /// Counts `n` such evaluations at once; `reason` is a [`Reason::index`].
+    pub fn add(&self, position: usize, variant_index: Option<usize>, reason: usize, n: u64) {
         let Some((variants, none)) = self.flags.get(position) else { return };
         let row = variant_index.and_then(|i| variants.get(i)).unwrap_or(none);
-        if let Some(cell) = row.get(reason.index()) {
-            cell.fetch_add(1, Ordering::Relaxed);
+        if let Some(cell) = row.get(reason) {
+            cell.fetch_add(n, Ordering::Relaxed);
         }
     }
 }

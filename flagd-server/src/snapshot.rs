@@ -83,6 +83,14 @@ impl Snapshot {
     }
 }
 
+impl Drop for Snapshot {
+    /// Bulk answers served from this snapshot are counted here at the latest (requests
+    /// still holding it are done by now).
+    fn drop(&mut self) {
+        self.bulk.settle(&self.counters);
+    }
+}
+
 /// Every environment's current snapshot, and the change sequence number applied so far.
 #[derive(Debug)]
 pub struct Snapshots {
@@ -121,6 +129,14 @@ impl Snapshots {
             }
             next
         });
+    }
+
+    /// Moves the bulk answers' servings into the evaluation counters (see
+    /// [`BulkAnswers`]), so that a metrics scrape sees every evaluation served so far.
+    pub fn settle(&self) {
+        for snapshot in self.current.load().values() {
+            snapshot.bulk.settle(&snapshot.counters);
+        }
     }
 
     /// Each environment with the sequence number its snapshot reflects.

@@ -341,15 +341,16 @@ async fn evaluate_all(
     };
     let mut outcomes = Vec::with_capacity(snapshot.ruleset.len());
     let mut failed = false;
-    for (position, (_, resolution)) in snapshot.ruleset.evaluate_all(&ctx).enumerate() {
-        snapshot.counters.record(position, resolution.variant_index, resolution.reason);
+    for (_, resolution) in snapshot.ruleset.evaluate_all(&ctx) {
         failed |= resolution.error.is_some();
         outcomes.push(ofrep_answer::outcome(&resolution));
     }
-    let kept = if failed { None } else { snapshot.bulk.get(&outcomes) };
+    // A kept answer counts this request's evaluations (see `BulkAnswers`).
+    let kept = if failed { None } else { snapshot.bulk.serve(&outcomes) };
     let BulkAnswer { body, etag } = match kept {
         Some(answer) => answer,
         None => {
+            ofrep_answer::count(&snapshot.counters, &outcomes, 1);
             let answer = write_bulk(&snapshot, &ctx)?;
             if !failed {
                 snapshot.bulk.keep(outcomes, answer.clone());

@@ -37,6 +37,7 @@ pub fn liveness_routes() -> Router<Arc<Service>> {
     ),
 )]
 async fn metrics(State(s): State<Arc<Service>>) -> Response {
+    s.snapshots().settle();
     let body = s.metrics().render(&s.snapshots().versions());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -93,6 +93,13 @@ impl Api {
         r.body["value"].as_str().unwrap().to_owned()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub(crate) async fn metrics(&self) -> String {
+        let res = self.app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap()
+    }
+
     pub(crate) async fn ofrep(&self, token: &str, key: &str, context: Value) -> Reply {
         let path = format!("/ofrep/v1/evaluate/flags/{key}");
         self.call(Method::POST, &path, Some(token), Some(json!({"context": context})), &[]).await
@@ -571,9 +578,7 @@ async fn metrics_count_evaluations_by_flag_variant_and_reason() {
     api.ofrep(&eval, "f", json!({"companyId": 1})).await;
     api.call(Method::POST, "/ofrep/v1/evaluate/flags", Some(&eval), Some(json!({"context": {}})), &[]).await;
 
-    let res = api.app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let text = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let text = api.metrics().await;
     let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
     let count = |prefix: &str| line(prefix).and_then(|l| l.rsplit(' ').next().map(str::to_owned));
     let eval_line = "flagd_evaluations_total{environment=\"production\",flag=\"f\",variant=\"off\"";
@@ -587,6 +592,47 @@ async fn metrics_count_evaluations_by_flag_variant_and_reason() {
     assert_eq!(count("flagd_http_request_duration_seconds_count{route=\"ofrep_bulk\"}").as_deref(), Some("1"));
     assert!(line("flagd_ruleset_version{environment=\"production\"}").is_some(), "{text}");
     assert!(count("flagd_ruleset_reloads_total").is_some_and(|n| n.parse::<u64>().unwrap() >= 4));
+}
+
+#[tokio::test]
+async fn metrics_count_every_flag_of_every_bulk_answer_even_when_served_again() {
+    let api = Api::new().await;
+    for key in ["a", "b"] {
+        api.create_flag(json!({"key": key})).await;
+    }
+    api.admin(Method::POST, "/api/v1/flags/a/environments/production/enable", None).await;
+    let eval = api.token("evaluate", Some("production")).await;
+    let bulk = |n: usize| {
+        let (api, eval) = (&api, &eval);
+        async move {
+            for _ in 0..n {
+                let r =
+                    api.call(Method::POST, "/ofrep/v1/evaluate/flags", Some(eval), Some(json!({"context": {}})), &[]);
+                assert_eq!(r.await.status, StatusCode::OK);
+            }
+        }
+    };
+    let counted = |text: &str, flag: &str, reason: &str| {
+        let prefix = format!(
+            "flagd_evaluations_total{{environment=\"production\",flag=\"{flag}\",variant=\"off\",reason=\"{reason}\"}} "
+        );
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|n| n.parse::<u64>().unwrap())
+    };
+
+    bulk(5).await;
+    let text = api.metrics().await;
+    assert_eq!((counted(&text, "a", "STATIC"), counted(&text, "b", "DISABLED")), (Some(5), Some(5)), "{text}");
+    bulk(2).await;
+    let text = api.metrics().await;
+    assert_eq!((counted(&text, "a", "STATIC"), counted(&text, "b", "DISABLED")), (Some(7), Some(7)), "{text}");
+
+    // Answers served from a snapshot that a change then replaced are counted too.
+    bulk(3).await;
+    api.admin(Method::POST, "/api/v1/flags/b/environments/production/enable", None).await;
+    bulk(1).await;
+    let text = api.metrics().await;
+    assert_eq!(counted(&text, "a", "STATIC"), Some(11), "{text}");
+    assert_eq!((counted(&text, "b", "DISABLED"), counted(&text, "b", "STATIC")), (Some(10), Some(1)), "{text}");
 }
 
 #[tokio::test]
