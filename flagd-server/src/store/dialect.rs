@@ -117,6 +117,15 @@ impl SqlDialect {
         matches!(self, Self::Sqlite)
     }
 
+    /// Whether every write should go through one connection of its own. SQLite drops a
+    /// connection's page cache whenever another connection has written since its last
+    /// transaction, so writes taking turns over pooled connections would each read every
+    /// page they touch back from the file (about twenty reads per quick operation); writers
+    /// queue in-process anyway (see [`Self::gates_writers_in_process`]).
+    pub const fn writes_on_one_connection(self) -> bool {
+        matches!(self, Self::Sqlite)
+    }
+
     /// Whether the pool pings a connection before handing it out. A server connection can
     /// have been dropped while idle; a SQLite connection is a file handle that cannot,
     /// and its ping would be one more round trip to its thread on every transaction.

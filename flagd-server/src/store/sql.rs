@@ -31,7 +31,11 @@ const AUDIT_LIMIT_CAP: u32 = 1000;
 
 /// A [`Store`] in an SQL database.
 pub struct SqlStore {
+    /// Connections for reads, and for writes where the database serves many writers.
     pool: AnyPool,
+    /// Where writes go: `pool`, or on SQLite a pool of one connection of its own (see
+    /// [`SqlDialect::writes_on_one_connection`]).
+    writer: AnyPool,
     dialect: SqlDialect,
     /// The URL as given, for PostgreSQL's LISTEN connection (which `Any` cannot open).
     url: String,
@@ -62,25 +66,10 @@ impl SqlStore {
         let dialect = SqlDialect::from_url(url)?;
         let given = url.to_owned();
         let url = dialect.prepare_url(url)?;
-        let setup = Arc::new(dialect.session_setup());
-        let pool = AnyPoolOptions::new()
-            .max_connections(dialect.max_connections())
-            .test_before_acquire(dialect.tests_connections_before_use())
-            // While the database is down a write must fail fast (503), not queue for the
-            // default 30 s.
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(move |conn, _meta| {
-                let setup = Arc::clone(&setup);
-                Box::pin(async move {
-                    for statement in setup.iter() {
-                        conn.execute(statement.as_str()).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_lazy(&url)?;
+        let pool = lazy_pool(dialect, &url, dialect.max_connections())?;
+        let writer = if dialect.writes_on_one_connection() { lazy_pool(dialect, &url, 1)? } else { pool.clone() };
         let write_gate = dialect.gates_writers_in_process().then(|| Arc::new(Mutex::new(())));
-        Ok(Self { pool, dialect, url: given, write_gate })
+        Ok(Self { pool, writer, dialect, url: given, write_gate })
     }
 
     async fn prepare_schema(&self) -> Result<(), StoreError> {
@@ -115,11 +104,39 @@ impl SqlStore {
         }
     }
 
-    /// Opens a transaction with `begin` and wraps it.
-    async fn begin(&self, begin: &'static str, gate: Option<OwnedMutexGuard<()>>) -> Result<SqlTx, StoreError> {
-        let tx = self.pool.begin_with(begin).await?;
+    /// Opens a transaction on `pool` with `begin` and wraps it.
+    async fn begin(
+        &self,
+        pool: &AnyPool,
+        begin: &'static str,
+        gate: Option<OwnedMutexGuard<()>>,
+    ) -> Result<SqlTx, StoreError> {
+        let tx = pool.begin_with(begin).await?;
         Ok(SqlTx { tx, dialect: self.dialect, seq: 0, writes: false, _gate: gate })
     }
+}
+
+/// A pool of at most `max` connections to `url`, each set up for `dialect`, connecting on
+/// first use.
+fn lazy_pool(dialect: SqlDialect, url: &str, max: u32) -> Result<AnyPool, StoreError> {
+    let setup = Arc::new(dialect.session_setup());
+    let pool = AnyPoolOptions::new()
+        .max_connections(max)
+        .test_before_acquire(dialect.tests_connections_before_use())
+        // While the database is down a write must fail fast (503), not queue for the
+        // default 30 s.
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |conn, _meta| {
+            let setup = Arc::clone(&setup);
+            Box::pin(async move {
+                for statement in setup.iter() {
+                    conn.execute(statement.as_str()).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy(url)?;
+    Ok(pool)
 }
 
 #[async_trait]
@@ -130,14 +147,14 @@ impl Store for SqlStore {
 
     async fn begin_write(&self) -> Result<Box<dyn Tx>, StoreError> {
         let gate = self.queue_writer().await;
-        let mut tx = self.begin(self.dialect.begin_write(), gate).await?;
+        let mut tx = self.begin(&self.writer, self.dialect.begin_write(), gate).await?;
         tx.seq = tx.bump_seq().await?;
         tx.writes = true;
         Ok(Box::new(tx))
     }
 
     async fn begin_read(&self) -> Result<Box<dyn Tx>, StoreError> {
-        let mut tx = self.begin(self.dialect.begin_read(), None).await?;
+        let mut tx = self.begin(&self.pool, self.dialect.begin_read(), None).await?;
         tx.seq = tx.read_seq().await?;
         Ok(Box::new(tx))
     }
@@ -159,7 +176,7 @@ impl Store for SqlStore {
             .bind(r.applied_seq)
             .bind(r.last_seen)
             .bind(r.id.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if updated.rows_affected() > 0 {
             return Ok(());
@@ -173,7 +190,7 @@ impl Store for SqlStore {
             .bind(r.applied_seq)
             .bind(r.started_at)
             .bind(r.last_seen)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await;
         // MySQL counts only changed rows, so an UPDATE that changed nothing reads as
         // "no such row" and the INSERT then finds it: the heartbeat is recorded either way.
@@ -194,7 +211,7 @@ impl Store for SqlStore {
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError> {
         let _queued = self.queue_writer().await;
         let sql = self.dialect.sql("DELETE FROM replicas WHERE id = ?");
-        sqlx::query(&sql).bind(id).execute(&self.pool).await?;
+        sqlx::query(&sql).bind(id).execute(&self.writer).await?;
         Ok(())
     }
 
