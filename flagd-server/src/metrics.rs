@@ -1,7 +1,9 @@
 //! Prometheus metrics, kept without locks on the evaluation path: every (environment,
 //! flag, variant) has one row of atomic counters (one per reason) in a registry that
 //! outlives snapshots; a snapshot resolves its rows once when it is built, so counting
-//! an evaluation is an index and an atomic add, and counters never go backwards.
+//! an evaluation is an index and an atomic add, and counters never go backwards. A bulk
+//! answer served again from a snapshot's cache is counted once on the answer and spread
+//! over its flags' rows later (`BulkAnswers` in `http/ofrep_answer.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

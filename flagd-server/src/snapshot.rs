@@ -131,8 +131,8 @@ impl Snapshots {
         });
     }
 
-    /// Moves the bulk answers' servings into the evaluation counters (see
-    /// [`BulkAnswers`]), so that a metrics scrape sees every evaluation served so far.
+    /// Moves the bulk answers' servings into the evaluation counters (see `BulkAnswers`),
+    /// so that a metrics scrape sees every evaluation served so far.
     pub fn settle(&self) {
         for snapshot in self.current.load().values() {
             snapshot.bulk.settle(&snapshot.counters);
