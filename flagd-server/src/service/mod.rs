@@ -1,4 +1,4 @@
-//! The domain operations behind the HTTP API. Every write is one [`Write`]: a store
+//! The domain operations behind the HTTP API. Every write is one `Write`: a store
 //! transaction that holds the change-sequence lock, validates each environment it touched
 //! by compiling that environment's ruleset, appends its audit events, commits, and then
 //! swaps the compiled rulesets in, so the change is served before the request returns.

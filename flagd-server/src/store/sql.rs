@@ -3,7 +3,7 @@
 //! through [`SqlDialect::sql`]; everything else that differs lives in `dialect.rs`.
 //!
 //! Pitfalls of the `Any` driver that shape this file: MySQL reports `TEXT` columns as
-//! blobs, which `String` refuses to decode (see [`text`]); `Any` has no JSON or time
+//! blobs, which `String` refuses to decode (see `text`); `Any` has no JSON or time
 //! types, so documents travel as text and times as `i64` milliseconds.
 
 use std::fmt;
