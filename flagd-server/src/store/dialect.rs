@@ -16,7 +16,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// SQLite's busy timeout: a writer from another process waits this long for the write
 /// lock before failing. Writers of one process queue in-process instead (see
-/// [`SqlDialect::gates_writers_in_process`]).
+/// [`SqlDialect::queues_writers_in_process`]).
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
 /// The SQL backend behind a database URL.
@@ -110,19 +110,14 @@ impl SqlDialect {
         !matches!(self, Self::MySql)
     }
 
-    /// Whether writers of one process should queue on an in-process lock before opening
-    /// a transaction. SQLite's busy handler polls with growing sleeps, so many local
-    /// writers racing for the lock waste time and can starve; a fair queue avoids that.
-    pub const fn gates_writers_in_process(self) -> bool {
-        matches!(self, Self::Sqlite)
-    }
-
-    /// Whether every write should go through one connection of its own. SQLite drops a
-    /// connection's page cache whenever another connection has written since its last
-    /// transaction, so writes taking turns over pooled connections would each read every
-    /// page they touch back from the file (about twenty reads per quick operation); writers
-    /// queue in-process anyway (see [`Self::gates_writers_in_process`]).
-    pub const fn writes_on_one_connection(self) -> bool {
+    /// Whether this process's writers take turns: queued on an in-process lock before
+    /// opening a transaction, each on the one connection kept for writes. SQLite's busy
+    /// handler polls with growing sleeps, so many local writers racing for the lock waste
+    /// time and can starve, while a fair queue does not; and SQLite drops a connection's
+    /// page cache whenever another connection wrote since its last transaction, so writes
+    /// spread over pooled connections would each read every page they touch back from the
+    /// file (about twenty reads per quick operation).
+    pub const fn queues_writers_in_process(self) -> bool {
         matches!(self, Self::Sqlite)
     }
 

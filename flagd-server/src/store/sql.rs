@@ -34,12 +34,12 @@ pub struct SqlStore {
     /// Connections for reads, and for writes where the database serves many writers.
     pool: AnyPool,
     /// Where writes go: `pool`, or on SQLite a pool of one connection of its own (see
-    /// [`SqlDialect::writes_on_one_connection`]).
+    /// [`SqlDialect::queues_writers_in_process`]).
     writer: AnyPool,
     dialect: SqlDialect,
     /// The URL as given, for PostgreSQL's LISTEN connection (which `Any` cannot open).
     url: String,
-    /// Queues this process's writers on SQLite (see [`SqlDialect::gates_writers_in_process`]).
+    /// Queues this process's writers on SQLite (see [`SqlDialect::queues_writers_in_process`]).
     write_gate: Option<Arc<Mutex<()>>>,
 }
 
@@ -67,8 +67,11 @@ impl SqlStore {
         let given = url.to_owned();
         let url = dialect.prepare_url(url)?;
         let pool = lazy_pool(dialect, &url, dialect.max_connections())?;
-        let writer = if dialect.writes_on_one_connection() { lazy_pool(dialect, &url, 1)? } else { pool.clone() };
-        let write_gate = dialect.gates_writers_in_process().then(|| Arc::new(Mutex::new(())));
+        let (writer, write_gate) = if dialect.queues_writers_in_process() {
+            (lazy_pool(dialect, &url, 1)?, Some(Arc::new(Mutex::new(()))))
+        } else {
+            (pool.clone(), None)
+        };
         Ok(Self { pool, writer, dialect, url: given, write_gate })
     }
 
