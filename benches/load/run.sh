@@ -97,11 +97,13 @@ done
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== $ROUNDS rounds: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, wrk and writer on CPUs ${CLIENT_CPUS:-any}"
 for round in $(seq 1 "$ROUNDS"); do
-  measure "$round" ceiling_single "http://$CEIL$SINGLE_PATH"
+  # Each ceiling run sits between the two flagd runs compared with it, so both are one
+  # run away from their reference and a drifting host moves neither ratio more than the other.
   measure "$round" flagd_single "http://$FLAGD$SINGLE_PATH"
-  measure "$round" ceiling_bulk "http://$CEIL$BULK_PATH"
-  measure "$round" flagd_bulk "http://$FLAGD$BULK_PATH"
+  measure "$round" ceiling_single "http://$CEIL$SINGLE_PATH"
   measure "$round" churn_single "http://$FLAGD$SINGLE_PATH" churn
+  measure "$round" flagd_bulk "http://$FLAGD$BULK_PATH"
+  measure "$round" ceiling_bulk "http://$CEIL$BULK_PATH"
   measure "$round" churn_bulk "http://$FLAGD$BULK_PATH" churn
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)

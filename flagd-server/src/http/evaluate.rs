@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::json::read_body;
-use super::ofrep::context;
+use super::ofrep_context::context;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OfrepRequest, ReadErrors};

@@ -11,6 +11,7 @@ pub mod json;
 pub(crate) mod observe;
 pub(crate) mod ofrep;
 pub(crate) mod ofrep_answer;
+mod ofrep_context;
 pub(crate) mod ops;
 pub mod session;
 pub(crate) mod sync;

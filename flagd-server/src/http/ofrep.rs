@@ -2,8 +2,6 @@
 //! snapshot of the token's environment. Bodies follow the OpenFeature Remote Evaluation
 //! Protocol, so any OFREP provider works against them.
 
-use std::borrow::Cow;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,13 +10,12 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use flagd_core::{ContextError, ErrorCode, EvaluationContext};
-use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use flagd_core::{ErrorCode, EvaluationContext};
 use serde_json::{Map, Value};
 
-use super::json::{check_depth, read_body};
+use super::json::read_body;
 use super::ofrep_answer::{self, BulkAnswer};
+use super::ofrep_context::context;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OfrepBulk, OfrepFailure, OfrepRequest, OfrepSuccess};
@@ -41,215 +38,6 @@ fn failure(key: Option<&str>, code: ErrorCode, details: String) -> Response {
     body.insert("errorCode".into(), Value::String(code.as_str().into()));
     body.insert("errorDetails".into(), Value::String(details));
     (StatusCode::BAD_REQUEST, axum::Json(Value::Object(body))).into_response()
-}
-
-/// Reads `{"context": {...}}` (an absent body or context is an empty context) and stamps
-/// it with the current time.
-pub(super) fn context(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
-    check_depth(bytes).map_err(|e| (ErrorCode::InvalidContext, e.to_string()))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(EvaluationContext::new().at(now_seconds()));
-    }
-    // The body's shape is recorded rather than refused while parsing, so every serde
-    // error is a syntax error and a malformed body is PARSE_ERROR whatever its shape.
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let body = Shape::<RequestBody>(PhantomData)
-        .deserialize(&mut deserializer)
-        .and_then(|body| deserializer.end().map(|()| body))
-        .map_err(|e| (ErrorCode::ParseError, format!("the request body is not JSON: {e}")))?;
-    let context = match body {
-        RequestBody::NotAnObject => {
-            return Err((ErrorCode::InvalidContext, "the request body must be an object with a `context`".into()));
-        }
-        RequestBody::Object(ContextMember::Absent) => Ok(EvaluationContext::new()),
-        RequestBody::Object(ContextMember::Object(context)) => context,
-        RequestBody::Object(ContextMember::Other(kind)) => Err(ContextError::NotAnObject(kind)),
-    };
-    context.map(|c| c.at(now_seconds())).map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
-}
-
-/// An OFREP request body, read in one pass straight into the context's attributes
-/// (no intermediate `Value` for the body, no key copied but the context's own).
-enum RequestBody {
-    Object(ContextMember),
-    NotAnObject,
-}
-
-/// The body's `context` member: absent or null, an object (read into a context, or the
-/// first attribute the context refused), or a value of another JSON type.
-enum ContextMember {
-    Absent,
-    Object(Result<EvaluationContext, ContextError>),
-    Other(&'static str),
-}
-
-/// How a [`Shape`] visitor turns what it finds into its result: an object is read, any
-/// other JSON value is only named (null apart: an absent context).
-trait FromShape: Sized {
-    fn object<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
-    fn other(kind: &'static str) -> Self;
-    fn null() -> Self;
-}
-
-impl FromShape for RequestBody {
-    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut context = ContextMember::Absent;
-        while let Some(member) = map.next_key::<Member>()? {
-            match member {
-                Member::Context => context = map.next_value_seed(Shape(PhantomData))?,
-                Member::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Self::Object(context))
-    }
-
-    fn other(_: &'static str) -> Self {
-        Self::NotAnObject
-    }
-
-    fn null() -> Self {
-        Self::NotAnObject
-    }
-}
-
-impl FromShape for ContextMember {
-    fn object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut context = Ok(EvaluationContext::new());
-        while let Some(Name(name)) = map.next_key()? {
-            let value = map.next_value::<Value>()?;
-            // After a refused attribute the rest is still read: a syntax error further on
-            // makes the body PARSE_ERROR, whatever its context holds.
-            if let Ok(ctx) = &mut context
-                && let Err(refused) = ctx.set(name, value)
-            {
-                context = Err(refused);
-            }
-        }
-        Ok(Self::Object(context))
-    }
-
-    fn other(kind: &'static str) -> Self {
-        Self::Other(kind)
-    }
-
-    fn null() -> Self {
-        Self::Absent
-    }
-}
-
-/// Reads any JSON value into a `T`.
-struct Shape<T>(PhantomData<T>);
-
-impl<'de, T: FromShape> DeserializeSeed<'de> for Shape<T> {
-    type Value = T;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de, T: FromShape> Visitor<'de> for Shape<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<T, E> {
-        Ok(T::null())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
-        Ok(T::other("boolean"))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
-        Ok(T::other("number"))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
-        Ok(T::other("number"))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
-        Ok(T::other("number"))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<T, E> {
-        Ok(T::other("string"))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(T::other("array"))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::object(map)
-    }
-}
-
-/// A member name of the body: `context` or anything else, read without allocating.
-enum Member {
-    Context,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Member {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_identifier(MemberName)
-    }
-}
-
-struct MemberName;
-
-/// An attribute name, borrowed from the body unless it holds escapes.
-struct Name<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(NameVisitor)
-    }
-}
-
-struct NameVisitor;
-
-impl<'de> Visitor<'de> for NameVisitor {
-    type Value = Name<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an attribute name")
-    }
-
-    fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
-        Ok(Name(Cow::Borrowed(name)))
-    }
-
-    fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
-        Ok(Name(Cow::Owned(name.to_owned())))
-    }
-
-    fn visit_string<E>(self, name: String) -> Result<Name<'de>, E> {
-        Ok(Name(Cow::Owned(name)))
-    }
-}
-
-impl Visitor<'_> for MemberName {
-    type Value = Member;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_str<E>(self, name: &str) -> Result<Member, E> {
-        Ok(if name == "context" { Member::Context } else { Member::Other })
-    }
-}
-
-fn now_seconds() -> i64 {
-    crate::service::now_ms() / 1000
 }
 
 /// The token's snapshot and the request's context, or the OFREP failure to answer with.
@@ -302,8 +90,7 @@ async fn evaluate_one(
     if let Some(position) = position {
         snapshot.counters.record(position, resolution.variant_index, resolution.reason);
     }
-    let mut body = Vec::with_capacity(256);
-    snapshot.answers.write(position, &key, &resolution, &mut body).map_err(serialising)?;
+    let body = snapshot.answers.single(position, &key, &resolution).map_err(serialising)?;
     Ok((ofrep_answer::status(&resolution), [JSON_CONTENT_TYPE], body).into_response())
 }
 

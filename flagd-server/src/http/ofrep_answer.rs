@@ -1,7 +1,8 @@
 //! OFREP answers written from JSON kept with each snapshot. Within one snapshot a flag's
 //! answer depends only on the variant served and the reason, so each (variant, reason)
 //! item is serialised the first time it is served and an answer is then one copy of bytes
-//! per flag: no string escaping, no `Value` walk, per request or per flag of a bulk answer.
+//! per flag of a bulk answer, and for a single flag the kept item itself (a shared
+//! [`Bytes`]): no string escaping, no `Value` walk, per request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
@@ -21,7 +22,7 @@ pub struct AnswerPieces {
 }
 
 /// A piece of JSON, serialised the first time it is needed.
-type Lazy = OnceLock<Box<[u8]>>;
+type Lazy = OnceLock<Bytes>;
 
 #[derive(Debug)]
 struct FlagPieces {
@@ -56,26 +57,40 @@ impl AnswerPieces {
         out: &mut Vec<u8>,
     ) -> serde_json::Result<()> {
         match (&r.error, position.and_then(|p| self.flags.get(p))) {
-            (None, Some(flag)) => flag.write_success(r, out),
-            _ => write_uncached(key, r, out),
+            (None, Some(flag)) => match flag.cell(r) {
+                Some(cell) => out.extend_from_slice(cached(cell, || flag.compose(r))?),
+                None => out.extend_from_slice(&flag.compose(r)?),
+            },
+            _ => write_uncached(key, r, out)?,
         }
+        Ok(())
+    }
+
+    /// The whole answer for flag `key` alone: the kept item, shared rather than copied,
+    /// when the flag is at `position` and was evaluated without error.
+    pub fn single(&self, position: Option<usize>, key: &str, r: &Resolution<'_>) -> serde_json::Result<Bytes> {
+        let flag = position.and_then(|p| self.flags.get(p)).filter(|_| r.error.is_none());
+        if let Some((flag, cell)) = flag.and_then(|flag| Some((flag, flag.cell(r)?))) {
+            return cached(cell, || flag.compose(r)).cloned();
+        }
+        let mut out = Vec::with_capacity(256);
+        self.write(position, key, r, &mut out)?;
+        Ok(Bytes::from(out))
     }
 }
 
 impl FlagPieces {
-    fn write_success(&self, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let compose = || -> serde_json::Result<Vec<u8>> {
-            let mut item = Vec::new();
-            let tail = cached(&self.tail, || metadata(r.metadata))?;
-            write_success(&mut item, &self.head, &value_and_variant(r)?, r.reason, tail);
-            Ok(item)
-        };
-        let cell = r.variant_index.and_then(|i| self.items.get(i)?.get(r.reason.index()));
-        match cell {
-            Some(cell) => out.extend_from_slice(cached(cell, compose)?),
-            None => out.extend_from_slice(&compose()?),
-        }
-        Ok(())
+    /// Where the item for this variant and reason is kept (none without a variant).
+    fn cell(&self, r: &Resolution<'_>) -> Option<&Lazy> {
+        r.variant_index.and_then(|i| self.items.get(i)?.get(r.reason.index()))
+    }
+
+    /// The success item for `r`, serialised.
+    fn compose(&self, r: &Resolution<'_>) -> serde_json::Result<Vec<u8>> {
+        let mut item = Vec::new();
+        let tail = cached(&self.tail, || metadata(r.metadata))?;
+        write_success(&mut item, &self.head, &value_and_variant(r)?, r.reason, tail);
+        Ok(item)
     }
 }
 
@@ -97,12 +112,12 @@ fn head(key: &str) -> serde_json::Result<Vec<u8>> {
 }
 
 /// The cell's piece, made and kept on first use.
-fn cached(cell: &Lazy, make: impl FnOnce() -> serde_json::Result<Vec<u8>>) -> serde_json::Result<&[u8]> {
+fn cached(cell: &Lazy, make: impl FnOnce() -> serde_json::Result<Vec<u8>>) -> serde_json::Result<&Bytes> {
     if let Some(piece) = cell.get() {
         return Ok(piece);
     }
     let piece = make()?;
-    Ok(cell.get_or_init(|| piece.into_boxed_slice()))
+    Ok(cell.get_or_init(|| Bytes::from(piece)))
 }
 
 /// `,"value":…,"variant":"…"`, each part only when present.
