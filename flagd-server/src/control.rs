@@ -10,10 +10,11 @@
 //! wait, and a stream of changes shows as a stream of latency spikes: at 50 changes a
 //! second, the evaluation p99 rose by a third to three quarters. Fifteen nice levels down (the
 //! default) the control thread still gets about 3 % of a saturated core (the weights of
-//! nice 0 and 15 are 1024 and 36), enough for about 60 changes a second, but it waits for
+//! nice 0 and 15 are 1024 and 36), enough for 35–60 changes a second (a change costs
+//! 0.6–0.9 ms of CPU, depending on the host), but it waits for
 //! the serving thread's time slice instead of cutting into it: in most rounds measured the
 //! p99 under that churn stayed near its level without changes (some rounds still show a
-//! single stall of 20–30 ms), and a change takes 10–70 ms on a saturated core instead of
+//! single stall of 20–30 ms), and a change takes 10–100 ms on a saturated core instead of
 //! 1–10 ms. At 19 (weight 15) changes fall behind a 50-a-second stream; at 10
 //! to 13 the gain is partial (benches/README.md, "Server load"). On a server with idle CPU
 //! the level changes nothing: the control thread runs at once.
