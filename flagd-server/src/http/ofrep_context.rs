@@ -77,7 +77,7 @@ fn flat(bytes: &[u8]) -> Option<EvaluationContext> {
 }
 
 /// The bytes a string without escapes ends at (`"`) or that [`Cursor::string`] leaves
-/// to serde_json (`\\`, control characters), as a table: one load per byte.
+/// to serde_json (a backslash, control characters), as a table: one load per byte.
 static STRING_STOPS: [bool; 256] = {
     let mut stops = [false; 256];
     let mut byte = 0;
