@@ -56,35 +56,37 @@ impl AnswerPieces {
         r: &Resolution<'_>,
         out: &mut Vec<u8>,
     ) -> serde_json::Result<()> {
-        match (&r.error, position.and_then(|p| self.flags.get(p))) {
-            (None, Some(flag)) => match flag.cell(r) {
-                Some(cell) => out.extend_from_slice(cached(cell, || flag.compose(r))?),
-                None => out.extend_from_slice(&flag.compose(r)?),
-            },
-            _ => write_uncached(key, r, out)?,
+        match self.kept(position, r) {
+            Some(item) => out.extend_from_slice(item?),
+            None => write_uncached(key, r, out)?,
         }
         Ok(())
     }
 
-    /// The whole answer for flag `key` alone: the kept item, shared rather than copied,
-    /// when the flag is at `position` and was evaluated without error.
+    /// The whole answer for flag `key` alone: the kept item where there is one, shared
+    /// rather than copied.
     pub fn single(&self, position: Option<usize>, key: &str, r: &Resolution<'_>) -> serde_json::Result<Bytes> {
-        let flag = position.and_then(|p| self.flags.get(p)).filter(|_| r.error.is_none());
-        if let Some((flag, cell)) = flag.and_then(|flag| Some((flag, flag.cell(r)?))) {
-            return cached(cell, || flag.compose(r)).cloned();
+        if let Some(item) = self.kept(position, r) {
+            return item.cloned();
         }
         let mut out = Vec::with_capacity(256);
-        self.write(position, key, r, &mut out)?;
+        write_uncached(key, r, &mut out)?;
         Ok(Bytes::from(out))
+    }
+
+    /// The kept item for `r`, made on first use: `None` for a failure, a flag outside the
+    /// snapshot, or a result without a variant (nothing is kept for those).
+    fn kept(&self, position: Option<usize>, r: &Resolution<'_>) -> Option<serde_json::Result<&Bytes>> {
+        if r.error.is_some() {
+            return None;
+        }
+        let flag = self.flags.get(position?)?;
+        let cell = r.variant_index.and_then(|i| flag.items.get(i)?.get(r.reason.index()))?;
+        Some(cached(cell, || flag.compose(r)))
     }
 }
 
 impl FlagPieces {
-    /// Where the item for this variant and reason is kept (none without a variant).
-    fn cell(&self, r: &Resolution<'_>) -> Option<&Lazy> {
-        r.variant_index.and_then(|i| self.items.get(i)?.get(r.reason.index()))
-    }
-
     /// The success item for `r`, serialised.
     fn compose(&self, r: &Resolution<'_>) -> serde_json::Result<Vec<u8>> {
         let mut item = Vec::new();
@@ -155,7 +157,8 @@ struct Failure<'a> {
     error_details: &'a str,
 }
 
-/// An item the cache has no piece for: a failure, or a position outside the snapshot.
+/// An item nothing is kept for: a failure, a position outside the snapshot, a success
+/// without a variant.
 fn write_uncached(key: &str, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match &r.error {
         Some(e) => serde_json::to_writer(out, &Failure { key, error_code: e.code, error_details: &e.message }),
