@@ -22,8 +22,10 @@ pub const TARGETING_KEY: &str = "targetingKey";
 /// is kept inline).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvaluationContext {
-    /// Every attribute but `companyId` and `targetingKey`.
-    attributes: Map<String, Value>,
+    /// Every attribute but `companyId` and `targetingKey`, sorted by name. A context has a
+    /// handful, which a sorted list holds with names inline: no `String` per name, as a
+    /// map needed on every evaluation request.
+    attributes: Vec<(SmolStr, Value)>,
     company: Option<Company>,
     /// Always a `Value::String`.
     targeting_key: Option<Value>,
@@ -106,9 +108,10 @@ impl EvaluationContext {
                 Value::String(_) => self.targeting_key = Some(value),
                 other => return Err(ContextError::TargetingKey(json_type_name(&other))),
             },
-            _ => {
-                self.attributes.insert(name.into_owned(), value);
-            }
+            _ => match self.attributes.binary_search_by(|(known, _)| known.as_str().cmp(&name)) {
+                Ok(at) => self.attributes[at].1 = value,
+                Err(at) => self.attributes.insert(at, (SmolStr::new(&*name), value)),
+            },
         }
         Ok(())
     }
@@ -160,7 +163,7 @@ impl EvaluationContext {
         match name {
             COMPANY_ID => self.company.as_ref().map(|c| &c.json),
             TARGETING_KEY => self.targeting_key.as_ref(),
-            _ => self.attributes.get(name),
+            _ => self.attribute(name),
         }
     }
 
@@ -169,6 +172,11 @@ impl EvaluationContext {
         let company = self.company.as_ref().map(|c| (COMPANY_ID, &c.json));
         let targeting = self.targeting_key.as_ref().map(|v| (TARGETING_KEY, v));
         company.into_iter().chain(targeting).chain(self.attributes.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    fn attribute(&self, name: &str) -> Option<&Value> {
+        let at = self.attributes.binary_search_by(|(known, _)| known.as_str().cmp(name)).ok()?;
+        self.attributes.get(at).map(|(_, value)| value)
     }
 }
 
@@ -288,6 +296,28 @@ mod tests {
         assert!(EvaluationContext::from_json(json!({"companyId": 1.5})).is_err());
         assert!(EvaluationContext::from_json(json!({"companyId": {}})).is_err());
         assert!(EvaluationContext::from_json(json!({"targetingKey": 3})).is_err());
+    }
+
+    proptest::proptest! {
+        /// Attributes set in any order, names repeated, read back as a map that keeps the
+        /// last value of each name would: by name, in name order.
+        #[test]
+        fn attributes_read_back_as_the_last_value_set_under_each_name(
+            sets in proptest::collection::vec(("[a-e]{1,2}|[a-z]{20,30}", 0i64..4), 0..12)
+        ) {
+            let mut ctx = EvaluationContext::new();
+            let mut expected = std::collections::BTreeMap::new();
+            for (name, value) in &sets {
+                ctx.set(Cow::Borrowed(name), json!(value)).unwrap();
+                expected.insert(name.clone(), json!(value));
+            }
+            for (name, value) in &expected {
+                proptest::prop_assert_eq!(ctx.get(name), Some(value));
+            }
+            proptest::prop_assert_eq!(ctx.get("absent"), None);
+            let read: Vec<(String, Value)> = ctx.attributes().map(|(n, v)| (n.to_owned(), v.clone())).collect();
+            proptest::prop_assert_eq!(read, expected.into_iter().collect::<Vec<_>>());
+        }
     }
 
     #[test]

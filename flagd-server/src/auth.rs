@@ -1,8 +1,10 @@
 //! Bearer tokens: random values shown once, stored only as SHA-256 hashes, cached in
 //! memory so that authenticating a request never touches the database.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use axum::extract::FromRequestParts;
@@ -38,21 +40,39 @@ pub fn hash_token(value: &str) -> String {
 
 /// Live tokens by the SHA-256 of their value, replaced whole whenever tokens change.
 /// Keyed by the raw digest and shared by `Arc`, so authenticating a request costs one
-/// hash and no allocation.
-#[derive(Debug, Default)]
+/// hash and no allocation, or less for a value this thread saw recently (see [`Memo`]).
+#[derive(Debug)]
 pub struct TokenCache {
     by_digest: ArcSwap<DigestMap>,
+    /// Which contents `by_digest` holds: a number no other cache or replacement has used,
+    /// so that a thread's memo is used only with the contents it was filled from.
+    generation: AtomicU64,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self { by_digest: ArcSwap::default(), generation: AtomicU64::new(next_generation()) }
+    }
 }
 
 /// The keys are SHA-256 digests, already spread evenly whatever the token values, so the
 /// map needs no collision-resistant hash of its own (SipHash cost as much as the lookup).
 type DigestMap = HashMap<[u8; 32], Arc<Token>, rustc_hash::FxBuildHasher>;
 
+/// A generation number unique in the process (see [`TokenCache::generation`]).
+fn next_generation() -> u64 {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
 impl TokenCache {
-    /// Replaces the cache with these tokens.
+    /// Replaces the cache with these tokens. A request that starts after this returns
+    /// sees only these (a revoked token is refused from then on).
     pub fn replace(&self, tokens: Vec<Token>) {
         let entries = tokens.into_iter().filter_map(|t| Some((digest_of_hex(&t.hash)?, Arc::new(t))));
         self.by_digest.store(Arc::new(entries.collect()));
+        // After the map: a reader that sees the new number reads the new map.
+        self.generation.store(next_generation(), Ordering::Release);
     }
 
     /// Every token.
@@ -62,9 +82,68 @@ impl TokenCache {
 
     /// The token with this value, if it exists.
     pub fn find(&self, value: &str) -> Option<Arc<Token>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        MEMO.with_borrow_mut(|memo| memo.find(generation, value.as_bytes(), || self.look_up(value)))
+    }
+
+    fn look_up(&self, value: &str) -> Option<Arc<Token>> {
         let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
         self.by_digest.load().get(&digest).cloned()
     }
+}
+
+/// How many token values each thread remembers.
+const MEMO_SLOTS: usize = 4;
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::default();
+}
+
+/// The last few token values a thread found live, with their tokens, for one generation
+/// of one [`TokenCache`]. Clients send the same token on every request, and hashing it
+/// and looking the digest up was about a sixth of what flagd-server adds to an HTTP
+/// request's cost per evaluation (benches/README.md, "Where flagd-server's time goes").
+/// Values are compared in a time that depends on their lengths only ([`same_bytes`]), so
+/// response times tell nothing about how much of a remembered value a guess got right;
+/// unknown values are never remembered.
+#[derive(Default)]
+struct Memo {
+    generation: u64,
+    slots: [Option<Remembered>; MEMO_SLOTS],
+    /// The slot the next value found replaces.
+    next: usize,
+}
+
+struct Remembered {
+    value: Box<[u8]>,
+    token: Arc<Token>,
+}
+
+impl Memo {
+    fn find(
+        &mut self,
+        generation: u64,
+        value: &[u8],
+        look_up: impl FnOnce() -> Option<Arc<Token>>,
+    ) -> Option<Arc<Token>> {
+        if self.generation != generation {
+            *self = Self { generation, ..Self::default() };
+        }
+        if let Some(known) = self.slots.iter().flatten().find(|r| same_bytes(&r.value, value)) {
+            return Some(Arc::clone(&known.token));
+        }
+        let token = look_up()?;
+        self.slots[self.next] = Some(Remembered { value: value.into(), token: Arc::clone(&token) });
+        self.next = (self.next + 1) % MEMO_SLOTS;
+        Some(token)
+    }
+}
+
+/// Whether `a` and `b` hold the same bytes, comparing every byte whatever the first
+/// difference. Not `subtle`: its barrier after every byte cost more than the SHA-256 the
+/// memo saves.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && std::hint::black_box(a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
 fn digest_of_hex(hash: &str) -> Option<[u8; 32]> {
@@ -199,5 +278,72 @@ impl FromRequestParts<Arc<Service>> for Principal {
                 "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`".into(),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(name: &str, value: &str, revoked: bool) -> Token {
+        Token {
+            id: name.to_owned(),
+            name: name.to_owned(),
+            role: Role::Evaluate,
+            environment: Some("production".into()),
+            hash: hash_token(value),
+            created_at: 0,
+            revoked_at: revoked.then_some(1),
+        }
+    }
+
+    fn found(cache: &TokenCache, value: &str) -> Option<(String, bool)> {
+        cache.find(value).map(|t| (t.name.clone(), t.revoked_at.is_some()))
+    }
+
+    #[test]
+    fn a_value_seen_before_finds_its_token_and_an_unknown_one_never_does() {
+        let cache = TokenCache::default();
+        cache.replace(vec![token("app", "fdt_app", false)]);
+        for _ in 0..3 {
+            assert_eq!(found(&cache, "fdt_app"), Some(("app".into(), false)));
+            assert_eq!(found(&cache, "fdt_ap"), None);
+            assert_eq!(found(&cache, "fdt_app "), None);
+        }
+    }
+
+    #[test]
+    fn a_revoked_or_deleted_token_is_seen_as_such_by_the_next_request() {
+        let cache = TokenCache::default();
+        cache.replace(vec![token("app", "fdt_app", false), token("ci", "fdt_ci", false)]);
+        assert_eq!(found(&cache, "fdt_app"), Some(("app".into(), false)));
+        assert_eq!(found(&cache, "fdt_ci"), Some(("ci".into(), false)));
+        cache.replace(vec![token("app", "fdt_app", true)]);
+        assert_eq!(found(&cache, "fdt_app"), Some(("app".into(), true)));
+        assert_eq!(found(&cache, "fdt_ci"), None);
+    }
+
+    #[test]
+    fn more_live_values_than_the_memo_holds_are_all_still_found() {
+        let cache = TokenCache::default();
+        let names: Vec<String> = (0..MEMO_SLOTS * 2 + 1).map(|i| format!("t{i}")).collect();
+        cache.replace(names.iter().map(|n| token(n, &format!("fdt_{n}"), false)).collect());
+        for _ in 0..3 {
+            for name in &names {
+                assert_eq!(found(&cache, &format!("fdt_{name}")), Some((name.clone(), false)));
+            }
+        }
+    }
+
+    #[test]
+    fn two_caches_on_one_thread_each_answer_from_their_own_tokens() {
+        let (one, two) = (TokenCache::default(), TokenCache::default());
+        one.replace(vec![token("first", "fdt_same", false)]);
+        two.replace(vec![token("second", "fdt_same", false)]);
+        for _ in 0..2 {
+            assert_eq!(found(&one, "fdt_same"), Some(("first".into(), false)));
+            assert_eq!(found(&two, "fdt_same"), Some(("second".into(), false)));
+        }
+        assert_eq!(found(&TokenCache::default(), "fdt_same"), None);
     }
 }
