@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::context::EvaluationContext;
 use crate::hash;
 use crate::logic::Scope;
-use crate::resolution::{ErrorCode, FlagValue, Reason, Resolution, Typed};
+use crate::resolution::{ErrorCode, FlagValue, Reason, Resolution, ResolutionError, Typed};
 use crate::ruleset::{BucketBy, CompiledFlag, CompiledRollout, CompiledRule, CompiledServe, Ruleset, TOTAL_WEIGHT};
 
 impl Ruleset {
@@ -25,7 +25,7 @@ impl Ruleset {
     /// already looked the key up; a position past the end gives `FLAG_NOT_FOUND`.
     pub fn evaluate_at<'r>(&'r self, position: usize, ctx: &EvaluationContext) -> Resolution<'r> {
         match self.flags.get(position) {
-            Some(flag) => flag.evaluate(self, ctx),
+            Some(flag) => flag.evaluate(self, &Subject::new(ctx)),
             None => {
                 Resolution::failed(ErrorCode::FlagNotFound, format!("no flag at position {position}"), &self.metadata)
             }
@@ -68,112 +68,118 @@ impl Ruleset {
         &'r self,
         ctx: &'r EvaluationContext,
     ) -> impl Iterator<Item = (&'r str, Resolution<'r>)> + 'r {
-        self.flags.iter().map(move |f| (f.key.as_str(), f.evaluate(self, ctx)))
+        let who = Subject::new(ctx);
+        self.flags.iter().map(move |f| (f.key.as_str(), f.evaluate(self, &who)))
     }
 }
 
-/// The outcome of trying one rule or serve.
-enum Step<'r> {
-    Served(Resolution<'r>),
-    NoMatch,
+/// A context as the flags read it, with the company id resolved once per evaluation
+/// rather than once per flag and list.
+struct Subject<'c> {
+    ctx: &'c EvaluationContext,
+    company: Option<&'c str>,
 }
 
+impl<'c> Subject<'c> {
+    fn new(ctx: &'c EvaluationContext) -> Self {
+        Self { ctx, company: ctx.company_id() }
+    }
+}
+
+/// What a flag's evaluation chose, before it is dressed as a [`Resolution`]: the variant
+/// (by index) and why, or the error. Small, so the steps hand it back and forth in
+/// registers rather than copying a whole resolution at every return (callgrind).
+type Choice = Result<(Option<usize>, Reason), ResolutionError>;
+
 impl CompiledFlag {
-    fn evaluate<'r>(&'r self, rs: &'r Ruleset, ctx: &EvaluationContext) -> Resolution<'r> {
-        if !self.enabled {
-            return self.variant(self.off, Reason::Disabled);
+    fn evaluate<'r>(&'r self, rs: &'r Ruleset, who: &Subject<'_>) -> Resolution<'r> {
+        match self.choose(rs, who) {
+            Ok((index, reason)) => self.variant(index, reason),
+            Err(ResolutionError { code, message }) => Resolution::failed(code, message, &self.metadata),
         }
-        if let Some(company) = ctx.company_id() {
+    }
+
+    fn choose(&self, rs: &Ruleset, who: &Subject<'_>) -> Choice {
+        if !self.enabled {
+            return Ok((self.off, Reason::Disabled));
+        }
+        if let Some(company) = who.company {
             if !self.deny.is_empty() && self.deny.contains(company) {
-                return self.variant(self.off, Reason::TargetingMatch);
+                return Ok((self.off, Reason::TargetingMatch));
             }
             if !self.allow.is_empty() && self.allow.contains(company) {
-                return self.variant(self.on, Reason::TargetingMatch);
+                return Ok((self.on, Reason::TargetingMatch));
             }
         }
         for rule in &self.rules {
-            match self.try_rule(rule, rs, ctx) {
-                Ok(Step::Served(r)) => return r,
-                Ok(Step::NoMatch) => {}
-                Err(failure) => return failure,
+            if let Some(choice) = self.try_rule(rule, rs, who) {
+                return choice;
             }
         }
-        let Some(fallthrough) = &self.fallthrough else {
-            return self.variant(None, Reason::Default);
-        };
         let reason = if self.is_static { Reason::Static } else { Reason::Default };
-        match self.serve(fallthrough, ctx, reason) {
-            Step::Served(r) => r,
-            Step::NoMatch => self.variant(None, Reason::Default),
+        let served = self.fallthrough.as_ref().and_then(|fallthrough| self.serve(fallthrough, who, reason));
+        served.unwrap_or(Ok((None, Reason::Default)))
+    }
+
+    /// The rule's choice, or `None` when it does not match.
+    fn try_rule(&self, rule: &CompiledRule, rs: &Ruleset, who: &Subject<'_>) -> Option<Choice> {
+        match self.rule_matches(rule, rs, who) {
+            Ok(true) => self.serve(&rule.serve, who, Reason::TargetingMatch),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 
-    fn try_rule<'r>(
-        &'r self,
-        rule: &'r CompiledRule,
-        rs: &'r Ruleset,
-        ctx: &EvaluationContext,
-    ) -> Result<Step<'r>, Resolution<'r>> {
-        if !self.rule_matches(rule, rs, ctx)? {
-            return Ok(Step::NoMatch);
-        }
-        Ok(self.serve(&rule.serve, ctx, Reason::TargetingMatch))
-    }
-
-    fn rule_matches<'r>(
-        &'r self,
-        rule: &CompiledRule,
-        rs: &Ruleset,
-        ctx: &EvaluationContext,
-    ) -> Result<bool, Resolution<'r>> {
-        if !rule.companies.is_empty() && !ctx.company_id().is_some_and(|c| rule.companies.contains(c)) {
+    fn rule_matches(&self, rule: &CompiledRule, rs: &Ruleset, who: &Subject<'_>) -> Result<bool, ResolutionError> {
+        if !rule.companies.is_empty() && !who.company.is_some_and(|c| rule.companies.contains(c)) {
             return Ok(false);
         }
-        if !rule.segments.is_empty() && !rule.segments.iter().any(|&s| rs.in_segment(s, ctx)) {
+        if !rule.segments.is_empty() && !rule.segments.iter().any(|&s| rs.in_segment(s, who)) {
             return Ok(false);
         }
-        if !rule.conditions.iter().all(|c| c.holds(ctx)) {
+        if !rule.conditions.iter().all(|c| c.holds(who.ctx)) {
             return Ok(false);
         }
         match &rule.logic {
             None => Ok(true),
-            Some(logic) => logic.is_truthy(&self.scope(ctx)).map_err(|e| self.general(e.0.into_owned())),
+            Some(logic) => logic.is_truthy(&self.scope(who)).map_err(|e| general(e.0.into_owned())),
         }
     }
 
-    fn serve<'r>(&'r self, serve: &'r CompiledServe, ctx: &EvaluationContext, reason: Reason) -> Step<'r> {
+    /// What `serve` picks, or `None` when it is targeting logic that picks nothing.
+    fn serve(&self, serve: &CompiledServe, who: &Subject<'_>, reason: Reason) -> Option<Choice> {
         match serve {
-            CompiledServe::Variant(i) => Step::Served(self.variant(Some(*i), reason)),
-            CompiledServe::Rollout(r) => Step::Served(self.rollout(r, ctx)),
-            CompiledServe::Targeting(logic) => match logic.variant_name(&self.scope(ctx)) {
-                Ok(None) => Step::NoMatch,
-                Ok(Some(name)) => Step::Served(self.named_variant(&name)),
-                Err(e) => Step::Served(self.general(e.0.into_owned())),
+            CompiledServe::Variant(i) => Some(Ok((Some(*i), reason))),
+            CompiledServe::Rollout(r) => Some(self.rollout(r, who)),
+            CompiledServe::Targeting(logic) => match logic.variant_name(&self.scope(who)) {
+                Ok(None) => None,
+                Ok(Some(name)) => Some(self.named_variant(&name)),
+                Err(e) => Some(Err(general(e.0.into_owned()))),
             },
         }
     }
 
-    fn rollout<'r>(&'r self, rollout: &CompiledRollout, ctx: &EvaluationContext) -> Resolution<'r> {
+    fn rollout(&self, rollout: &CompiledRollout, who: &Subject<'_>) -> Choice {
         let mut buf = [0u8; 24];
         let value = match &rollout.bucket_by {
-            BucketBy::Company => ctx.company_id().or(ctx.targeting_key()),
-            BucketBy::Attribute(name) => ctx.get(name).and_then(|v| bucket_text(v, &mut buf)),
+            BucketBy::Company => who.company.or(who.ctx.targeting_key()),
+            BucketBy::Attribute(name) => who.ctx.get(name).and_then(|v| bucket_text(v, &mut buf)),
         };
         let Some(value) = value else {
             let message =
                 format!("flag `{}` rolls out by company: the context needs a companyId or targetingKey", self.key);
-            return Resolution::failed(ErrorCode::TargetingKeyMissing, message, &self.metadata);
+            return Err(ResolutionError { code: ErrorCode::TargetingKeyMissing, message });
         };
-        let bucket = hash::bucket(&self.key, value, TOTAL_WEIGHT);
+        let bucket = hash::bucket_after(self.key_hash, value, TOTAL_WEIGHT);
         let picked = hash::pick(bucket, rollout.weights.iter().map(|&(_, w)| w));
-        self.variant(picked.and_then(|i| rollout.weights.get(i)).map(|&(v, _)| v), Reason::Split)
+        Ok((picked.and_then(|i| rollout.weights.get(i)).map(|&(v, _)| v), Reason::Split))
     }
 
-    fn named_variant<'r>(&'r self, name: &str) -> Resolution<'r> {
+    fn named_variant(&self, name: &str) -> Choice {
         match self.variants.iter().position(|(n, _)| n == name) {
-            Some(i) => self.variant(Some(i), Reason::TargetingMatch),
+            Some(i) => Ok((Some(i), Reason::TargetingMatch)),
             None => {
-                self.general(format!("targeting of flag `{}` chose variant `{name}`, which does not exist", self.key))
+                Err(general(format!("targeting of flag `{}` chose variant `{name}`, which does not exist", self.key)))
             }
         }
     }
@@ -190,20 +196,20 @@ impl CompiledFlag {
         }
     }
 
-    fn general(&self, message: String) -> Resolution<'_> {
-        Resolution::failed(ErrorCode::General, message, &self.metadata)
-    }
-
-    fn scope<'a>(&'a self, ctx: &'a EvaluationContext) -> Scope<'a> {
-        Scope { context: ctx, flag_key: &self.key }
+    fn scope<'a>(&'a self, who: &Subject<'a>) -> Scope<'a> {
+        Scope { context: who.ctx, flag_key: &self.key }
     }
 }
 
+fn general(message: String) -> ResolutionError {
+    ResolutionError { code: ErrorCode::General, message }
+}
+
 impl Ruleset {
-    fn in_segment(&self, index: usize, ctx: &EvaluationContext) -> bool {
+    fn in_segment(&self, index: usize, who: &Subject<'_>) -> bool {
         let Some(segment) = self.segments.get(index) else { return false };
-        let listed = ctx.company_id().is_some_and(|c| segment.companies.contains(c));
-        listed || (!segment.conditions.is_empty() && segment.conditions.iter().all(|c| c.holds(ctx)))
+        let listed = who.company.is_some_and(|c| segment.companies.contains(c));
+        listed || (!segment.conditions.is_empty() && segment.conditions.iter().all(|c| c.holds(who.ctx)))
     }
 }
 

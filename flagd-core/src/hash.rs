@@ -24,6 +24,13 @@ impl Murmur3 {
         Self { h: 0, tail: 0, tail_len: 0, len: 0 }
     }
 
+    /// A hasher fed `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut hasher = Self::new();
+        hasher.write(bytes);
+        hasher
+    }
+
     /// Feeds more bytes; calling it with `a` then `b` equals calling it once with `a ++ b`.
     pub fn write(&mut self, bytes: &[u8]) {
         self.len = self.len.wrapping_add(bytes.len() as u32);
@@ -89,7 +96,15 @@ pub fn bucket_of(hash: u32, total_weight: u64) -> u64 {
 
 /// The bucket of `flag_key + value` within `total_weight`.
 pub fn bucket(flag_key: &str, value: &str, total_weight: u64) -> u64 {
-    bucket_of(murmur3(&[flag_key.as_bytes(), value.as_bytes()]), total_weight)
+    bucket_after(Murmur3::of(flag_key.as_bytes()), value, total_weight)
+}
+
+/// The bucket of `value` after `prefix`, a hasher already fed the flag key: a compiled
+/// flag keeps that state, so a rollout hashes only the bucketing value.
+pub fn bucket_after(prefix: Murmur3, value: &str, total_weight: u64) -> u64 {
+    let mut hasher = prefix;
+    hasher.write(value.as_bytes());
+    bucket_of(hasher.finish(), total_weight)
 }
 
 /// Index of the first weight whose cumulative end lies above `bucket`; `None` when the

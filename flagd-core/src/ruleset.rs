@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::condition::CompiledCondition;
 use crate::error::ValidationError;
+use crate::hash::Murmur3;
 use crate::logic::{CompileEnv, Limits, Logic};
 use crate::model::{Flag, FlagState, Rollout, Rule, RulesetSource, Segment, Serve};
 use crate::problems::{Path, Problems};
@@ -54,6 +55,8 @@ pub struct Ruleset {
 #[derive(Debug)]
 pub(crate) struct CompiledFlag {
     pub(crate) key: String,
+    /// MurmurHash3 fed the key: rollouts continue from it with the bucketing value.
+    pub(crate) key_hash: Murmur3,
     pub(crate) variants: Vec<(String, Value)>,
     pub(crate) off: Option<usize>,
     pub(crate) on: Option<usize>,
@@ -279,6 +282,7 @@ impl FlagCx<'_> {
         metadata.extend(flag.definition.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
         Some(CompiledFlag {
             key: flag.definition.key.clone(),
+            key_hash: Murmur3::of(flag.definition.key.as_bytes()),
             off,
             on,
             enabled: flag.config.state == FlagState::Enabled,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use flagd_core::{ErrorCode, Reason, Resolution, Ruleset};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -210,7 +211,7 @@ pub const MAX_BULK_BYTES: usize = 4 << 20;
 #[derive(Debug, Clone)]
 pub struct BulkAnswer {
     pub body: Bytes,
-    pub etag: [u8; 18],
+    pub etag: HeaderValue,
 }
 
 impl BulkAnswers {
@@ -302,7 +303,8 @@ mod tests {
 
     #[test]
     fn a_snapshot_keeps_bulk_answers_up_to_its_limits() {
-        let answer = |len: usize| BulkAnswer { body: Bytes::from(vec![b' '; len]), etag: [b'"'; 18] };
+        let answer =
+            |len: usize| BulkAnswer { body: Bytes::from(vec![b' '; len]), etag: HeaderValue::from_static("\"0\"") };
         let kept = BulkAnswers::default();
         for i in 0..MAX_BULK_ANSWERS as u32 + 10 {
             kept.keep(vec![i], answer(10));
