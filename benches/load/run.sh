@@ -7,6 +7,9 @@
 #
 # Knobs (environment): DURATION (s per wrk run, 10), ROUNDS (5), CONNECTIONS (64),
 # THREADS (wrk threads, 1), WARMUP (s, 2), CHURN_RATE (changes/s, 50),
+# LATENCY_RATE (requests/s the latency probe offers every server; default 0: no probe
+# runs; see benches/README.md),
+# LATENCY_CONNECTIONS (32),
 # SERVER_CPUS (taskset list for both servers, 0), CLIENT_CPUS (wrk and the writer, 1).
 # Set SERVER_CPUS= and CLIENT_CPUS= empty to run unpinned. flagd-server reads its own
 # options from the environment too: FLAGD_CONTROL_NICE=0 runs its control plane (the
@@ -22,6 +25,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-2}
 CHURN_RATE=${CHURN_RATE:-50}
+LATENCY_RATE=${LATENCY_RATE:-0}
+LATENCY_CONNECTIONS=${LATENCY_CONNECTIONS:-32}
 SERVER_CPUS=${SERVER_CPUS-0}
 CLIENT_CPUS=${CLIENT_CPUS-1}
 SINGLE_KEY=customer_portal
@@ -68,7 +73,13 @@ wrk_run() { # wrk_run SECONDS URL → the RESULT line
   grep '^RESULT ' <<<"$out" || { echo "run.sh: wrk printed no RESULT line:" >&2; echo "$out" >&2; return 1; }
 }
 
-measure() { # measure ROUND SCENARIO URL [churn]
+probe_run() { # probe_run SECONDS URL → the RESULT line of ofrep_latency at LATENCY_RATE
+  local url=${2#http://}
+  "${CLIENT_PIN[@]}" "$BIN/ofrep_latency" --addr "${url%%/*}" --path "/${url#*/}" \
+    --rate "$LATENCY_RATE" --connections "$LATENCY_CONNECTIONS" --seconds "$1"
+}
+
+measure() { # measure ROUND SCENARIO URL [churn]: wrk, or the latency probe for lat_*
   local line churn_pid churn_out=$WORK/churn.out
   if [[ ${4:-} == churn ]]; then
     # The writer starts first and outlasts wrk, so every measured second sees changes.
@@ -78,7 +89,7 @@ measure() { # measure ROUND SCENARIO URL [churn]
     PIDS+=("$churn_pid")
     sleep 1
   fi
-  line=$(wrk_run "$DURATION" "$3")
+  if [[ $2 == lat_* ]]; then line=$(probe_run "$DURATION" "$3"); else line=$(wrk_run "$DURATION" "$3"); fi
   if [[ ${4:-} == churn ]]; then
     wait "$churn_pid" || { echo "run.sh: ofrep_churn failed: $(cat "$WORK/churn.err")" >&2; return 1; }
     line="$line $(sed -n 's/^CHURN //p' "$churn_out")"
@@ -105,6 +116,14 @@ for round in $(seq 1 "$ROUNDS"); do
   measure "$round" flagd_bulk "http://$FLAGD$BULK_PATH"
   measure "$round" ceiling_bulk "http://$CEIL$BULK_PATH"
   measure "$round" churn_bulk "http://$FLAGD$BULK_PATH" churn
+  if ((LATENCY_RATE > 0)); then
+    measure "$round" lat_flagd_single "http://$FLAGD$SINGLE_PATH"
+    measure "$round" lat_ceiling_single "http://$CEIL$SINGLE_PATH"
+    measure "$round" lat_churn_single "http://$FLAGD$SINGLE_PATH" churn
+    measure "$round" lat_flagd_bulk "http://$FLAGD$BULK_PATH"
+    measure "$round" lat_ceiling_bulk "http://$CEIL$BULK_PATH"
+    measure "$round" lat_churn_bulk "http://$FLAGD$BULK_PATH" churn
+  fi
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 

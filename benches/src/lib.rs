@@ -2,7 +2,10 @@
 //!
 //! Every builder returns a `Result` so that the library itself needs no `unwrap`; the
 //! bench binary decides how to fail. The peer engine's fixtures live in the bench binary,
-//! because `unleash-yggdrasil` is only a dev-dependency.
+//! because `unleash-yggdrasil` is only a dev-dependency. [`http1`] reads HTTP answers for
+//! the load harness's own clients.
+
+pub mod http1;
 
 use flagd_core::{Error, EvaluationContext, Ruleset, RulesetSource};
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::context::EvaluationContext;
 use crate::hash;
 use crate::logic::Scope;
-use crate::resolution::{ErrorCode, FlagValue, Reason, Resolution, ResolutionError, Typed};
+use crate::resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed};
 use crate::ruleset::{BucketBy, CompiledFlag, CompiledRollout, CompiledRule, CompiledServe, Ruleset, TOTAL_WEIGHT};
 
 impl Ruleset {
@@ -71,6 +71,14 @@ impl Ruleset {
         let who = Subject::new(ctx);
         self.flags.iter().map(move |f| (f.key.as_str(), f.evaluate(self, &who)))
     }
+
+    /// Every flag's [`Outcome`] for one context, in definition order: what
+    /// [`Ruleset::evaluate_all`] resolves, without building the resolutions, for callers
+    /// that only count results or look up answers kept per outcome.
+    pub fn outcomes<'r>(&'r self, ctx: &'r EvaluationContext) -> impl Iterator<Item = Outcome> + 'r {
+        let who = Subject::new(ctx);
+        self.flags.iter().map(move |f| f.outcome(self, &who))
+    }
 }
 
 /// A context as the flags read it, with the company id resolved once per evaluation
@@ -96,6 +104,14 @@ impl CompiledFlag {
         match self.choose(rs, who) {
             Ok((index, reason)) => self.variant(index, reason),
             Err(ResolutionError { code, message }) => Resolution::failed(code, message, &self.metadata),
+        }
+    }
+
+    fn outcome(&self, rs: &Ruleset, who: &Subject<'_>) -> Outcome {
+        match self.choose(rs, who) {
+            // As `variant` does: an index without a variant serves nothing.
+            Ok((index, reason)) => Outcome { variant_index: index.filter(|&i| i < self.variants.len()), reason },
+            Err(_) => Outcome { variant_index: None, reason: Reason::Error },
         }
     }
 

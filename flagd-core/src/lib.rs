@@ -68,5 +68,5 @@ pub use model::{
     Condition, EnvironmentConfig, EnvironmentSnapshot, Flag, FlagDefinition, FlagState, Operator, Rollout, Rule,
     RulesetSource, Segment, Serve, WeightedVariant,
 };
-pub use resolution::{ErrorCode, FlagValue, Reason, Resolution, ResolutionError, Typed};
+pub use resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed};
 pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, is_strict_key};

@@ -78,6 +78,18 @@ impl ErrorCode {
     }
 }
 
+/// A flag's result reduced to what was served and why (see [`Ruleset::outcomes`]). Within
+/// one ruleset, two successful evaluations of a flag with the same outcome resolve alike.
+///
+/// [`Ruleset::outcomes`]: crate::Ruleset::outcomes
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// As [`Resolution::variant_index`].
+    pub variant_index: Option<usize>,
+    /// As [`Resolution::reason`]: [`Reason::Error`] when the evaluation failed.
+    pub reason: Reason,
+}
+
 /// An evaluation error: code and explanation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResolutionError {
@@ -109,6 +121,11 @@ pub struct Resolution<'r> {
 }
 
 impl<'r> Resolution<'r> {
+    /// What was served and why.
+    pub fn outcome(&self) -> Outcome {
+        Outcome { variant_index: self.variant_index, reason: self.reason }
+    }
+
     /// An error result.
     pub fn failed(code: ErrorCode, message: String, metadata: &'r Map<String, Value>) -> Self {
         Self {

@@ -11,15 +11,14 @@
 //! Plain blocking HTTP/1.1 over std: the writer must not compete with the server and wrk
 //! for the two cores more than the writes themselves require.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use flagd_benches::http1::{BoxError, Reply, read_reply};
 use serde_json::{Value, json};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The flag the single-flag scenario evaluates; the churn changes it too.
 const SINGLE_KEY: &str = "customer_portal";
@@ -79,12 +78,6 @@ fn run() -> Result<(), BoxError> {
         "churn" => churn(&o),
         other => Err(format!("unknown command {other}: expected seed or churn").into()),
     }
-}
-
-struct Reply {
-    status: u16,
-    etag: Option<String>,
-    body: Vec<u8>,
 }
 
 /// One keep-alive connection; after an I/O error the next request reconnects.
@@ -159,53 +152,6 @@ impl Client {
         }
         Ok(reply)
     }
-}
-
-fn read_reply(conn: &mut BufReader<TcpStream>) -> Result<Reply, BoxError> {
-    let mut line = String::new();
-    conn.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("not an HTTP status line: {line:?}"))?;
-    let (mut length, mut chunked, mut etag) = (0usize, false, None);
-    loop {
-        line.clear();
-        conn.read_line(&mut line)?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            let value = value.trim();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.parse()?,
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "etag" => etag = Some(value.to_owned()),
-                _ => {}
-            }
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            conn.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim_end().split(';').next().unwrap_or(""), 16)?;
-            let start = body.len();
-            body.resize(start + size + 2, 0);
-            conn.read_exact(&mut body[start..])?;
-            body.truncate(start + size);
-            if size == 0 {
-                break;
-            }
-        }
-    } else {
-        body.resize(length, 0);
-        conn.read_exact(&mut body)?;
-    }
-    Ok(Reply { status, etag, body })
 }
 
 /// 20 flags of the kinds a SaaS keeps: statics, kill switches, pilot lists, rollouts,

@@ -101,6 +101,39 @@ proptest! {
         }
     }
 
+    /// The outcomes of a bulk evaluation are those of its resolutions, flag by flag.
+    #[test]
+    fn outcomes_are_the_resolutions_outcomes(attrs in prop::collection::btree_map("[a-zA-Z$]{1,12}", json_value(), 0..6),
+                                             company in prop::option::of(company()),
+                                             variant in prop::option::of(prop_oneof![Just("on"), Just("off"), Just("none")])) {
+        let rs = ruleset(json!({
+            "segments": [{"key": "s", "companies": ["1"], "conditions": [{"attribute": "plan", "op": "gte", "value": 3}]}],
+            "flags": [
+                {"key": "off", "state": "DISABLED"},
+                {"key": "lists", "state": "ENABLED", "deny": ["9"], "allow": ["1", "2"]},
+                {"key": "rules", "state": "ENABLED", "rules": [
+                    {"segments": ["s"], "serve": {"variant": "on"}},
+                    {"conditions": [{"attribute": "plan", "op": "semver_gt", "value": "1.0.0"}], "serve": {"variant": "off"}},
+                    {"logic": {"in": [{"var": "country"}, ["de", "fr"]]}, "serve": {"variant": "on"}}
+                ], "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": 50}, {"variant": "off", "weight": 50}]}}},
+                {"key": "by_plan", "state": "ENABLED", "fallthrough": {"rollout": {"bucketBy": "plan",
+                    "variants": [{"variant": "on", "weight": 30}, {"variant": "off", "weight": 70}]}}},
+                {"key": "targeting", "state": "ENABLED", "fallthrough": {"targeting": {"var": "variant"}}}
+            ]
+        }));
+        let mut map: serde_json::Map<String, Value> = attrs.into_iter().collect();
+        if let Some(c) = company {
+            map.insert("companyId".into(), c);
+        }
+        if let Some(v) = variant {
+            map.insert("variant".into(), Value::from(v));
+        }
+        if let Ok(ctx) = EvaluationContext::from_map(map) {
+            let resolved: Vec<_> = rs.evaluate_all(&ctx).map(|(_, r)| r.outcome()).collect();
+            prop_assert_eq!(rs.outcomes(&ctx).collect::<Vec<_>>(), resolved);
+        }
+    }
+
     /// A context keeps what it was built from: every attribute reads back as given (a null
     /// `companyId` or `targetingKey` as absent), it serialises back to the same object, and
     /// the company id it compares is the allow lists' form of the one given.

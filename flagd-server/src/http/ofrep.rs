@@ -10,7 +10,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use flagd_core::{ErrorCode, EvaluationContext};
+use flagd_core::{ErrorCode, EvaluationContext, Reason};
 use serde_json::{Map, Value};
 
 use super::json::read_body;
@@ -128,9 +128,9 @@ async fn evaluate_all(
     };
     let mut outcomes = Vec::with_capacity(snapshot.ruleset.len());
     let mut failed = false;
-    for (_, resolution) in snapshot.ruleset.evaluate_all(&ctx) {
-        failed |= resolution.error.is_some();
-        outcomes.push(ofrep_answer::outcome(&resolution));
+    for outcome in snapshot.ruleset.outcomes(&ctx) {
+        failed |= outcome.reason == Reason::Error;
+        outcomes.push(ofrep_answer::encode(outcome));
     }
     // A kept answer counts this request's evaluations (see `BulkAnswers`).
     let kept = if failed { None } else { snapshot.bulk.serve(&outcomes) };

@@ -9,7 +9,7 @@ use std::sync::{OnceLock, RwLock};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
-use flagd_core::{ErrorCode, Reason, Resolution, Ruleset};
+use flagd_core::{ErrorCode, Outcome, Reason, Resolution, Ruleset};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -170,7 +170,7 @@ fn write_uncached(key: &str, r: &Resolution<'_>, out: &mut Vec<u8>) -> serde_jso
     }
 }
 
-/// Whole bulk answers of one snapshot by the outcome of every flag (see [`outcome`]).
+/// Whole bulk answers of one snapshot by the outcome of every flag (see [`encode`]).
 /// Within a snapshot a success item depends on nothing but its flag's outcome, so contexts
 /// that come out the same way share one answer and its ETag: a bulk request still evaluates
 /// (and counts) every flag but writes and hashes nothing. Answers holding an error are not
@@ -250,15 +250,15 @@ impl BulkAnswers {
     }
 }
 
-/// One flag's outcome as a number: which variant was served (its index plus one, 0 for
-/// none) and why. Two results of one flag with the same outcome and no error have the same
-/// OFREP item.
-pub fn outcome(r: &Resolution<'_>) -> u32 {
-    let variant = r.variant_index.map_or(0, |i| u32::try_from(i).map_or(u32::MAX >> 3, |i| i + 1));
-    (variant << 3) | r.reason.index() as u32
+/// One flag's [`Outcome`] as a number: which variant was served (its index plus one, 0
+/// for none) and why. Two results of one flag with the same outcome and no error have the
+/// same OFREP item.
+pub fn encode(outcome: Outcome) -> u32 {
+    let variant = outcome.variant_index.map_or(0, |i| u32::try_from(i).map_or(u32::MAX >> 3, |i| i + 1));
+    (variant << 3) | outcome.reason.index() as u32
 }
 
-/// What [`outcome`] encodes: the index of the variant served, if any, and the reason's
+/// What [`encode`] encodes: the index of the variant served, if any, and the reason's
 /// [`Reason::index`].
 fn decode(outcome: u32) -> (Option<usize>, usize) {
     let variant = (outcome >> 3).checked_sub(1).and_then(|i| usize::try_from(i).ok());
@@ -324,12 +324,10 @@ mod tests {
 
     #[test]
     fn an_outcome_gives_back_the_variant_and_reason_it_was_made_of() {
-        let metadata = Map::new();
         for variant_index in [None, Some(0), Some(1), Some(1000)] {
             for reason in Reason::ALL {
-                let r =
-                    Resolution { value: None, variant: None, variant_index, reason, error: None, metadata: &metadata };
-                assert_eq!(decode(outcome(&r)), (variant_index, reason.index()), "{variant_index:?} {reason:?}");
+                let outcome = Outcome { variant_index, reason };
+                assert_eq!(decode(encode(outcome)), (variant_index, reason.index()), "{variant_index:?} {reason:?}");
             }
         }
     }
