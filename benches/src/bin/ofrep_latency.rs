@@ -104,8 +104,8 @@ fn run() -> Result<(), BoxError> {
                 scope.spawn(move || probe(o.addr, stream, request, first, period * connections, end))
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or_default()).collect::<Vec<_>>()
-    });
+        workers.into_iter().map(|w| w.join().map_err(|_| "a probe thread panicked")).collect::<Result<Vec<_>, _>>()
+    })?;
     report(tallies, start.elapsed().min(end - start).as_secs_f64());
     Ok(())
 }
