@@ -45,6 +45,12 @@ def errors(run):
     return sum(int(run[k]) for k in ("non2xx", "connect", "read", "write", "timeout"))
 
 
+def verdict(misses, min_ratio, max_p99):
+    if misses:
+        return "not met: " + ", ".join(misses)
+    return "met" if min_ratio is not None or max_p99 is not None else "no failures (no target)"
+
+
 def row(scenario, pairs, min_ratio, max_p99):
     """One table row and whether every target it judges was met."""
     med = statistics.median
@@ -76,7 +82,7 @@ def row(scenario, pairs, min_ratio, max_p99):
         f"| {ms(med(int(s['p50_us']) for s, _ in pairs))} | {ms(med(int(s['p99_us']) for s, _ in pairs))} "
         f"| {ms(med(int(c['p50_us']) for _, c in pairs))} / {ms(med(int(c['p99_us']) for _, c in pairs))} "
         f"| {p99_ratio:.2f} ({min(p99_ratios):.2f}–{max(p99_ratios):.2f}) "
-        f"| {error_text} | {'met' if not misses else 'not met: ' + ', '.join(misses)} |"
+        f"| {error_text} | {verdict(misses, min_ratio, max_p99)} |"
     )
 
 
