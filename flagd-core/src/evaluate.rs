@@ -95,8 +95,8 @@ impl<'c> Subject<'c> {
 }
 
 /// What a flag's evaluation chose, before it is dressed as a [`Resolution`]: the variant
-/// (by index) and why, or the error. Small, so the steps hand it back and forth in
-/// registers rather than copying a whole resolution at every return (callgrind).
+/// (by index) and why, or the error. It is all [`Ruleset::outcomes`] needs, so that path
+/// never builds a resolution.
 type Choice = Result<(Option<usize>, Reason), ResolutionError>;
 
 impl CompiledFlag {
