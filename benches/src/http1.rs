@@ -3,7 +3,8 @@
 //! the two cores more than their requests require.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 /// Any failure of a harness client.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -17,6 +18,15 @@ pub struct Reply {
     pub etag: Option<String>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
+}
+
+/// A keep-alive connection as the harness's clients use it: no Nagle delay, and a read
+/// that waits more than 5 s fails rather than hanging the run.
+pub fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(BufReader::new(stream))
 }
 
 /// Reads one answer (`Content-Length` or chunked) from a keep-alive connection.

@@ -109,8 +109,7 @@ impl CompiledFlag {
 
     fn outcome(&self, rs: &Ruleset, who: &Subject<'_>) -> Outcome {
         match self.choose(rs, who) {
-            // As `variant` does: an index without a variant serves nothing.
-            Ok((index, reason)) => Outcome { variant_index: index.filter(|&i| i < self.variants.len()), reason },
+            Ok((index, reason)) => Outcome { variant_index: self.served(index).map(|(i, _)| i), reason },
             Err(_) => Outcome { variant_index: None, reason: Reason::Error },
         }
     }
@@ -200,8 +199,14 @@ impl CompiledFlag {
         }
     }
 
+    /// The variant at `index` with its index; `None` for an index without a variant, which
+    /// serves nothing.
+    fn served(&self, index: Option<usize>) -> Option<(usize, &(String, Value))> {
+        index.and_then(|i| Some((i, self.variants.get(i)?)))
+    }
+
     fn variant(&self, index: Option<usize>, reason: Reason) -> Resolution<'_> {
-        let entry = index.and_then(|i| Some((i, self.variants.get(i)?)));
+        let entry = self.served(index);
         Resolution {
             value: entry.map(|(_, (_, v))| v),
             variant: entry.map(|(_, (n, _))| n.as_str()),

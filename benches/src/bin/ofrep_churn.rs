@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_benches::http1::{BoxError, Reply, read_reply};
+use flagd_benches::http1::{BoxError, Reply, connect, read_reply};
 use serde_json::{Value, json};
 
 /// The flag the single-flag scenario evaluates; the churn changes it too.
@@ -115,12 +115,7 @@ impl Client {
     ) -> Result<Reply, BoxError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => {
-                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))?;
-                stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                self.conn.insert(BufReader::new(stream))
-            }
+            None => self.conn.insert(connect(self.addr)?),
         };
         let payload = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
         let mut head = format!(

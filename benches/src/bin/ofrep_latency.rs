@@ -16,7 +16,7 @@ use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use flagd_benches::http1::{BoxError, read_reply};
+use flagd_benches::http1::{BoxError, connect, read_reply};
 
 const DEFAULT_CONTEXT: &str = r#"{"companyId":42,"targetingKey":"u1","plan":"pro"}"#;
 
@@ -108,13 +108,6 @@ fn run() -> Result<(), BoxError> {
     })?;
     report(tallies, start.elapsed().min(end - start).as_secs_f64());
     Ok(())
-}
-
-fn connect(addr: SocketAddr) -> std::io::Result<BufReader<TcpStream>> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    Ok(BufReader::new(stream))
 }
 
 /// One connection's requests, due every `every` from `first` until `end`.
