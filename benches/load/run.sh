@@ -5,8 +5,10 @@
 #
 #   CARGO_TARGET_DIR=/work/target-load bash benches/load/run.sh
 #
-# Knobs (environment): DURATION (s per wrk run, 10), ROUNDS (5), CONNECTIONS (64),
+# Knobs (environment): DURATION (s per wrk run, 2), ROUNDS (25), CONNECTIONS (64),
 # THREADS (wrk threads, 1), WARMUP (s, 2), CHURN_RATE (changes/s, 50),
+# CALIBRATE (1, the default: also measure a second ceiling as flagd-server is measured, to
+# show the method's own spread; 0: leave it out),
 # LATENCY_RATE (requests/s the latency probe offers every server; default 0: no probe
 # runs; see benches/README.md),
 # LATENCY_CONNECTIONS (32),
@@ -19,8 +21,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$ROOT/benches/load"
-DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-2}
+ROUNDS=${ROUNDS:-25}
+CALIBRATE=${CALIBRATE:-1}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-2}
@@ -62,6 +65,14 @@ echo "== start ofrep_ceiling on $CEIL with the same bodies, CPUs ${SERVER_CPUS:-
   --single-body "$WORK/single.json" --bulk-body "$WORK/bulk.json" >"$WORK/ceiling.log" 2>&1 </dev/null &
 PIDS+=($!)
 wait_ready "http://$CEIL/" ofrep_ceiling "${PIDS[-1]}" 10
+if ((CALIBRATE)); then
+  TWIN="127.0.0.1:$(free_port)"
+  echo "== start a second ofrep_ceiling on $TWIN (CALIBRATE=1), CPUs ${SERVER_CPUS:-any}"
+  "${SERVER_PIN[@]}" "$BIN/ofrep_ceiling" --listen "$TWIN" \
+    --single-body "$WORK/single.json" --bulk-body "$WORK/bulk.json" >"$WORK/twin.log" 2>&1 </dev/null &
+  PIDS+=($!)
+  wait_ready "http://$TWIN/" ofrep_ceiling "${PIDS[-1]}" 10
+fi
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
@@ -82,12 +93,12 @@ probe_run() { # probe_run SECONDS URL → the RESULT line of ofrep_latency at LA
 measure() { # measure ROUND SCENARIO URL [churn]: wrk, or the latency probe for lat_*
   local line churn_pid churn_out=$WORK/churn.out
   if [[ ${4:-} == churn ]]; then
-    # The writer starts first and outlasts wrk, so every measured second sees changes.
+    # The writer starts first and outlasts wrk, so every measured moment sees changes.
     "${CLIENT_PIN[@]}" "$BIN/ofrep_churn" churn --addr "$FLAGD" --admin-token "$ADMIN" \
-      --rate "$CHURN_RATE" --seconds $((DURATION + 2)) >"$churn_out" 2>"$WORK/churn.err" &
+      --rate "$CHURN_RATE" --seconds $((DURATION + 1)) >"$churn_out" 2>"$WORK/churn.err" &
     churn_pid=$!
     PIDS+=("$churn_pid")
-    sleep 1
+    sleep 0.5
   fi
   if [[ $2 == lat_* ]]; then line=$(probe_run "$DURATION" "$3"); else line=$(wrk_run "$DURATION" "$3"); fi
   if [[ ${4:-} == churn ]]; then
@@ -95,7 +106,16 @@ measure() { # measure ROUND SCENARIO URL [churn]: wrk, or the latency probe for 
     line="$line $(sed -n 's/^CHURN //p' "$churn_out")"
     [[ -s $WORK/churn.err ]] && sed 's/^/   /' "$WORK/churn.err"
   fi
-  echo "round=$1 scenario=$2 ${line#RESULT }" | tee -a "$RESULTS" | sed 's/^/   /'
+  echo "round=$1 scenario=$2 ${line#RESULT }" >>"$RESULTS"
+  progress "$1" "$2" "$line"
+}
+
+progress() { # progress ROUND SCENARIO LINE: one short line per run (the figures are in RESULTS)
+  local -A f
+  local item
+  for item in ${3#RESULT }; do f[${item%%=*}]=${item#*=}; done
+  printf '   round %s %-18s %8.0f req/s  p50 %5s us  p99 %6s us%s\n' "$1" "$2" "${f[rps]}" \
+    "${f[p50_us]}" "${f[p99_us]}" "${f[writes]:+  writes ${f[ok]}/${f[writes]}}"
 }
 
 SINGLE_PATH="/ofrep/v1/evaluate/flags/$SINGLE_KEY"
@@ -110,12 +130,15 @@ echo "== $ROUNDS rounds: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, wrk and w
 for round in $(seq 1 "$ROUNDS"); do
   # Each ceiling run sits between the two flagd runs compared with it, so both are one
   # run away from their reference and a drifting host moves neither ratio more than the other.
+  # The twin (CALIBRATE=1) runs two after, no nearer its reference than flagd-server.
   measure "$round" flagd_single "http://$FLAGD$SINGLE_PATH"
   measure "$round" ceiling_single "http://$CEIL$SINGLE_PATH"
   measure "$round" churn_single "http://$FLAGD$SINGLE_PATH" churn
+  if ((CALIBRATE)); then measure "$round" twin_single "http://$TWIN$SINGLE_PATH"; fi
   measure "$round" flagd_bulk "http://$FLAGD$BULK_PATH"
   measure "$round" ceiling_bulk "http://$CEIL$BULK_PATH"
   measure "$round" churn_bulk "http://$FLAGD$BULK_PATH" churn
+  if ((CALIBRATE)); then measure "$round" twin_bulk "http://$TWIN$BULK_PATH"; fi
   if ((LATENCY_RATE > 0)); then
     measure "$round" lat_flagd_single "http://$FLAGD$SINGLE_PATH"
     measure "$round" lat_ceiling_single "http://$CEIL$SINGLE_PATH"

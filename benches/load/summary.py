@@ -1,12 +1,17 @@
 """Summarises run.sh's result lines into the tables benches/README.md records.
 
 Each flagd scenario is compared with the ceiling run of the same round (same endpoint and
-driver), because the shared host drifts between rounds far more than within one.
+driver), because the shared host drifts between rounds far more than within one, and the
+figure judged is the median of those per-round ratios: a few rounds hit by the host's
+stalls move a p99 several-fold, and the median over many short rounds leaves them out
+(see benches/README.md, "Set-up", for why the rounds are short and many).
 
 The targets are judged on wrk's runs at saturation. With LATENCY_RATE set, a second table
 gives the latency probe's runs (one fixed rate offered to every server), for information:
 at saturation wrk's latencies are mostly its own queue (connections / throughput), the
-probe's are what each server takes per request below its capacity.
+probe's are what each server takes per request below its capacity. With CALIBRATE set, a
+last table holds a second ceiling to the flagd targets: how far apart two identical servers
+land under the same method.
 """
 
 import statistics
@@ -25,6 +30,11 @@ EQUAL_LOAD = {
     "lat_flagd_bulk": ("lat_ceiling_bulk", None, None),
     "lat_churn_single": ("lat_ceiling_single", None, None),
     "lat_churn_bulk": ("lat_ceiling_bulk", None, None),
+}
+# A second ceiling measured as flagd-server is: the method's own spread, to the same targets.
+TWIN = {
+    "twin_single": ("ceiling_single", 0.85, 1.25),
+    "twin_bulk": ("ceiling_bulk", 0.6, 1.25),
 }
 
 
@@ -105,16 +115,21 @@ def main(path):
     runs = parse(path)
     rounds = sorted({r for r, _ in runs})
     print("\n".join(HEADER + table(runs, rounds, SATURATED)))
-    equal_load = table(runs, rounds, EQUAL_LOAD)
-    if equal_load:
-        print()
-        print("Latency probe at one fixed rate offered to every server (for information; req/s ratio 1 = rate held):")
-        print("\n".join(HEADER + equal_load))
+    for title, scenarios in (
+        ("Latency probe at one fixed rate offered to every server (for information; req/s ratio 1 = rate held):", EQUAL_LOAD),
+        ("Calibration: a second ceiling measured as flagd-server is (the method's own spread):", TWIN),
+    ):
+        lines = table(runs, rounds, scenarios)
+        if lines:
+            print()
+            print(title)
+            print("\n".join(HEADER + lines))
     print()
-    print("Ceiling runs (req/s per round):")
+    print("Ceiling runs (req/s over the rounds: min / median / max):")
     for ceiling in ("ceiling_single", "ceiling_bulk"):
-        values = [f"{float(runs[(r, ceiling)]['rps']):,.0f}" for r in rounds if (r, ceiling) in runs]
-        print(f"  {ceiling}: {', '.join(values)}")
+        values = [float(runs[(r, ceiling)]["rps"]) for r in rounds if (r, ceiling) in runs]
+        if values:
+            print(f"  {ceiling}: {min(values):,.0f} / {statistics.median(values):,.0f} / {max(values):,.0f}")
     return 0
 
 
