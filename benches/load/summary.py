@@ -4,14 +4,14 @@ Each flagd scenario is compared with the ceiling run of the same round (same end
 driver), because the shared host drifts between rounds far more than within one, and the
 figure judged is the median of those per-round ratios: a few rounds hit by the host's
 stalls move a p99 several-fold, and the median over many short rounds leaves them out
-(see benches/README.md, "Set-up", for why the rounds are short and many).
+(benches/README.md, "The method's own spread", shows why the rounds are short and many).
 
 The targets are judged on wrk's runs at saturation. With LATENCY_RATE set, a second table
 gives the latency probe's runs (one fixed rate offered to every server), for information:
 at saturation wrk's latencies are mostly its own queue (connections / throughput), the
-probe's are what each server takes per request below its capacity. With CALIBRATE set, a
-last table holds a second ceiling to the flagd targets: how far apart two identical servers
-land under the same method.
+probe's are what each server takes per request below its capacity. Unless run.sh ran with
+CALIBRATE=0, a last table holds a second ceiling to the flagd targets: how far apart two
+identical servers land under the same method.
 """
 
 import statistics
