@@ -60,18 +60,17 @@ BULK_FLAGS=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))
 echo "   single: $(cat "$WORK/single.json")"
 echo "   bulk: 20 flags, $(wc -c <"$WORK/bulk.json") bytes"
 
-echo "== start ofrep_ceiling on $CEIL with the same bodies, CPUs ${SERVER_CPUS:-any}"
-"${SERVER_PIN[@]}" "$BIN/ofrep_ceiling" --listen "$CEIL" \
-  --single-body "$WORK/single.json" --bulk-body "$WORK/bulk.json" >"$WORK/ceiling.log" 2>&1 </dev/null &
-PIDS+=($!)
-wait_ready "http://$CEIL/" ofrep_ceiling "${PIDS[-1]}" 10
+start_ceiling() { # start_ceiling ADDR NAME: an ofrep_ceiling answering the captured bodies
+  echo "== start ofrep_ceiling ($2) on $1 with the same bodies, CPUs ${SERVER_CPUS:-any}"
+  "${SERVER_PIN[@]}" "$BIN/ofrep_ceiling" --listen "$1" \
+    --single-body "$WORK/single.json" --bulk-body "$WORK/bulk.json" >"$WORK/$2.log" 2>&1 </dev/null &
+  PIDS+=($!)
+  wait_ready "http://$1/" ofrep_ceiling "${PIDS[-1]}" 10
+}
+start_ceiling "$CEIL" ceiling
 if ((CALIBRATE)); then
   TWIN="127.0.0.1:$(free_port)"
-  echo "== start a second ofrep_ceiling on $TWIN (CALIBRATE=1), CPUs ${SERVER_CPUS:-any}"
-  "${SERVER_PIN[@]}" "$BIN/ofrep_ceiling" --listen "$TWIN" \
-    --single-body "$WORK/single.json" --bulk-body "$WORK/bulk.json" >"$WORK/twin.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  wait_ready "http://$TWIN/" ofrep_ceiling "${PIDS[-1]}" 10
+  start_ceiling "$TWIN" calibration
 fi
 
 RESULTS=$WORK/results.txt

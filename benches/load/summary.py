@@ -33,8 +33,8 @@ EQUAL_LOAD = {
 }
 # A second ceiling measured as flagd-server is: the method's own spread, to the same targets.
 TWIN = {
-    "twin_single": ("ceiling_single", 0.85, 1.25),
-    "twin_bulk": ("ceiling_bulk", 0.6, 1.25),
+    "twin_single": SATURATED["flagd_single"],
+    "twin_bulk": SATURATED["flagd_bulk"],
 }
 
 
