@@ -62,7 +62,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "   round $round: $(sed 's/^CHURN //' "$WORK/churn.out")"
   if ((LOAD)); then
     wait "$LOAD_PID"
-    echo "     load: $(sed -n 's/^RESULT requests=[0-9]* seconds=[0-9.]* \(rps=[0-9.]*\).*/\1 req\/s/p' "$WORK/wrk.out")"
+    echo "     load: $(sed -n 's/^RESULT .* rps=\([0-9]*\).*/\1 req\/s/p' "$WORK/wrk.out")"
   fi
   python3 - "$WORK/before" "$WORK/after" "$writes" "$LOAD" <<'EOF'
 import sys
