@@ -16,8 +16,6 @@ HERE="$ROOT/benches/load"
 COUNT=${COUNT:-2000}
 WARM=${WARM:-200}
 KEEP=${KEEP:-}
-SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
-BULK_PATH=/ofrep/v1/evaluate/flags
 export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
 SCRIPT=callgrind.sh

@@ -50,6 +50,18 @@ free_port() { # a loopback port nobody listens on now
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The OFREP endpoints the scripts load: one of the flags `ofrep_churn seed` creates, and bulk.
+# shellcheck disable=SC2034 # used by the sourcing scripts
+{
+  SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
+  BULK_PATH=/ofrep/v1/evaluate/flags
+}
+
+wrk_load() { # wrk_load SECONDS URL: wrk with ofrep.lua on the client CPUs, THREADS (1) threads
+  # and CONNECTIONS (64) connections; its output goes to stdout
+  "${CLIENT_PIN[@]}" wrk -t"${THREADS:-1}" -c"${CONNECTIONS:-64}" -d"$1"s -s "$HERE/ofrep.lua" "$2"
+}
+
 # Where flagd-server and the ceiling listen, and flagd-server's admin token.
 # shellcheck disable=SC2034 # used by the sourcing scripts
 {

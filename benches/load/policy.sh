@@ -23,7 +23,6 @@ CONNECTIONS=${CONNECTIONS:-64}
 CHURN_RATE=${CHURN_RATE:-50}
 SERVER_CPUS=${SERVER_CPUS-0}
 CLIENT_CPUS=${CLIENT_CPUS-1}
-SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
 export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
 SCRIPT=policy.sh
@@ -35,7 +34,7 @@ source "$HERE/common.sh"
 start_flagd 10 env FLAGD_CONTROL_NICE=0 "${SERVER_PIN[@]}"
 export OFREP_TOKEN
 OFREP_TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN" 2>/dev/null)
-for path in "$SINGLE_PATH" /ofrep/v1/evaluate/flags; do
+for path in "$SINGLE_PATH" "$BULK_PATH"; do
   curl -sf -o "$WORK/$(basename "$path").json" -X POST -H "Authorization: Bearer $OFREP_TOKEN" \
     -H 'Content-Type: application/json' -d "{\"context\":$OFREP_CONTEXT}" "http://$FLAGD$path"
 done
@@ -55,7 +54,7 @@ set_policy() { # set_policy NAME: every server thread but the serving runtime's
 }
 
 wrk_run() { # wrk_run SECONDS URL → the RESULT line's fields
-  "${CLIENT_PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d"$1"s -s "$HERE/ofrep.lua" "$2" | sed -n 's/^RESULT //p'
+  wrk_load "$1" "$2" | sed -n 's/^RESULT //p'
 }
 
 measure() { # measure LABEL [churn]

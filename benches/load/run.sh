@@ -32,7 +32,6 @@ LATENCY_RATE=${LATENCY_RATE:-0}
 LATENCY_CONNECTIONS=${LATENCY_CONNECTIONS:-32}
 SERVER_CPUS=${SERVER_CPUS-0}
 CLIENT_CPUS=${CLIENT_CPUS-1}
-SINGLE_KEY=customer_portal
 CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
 SCRIPT=run.sh
@@ -53,8 +52,8 @@ capture() { # capture PATH FILE: one real answer, checked, kept for the ceiling
     -H 'Content-Type: application/json' -d "{\"context\":$CONTEXT}" "http://$FLAGD$1")
   [[ $code == 200 ]] || { echo "run.sh: POST $1 answered $code: $(cat "$2")" >&2; return 1; }
 }
-capture "/ofrep/v1/evaluate/flags/$SINGLE_KEY" "$WORK/single.json"
-capture "/ofrep/v1/evaluate/flags" "$WORK/bulk.json"
+capture "$SINGLE_PATH" "$WORK/single.json"
+capture "$BULK_PATH" "$WORK/bulk.json"
 BULK_FLAGS=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["flags"]))' "$WORK/bulk.json")
 [[ $BULK_FLAGS == 20 ]] || { echo "run.sh: bulk answer has $BULK_FLAGS flags, expected 20" >&2; exit 1; }
 echo "   single: $(cat "$WORK/single.json")"
@@ -79,7 +78,7 @@ export OFREP_TOKEN=$TOKEN OFREP_CONTEXT=$CONTEXT
 
 wrk_run() { # wrk_run SECONDS URL → the RESULT line
   local out
-  out=$("${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1"s -s "$HERE/ofrep.lua" "$2")
+  out=$(wrk_load "$1" "$2")
   grep '^RESULT ' <<<"$out" || { echo "run.sh: wrk printed no RESULT line:" >&2; echo "$out" >&2; return 1; }
 }
 
@@ -117,8 +116,6 @@ progress() { # progress ROUND SCENARIO LINE: one short line per run (the figures
     "${f[p50_us]}" "${f[p99_us]}" "${f[writes]:+  writes ${f[ok]}/${f[writes]}}"
 }
 
-SINGLE_PATH="/ofrep/v1/evaluate/flags/$SINGLE_KEY"
-BULK_PATH="/ofrep/v1/evaluate/flags"
 echo "== warm-up ($WARMUP s per endpoint and server)"
 for url in "http://$CEIL$SINGLE_PATH" "http://$FLAGD$SINGLE_PATH" "http://$CEIL$BULK_PATH" "http://$FLAGD$BULK_PATH"; do
   wrk_run "$WARMUP" "$url" >/dev/null

@@ -43,8 +43,7 @@ threads() { # threads FILE: "tid name run_ns switches" for every thread of the s
 }
 
 load() { # load: wrk's single-flag load from a second before the writes until a second after
-  "${CLIENT_PIN[@]}" wrk -t1 -c64 -d$((SECONDS_PER_ROUND + 2))s -s "$HERE/ofrep.lua" \
-    "http://$FLAGD/ofrep/v1/evaluate/flags/customer_portal" >"$WORK/wrk.out" &
+  wrk_load $((SECONDS_PER_ROUND + 2)) "http://$FLAGD$SINGLE_PATH" >"$WORK/wrk.out" &
   LOAD_PID=$!
   PIDS+=("$LOAD_PID")
   sleep 1
