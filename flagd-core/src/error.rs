@@ -55,6 +55,17 @@ impl fmt::Display for ValidationError {
     }
 }
 
+/// Why a number cannot be a rollout share (see [`crate::model::percent_milli`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PercentError {
+    /// Below 0 or above 100.
+    #[error("is outside 0..100 percent")]
+    OutOfRange,
+    /// Finer than a thousandth of a percent, the finest share a rollout has.
+    #[error("has more than three decimals")]
+    TooPrecise,
+}
+
 /// Why an evaluation context was refused (OFREP `INVALID_CONTEXT`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {

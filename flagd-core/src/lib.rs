@@ -63,10 +63,10 @@ mod resolution;
 mod ruleset;
 
 pub use context::EvaluationContext;
-pub use error::{ContextError, Error, LogicError, Problem, ValidationError};
+pub use error::{ContextError, Error, LogicError, PercentError, Problem, ValidationError};
 pub use model::{
     Condition, EnvironmentConfig, EnvironmentSnapshot, Flag, FlagDefinition, FlagState, Operator, Rollout, Rule,
-    RulesetSource, Segment, Serve, WeightedVariant,
+    RulesetSource, Segment, Serve, WeightedVariant, percent_milli,
 };
 pub use resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed};
 pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, is_strict_key};

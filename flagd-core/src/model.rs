@@ -31,6 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::context::company_key;
+use crate::error::PercentError;
 
 /// Everything one environment's ruleset is compiled from.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -275,6 +276,21 @@ impl Rollout {
     }
 }
 
+/// A share in percent as whole thousandths of a percent, the unit rollouts bucket in: 0 to
+/// 100 with at most three decimals, or why not.
+pub fn percent_milli(percent: f64) -> Result<u64, PercentError> {
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(PercentError::OutOfRange);
+    }
+    let milli = percent * 1000.0;
+    // Decimal fractions are inexact in binary: a share of three decimals times 1000 may
+    // land a hair off a whole number.
+    if (milli - milli.round()).abs() > 1e-6 {
+        return Err(PercentError::TooPrecise);
+    }
+    Ok(milli.round() as u64)
+}
+
 /// Rounds to three decimals, so `100 - 12.345` stays exact.
 fn round_milli(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
@@ -414,6 +430,34 @@ mod tests {
         ];
         for (flag, segments, expected) in cases {
             assert_eq!(source(flag.clone(), segments).reads_clock(), expected, "{flag}");
+        }
+    }
+
+    #[test]
+    fn percentages_are_whole_thousandths_from_0_to_100() {
+        let cases = [
+            (0.0, Ok(0)),
+            (12.5, Ok(12_500)),
+            (12.345, Ok(12_345)),
+            (0.001, Ok(1)),
+            (100.0, Ok(100_000)),
+            (12.3456, Err(PercentError::TooPrecise)),
+            (0.0001, Err(PercentError::TooPrecise)),
+            (-0.001, Err(PercentError::OutOfRange)),
+            (100.001, Err(PercentError::OutOfRange)),
+            (f64::NAN, Err(PercentError::OutOfRange)),
+        ];
+        for (percent, expected) in cases {
+            assert_eq!(percent_milli(percent), expected, "{percent}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every share a person can write with three decimals is taken, as itself.
+        #[test]
+        fn every_thousandth_of_a_percent_is_a_share(milli in 0u64..=100_000) {
+            let percent: f64 = format!("{}.{:03}", milli / 1000, milli % 1000).parse()?;
+            proptest::prop_assert_eq!(percent_milli(percent), Ok(milli));
         }
     }
 

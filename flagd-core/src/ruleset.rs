@@ -10,7 +10,7 @@ use crate::condition::CompiledCondition;
 use crate::error::ValidationError;
 use crate::hash::Murmur3;
 use crate::logic::{CompileEnv, Limits, Logic};
-use crate::model::{Flag, FlagState, Rollout, Rule, RulesetSource, Segment, Serve};
+use crate::model::{Flag, FlagState, Rollout, Rule, RulesetSource, Segment, Serve, percent_milli};
 use crate::problems::{Path, Problems};
 
 /// Rollout weights are kept in thousandths of a percent: 100 % is this many.
@@ -422,14 +422,10 @@ impl FlagCx<'_> {
     }
 }
 
-/// A percentage with at most three decimals, as thousandths.
+/// A weight as thousandths of a percent, or a problem at `path`.
 fn percent_to_milli(weight: f64, path: Path<'_>, problems: &mut Problems) -> Option<u64> {
-    if !(0.0..=100.0).contains(&weight) {
-        return problems.fail(path, format!("weight {weight} is outside 0..100 percent"));
+    match percent_milli(weight) {
+        Ok(milli) => Some(milli),
+        Err(e) => problems.fail(path, format!("weight {weight} {e}")),
     }
-    let milli = weight * 1000.0;
-    if (milli - milli.round()).abs() > 1e-6 {
-        return problems.fail(path, format!("weight {weight} has more than three decimals"));
-    }
-    Some(milli.round() as u64)
 }

@@ -46,7 +46,8 @@ impl From<StoredConfig> for ConfigView {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RolloutRequest {
-    /// Percent of companies that get the on variant (the rest get the off variant).
+    /// Percent of companies that get the on variant (the rest get the off variant): 0 to
+    /// 100, at most three decimals.
     pub percentage: Option<f64>,
     /// Explicit weights, in bucket order.
     pub variants: Option<Vec<WeightedVariant>>,
@@ -127,8 +128,8 @@ fn rollout(r: RolloutRequest, def: &FlagDefinition) -> Result<Rollout, ApiError>
                     format!("flag `{}` has no on/off variants: send explicit `variants` weights", def.key),
                 ));
             };
-            if !(0.0..=100.0).contains(&p) {
-                return Err(ApiError::bad_request("INVALID_PERCENTAGE", format!("percentage {p} is outside 0..100")));
+            if let Err(e) = flagd_core::percent_milli(p) {
+                return Err(ApiError::bad_request("INVALID_PERCENTAGE", format!("percentage {p} {e}")));
             }
             Rollout::percentage(&on, &off, p)
         }

@@ -274,8 +274,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             format!("{cfg}/rollout"),
             Some(ADMIN),
             Some(json!({"percentage": 12.3456})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_DEFINITION",
+            StatusCode::BAD_REQUEST,
+            "INVALID_PERCENTAGE",
         ),
         (
             Method::PUT,

@@ -309,8 +309,7 @@ pub async fn disable(session: &Session, args: &DisableArgs) -> Result<(), Failur
 
 /// A percentage as the API takes it: 0 to 100, at most three decimals.
 pub fn check_percentage(percentage: f64, what: &str) -> Result<(), Failure> {
-    let thousandths = percentage * 1000.0;
-    if (0.0..=100.0).contains(&percentage) && (thousandths - thousandths.round()).abs() < 1e-6 {
+    if flagd_core::percent_milli(percentage).is_ok() {
         return Ok(());
     }
     Err(Failure::Usage(format!(
