@@ -16,7 +16,6 @@ HERE="$ROOT/benches/load"
 COUNT=${COUNT:-2000}
 WARM=${WARM:-200}
 KEEP=${KEEP:-}
-export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
 SCRIPT=callgrind.sh
 TOOLS="valgrind callgrind_control curl python3"

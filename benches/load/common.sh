@@ -50,11 +50,14 @@ free_port() { # a loopback port nobody listens on now
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The OFREP endpoints the scripts load: one of the flags `ofrep_churn seed` creates, and bulk.
+# The OFREP request the scripts load: one of the flags `ofrep_churn seed` creates, and bulk,
+# with one context, which the clients (ofrep.lua, fixed_requests.py, ofrep_latency) read
+# from the environment.
 # shellcheck disable=SC2034 # used by the sourcing scripts
 {
   SINGLE_PATH=/ofrep/v1/evaluate/flags/customer_portal
   BULK_PATH=/ofrep/v1/evaluate/flags
+  export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 }
 
 wrk_load() { # wrk_load SECONDS URL: wrk with ofrep.lua on the client CPUs, THREADS (1) threads

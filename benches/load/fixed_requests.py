@@ -12,7 +12,7 @@ import sys
 
 addr, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 host, port = addr.rsplit(":", 1)
-body = '{"context":%s}' % os.environ.get("OFREP_CONTEXT", '{"companyId":42,"targetingKey":"u1","plan":"pro"}')
+body = '{"context":%s}' % os.environ["OFREP_CONTEXT"]
 headers = {"Content-Type": "application/json", "Authorization": "Bearer " + os.environ["OFREP_TOKEN"]}
 conn = http.client.HTTPConnection(host, int(port), timeout=60)
 for _ in range(count):

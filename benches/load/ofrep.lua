@@ -1,9 +1,9 @@
 -- wrk script for the OFREP load runs (see benches/README.md, "Server load").
--- Environment: OFREP_TOKEN (evaluate token), OFREP_CONTEXT (optional JSON context).
+-- Environment: OFREP_TOKEN (evaluate token), OFREP_CONTEXT (JSON context; set in common.sh).
 -- Every request is the same POST, so wrk builds it once and replays it.
 
 local token = os.getenv("OFREP_TOKEN") or error("OFREP_TOKEN is not set")
-local context = os.getenv("OFREP_CONTEXT") or '{"companyId":42,"targetingKey":"u1","plan":"pro"}'
+local context = os.getenv("OFREP_CONTEXT") or error("OFREP_CONTEXT is not set")
 
 wrk.method = "POST"
 wrk.body = '{"context":' .. context .. '}'

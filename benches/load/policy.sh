@@ -23,7 +23,6 @@ CONNECTIONS=${CONNECTIONS:-64}
 CHURN_RATE=${CHURN_RATE:-50}
 SERVER_CPUS=${SERVER_CPUS-0}
 CLIENT_CPUS=${CLIENT_CPUS-1}
-export OFREP_CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
 SCRIPT=policy.sh
 TOOLS="wrk chrt renice curl python3 taskset"

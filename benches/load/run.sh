@@ -32,7 +32,6 @@ LATENCY_RATE=${LATENCY_RATE:-0}
 LATENCY_CONNECTIONS=${LATENCY_CONNECTIONS:-32}
 SERVER_CPUS=${SERVER_CPUS-0}
 CLIENT_CPUS=${CLIENT_CPUS-1}
-CONTEXT='{"companyId":42,"targetingKey":"u1","plan":"pro"}'
 
 SCRIPT=run.sh
 TOOLS="wrk curl python3 taskset"
@@ -49,7 +48,7 @@ TOKEN=$("$BIN/ofrep_churn" seed --addr "$FLAGD" --admin-token "$ADMIN")
 capture() { # capture PATH FILE: one real answer, checked, kept for the ceiling
   local code
   code=$(curl -s -o "$2" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
-    -H 'Content-Type: application/json' -d "{\"context\":$CONTEXT}" "http://$FLAGD$1")
+    -H 'Content-Type: application/json' -d "{\"context\":$OFREP_CONTEXT}" "http://$FLAGD$1")
   [[ $code == 200 ]] || { echo "run.sh: POST $1 answered $code: $(cat "$2")" >&2; return 1; }
 }
 capture "$SINGLE_PATH" "$WORK/single.json"
@@ -74,7 +73,7 @@ fi
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-export OFREP_TOKEN=$TOKEN OFREP_CONTEXT=$CONTEXT
+export OFREP_TOKEN=$TOKEN
 
 wrk_run() { # wrk_run SECONDS URL → the RESULT line
   local out

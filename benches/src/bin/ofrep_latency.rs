@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 
 use flagd_benches::http1::{BoxError, connect, read_reply};
 
-const DEFAULT_CONTEXT: &str = r#"{"companyId":42,"targetingKey":"u1","plan":"pro"}"#;
-
 fn main() {
     if let Err(e) = run() {
         eprintln!("ofrep_latency: {e}");
@@ -79,7 +77,7 @@ struct Tally {
 fn run() -> Result<(), BoxError> {
     let o = options()?;
     let token = std::env::var("OFREP_TOKEN").map_err(|_| "OFREP_TOKEN is not set")?;
-    let context = std::env::var("OFREP_CONTEXT").unwrap_or_else(|_| DEFAULT_CONTEXT.to_owned());
+    let context = std::env::var("OFREP_CONTEXT").map_err(|_| "OFREP_CONTEXT is not set")?;
     let body = format!("{{\"context\":{context}}}");
     let request = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
