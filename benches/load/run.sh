@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Server load harness: flagd-server's OFREP endpoints (single flag, bulk of 20) against a
 # bare axum ceiling answering the same bytes, under wrk on loopback, then the same while
-# ofrep_churn changes flags 50 times a second. Figures and method: benches/README.md.
+# ofrep_churn changes flags 50 times a second. Each run's CPU time is read from /proc/stat,
+# so the summary can show where the server core's time went. Figures and method:
+# benches/README.md.
 #
 #   CARGO_TARGET_DIR=/work/target-load bash benches/load/run.sh
 #
@@ -87,8 +89,18 @@ probe_run() { # probe_run SECONDS URL → the RESULT line of ofrep_latency at LA
     --rate "$LATENCY_RATE" --connections "$LATENCY_CONNECTIONS" --seconds "$1"
 }
 
+cpu_jiffies() { # every CPU's line of /proc/stat: "cpuN user nice system idle iowait irq softirq steal"
+  grep '^cpu[0-9]' /proc/stat | cut -d' ' -f1-9
+}
+
+cpu_spent() { # cpu_spent BEFORE AFTER (two cpu_jiffies) → "cpuN=user,nice,…,steal …", jiffies in between
+  awk 'NR == FNR { for (i = 2; i <= 9; i++) start[$1, i] = $i; next }
+    { printf "%s=", $1; for (i = 2; i <= 9; i++) printf "%d%s", $i - start[$1, i], (i < 9 ? "," : " ") }' \
+    <(echo "$1") <(echo "$2")
+}
+
 measure() { # measure ROUND SCENARIO URL [churn]: wrk, or the latency probe for lat_*
-  local line churn_pid churn_out=$WORK/churn.out
+  local line churn_pid churn_out=$WORK/churn.out cpu_before
   if [[ ${4:-} == churn ]]; then
     # The writer starts first and outlasts wrk, so every measured moment sees changes.
     "${CLIENT_PIN[@]}" "$BIN/ofrep_churn" churn --addr "$FLAGD" --admin-token "$ADMIN" \
@@ -97,7 +109,9 @@ measure() { # measure ROUND SCENARIO URL [churn]: wrk, or the latency probe for 
     PIDS+=("$churn_pid")
     sleep 0.5
   fi
+  cpu_before=$(cpu_jiffies)
   if [[ $2 == lat_* ]]; then line=$(probe_run "$DURATION" "$3"); else line=$(wrk_run "$DURATION" "$3"); fi
+  line="$line $(cpu_spent "$cpu_before" "$(cpu_jiffies)")"
   if [[ ${4:-} == churn ]]; then
     wait "$churn_pid" || { echo "run.sh: ofrep_churn failed: $(cat "$WORK/churn.err")" >&2; return 1; }
     line="$line $(sed -n 's/^CHURN //p' "$churn_out")"
@@ -156,4 +170,4 @@ fi
 echo "== summary (median over rounds; ratios are computed within each round, then the median)"
 echo "   date $(date -u '+%Y-%m-%d %H:%M UTC'), load average before ${LOAD_BEFORE}, after ${LOAD_AFTER}," \
   "flagd-server log: $ERROR_LINES warning/error lines, control plane nice ${FLAGD_CONTROL_NICE:-default}"
-python3 "$HERE/summary.py" "$RESULTS"
+python3 "$HERE/summary.py" "$RESULTS" "$SERVER_CPUS" "$CLIENT_CPUS"

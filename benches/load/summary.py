@@ -12,8 +12,15 @@ at saturation wrk's latencies are mostly its own queue (connections / throughput
 probe's are what each server takes per request below its capacity. Unless run.sh ran with
 CALIBRATE=0, a last table holds a second ceiling to the flagd targets: how far apart two
 identical servers land under the same method.
+
+When the servers and the load generator were pinned to CPUs of their own (run.sh's default),
+a table of where the time went closes the summary: the server core's user and kernel time
+per request, taken from /proc/stat around each run, and how much of the time the load
+generator's core was idle (benches/README.md, "Where flagd-server's time goes", for why
+that matters to the ratio).
 """
 
+import os
 import statistics
 import sys
 
@@ -111,7 +118,94 @@ HEADER = [
 ]
 
 
-def main(path):
+# Scenarios whose CPU time is shown, each beside the ceiling it is compared with.
+CPU_SCENARIOS = {
+    "ceiling_single": None,
+    "flagd_single": "ceiling_single",
+    "churn_single": "ceiling_single",
+    "twin_single": "ceiling_single",
+    "ceiling_bulk": None,
+    "flagd_bulk": "ceiling_bulk",
+    "churn_bulk": "ceiling_bulk",
+    "twin_bulk": "ceiling_bulk",
+}
+# /proc/stat's fields after the CPU's name, in order.
+JIFFY_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_list(text):
+    """The CPUs of a taskset list such as `0`, `0,2` or `0-3`."""
+    cpus = set()
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def jiffies(run, cpus):
+    """The jiffies a run spent on these CPUs, by /proc/stat field, or None if not recorded."""
+    total = dict.fromkeys(JIFFY_FIELDS, 0)
+    for cpu in cpus:
+        spent = run.get(f"cpu{cpu}")
+        if spent is None:
+            return None
+        for name, value in zip(JIFFY_FIELDS, spent.split(",")):
+            total[name] += int(value)
+    return total
+
+
+def cpu_use(run, server_cpus, client_cpus):
+    """µs of user and of kernel time per request on the server's CPUs, the share of their
+    time stolen by the hypervisor, and the share the load generator's CPUs sat idle."""
+    server, client = jiffies(run, server_cpus), jiffies(run, client_cpus)
+    if server is None or client is None:
+        return None
+    us_per_jiffy = 1e6 / os.sysconf("SC_CLK_TCK")
+    requests = max(int(run["requests"]), 1)
+    kernel = server["system"] + server["irq"] + server["softirq"]
+    return {
+        "user": server["user"] * us_per_jiffy / requests,
+        "kernel": kernel * us_per_jiffy / requests,
+        "steal": server["steal"] / max(sum(server.values()), 1),
+        "client_idle": (client["idle"] + client["iowait"]) / max(sum(client.values()), 1),
+    }
+
+
+def cpu_table(runs, rounds, server_cpus, client_cpus):
+    """Where the time went, scenario by scenario: medians over the rounds, and for flagd-server
+    (and the calibration) the median per-round ratio of its per-request times to the ceiling's."""
+    med = statistics.median
+    lines = [
+        "| scenario | req/s | server user µs/req | server kernel µs/req | x ceiling (user / kernel) "
+        "| steal | load generator idle |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for scenario, ceiling in CPU_SCENARIOS.items():
+        used = []
+        for r in rounds:
+            run = runs.get((r, scenario))
+            use = run and cpu_use(run, server_cpus, client_cpus)
+            if use:
+                base = ceiling and runs.get((r, ceiling)) and cpu_use(runs[(r, ceiling)], server_cpus, client_cpus)
+                used.append((run, use, base))
+        if not used:
+            continue
+        against = "—"
+        bases = [(use, base) for _, use, base in used if base and base["user"] and base["kernel"]]
+        if ceiling and bases:
+            user_x = med(use["user"] / base["user"] for use, base in bases)
+            kernel_x = med(use["kernel"] / base["kernel"] for use, base in bases)
+            against = f"{user_x:.2f} / {kernel_x:.2f}"
+        lines.append(
+            f"| {scenario} | {med(float(run['rps']) for run, _, _ in used):,.0f} "
+            f"| {med(use['user'] for _, use, _ in used):.1f} | {med(use['kernel'] for _, use, _ in used):.1f} "
+            f"| {against} | {med(use['steal'] for _, use, _ in used):.1%} "
+            f"| {med(use['client_idle'] for _, use, _ in used):.1%} |"
+        )
+    return lines if len(lines) > 2 else []
+
+
+def main(path, server_cpus="", client_cpus=""):
     runs = parse(path)
     rounds = sorted({r for r, _ in runs})
     print("\n".join(HEADER + table(runs, rounds, SATURATED)))
@@ -130,8 +224,15 @@ def main(path):
         values = [float(runs[(r, ceiling)]["rps"]) for r in rounds if (r, ceiling) in runs]
         if values:
             print(f"  {ceiling}: {min(values):,.0f} / {statistics.median(values):,.0f} / {max(values):,.0f}")
+    if server_cpus and client_cpus:
+        lines = cpu_table(runs, rounds, cpu_list(server_cpus), cpu_list(client_cpus))
+        if lines:
+            print()
+            print(f"Where the time went (server core: CPUs {server_cpus}; load generator: CPUs {client_cpus};")
+            print("kernel = system + irq + softirq; medians over the rounds):")
+            print("\n".join(lines))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:4]))
