@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 
 use crate::context::company_key;
 use crate::error::PercentError;
+use crate::ruleset::TOTAL_WEIGHT;
 
 /// Everything one environment's ruleset is compiled from.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -262,17 +263,18 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// `percentage` % of `on`, the rest `off`.
-    pub fn percentage(on: &str, off: &str, percentage: f64) -> Self {
-        let on_weight = percentage;
-        let off_weight = 100.0 - percentage;
-        Self {
+    /// `percentage` % of `on`, the rest `off`; the percentage must be a share
+    /// ([`percent_milli`]). Both weights are whole thousandths, so they add up to exactly 100.
+    pub fn percentage(on: &str, off: &str, percentage: f64) -> Result<Self, PercentError> {
+        let on_milli = percent_milli(percentage)?;
+        let weight = |milli: u64| milli as f64 / 1000.0;
+        Ok(Self {
             variants: vec![
-                WeightedVariant { variant: on.to_owned(), weight: on_weight },
-                WeightedVariant { variant: off.to_owned(), weight: round_milli(off_weight) },
+                WeightedVariant { variant: on.to_owned(), weight: weight(on_milli) },
+                WeightedVariant { variant: off.to_owned(), weight: weight(TOTAL_WEIGHT - on_milli) },
             ],
             bucket_by: None,
-        }
+        })
     }
 }
 
@@ -289,11 +291,6 @@ pub fn percent_milli(percent: f64) -> Result<u64, PercentError> {
         return Err(PercentError::TooPrecise);
     }
     Ok(milli.round() as u64)
-}
-
-/// Rounds to three decimals, so `100 - 12.345` stays exact.
-fn round_milli(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// A variant and its share of a rollout, in percent.
@@ -450,6 +447,16 @@ mod tests {
         for (percent, expected) in cases {
             assert_eq!(percent_milli(percent), expected, "{percent}");
         }
+    }
+
+    #[test]
+    fn a_percentage_rollout_splits_100_exactly_or_is_refused() {
+        let rollout = Rollout::percentage("on", "off", 12.345).unwrap();
+        let weights: Vec<f64> = rollout.variants.iter().map(|v| v.weight).collect();
+        assert_eq!(weights, [12.345, 87.655]);
+        assert_eq!(weights.iter().sum::<f64>(), 100.0);
+        assert_eq!(Rollout::percentage("on", "off", 12.3456).unwrap_err(), PercentError::TooPrecise);
+        assert_eq!(Rollout::percentage("on", "off", 101.0).unwrap_err(), PercentError::OutOfRange);
     }
 
     proptest::proptest! {

@@ -128,10 +128,8 @@ fn rollout(r: RolloutRequest, def: &FlagDefinition) -> Result<Rollout, ApiError>
                     format!("flag `{}` has no on/off variants: send explicit `variants` weights", def.key),
                 ));
             };
-            if let Err(e) = flagd_core::percent_milli(p) {
-                return Err(ApiError::bad_request("INVALID_PERCENTAGE", format!("percentage {p} {e}")));
-            }
             Rollout::percentage(&on, &off, p)
+                .map_err(|e| ApiError::bad_request("INVALID_PERCENTAGE", format!("percentage {p} {e}")))?
         }
         (None, Some(variants)) => Rollout { variants, bucket_by: None },
         _ => {
