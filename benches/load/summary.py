@@ -180,19 +180,18 @@ def cpu_table(runs, rounds, server_cpus, client_cpus):
         "| steal | load generator idle |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    uses = {key: cpu_use(run, server_cpus, client_cpus) for key, run in runs.items()}
     for scenario, ceiling in CPU_SCENARIOS.items():
-        used = []
-        for r in rounds:
-            run = runs.get((r, scenario))
-            use = run and cpu_use(run, server_cpus, client_cpus)
-            if use:
-                base = ceiling and runs.get((r, ceiling)) and cpu_use(runs[(r, ceiling)], server_cpus, client_cpus)
-                used.append((run, use, base))
+        used = [
+            (runs[(r, scenario)], uses[(r, scenario)], uses.get((r, ceiling)))
+            for r in rounds
+            if uses.get((r, scenario))
+        ]
         if not used:
             continue
         against = "—"
         bases = [(use, base) for _, use, base in used if base and base["user"] and base["kernel"]]
-        if ceiling and bases:
+        if bases:
             user_x = med(use["user"] / base["user"] for use, base in bases)
             kernel_x = med(use["kernel"] / base["kernel"] for use, base in bases)
             against = f"{user_x:.2f} / {kernel_x:.2f}"
