@@ -239,13 +239,18 @@ impl Principal {
 }
 
 /// The token value a request carries: `Authorization: Bearer …` or `X-API-Key: …`.
+/// Read as bytes (a header value holds no control character but tab), then as UTF-8: a
+/// value that is not can name no token.
 fn presented_token(parts: &Parts) -> Option<&str> {
-    let bearer = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    bearer.or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim)
+    let header = |name| parts.headers.get(name).map(axum::http::HeaderValue::as_bytes);
+    let bearer = header(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")))
+        .and_then(token_text);
+    bearer.or_else(|| header(axum::http::HeaderName::from_static("x-api-key")).and_then(token_text))
+}
+
+fn token_text(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value.trim_ascii()).ok()
 }
 
 impl Principal {

@@ -1,7 +1,8 @@
 //! Request bodies: size-limited, nesting-limited JSON with errors a caller can act on.
 
-use axum::body::Bytes;
+use axum::body::{Bytes, HttpBody};
 use axum::extract::{FromRequest, Request};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -54,16 +55,56 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`]. Every handler reads its
 /// body through here, so the limit needs no per-request extension (axum's
-/// `DefaultBodyLimit` costs a map insertion on every request, bodies or not).
+/// `DefaultBodyLimit` costs a map insertion on every request, bodies or not). A body that
+/// arrives as one piece, as small ones do, is returned as that piece: no queue of pieces
+/// and no copy.
 pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|e| {
-        let e = e.into_inner();
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
-        } else {
-            ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}"))
+    let mut body = req.into_body();
+    // A declared length over the limit is refused before anything is read.
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    let mut whole = Pieces::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}")))?;
+        // Trailers are not part of the body.
+        if let Ok(data) = frame.into_data() {
+            whole.push(data)?;
         }
-    })
+    }
+    Ok(whole.into_bytes())
+}
+
+/// A body as it arrives: its first piece as given, the rest joined to it.
+#[derive(Default)]
+struct Pieces {
+    first: Bytes,
+    joined: Option<Vec<u8>>,
+}
+
+impl Pieces {
+    fn push(&mut self, data: Bytes) -> Result<(), ApiError> {
+        let len = self.joined.as_ref().map_or(self.first.len(), Vec::len);
+        if len + data.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        }
+        match &mut self.joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if self.first.is_empty() => self.first = data,
+            None => {
+                let mut joined = Vec::with_capacity(len + data.len());
+                joined.extend_from_slice(&self.first);
+                joined.extend_from_slice(&data);
+                self.joined = Some(joined);
+            }
+        }
+        Ok(())
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.joined.map_or(self.first, Bytes::from)
+    }
 }
 
 /// Parses a body into `T` after checking its depth.
@@ -120,6 +161,26 @@ mod tests {
         assert!(check_depth(ok.as_bytes()).is_ok());
         let in_string = format!("{{\"a\": \"{}\\\"\"}}", "[".repeat(500));
         assert!(check_depth(in_string.as_bytes()).is_ok());
+    }
+
+    /// A request whose body arrives in these pieces, with no declared length.
+    fn streamed(pieces: Vec<Vec<u8>>) -> Request {
+        let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+        Request::new(axum::body::Body::from_stream(stream))
+    }
+
+    #[tokio::test]
+    async fn a_body_in_pieces_is_read_whole_and_refused_past_the_limit() {
+        let body = read_body(streamed(vec![b"{\"a\":".to_vec(), b"".to_vec(), b"1}".to_vec()])).await.unwrap();
+        assert_eq!(&body[..], b"{\"a\":1}");
+        let one = read_body(streamed(vec![b"{}".to_vec()])).await.unwrap();
+        assert_eq!(&one[..], b"{}");
+        let at_limit = read_body(streamed(vec![vec![b' '; MAX_BODY_BYTES / 2]; 2])).await.unwrap();
+        assert_eq!(at_limit.len(), MAX_BODY_BYTES);
+        let over = read_body(streamed(vec![vec![b' '; MAX_BODY_BYTES / 2], vec![b' '; MAX_BODY_BYTES / 2 + 1]])).await;
+        assert!(matches!(over, Err(ApiError::PayloadTooLarge { .. })), "{over:?}");
+        let declared = Request::new(axum::body::Body::from(vec![b' '; MAX_BODY_BYTES + 1]));
+        assert!(matches!(read_body(declared).await, Err(ApiError::PayloadTooLarge { .. })));
     }
 
     #[test]

@@ -56,10 +56,15 @@ fn parsed(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
 /// and gives the same context for every body read here.
 fn flat(bytes: &[u8]) -> Option<EvaluationContext> {
     let mut cursor = Cursor { text: std::str::from_utf8(bytes).ok()?, at: 0 };
-    cursor.expect(b'{')?;
-    (cursor.string()? == "context").then_some(())?;
-    cursor.expect(b':')?;
-    cursor.expect(b'{')?;
+    // Providers send the opening without spaces: one comparison instead of four tokens.
+    if bytes.starts_with(COMPACT_OPENING) {
+        cursor.at = COMPACT_OPENING.len();
+    } else {
+        cursor.expect(b'{')?;
+        (cursor.string()? == "context").then_some(())?;
+        cursor.expect(b':')?;
+        cursor.expect(b'{')?;
+    }
     let mut context = EvaluationContext::new();
     let mut first = true;
     while !cursor.eat(b'}') {
@@ -75,6 +80,9 @@ fn flat(bytes: &[u8]) -> Option<EvaluationContext> {
     cursor.skip_space();
     (cursor.at == cursor.text.len()).then_some(context)
 }
+
+/// How nearly every body begins.
+const COMPACT_OPENING: &[u8] = br#"{"context":{"#;
 
 /// The bytes a string without escapes ends at (`"`) or that [`Cursor::string`] leaves
 /// to serde_json (a backslash, control characters), as a table: one load per byte.
