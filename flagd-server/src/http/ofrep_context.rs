@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
+use flagd_core::context::{COMPANY_ID, TARGETING_KEY};
 use flagd_core::{ContextError, ErrorCode, EvaluationContext};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -72,7 +73,7 @@ fn flat(bytes: &[u8]) -> Option<EvaluationContext> {
             cursor.expect(b',')?;
         }
         first = false;
-        let name = cursor.string()?;
+        let name = cursor.name()?;
         cursor.expect(b':')?;
         context.set(Cow::Borrowed(name), cursor.scalar()?).ok()?;
     }
@@ -83,6 +84,9 @@ fn flat(bytes: &[u8]) -> Option<EvaluationContext> {
 
 /// How nearly every body begins.
 const COMPACT_OPENING: &[u8] = br#"{"context":{"#;
+
+/// The names nearly every context holds, quoted as they appear in a body.
+const KNOWN_NAMES: [(&[u8], &str); 2] = [(br#""companyId""#, COMPANY_ID), (br#""targetingKey""#, TARGETING_KEY)];
 
 /// The bytes a string without escapes ends at (`"`) or that [`Cursor::string`] leaves
 /// to serde_json (a backslash, control characters), as a table: one load per byte.
@@ -139,6 +143,18 @@ impl<'a> Cursor<'a> {
         (rest.get(len) == Some(&b'"')).then_some(())?;
         self.at += len + 1;
         self.text.get(start..start + len)
+    }
+
+    /// A member name: [`Cursor::string`], but the context's own two names are taken whole
+    /// (nearly every body holds both, and they need no scan).
+    fn name(&mut self) -> Option<&'a str> {
+        self.skip_space();
+        let rest = self.text.as_bytes().get(self.at..)?;
+        if let Some((quoted, name)) = KNOWN_NAMES.iter().find(|(quoted, _)| rest.starts_with(quoted)) {
+            self.at += quoted.len();
+            return Some(name);
+        }
+        self.string()
     }
 
     fn scalar(&mut self) -> Option<Value> {
