@@ -61,9 +61,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
     let mut body = req.into_body();
     // A declared length over the limit is refused before anything is read.
-    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
-    }
+    within_limit(usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX))?;
     let mut whole = Pieces::default();
     while let Some(frame) = body.frame().await {
         let frame = frame
@@ -76,6 +74,14 @@ pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
     Ok(whole.into_bytes())
 }
 
+/// 413 for a body of `len` bytes over [`MAX_BODY_BYTES`].
+fn within_limit(len: usize) -> Result<(), ApiError> {
+    if len > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    Ok(())
+}
+
 /// A body as it arrives: its first piece as given, the rest joined to it.
 #[derive(Default)]
 struct Pieces {
@@ -86,9 +92,7 @@ struct Pieces {
 impl Pieces {
     fn push(&mut self, data: Bytes) -> Result<(), ApiError> {
         let len = self.joined.as_ref().map_or(self.first.len(), Vec::len);
-        if len + data.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
-        }
+        within_limit(len.saturating_add(data.len()))?;
         match &mut self.joined {
             Some(joined) => joined.extend_from_slice(&data),
             None if self.first.is_empty() => self.first = data,
