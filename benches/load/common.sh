@@ -10,6 +10,7 @@ package_of() { # the Debian package a command comes from, where it is not its ow
   case $1 in
     callgrind_control) echo valgrind ;;
     chrt | taskset) echo util-linux ;;
+    perf) echo linux-perf ;;
     renice) echo bsdutils ;;
     *) echo "$1" ;;
   esac
