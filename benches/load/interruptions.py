@@ -82,57 +82,51 @@ def pct(values, q):
     return values[min(len(values) - 1, int(len(values) * q))] if values else 0.0
 
 
-def main() -> None:
-    flagd_pid, seconds, work = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
-    scenarios = {}
-    for scenario in ("quiet", "churn"):
-        traces = sorted(work.glob(f"{scenario}.*.txt"))
-        rows = [parse(t, flagd_pid) for t in traces]
-        traced = seconds * len(traces)
-        cpu = collections.Counter()
-        runs = collections.Counter()
-        longest = collections.defaultdict(float)
-        for trace in rows:
-            for _, _, run, who, _ in trace:
-                cpu[who] += run
-                runs[who] += 1
-                longest[who] = max(longest[who], run)
-        waits = sorted((w for trace in rows for w in absences(trace, "R")), key=lambda w: w[0])
-        # Sleeps the control plane or SQLite used: the serving thread had nothing to do.
-        lent = [
-            sum(ms for who, ms in fillers.items() if who in PLANE)
-            for trace in rows
-            for _, fillers in absences(trace, "S")
-        ]
-        rps = [field(t.with_suffix(".wrk"), "RESULT", "rps") for t in traces]
-        rate = [field(t.with_suffix(".churn"), "CHURN", "rate") for t in traces]
-        scenarios[scenario] = dict(
-            traced=traced, cpu=cpu, runs=runs, longest=longest, waits=waits, lent=[ms for ms in lent if ms > 0],
-            rps=statistics.median([r for r in rps if r is not None] or [0]),
-            rate=statistics.median([r for r in rate if r is not None] or [0]),
-        )
+def summarise(traces: list[Path], flagd_pid: str, seconds: float) -> dict:
+    """One scenario's traces, added up: CPU, runs and longest run per thread, the serving
+    thread's preemptions, and the sleeps of it the control plane used."""
+    rows = [parse(t, flagd_pid) for t in traces]
+    cpu, runs, longest = collections.Counter(), collections.Counter(), collections.defaultdict(float)
+    for _, _, run, who, _ in (row for trace in rows for row in trace):
+        cpu[who] += run
+        runs[who] += 1
+        longest[who] = max(longest[who], run)
+    lent = [sum(ms for who, ms in f.items() if who in PLANE) for trace in rows for _, f in absences(trace, "S")]
+    rps = [r for r in (field(t.with_suffix(".wrk"), "RESULT", "rps") for t in traces) if r is not None]
+    rate = [r for r in (field(t.with_suffix(".churn"), "CHURN", "rate") for t in traces) if r is not None]
+    return dict(
+        traced=seconds * len(traces),
+        cpu=cpu,
+        runs=runs,
+        longest=longest,
+        waits=sorted((w for trace in rows for w in absences(trace, "R")), key=lambda w: w[0]),
+        lent=[ms for ms in lent if ms > 0],
+        rps=statistics.median(rps or [0]),
+        rate=statistics.median(rate or [0]),
+    )
 
-    print(f"== who takes the serving core ({len(list(work.glob('quiet.*.txt')))} traces of {seconds:g} s per scenario)")
+
+def print_waits(scenarios: dict) -> None:
     print(
         "| scenario | req/s (median) | preempted / s | wait p50 / p99 / max | waiting ms / s | waits over 1 ms / s"
         " | asleep while the control plane ran: / s, its ms / s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, s in scenarios.items():
-        lengths = [w for w, _ in s["waits"]]
-        per_s = len(lengths) / s["traced"]
-        slow = sum(1 for w in lengths if w > SLOW_MS) / s["traced"]
+        lengths, traced = [w for w, _ in s["waits"]], s["traced"]
+        slow = sum(1 for w in lengths if w > SLOW_MS)
         print(
-            f"| {name} | {s['rps']:,.0f} | {per_s:.0f} | {pct(lengths, 0.5) * 1000:.0f} / {pct(lengths, 0.99) * 1000:.0f}"
-            f" / {max(lengths, default=0) * 1000:.0f} µs | {sum(lengths) / s['traced']:.1f} | {slow:.1f}"
-            f" | {len(s['lent']) / s['traced']:.0f}, {sum(s['lent']) / s['traced']:.1f} |"
+            f"| {name} | {s['rps']:,.0f} | {len(lengths) / traced:.0f} | {pct(lengths, 0.5) * 1000:.0f}"
+            f" / {pct(lengths, 0.99) * 1000:.0f} / {max(lengths, default=0) * 1000:.0f} µs"
+            f" | {sum(lengths) / traced:.1f} | {slow / traced:.1f}"
+            f" | {len(s['lent']) / traced:.0f}, {sum(s['lent']) / traced:.1f} |"
         )
 
-    print()
+
+def print_threads(quiet: dict, churn: dict) -> None:
     print("Threads on the server's CPUs (ms of CPU per second, runs per second, longest run):")
     print("| thread | quiet | churn |")
     print("| --- | --- | --- |")
-    quiet, churn = scenarios["quiet"], scenarios["churn"]
     threads = sorted(set(quiet["cpu"]) | set(churn["cpu"]), key=lambda w: -(churn["cpu"][w] + quiet["cpu"][w]))
     for who in threads[:12]:
         cells = [
@@ -141,21 +135,38 @@ def main() -> None:
         ]
         print(f"| {who} | {cells[0]} | {cells[1]} |")
 
-    if churn["rate"]:
-        extra = (len(churn["waits"]) / churn["traced"] - len(quiet["waits"]) / quiet["traced"]) / churn["rate"]
-        plane = sum(churn["cpu"][w] - quiet["cpu"][w] for w in PLANE)
-        print()
-        print(
-            f"Per write ({churn['rate']:.1f} writes/s): {extra:.1f} more preemptions of the serving thread,"
-            f" {plane / churn['traced'] / churn['rate'] * 1000:.0f} µs more CPU on the control plane and SQLite's thread."
-        )
 
+def print_per_write(quiet: dict, churn: dict) -> None:
+    if not churn["rate"]:
+        return
+    extra = (len(churn["waits"]) / churn["traced"] - len(quiet["waits"]) / quiet["traced"]) / churn["rate"]
+    plane = sum(churn["cpu"][w] - quiet["cpu"][w] for w in PLANE) / churn["traced"] / churn["rate"]
+    print(
+        f"Per write ({churn['rate']:.1f} writes/s): {extra:.1f} more preemptions of the serving thread,"
+        f" {plane * 1000:.0f} µs more CPU on the control plane and SQLite's thread."
+    )
+
+
+def print_longest(name: str, s: dict) -> None:
+    print(f"Longest waits ({name}) and what ran during them:")
+    for length, fillers in s["waits"][-5:][::-1]:
+        who = ", ".join(f"{w} {ms * 1000:.0f} µs" for w, ms in fillers.most_common(4))
+        print(f"  {length * 1000:.0f} µs: {who or 'nothing traced'}")
+
+
+def main() -> None:
+    flagd_pid, seconds, work = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
+    traces = {name: sorted(work.glob(f"{name}.*.txt")) for name in ("quiet", "churn")}
+    scenarios = {name: summarise(found, flagd_pid, seconds) for name, found in traces.items()}
+    print(f"== who takes the serving core ({len(traces['quiet'])} traces of {seconds:g} s per scenario)")
+    print_waits(scenarios)
+    print()
+    print_threads(scenarios["quiet"], scenarios["churn"])
+    print()
+    print_per_write(scenarios["quiet"], scenarios["churn"])
     for name, s in scenarios.items():
         print()
-        print(f"Longest waits ({name}) and what ran during them:")
-        for length, fillers in s["waits"][-5:][::-1]:
-            who = ", ".join(f"{w} {ms * 1000:.0f} µs" for w, ms in fillers.most_common(4))
-            print(f"  {length * 1000:.0f} µs: {who or 'nothing traced (idle)'}")
+        print_longest(name, s)
 
 
 if __name__ == "__main__":
