@@ -11,6 +11,13 @@ use crate::error::ApiError;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The deepest JSON nesting accepted (400 past it), far above any real definition.
 pub const MAX_DEPTH: usize = 64;
+/// How much of a refused body is still read, and dropped, before the 413 goes out. hyper
+/// closes a connection whose request body was left unread, and a socket closed with
+/// unread data resets the connection, which can reach a client still sending before it
+/// reads the answer: it would see a broken pipe instead of the 413. Bodies declared
+/// larger than this, and those of clients waiting for `100 Continue` (which have sent
+/// nothing yet), are refused at once.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// A JSON body of type `T`. An empty body reads as `{}`, so operations whose fields are
 /// all optional (enable, disable) need none.
@@ -57,18 +64,23 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// body through here, so the limit needs no per-request extension (axum's
 /// `DefaultBodyLimit` costs a map insertion on every request, bodies or not). A body that
 /// arrives as one piece, as small ones do, is returned as that piece: no queue of pieces
-/// and no copy.
+/// and no copy. A body over the limit is read on and dropped before the 413 (see
+/// [`DRAIN_LIMIT`] for why and how far).
 pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    if within_limit(usize::try_from(req.body().size_hint().lower()).unwrap_or(usize::MAX)).is_err() {
+        let waiting = waits_for_continue(req.headers());
+        return Err(refuse(req.into_body(), waiting).await);
+    }
     let mut body = req.into_body();
-    // A declared length over the limit is refused before anything is read.
-    within_limit(usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX))?;
     let mut whole = Pieces::default();
     while let Some(frame) = body.frame().await {
         let frame = frame
             .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}")))?;
         // Trailers are not part of the body.
-        if let Ok(data) = frame.into_data() {
-            whole.push(data)?;
+        if let Ok(data) = frame.into_data()
+            && whole.push(data).is_err()
+        {
+            return Err(refuse(body, false).await);
         }
     }
     Ok(whole.into_bytes())
@@ -80,6 +92,31 @@ fn within_limit(len: usize) -> Result<(), ApiError> {
         return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
     Ok(())
+}
+
+/// Whether the client sent `Expect: 100-continue` and holds its body until asked for it
+/// (curl does for bodies over 1 MiB). hyper asks only once the body is read.
+fn waits_for_continue(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(axum::http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The 413 for a body over the limit, after reading the rest of it up to [`DRAIN_LIMIT`]
+/// unless the client is `waiting` for `100 Continue`.
+async fn refuse(mut body: axum::body::Body, waiting: bool) -> ApiError {
+    let mut left = if waiting { 0 } else { DRAIN_LIMIT };
+    if body.size_hint().lower() > left {
+        left = 0;
+    }
+    while left > 0 {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                left = left.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX));
+            }
+            _ => break,
+        }
+    }
+    ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
 }
 
 /// A body as it arrives: its first piece as given, the rest joined to it.
@@ -185,6 +222,60 @@ mod tests {
         assert!(matches!(over, Err(ApiError::PayloadTooLarge { .. })), "{over:?}");
         let declared = Request::new(axum::body::Body::from(vec![b' '; MAX_BODY_BYTES + 1]));
         assert!(matches!(read_body(declared).await, Err(ApiError::PayloadTooLarge { .. })));
+    }
+
+    /// A body that declares its `.0` bytes and never sends any: reading it waits for ever.
+    struct Withheld(u64);
+
+    impl HttpBody for Withheld {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(self.0)
+        }
+    }
+
+    fn withheld(len: usize, expect: Option<&'static str>) -> Request {
+        let mut req = Request::new(axum::body::Body::new(Withheld(len as u64)));
+        if let Some(value) = expect {
+            req.headers_mut().insert(axum::http::header::EXPECT, axum::http::HeaderValue::from_static(value));
+        }
+        req
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_is_read_to_its_end_unless_nothing_was_sent_or_it_is_huge() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let taken = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&taken);
+        let pieces = vec![vec![b' '; MAX_BODY_BYTES / 2 + 1]; 3];
+        let stream = futures_util::StreamExt::inspect(
+            futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>)),
+            move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            },
+        );
+        let over = read_body(Request::new(axum::body::Body::from_stream(stream))).await;
+        assert!(matches!(over, Err(ApiError::PayloadTooLarge { .. })), "{over:?}");
+        assert_eq!(taken.load(Ordering::Relaxed), 3, "the pieces past the limit were read too");
+
+        let at_once = std::time::Duration::from_secs(5);
+        for (len, expect) in [(MAX_BODY_BYTES + 1, Some("100-continue")), (DRAIN_LIMIT as usize + 1, None)] {
+            let refused = tokio::time::timeout(at_once, read_body(withheld(len, expect))).await;
+            assert!(matches!(refused, Ok(Err(ApiError::PayloadTooLarge { .. }))), "{len} {expect:?}: {refused:?}");
+        }
+        // Declared over the limit, within the drain limit, nothing waiting: it is read.
+        let read_on =
+            tokio::time::timeout(std::time::Duration::from_millis(50), read_body(withheld(MAX_BODY_BYTES + 1, None)));
+        assert!(read_on.await.is_err(), "the body was not read before the 413");
     }
 
     #[test]

@@ -56,16 +56,36 @@ fn bad_requests_get_4xx_json_errors_and_change_nothing() {
     let too_deep = admin.request_raw("POST", "/api/v1/flags", deep.into_bytes()).unwrap();
     assert_eq!((too_deep.status, &too_deep.body["error"]["code"]), (400, &json!("TOO_DEEP")));
     let huge = format!("{{\"key\": \"h\", \"description\": \"{}\"}}", "x".repeat(1_100_000));
-    // Its own connection: the server answers 413 before reading the body and then closes
-    // the connection, which a pooled connection would only notice on its next request.
+    // Sent whole, as a client that does not wait for `100 Continue` does: the server reads
+    // the rest before answering, so the client sees the 413, not a reset connection.
     let too_large = server.admin().request_raw("POST", "/api/v1/flags", huge.into_bytes()).unwrap();
     assert_eq!(too_large.status, 413);
+    assert_eq!(status_line_before_sending(&server, 1_100_000), "HTTP/1.1 413 Payload Too Large");
 
     assert_eq!(admin.get("/api/v1/flags/f").unwrap().body, flag_before);
     assert_eq!(audit_len(&admin), audit_before, "nothing refused reached the audit log");
     for key in ["g", "d", "h"] {
         assert_eq!(admin.get(&format!("/api/v1/flags/{key}")).unwrap().status, 404);
     }
+}
+
+/// The first line a client declaring `len` bytes with `Expect: 100-continue` gets while
+/// it holds its body back, as curl does for bodies over 1 MiB: a body too large is refused
+/// without being asked for.
+fn status_line_before_sending(server: &Server, len: usize) -> String {
+    use std::io::{BufRead, Write};
+    let addr = server.url().trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /api/v1/flags HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n",
+        server.admin_token()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
 }
 
 #[test]
