@@ -103,10 +103,7 @@ fn waits_for_continue(headers: &axum::http::HeaderMap) -> bool {
 /// The 413 for a body over the limit, after reading the rest of it up to [`DRAIN_LIMIT`]
 /// unless the client is `waiting` for `100 Continue`.
 async fn refuse(mut body: axum::body::Body, waiting: bool) -> ApiError {
-    let mut left = if waiting { 0 } else { DRAIN_LIMIT };
-    if body.size_hint().lower() > left {
-        left = 0;
-    }
+    let mut left = if waiting || body.size_hint().lower() > DRAIN_LIMIT { 0 } else { DRAIN_LIMIT };
     while left > 0 {
         match body.frame().await {
             Some(Ok(frame)) => {
