@@ -4,7 +4,7 @@
 # over SECONDS_PER_ROUND of each run, summarised by `interruptions.py` (how often the serving
 # thread waited while runnable, for how long, and which threads ran meanwhile: the control
 # plane, SQLite's thread, or the host's own). Method and figures: benches/README.md
-# ("Who takes the serving core").
+# ("Writes under load", last paragraphs).
 #
 #   CARGO_TARGET_DIR=/work/target-perf bash benches/load/interruptions.sh
 #

@@ -67,7 +67,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// and no copy. A body over the limit is read on and dropped before the 413 (see
 /// [`DRAIN_LIMIT`] for why and how far).
 pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
-    if within_limit(usize::try_from(req.body().size_hint().lower()).unwrap_or(usize::MAX)).is_err() {
+    if !within_limit(usize::try_from(req.body().size_hint().lower()).unwrap_or(usize::MAX)) {
         let waiting = waits_for_continue(req.headers());
         return Err(refuse(req.into_body(), waiting).await);
     }
@@ -78,7 +78,7 @@ pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
             .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}")))?;
         // Trailers are not part of the body.
         if let Ok(data) = frame.into_data()
-            && whole.push(data).is_err()
+            && !whole.push(data)
         {
             return Err(refuse(body, false).await);
         }
@@ -86,12 +86,9 @@ pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
     Ok(whole.into_bytes())
 }
 
-/// 413 for a body of `len` bytes over [`MAX_BODY_BYTES`].
-fn within_limit(len: usize) -> Result<(), ApiError> {
-    if len > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
-    }
-    Ok(())
+/// Whether a body of `len` bytes is within [`MAX_BODY_BYTES`].
+const fn within_limit(len: usize) -> bool {
+    len <= MAX_BODY_BYTES
 }
 
 /// Whether the client sent `Expect: 100-continue` and holds its body until asked for it
@@ -124,9 +121,12 @@ struct Pieces {
 }
 
 impl Pieces {
-    fn push(&mut self, data: Bytes) -> Result<(), ApiError> {
+    /// Adds `data`, or returns false, unchanged, when the body would pass the limit.
+    fn push(&mut self, data: Bytes) -> bool {
         let len = self.joined.as_ref().map_or(self.first.len(), Vec::len);
-        within_limit(len.saturating_add(data.len()))?;
+        if !within_limit(len.saturating_add(data.len())) {
+            return false;
+        }
         match &mut self.joined {
             Some(joined) => joined.extend_from_slice(&data),
             None if self.first.is_empty() => self.first = data,
@@ -137,7 +137,7 @@ impl Pieces {
                 self.joined = Some(joined);
             }
         }
-        Ok(())
+        true
     }
 
     fn into_bytes(self) -> Bytes {
