@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flagd_core::Segment;
 use serde::Deserialize;
 
-use super::json::{JsonBody, QueryParams, check_depth, read_body};
+use super::json::{JsonBody, QueryParams, UnreadBody, check_depth};
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
@@ -92,10 +92,10 @@ async fn import(
     p: Principal,
     Path(env): Path<String>,
     QueryParams(params): QueryParams<ImportParams>,
-    req: Request,
+    body: UnreadBody,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    let body = read_body(req).await?;
+    let body = body.read().await?;
     check_depth(&body)?;
     let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
     Ok(axum::Json(report).into_response())

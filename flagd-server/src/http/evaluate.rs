@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flagd_core::{ErrorCode, Reason};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::json::read_body;
+use super::json::UnreadBody;
 use super::ofrep_context::context;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
@@ -80,12 +80,12 @@ async fn evaluate(
     State(s): State<Arc<Service>>,
     p: Principal,
     Path((key, env)): Path<(String, String)>,
-    req: Request,
+    body: UnreadBody,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     let snapshot = s.snapshot(&env)?;
     let position = snapshot.ruleset.position(&key).ok_or_else(|| ApiError::flag_not_found(&key))?;
-    let bytes = read_body(req).await?;
+    let bytes = body.read().await?;
     let ctx = context(&bytes).map_err(|(code, details)| ApiError::bad_request(code.as_str(), details))?;
     let r = snapshot.ruleset.evaluate_at(position, &ctx);
     let error = r.error.as_ref();

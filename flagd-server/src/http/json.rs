@@ -1,6 +1,6 @@
 //! Request bodies: size-limited, nesting-limited JSON with errors a caller can act on.
 
-use axum::body::{Bytes, HttpBody};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{FromRequest, Request};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
@@ -28,7 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req).await?;
+        let bytes = UnreadBody::from(req).read().await?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -56,34 +56,61 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        read_body(req).await.map(RawBody)
+        UnreadBody::from(req).read().await.map(RawBody)
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`]. Every handler reads its
-/// body through here, so the limit needs no per-request extension (axum's
-/// `DefaultBodyLimit` costs a map insertion on every request, bodies or not). A body that
-/// arrives as one piece, as small ones do, is returned as that piece: no queue of pieces
-/// and no copy. A body over the limit is read on and dropped before the 413 (see
-/// [`DRAIN_LIMIT`] for why and how far).
-pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
-    if !within_limit(usize::try_from(req.body().size_hint().lower()).unwrap_or(usize::MAX)) {
-        let waiting = waits_for_continue(req.headers());
-        return Err(refuse(req.into_body(), waiting).await);
+/// A request's body, not yet read, with what reading it needs from the request's head.
+/// Handlers take this instead of the whole `Request`: an async function keeps its
+/// arguments for its whole life, so a `Request` passed down two or three calls is kept two
+/// or three times (about 250 bytes each) in the future the server boxes and moves for
+/// every request, where this costs 24.
+#[derive(Debug)]
+pub struct UnreadBody {
+    body: Body,
+    waits_for_continue: bool,
+}
+
+impl From<Request> for UnreadBody {
+    fn from(req: Request) -> Self {
+        let waits_for_continue = waits_for_continue(req.headers());
+        Self { body: req.into_body(), waits_for_continue }
     }
-    let mut body = req.into_body();
-    let mut whole = Pieces::default();
-    while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}")))?;
-        // Trailers are not part of the body.
-        if let Ok(data) = frame.into_data()
-            && !whole.push(data)
-        {
-            return Err(refuse(body, false).await);
+}
+
+impl<S: Send + Sync> FromRequest<S> for UnreadBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(req.into())
+    }
+}
+
+impl UnreadBody {
+    /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`]. Every handler reads its
+    /// body through here, so the limit needs no per-request extension (axum's
+    /// `DefaultBodyLimit` costs a map insertion on every request, bodies or not). A body
+    /// that arrives as one piece, as small ones do, is returned as that piece: no queue of
+    /// pieces and no copy. A body over the limit is read on and dropped before the 413 (see
+    /// [`DRAIN_LIMIT`] for why and how far).
+    pub async fn read(self) -> Result<Bytes, ApiError> {
+        let Self { mut body, waits_for_continue } = self;
+        if !within_limit(usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX)) {
+            return Err(refuse(body, waits_for_continue).await);
         }
+        let mut whole = Pieces::default();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}")))?;
+            // Trailers are not part of the body.
+            if let Ok(data) = frame.into_data()
+                && !whole.push(data)
+            {
+                return Err(refuse(body, false).await);
+            }
+        }
+        Ok(whole.into_bytes())
     }
-    Ok(whole.into_bytes())
 }
 
 /// Whether a body of `len` bytes is within [`MAX_BODY_BYTES`].
@@ -99,7 +126,7 @@ fn waits_for_continue(headers: &axum::http::HeaderMap) -> bool {
 
 /// The 413 for a body over the limit, after reading the rest of it up to [`DRAIN_LIMIT`]
 /// unless the client is `waiting` for `100 Continue`.
-async fn refuse(mut body: axum::body::Body, waiting: bool) -> ApiError {
+async fn refuse(mut body: Body, waiting: bool) -> ApiError {
     let mut left = if waiting || body.size_hint().lower() > DRAIN_LIMIT { 0 } else { DRAIN_LIMIT };
     while left > 0 {
         match body.frame().await {
@@ -191,6 +218,10 @@ pub fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
+    async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+        UnreadBody::from(req).read().await
+    }
+
     #[test]
     fn depth_counts_only_structure_outside_strings() {
         let deep = "[".repeat(MAX_DEPTH + 1);
@@ -204,7 +235,7 @@ mod tests {
     /// A request whose body arrives in these pieces, with no declared length.
     fn streamed(pieces: Vec<Vec<u8>>) -> Request {
         let stream = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
-        Request::new(axum::body::Body::from_stream(stream))
+        Request::new(Body::from_stream(stream))
     }
 
     #[tokio::test]
@@ -217,7 +248,7 @@ mod tests {
         assert_eq!(at_limit.len(), MAX_BODY_BYTES);
         let over = read_body(streamed(vec![vec![b' '; MAX_BODY_BYTES / 2], vec![b' '; MAX_BODY_BYTES / 2 + 1]])).await;
         assert!(matches!(over, Err(ApiError::PayloadTooLarge { .. })), "{over:?}");
-        let declared = Request::new(axum::body::Body::from(vec![b' '; MAX_BODY_BYTES + 1]));
+        let declared = Request::new(Body::from(vec![b' '; MAX_BODY_BYTES + 1]));
         assert!(matches!(read_body(declared).await, Err(ApiError::PayloadTooLarge { .. })));
     }
 
@@ -241,7 +272,7 @@ mod tests {
     }
 
     fn withheld(len: usize, expect: Option<&'static str>) -> Request {
-        let mut req = Request::new(axum::body::Body::new(Withheld(len as u64)));
+        let mut req = Request::new(Body::new(Withheld(len as u64)));
         if let Some(value) = expect {
             req.headers_mut().insert(axum::http::header::EXPECT, axum::http::HeaderValue::from_static(value));
         }
@@ -260,7 +291,7 @@ mod tests {
                 counter.fetch_add(1, Ordering::Relaxed);
             },
         );
-        let over = read_body(Request::new(axum::body::Body::from_stream(stream))).await;
+        let over = read_body(Request::new(Body::from_stream(stream))).await;
         assert!(matches!(over, Err(ApiError::PayloadTooLarge { .. })), "{over:?}");
         assert_eq!(taken.load(Ordering::Relaxed), 3, "the pieces past the limit were read too");
 

@@ -1,6 +1,6 @@
 //! The one middleware every request runs through: a tracing span per request (at debug
 //! level), the latency histogram of the request's route class, and an error log for server
-//! errors. (The body limit is applied where bodies are read: `json::read_body`.)
+//! errors. (The body limit is applied where bodies are read: `json::UnreadBody`.)
 //!
 //! Hand-written rather than `TraceLayer` plus `middleware::from_fn` plus `DefaultBodyLimit`,
 //! and wrapped around the router rather than given to it: axum boxes each route again for

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flagd_core::{ErrorCode, EvaluationContext, Reason};
 use serde_json::{Map, Value};
 
-use super::json::read_body;
+use super::json::UnreadBody;
 use super::ofrep_answer::{self, BulkAnswer};
 use super::ofrep_context::context;
 use crate::auth::Principal;
@@ -40,17 +41,10 @@ fn failure(key: Option<&str>, code: ErrorCode, details: String) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(Value::Object(body))).into_response()
 }
 
-/// The token's snapshot and the request's context, or the OFREP failure to answer with.
-async fn read_request(
-    service: &Service,
-    principal: &Principal,
-    req: Request,
-    key: Option<&str>,
-) -> Result<Result<(Arc<Snapshot>, EvaluationContext), Response>, ApiError> {
-    let env = principal.evaluation_environment()?;
-    let snapshot = service.snapshot(env)?;
-    let bytes = read_body(req).await?;
-    Ok(context(&bytes).map(|ctx| (snapshot, ctx)).map_err(|(code, details)| failure(key, code, details)))
+/// The snapshot of the token's environment. Checked before the body is read, so a
+/// token of the wrong kind is refused without reading it.
+fn token_snapshot(service: &Service, principal: &Principal) -> Result<Arc<Snapshot>, ApiError> {
+    service.snapshot(principal.evaluation_environment()?)
 }
 
 /// Evaluates one flag in the token's environment.
@@ -76,11 +70,12 @@ async fn evaluate_one(
     State(service): State<Arc<Service>>,
     principal: Principal,
     Path(key): Path<String>,
-    req: Request,
+    body: UnreadBody,
 ) -> Result<Response, ApiError> {
-    let (snapshot, ctx) = match read_request(&service, &principal, req, Some(&key)).await? {
-        Ok(parts) => parts,
-        Err(failure) => return Ok(failure),
+    let snapshot = token_snapshot(&service, &principal)?;
+    let ctx = match context(&body.read().await?) {
+        Ok(ctx) => ctx,
+        Err((code, details)) => return Ok(failure(Some(&key), code, details)),
     };
     let position = snapshot.ruleset.position(&key);
     let resolution = match position {
@@ -118,13 +113,13 @@ async fn evaluate_one(
 async fn evaluate_all(
     State(service): State<Arc<Service>>,
     principal: Principal,
-    req: Request,
+    IfNoneMatch(if_none_match): IfNoneMatch,
+    body: UnreadBody,
 ) -> Result<Response, ApiError> {
-    // Only this header is kept (the `HeaderMap` extractor would copy them all).
-    let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-    let (snapshot, ctx) = match read_request(&service, &principal, req, None).await? {
-        Ok(parts) => parts,
-        Err(failure) => return Ok(failure),
+    let snapshot = token_snapshot(&service, &principal)?;
+    let ctx = match context(&body.read().await?) {
+        Ok(ctx) => ctx,
+        Err((code, details)) => return Ok(failure(None, code, details)),
     };
     let mut outcomes = Vec::with_capacity(snapshot.ruleset.len());
     let mut failed = false;
@@ -153,6 +148,18 @@ async fn evaluate_all(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     Ok((StatusCode::OK, [(header::ETAG, etag), JSON_CONTENT_TYPE], body).into_response())
+}
+
+/// The `If-None-Match` header, alone (the `HeaderMap` extractor would copy them all).
+#[derive(Debug)]
+struct IfNoneMatch(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+    }
 }
 
 /// Writes a bulk answer item by item (evaluation is pure, so this second pass gives the
