@@ -169,5 +169,6 @@ fi
 
 echo "== summary (median over rounds; ratios are computed within each round, then the median)"
 echo "   date $(date -u '+%Y-%m-%d %H:%M UTC'), load average before ${LOAD_BEFORE}, after ${LOAD_AFTER}," \
-  "flagd-server log: $ERROR_LINES warning/error lines, control plane nice ${FLAGD_CONTROL_NICE:-default}"
+  "flagd-server log: $ERROR_LINES warning/error lines, control plane nice ${FLAGD_CONTROL_NICE:-default}," \
+  "servers on CPUs ${SERVER_CPUS:-any}, load generator on CPUs ${CLIENT_CPUS:-any}"
 python3 "$HERE/summary.py" "$RESULTS" "$SERVER_CPUS" "$CLIENT_CPUS"
