@@ -5,6 +5,8 @@ driver), because the shared host drifts between rounds far more than within one,
 figure judged is the median of those per-round ratios: a few rounds hit by the host's
 stalls move a p99 several-fold, and the median over many short rounds leaves them out
 (benches/README.md, "The method's own spread", shows why the rounds are short and many).
+Beside the p99 ratio, "p99 added" is the median of the per-round differences: the server's own
+addition to the tail, which the ratio hides on a host whose tail is wide anyway.
 
 The targets are judged on wrk's runs at saturation. With LATENCY_RATE set, a second table
 gives the latency probe's runs (one fixed rate offered to every server), for information:
@@ -73,6 +75,9 @@ def row(scenario, pairs, min_ratio, max_p99):
     med = statistics.median
     ratios = [float(s["rps"]) / float(c["rps"]) for s, c in pairs]
     p99_ratios = [int(s["p99_us"]) / int(c["p99_us"]) for s, c in pairs]
+    # The same comparison as a difference: what the server adds to the tail, which unlike
+    # the ratio does not shrink when the host's own tail (the ceiling's p99) is wide.
+    p99_added = med(int(s["p99_us"]) - int(c["p99_us"]) for s, c in pairs)
     failed = sum(errors(s) for s, _ in pairs)
     failed_writes = sum(int(s.get("failed", 0)) for s, _ in pairs)
     ratio, p99_ratio = med(ratios), med(p99_ratios)
@@ -98,7 +103,7 @@ def row(scenario, pairs, min_ratio, max_p99):
         f"| {ratio:.3f} ({min(ratios):.3f}–{max(ratios):.3f}) "
         f"| {ms(med(int(s['p50_us']) for s, _ in pairs))} | {ms(med(int(s['p99_us']) for s, _ in pairs))} "
         f"| {ms(med(int(c['p50_us']) for _, c in pairs))} / {ms(med(int(c['p99_us']) for _, c in pairs))} "
-        f"| {p99_ratio:.2f} ({min(p99_ratios):.2f}–{max(p99_ratios):.2f}) "
+        f"| {p99_ratio:.2f} ({min(p99_ratios):.2f}–{max(p99_ratios):.2f}) | {p99_added / 1000:+.2f} ms "
         f"| {error_text} | {verdict(misses, min_ratio, max_p99)} |"
     )
 
@@ -113,8 +118,8 @@ def table(runs, rounds, scenarios):
 
 
 HEADER = [
-    "| scenario | req/s | ratio to ceiling | p50 | p99 | ceiling p50 / p99 | p99 ratio | errors | met? |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| scenario | req/s | ratio to ceiling | p50 | p99 | ceiling p50 / p99 | p99 ratio | p99 added | errors | met? |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ]
 
 
