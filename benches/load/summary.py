@@ -5,8 +5,8 @@ driver), because the shared host drifts between rounds far more than within one,
 figure judged is the median of those per-round ratios: a few rounds hit by the host's
 stalls move a p99 several-fold, and the median over many short rounds leaves them out
 (benches/README.md, "The method's own spread", shows why the rounds are short and many).
-Beside the p99 ratio, "p99 added" is the median of the per-round differences: the server's own
-addition to the tail, which the ratio hides on a host whose tail is wide anyway.
+Beside the p99 ratio, "p99 added" is the median of the per-round differences: the server's
+own addition to the tail, which the ratio hides on a host whose tail is wide anyway.
 
 The targets are judged on wrk's runs at saturation. With LATENCY_RATE set, a second table
 gives the latency probe's runs (one fixed rate offered to every server), for information:
