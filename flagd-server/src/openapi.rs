@@ -392,7 +392,7 @@ fn errors(list: &[(&str, &str)]) -> Responses {
 const UNAUTHORIZED: (&str, &str) = ("401", "No token, or an unknown or revoked one");
 const UNAVAILABLE: (&str, &str) = ("503", "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later");
 const BAD_BODY: (&str, &str) =
-    ("400", "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)");
+    ("400", "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)");
 const TOO_LARGE: (&str, &str) = ("413", "Body larger than 1 MiB");
 const INVALID: (&str, &str) =
     ("422", "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)");

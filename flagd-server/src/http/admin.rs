@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::Deserialize;
 
-use super::json::{JsonBody, QueryParams};
+use super::json::JsonBody;
+use super::params::{PathParams, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{AuditPage, ReadErrors, TokenList};
@@ -159,7 +160,7 @@ async fn create_token(
 async fn revoke_token(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require(Access::Write)?;
     s.revoke_token(&p, &id).await?;

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flagd_core::Segment;
 use serde::Deserialize;
 
-use super::json::{JsonBody, QueryParams, UnreadBody, check_depth};
+use super::json::{JsonBody, UnreadBody, check_depth};
+use super::params::{PathParams, QueryParams};
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
@@ -46,7 +47,11 @@ pub fn routes() -> Router<Arc<Service>> {
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
-async fn export(State(s): State<Arc<Service>>, p: Principal, Path(env): Path<String>) -> Result<Response, ApiError> {
+async fn export(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    PathParams(env): PathParams<String>,
+) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     Ok(axum::Json(s.export(&env).await?).into_response())
 }
@@ -90,7 +95,7 @@ struct ImportParams {
 async fn import(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     QueryParams(params): QueryParams<ImportParams>,
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
@@ -169,7 +174,7 @@ async fn create(
 async fn list_segments(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     Ok(axum::Json(serde_json::json!({ "segments": s.segments(&env).await? })).into_response())
@@ -199,7 +204,7 @@ async fn list_segments(
 async fn create_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     JsonBody(segment): JsonBody<Segment>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
@@ -224,7 +229,7 @@ async fn create_segment(
 async fn read_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((env, key)): Path<(String, String)>,
+    PathParams((env, key)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     let view = s.segment(&env, &key).await?;
@@ -256,7 +261,7 @@ async fn read_segment(
 async fn replace_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((env, key)): Path<(String, String)>,
+    PathParams((env, key)): PathParams<(String, String)>,
     headers: HeaderMap,
     JsonBody(mut body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -300,7 +305,7 @@ async fn replace_segment(
 async fn delete_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((env, key)): Path<(String, String)>,
+    PathParams((env, key)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     p.require(Access::Write)?;
     s.delete_segment(&p, &env, &key).await?;

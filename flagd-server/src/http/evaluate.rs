@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flagd_core::{ErrorCode, Reason};
@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::json::UnreadBody;
 use super::ofrep_context::context;
+use super::params::PathParams;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OfrepRequest, ReadErrors};
@@ -79,7 +80,7 @@ pub struct Evaluation<'a> {
 async fn evaluate(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((key, env)): Path<(String, String)>,
+    PathParams((key, env)): PathParams<(String, String)>,
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::json::JsonBody;
+use super::params::PathParams;
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
@@ -67,6 +68,16 @@ impl Companies {
             })
             .collect()
     }
+}
+
+/// `/api/v1/flags/{key}/environments/{env}…`: a flag's configuration in one environment.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct ConfigPath {
+    /// Flag key
+    key: String,
+    /// Environment name
+    env: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -151,7 +162,11 @@ async fn create(
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
-async fn read(State(s): State<Arc<Service>>, p: Principal, Path(key): Path<String>) -> Result<Response, ApiError> {
+async fn read(
+    State(s): State<Arc<Service>>,
+    p: Principal,
+    PathParams(key): PathParams<String>,
+) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     let view = s.flag(&key).await?;
     Ok(with_etag(view.version, axum::Json(view)))
@@ -176,7 +191,7 @@ async fn read(State(s): State<Arc<Service>>, p: Principal, Path(key): Path<Strin
 async fn update(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(key): Path<String>,
+    PathParams(key): PathParams<String>,
     headers: HeaderMap,
     JsonBody(patch): JsonBody<FlagPatch>,
 ) -> Result<Response, ApiError> {
@@ -203,7 +218,7 @@ async fn update(
 async fn remove(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(key): Path<String>,
+    PathParams(key): PathParams<String>,
     JsonBody(body): JsonBody<Reason>,
 ) -> Result<StatusCode, ApiError> {
     p.require(Access::Write)?;
@@ -217,7 +232,7 @@ async fn remove(
     path = "/api/v1/flags/{key}/environments/{env}",
     operation_id = "getFlagConfig",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name")),
+    params(ConfigPath),
     responses(
         (status = 200, description = "The configuration", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
         (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
@@ -228,10 +243,10 @@ async fn remove(
 async fn read_config(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((key, env)): Path<(String, String)>,
+    PathParams(path): PathParams<ConfigPath>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
-    Ok(config_response(s.config(&key, &env).await?))
+    Ok(config_response(s.config(&path.key, &path.env).await?))
 }
 
 /// Replaces a flag's configuration in one environment. What `GET` returned may be sent
@@ -241,7 +256,7 @@ async fn read_config(
     path = "/api/v1/flags/{key}/environments/{env}",
     operation_id = "putFlagConfig",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("env" = String, Path, description = "Environment name"), ("If-Match" = String, Header, description = "The `ETag` read (required); a stale one is refused with 412")),
+    params(ConfigPath, ("If-Match" = String, Header, description = "The `ETag` read (required); a stale one is refused with 412")),
     request_body(content = ConfigUpdate),
     responses(
         (status = 200, description = "The configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
@@ -255,7 +270,7 @@ async fn read_config(
 async fn write_config(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((key, env)): Path<(String, String)>,
+    PathParams(path): PathParams<ConfigPath>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
@@ -275,11 +290,17 @@ async fn write_config(
     }
     let config: EnvironmentConfig = serde_json::from_value(Value::Object(fields))
         .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("invalid configuration: {e}")))?;
-    Ok(config_response(s.put_config(&p, &key, &env, config, version, reason).await?))
+    Ok(config_response(s.put_config(&p, &path.key, &path.env, config, version, reason).await?))
 }
 
 /// An optional `If-Match` on a quick operation; a value that is no version never matches.
-pub(crate) struct IfMatch(Option<i64>);
+#[derive(utoipa::IntoParams)]
+#[into_params(names("If-Match"), parameter_in = Header)]
+pub(crate) struct IfMatch(
+    /// Optional: apply only if the configuration is still at this version (its `ETag`)
+    #[param(value_type = Option<String>)]
+    Option<i64>,
+);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
@@ -293,13 +314,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfMatch {
 async fn quick(
     s: &Service,
     p: &Principal,
-    (key, env): (&str, &str),
+    path: &ConfigPath,
     op: QuickOp,
     reason: Option<String>,
     IfMatch(if_match): IfMatch,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    Ok(config_response(s.quick(p, (key, env), op, reason, if_match).await?))
+    Ok(config_response(s.quick(p, (&path.key, &path.env), op, reason, if_match).await?))
 }
 
 /// Turns the flag on in one environment: its rules apply.
@@ -308,11 +329,7 @@ async fn quick(
     path = "/api/v1/flags/{key}/environments/{env}/enable",
     operation_id = "enableFlag",
     tag = "flags",
-    params(
-        ("key" = String, Path, description = "Flag key"),
-        ("env" = String, Path, description = "Environment name"),
-        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
-    ),
+    params(ConfigPath, IfMatch),
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -320,11 +337,11 @@ async fn quick(
 async fn enable(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((key, env)): Path<(String, String)>,
+    PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
     JsonBody(body): JsonBody<Reason>,
 ) -> Result<Response, ApiError> {
-    quick(&s, &p, (&key, &env), QuickOp::Enable, body.reason, if_match).await
+    quick(&s, &p, &path, QuickOp::Enable, body.reason, if_match).await
 }
 
 /// The kill switch: the off variant is served, whatever the rules say.
@@ -333,11 +350,7 @@ async fn enable(
     path = "/api/v1/flags/{key}/environments/{env}/disable",
     operation_id = "disableFlag",
     tag = "flags",
-    params(
-        ("key" = String, Path, description = "Flag key"),
-        ("env" = String, Path, description = "Environment name"),
-        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
-    ),
+    params(ConfigPath, IfMatch),
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -345,11 +358,11 @@ async fn enable(
 async fn disable(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((key, env)): Path<(String, String)>,
+    PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
     JsonBody(body): JsonBody<Reason>,
 ) -> Result<Response, ApiError> {
-    quick(&s, &p, (&key, &env), QuickOp::Disable, body.reason, if_match).await
+    quick(&s, &p, &path, QuickOp::Disable, body.reason, if_match).await
 }
 
 /// Sets the fallthrough to a weighted rollout: a percentage of the on variant, or
@@ -359,11 +372,7 @@ async fn disable(
     path = "/api/v1/flags/{key}/environments/{env}/rollout",
     operation_id = "setRollout",
     tag = "flags",
-    params(
-        ("key" = String, Path, description = "Flag key"),
-        ("env" = String, Path, description = "Environment name"),
-        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
-    ),
+    params(ConfigPath, IfMatch),
     request_body(content = RolloutRequest),
     responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -371,124 +380,51 @@ async fn disable(
 async fn rollout(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path((key, env)): Path<(String, String)>,
+    PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
     JsonBody(body): JsonBody<RolloutRequest>,
 ) -> Result<Response, ApiError> {
     let reason = body.reason.clone();
-    quick(&s, &p, (&key, &env), QuickOp::Rollout(body), reason, if_match).await
+    quick(&s, &p, &path, QuickOp::Rollout(body), reason, if_match).await
 }
 
-async fn list_op(
-    s: &Service,
-    p: &Principal,
-    (key, env): (String, String),
-    body: Companies,
-    op: fn(Vec<String>) -> QuickOp,
-    if_match: IfMatch,
-) -> Result<Response, ApiError> {
-    let ids = body.ids()?;
-    quick(s, p, (&key, &env), op(ids), body.reason, if_match).await
+/// The four company-list operations differ only in their route, name and operation:
+/// one handler, with its OpenAPI entry, per `name: method "path" "operationId" => op`.
+macro_rules! company_list_handlers {
+    ($($(#[$doc:meta])* $name:ident: $method:ident $path:literal $id:literal => $op:expr;)*) => {$(
+        $(#[$doc])*
+        #[utoipa::path(
+            $method,
+            path = $path,
+            operation_id = $id,
+            tag = "flags",
+            params(ConfigPath, IfMatch),
+            request_body(content = Companies),
+            responses(ConfigChangeResponses),
+            security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+        )]
+        async fn $name(
+            State(s): State<Arc<Service>>,
+            p: Principal,
+            PathParams(path): PathParams<ConfigPath>,
+            if_match: IfMatch,
+            JsonBody(body): JsonBody<Companies>,
+        ) -> Result<Response, ApiError> {
+            let ids = body.ids()?;
+            quick(&s, &p, &path, $op(ids), body.reason, if_match).await
+        }
+    )*};
 }
 
-/// Adds companies to the allow list (they get the on variant).
-#[utoipa::path(
-    post,
-    path = "/api/v1/flags/{key}/environments/{env}/allow",
-    operation_id = "allowCompanies",
-    tag = "flags",
-    params(
-        ("key" = String, Path, description = "Flag key"),
-        ("env" = String, Path, description = "Environment name"),
-        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
-    ),
-    request_body(content = Companies),
-    responses(ConfigChangeResponses),
-    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
-)]
-async fn allow(
-    State(s): State<Arc<Service>>,
-    p: Principal,
-    Path(path): Path<(String, String)>,
-    if_match: IfMatch,
-    JsonBody(body): JsonBody<Companies>,
-) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Allow, if_match).await
-}
-
-/// Removes companies from the allow list.
-#[utoipa::path(
-    delete,
-    path = "/api/v1/flags/{key}/environments/{env}/allow",
-    operation_id = "removeAllowedCompanies",
-    tag = "flags",
-    params(
-        ("key" = String, Path, description = "Flag key"),
-        ("env" = String, Path, description = "Environment name"),
-        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
-    ),
-    request_body(content = Companies),
-    responses(ConfigChangeResponses),
-    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
-)]
-async fn disallow(
-    State(s): State<Arc<Service>>,
-    p: Principal,
-    Path(path): Path<(String, String)>,
-    if_match: IfMatch,
-    JsonBody(body): JsonBody<Companies>,
-) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Disallow, if_match).await
-}
-
-/// Adds companies to the deny list (they get the off variant, whatever else says).
-#[utoipa::path(
-    post,
-    path = "/api/v1/flags/{key}/environments/{env}/deny",
-    operation_id = "denyCompanies",
-    tag = "flags",
-    params(
-        ("key" = String, Path, description = "Flag key"),
-        ("env" = String, Path, description = "Environment name"),
-        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
-    ),
-    request_body(content = Companies),
-    responses(ConfigChangeResponses),
-    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
-)]
-async fn deny(
-    State(s): State<Arc<Service>>,
-    p: Principal,
-    Path(path): Path<(String, String)>,
-    if_match: IfMatch,
-    JsonBody(body): JsonBody<Companies>,
-) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Deny, if_match).await
-}
-
-/// Removes companies from the deny list.
-#[utoipa::path(
-    delete,
-    path = "/api/v1/flags/{key}/environments/{env}/deny",
-    operation_id = "removeDeniedCompanies",
-    tag = "flags",
-    params(
-        ("key" = String, Path, description = "Flag key"),
-        ("env" = String, Path, description = "Environment name"),
-        ("If-Match" = Option<String>, Header, description = "Optional: apply only if the configuration is still at this version (its `ETag`)"),
-    ),
-    request_body(content = Companies),
-    responses(ConfigChangeResponses),
-    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
-)]
-async fn undeny(
-    State(s): State<Arc<Service>>,
-    p: Principal,
-    Path(path): Path<(String, String)>,
-    if_match: IfMatch,
-    JsonBody(body): JsonBody<Companies>,
-) -> Result<Response, ApiError> {
-    list_op(&s, &p, path, body, QuickOp::Undeny, if_match).await
+company_list_handlers! {
+    /// Adds companies to the allow list (they get the on variant).
+    allow: post "/api/v1/flags/{key}/environments/{env}/allow" "allowCompanies" => QuickOp::Allow;
+    /// Removes companies from the allow list.
+    disallow: delete "/api/v1/flags/{key}/environments/{env}/allow" "removeAllowedCompanies" => QuickOp::Disallow;
+    /// Adds companies to the deny list (they get the off variant, whatever else says).
+    deny: post "/api/v1/flags/{key}/environments/{env}/deny" "denyCompanies" => QuickOp::Deny;
+    /// Removes companies from the deny list.
+    undeny: delete "/api/v1/flags/{key}/environments/{env}/deny" "removeDeniedCompanies" => QuickOp::Undeny;
 }
 
 /// Copies a configuration from one environment to another; the target keeps its state
@@ -510,7 +446,7 @@ async fn undeny(
 async fn promote(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(key): Path<String>,
+    PathParams(key): PathParams<String>,
     JsonBody(body): JsonBody<Promotion>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;

@@ -33,21 +33,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Query parameters of type `T`; a bad query string gets the API's JSON 400.
-#[derive(Debug)]
-pub struct QueryParams<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for QueryParams<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded::from_str(query)
-            .map(QueryParams)
-            .map_err(|e| ApiError::bad_request("INVALID_QUERY", format!("invalid query string: {e}")))
-    }
-}
-
 /// The whole body as bytes, limited like every body (for bodies that are not JSON).
 #[derive(Debug)]
 pub struct RawBody(pub Bytes);

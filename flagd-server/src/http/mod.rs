@@ -13,6 +13,7 @@ pub(crate) mod ofrep;
 pub(crate) mod ofrep_answer;
 mod ofrep_context;
 pub(crate) mod ops;
+pub(crate) mod params;
 pub mod session;
 pub(crate) mod sync;
 pub(crate) mod ui;

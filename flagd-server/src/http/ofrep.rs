@@ -41,6 +41,21 @@ fn failure(key: Option<&str>, code: ErrorCode, details: String) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(Value::Object(body))).into_response()
 }
 
+/// The flag key of the path. One that does not decode (not UTF-8 once percent-decoded)
+/// names no flag; it is refused in OFREP's shape, not with axum's plain-text 400.
+struct FlagKey(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for FlagKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(key)) => Ok(Self(key)),
+            Err(e) => Err(failure(None, ErrorCode::ParseError, e.body_text())),
+        }
+    }
+}
+
 /// The snapshot of the token's environment. Checked before the body is read, so a
 /// token of the wrong kind is refused without reading it.
 fn token_snapshot(service: &Service, principal: &Principal) -> Result<Arc<Snapshot>, ApiError> {
@@ -57,7 +72,7 @@ fn token_snapshot(service: &Service, principal: &Principal) -> Result<Arc<Snapsh
     request_body(content = Option<OfrepRequest>, description = "The context; an empty body is an empty context"),
     responses(
         (status = 200, description = "Evaluated", body = OfrepSuccess),
-        (status = 400, description = "The body or context is unusable (`PARSE_ERROR`, `INVALID_CONTEXT`), or the \
+        (status = 400, description = "The body, context or flag key is unusable (`PARSE_ERROR`, `INVALID_CONTEXT`), or the \
         evaluation failed (`TARGETING_KEY_MISSING`, `GENERAL`, ...)", body = OfrepFailure),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Not an `evaluate` token", body = ErrorBody),
@@ -69,7 +84,7 @@ fn token_snapshot(service: &Service, principal: &Principal) -> Result<Arc<Snapsh
 async fn evaluate_one(
     State(service): State<Arc<Service>>,
     principal: Principal,
-    Path(key): Path<String>,
+    FlagKey(key): FlagKey,
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
     let snapshot = token_snapshot(&service, &principal)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use axum::routing::get;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
-use super::json::QueryParams;
+use super::params::{PathParams, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::ReadErrors;
@@ -60,7 +60,7 @@ pub fn routes() -> Router<Arc<Service>> {
 async fn snapshot(
     State(s): State<Arc<Service>>,
     p: Principal,
-    Path(env): Path<String>,
+    PathParams(env): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     p.require_rulesets_of(&env)?;

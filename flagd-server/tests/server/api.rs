@@ -399,6 +399,8 @@ async fn ofrep_follows_the_protocol() {
     assert_eq!((missing.status, &missing.body["errorCode"]), (StatusCode::NOT_FOUND, &json!("FLAG_NOT_FOUND")));
     let bad_ctx = api.ofrep(&eval, "theme", json!({"companyId": 1.5})).await;
     assert_eq!((bad_ctx.status, &bad_ctx.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("INVALID_CONTEXT")));
+    let undecodable = api.ofrep(&eval, "%FF", json!({})).await;
+    assert_eq!((undecodable.status, &undecodable.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("PARSE_ERROR")));
     let admin_eval = api.ofrep(ADMIN, "theme", json!({})).await;
     assert_eq!(admin_eval.status, StatusCode::FORBIDDEN);
     let by_key = api

@@ -42,6 +42,9 @@ fn bad_requests_get_4xx_json_errors_and_change_nothing() {
         (&admin, "POST", "/api/v1/flags/zz/environments/production/enable".into(), None, 404, "FLAG_NOT_FOUND"),
         (&admin, "PUT", cfg.into(), Some(json!({"state": "ENABLED"})), 428, "PRECONDITION_REQUIRED"),
         (&admin, "GET", "/api/v1/audit?limit=0".into(), None, 400, "INVALID_QUERY"),
+        // A key that is not UTF-8 once percent-decoded: the API's JSON 400, not axum's text.
+        (&admin, "POST", "/api/v1/flags/%FF/environments/production/enable".into(), None, 400, "INVALID_PATH"),
+        (&admin, "GET", "/api/v1/flags/f/environments/%C3%28".into(), None, 400, "INVALID_PATH"),
         (&as_reader, "POST", format!("{cfg}/disable"), None, 403, "FORBIDDEN"),
         (&anonymous, "POST", format!("{cfg}/disable"), None, 401, "UNAUTHORIZED"),
     ];

@@ -1,0 +1,39 @@
+//! Path and query parameters. axum's own extractors answer a parameter that does not decode
+//! with a plain-text 400; these give the API's JSON error instead.
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Path parameters of type `T`; a segment that does not decode (not UTF-8 once
+/// percent-decoded, say) gets the API's JSON 400 with code `INVALID_PATH`.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(e) => Err(ApiError::bad_request("INVALID_PATH", e.body_text())),
+        }
+    }
+}
+
+/// Query parameters of type `T`; a bad query string gets the API's JSON 400.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(QueryParams)
+            .map_err(|e| ApiError::bad_request("INVALID_QUERY", format!("invalid query string: {e}")))
+    }
+}
