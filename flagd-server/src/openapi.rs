@@ -393,6 +393,7 @@ const UNAUTHORIZED: (&str, &str) = ("401", "No token, or an unknown or revoked o
 const UNAVAILABLE: (&str, &str) = ("503", "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later");
 const BAD_BODY: (&str, &str) =
     ("400", "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)");
+const BAD_PATH: (&str, &str) = ("400", "A path parameter that does not decode (`INVALID_PATH`)");
 const TOO_LARGE: (&str, &str) = ("413", "Body larger than 1 MiB");
 const INVALID: (&str, &str) =
     ("422", "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)");
@@ -403,6 +404,15 @@ pub(crate) struct ReadErrors;
 impl utoipa::IntoResponses for ReadErrors {
     fn responses() -> Responses {
         errors(&[UNAUTHORIZED, ("403", "Needs a `read` or `admin` token"), UNAVAILABLE])
+    }
+}
+
+/// The error of an operation with path parameters and no 400 of its own.
+pub(crate) struct PathErrors;
+
+impl utoipa::IntoResponses for PathErrors {
+    fn responses() -> Responses {
+        errors(&[BAD_PATH])
     }
 }
 

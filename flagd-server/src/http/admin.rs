@@ -13,7 +13,7 @@ use super::json::JsonBody;
 use super::params::{PathParams, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{AuditPage, ReadErrors, TokenList};
+use crate::openapi::{AuditPage, PathErrors, ReadErrors, TokenList};
 use crate::service::{CreatedToken, NewToken, Service};
 use crate::store::AuditQuery;
 
@@ -154,6 +154,7 @@ async fn create_token(
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such token (`TOKEN_NOT_FOUND`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

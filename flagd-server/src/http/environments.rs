@@ -15,7 +15,7 @@ use super::params::{PathParams, QueryParams};
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{EnvironmentList, ImportFile, ReadErrors, SegmentList};
+use crate::openapi::{EnvironmentList, ImportFile, PathErrors, ReadErrors, SegmentList};
 use crate::service::{ImportMode, ImportReport, SegmentView, Service, parse_etag};
 use crate::store::Environment;
 
@@ -44,6 +44,7 @@ pub fn routes() -> Router<Arc<Service>> {
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 422, description = "The environment cannot be written as a flagd document (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
         ReadErrors,
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -82,7 +83,7 @@ struct ImportParams {
     request_body(content = ImportFile, description = "The file, in either format"),
     responses(
         (status = 200, description = "What the import did, or would do in a dry run", body = ImportReport),
-        (status = 400, description = "Not a flagd file nor a flagd-server file (`INVALID_BODY`), or bad query parameters", body = ErrorBody),
+        (status = 400, description = "Not a flagd file nor a flagd-server file (`INVALID_BODY`), or bad query (`INVALID_QUERY`) or path (`INVALID_PATH`) parameters", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
@@ -168,6 +169,7 @@ async fn create(
         (status = 200, description = "The segments", body = SegmentList),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         ReadErrors,
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -190,7 +192,7 @@ async fn list_segments(
     request_body(content = Segment),
     responses(
         (status = 201, description = "Created", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, ...)", body = ErrorBody),
+        (status = 400, description = "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
@@ -223,6 +225,7 @@ async fn create_segment(
         (status = 200, description = "The segment", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
         ReadErrors,
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -247,7 +250,7 @@ async fn read_segment(
     request_body(content = Segment),
     responses(
         (status = 200, description = "The segment after the change", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body or header (`INVALID_BODY`, `TOO_DEEP`, `KEY_MISMATCH`, `INVALID_IF_MATCH`)", body = ErrorBody),
+        (status = 400, description = "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `KEY_MISMATCH`, `INVALID_IF_MATCH`, `INVALID_PATH`)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
@@ -299,6 +302,7 @@ async fn replace_segment(
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 422, description = "A flag still uses the segment (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

@@ -71,7 +71,7 @@ pub struct Evaluation<'a> {
     request_body(content = Option<OfrepRequest>, description = "The context; an empty body is an empty context"),
     responses(
         (status = 200, description = "The resolution, including evaluation errors", body = Evaluation),
-        (status = 400, description = "The body or context is unusable (`PARSE_ERROR`, `INVALID_CONTEXT`)", body = ErrorBody),
+        (status = 400, description = "The body, context or path is unusable (`PARSE_ERROR`, `INVALID_CONTEXT`, `INVALID_PATH`)", body = ErrorBody),
         (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         ReadErrors,
     ),

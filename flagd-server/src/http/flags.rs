@@ -17,7 +17,7 @@ use super::params::PathParams;
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{CompanyId, ConfigChangeResponses, ConfigUpdate, FlagList, ReadErrors, WriteErrors};
+use crate::openapi::{CompanyId, ConfigChangeResponses, ConfigUpdate, FlagList, PathErrors, ReadErrors, WriteErrors};
 use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service, parse_etag};
 
 /// The flag routes.
@@ -159,6 +159,7 @@ async fn create(
         (status = 200, description = "The flag", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
         (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
         ReadErrors,
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -237,6 +238,7 @@ async fn remove(
         (status = 200, description = "The configuration", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
         (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         ReadErrors,
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::params::{PathParams, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::ReadErrors;
+use crate::openapi::{PathErrors, ReadErrors};
 use crate::replication::{ClusterView, ReplicaView};
 use crate::service::{Service, etag, parse_etag};
 
@@ -54,6 +54,7 @@ pub fn routes() -> Router<Arc<Service>> {
         (status = 403, description = "An `evaluate` token of another environment, or a role without reads", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

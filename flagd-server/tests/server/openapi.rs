@@ -15,6 +15,8 @@ use serde_json::Value;
 use tower::ServiceExt;
 use utoipa::OpenApi;
 
+const ADMIN_TOKEN: &str = "admin-secret-for-tests";
+
 const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test -p flagd-server --test server openapi";
 
 /// Every operation of the README's "The HTTP API" table, plus the document itself.
@@ -89,12 +91,20 @@ impl App {
         let dir = std::env::temp_dir().join(format!("flagd-openapi-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = flagd_server::store::connect(&format!("sqlite:{}", dir.join("flagd.db").display())).await.unwrap();
-        let (service, _) = Service::start(store, Some("admin-secret-for-tests")).await.unwrap();
+        let (service, _) = Service::start(store, Some(ADMIN_TOKEN)).await.unwrap();
         Self { router: flagd_server::app(Arc::clone(&service)), dir }
     }
 
     async fn call(&self, method: Method, path: &str) -> (StatusCode, Vec<u8>) {
-        let req = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
+        self.call_with(method, path, None).await
+    }
+
+    async fn call_with(&self, method: Method, path: &str, token: Option<&str>) -> (StatusCode, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Body::empty()).unwrap();
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
@@ -180,6 +190,32 @@ fn errors_and_security_are_documented() {
             assert_eq!(unauthorized, "#/components/schemas/ErrorBody", "{method} {path}");
         }
     }
+}
+
+/// Every operation with path parameters answers one that does not decode (`%FF` is not
+/// UTF-8) with a 400, and documents that 400 with the code the body carries.
+#[tokio::test]
+async fn an_undecodable_path_parameter_gets_the_documented_400() {
+    let app = App::new().await;
+    let doc: Value = serde_json::from_str(&generated()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains('{') {
+            continue;
+        }
+        let concrete = path.replace("{key}", "%FF").replace("{env}", "%FF").replace("{id}", "%FF");
+        for (method, op) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (status, body) = app.call_with(method.clone(), &concrete, Some(ADMIN_TOKEN)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {concrete}: {}", String::from_utf8_lossy(&body));
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            let code = body["error"]["code"].as_str().or(body["errorCode"].as_str()).unwrap();
+            let documented = op["responses"]["400"]["description"].as_str().unwrap_or_default();
+            assert!(documented.contains(&format!("`{code}`")), "{method} {path}: 400 `{code}` not in {documented:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations have path parameters");
 }
 
 /// `ConfigUpdate` spells out `EnvironmentConfig`'s fields (plus `reason`) instead of
