@@ -219,10 +219,12 @@ impl From<i32> for CompanyRef {
     }
 }
 
-/// The string form under which a company id is compared: strings as they are, integers
-/// in decimal. Anything else is not a company id.
+/// The string form under which a company id is compared in lists: strings as they are,
+/// integers in decimal. Anything else is not a company id, nor is the empty string, which a
+/// list would only hold by mistake (a caller's missing id written as `""`).
 pub fn company_key(value: &Value) -> Option<String> {
     match value {
+        Value::String(s) if s.is_empty() => None,
         Value::String(s) => Some(s.clone()),
         other => decimal(other).map(String::from),
     }

@@ -391,8 +391,9 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
     let raw = Vec::<Value>::deserialize(de)?;
     raw.iter()
         .map(|v| {
-            company_key(v)
-                .ok_or_else(|| serde::de::Error::custom(format!("company ids must be strings or integers, got {v}")))
+            company_key(v).ok_or_else(|| {
+                serde::de::Error::custom(format!("company ids must be non-empty strings or integers, got {v}"))
+            })
         })
         .collect()
 }
@@ -503,5 +504,17 @@ mod tests {
         assert_eq!(serde_json::to_value(&flag).unwrap(), text);
         let err = serde_json::from_value::<Flag>(json!({"key": "f", "rulez": []})).unwrap_err();
         assert!(err.to_string().contains("rulez"), "{err}");
+    }
+
+    #[test]
+    fn every_company_list_refuses_an_empty_id() {
+        for list in ["allow", "deny"] {
+            let ok = serde_json::from_value::<EnvironmentConfig>(json!({ list: ["42", 7] }));
+            assert!(ok.is_ok(), "{list}: {ok:?}");
+            let err = serde_json::from_value::<EnvironmentConfig>(json!({ list: ["42", ""] })).unwrap_err();
+            assert!(err.to_string().contains("non-empty"), "{list}: {err}");
+        }
+        let err = serde_json::from_value::<Segment>(json!({"key": "pilot", "companies": [""]})).unwrap_err();
+        assert!(err.to_string().contains("non-empty"), "{err}");
     }
 }

@@ -343,7 +343,7 @@ pub enum ImportFile {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum CompanyId {
-    /// As a string.
+    /// As a string, not empty.
     Text(String),
     /// As an integer.
     Number(i64),

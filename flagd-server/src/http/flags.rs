@@ -47,7 +47,7 @@ struct Reason {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Companies {
-    /// Company ids, strings or integers; at least one.
+    /// Company ids, non-empty strings or integers; at least one.
     #[schema(value_type = Vec<CompanyId>, min_items = 1)]
     companies: Vec<Value>,
     /// Why, for the audit log.
@@ -63,7 +63,10 @@ impl Companies {
             .iter()
             .map(|v| {
                 flagd_core::context::company_key(v).ok_or_else(|| {
-                    ApiError::bad_request("INVALID_COMPANY_ID", format!("company ids are strings or integers, got {v}"))
+                    ApiError::bad_request(
+                        "INVALID_COMPANY_ID",
+                        format!("company ids are non-empty strings or integers, got {v}"),
+                    )
                 })
             })
             .collect()

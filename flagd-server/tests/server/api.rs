@@ -311,6 +311,22 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         ),
         (
             Method::POST,
+            format!("{cfg}/deny"),
+            Some(ADMIN),
+            Some(json!({"companies": ["42", ""]})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_COMPANY_ID",
+        ),
+        (
+            Method::POST,
+            "/api/v1/environments/production/segments".into(),
+            Some(ADMIN),
+            Some(json!({"key": "pilot", "companies": [""]})),
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+        ),
+        (
+            Method::POST,
             format!("{cfg}/allow"),
             Some(ADMIN),
             Some(json!({"companies": []})),

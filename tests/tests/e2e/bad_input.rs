@@ -38,6 +38,7 @@ fn bad_requests_get_4xx_json_errors_and_change_nothing() {
         (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "g", "unknown": 1})), 400, "INVALID_BODY"),
         (&admin, "PUT", format!("{cfg}/rollout"), Some(json!({"percentage": 101})), 400, "INVALID_PERCENTAGE"),
         (&admin, "PUT", format!("{cfg}/rollout"), Some(json!({"percentage": 0.0001})), 400, "INVALID_PERCENTAGE"),
+        (&admin, "POST", format!("{cfg}/allow"), Some(json!({"companies": [""]})), 400, "INVALID_COMPANY_ID"),
         (&admin, "POST", "/api/v1/flags/f/environments/qa/enable".into(), None, 404, "ENVIRONMENT_NOT_FOUND"),
         (&admin, "POST", "/api/v1/flags/zz/environments/production/enable".into(), None, 404, "FLAG_NOT_FOUND"),
         (&admin, "PUT", cfg.into(), Some(json!({"state": "ENABLED"})), 428, "PRECONDITION_REQUIRED"),
