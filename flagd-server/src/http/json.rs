@@ -157,10 +157,16 @@ impl Pieces {
     }
 }
 
-/// Parses a body into `T` after checking its depth.
+/// Parses a body into `T` after checking its depth. Every body of this API is an object:
+/// anything else is refused here, because serde would read a struct from an array of its
+/// fields in order (`["k"]` as a flag keyed `k`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     check_depth(bytes)?;
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'{') => bytes,
+        Some(_) => return Err(ApiError::bad_request("INVALID_BODY", "the body must be a JSON object")),
+    };
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("INVALID_BODY", format!("invalid JSON body: {e}")))
 }
 

@@ -56,6 +56,12 @@ fn parse(body: &[u8]) -> Result<RulesetSource, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("INVALID_BODY", "the file is not UTF-8"))?;
     let probe: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("the file is not JSON: {e}")))?;
+    if !probe.is_object() {
+        return Err(ApiError::bad_request(
+            "INVALID_BODY",
+            "not a flagd file nor a flagd-server file: not a JSON object",
+        ));
+    }
     let mut source = match probe.get("flags") {
         Some(Value::Object(_)) => import(text).map_err(|e| match e {
             flagd_core::Error::Invalid(v) => ApiError::Invalid { problems: v.problems },

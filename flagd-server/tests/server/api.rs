@@ -325,6 +325,23 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             StatusCode::BAD_REQUEST,
             "INVALID_BODY",
         ),
+        // serde reads a struct from an array of its fields; the API takes objects only.
+        (
+            Method::POST,
+            "/api/v1/flags".into(),
+            Some(ADMIN),
+            Some(json!(["g"])),
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+        ),
+        (
+            Method::POST,
+            "/api/v1/environments/production/import?mode=replace".into(),
+            Some(ADMIN),
+            Some(json!([])),
+            StatusCode::BAD_REQUEST,
+            "INVALID_BODY",
+        ),
         (
             Method::POST,
             format!("{cfg}/allow"),

@@ -36,6 +36,7 @@ fn bad_requests_get_4xx_json_errors_and_change_nothing() {
     let cases: Vec<Case<'_>> = vec![
         (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "Not Valid"})), 422, "INVALID_DEFINITION"),
         (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "g", "unknown": 1})), 400, "INVALID_BODY"),
+        (&admin, "POST", "/api/v1/flags".into(), Some(json!(["g"])), 400, "INVALID_BODY"),
         (&admin, "PUT", format!("{cfg}/rollout"), Some(json!({"percentage": 101})), 400, "INVALID_PERCENTAGE"),
         (&admin, "PUT", format!("{cfg}/rollout"), Some(json!({"percentage": 0.0001})), 400, "INVALID_PERCENTAGE"),
         (&admin, "POST", format!("{cfg}/allow"), Some(json!({"companies": [""]})), 400, "INVALID_COMPANY_ID"),
