@@ -70,11 +70,14 @@ enum Test {
     HasElement(Value),
 }
 
+/// The problem of an empty attribute name, wherever one is named.
+pub(crate) const EMPTY_ATTRIBUTE: &str = "attribute name must not be empty";
+
 impl CompiledCondition {
     /// Compiles a condition, reporting problems under `path` (e.g. `...conditions[0]`).
     pub(crate) fn compile(c: &Condition, path: Path<'_>, problems: &mut Problems) -> Option<Self> {
         if c.attribute.is_empty() {
-            problems.push(path.field("attribute"), "attribute name must not be empty");
+            problems.push(path.field("attribute"), EMPTY_ATTRIBUTE);
         }
         let attribute = match c.attribute.as_str() {
             NOW_ATTRIBUTE => Attribute::Now,

@@ -411,6 +411,9 @@ impl FlagCx<'_> {
         if weights.len() == rollout.variants.len() && sum != TOTAL_WEIGHT {
             problems.push(path, format!("weights sum to {}%, they must sum to 100%", sum as f64 / 1000.0));
         }
+        if rollout.bucket_by.as_deref() == Some("") {
+            problems.push(path.field("bucketBy"), crate::condition::EMPTY_ATTRIBUTE);
+        }
         if problems.len() != before {
             return None;
         }

@@ -16,7 +16,8 @@ fn every_problem_is_reported_with_flag_and_path() {
          "rules": [
             {"serve": {"variant": "a"}},
             {"serve": {"variant": "zzz"}},
-            {"serve": {"rollout": {"variants": [{"variant": "a", "weight": 60}, {"variant": "b", "weight": 30}]}}}
+            {"serve": {"rollout": {"variants": [{"variant": "a", "weight": 60}, {"variant": "b", "weight": 30}]}}},
+            {"serve": {"rollout": {"variants": [{"variant": "a", "weight": 100}], "bucketBy": ""}}}
          ]},
         {"key": "Bad Key"},
         {"key": "dup"}, {"key": "dup"},
@@ -28,6 +29,7 @@ fn every_problem_is_reported_with_flag_and_path() {
     assert!(has("flags.checkout.variants.b", "mixed variant types"), "{found:#?}");
     assert!(has("flags.checkout.rules[1].serve.variant", "unknown variant `zzz`"), "{found:#?}");
     assert!(has("flags.checkout.rules[2].serve.rollout", "sum to 90%"), "{found:#?}");
+    assert!(has("flags.checkout.rules[3].serve.rollout.bucketBy", "must not be empty"), "{found:#?}");
     assert!(has("flags.Bad Key.key", "invalid key"), "{found:#?}");
     assert!(has("flags.dup", "duplicate flag key"), "{found:#?}");
     assert!(has("flags.re.rules[0].conditions[0].value", "invalid regular expression"), "{found:#?}");

@@ -325,6 +325,14 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             StatusCode::BAD_REQUEST,
             "INVALID_BODY",
         ),
+        (
+            Method::PUT,
+            format!("{cfg}/rollout"),
+            Some(ADMIN),
+            Some(json!({"percentage": 50, "bucketBy": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_DEFINITION",
+        ),
         // serde reads a struct from an array of its fields; the API takes objects only.
         (
             Method::POST,
