@@ -16,7 +16,7 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     /// The definitions in the request are invalid; every problem is listed.
-    #[error("{} problem(s) in the definitions", problems.len())]
+    #[error("{} in the definitions", count_problems(problems))]
     Invalid { problems: Vec<Problem> },
     /// No token, or one that is unknown or revoked.
     #[error("{0}")]
@@ -106,6 +106,14 @@ impl From<StoreError> for ApiError {
 /// Errors that mean "the database is not there" rather than "the query is wrong": no
 /// connection, or the server ending ours (SQLSTATE class 08, PostgreSQL's shutdown codes
 /// 57P01–57P03, MySQL's "server gone away" family reported as HY000 with these numbers).
+/// "1 problem", "2 problems".
+fn count_problems(problems: &[Problem]) -> String {
+    match problems.len() {
+        1 => "1 problem".to_owned(),
+        n => format!("{n} problems"),
+    }
+}
+
 fn is_connection_error(e: &sqlx::Error) -> bool {
     const MYSQL_GONE: [&str; 3] = ["1053", "2006", "2013"];
     match e {

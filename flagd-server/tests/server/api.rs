@@ -551,6 +551,7 @@ async fn segments_change_every_flag_that_uses_them_and_cannot_vanish_under_them(
     let del = api.admin(Method::DELETE, "/api/v1/environments/production/segments/pilot", None).await;
     assert_eq!(del.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", del.body);
     assert!(del.body["error"]["problems"][0]["message"].as_str().unwrap().contains("unknown segment"));
+    assert_eq!(del.body["error"]["message"], "1 problem in the definitions");
 }
 
 #[tokio::test]
