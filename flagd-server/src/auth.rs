@@ -278,12 +278,19 @@ impl FromRequestParts<Arc<Service>> for Principal {
         if let Some(value) = presented_token(parts) {
             return Self::from_value(service, value);
         }
-        service.sessions().authenticate(parts, service).unwrap_or_else(|| {
-            Err(ApiError::Unauthorized(
-                "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`".into(),
-            ))
-        })
+        service.sessions().authenticate(parts, service).unwrap_or_else(|| Err(no_token(parts)))
     }
+}
+
+/// The 401 for a request without a usable token, naming what it sent instead: an
+/// `Authorization` header of another scheme (`Basic …`) is a token in the wrong place.
+fn no_token(parts: &Parts) -> ApiError {
+    let what = if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+        "the `Authorization` header holds no bearer token"
+    } else {
+        "missing token"
+    };
+    ApiError::Unauthorized(format!("{what}: send `Authorization: Bearer <token>` or `X-API-Key: <token>`"))
 }
 
 #[cfg(test)]

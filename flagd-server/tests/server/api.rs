@@ -454,6 +454,18 @@ async fn ofrep_follows_the_protocol() {
         )
         .await;
     assert_eq!(by_key.body["value"], "classic");
+    let basic = api
+        .call(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags/theme",
+            None,
+            Some(json!({"context": {}})),
+            &[("authorization", &format!("Basic {eval}"))],
+        )
+        .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+    let message = basic.body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the `Authorization` header holds no bearer token"), "{message}");
 
     let bulk = api
         .call(Method::POST, "/ofrep/v1/evaluate/flags", Some(&eval), Some(json!({"context": {"plan": "pro"}})), &[])
