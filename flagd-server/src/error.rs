@@ -103,10 +103,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Errors that mean "the database is not there" rather than "the query is wrong": no
-/// connection, or the server ending ours (SQLSTATE class 08, PostgreSQL's shutdown codes
-/// 57P01–57P03, MySQL's "server gone away" family reported as HY000 with these numbers).
-/// "1 problem", "2 problems".
+/// The count that opens a validation error's message: "1 problem", "2 problems".
 fn count_problems(problems: &[Problem]) -> String {
     match problems.len() {
         1 => "1 problem".to_owned(),
@@ -114,6 +111,9 @@ fn count_problems(problems: &[Problem]) -> String {
     }
 }
 
+/// Errors that mean "the database is not there" rather than "the query is wrong": no
+/// connection, or the server ending ours (SQLSTATE class 08, PostgreSQL's shutdown codes
+/// 57P01–57P03, MySQL's "server gone away" family reported as HY000 with these numbers).
 fn is_connection_error(e: &sqlx::Error) -> bool {
     const MYSQL_GONE: [&str; 3] = ["1053", "2006", "2013"];
     match e {
