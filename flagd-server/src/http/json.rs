@@ -302,4 +302,56 @@ mod tests {
         let v: serde_json::Value = parse(b"  ").unwrap();
         assert_eq!(v, serde_json::json!({}));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::parse;
+        use crate::error::ApiError;
+
+        /// A body type serde would also read from an array of its fields, `[a, b]`. Only
+        /// whether it parses matters, so its fields are never read.
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Probe {
+            a: Option<Value>,
+            b: Option<Value>,
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                "[a-z]{0,4}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[ab]", inner, 0..3)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn a_body_is_read_only_when_it_is_an_object(value in json_value(), pad in "[ \t\n\r]{0,3}") {
+                let body = format!("{pad}{value}");
+                let read = parse::<Probe>(body.as_bytes());
+                if value.is_object() {
+                    prop_assert!(read.is_ok(), "{}: {:?}", body, read);
+                } else {
+                    let refused = matches!(read, Err(ApiError::BadRequest { code: "INVALID_BODY", .. }));
+                    prop_assert!(refused, "{}: {:?}", body, read);
+                }
+            }
+
+            #[test]
+            fn no_body_makes_parsing_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+                let _ = parse::<Probe>(&bytes);
+            }
+        }
+    }
 }
