@@ -16,7 +16,7 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     /// The definitions in the request are invalid; every problem is listed.
-    #[error("{} in the definitions", count_problems(problems))]
+    #[error("{} problem{} in the definitions", problems.len(), if problems.len() == 1 { "" } else { "s" })]
     Invalid { problems: Vec<Problem> },
     /// No token, or one that is unknown or revoked.
     #[error("{0}")]
@@ -100,14 +100,6 @@ impl From<StoreError> for ApiError {
             StoreError::Database(ref inner) if is_connection_error(inner) => Self::Unavailable(e),
             other => Self::Internal(other.to_string()),
         }
-    }
-}
-
-/// The count that opens a validation error's message: "1 problem", "2 problems".
-fn count_problems(problems: &[Problem]) -> String {
-    match problems.len() {
-        1 => "1 problem".to_owned(),
-        n => format!("{n} problems"),
     }
 }
 

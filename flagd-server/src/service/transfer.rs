@@ -51,25 +51,22 @@ pub struct ImportReport {
     pub changes: Vec<ImportChange>,
 }
 
-/// Reads a file in either format: flagd's (`flags` is an object) or ours (a list).
+/// Reads a file in either format, both JSON objects: flagd's (`flags` is an object) or ours
+/// (`flags` a list); anything else is refused.
 fn parse(body: &[u8]) -> Result<RulesetSource, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("INVALID_BODY", "the file is not UTF-8"))?;
     let probe: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("the file is not JSON: {e}")))?;
-    if !probe.is_object() {
-        return Err(ApiError::bad_request(
-            "INVALID_BODY",
-            "not a flagd file nor a flagd-server file: not a JSON object",
-        ));
-    }
-    let mut source = match probe.get("flags") {
-        Some(Value::Object(_)) => import(text).map_err(|e| match e {
+    let not_ours = |why: &dyn std::fmt::Display| {
+        ApiError::bad_request("INVALID_BODY", format!("not a flagd file nor a flagd-server file: {why}"))
+    };
+    let mut source = match &probe {
+        Value::Object(doc) if doc.get("flags").is_some_and(Value::is_object) => import(text).map_err(|e| match e {
             flagd_core::Error::Invalid(v) => ApiError::Invalid { problems: v.problems },
             other => ApiError::bad_request("INVALID_BODY", other.to_string()),
         })?,
-        _ => serde_json::from_value(probe).map_err(|e| {
-            ApiError::bad_request("INVALID_BODY", format!("not a flagd file nor a flagd-server file: {e}"))
-        })?,
+        Value::Object(_) => serde_json::from_value(probe).map_err(|e| not_ours(&e))?,
+        _ => return Err(not_ours(&"not a JSON object")),
     };
     inline_evaluators(&mut source).map_err(|e| ApiError::Invalid { problems: e.problems })?;
     Ok(source)
