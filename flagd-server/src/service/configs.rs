@@ -1,7 +1,10 @@
 //! Per-environment configurations: whole reads and `If-Match` writes, and the quick
 //! operations (enable, disable, rollout, allow and deny lists), each atomic.
 
+use std::collections::HashSet;
+
 use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState, Rollout, Serve, WeightedVariant};
+use indexmap::IndexSet;
 use serde::{Deserialize, Serialize};
 
 use super::flags::check_if_match;
@@ -95,20 +98,26 @@ impl QuickOp {
             Self::Disable => config.state = FlagState::Disabled,
             Self::Rollout(r) => config.fallthrough = Some(Serve::Rollout(rollout(r, def)?)),
             Self::Allow(ids) => add_companies(&mut config.allow, ids),
-            Self::Disallow(ids) => config.allow.retain(|c| !ids.contains(c)),
+            Self::Disallow(ids) => remove_companies(&mut config.allow, &ids),
             Self::Deny(ids) => add_companies(&mut config.deny, ids),
-            Self::Undeny(ids) => config.deny.retain(|c| !ids.contains(c)),
+            Self::Undeny(ids) => remove_companies(&mut config.deny, &ids),
         }
         Ok(())
     }
 }
 
+/// Appends the `ids` not yet on `list`, in their order. Through a hash set: lists of a
+/// hundred thousand companies are real, and a scan of the list per id took seconds.
 fn add_companies(list: &mut Vec<String>, ids: Vec<String>) {
-    for id in ids {
-        if !list.contains(&id) {
-            list.push(id);
-        }
-    }
+    let mut all: IndexSet<String> = std::mem::take(list).into_iter().collect();
+    all.extend(ids);
+    *list = all.into_iter().collect();
+}
+
+/// Drops every one of `ids` from `list`, keeping the rest in order.
+fn remove_companies(list: &mut Vec<String>, ids: &[String]) {
+    let gone: HashSet<&String> = ids.iter().collect();
+    list.retain(|c| !gone.contains(c));
 }
 
 /// The variant a flag uses for `role` ("on"/"off"): the named one, else one so called.

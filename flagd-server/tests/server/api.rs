@@ -600,6 +600,25 @@ async fn promote_copies_rules_but_keeps_the_target_state() {
     assert_eq!(r.body["fallthrough"]["rollout"]["variants"][0]["weight"], 25.0);
 }
 
+#[tokio::test]
+async fn company_lists_keep_their_order_and_name_each_company_once() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let cfg = "/api/v1/flags/f/environments/production";
+    let steps = [
+        ("allow", Method::POST, json!(["42", 7, "42"]), "allow", json!(["42", "7"])),
+        ("allow", Method::POST, json!(["7", "13", "1"]), "allow", json!(["42", "7", "13", "1"])),
+        ("allow", Method::DELETE, json!(["42", "99", "1"]), "allow", json!(["7", "13"])),
+        ("deny", Method::POST, json!(["5", "5", "6"]), "deny", json!(["5", "6"])),
+        ("deny", Method::DELETE, json!(["6"]), "deny", json!(["5"])),
+    ];
+    for (op, method, companies, list, expected) in steps {
+        let r = api.admin(method.clone(), &format!("{cfg}/{op}"), Some(json!({"companies": companies}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{method} {op} {companies}: {}", r.body);
+        assert_eq!(r.body[list], expected, "{method} {op} {companies}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_quick_operations_lose_no_update() {
     let api = Arc::new(Api::new().await);
