@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The definitions in the request are invalid; every problem is listed.
     #[error("{} problem{} in the definitions", problems.len(), if problems.len() == 1 { "" } else { "s" })]
     Invalid { problems: Vec<Problem> },
+    /// The change would make a stored document larger than the store takes.
+    #[error("{0}")]
+    TooLarge(String),
     /// No token, or one that is unknown or revoked.
     #[error("{0}")]
     Unauthorized(String),
@@ -79,6 +82,7 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_DEFINITION"),
+            Self::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "DOCUMENT_TOO_LARGE"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
@@ -98,6 +102,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Database(ref inner) if is_connection_error(inner) => Self::Unavailable(e),
+            StoreError::TooLarge { .. } => Self::TooLarge(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

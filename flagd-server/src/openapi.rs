@@ -391,12 +391,17 @@ fn errors(list: &[(&str, &str)]) -> Responses {
 
 const UNAUTHORIZED: (&str, &str) = ("401", "No token, or an unknown or revoked one");
 const UNAVAILABLE: (&str, &str) = ("503", "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later");
-const BAD_BODY: (&str, &str) =
-    ("400", "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)");
+const BAD_BODY: (&str, &str) = (
+    "400",
+    "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_REASON`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)",
+);
 const BAD_PATH: (&str, &str) = ("400", "A path parameter that does not decode (`INVALID_PATH`)");
 const TOO_LARGE: (&str, &str) = ("413", "Body larger than 1 MiB");
-const INVALID: (&str, &str) =
-    ("422", "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`)");
+const INVALID: (&str, &str) = (
+    "422",
+    "The change would make an environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger \
+     than 1 MiB (`DOCUMENT_TOO_LARGE`)",
+);
 
 /// The errors every admin read can answer with.
 pub(crate) struct ReadErrors;

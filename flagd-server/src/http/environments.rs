@@ -10,7 +10,7 @@ use axum::routing::get;
 use flagd_core::Segment;
 use serde::Deserialize;
 
-use super::json::{JsonBody, UnreadBody, check_depth};
+use super::json::{JsonBody, UnreadBody, check_body};
 use super::params::{PathParams, QueryParams};
 use super::with_etag;
 use crate::auth::{Access, Principal};
@@ -83,12 +83,12 @@ struct ImportParams {
     request_body(content = ImportFile, description = "The file, in either format"),
     responses(
         (status = 200, description = "What the import did, or would do in a dry run", body = ImportReport),
-        (status = 400, description = "Not a flagd file nor a flagd-server file (`INVALID_BODY`), or bad query (`INVALID_QUERY`) or path (`INVALID_PATH`) parameters", body = ErrorBody),
+        (status = 400, description = "Not a flagd file nor a flagd-server file (`INVALID_BODY`), or bad query (`INVALID_QUERY`, `INVALID_REASON`) or path (`INVALID_PATH`) parameters", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -102,7 +102,7 @@ async fn import(
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
     let body = body.read().await?;
-    check_depth(&body)?;
+    check_body(&body)?;
     let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
     Ok(axum::Json(report).into_response())
 }
@@ -198,7 +198,7 @@ async fn list_segments(
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 409, description = "A segment with this key exists (`ALREADY_EXISTS`)", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -256,7 +256,7 @@ async fn read_segment(
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),

@@ -161,13 +161,34 @@ impl Pieces {
 /// anything else is refused here, because serde would read a struct from an array of its
 /// fields in order (`["k"]` as a flag keyed `k`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    check_depth(bytes)?;
+    check_body(bytes)?;
     let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => b"{}",
         Some(b'{') => bytes,
         Some(_) => return Err(ApiError::bad_request("INVALID_BODY", "the body must be a JSON object")),
     };
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("INVALID_BODY", format!("invalid JSON body: {e}")))
+}
+
+/// Checks an admin body before it is parsed: its depth ([`check_depth`]), and that no
+/// string in it holds the NUL character. PostgreSQL cannot store NUL in text and answers
+/// an error for any text that holds it, even in a lookup, so it is refused on every
+/// backend alike, before anything is read or written.
+pub fn check_body(bytes: &[u8]) -> Result<(), ApiError> {
+    check_depth(bytes)?;
+    if holds_nul(bytes) {
+        return Err(ApiError::bad_request("INVALID_BODY", "text may not contain the NUL character (`\\u0000`)"));
+    }
+    Ok(())
+}
+
+/// Whether JSON text holds the escape `\u0000`, the only way it can carry a NUL. After an
+/// odd run of backslashes the `\` is itself escaped: `\\u0000` is the text `\u0000`.
+fn holds_nul(bytes: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"\\u0000";
+    let escaped =
+        |at: usize| bytes.get(..at).unwrap_or_default().iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1;
+    bytes.windows(ESCAPE.len()).enumerate().any(|(at, window)| window == ESCAPE && !escaped(at))
 }
 
 /// Refuses JSON nested deeper than [`MAX_DEPTH`] before parsing it, so a hostile body
@@ -303,6 +324,19 @@ mod tests {
         assert_eq!(v, serde_json::json!({}));
     }
 
+    #[test]
+    fn nul_is_refused_in_any_string_and_only_nul() {
+        let refused = [r#"{"reason": "a\u0000b"}"#, r#"{"\u0000": 1}"#, r#"{"a": ["\\\u0000"]}"#];
+        for body in refused {
+            let read = parse::<serde_json::Value>(body.as_bytes());
+            assert!(matches!(read, Err(ApiError::BadRequest { code: "INVALID_BODY", .. })), "{body}: {read:?}");
+        }
+        // An escaped backslash then `u0000` is text, not NUL.
+        for body in [r#"{"reason": "\\u0000"}"#, r#"{"a": "\u0001 \\\\u0000"}"#] {
+            assert!(parse::<serde_json::Value>(body.as_bytes()).is_ok(), "{body}");
+        }
+    }
+
     mod properties {
         use proptest::prelude::*;
         use serde_json::Value;
@@ -337,6 +371,13 @@ mod tests {
             ]
         }
 
+        /// Text made of the pieces that matter to finding NUL in JSON: NUL itself, other
+        /// control characters, backslashes, quotes, and the text of the escape `\u0000`.
+        fn tricky_text() -> impl Strategy<Value = String> {
+            let piece = prop::sample::select(vec!["a", "\\", "\"", "\0", "\u{1}", "u0000", "\\u0000"]);
+            prop::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat())
+        }
+
         proptest! {
             #[test]
             fn a_body_is_read_only_when_it_is_an_object(value in json_value(), pad in "[ \t\n\r]{0,3}") {
@@ -348,6 +389,14 @@ mod tests {
                     let refused = matches!(read, Err(ApiError::BadRequest { code: "INVALID_BODY", .. }));
                     prop_assert!(refused, "{}: {:?}", body, read);
                 }
+            }
+
+            #[test]
+            fn a_body_is_refused_exactly_when_a_string_in_it_holds_nul(key in tricky_text(), text in tricky_text()) {
+                let body = serde_json::to_vec(&serde_json::json!({"k": [{ key.as_str(): text.as_str() }]}))
+                    .unwrap_or_default();
+                let holds_nul = key.contains('\0') || text.contains('\0');
+                prop_assert_eq!(parse::<Value>(&body).is_err(), holds_nul, "{}", String::from_utf8_lossy(&body));
             }
 
             #[test]

@@ -7,8 +7,13 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// The NUL character percent-encoded, the only way a URL can carry it. It is refused in
+/// paths and queries alike, as in bodies (`json::check_body` says why); `%2500` is the
+/// text `%00`, which does not contain this.
+const NUL: &str = "%00";
+
 /// Path parameters of type `T`; a segment that does not decode (not UTF-8 once
-/// percent-decoded, say) gets the API's JSON 400 with code `INVALID_PATH`.
+/// percent-decoded, say) or holds NUL gets the API's JSON 400 with code `INVALID_PATH`.
 #[derive(Debug)]
 pub struct PathParams<T>(pub T);
 
@@ -16,6 +21,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().contains(NUL) {
+            return Err(ApiError::bad_request(
+                "INVALID_PATH",
+                "a path parameter may not contain the NUL character (`%00`)",
+            ));
+        }
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(Self(value)),
             Err(e) => Err(ApiError::bad_request("INVALID_PATH", e.body_text())),
@@ -32,6 +43,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        if query.contains(NUL) {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                "a query parameter may not contain the NUL character (`%00`)",
+            ));
+        }
         serde_urlencoded::from_str(query)
             .map(QueryParams)
             .map_err(|e| ApiError::bad_request("INVALID_QUERY", format!("invalid query string: {e}")))

@@ -31,6 +31,10 @@ use crate::snapshot::{Snapshot, Snapshots};
 use crate::snapshot_cache::CacheFile;
 use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, StoredConfig, Tx};
 
+/// The longest `reason` a change may carry: a note for the audit log, not a document (a
+/// MariaDB `TEXT` column holds 64 KiB, four thousand characters of any script).
+pub const MAX_REASON: usize = 4000;
+
 /// The service state shared by every request.
 pub struct Service {
     store: Arc<dyn Store>,
@@ -280,8 +284,14 @@ impl Service {
         Ok(self.store.begin_read().await?.audit(query).await?)
     }
 
-    /// Opens a write on behalf of `actor`.
+    /// Opens a write on behalf of `actor`, refusing a `reason` over [`MAX_REASON`].
     pub(crate) async fn begin(&self, actor: &Principal, reason: Option<String>) -> Result<Write, ApiError> {
+        if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
+            return Err(ApiError::bad_request(
+                "INVALID_REASON",
+                format!("a reason is at most {MAX_REASON} characters"),
+            ));
+        }
         let tx = self.store.begin_write().await?;
         Ok(Write {
             tx,

@@ -42,7 +42,7 @@ impl Service {
     /// Creates a token.
     pub async fn create_token(&self, actor: &Principal, new: NewToken) -> Result<CreatedToken, ApiError> {
         let name = new.name.trim();
-        if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
             return Err(ApiError::bad_request(
                 "INVALID_NAME",
                 format!("a token name is 1 to {MAX_NAME} printable characters"),

@@ -16,6 +16,12 @@ use flagd_core::{EnvironmentConfig, FlagDefinition, Segment};
 use serde::Serialize;
 use serde_json::Value;
 
+/// The most JSON one stored document (a flag definition, a configuration, a segment, an
+/// audit event's before or after) may take: the request body limit, so that whatever is
+/// read can be sent back, and far below what any backend refuses (MariaDB's default
+/// packet limit of 16 MiB would otherwise end the connection mid-write).
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
 /// What the storage layer can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,6 +34,11 @@ pub enum StoreError {
     /// A stored JSON document did not parse (corruption or a downgrade).
     #[error("stored {what} is unreadable: {source}")]
     Corrupt { what: &'static str, source: serde_json::Error },
+    /// A document to store is over [`MAX_DOCUMENT_BYTES`].
+    #[error(
+        "the {what} would be {bytes} bytes of JSON, over the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB) for a stored document"
+    )]
+    TooLarge { what: &'static str, bytes: usize },
     /// The database URL names no supported backend.
     #[error("unsupported database URL `{0}`: use sqlite:…, mysql://… or postgres://…")]
     UnsupportedUrl(String),

@@ -18,8 +18,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::SqlDialect;
 use super::{
-    AuditEvent, AuditQuery, ChangeScope, ConfigLookup, Environment, NewAuditEvent, Replica, Role, Store, StoreError,
-    StoredConfig, StoredFlag, StoredSegment, Token, Tx,
+    AuditEvent, AuditQuery, ChangeScope, ConfigLookup, Environment, MAX_DOCUMENT_BYTES, NewAuditEvent, Replica, Role,
+    Store, StoreError, StoredConfig, StoredFlag, StoredSegment, Token, Tx,
 };
 
 /// How long a request waits for a database connection before reporting the database
@@ -356,8 +356,8 @@ impl SqlTx {
             .bind(event.environment.as_deref())
             .bind(event.flag.as_deref())
             .bind(event.segment.as_deref())
-            .bind(event.before.as_ref().map(to_json).transpose()?)
-            .bind(event.after.as_ref().map(to_json).transpose()?)
+            .bind(event.before.as_ref().map(|d| to_json("audit event's before", d)).transpose()?)
+            .bind(event.after.as_ref().map(|d| to_json("audit event's after", d)).transpose()?)
             .bind(event.reason.as_deref());
         if self.dialect.has_returning() {
             return Ok(query.fetch_one(&mut *self.tx).await?.try_get("id")?);
@@ -406,7 +406,7 @@ impl Tx for SqlTx {
     }
 
     async fn put_flag(&mut self, flag: &StoredFlag) -> Result<(), StoreError> {
-        let definition = to_json(&flag.definition)?;
+        let definition = to_json("flag definition", &flag.definition)?;
         let statements = [
             "UPDATE flags SET definition = ?, version = ?, created_at = ?, updated_at = ? WHERE \"key\" = ?",
             "INSERT INTO flags (definition, version, created_at, updated_at, \"key\") VALUES (?, ?, ?, ?, ?)",
@@ -457,7 +457,7 @@ impl Tx for SqlTx {
     }
 
     async fn put_config(&mut self, config: &StoredConfig) -> Result<(), StoreError> {
-        let document = to_json(&config.config)?;
+        let document = to_json("configuration", &config.config)?;
         let statements = [
             "UPDATE configs SET config = ?, version = ?, updated_at = ?, updated_by = ? \
              WHERE flag = ? AND environment = ?",
@@ -493,7 +493,7 @@ impl Tx for SqlTx {
     }
 
     async fn put_segment(&mut self, segment: &StoredSegment) -> Result<(), StoreError> {
-        let document = to_json(&segment.segment)?;
+        let document = to_json("segment", &segment.segment)?;
         let statements = [
             "UPDATE segments SET definition = ?, version = ? WHERE environment = ? AND \"key\" = ?",
             "INSERT INTO segments (definition, version, environment, \"key\") VALUES (?, ?, ?, ?)",
@@ -715,8 +715,14 @@ fn from_json<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, S
     serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
 }
 
-/// Serialising these types cannot fail in practice (string keys only); should it, the
-/// error is reported like an unreadable document rather than a panic.
-fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what: "document to store", source })
+/// `value` as the JSON text to store, refused over [`MAX_DOCUMENT_BYTES`]. Serialising
+/// these types cannot fail in practice (string keys only); should it, the error is
+/// reported like an unreadable document rather than a panic.
+fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<String, StoreError> {
+    let text =
+        serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what: "document to store", source })?;
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(StoreError::TooLarge { what, bytes: text.len() });
+    }
+    Ok(text)
 }

@@ -172,7 +172,7 @@ contract!(
     configs_are_put_and_listed_both_ways,
     segments_are_put_listed_and_deleted,
     documents_round_trip_exactly,
-    large_documents_fit,
+    documents_up_to_the_limit_fit_and_larger_ones_are_refused,
     corrupt_documents_are_reported,
     audit_is_filtered_and_paged_newest_first,
     audit_limit_is_capped,
@@ -566,26 +566,46 @@ async fn documents_round_trip_exactly(store: Arc<dyn Store>, _url: String) {
     assert!(matches!(config.config.fallthrough, Some(Serve::Rollout(_))));
 }
 
-async fn large_documents_fit(store: Arc<dyn Store>, _url: String) {
-    // Well past MySQL's 64 KiB TEXT limit.
-    let companies: Vec<String> = (0..40_000).map(|i| format!("company-{i}")).collect();
+async fn documents_up_to_the_limit_fit_and_larger_ones_are_refused(store: Arc<dyn Store>, _url: String) {
+    // Far past MySQL's 64 KiB TEXT; before and after together past 1 MiB in one statement.
     let mut config = config("big", "prod", FlagState::Enabled, "alice");
-    config.config.allow = companies.clone();
+    let empty = serde_json::to_vec(&config.config).unwrap().len() + r#""allow":[],"#.len();
+    // Each id takes its 14 characters, two quotes and a comma: as many as fit.
+    let fit = (store::MAX_DOCUMENT_BYTES - empty + 1) / 17;
+    config.config.allow = (0..fit).map(|n| format!("company-{n:06}")).collect();
+    let len = serde_json::to_vec(&config.config).unwrap().len();
+    assert!(store::MAX_DOCUMENT_BYTES - 17 < len && len <= store::MAX_DOCUMENT_BYTES, "{len}");
     let mut tx = store.begin_write().await.unwrap();
     config.version = tx.seq();
     tx.insert_environment(&env("prod")).await.unwrap();
     tx.put_flag(&flag("big", "", T0)).await.unwrap();
     tx.put_config(&config).await.unwrap();
     let mut event = event(tx.seq(), "alice", T0, Some("prod"), Some("big"));
-    event.after = Some(serde_json::to_value(&config.config).unwrap());
+    event.before = Some(serde_json::to_value(&config.config).unwrap());
+    event.after = event.before.clone();
     tx.append_audit(&event).await.unwrap();
     tx.commit().await.unwrap();
 
     let mut read = store.begin_read().await.unwrap();
     let stored = read.config("big", "prod").await.unwrap().into_config().unwrap();
-    assert_eq!(stored.config.allow.len(), companies.len());
+    assert_eq!(stored.config.allow, config.config.allow);
     let audit = read.audit(&AuditQuery { limit: 1, ..AuditQuery::default() }).await.unwrap();
-    assert_eq!(audit[0].after, event.after);
+    assert_eq!((&audit[0].before, &audit[0].after), (&event.before, &event.after));
+    drop(read);
+
+    let mut over = config.clone();
+    over.config.allow.push("one-company-too-many".into());
+    let mut tx = store.begin_write().await.unwrap();
+    let refused = tx.put_config(&over).await;
+    assert!(matches!(refused, Err(StoreError::TooLarge { what: "configuration", .. })), "{refused:?}");
+    let mut segment = segment("prod", "all", &[]);
+    segment.segment.companies = over.config.allow.clone();
+    let refused = tx.put_segment(&segment).await;
+    assert!(matches!(refused, Err(StoreError::TooLarge { what: "segment", .. })), "{refused:?}");
+    drop(tx);
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.config("big", "prod").await.unwrap().into_config().unwrap().config, config.config);
+    assert!(read.segment("prod", "all").await.unwrap().is_none());
 }
 
 async fn corrupt_documents_are_reported(store: Arc<dyn Store>, url: String) {
