@@ -2,8 +2,9 @@
 //!
 //! The harness: [`server_binary`] builds (once per test process) and finds the real
 //! `flagd-server` executable, [`Server`] runs it on a free loopback port with its own
-//! SQLite database and a known admin token, and [`Client`] is a small blocking HTTP
-//! client for the admin and OFREP APIs.
+//! SQLite database (or one of [`databases`], a fresh one on every configured backend) and
+//! a known admin token, and [`Client`] is a small blocking HTTP client for the admin and
+//! OFREP APIs.
 
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};
@@ -155,6 +156,77 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Databases
+// ---------------------------------------------------------------------------------------
+
+/// A database made for one test, dropped with it (the server backends' by their own
+/// command-line client).
+#[derive(Debug)]
+pub struct Database {
+    /// Its `--database-url`.
+    pub url: String,
+    drop_with: Option<(&'static str, Vec<String>)>,
+    dir: TempDir,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some((program, args)) = &self.drop_with {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = run_checked(program, &args, self.dir.path());
+        }
+    }
+}
+
+/// A fresh database on every configured backend, each named (`sqlite`, `mariadb`,
+/// `postgres`): SQLite always; MariaDB and PostgreSQL when `FLAGD_TEST_MYSQL_URL` /
+/// `FLAGD_TEST_POSTGRES_URL` name a server (as for the store contract), each database
+/// created there for `test` and dropped afterwards. A set URL that does not answer fails.
+pub fn databases(test: &str) -> Result<Vec<(&'static str, Database)>> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let name = format!("flagd_e2e_{test}_{}_{nanos}", std::process::id());
+    let dir = TempDir::new("database")?;
+    let url = format!("sqlite:{}", dir.path().join("flagd.db").display());
+    let mut out = vec![("sqlite", Database { url, drop_with: None, dir })];
+    if let Some(base) = configured("FLAGD_TEST_MYSQL_URL") {
+        let (host, port, user) = mysql_parts(&base)?;
+        let cli = |sql: String| vec![format!("-u{user}"), format!("-h{host}"), format!("-P{port}"), "-e".into(), sql];
+        let dir = TempDir::new("database")?;
+        let create = cli(format!("CREATE DATABASE {name}"));
+        run_checked("mysql", &create.iter().map(String::as_str).collect::<Vec<_>>(), dir.path())?;
+        let drop_with = Some(("mysql", cli(format!("DROP DATABASE {name}"))));
+        out.push(("mariadb", Database { url: sibling(&base, &name)?, drop_with, dir }));
+    }
+    if let Some(base) = configured("FLAGD_TEST_POSTGRES_URL") {
+        let dir = TempDir::new("database")?;
+        run_checked("psql", &[&base, "-qc", &format!("CREATE DATABASE {name}")], dir.path())?;
+        let drop_with = Some(("psql", vec![base.clone(), "-qc".into(), format!("DROP DATABASE {name} WITH (FORCE)")]));
+        out.push(("postgres", Database { url: sibling(&base, &name)?, drop_with, dir }));
+    }
+    Ok(out)
+}
+
+fn configured(variable: &str) -> Option<String> {
+    std::env::var(variable).ok().filter(|url| !url.is_empty())
+}
+
+/// `url` with its database replaced by `name`.
+fn sibling(url: &str, name: &str) -> Result<String> {
+    let (server, _) = url.rsplit_once('/').ok_or_else(|| Error(format!("no database in `{url}`")))?;
+    Ok(format!("{server}/{name}"))
+}
+
+/// `mysql://USER[:PASS]@HOST:PORT/DB` → host, port, user (the tests' URLs carry no password).
+fn mysql_parts(url: &str) -> Result<(String, String, String)> {
+    let unreadable = || Error(format!("`{url}` is not mysql://USER@HOST:PORT/DB"));
+    let rest = url.split_once("://").ok_or_else(unreadable)?.1;
+    let (user, rest) = rest.split_once('@').ok_or_else(unreadable)?;
+    let hostport = rest.split('/').next().unwrap_or_default();
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    Ok((host.to_owned(), port.to_owned(), user.split(':').next().unwrap_or_default().to_owned()))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,73 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Server, ServerOptions, TempDir, flagctl_binary, run_checked};
+use flagd_tests::{Database, Server, ServerOptions, databases, flagctl_binary};
 use serde_json::{Value, json};
 
 const FLAG: &str = "portal";
 
-/// A database several servers share, removed on drop.
-struct Shared {
-    url: String,
-    drop_with: Option<(&'static str, Vec<String>)>,
-    _dir: TempDir,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if let Some((program, args)) = &self.drop_with {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let _ = run_checked(program, &args, self._dir.path());
-        }
-    }
-}
-
-/// Every configured backend, each as a fresh database.
-fn backends(test: &str) -> Vec<(&'static str, Shared)> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let suffix = format!("{}_{nanos}", std::process::id());
-    let name = format!("flagd_e2e_{test}_{suffix}");
-    let mut out = Vec::new();
-    let dir = TempDir::new("replicas").unwrap();
-    let url = format!("sqlite:{}", dir.path().join("flagd.db").display());
-    out.push(("sqlite", Shared { url, drop_with: None, _dir: dir }));
-    if let Some(base) = std::env::var("FLAGD_TEST_MYSQL_URL").ok().filter(|u| !u.is_empty()) {
-        let (host, port, user) = mysql_parts(&base);
-        let cli = |sql: String| vec![format!("-u{user}"), format!("-h{host}"), format!("-P{port}"), "-e".into(), sql];
-        let dir = TempDir::new("replicas").unwrap();
-        let create = cli(format!("CREATE DATABASE {name}"));
-        run_checked("mysql", &create.iter().map(String::as_str).collect::<Vec<_>>(), dir.path()).unwrap();
-        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-        out.push((
-            "mariadb",
-            Shared { url, drop_with: Some(("mysql", cli(format!("DROP DATABASE {name}")))), _dir: dir },
-        ));
-    }
-    if let Some(base) = std::env::var("FLAGD_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) {
-        let dir = TempDir::new("replicas").unwrap();
-        run_checked("psql", &[&base, "-qc", &format!("CREATE DATABASE {name}")], dir.path()).unwrap();
-        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-        let drop = vec![base.clone(), "-qc".into(), format!("DROP DATABASE {name} WITH (FORCE)")];
-        out.push(("postgres", Shared { url, drop_with: Some(("psql", drop)), _dir: dir }));
-    }
-    out
-}
-
-/// `mysql://USER[:PASS]@HOST:PORT/DB` → host, port, user (the tests' URLs carry no password).
-fn mysql_parts(url: &str) -> (String, String, String) {
-    let rest = url.split_once("://").unwrap().1;
-    let (user, rest) = rest.split_once('@').unwrap();
-    let hostport = rest.split('/').next().unwrap();
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-    (host.to_owned(), port.to_owned(), user.split(':').next().unwrap().to_owned())
-}
-
-fn replica(shared: &Shared) -> Server {
+fn replica(shared: &Database) -> Server {
     Server::start_with(&ServerOptions { database_url: Some(shared.url.clone()), ..ServerOptions::default() }).unwrap()
 }
 
 /// A replica on the shared database that polls it only once a minute.
-fn polling_once_a_minute(shared: &Shared) -> ServerOptions {
+fn polling_once_a_minute(shared: &Database) -> ServerOptions {
     ServerOptions {
         database_url: Some(shared.url.clone()),
         args: vec!["--sync-interval".into(), "1m".into()],
@@ -111,7 +55,7 @@ fn own_id(server: &Server) -> String {
 
 #[test]
 fn a_kill_switch_on_one_replica_is_served_by_all_and_the_wait_proves_it() {
-    for (backend, shared) in backends("kill") {
+    for (backend, shared) in databases("kill").unwrap() {
         eprintln!("replicas on {backend}: {}", shared.url);
         let (a, b) = (replica(&shared), replica(&shared));
         let mut c = replica(&shared);
@@ -166,7 +110,7 @@ fn a_kill_switch_on_one_replica_is_served_by_all_and_the_wait_proves_it() {
 
 #[test]
 fn concurrent_if_match_writers_on_different_replicas_lose_no_update() {
-    for (backend, shared) in backends("ifmatch") {
+    for (backend, shared) in databases("ifmatch").unwrap() {
         let (a, b) = (replica(&shared), replica(&shared));
         a.admin().create_flag(&json!({"key": FLAG})).unwrap();
         let (_, etag) = a.admin().config(FLAG, "production").unwrap();
@@ -191,7 +135,7 @@ fn concurrent_if_match_writers_on_different_replicas_lose_no_update() {
 
 #[test]
 fn kill_9_during_acknowledged_writes_loses_nothing_acknowledged() {
-    for (backend, shared) in backends("kill9") {
+    for (backend, shared) in databases("kill9").unwrap() {
         let mut server = replica(&shared);
         server.admin().create_flag(&json!({"key": FLAG})).unwrap();
         let admin = server.admin().with_timeout(Duration::from_secs(2));
@@ -249,7 +193,7 @@ fn kill_9_during_acknowledged_writes_loses_nothing_acknowledged() {
 
 #[test]
 fn postgresql_replicas_are_woken_by_notify_not_by_polling() {
-    let Some((_, shared)) = backends("notify").into_iter().find(|(backend, _)| *backend == "postgres") else {
+    let Some((_, shared)) = databases("notify").unwrap().into_iter().find(|(backend, _)| *backend == "postgres") else {
         eprintln!("FLAGD_TEST_POSTGRES_URL is not set: the NOTIFY test needs PostgreSQL");
         return;
     };
@@ -269,7 +213,7 @@ fn postgresql_replicas_are_woken_by_notify_not_by_polling() {
 
 #[test]
 fn a_write_on_one_replica_does_not_skip_what_another_committed_just_before() {
-    for (backend, shared) in backends("gap") {
+    for (backend, shared) in databases("gap").unwrap() {
         // Polling once a minute: whatever a replica serves sooner came with its own write.
         let options = polling_once_a_minute(&shared);
         let (a, b) = (Server::start_with(&options).unwrap(), Server::start_with(&options).unwrap());
