@@ -49,8 +49,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
                 "a query parameter may not contain the NUL character (`%00`)",
             ));
         }
-        serde_urlencoded::from_str(query)
-            .map(QueryParams)
-            .map_err(|e| ApiError::bad_request("INVALID_QUERY", format!("invalid query string: {e}")))
+        let fields = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(fields).map(QueryParams).map_err(|e| {
+            let message = match e.path().to_string() {
+                field if field == "." => format!("invalid query string: {}", e.inner()),
+                field => format!("invalid query parameter `{field}`: {}", e.inner()),
+            };
+            ApiError::bad_request("INVALID_QUERY", message)
+        })
     }
 }

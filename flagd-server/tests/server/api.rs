@@ -601,6 +601,23 @@ async fn promote_copies_rules_but_keeps_the_target_state() {
 }
 
 #[tokio::test]
+async fn a_bad_query_parameter_is_named_in_the_error() {
+    let api = Api::new().await;
+    let cases = [
+        (Method::GET, "/api/v1/audit?limit=many", "invalid query parameter `limit`"),
+        (Method::GET, "/api/v1/audit?cursor=zzz", "invalid query parameter `cursor`"),
+        (Method::POST, "/api/v1/environments/production/import?dryRun=maybe", "invalid query parameter `dryRun`"),
+        (Method::GET, "/api/v1/audit?colour=red", "unknown field `colour`"),
+    ];
+    for (method, path, named) in cases {
+        let r = api.admin(method.clone(), path, None).await;
+        assert_eq!((r.status, &r.body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("INVALID_QUERY")), "{path}");
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{method} {path}: {message}");
+    }
+}
+
+#[tokio::test]
 async fn company_lists_keep_their_order_and_name_each_company_once() {
     let api = Api::new().await;
     api.create_flag(json!({"key": "f"})).await;
