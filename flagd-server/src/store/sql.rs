@@ -22,6 +22,10 @@ use super::{
     Store, StoreError, StoredConfig, StoredFlag, StoredSegment, Token, Tx,
 };
 
+/// What a change may add to a document already over [`MAX_DOCUMENT_BYTES`]: room for
+/// a new state or rollout, not for more companies.
+const GROWTH_OVER_LIMIT: usize = 1024;
+
 /// How long a request waits for a database connection before reporting the database
 /// as unavailable.
 const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -339,6 +343,32 @@ impl SqlTx {
         rows.iter().map(decode).collect()
     }
 
+    /// `value` as the JSON text to store in place of the document `stored` selects (as
+    /// `doc`, by `keys`). Over [`MAX_DOCUMENT_BYTES`] it is refused, unless the stored one
+    /// is over it too (kept from before the limit) and the change adds at most
+    /// [`GROWTH_OVER_LIMIT`]: such a document may shrink, and its kill switch works
+    /// (`DISABLED` is a byte longer than `ENABLED`). Only then is the stored one read.
+    async fn document<T: Serialize + ?Sized>(
+        &mut self,
+        what: &'static str,
+        value: &T,
+        stored: &str,
+        keys: &[&str],
+    ) -> Result<String, StoreError> {
+        let text = to_json(value)?;
+        if text.len() <= MAX_DOCUMENT_BYTES {
+            return Ok(text);
+        }
+        let sql = self.dialect.sql(stored);
+        let query = keys.iter().fold(sqlx::query(&sql), |query, key| query.bind(*key));
+        let row = query.fetch_optional(&mut *self.tx).await?;
+        let before = row.map(|row| text_len(&row)).transpose()?.unwrap_or(0);
+        if before <= MAX_DOCUMENT_BYTES || text.len() > before + GROWTH_OVER_LIMIT {
+            return Err(StoreError::TooLarge { what, bytes: text.len() });
+        }
+        Ok(text)
+    }
+
     /// Inserts an audit row and returns its generated id.
     async fn insert_audit(&mut self, event: &NewAuditEvent) -> Result<i64, StoreError> {
         let mut sql = "INSERT INTO audit (seq, actor, at, action, environment, flag, segment, before_doc, after_doc, \
@@ -356,8 +386,8 @@ impl SqlTx {
             .bind(event.environment.as_deref())
             .bind(event.flag.as_deref())
             .bind(event.segment.as_deref())
-            .bind(event.before.as_ref().map(|d| to_json("audit event's before", d)).transpose()?)
-            .bind(event.after.as_ref().map(|d| to_json("audit event's after", d)).transpose()?)
+            .bind(event.before.as_ref().map(to_json).transpose()?)
+            .bind(event.after.as_ref().map(to_json).transpose()?)
             .bind(event.reason.as_deref());
         if self.dialect.has_returning() {
             return Ok(query.fetch_one(&mut *self.tx).await?.try_get("id")?);
@@ -406,7 +436,8 @@ impl Tx for SqlTx {
     }
 
     async fn put_flag(&mut self, flag: &StoredFlag) -> Result<(), StoreError> {
-        let definition = to_json("flag definition", &flag.definition)?;
+        let stored = "SELECT definition AS doc FROM flags WHERE \"key\" = ?";
+        let definition = self.document("flag definition", &flag.definition, stored, &[&flag.definition.key]).await?;
         let statements = [
             "UPDATE flags SET definition = ?, version = ?, created_at = ?, updated_at = ? WHERE \"key\" = ?",
             "INSERT INTO flags (definition, version, created_at, updated_at, \"key\") VALUES (?, ?, ?, ?, ?)",
@@ -457,7 +488,9 @@ impl Tx for SqlTx {
     }
 
     async fn put_config(&mut self, config: &StoredConfig) -> Result<(), StoreError> {
-        let document = to_json("configuration", &config.config)?;
+        let stored = "SELECT config AS doc FROM configs WHERE flag = ? AND environment = ?";
+        let keys = [config.flag.as_str(), config.environment.as_str()];
+        let document = self.document("configuration", &config.config, stored, &keys).await?;
         let statements = [
             "UPDATE configs SET config = ?, version = ?, updated_at = ?, updated_by = ? \
              WHERE flag = ? AND environment = ?",
@@ -493,7 +526,9 @@ impl Tx for SqlTx {
     }
 
     async fn put_segment(&mut self, segment: &StoredSegment) -> Result<(), StoreError> {
-        let document = to_json("segment", &segment.segment)?;
+        let stored = "SELECT definition AS doc FROM segments WHERE environment = ? AND \"key\" = ?";
+        let keys = [segment.environment.as_str(), segment.segment.key.as_str()];
+        let document = self.document("segment", &segment.segment, stored, &keys).await?;
         let statements = [
             "UPDATE segments SET definition = ?, version = ? WHERE environment = ? AND \"key\" = ?",
             "INSERT INTO segments (definition, version, environment, \"key\") VALUES (?, ?, ?, ?)",
@@ -695,6 +730,11 @@ fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
     }
 }
 
+/// The length of the `doc` column.
+fn text_len(row: &AnyRow) -> Result<usize, StoreError> {
+    text(row, "doc").map(|doc| doc.len())
+}
+
 /// A nullable text column (see [`text`]).
 fn optional_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
     match row.try_get::<Option<String>, _>(column) {
@@ -715,14 +755,8 @@ fn from_json<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, S
     serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
 }
 
-/// `value` as the JSON text to store, refused over [`MAX_DOCUMENT_BYTES`]. Serialising
-/// these types cannot fail in practice (string keys only); should it, the error is
-/// reported like an unreadable document rather than a panic.
-fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<String, StoreError> {
-    let text =
-        serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what: "document to store", source })?;
-    if text.len() > MAX_DOCUMENT_BYTES {
-        return Err(StoreError::TooLarge { what, bytes: text.len() });
-    }
-    Ok(text)
+/// Serialising these types cannot fail in practice (string keys only); should it, the
+/// error is reported like an unreadable document rather than a panic.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what: "document to store", source })
 }

@@ -173,6 +173,7 @@ contract!(
     segments_are_put_listed_and_deleted,
     documents_round_trip_exactly,
     documents_up_to_the_limit_fit_and_larger_ones_are_refused,
+    a_document_over_the_limit_may_change_without_growing,
     corrupt_documents_are_reported,
     audit_is_filtered_and_paged_newest_first,
     audit_limit_is_capped,
@@ -606,6 +607,38 @@ async fn documents_up_to_the_limit_fit_and_larger_ones_are_refused(store: Arc<dy
     let mut read = store.begin_read().await.unwrap();
     assert_eq!(read.config("big", "prod").await.unwrap().into_config().unwrap().config, config.config);
     assert!(read.segment("prod", "all").await.unwrap().is_none());
+}
+
+async fn a_document_over_the_limit_may_change_without_growing(store: Arc<dyn Store>, url: String) {
+    // Stored before the limit existed: the kill switch must still work, the list not grow.
+    let mut config = config("big", "prod", FlagState::Enabled, "alice");
+    let mut tx = store.begin_write().await.unwrap();
+    config.version = tx.seq();
+    tx.insert_environment(&env("prod")).await.unwrap();
+    tx.put_flag(&flag("big", "", T0)).await.unwrap();
+    tx.put_config(&config).await.unwrap();
+    tx.commit().await.unwrap();
+    config.config.allow = (0..100_000).map(|n| format!("company-{n:06}")).collect();
+    let oversized = serde_json::to_string(&config.config).unwrap();
+    assert!(oversized.len() > store::MAX_DOCUMENT_BYTES);
+    let mut raw = connect_raw(&url).await;
+    raw.execute(format!("UPDATE configs SET config = '{oversized}' WHERE flag = 'big'").as_str()).await.unwrap();
+    raw.close().await.unwrap();
+
+    let mut disabled = config.clone();
+    disabled.config.state = FlagState::Disabled;
+    let mut tx = store.begin_write().await.unwrap();
+    tx.put_config(&disabled).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.config("big", "prod").await.unwrap().into_config().unwrap().config, disabled.config);
+    drop(read);
+
+    let mut grown = disabled.clone();
+    grown.config.deny = (0..100).map(|n| format!("company-{n:06}")).collect();
+    let mut tx = store.begin_write().await.unwrap();
+    let refused = tx.put_config(&grown).await;
+    assert!(matches!(refused, Err(StoreError::TooLarge { what: "configuration", .. })), "{refused:?}");
 }
 
 async fn corrupt_documents_are_reported(store: Arc<dyn Store>, url: String) {
