@@ -31,8 +31,8 @@ use crate::snapshot::{Snapshot, Snapshots};
 use crate::snapshot_cache::CacheFile;
 use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, StoredConfig, Tx};
 
-/// The longest `reason` a change may carry: a note for the audit log, not a document (a
-/// MariaDB `TEXT` column holds 64 KiB, four thousand characters of any script).
+/// The longest `reason` a change may carry: a note for the audit log, not a document. In
+/// any script it takes at most 16 KB, well within the 64 KiB of MariaDB's `TEXT` column.
 pub const MAX_REASON: usize = 4000;
 
 /// The service state shared by every request.

@@ -355,18 +355,18 @@ impl SqlTx {
         stored: &str,
         keys: &[&str],
     ) -> Result<String, StoreError> {
-        let text = to_json(value)?;
-        if text.len() <= MAX_DOCUMENT_BYTES {
-            return Ok(text);
+        let json = to_json(value)?;
+        if json.len() <= MAX_DOCUMENT_BYTES {
+            return Ok(json);
         }
         let sql = self.dialect.sql(stored);
         let query = keys.iter().fold(sqlx::query(&sql), |query, key| query.bind(*key));
         let row = query.fetch_optional(&mut *self.tx).await?;
-        let before = row.map(|row| text_len(&row)).transpose()?.unwrap_or(0);
-        if before <= MAX_DOCUMENT_BYTES || text.len() > before + GROWTH_OVER_LIMIT {
-            return Err(StoreError::TooLarge { what, bytes: text.len() });
+        let before = row.map(|row| text(&row, "doc").map(|doc| doc.len())).transpose()?.unwrap_or(0);
+        if before <= MAX_DOCUMENT_BYTES || json.len() > before + GROWTH_OVER_LIMIT {
+            return Err(StoreError::TooLarge { what, bytes: json.len() });
         }
-        Ok(text)
+        Ok(json)
     }
 
     /// Inserts an audit row and returns its generated id.
@@ -728,11 +728,6 @@ fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
         Err(sqlx::Error::ColumnDecode { .. }) => utf8(column, row.try_get::<Vec<u8>, _>(column)?),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The length of the `doc` column.
-fn text_len(row: &AnyRow) -> Result<usize, StoreError> {
-    text(row, "doc").map(|doc| doc.len())
 }
 
 /// A nullable text column (see [`text`]).
