@@ -292,7 +292,8 @@ pub struct TokenList {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
-    /// Events, newest first.
+    /// Events, newest first: at most `limit`, fewer when their before and after documents
+    /// pass 8 MiB (follow `nextCursor` for the rest).
     pub events: Vec<AuditEvent>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<i64>,

@@ -90,9 +90,9 @@ async fn audit(
         before_id: q.cursor,
         limit,
     };
-    let events = s.audit(&query).await?;
-    let next = (events.len() == limit as usize).then(|| events.last().map(|e| e.id)).flatten();
-    Ok(axum::Json(serde_json::json!({ "events": events, "nextCursor": next })).into_response())
+    let page = s.audit(&query).await?;
+    let next = page.more.then(|| page.events.last().map(|e| e.id)).flatten();
+    Ok(axum::Json(serde_json::json!({ "events": page.events, "nextCursor": next })).into_response())
 }
 
 /// Every token, without values.

@@ -29,7 +29,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::snapshot_cache::CacheFile;
-use crate::store::{AuditEvent, AuditQuery, Environment, Store, StoreError, StoredConfig, Tx};
+use crate::store::{AuditEvent, AuditPage, AuditQuery, Environment, Store, StoreError, StoredConfig, Tx};
 
 /// The longest `reason` a change may carry: a note for the audit log, not a document. In
 /// any script it takes at most 16 KB, well within the 64 KiB of MariaDB's `TEXT` column.
@@ -280,7 +280,7 @@ impl Service {
     }
 
     /// Reads the audit log.
-    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, ApiError> {
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, ApiError> {
         Ok(self.store.begin_read().await?.audit(query).await?)
     }
 

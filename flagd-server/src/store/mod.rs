@@ -153,6 +153,20 @@ pub struct AuditEvent {
     pub reason: Option<String>,
 }
 
+/// One page of the audit log, newest first (see [`Tx::audit`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditPage {
+    /// The events.
+    pub events: Vec<AuditEvent>,
+    /// Whether older events match the query too.
+    pub more: bool,
+}
+
+/// The most before and after JSON one page of the audit log carries: a page ends after the
+/// event that passes it, so that a log of large documents (a list of a hundred thousand
+/// companies changed every day) still comes in pages a browser can show.
+pub const MAX_AUDIT_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// An audit event to append (id assigned on insert; `seq` and `at` given by the caller).
 pub type NewAuditEvent = AuditEvent;
 
@@ -301,8 +315,9 @@ pub trait Tx: Send {
 
     /// Appends an audit event, returning its id.
     async fn append_audit(&mut self, event: &NewAuditEvent) -> Result<i64, StoreError>;
-    /// Reads the audit log, newest first.
-    async fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Reads the audit log, newest first: at most `limit` events (and 1000), ending early
+    /// after the event whose documents take the page past [`MAX_AUDIT_PAGE_BYTES`].
+    async fn audit(&mut self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
 
     /// All tokens, newest first.
     async fn tokens(&mut self) -> Result<Vec<Token>, StoreError>;

@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -18,8 +19,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::SqlDialect;
 use super::{
-    AuditEvent, AuditQuery, ChangeScope, ConfigLookup, Environment, MAX_DOCUMENT_BYTES, NewAuditEvent, Replica, Role,
-    Store, StoreError, StoredConfig, StoredFlag, StoredSegment, Token, Tx,
+    AuditEvent, AuditPage, AuditQuery, ChangeScope, ConfigLookup, Environment, MAX_AUDIT_PAGE_BYTES,
+    MAX_DOCUMENT_BYTES, NewAuditEvent, Replica, Role, Store, StoreError, StoredConfig, StoredFlag, StoredSegment,
+    Token, Tx,
 };
 
 /// What a change may add to a document already over [`MAX_DOCUMENT_BYTES`]: room for
@@ -559,7 +561,7 @@ impl Tx for SqlTx {
         self.insert_audit(event).await
     }
 
-    async fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit(&mut self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         let mut sql = format!("{AUDIT_COLUMNS} WHERE 1 = 1");
         let filters = [
             (query.flag.is_some(), " AND flag = ?"),
@@ -580,8 +582,21 @@ impl Tx for SqlTx {
         for number in [query.since, query.before_id].into_iter().flatten() {
             q = q.bind(number);
         }
-        let rows = q.bind(i64::from(query.limit.min(AUDIT_LIMIT_CAP))).fetch_all(&mut *self.tx).await?;
-        rows.iter().map(decode_audit).collect()
+        // One row past the limit says whether there are more. Rows are read as they come,
+        // so a page cut short by its size is not held whole in memory first.
+        let limit = query.limit.min(AUDIT_LIMIT_CAP);
+        let mut rows = q.bind(i64::from(limit) + 1).fetch(&mut *self.tx);
+        let (mut page, mut bytes) = (AuditPage::default(), 0);
+        while let Some(row) = rows.try_next().await? {
+            if page.events.len() == limit as usize || bytes > MAX_AUDIT_PAGE_BYTES {
+                page.more = true;
+                break;
+            }
+            let (event, size) = decode_audit(&row)?;
+            page.events.push(event);
+            bytes += size;
+        }
+        Ok(page)
     }
 
     async fn tokens(&mut self) -> Result<Vec<Token>, StoreError> {
@@ -687,11 +702,16 @@ fn decode_segment(row: &AnyRow) -> Result<StoredSegment, StoreError> {
     })
 }
 
-fn decode_audit(row: &AnyRow) -> Result<AuditEvent, StoreError> {
-    let document = |column| -> Result<_, StoreError> {
-        optional_text(row, column)?.map(|doc| from_json("audit document", &doc)).transpose()
+/// An audit row, with the length of its before and after documents.
+fn decode_audit(row: &AnyRow) -> Result<(AuditEvent, usize), StoreError> {
+    let mut bytes = 0;
+    let mut document = |column| -> Result<_, StoreError> {
+        let text = optional_text(row, column)?;
+        bytes += text.as_ref().map_or(0, String::len);
+        text.map(|doc| from_json("audit document", &doc)).transpose()
     };
-    Ok(AuditEvent {
+    let (before, after) = (document("before_doc")?, document("after_doc")?);
+    let event = AuditEvent {
         id: row.try_get("id")?,
         seq: row.try_get("seq")?,
         actor: text(row, "actor")?,
@@ -700,10 +720,11 @@ fn decode_audit(row: &AnyRow) -> Result<AuditEvent, StoreError> {
         environment: optional_text(row, "environment")?,
         flag: optional_text(row, "flag")?,
         segment: optional_text(row, "segment")?,
-        before: document("before_doc")?,
-        after: document("after_doc")?,
+        before,
+        after,
         reason: optional_text(row, "reason")?,
-    })
+    };
+    Ok((event, bytes))
 }
 
 fn decode_token(row: &AnyRow) -> Result<Token, StoreError> {

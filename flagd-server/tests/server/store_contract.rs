@@ -177,6 +177,7 @@ contract!(
     corrupt_documents_are_reported,
     audit_is_filtered_and_paged_newest_first,
     audit_limit_is_capped,
+    audit_pages_end_once_their_documents_pass_the_page_size,
     tokens_are_found_revoked_and_listed_newest_first,
     concurrent_writes_serialise,
     ping_and_current_seq,
@@ -316,7 +317,7 @@ async fn a_dropped_write_leaves_nothing_behind(store: Arc<dyn Store>, _url: Stri
     assert!(read.flags().await.unwrap().is_empty());
     assert!(read.flag_configs("f").await.unwrap().is_empty());
     assert!(read.segments("dev").await.unwrap().is_empty());
-    assert!(read.audit(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.unwrap().is_empty());
+    assert!(read.audit(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.unwrap().events.is_empty());
     assert!(read.tokens().await.unwrap().is_empty());
 }
 
@@ -591,7 +592,7 @@ async fn documents_up_to_the_limit_fit_and_larger_ones_are_refused(store: Arc<dy
     let stored = read.config("big", "prod").await.unwrap().into_config().unwrap();
     assert_eq!(stored.config.allow, config.config.allow);
     let audit = read.audit(&AuditQuery { limit: 1, ..AuditQuery::default() }).await.unwrap();
-    assert_eq!((&audit[0].before, &audit[0].after), (&event.before, &event.after));
+    assert_eq!((&audit.events[0].before, &audit.events[0].after), (&event.before, &event.after));
     drop(read);
 
     let mut over = config.clone();
@@ -692,8 +693,9 @@ async fn audit_is_filtered_and_paged_newest_first(store: Arc<dyn Store>, _url: S
 
     let mut read = store.begin_read().await.unwrap();
     let query = |q: AuditQuery| AuditQuery { limit: q.limit.max(100), ..q };
-    let mut ids_of =
-        async |q: AuditQuery| -> Vec<i64> { read.audit(&query(q)).await.unwrap().into_iter().map(|e| e.id).collect() };
+    let mut ids_of = async |q: AuditQuery| -> Vec<i64> {
+        read.audit(&query(q)).await.unwrap().events.into_iter().map(|e| e.id).collect()
+    };
     let [a, b, c, d, e] = ids[..] else { panic!("five ids") };
     assert_eq!(ids_of(AuditQuery::default()).await, [e, d, c, b, a]);
     assert_eq!(ids_of(AuditQuery { flag: Some("f1".into()), ..AuditQuery::default() }).await, [b, a]);
@@ -712,22 +714,28 @@ async fn audit_is_filtered_and_paged_newest_first(store: Arc<dyn Store>, _url: S
     assert_eq!(ids_of(combined).await, [e]);
     assert!(ids_of(AuditQuery { flag: Some("nope".into()), ..AuditQuery::default() }).await.is_empty());
 
-    // Paging: two at a time, each page continuing below the last id seen.
+    // Paging: two at a time, each page continuing below the last id seen, as long as it
+    // says there are more.
     let mut pages = Vec::new();
     let mut cursor = None;
     loop {
         let page = read.audit(&AuditQuery { before_id: cursor, limit: 2, ..AuditQuery::default() }).await.unwrap();
-        let Some(last) = page.last() else { break };
-        cursor = Some(last.id);
-        pages.push(page.iter().map(|e| e.id).collect::<Vec<_>>());
+        pages.push(page.events.iter().map(|e| e.id).collect::<Vec<_>>());
+        cursor = page.events.last().map(|e| e.id);
+        if !page.more {
+            break;
+        }
     }
     assert_eq!(pages, [vec![e, d], vec![c, b], vec![a]]);
+    let exact = read.audit(&AuditQuery { before_id: Some(c), limit: 2, ..AuditQuery::default() }).await.unwrap();
+    assert!(!exact.more, "the last two events fill the page and nothing is older");
 
     let all = read.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).await.unwrap();
     let expected: Vec<AuditEvent> =
         events.iter().zip(&ids).rev().map(|(event, id)| AuditEvent { id: *id, ..event.clone() }).collect();
-    assert_eq!(all, expected, "every field round-trips, NULLs included");
-    assert!(read.audit(&AuditQuery { limit: 0, ..AuditQuery::default() }).await.unwrap().is_empty());
+    assert_eq!(all.events, expected, "every field round-trips, NULLs included");
+    assert!(!all.more);
+    assert!(read.audit(&AuditQuery { limit: 0, ..AuditQuery::default() }).await.unwrap().events.is_empty());
 }
 
 async fn audit_limit_is_capped(store: Arc<dyn Store>, _url: String) {
@@ -738,8 +746,28 @@ async fn audit_limit_is_capped(store: Arc<dyn Store>, _url: String) {
     tx.commit().await.unwrap();
     let mut read = store.begin_read().await.unwrap();
     let page = read.audit(&AuditQuery { limit: u32::MAX, ..AuditQuery::default() }).await.unwrap();
-    assert_eq!(page.len(), 1000);
-    assert_eq!(page[0].at, T0 + 1004);
+    assert_eq!((page.events.len(), page.more), (1000, true));
+    assert_eq!(page.events[0].at, T0 + 1004);
+}
+
+async fn audit_pages_end_once_their_documents_pass_the_page_size(store: Arc<dyn Store>, _url: String) {
+    // Each event carries 1,000,000 bytes of before and after: a page takes events until
+    // it is past 8 MiB, nine of them.
+    let doc = json!({"x": "a".repeat(500_000 - r#"{"x":""}"#.len())});
+    assert_eq!(serde_json::to_string(&doc).unwrap().len(), 500_000);
+    let mut tx = store.begin_write().await.unwrap();
+    for i in 0..15 {
+        let event = event(tx.seq(), "bulk", T0 + i, None, None);
+        tx.append_audit(&AuditEvent { before: Some(doc.clone()), after: Some(doc.clone()), ..event }).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut read = store.begin_read().await.unwrap();
+    let first = read.audit(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!((first.events.len(), first.more), (9, true));
+    let rest = AuditQuery { limit: 100, before_id: first.events.last().map(|e| e.id), ..AuditQuery::default() };
+    let rest = read.audit(&rest).await.unwrap();
+    assert_eq!((rest.events.len(), rest.more), (6, false));
+    assert_eq!(rest.events[0].before.as_ref(), Some(&doc));
 }
 
 async fn tokens_are_found_revoked_and_listed_newest_first(store: Arc<dyn Store>, _url: String) {
@@ -805,7 +833,7 @@ async fn concurrent_writes_serialise(store: Arc<dyn Store>, url: String) {
     seqs.sort_unstable();
     assert_eq!(seqs, (start + 1..=start + total).collect::<Vec<_>>(), "every write got its own number");
     let audit = read.audit(&AuditQuery { limit: 1000, ..AuditQuery::default() }).await.unwrap();
-    assert_eq!(audit.len() as i64, total);
+    assert_eq!(audit.events.len() as i64, total);
 }
 
 /// One read-modify-write of the counter flag, returning the write's sequence number.
