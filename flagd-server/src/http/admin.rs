@@ -91,8 +91,8 @@ async fn audit(
         limit,
     };
     let page = s.audit(&query).await?;
-    let next = page.more.then(|| page.events.last().map(|e| e.id)).flatten();
-    Ok(axum::Json(serde_json::json!({ "events": page.events, "nextCursor": next })).into_response())
+    let next_cursor = page.more.then(|| page.events.last().map(|e| e.id)).flatten();
+    Ok(axum::Json(AuditPage { events: page.events, next_cursor }).into_response())
 }
 
 /// Every token, without values.
