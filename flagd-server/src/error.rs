@@ -30,9 +30,10 @@ pub enum ApiError {
     /// The thing named does not exist.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
-    /// It exists already.
-    #[error("{0}")]
-    Conflict(String),
+    /// The change conflicts with what is stored: it exists already (`ALREADY_EXISTS`), or
+    /// it would lock every administrator out (`LAST_ADMIN_TOKEN`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// `If-Match` is stale; `current` is the state the caller should start from.
     #[error("the resource changed since you read it (current ETag {etag})")]
     PreconditionFailed { etag: String, current: Value },
@@ -63,6 +64,11 @@ impl ApiError {
         Self::BadRequest { code, message: message.into() }
     }
 
+    /// A 409 for something that exists already.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::Conflict { code: "ALREADY_EXISTS", message: message.into() }
+    }
+
     /// A 404 for a flag.
     pub fn flag_not_found(key: &str) -> Self {
         Self::NotFound { code: "FLAG_NOT_FOUND", message: format!("no flag `{key}`") }
@@ -86,7 +92,7 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED"),
             Self::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "PRECONDITION_REQUIRED"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),

@@ -149,10 +149,11 @@ async fn create_token(
     tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
     responses(
-        (status = 204, description = "Revoked"),
+        (status = 204, description = "Revoked (or revoked already)"),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such token (`TOKEN_NOT_FOUND`)", body = ErrorBody),
+        (status = 409, description = "The last live admin token (`LAST_ADMIN_TOKEN`): create another first", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
         PathErrors,
     ),

@@ -52,7 +52,7 @@ impl Service {
         }
         let mut write = self.begin(actor, None).await?;
         if write.tx.environments().await?.iter().any(|e| e.name == name) {
-            return Err(ApiError::Conflict(format!("environment `{name}` already exists")));
+            return Err(ApiError::already_exists(format!("environment `{name}` already exists")));
         }
         let env = Environment { name: name.into(), created_at: write.now };
         write.tx.insert_environment(&env).await?;

@@ -155,7 +155,7 @@ impl Service {
         let mut write = self.begin(actor, None).await?;
         let key = definition.key.clone();
         if write.tx.flag(&key).await?.is_some() {
-            return Err(ApiError::Conflict(format!("flag `{key}` already exists")));
+            return Err(ApiError::already_exists(format!("flag `{key}` already exists")));
         }
         let stored = StoredFlag { definition, version: write.seq(), created_at: write.now, updated_at: write.now };
         write.tx.put_flag(&stored).await?;

@@ -59,7 +59,9 @@ impl Service {
         let key = segment.key.clone();
         let current = write.tx.segment(env, &key).await?;
         match (&current, create) {
-            (Some(_), true) => return Err(ApiError::Conflict(format!("segment `{key}` already exists in `{env}`"))),
+            (Some(_), true) => {
+                return Err(ApiError::already_exists(format!("segment `{key}` already exists in `{env}`")));
+            }
             (None, false) => return Err(ApiError::segment_not_found(env, &key)),
             (Some(c), false) => check_if_match(if_match, c.version, || to_json(&c.segment).unwrap_or_default())?,
             (None, true) => {}

@@ -86,13 +86,29 @@ impl Service {
         Ok(CreatedToken { token, value })
     }
 
-    /// Revokes a token; it stops working before this returns.
+    /// Revokes a token; it stops working before this returns. Revoking a revoked token
+    /// changes nothing. The last live admin token cannot be revoked: nobody could then
+    /// manage the server until a restart with `--admin-token`.
     pub async fn revoke_token(&self, actor: &Principal, id: &str) -> Result<(), ApiError> {
         let mut write = self.begin(actor, None).await?;
-        let at = write.now;
-        if !write.tx.revoke_token(id, at).await? {
+        // The write holds the change-sequence lock, so no other revocation can slip in
+        // between this count and the update.
+        let tokens = write.tx.tokens().await?;
+        let live_admin = |t: &&Token| t.role == Role::Admin && t.revoked_at.is_none();
+        let Some(token) = tokens.iter().find(|t| t.id == id) else {
             return Err(ApiError::NotFound { code: "TOKEN_NOT_FOUND", message: format!("no token with id `{id}`") });
+        };
+        if token.revoked_at.is_some() {
+            return Ok(());
         }
+        if live_admin(&token) && tokens.iter().filter(live_admin).count() == 1 {
+            return Err(ApiError::Conflict {
+                code: "LAST_ADMIN_TOKEN",
+                message: format!("`{}` is the last admin token; create another admin token first", token.name),
+            });
+        }
+        let at = write.now;
+        write.tx.revoke_token(id, at).await?;
         write.audit("token.revoke", Subject::default(), Some(serde_json::json!({ "id": id })), None);
         self.commit(write).await?;
         Ok(())

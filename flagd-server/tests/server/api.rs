@@ -413,6 +413,49 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(api.admin(Method::GET, "/api/v1/flags/g", None).await.status, StatusCode::NOT_FOUND);
 }
 
+/// The id of the token named `name`, and when it was revoked, as `caller` lists them.
+async fn token_named(api: &Api, caller: &str, name: &str) -> (String, Value) {
+    let list = api.call(Method::GET, "/api/v1/tokens", Some(caller), None, &[]).await;
+    let found = list.body["tokens"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap().clone();
+    (found["id"].as_str().unwrap().to_owned(), found["revokedAt"].clone())
+}
+
+#[tokio::test]
+async fn the_last_admin_token_cannot_be_revoked() {
+    let api = Api::new().await;
+    let (first, _) = token_named(&api, ADMIN, "admin (--admin-token)").await;
+    api.token("read", None).await;
+    let before = api.audit_count().await;
+    let refused = api.admin(Method::DELETE, &format!("/api/v1/tokens/{first}"), None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "LAST_ADMIN_TOKEN");
+    assert_eq!(api.audit_count().await, before, "the refusal is not a change");
+
+    let second = api.token("admin", None).await;
+    assert_eq!(
+        api.admin(Method::DELETE, &format!("/api/v1/tokens/{first}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags", None).await.status, StatusCode::UNAUTHORIZED);
+    let (second_id, _) = token_named(&api, &second, "admin token").await;
+    let own = api.call(Method::DELETE, &format!("/api/v1/tokens/{second_id}"), Some(&second), None, &[]).await;
+    assert_eq!(own.body["error"]["code"], "LAST_ADMIN_TOKEN", "the one admin left keeps its token");
+}
+
+#[tokio::test]
+async fn revoking_a_revoked_token_again_changes_nothing() {
+    let api = Api::new().await;
+    api.token("read", None).await;
+    let (id, _) = token_named(&api, ADMIN, "read token").await;
+    let path = format!("/api/v1/tokens/{id}");
+    assert_eq!(api.admin(Method::DELETE, &path, None).await.status, StatusCode::NO_CONTENT);
+    let (_, revoked_at) = token_named(&api, ADMIN, "read token").await;
+    let events = api.audit_count().await;
+    assert_eq!(api.admin(Method::DELETE, &path, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(token_named(&api, ADMIN, "read token").await.1, revoked_at, "the first revocation's time stays");
+    assert_eq!(api.audit_count().await, events);
+}
+
 #[tokio::test]
 async fn ofrep_follows_the_protocol() {
     let api = Api::new().await;
