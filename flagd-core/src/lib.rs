@@ -64,6 +64,8 @@ mod ruleset;
 
 pub use context::EvaluationContext;
 pub use error::{ContextError, Error, LogicError, PercentError, Problem, ValidationError};
+#[cfg(feature = "openapi")]
+pub use model::CompanyId;
 pub use model::{
     Condition, EnvironmentConfig, EnvironmentSnapshot, Flag, FlagDefinition, FlagState, Operator, Rollout, Rule,
     RulesetSource, Segment, Serve, WeightedVariant, percent_milli,

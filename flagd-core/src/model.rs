@@ -182,9 +182,11 @@ pub struct EnvironmentConfig {
     pub state: FlagState,
     /// Companies that always get the on variant (after `deny`).
     #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<CompanyId>))]
     pub allow: Vec<String>,
     /// Companies that always get the off variant, whatever else says.
     #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<CompanyId>))]
     pub deny: Vec<String>,
     /// Ordered rules; the first that matches decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,6 +223,7 @@ pub struct Rule {
     pub name: Option<String>,
     /// The context's company is one of these.
     #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<CompanyId>))]
     pub companies: Vec<String>,
     /// The context belongs to at least one of these segments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -380,10 +383,23 @@ pub struct Segment {
     pub description: String,
     /// Member companies.
     #[serde(default, deserialize_with = "company_ids", skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<CompanyId>))]
     pub companies: Vec<String>,
     /// Attribute conditions that make a context a member when all hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// A company id: written as a string or an integer, kept and shown as a string.
+// Only for the API's documentation: ids are held as `String`.
+#[cfg(feature = "openapi")]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum CompanyId {
+    /// As a string, not empty.
+    Text(String),
+    /// As an integer, from -2^63 to 2^64 - 1.
+    Number(i128),
 }
 
 /// Company ids may be written as strings or integers; they are kept as strings.

@@ -9,20 +9,22 @@
 //! Several handlers build their bodies with `json!` or through borrowed private types;
 //! the types below describe those bodies for the document and are not used at run time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use flagd_core::{ErrorCode, Reason};
+use flagd_core::{CompanyId, ErrorCode, Reason};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use utoipa::openapi::schema::{Schema, SchemaType, Type};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{AdditionalProperties, Object, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Required};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::service::{FlagView, SegmentView, Service};
+use crate::service::{ETAG_PATTERN, FlagView, SegmentView, Service};
 use crate::store::{AuditEvent, Environment, Token};
 
 /// The whole API description.
@@ -127,10 +129,13 @@ use crate::store::{AuditEvent, Environment, Token};
         Health,
         Readiness,
         ImportFile,
-        CompanyId,
+        FlagdFile,
+        ChangeStreamEvent,
+        flagd_core::CompanyId,
         ConfigUpdate,
+        SegmentUpdate,
     )),
-    modifiers(&Security, &OptionalBodies),
+    modifiers(&Security, &OptionalBodies, &OpenComposedSchemas, &IfMatchShape),
     tags(
         (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol, for `evaluate` tokens"),
         (name = "flags", description = "Flag definitions, per-environment configurations and quick operations"),
@@ -169,22 +174,83 @@ struct OptionalBodies;
 
 impl Modify for OptionalBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
-            for body in operations.into_iter().flatten().filter_map(|op| op.request_body.as_mut()) {
-                if matches!(body.required, Some(Required::True)) {
-                    continue;
-                }
-                for content in body.content.values_mut() {
-                    let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else { continue };
-                    let mut rest = one_of.items.iter().filter(|s| !is_null(s));
-                    if let (Some(only), None) = (rest.next(), rest.next()) {
-                        content.schema = Some(only.clone());
-                    }
+        for body in operations(openapi).filter_map(|op| op.request_body.as_mut()) {
+            if matches!(body.required, Some(Required::True)) {
+                continue;
+            }
+            for content in body.content.values_mut() {
+                let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else { continue };
+                let mut rest = one_of.items.iter().filter(|s| !is_null(s));
+                if let (Some(only), None) = (rest.next(), rest.next()) {
+                    content.schema = Some(only.clone());
                 }
             }
         }
     }
+}
+
+/// A type that refuses unknown fields is `additionalProperties: false`. A response type
+/// that flattens it into a larger object comes out as `allOf` of it and the rest, and no
+/// object satisfies both: the closed part forbids the rest's fields. So inside an
+/// `allOf`, each closed component is inlined without that restriction; used alone (as a
+/// request body), it stays closed.
+#[derive(Debug)]
+struct OpenComposedSchemas;
+
+impl Modify for OpenComposedSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else { return };
+        let opened: HashMap<String, Schema> = components
+            .schemas
+            .iter()
+            .filter_map(|(name, schema)| match schema {
+                RefOr::T(Schema::Object(object)) if is_closed(object) => {
+                    let mut open = object.clone();
+                    open.additional_properties = None;
+                    Some((format!("#/components/schemas/{name}"), Schema::Object(open)))
+                }
+                _ => None,
+            })
+            .collect();
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::AllOf(all)) = schema else { continue };
+            for item in &mut all.items {
+                if let RefOr::Ref(r) = item
+                    && let Some(open) = opened.get(&r.ref_location)
+                {
+                    *item = RefOr::T(open.clone());
+                }
+            }
+        }
+    }
+}
+
+fn is_closed(object: &Object) -> bool {
+    matches!(object.additional_properties.as_deref(), Some(AdditionalProperties::FreeForm(false)))
+}
+
+/// Every `If-Match` header takes the same shape (see [`crate::service::parse_etag`]); a
+/// header is never `null`, whatever the Rust type behind it.
+#[derive(Debug)]
+struct IfMatchShape;
+
+impl Modify for IfMatchShape {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let shape = ObjectBuilder::new().schema_type(Type::String).pattern(Some(ETAG_PATTERN)).build();
+        let parameters = operations(openapi).filter_map(|op| op.parameters.as_mut()).flatten();
+        for parameter in parameters.filter(|p| p.name == "If-Match" && p.parameter_in == ParameterIn::Header) {
+            parameter.schema = Some(RefOr::T(Schema::Object(shape.clone())));
+        }
+    }
+}
+
+/// Every operation of every path.
+fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(methods).flatten()
+}
+
+fn methods(item: &mut PathItem) -> [&mut Option<Operation>; 5] {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
 }
 
 fn is_null(schema: &RefOr<Schema>) -> bool {
@@ -336,18 +402,57 @@ pub struct Readiness {
 pub enum ImportFile {
     /// flagd-server's format.
     Native(flagd_core::RulesetSource),
-    /// A flagd flag definition file (`{"flags": {"key": {...}}, "$evaluators": {...}}`).
-    Flagd(Map<String, Value>),
+    /// A flagd flag definition file.
+    Flagd(FlagdFile),
 }
 
-/// A company id: written as a string or an integer, kept as a string.
+/// A flagd flag definition file, as flagd documents it; other top-level fields (such as
+/// `$schema`) are ignored.
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum CompanyId {
-    /// As a string, not empty.
-    Text(String),
-    /// As an integer.
-    Number(i64),
+pub struct FlagdFile {
+    /// The flags by key: `state`, `variants`, `defaultVariant`, `targeting`, `metadata`.
+    pub flags: Map<String, Value>,
+    /// Targeting rules that flags share through `{"$ref": "name"}`.
+    #[serde(rename = "$evaluators", skip_serializing_if = "Option::is_none")]
+    pub evaluators: Option<Map<String, Value>>,
+    /// Metadata every flag of the file inherits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// One server-sent event of `GET /api/v1/stream`. The stream is described event by event,
+/// as OpenAPI 3.2 does for `text/event-stream`; keep-alive comments are not events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeStreamEvent {
+    /// Always `change`.
+    #[schema(pattern = "^change$")]
+    pub event: String,
+    /// The sequence number, as text.
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// A `ChangeEvent` as JSON text: `{"environment": "production", "seq": 42}`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// `PUT /api/v1/environments/{env}/segments/{key}`: a whole segment. `key` may be left
+/// out, as the path names it; the read-only fields of a `SegmentView` (`environment`,
+/// `version`) are accepted and ignored, so what `GET` returned may be sent back.
+// Spelled out rather than flattened, as `ConfigUpdate` is; a test keeps the lists equal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentUpdate {
+    /// The key the path names, if given.
+    #[schema(nullable = false)]
+    pub key: Option<String>,
+    /// What the cohort is.
+    #[serde(default)]
+    pub description: String,
+    /// Member companies.
+    #[serde(default)]
+    pub companies: Vec<CompanyId>,
+    /// Attribute conditions that make a context a member when all hold.
+    #[serde(default)]
+    pub conditions: Vec<flagd_core::Condition>,
 }
 
 /// `PUT /api/v1/flags/{key}/environments/{env}`: a whole configuration and why. The
@@ -370,8 +475,7 @@ pub struct ConfigUpdate {
     /// Ordered rules; the first that matches decides.
     #[serde(default)]
     pub rules: Vec<flagd_core::Rule>,
-    /// What contexts no rule matched get; absent serves the off variant.
-    #[schema(nullable = false)]
+    /// What contexts no rule matched get; absent (or `null`) serves the off variant.
     pub fallthrough: Option<flagd_core::Serve>,
     /// Why, for the audit log.
     pub reason: Option<String>,

@@ -4,19 +4,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flagd_core::Segment;
 use serde::Deserialize;
 
 use super::json::{JsonBody, UnreadBody, check_body};
-use super::params::{PathParams, QueryParams};
+use super::params::{IfMatch, PathParams, QueryParams};
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{EnvironmentList, ImportFile, PathErrors, ReadErrors, SegmentList};
-use crate::service::{ImportMode, ImportReport, SegmentView, Service, parse_etag};
+use crate::openapi::{EnvironmentList, ImportFile, PathErrors, ReadErrors, SegmentList, SegmentUpdate};
+use crate::service::{ImportMode, ImportReport, SegmentView, Service};
 use crate::store::Environment;
 
 /// The environment and segment routes.
@@ -111,6 +111,7 @@ async fn import(
 #[serde(deny_unknown_fields)]
 struct NewEnvironment {
     /// Same pattern as flag keys.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,127}$")]
     name: String,
 }
 
@@ -246,8 +247,8 @@ async fn read_segment(
     path = "/api/v1/environments/{env}/segments/{key}",
     operation_id = "replaceSegment",
     tag = "segments",
-    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key"), ("If-Match" = Option<String>, Header, description = "The `ETag` read; a stale one is refused with 412")),
-    request_body(content = Segment),
+    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key"), IfMatch),
+    request_body(content = SegmentUpdate),
     responses(
         (status = 200, description = "The segment after the change", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
         (status = 400, description = "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `KEY_MISMATCH`, `INVALID_IF_MATCH`, `INVALID_PATH`)", body = ErrorBody),
@@ -265,7 +266,7 @@ async fn replace_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams((env, key)): PathParams<(String, String)>,
-    headers: HeaderMap,
+    IfMatch(if_match): IfMatch,
     JsonBody(mut body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
@@ -280,11 +281,7 @@ async fn replace_segment(
     if segment.key != key {
         return Err(ApiError::bad_request("KEY_MISMATCH", "the body's `key` must match the path"));
     }
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(|v| {
-        parse_etag(v)
-            .ok_or_else(|| ApiError::bad_request("INVALID_IF_MATCH", "If-Match must be an ETag this API returned"))
-    });
-    let view = s.put_segment(&p, &env, segment, false, if_match.transpose()?).await?;
+    let view = s.put_segment(&p, &env, segment, false, if_match).await?;
     Ok(with_etag(view.version, axum::Json(view)))
 }
 

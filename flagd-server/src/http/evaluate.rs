@@ -35,9 +35,9 @@ pub struct Evaluation<'a> {
     pub environment: &'a str,
     /// The change sequence number of the ruleset that answered.
     pub seq: i64,
-    /// The value served; absent on error.
+    /// The value served, of the flag's type; absent on error.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub value: Option<&'a Value>,
     /// The variant served.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,20 +5,20 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use flagd_core::{EnvironmentConfig, FlagDefinition};
+use flagd_core::{CompanyId, EnvironmentConfig, FlagDefinition};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::json::JsonBody;
-use super::params::PathParams;
+use super::json::{JsonBody, OptionalJsonBody};
+use super::params::{IfMatch, PathParams};
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{CompanyId, ConfigChangeResponses, ConfigUpdate, FlagList, PathErrors, ReadErrors, WriteErrors};
-use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service, parse_etag};
+use crate::openapi::{ConfigChangeResponses, ConfigUpdate, FlagList, PathErrors, ReadErrors, WriteErrors};
+use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service};
 
 /// The flag routes.
 pub fn routes() -> Router<Arc<Service>> {
@@ -97,18 +97,6 @@ struct Promotion {
     reason: Option<String>,
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    match headers.get(header::IF_MATCH) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(parse_etag)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request("INVALID_IF_MATCH", "If-Match must be an ETag this API returned")),
-    }
-}
-
 fn config_response(view: ConfigView) -> Response {
     with_etag(view.version, axum::Json(view))
 }
@@ -182,7 +170,7 @@ async fn read(
     path = "/api/v1/flags/{key}",
     operation_id = "updateFlag",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key"), ("If-Match" = Option<String>, Header, description = "The `ETag` read; a stale one is refused with 412")),
+    params(("key" = String, Path, description = "Flag key"), IfMatch),
     request_body(content = FlagPatch),
     responses(
         (status = 200, description = "The flag after the change", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
@@ -196,11 +184,11 @@ async fn update(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams(key): PathParams<String>,
-    headers: HeaderMap,
+    IfMatch(if_match): IfMatch,
     JsonBody(patch): JsonBody<FlagPatch>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    let view = s.update_flag(&p, &key, patch, if_match(&headers)?).await?;
+    let view = s.update_flag(&p, &key, patch, if_match).await?;
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
@@ -223,7 +211,7 @@ async fn remove(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams(key): PathParams<String>,
-    JsonBody(body): JsonBody<Reason>,
+    OptionalJsonBody(body): OptionalJsonBody<Reason>,
 ) -> Result<StatusCode, ApiError> {
     p.require(Access::Write)?;
     s.delete_flag(&p, &key, body.reason).await?;
@@ -276,11 +264,11 @@ async fn write_config(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams(path): PathParams<ConfigPath>,
-    headers: HeaderMap,
+    IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    let version = if_match(&headers)?.ok_or(ApiError::PreconditionRequired)?;
+    let version = if_match.ok_or(ApiError::PreconditionRequired)?;
     let Value::Object(mut fields) = body else {
         return Err(ApiError::bad_request("INVALID_BODY", "the body must be a configuration object"));
     };
@@ -296,24 +284,6 @@ async fn write_config(
     let config: EnvironmentConfig = serde_json::from_value(Value::Object(fields))
         .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("invalid configuration: {e}")))?;
     Ok(config_response(s.put_config(&p, &path.key, &path.env, config, version, reason).await?))
-}
-
-/// An optional `If-Match` on a quick operation; a value that is no version never matches.
-#[derive(utoipa::IntoParams)]
-#[into_params(names("If-Match"), parameter_in = Header)]
-pub(crate) struct IfMatch(
-    /// Optional: apply only if the configuration is still at this version (its `ETag`)
-    #[param(value_type = Option<String>)]
-    Option<i64>,
-);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfMatch {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
-        let sent = parts.headers.get(axum::http::header::IF_MATCH);
-        Ok(Self(sent.map(|v| v.to_str().ok().and_then(parse_etag).unwrap_or(-1))))
-    }
 }
 
 async fn quick(
@@ -344,7 +314,7 @@ async fn enable(
     p: Principal,
     PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
-    JsonBody(body): JsonBody<Reason>,
+    OptionalJsonBody(body): OptionalJsonBody<Reason>,
 ) -> Result<Response, ApiError> {
     quick(&s, &p, &path, QuickOp::Enable, body.reason, if_match).await
 }
@@ -365,7 +335,7 @@ async fn disable(
     p: Principal,
     PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
-    JsonBody(body): JsonBody<Reason>,
+    OptionalJsonBody(body): OptionalJsonBody<Reason>,
 ) -> Result<Response, ApiError> {
     quick(&s, &p, &path, QuickOp::Disable, body.reason, if_match).await
 }

@@ -19,8 +19,8 @@ pub const MAX_DEPTH: usize = 64;
 /// nothing yet), are refused at once.
 const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 
-/// A JSON body of type `T`. An empty body reads as `{}`, so operations whose fields are
-/// all optional (enable, disable) need none.
+/// A JSON object body of type `T`, which the request must carry: an empty body is
+/// refused rather than read as `{}`, which would reset whatever a `PUT` replaces.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -29,7 +29,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         let bytes = UnreadBody::from(req).read().await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request("INVALID_BODY", "this request needs a JSON object body"));
+        }
         parse(&bytes).map(JsonBody)
+    }
+}
+
+/// A JSON object body of type `T` that may be left out: an empty body reads as `{}`, so
+/// operations whose fields are all optional (enable, disable) need none.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = UnreadBody::from(req).read().await?;
+        parse(&bytes).map(OptionalJsonBody)
     }
 }
 

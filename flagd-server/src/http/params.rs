@@ -1,11 +1,12 @@
-//! Path and query parameters. axum's own extractors answer a parameter that does not decode
-//! with a plain-text 400; these give the API's JSON error instead.
+//! Path, query and header parameters. axum's own extractors answer a parameter that does
+//! not decode with a plain-text 400; these give the API's JSON error instead.
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::service::parse_etag;
 
 /// The NUL character percent-encoded, the only way a URL can carry it. It is refused in
 /// paths and queries alike, as in bodies (`json::check_body` says why); `%2500` is the
@@ -57,5 +58,67 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             };
             ApiError::bad_request("INVALID_QUERY", message)
         })
+    }
+}
+
+/// An `If-Match` header: the version a write expects to replace, if one was sent. A value
+/// that is no ETag of this API is refused with 400 `INVALID_IF_MATCH` by every write
+/// alike, rather than read as a version that never matches.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(names("If-Match"), parameter_in = Header)]
+pub struct IfMatch(
+    /// Optional: apply only if the resource is still at this version (its `ETag`), else 412
+    #[param(value_type = Option<String>)]
+    pub Option<i64>,
+);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(sent) = parts.headers.get(axum::http::header::IF_MATCH) else { return Ok(Self(None)) };
+        match sent.to_str().ok().and_then(parse_etag) {
+            Some(version) => Ok(Self(Some(version))),
+            None => Err(ApiError::bad_request(
+                "INVALID_IF_MATCH",
+                "If-Match must be an ETag this API returned, such as \"12\"",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::service::ETAG_PATTERN;
+
+    async fn read(value: &str) -> Result<Option<i64>, ApiError> {
+        let request =
+            Request::builder().header("if-match", value).body(()).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (mut parts, ()) = request.into_parts();
+        IfMatch::from_request_parts(&mut parts, &()).await.map(|IfMatch(v)| v)
+    }
+
+    fn etag_text() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec!["W/", "\"", "0", "7", "12", "-", "+", " ", "*", "a", ","]);
+        prop::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn an_if_match_is_read_exactly_when_it_has_the_documented_shape(text in etag_text()) {
+            let pattern = regex::Regex::new(ETAG_PATTERN).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+            let Ok(read) = runtime.block_on(read(&text)) else {
+                prop_assert!(!pattern.is_match(text.trim()), "{:?} has the shape but was refused", text);
+                return Ok(());
+            };
+            prop_assert!(pattern.is_match(text.trim()), "{:?} was read as {:?}", text, read);
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            prop_assert_eq!(read, digits.parse().ok());
+        }
     }
 }

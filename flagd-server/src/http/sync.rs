@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::params::{PathParams, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{PathErrors, ReadErrors};
+use crate::openapi::{ChangeStreamEvent, PathErrors, ReadErrors};
 use crate::replication::{ClusterView, ReplicaView};
 use crate::service::{Service, etag, parse_etag};
 
@@ -106,7 +106,7 @@ pub struct ChangeEvent<'a> {
     params(StreamParams),
     responses(
         (status = 200, description = "`text/event-stream` of `change` events, each with `id` = sequence number and \
-        JSON data", body = ChangeEvent, content_type = "text/event-stream"),
+        a `ChangeEvent` as JSON data", body = ChangeStreamEvent, content_type = "text/event-stream"),
         (status = 400, description = "A `read` or `admin` token without `environment` (`INVALID_QUERY`)", body = ErrorBody),
         (status = 403, description = "An `evaluate` token of another environment", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
@@ -155,7 +155,10 @@ fn changes(service: Arc<Service>, env: String) -> impl Stream<Item = Result<Even
 struct WaitParams {
     /// The sequence number to wait for: a write response's `version`.
     seq: i64,
-    /// How long to wait, in milliseconds (default 10000, at most 60000).
+    /// How long to wait, in milliseconds (default 10000); a longer wait is cut to 60000.
+    // Documented as u128 (no format): u64's `int64` would claim an upper bound that
+    // the server does not hold callers to.
+    #[param(value_type = Option<u128>)]
     timeout_ms: Option<u64>,
 }
 

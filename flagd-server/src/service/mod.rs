@@ -78,10 +78,21 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
-/// Parses an `If-Match` value into a version; anything else never matches.
+/// Parses an ETag this API gave out (`"12"`, also `W/"12"` or a bare `12`) into its
+/// version; `None` for anything else. [`crate::openapi`] documents the same shape as
+/// [`ETAG_PATTERN`].
 pub fn parse_etag(value: &str) -> Option<i64> {
-    value.trim().trim_start_matches("W/").trim_matches('"').parse().ok()
+    let tag = value.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    let digits = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
+
+/// What [`parse_etag`] takes, as a regular expression.
+pub const ETAG_PATTERN: &str = r#"^(W/)?("[0-9]+"|[0-9]+)$"#;
 
 impl Service {
     /// Connects the pieces: creates the default environments and the admin token when

@@ -11,7 +11,8 @@ use crate::store::{Role, Token};
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewToken {
-    /// A label for people; the audit log names writers by it.
+    /// A label for people, 1 to 150 printable characters; the audit log names writers by it.
+    #[schema(min_length = 1, max_length = 150)]
     pub name: String,
     /// `evaluate`, `read` or `admin`.
     pub role: Role,

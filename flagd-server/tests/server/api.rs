@@ -881,3 +881,57 @@ async fn a_quick_operation_with_a_stale_if_match_is_refused_and_changes_nothing(
     let applied = api.call(Method::POST, &format!("{path}/enable"), Some(ADMIN), None, &[("if-match", &fresh)]).await;
     assert_eq!((applied.status, &applied.body["state"]), (StatusCode::OK, &json!("ENABLED")), "{}", applied.body);
 }
+
+#[tokio::test]
+async fn every_write_that_takes_if_match_refuses_a_malformed_one_alike() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1"]})).await;
+    let config = "/api/v1/flags/portal/environments/staging";
+    let writes = [
+        (Method::PATCH, "/api/v1/flags/portal".to_owned(), json!({"description": "x"})),
+        (Method::PUT, config.to_owned(), json!({"state": "ENABLED"})),
+        (Method::POST, format!("{config}/disable"), json!({})),
+        (Method::PUT, format!("{config}/rollout"), json!({"percentage": 5})),
+        (Method::PUT, "/api/v1/environments/staging/segments/pilot".to_owned(), json!({"companies": ["2"]})),
+    ];
+    let events = api.audit_count().await;
+    for (method, path, body) in &writes {
+        for sent in ["", "banana", "\"12", "+3", "*"] {
+            let r = api.call(method.clone(), path, Some(ADMIN), Some(body.clone()), &[("if-match", sent)]).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {path} with If-Match {sent:?}: {}", r.body);
+            assert_eq!(r.body["error"]["code"], "INVALID_IF_MATCH");
+        }
+    }
+    assert_eq!(api.audit_count().await, events, "nothing changed");
+
+    let read = api.admin(Method::GET, config, None).await;
+    let weak = format!("W/{}", read.headers[header::ETAG].to_str().unwrap());
+    let r = api.call(Method::POST, &format!("{config}/enable"), Some(ADMIN), None, &[("if-match", &weak)]).await;
+    assert_eq!(r.status, StatusCode::OK, "a weak form of the ETag read is that ETag: {}", r.body);
+}
+
+#[tokio::test]
+async fn an_empty_body_replaces_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal", "description": "kept"})).await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1"]})).await;
+    let config = "/api/v1/flags/portal/environments/staging";
+    assert_eq!(
+        api.admin(Method::POST, &format!("{config}/allow"), Some(json!({"companies": ["7"]}))).await.status,
+        200
+    );
+    let writes = [
+        (Method::PUT, config),
+        (Method::PUT, "/api/v1/environments/staging/segments/pilot"),
+        (Method::PATCH, "/api/v1/flags/portal"),
+    ];
+    for (method, path) in writes {
+        let before = api.admin(Method::GET, path, None).await;
+        let etag = before.headers[header::ETAG].to_str().unwrap().to_owned();
+        let r = api.call(method.clone(), path, Some(ADMIN), None, &[("if-match", &etag)]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {path}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "INVALID_BODY");
+        assert_eq!(api.admin(Method::GET, path, None).await.body, before.body, "{method} {path} changed");
+    }
+}

@@ -218,10 +218,11 @@ async fn an_undecodable_path_parameter_gets_the_documented_400() {
     assert!(checked >= 20, "only {checked} operations have path parameters");
 }
 
-/// `ConfigUpdate` spells out `EnvironmentConfig`'s fields (plus `reason`) instead of
-/// flattening it, so it must follow when a field is added there.
+/// `ConfigUpdate` and `SegmentUpdate` spell out the fields of what they replace (plus
+/// `reason` for a configuration) instead of flattening it, so they must follow when a
+/// field is added there.
 #[test]
-fn the_config_update_body_has_every_configuration_field() {
+fn each_replacement_body_has_every_field_of_what_it_replaces() {
     let doc: Value = serde_json::from_str(&generated()).unwrap();
     let fields = |schema: &str| -> Vec<String> {
         let mut names: Vec<String> =
@@ -229,8 +230,12 @@ fn the_config_update_body_has_every_configuration_field() {
         names.sort();
         names
     };
-    let mut expected = fields("EnvironmentConfig");
-    expected.push("reason".to_owned());
-    expected.sort();
-    assert_eq!(fields("ConfigUpdate"), expected);
+    for (body, replaced, extra) in
+        [("ConfigUpdate", "EnvironmentConfig", Some("reason")), ("SegmentUpdate", "Segment", None)]
+    {
+        let mut expected = fields(replaced);
+        expected.extend(extra.map(str::to_owned));
+        expected.sort();
+        assert_eq!(fields(body), expected, "{body} against {replaced}");
+    }
 }

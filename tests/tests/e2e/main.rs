@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api_conformance;
 mod bad_input;
 mod client;
 mod deploy;

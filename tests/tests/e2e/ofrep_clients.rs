@@ -63,22 +63,25 @@ fn node_client() -> &'static Result<(), String> {
 /// A virtualenv with the pinned requirements, created once.
 fn python_client() -> &'static Result<PathBuf, String> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let dir = clients_dir();
-        let requirements = dir.join("requirements.txt");
-        let marker = dir.join(".venv/.flagd-e2e-installed");
-        let python = dir.join(".venv/bin/python");
-        if !installed(&marker, &requirements) {
-            if !python.is_file() {
-                run_checked("python3", &["-m", "venv", ".venv"], &dir).map_err(|e| e.to_string())?;
-            }
-            let python = python.to_str().ok_or("the virtualenv path is not UTF-8")?;
-            let args = ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", "-r"];
-            run_checked(python, &[&args[..], &["requirements.txt"]].concat(), &dir).map_err(|e| e.to_string())?;
-            mark_installed(&marker, &requirements)?;
+    PYTHON.get_or_init(|| python_venv(&clients_dir()))
+}
+
+/// A virtualenv in `dir/.venv` with `dir/requirements.txt` installed, unless that exact
+/// file is installed already; returns its `python`.
+pub(crate) fn python_venv(dir: &Path) -> Result<PathBuf, String> {
+    let requirements = dir.join("requirements.txt");
+    let marker = dir.join(".venv/.flagd-e2e-installed");
+    let python = dir.join(".venv/bin/python");
+    if !installed(&marker, &requirements) {
+        if !python.is_file() {
+            run_checked("python3", &["-m", "venv", ".venv"], dir).map_err(|e| e.to_string())?;
         }
-        Ok(python)
-    })
+        let python = python.to_str().ok_or("the virtualenv path is not UTF-8")?;
+        let args = ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", "-r"];
+        run_checked(python, &[&args[..], &["requirements.txt"]].concat(), dir).map_err(|e| e.to_string())?;
+        mark_installed(&marker, &requirements)?;
+    }
+    Ok(python)
 }
 
 // ---------------------------------------------------------------------------------------
