@@ -122,9 +122,10 @@ fn import_flag(key: String, value: Value, problems: &mut Problems) -> Option<Fla
     let state = match raw.state.as_deref() {
         Some("ENABLED") => FlagState::Enabled,
         Some("DISABLED") => FlagState::Disabled,
-        other => {
-            return problems.fail(format!("{path}.state"), format!("state must be ENABLED or DISABLED, got {other:?}"));
+        Some(other) => {
+            return problems.fail(format!("{path}.state"), format!("state must be ENABLED or DISABLED, got `{other}`"));
         }
+        None => return problems.fail(format!("{path}.state"), "state is missing: ENABLED or DISABLED"),
     };
     let variants: IndexMap<String, Value> = match raw.variants {
         Some(Value::Object(map)) if !map.is_empty() => map.into_iter().collect(),

@@ -39,11 +39,15 @@ fn invalid_flagd_documents_are_refused_with_every_problem() {
         "a": {"state": "ON", "variants": {"x": 1}},
         "b": {"state": "ENABLED", "variants": {"x": 1}, "defaultVariant": "y"},
         "c": {"state": "ENABLED", "variants": {"x": 1}, "targeting": {"no_such_op": [1]}},
-        "c": {"state": "ENABLED", "variants": {"x": 1}}
+        "c": {"state": "ENABLED", "variants": {"x": 1}},
+        "d": {"variants": {"x": 1}}
     }}"#;
     let Err(Error::Invalid(e)) = Ruleset::from_flagd_str(doc) else { panic!("must be refused") };
     let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
     assert!(paths.contains(&"flags.a.state"), "{paths:?}");
+    let message = |path: &str| e.problems.iter().find(|p| p.path == path).map(|p| p.message.clone());
+    assert_eq!(message("flags.a.state").as_deref(), Some("state must be ENABLED or DISABLED, got `ON`"));
+    assert_eq!(message("flags.d.state").as_deref(), Some("state is missing: ENABLED or DISABLED"));
     assert!(paths.contains(&"flags.b.defaultVariant"), "{paths:?}");
     assert!(paths.iter().any(|p| p.starts_with("flags.c.targeting")), "{paths:?}");
     assert!(e.problems.iter().any(|p| p.message.contains("duplicate flag key `c`")), "{e}");
