@@ -110,6 +110,16 @@ impl SqlDialect {
         !matches!(self, Self::MySql)
     }
 
+    /// SQL for the length in bytes of a text column (`LENGTH` counts characters on SQLite
+    /// and PostgreSQL).
+    pub fn byte_length(self, column: &str) -> String {
+        match self {
+            Self::Sqlite => format!("LENGTH(CAST({column} AS BLOB))"),
+            Self::MySql => format!("LENGTH({column})"),
+            Self::Postgres => format!("OCTET_LENGTH({column})"),
+        }
+    }
+
     /// Whether this process's writers take turns: queued on an in-process lock before
     /// opening a transaction, each on the one connection kept for writes. SQLite's busy
     /// handler polls with growing sleeps, so many local writers racing for the lock waste

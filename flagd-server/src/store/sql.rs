@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -288,6 +287,25 @@ const AUDIT_COLUMNS: &str =
 const TOKEN_COLUMNS: &str = "SELECT id, name, role, environment, hash, created_at, revoked_at FROM tokens";
 
 impl SqlTx {
+    /// The audit query for `query`'s filters, newest first, reading `columns`; `between`
+    /// narrows it to a range of ids. [`bind_audit`] binds its parameters.
+    fn audit_sql(&self, columns: &str, query: &AuditQuery, between: bool) -> String {
+        let filters = [
+            (query.flag.is_some(), " AND flag = ?"),
+            (query.environment.is_some(), " AND environment = ?"),
+            (query.actor.is_some(), " AND actor = ?"),
+            (query.since.is_some(), " AND at >= ?"),
+            (query.before_id.is_some(), " AND id < ?"),
+            (between, " AND id >= ? AND id <= ?"),
+        ];
+        let mut sql = format!("{columns} WHERE 1 = 1");
+        for (_, clause) in filters.iter().filter(|(on, _)| *on) {
+            sql.push_str(clause);
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        self.dialect.sql(&sql).into_owned()
+    }
+
     async fn read_seq(&mut self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT seq FROM change_seq WHERE id = 1").fetch_one(&mut *self.tx).await?;
         Ok(row.try_get("seq")?)
@@ -562,41 +580,25 @@ impl Tx for SqlTx {
     }
 
     async fn audit(&mut self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        let mut sql = format!("{AUDIT_COLUMNS} WHERE 1 = 1");
-        let filters = [
-            (query.flag.is_some(), " AND flag = ?"),
-            (query.environment.is_some(), " AND environment = ?"),
-            (query.actor.is_some(), " AND actor = ?"),
-            (query.since.is_some(), " AND at >= ?"),
-            (query.before_id.is_some(), " AND id < ?"),
-        ];
-        for (_, clause) in filters.iter().filter(|(on, _)| *on) {
-            sql.push_str(clause);
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        let sql = self.dialect.sql(&sql);
-        let mut q = sqlx::query(&sql);
-        for text in [&query.flag, &query.environment, &query.actor].into_iter().flatten() {
-            q = q.bind(text.as_str());
-        }
-        for number in [query.since, query.before_id].into_iter().flatten() {
-            q = q.bind(number);
-        }
-        // One row past the limit says whether there are more. Rows are read as they come,
-        // so a page cut short by its size is not held whole in memory first.
-        let limit = query.limit.min(AUDIT_LIMIT_CAP);
-        let mut rows = q.bind(i64::from(limit) + 1).fetch(&mut *self.tx);
-        let (mut page, mut bytes) = (AuditPage::default(), 0);
-        while let Some(row) = rows.try_next().await? {
-            if page.events.len() == limit as usize || bytes > MAX_AUDIT_PAGE_BYTES {
-                page.more = true;
-                break;
-            }
-            let (event, size) = decode_audit(&row)?;
-            page.events.push(event);
-            bytes += size;
-        }
-        Ok(page)
+        // First each row's id and the size of its documents, one row past the limit to say
+        // whether more follow; then the rows the page keeps. A page cut short by its size
+        // thus never has the database send the documents of the rows left out.
+        let limit = query.limit.min(AUDIT_LIMIT_CAP) as usize;
+        let size = |column| format!("COALESCE({}, 0)", self.dialect.byte_length(column));
+        let columns = format!("SELECT id, {} + {} AS size FROM audit", size("before_doc"), size("after_doc"));
+        let sql = self.audit_sql(&columns, query, false);
+        let sized = bind_audit(&sql, query, None, limit + 1).fetch_all(&mut *self.tx).await?;
+        let sizes = sized.iter().map(decode_size).collect::<Result<Vec<_>, _>>()?;
+        let kept = page_length(&sizes, limit);
+        let more = sizes.len() > kept;
+        let (Some((newest, _)), Some((oldest, _))) = (sizes.first(), kept.checked_sub(1).and_then(|i| sizes.get(i)))
+        else {
+            return Ok(AuditPage { events: Vec::new(), more });
+        };
+        let sql = self.audit_sql(AUDIT_COLUMNS, query, true);
+        let rows = bind_audit(&sql, query, Some((*oldest, *newest)), kept).fetch_all(&mut *self.tx).await?;
+        let events = rows.iter().map(decode_audit).collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditPage { events, more })
     }
 
     async fn tokens(&mut self) -> Result<Vec<Token>, StoreError> {
@@ -703,15 +705,48 @@ fn decode_segment(row: &AnyRow) -> Result<StoredSegment, StoreError> {
 }
 
 /// An audit row, with the length of its before and after documents.
-fn decode_audit(row: &AnyRow) -> Result<(AuditEvent, usize), StoreError> {
+/// Binds the parameters of [`SqlTx::audit_sql`], in its order.
+fn bind_audit<'q>(
+    sql: &'q str,
+    query: &'q AuditQuery,
+    between: Option<(i64, i64)>,
+    limit: usize,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for text in [&query.flag, &query.environment, &query.actor].into_iter().flatten() {
+        q = q.bind(text.as_str());
+    }
+    let range = between.map_or([None, None], |(from, to)| [Some(from), Some(to)]);
+    for number in [query.since, query.before_id].into_iter().chain(range).flatten() {
+        q = q.bind(number);
+    }
+    q.bind(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+/// How many of `sizes` (id and document size, newest first) a page holds: at most
+/// `limit`, ending with the event that takes it past [`MAX_AUDIT_PAGE_BYTES`].
+fn page_length(sizes: &[(i64, usize)], limit: usize) -> usize {
     let mut bytes = 0;
-    let mut document = |column| -> Result<_, StoreError> {
-        let text = optional_text(row, column)?;
-        bytes += text.as_ref().map_or(0, String::len);
-        text.map(|doc| from_json("audit document", &doc)).transpose()
+    for (kept, (_, size)) in sizes.iter().take(limit).enumerate() {
+        if bytes > MAX_AUDIT_PAGE_BYTES {
+            return kept;
+        }
+        bytes += size;
+    }
+    sizes.len().min(limit)
+}
+
+fn decode_size(row: &AnyRow) -> Result<(i64, usize), StoreError> {
+    let size: i64 = row.try_get("size")?;
+    Ok((row.try_get("id")?, usize::try_from(size).unwrap_or(0)))
+}
+
+fn decode_audit(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+    let document = |column| -> Result<_, StoreError> {
+        optional_text(row, column)?.map(|doc| from_json("audit document", &doc)).transpose()
     };
     let (before, after) = (document("before_doc")?, document("after_doc")?);
-    let event = AuditEvent {
+    Ok(AuditEvent {
         id: row.try_get("id")?,
         seq: row.try_get("seq")?,
         actor: text(row, "actor")?,
@@ -723,8 +758,7 @@ fn decode_audit(row: &AnyRow) -> Result<(AuditEvent, usize), StoreError> {
         before,
         after,
         reason: optional_text(row, "reason")?,
-    };
-    Ok((event, bytes))
+    })
 }
 
 fn decode_token(row: &AnyRow) -> Result<Token, StoreError> {
@@ -775,4 +809,28 @@ fn from_json<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, S
 /// error is reported like an unreadable document rather than a panic.
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what: "document to store", source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_ends_with_the_event_that_takes_it_past_its_size_or_at_the_limit() {
+        const HALF: usize = MAX_AUDIT_PAGE_BYTES / 2;
+        // (document sizes, newest first; limit; events kept)
+        let cases: [(&[usize], usize, usize); 7] = [
+            (&[], 10, 0),
+            (&[1, 1, 1], 10, 3),
+            (&[1, 1, 1], 2, 2),
+            (&[HALF, HALF, 1, 1], 10, 3),
+            (&[HALF, HALF + 1, 1], 10, 2),
+            (&[MAX_AUDIT_PAGE_BYTES * 3, 1], 10, 1),
+            (&[1, 1], 0, 0),
+        ];
+        for (sizes, limit, kept) in cases {
+            let rows: Vec<(i64, usize)> = sizes.iter().enumerate().map(|(i, s)| (i as i64, *s)).collect();
+            assert_eq!(page_length(&rows, limit), kept, "{sizes:?} with limit {limit}");
+        }
+    }
 }
