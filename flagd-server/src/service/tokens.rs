@@ -89,7 +89,7 @@ impl Service {
 
     /// Revokes a token; it stops working before this returns. Revoking a revoked token
     /// changes nothing. The last live admin token cannot be revoked: nobody could then
-    /// manage the server until a restart with `--admin-token`.
+    /// manage the server until a restart with a new `--admin-token`.
     pub async fn revoke_token(&self, actor: &Principal, id: &str) -> Result<(), ApiError> {
         let mut write = self.begin(actor, None).await?;
         // The write holds the change-sequence lock, so no other revocation can slip in

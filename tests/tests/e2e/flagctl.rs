@@ -399,6 +399,17 @@ fn tokens_are_created_listed_and_revoked() {
     assert!(revoked.stderr.contains("revoked"), "{}", revoked.stderr);
 }
 
+#[test]
+fn the_last_admin_token_is_kept_and_the_refusal_says_what_to_do() {
+    let server = Server::start().unwrap();
+    let listed = flagctl(&server, &["token", "list", "-o", "json"]).ok().json();
+    let id = listed["tokens"][0]["id"].as_str().unwrap();
+    let refused = flagctl(&server, &["token", "revoke", id]).code(3);
+    assert!(refused.stderr.contains("last admin token"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("flagctl token create NAME --role admin"), "{}", refused.stderr);
+    flagctl(&server, &["list"]).ok();
+}
+
 /// A flag enabled in production, ready to ramp.
 fn ramp_server(key: &str) -> Server {
     let server = Server::start().unwrap();

@@ -250,6 +250,9 @@ pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
         (404, _) => Failure::NotFound(format!(
             "{message}; this server may be older than flagctl: check --url and upgrade flagd-server"
         )),
+        (409, "LAST_ADMIN_TOKEN") => Failure::Conflict(format!(
+            "{message}: create one with `flagctl token create NAME --role admin`, then revoke this one"
+        )),
         (409, _) => Failure::Conflict(format!(
             "{message}; it exists already: look at it (`flagctl get`, `flagctl segment get`) or choose another name"
         )),
