@@ -43,6 +43,13 @@ pub struct Config {
         value_parser = clap::value_parser!(u8).range(0..=19))]
     pub control_nice: u8,
 
+    /// The largest import file taken, in MiB (1 to 256). Every other request body is
+    /// limited to 1 MiB; an import holds a whole environment, and the export of a large one
+    /// (big company lists) can be more.
+    #[arg(long, env = "FLAGD_MAX_IMPORT_MIB", default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_import_mib: u16,
+
     /// Log format.
     #[arg(long, env = "FLAGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

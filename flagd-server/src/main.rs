@@ -107,6 +107,7 @@ async fn start(config: Config) -> Result<Arc<Service>, BoxError> {
 
 async fn serve(config: Config, control: tokio::runtime::Handle) -> Result<(), BoxError> {
     let service = control.spawn(start(config.clone())).await??;
+    service.set_import_limit(usize::from(config.max_import_mib) * 1024 * 1024);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let options = ReplicaOptions {

@@ -16,7 +16,7 @@ use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{EnvironmentList, ImportFile, PathErrors, ReadErrors, SegmentList, SegmentUpdate};
-use crate::service::{ImportMode, ImportReport, SegmentView, Service};
+use crate::service::{ExportFormat, ImportMode, ImportReport, SegmentView, Service};
 use crate::store::Environment;
 
 /// The environment and segment routes.
@@ -32,15 +32,16 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/v1/environments/{env}/import", axum::routing::post(import))
 }
 
-/// The environment as a flagd flag definition file.
+/// The environment as a file: a flagd flag definition file, or this server's own format.
 #[utoipa::path(
     get,
     path = "/api/v1/environments/{env}/export",
     operation_id = "exportEnvironment",
     tag = "environments",
-    params(("env" = String, Path, description = "Environment name")),
+    params(("env" = String, Path, description = "Environment name"), ExportParams),
     responses(
-        (status = 200, description = "A flagd document: `flags` keyed by flag, as flagd reads it", body = Object),
+        (status = 200, description = "With `format=flagd` (the default) a flagd document, `flags` keyed by flag, as \
+        flagd reads it; with `format=native` this server's own format, which imports back exactly", body = ImportFile),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 422, description = "The environment cannot be written as a flagd document (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
         ReadErrors,
@@ -52,9 +53,21 @@ async fn export(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams(env): PathParams<String>,
+    QueryParams(params): QueryParams<ExportParams>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
-    Ok(axum::Json(s.export(&env).await?).into_response())
+    Ok(axum::Json(s.export(&env, params.format).await?).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ExportParams {
+    /// `flagd` (default), for flagd and its tools, or `native`, this server's own format,
+    /// which keeps company lists as lists and imports back exactly.
+    #[serde(default)]
+    #[param(inline)]
+    format: ExportFormat,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -87,7 +100,7 @@ struct ImportParams {
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 413, description = "File larger than the server takes: 1 MiB unless started with `--max-import-mib`", body = ErrorBody),
         (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
     ),
@@ -101,7 +114,7 @@ async fn import(
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    let body = body.read().await?;
+    let body = body.read_up_to(s.import_limit()).await?;
     check_body(&body)?;
     let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
     Ok(axum::Json(report).into_response())

@@ -96,11 +96,17 @@ impl UnreadBody {
     /// pieces and no copy. A body over the limit is read on and dropped before the 413 (see
     /// [`DRAIN_LIMIT`] for why and how far).
     pub async fn read(self) -> Result<Bytes, ApiError> {
+        self.read_up_to(MAX_BODY_BYTES).await
+    }
+
+    /// [`UnreadBody::read`] with another limit, for the one body that may be larger (an
+    /// import file: a whole environment, see `--max-import-mib`).
+    pub async fn read_up_to(self, limit: usize) -> Result<Bytes, ApiError> {
         let Self { mut body, waits_for_continue } = self;
-        if !within_limit(usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX)) {
-            return Err(refuse(body, waits_for_continue).await);
+        if usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX) > limit {
+            return Err(refuse(body, waits_for_continue, limit).await);
         }
-        let mut whole = Pieces::default();
+        let mut whole = Pieces { limit, ..Pieces::default() };
         while let Some(frame) = body.frame().await {
             let frame = frame
                 .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("could not read the request body: {e}")))?;
@@ -108,16 +114,11 @@ impl UnreadBody {
             if let Ok(data) = frame.into_data()
                 && !whole.push(data)
             {
-                return Err(refuse(body, false).await);
+                return Err(refuse(body, false, limit).await);
             }
         }
         Ok(whole.into_bytes())
     }
-}
-
-/// Whether a body of `len` bytes is within [`MAX_BODY_BYTES`].
-const fn within_limit(len: usize) -> bool {
-    len <= MAX_BODY_BYTES
 }
 
 /// Whether the client sent `Expect: 100-continue` and holds its body until asked for it
@@ -126,9 +127,9 @@ fn waits_for_continue(headers: &axum::http::HeaderMap) -> bool {
     headers.get(axum::http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// The 413 for a body over the limit, after reading the rest of it up to [`DRAIN_LIMIT`]
+/// The 413 for a body over `limit`, after reading the rest of it up to [`DRAIN_LIMIT`]
 /// unless the client is `waiting` for `100 Continue`.
-async fn refuse(mut body: Body, waiting: bool) -> ApiError {
+async fn refuse(mut body: Body, waiting: bool, limit: usize) -> ApiError {
     let mut left = if waiting || body.size_hint().lower() > DRAIN_LIMIT { 0 } else { DRAIN_LIMIT };
     while left > 0 {
         match body.frame().await {
@@ -139,21 +140,23 @@ async fn refuse(mut body: Body, waiting: bool) -> ApiError {
             _ => break,
         }
     }
-    ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
+    ApiError::PayloadTooLarge { limit }
 }
 
-/// A body as it arrives: its first piece as given, the rest joined to it.
+/// A body as it arrives: its first piece as given, the rest joined to it, up to `limit`
+/// bytes in all.
 #[derive(Default)]
 struct Pieces {
     first: Bytes,
     joined: Option<Vec<u8>>,
+    limit: usize,
 }
 
 impl Pieces {
     /// Adds `data`, or returns false, unchanged, when the body would pass the limit.
     fn push(&mut self, data: Bytes) -> bool {
         let len = self.joined.as_ref().map_or(self.first.len(), Vec::len);
-        if !within_limit(len.saturating_add(data.len())) {
+        if len.saturating_add(data.len()) > self.limit {
             return false;
         }
         match &mut self.joined {

@@ -22,7 +22,7 @@ pub use environments::DEFAULT_ENVIRONMENTS;
 pub use flags::{EnvironmentSummary, FlagPatch, FlagView};
 pub use segments::SegmentView;
 pub use tokens::{CreatedToken, NewToken};
-pub use transfer::{ImportChange, ImportMode, ImportReport};
+pub use transfer::{ExportFormat, ImportChange, ImportMode, ImportReport};
 
 use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
@@ -53,6 +53,8 @@ pub struct Service {
     closing: tokio::sync::watch::Sender<bool>,
     /// The runtime the service was started on: its control plane (see [`crate::control`]).
     control: Option<tokio::runtime::Handle>,
+    /// The largest import file taken, in bytes (`--max-import-mib`).
+    import_limit: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Service {
@@ -118,6 +120,7 @@ impl Service {
             serving_cache: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
             control: tokio::runtime::Handle::try_current().ok(),
+            import_limit: std::sync::atomic::AtomicUsize::new(crate::http::json::MAX_BODY_BYTES),
         }
     }
 
@@ -167,6 +170,18 @@ impl Service {
     /// This server process's id, new at every start.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The largest import file taken, in bytes: every other body is limited to 1 MiB, but
+    /// an import holds a whole environment, whose export may be larger.
+    pub fn import_limit(&self) -> usize {
+        self.import_limit.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets [`Service::import_limit`]; it is never below the limit of other bodies.
+    pub fn set_import_limit(&self, bytes: usize) {
+        let bytes = bytes.max(crate::http::json::MAX_BODY_BYTES);
+        self.import_limit.store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Turns on cluster mode: heartbeats are recorded and read.

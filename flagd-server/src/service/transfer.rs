@@ -26,6 +26,20 @@ pub enum ImportMode {
     Replace,
 }
 
+/// The format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// A flagd flag-definition file, which flagd and its tools read: company lists and
+    /// segments become JSON Logic, which takes more room than a list.
+    #[default]
+    Flagd,
+    /// This server's own format, as it keeps the environment (flags with their
+    /// configuration here, and segments): lists stay lists, and the file imports back
+    /// exactly as it was.
+    Native,
+}
+
 /// One difference an import makes.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportChange {
@@ -73,12 +87,17 @@ fn parse(body: &[u8]) -> Result<RulesetSource, ApiError> {
 }
 
 impl Service {
-    /// The environment as a flagd document.
-    pub async fn export(&self, env: &str) -> Result<Value, ApiError> {
+    /// The environment as a file of `format`.
+    pub async fn export(&self, env: &str, format: ExportFormat) -> Result<Value, ApiError> {
         let mut tx = self.store.begin_read().await?;
         require_environment(tx.as_mut(), env).await?;
         let source = environment_source(tx.as_mut(), env).await?;
-        export(&source, Dialect::Native).map_err(|e| ApiError::Invalid { problems: e.problems })
+        match format {
+            ExportFormat::Flagd => {
+                export(&source, Dialect::Native).map_err(|e| ApiError::Invalid { problems: e.problems })
+            }
+            ExportFormat::Native => serde_json::to_value(&source).map_err(|e| ApiError::Internal(e.to_string())),
+        }
     }
 
     /// Imports a file into an environment, atomically; with `dry_run`, validates and

@@ -8,7 +8,7 @@ use flagd_tests::{Client, Server, ServerOptions, databases};
 use serde_json::{Value, json};
 
 /// Company ids enough for a configuration of most of the 1 MiB a stored document may take.
-fn companies(from: usize) -> Value {
+pub(crate) fn companies(from: usize) -> Value {
     json!({"companies": (from..from + 95_000).map(|n| n.to_string()).collect::<Vec<_>>()})
 }
 

@@ -377,6 +377,29 @@ fn import_shows_the_diff_and_a_dry_run_changes_nothing() {
 }
 
 #[test]
+fn a_native_export_keeps_company_lists_and_imports_back_exactly() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "a"})).unwrap();
+    flagctl(&server, &["enable", "a", "--env", "staging"]).ok();
+    flagctl(&server, &["allow", "a", "1", "2", "3", "--env", "staging"]).ok();
+    let flagd = flagctl(&server, &["export", "--env", "staging"]).ok().json();
+    assert!(flagd["flags"]["a"]["targeting"].is_object(), "flagd's format writes the list as JSON Logic: {flagd}");
+
+    let exported = flagctl(&server, &["export", "--env", "staging", "--format", "native"]).ok();
+    assert_eq!(exported.json()["flags"][0]["allow"], json!(["1", "2", "3"]), "{}", exported.stdout);
+    let dir = TempDir::new("flagctl").unwrap();
+    let file = dir.path().join("staging.json");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let file = file.to_str().unwrap();
+    flagctl(&server, &["import", file, "--env", "production"]).ok();
+    let (staging, production) = (config(&admin, "a", "staging"), config(&admin, "a", "production"));
+    assert_eq!((&production["state"], &production["allow"]), (&staging["state"], &staging["allow"]));
+    let again = flagctl(&server, &["import", file, "--env", "staging", "--dry-run"]).ok().stdout;
+    assert!(again.contains("would change nothing"), "{again}");
+}
+
+#[test]
 fn tokens_are_created_listed_and_revoked() {
     let server = Server::start().unwrap();
     let created = flagctl(&server, &["token", "create", "ci-reader", "--role", "read", "-o", "json"]).ok().json();

@@ -9,6 +9,7 @@ mod bad_input;
 mod client;
 mod deploy;
 mod flagctl;
+mod import_limit;
 mod ofrep_clients;
 mod outage;
 mod priority;

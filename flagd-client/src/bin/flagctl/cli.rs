@@ -79,8 +79,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// The audit log, newest first.
     Audit(AuditArgs),
-    /// Print --env as a flagd flag-definition file (`flagctl export --env staging > flags.json`).
-    Export,
+    /// Print --env as a file to import (`flagctl export --env staging > flags.json`).
+    Export(ExportArgs),
     /// Import a flagd (or flagctl export) file into --env; prints the changes.
     Import(ImportArgs),
     /// API tokens: create, list, revoke.
@@ -331,6 +331,35 @@ pub enum TokenCommand {
         /// The token's id (see `flagctl token list`).
         id: String,
     },
+}
+
+/// `flagctl export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// `flagd`: a flagd flag-definition file, for flagd and its tools (company lists become
+    /// JSON Logic). `native`: flagd-server's own format, which keeps lists as lists and
+    /// imports back exactly: the one for backups and for copying between environments.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Flagd)]
+    pub format: ExportFormat,
+}
+
+/// The formats `flagctl export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A flagd flag-definition file.
+    Flagd,
+    /// flagd-server's own format.
+    Native,
+}
+
+impl ExportFormat {
+    /// The name the server's `format` query parameter takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flagd => "flagd",
+            Self::Native => "native",
+        }
+    }
 }
 
 /// Token roles.

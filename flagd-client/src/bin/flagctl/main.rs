@@ -67,7 +67,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Promote(args) => flags::promote(s, args).await,
         Command::Eval(args) => flags::eval(s, args).await,
         Command::Audit(args) => audit::run(s, args).await,
-        Command::Export => transfer::export(s).await,
+        Command::Export(args) => transfer::export(s, args).await,
         Command::Import(args) => transfer::import(s, args).await,
         Command::Token(command) => tokens::run(s, command).await,
         Command::Environments => flags::environments(s).await,

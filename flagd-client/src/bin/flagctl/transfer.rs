@@ -1,5 +1,6 @@
-//! `flagctl export` and `flagctl import`: an environment as a flagd file, and a file
-//! merged into (or replacing) an environment, showing the server's diff.
+//! `flagctl export` and `flagctl import`: an environment as a file (flagd's format or the
+//! server's own), and a file merged into (or replacing) an environment, showing the
+//! server's diff.
 
 use std::io::Read;
 use std::path::Path;
@@ -8,15 +9,15 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 
 use crate::api::{Request, Target, segment};
-use crate::cli::ImportArgs;
+use crate::cli::{ExportArgs, ImportArgs};
 use crate::exit::Failure;
 use crate::output::{self, Table};
 use crate::session::Session;
 
-/// `flagctl export --env ENV`: the file itself, whatever `--output` says.
-pub async fn export(session: &Session) -> Result<(), Failure> {
+/// `flagctl export --env ENV [--format native]`: the file itself, whatever `--output` says.
+pub async fn export(session: &Session, args: &ExportArgs) -> Result<(), Failure> {
     let env = session.read_env("export")?;
-    let path = format!("/api/v1/environments/{}/export", segment(env));
+    let path = format!("/api/v1/environments/{}/export?format={}", segment(env), args.format.as_str());
     let reply = session.api.send(Request::new(Method::GET, path, Target::env(env))).await?;
     output::json(&reply.body);
     Ok(())

@@ -1,0 +1,50 @@
+//! An environment whose export (in the server's own format, which keeps company lists as
+//! lists) is larger than a request body may be (1 MiB) goes back in whole through the
+//! import on a server started with `--max-import-mib`, while every other body keeps the
+//! 1 MiB limit, and a server started without it refuses the file with 413.
+
+use flagd_tests::{Client, Server, ServerOptions};
+use serde_json::json;
+
+use crate::bad_input::companies;
+
+const MIB: usize = 1024 * 1024;
+
+/// Production's native export, with two flags whose allow lists each take most of the
+/// 1 MiB a document may.
+fn large_export(admin: &Client) -> Vec<u8> {
+    for (key, from) in [("big", 0), ("bigger", 100_000)] {
+        admin.create_flag(&json!({ "key": key })).unwrap();
+        admin.quick_op(key, "production", "allow", Some(&companies(from))).unwrap();
+    }
+    let export =
+        admin.get("/api/v1/environments/production/export?format=native").unwrap().success("export").unwrap().body;
+    let file = serde_json::to_vec(&export).unwrap();
+    assert!(file.len() > MIB, "the export is only {} bytes", file.len());
+    file
+}
+
+#[test]
+fn an_export_larger_than_a_body_goes_back_in_under_a_raised_import_limit() {
+    let options = ServerOptions { args: vec!["--max-import-mib".into(), "4".into()], ..ServerOptions::default() };
+    let server = Server::start_with(&options).unwrap();
+    let admin = server.admin();
+    let file = large_export(&admin);
+
+    let imported = admin.request_raw("POST", "/api/v1/environments/staging/import?mode=replace", file.clone()).unwrap();
+    assert_eq!(imported.status, 200, "{}", imported.body);
+    let staging = admin.get("/api/v1/flags/big/environments/staging").unwrap().body;
+    assert_eq!(staging["allow"].as_array().map(Vec::len), Some(95_000), "the allow list came across whole");
+    let other = admin.request_raw("POST", "/api/v1/flags", file).unwrap();
+    assert_eq!((other.status, &other.body["error"]["code"]), (413, &json!("PAYLOAD_TOO_LARGE")), "{}", other.body);
+
+    let plain = Server::start().unwrap();
+    let file = large_export(&plain.admin());
+    let refused = plain.admin().request_raw("POST", "/api/v1/environments/staging/import?mode=replace", file).unwrap();
+    assert_eq!(
+        (refused.status, &refused.body["error"]["code"]),
+        (413, &json!("PAYLOAD_TOO_LARGE")),
+        "{}",
+        refused.body
+    );
+}
