@@ -28,11 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let bytes = UnreadBody::from(req).read().await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request("INVALID_BODY", "this request needs a JSON object body"));
-        }
-        parse(&bytes).map(JsonBody)
+        read_object(req, true).await.map(JsonBody)
     }
 }
 
@@ -45,9 +41,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let bytes = UnreadBody::from(req).read().await?;
-        parse(&bytes).map(OptionalJsonBody)
+        read_object(req, false).await.map(OptionalJsonBody)
     }
+}
+
+/// Reads a JSON object body; an empty one is refused when `needed`, else read as `{}`.
+async fn read_object<T: DeserializeOwned>(req: Request, needed: bool) -> Result<T, ApiError> {
+    let bytes = UnreadBody::from(req).read().await?;
+    if needed && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("INVALID_BODY", "this request needs a JSON object body"));
+    }
+    parse(&bytes)
 }
 
 /// The whole body as bytes, limited like every body (for bodies that are not JSON).
