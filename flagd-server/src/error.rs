@@ -43,9 +43,10 @@ pub enum ApiError {
     /// The endpoint exists but not with this method.
     #[error("this endpoint does not accept that method")]
     MethodNotAllowed,
-    /// The body is larger than the server accepts.
-    #[error("request body larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    /// The body is larger than the server accepts; `hint` (empty, or starting with "; ")
+    /// says what to do where there is more to say than "send less".
+    #[error("request body larger than {limit} bytes{hint}")]
+    PayloadTooLarge { limit: usize, hint: &'static str },
     /// The database is unreachable: writes cannot be made now.
     #[error("the database is unavailable; evaluation continues from memory, retry writes later")]
     Unavailable(#[source] StoreError),

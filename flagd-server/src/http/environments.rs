@@ -114,11 +114,18 @@ async fn import(
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    let body = body.read_up_to(s.import_limit()).await?;
+    let body = body.read_up_to(s.import_limit()).await.map_err(|e| match e {
+        ApiError::PayloadTooLarge { limit, .. } => ApiError::PayloadTooLarge { limit, hint: IMPORT_TOO_LARGE },
+        other => other,
+    })?;
     check_body(&body)?;
     let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
     Ok(axum::Json(report).into_response())
 }
+
+/// What to do about an import file over the limit.
+const IMPORT_TOO_LARGE: &str = "; the server takes a larger import file when started with --max-import-mib, and \
+    an export in the server's own format (format=native) takes less room than flagd's";
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

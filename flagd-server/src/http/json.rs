@@ -144,7 +144,7 @@ async fn refuse(mut body: Body, waiting: bool, limit: usize) -> ApiError {
             _ => break,
         }
     }
-    ApiError::PayloadTooLarge { limit }
+    ApiError::PayloadTooLarge { limit, hint: "" }
 }
 
 /// A body as it arrives: its first piece as given, the rest joined to it, up to `limit`

@@ -47,4 +47,6 @@ fn an_export_larger_than_a_body_goes_back_in_under_a_raised_import_limit() {
         "{}",
         refused.body
     );
+    let message = refused.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--max-import-mib"), "the refusal says how to raise the limit: {message}");
 }
