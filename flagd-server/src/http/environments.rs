@@ -114,10 +114,7 @@ async fn import(
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    let body = body.read_up_to(s.import_limit()).await.map_err(|e| match e {
-        ApiError::PayloadTooLarge { limit, .. } => ApiError::PayloadTooLarge { limit, hint: IMPORT_TOO_LARGE },
-        other => other,
-    })?;
+    let body = body.read_up_to(s.import_limit(), IMPORT_TOO_LARGE).await?;
     check_body(&body)?;
     let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
     Ok(axum::Json(report).into_response())

@@ -100,15 +100,16 @@ impl UnreadBody {
     /// pieces and no copy. A body over the limit is read on and dropped before the 413 (see
     /// [`DRAIN_LIMIT`] for why and how far).
     pub async fn read(self) -> Result<Bytes, ApiError> {
-        self.read_up_to(MAX_BODY_BYTES).await
+        self.read_up_to(MAX_BODY_BYTES, "").await
     }
 
     /// [`UnreadBody::read`] with another limit, for the one body that may be larger (an
-    /// import file: a whole environment, see `--max-import-mib`).
-    pub async fn read_up_to(self, limit: usize) -> Result<Bytes, ApiError> {
+    /// import file: a whole environment, see `--max-import-mib`), and the `hint` its 413
+    /// gives (see [`ApiError::PayloadTooLarge`]).
+    pub async fn read_up_to(self, limit: usize, hint: &'static str) -> Result<Bytes, ApiError> {
         let Self { mut body, waits_for_continue } = self;
         if usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX) > limit {
-            return Err(refuse(body, waits_for_continue, limit).await);
+            return Err(refuse(body, waits_for_continue, limit, hint).await);
         }
         let mut whole = Pieces { limit, ..Pieces::default() };
         while let Some(frame) = body.frame().await {
@@ -118,7 +119,7 @@ impl UnreadBody {
             if let Ok(data) = frame.into_data()
                 && !whole.push(data)
             {
-                return Err(refuse(body, false, limit).await);
+                return Err(refuse(body, false, limit, hint).await);
             }
         }
         Ok(whole.into_bytes())
@@ -133,7 +134,7 @@ fn waits_for_continue(headers: &axum::http::HeaderMap) -> bool {
 
 /// The 413 for a body over `limit`, after reading the rest of it up to [`DRAIN_LIMIT`]
 /// unless the client is `waiting` for `100 Continue`.
-async fn refuse(mut body: Body, waiting: bool, limit: usize) -> ApiError {
+async fn refuse(mut body: Body, waiting: bool, limit: usize, hint: &'static str) -> ApiError {
     let mut left = if waiting || body.size_hint().lower() > DRAIN_LIMIT { 0 } else { DRAIN_LIMIT };
     while left > 0 {
         match body.frame().await {
@@ -144,7 +145,7 @@ async fn refuse(mut body: Body, waiting: bool, limit: usize) -> ApiError {
             _ => break,
         }
     }
-    ApiError::PayloadTooLarge { limit, hint: "" }
+    ApiError::PayloadTooLarge { limit, hint }
 }
 
 /// A body as it arrives: its first piece as given, the rest joined to it, up to `limit`
