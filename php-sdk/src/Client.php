@@ -25,6 +25,15 @@ final class Client
     /** How long the last known answer is kept for outages, in seconds. */
     public const DEFAULT_STALE_TTL = 86400;
 
+    /** What each optional field of an OFREP evaluation may hold when present. */
+    private const FIELD_TYPES = [
+        'variant' => 'is_string',
+        'reason' => 'is_string',
+        'errorCode' => 'is_string',
+        'errorDetails' => 'is_string',
+        'metadata' => 'is_array',
+    ];
+
     private readonly string $bulkUrl;
     private readonly string $namespace;
     private readonly Cache $cache;
@@ -33,8 +42,16 @@ final class Client
     /** @var \Closure(): float */
     private readonly \Closure $clock;
 
-    /** @var array<string, array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string}> */
+    /** @var array<string, array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string, code?: string}> */
     private array $memo = [];
+
+    /**
+     * Contexts that cannot be sent (they have no cache key to memoize under), so that each is
+     * reported once, not once per flag checked.
+     *
+     * @var \WeakMap<Context, array{flags: array{}, stale: false, error: string, code: string}>
+     */
+    private \WeakMap $unsendable;
 
     /** @var \Closure|null */
     private ?\Closure $contextResolver = null;
@@ -86,6 +103,7 @@ final class Client
             $this->clock,
         );
         $this->contextResolverInput = static fn (): array => [];
+        $this->unsendable = new \WeakMap();
     }
 
     /**
@@ -96,7 +114,7 @@ final class Client
     public static function fromConfig(array $config, ?object $logger = null, ?Transport $transport = null): self
     {
         $cache = match ((string) ($config['cache'] ?? 'auto')) {
-            'apcu' => new ApcuCache(),
+            'apcu' => ApcuCache::isAvailable() ? new ApcuCache() : self::withoutApcu($logger),
             'none', 'null', '' => new NullCache(),
             'array' => new ArrayCache(),
             default => ApcuCache::isAvailable() ? new ApcuCache() : new NullCache(),
@@ -116,6 +134,18 @@ final class Client
             breakerCooldown: (float) ($config['breaker_cooldown'] ?? 5.0),
             staleTtl: (int) ($config['stale_ttl'] ?? self::DEFAULT_STALE_TTL),
         );
+    }
+
+    /** `cache => apcu` where APCu is missing or off (the CLI's default): no shared cache, said once. */
+    private static function withoutApcu(?object $logger): NullCache
+    {
+        static $told = false;
+        if (!$told && $logger !== null && method_exists($logger, 'warning')) {
+            $told = true;
+            $logger->warning('flagd: cache is `apcu` but APCu is not enabled here (the CLI needs apc.enable_cli=1); using no shared cache');
+        }
+
+        return new NullCache();
     }
 
     // ---- typed evaluation -------------------------------------------------------------
@@ -255,6 +285,7 @@ final class Client
     public function flush(): void
     {
         $this->memo = [];
+        $this->unsendable = new \WeakMap();
         $this->resolvedContext = null;
         $this->resolvedFor = null;
     }
@@ -279,7 +310,7 @@ final class Client
         $item = $result['flags'][$key] ?? null;
         if ($item === null) {
             [$code, $message] = $result['error'] !== null && $result['flags'] === []
-                ? [EvaluationDetails::GENERAL, $result['error']]
+                ? [$result['code'] ?? EvaluationDetails::GENERAL, $result['error']]
                 : [EvaluationDetails::FLAG_NOT_FOUND, "flag `{$key}` is not defined in this environment"];
 
             return $this->failed($key, $default, $code, $message, $result['error'] === null);
@@ -362,9 +393,34 @@ final class Client
      * The bulk answer for a context: memoized, else from the shared cache while fresh,
      * else from the service, else the stale entry, else nothing.
      *
-     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string}
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string, code?: string}
      */
     private function resultFor(Context $context): array
+    {
+        try {
+            return $this->lookUp($context);
+        } catch (InvalidContextException $e) {
+            return $this->unsendable[$context] ??= $this->refuseContext($e);
+        }
+    }
+
+    /** @return array{flags: array{}, stale: false, error: string, code: string} */
+    private function refuseContext(InvalidContextException $e): array
+    {
+        if ($this->strict) {
+            throw new FlagdException('flagd: ' . $e->getMessage(), 0, $e);
+        }
+        $this->log('warning', 'flagd: ' . $e->getMessage() . '; serving defaults', ['exception' => $e]);
+
+        return ['flags' => [], 'stale' => false, 'error' => $e->getMessage(), 'code' => EvaluationDetails::INVALID_CONTEXT];
+    }
+
+    /**
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: ?string, code?: string}
+     *
+     * @throws InvalidContextException
+     */
+    private function lookUp(Context $context): array
     {
         $contextKey = $context->cacheKey();
         if (isset($this->memo[$contextKey])) {
@@ -415,7 +471,7 @@ final class Client
         if ($entry !== null && isset($entry['etag']) && $entry['etag'] !== '') {
             $headers['If-None-Match'] = $entry['etag'];
         }
-        $body = json_encode(['context' => (object) $context->toArray()], JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION);
+        $body = $context->requestBody();
 
         $this->requests++;
         $started = hrtime(true);
@@ -466,11 +522,13 @@ final class Client
 
             return $this->failure($entry, $message . self::errorSuffix($response), true, 'error');
         }
-        if ($status === 400) {
-            // The context was refused: the service is fine, retrying will not help.
+        if ($status === 400 || $status === 413) {
+            // This context was refused (malformed, or over the body limit): the service is
+            // fine and answers other contexts, so this must not open the breaker for them.
             $this->breaker->recordSuccess();
+            $message = sprintf('flagd refused the evaluation context (%d)', $status) . self::errorSuffix($response);
 
-            return $this->failure($entry, 'flagd refused the evaluation context (400)' . self::errorSuffix($response), false);
+            return $this->failure($entry, $message, false, code: EvaluationDetails::INVALID_CONTEXT);
         }
 
         return $this->failure($entry, sprintf('flagd answered HTTP %d', $status) . self::errorSuffix($response));
@@ -478,15 +536,20 @@ final class Client
 
     /**
      * @param array{flags: array<string, array<string, mixed>>, etag: ?string, at: float}|null $entry
-     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: string}
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: string, code?: string}
      */
-    private function failure(?array $entry, string $message, bool $countsForBreaker = true, string $level = 'warning'): array
-    {
+    private function failure(
+        ?array $entry,
+        string $message,
+        bool $countsForBreaker = true,
+        string $level = 'warning',
+        string $code = EvaluationDetails::GENERAL,
+    ): array {
         $wasOpen = $this->breaker->isOpen();
         if ($countsForBreaker) {
             $this->breaker->recordFailure();
         }
-        $result = $this->fallback($entry, $message);
+        $result = $this->fallback($entry, $message, $code);
         if ($this->strict) {
             throw new FlagdException($message);
         }
@@ -501,20 +564,27 @@ final class Client
 
     /**
      * @param array{flags: array<string, array<string, mixed>>}|null $entry
-     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: string}
+     * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: string, code: string}
      */
-    private function fallback(?array $entry, string $message): array
+    private function fallback(?array $entry, string $message, string $code = EvaluationDetails::GENERAL): array
     {
         return $entry !== null
-            ? ['flags' => $entry['flags'], 'stale' => true, 'error' => $message]
-            : ['flags' => [], 'stale' => false, 'error' => $message];
+            ? ['flags' => $entry['flags'], 'stale' => true, 'error' => $message, 'code' => $code]
+            : ['flags' => [], 'stale' => false, 'error' => $message, 'code' => $code];
     }
 
-    /** @return array<string, array<string, mixed>>|null flags by key, or null for anything else */
+    /**
+     * Flags by key, or null for anything but a bulk evaluation. An item whose fields have the
+     * wrong types becomes that flag's error, so one bad flag does not take the others down.
+     *
+     * @return array<string, array<string, mixed>>|null
+     */
     private static function parseBulk(string $body): ?array
     {
         try {
-            $decoded = json_decode($body, true, 64, JSON_THROW_ON_ERROR);
+            // PHP's default depth: the server accepts object values nested about as deep as its
+            // own request limit (64), and the answer wraps each in three more levels.
+            $decoded = json_decode($body, true, 512, JSON_THROW_ON_ERROR);
         } catch (\JsonException) {
             return null;
         }
@@ -526,10 +596,29 @@ final class Client
             if (!is_array($item) || !isset($item['key']) || !is_string($item['key'])) {
                 return null;
             }
-            $flags[$item['key']] = $item;
+            $flags[$item['key']] = self::checkedItem($item['key'], $item);
         }
 
         return $flags;
+    }
+
+    /**
+     * @param array<string, mixed> $item
+     * @return array<string, mixed> the item, or an error item naming the field that is wrong
+     */
+    private static function checkedItem(string $key, array $item): array
+    {
+        foreach (self::FIELD_TYPES as $field => $isValid) {
+            if (isset($item[$field]) && !$isValid($item[$field])) {
+                return [
+                    'key' => $key,
+                    'errorCode' => EvaluationDetails::PARSE_ERROR,
+                    'errorDetails' => sprintf('flagd answered a malformed evaluation: `%s` is %s', $field, get_debug_type($item[$field])),
+                ];
+            }
+        }
+
+        return $item;
     }
 
     private static function errorSuffix(Response $response): string

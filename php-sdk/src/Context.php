@@ -89,15 +89,35 @@ final class Context
         return $context;
     }
 
-    /** A stable key for this context: equal contexts give equal keys, whatever the attribute order. */
+    /**
+     * The OFREP request body for this context.
+     *
+     * @throws InvalidContextException when an attribute cannot be sent as JSON
+     */
+    public function requestBody(): string
+    {
+        return self::encode(['context' => (object) $this->toArray()]);
+    }
+
+    /**
+     * A stable key for this context: equal contexts give equal keys, whatever the attribute order.
+     *
+     * @throws InvalidContextException when an attribute cannot be sent as JSON
+     */
     public function cacheKey(): string
     {
-        if ($this->cacheKey === null) {
-            $normalized = self::normalize($this->toArray());
-            $this->cacheKey = hash('xxh128', json_encode($normalized, JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION));
-        }
+        return $this->cacheKey ??= hash('xxh128', self::encode(self::normalize($this->toArray())));
+    }
 
-        return $this->cacheKey;
+    private static function encode(mixed $value): string
+    {
+        try {
+            // Text read from a legacy Latin-1 column is not UTF-8: send U+FFFD in place of its
+            // stray bytes rather than lose every flag of the page.
+            return json_encode($value, JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION | JSON_INVALID_UTF8_SUBSTITUTE);
+        } catch (\JsonException $e) {
+            throw new InvalidContextException('the evaluation context cannot be sent as JSON: ' . $e->getMessage(), 0, $e);
+        }
     }
 
     private static function normalize(mixed $value): mixed

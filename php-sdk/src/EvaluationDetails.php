@@ -17,6 +17,8 @@ final class EvaluationDetails
 
     public const FLAG_NOT_FOUND = 'FLAG_NOT_FOUND';
     public const TYPE_MISMATCH = 'TYPE_MISMATCH';
+    public const INVALID_CONTEXT = 'INVALID_CONTEXT';
+    public const PARSE_ERROR = 'PARSE_ERROR';
     public const PROVIDER_NOT_READY = 'PROVIDER_NOT_READY';
     public const GENERAL = 'GENERAL';
 

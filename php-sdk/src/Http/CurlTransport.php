@@ -13,7 +13,15 @@ use Flagd\Contracts\Transport;
  */
 final class CurlTransport implements Transport
 {
+    /** Far above any bulk answer a page should decode; it bounds what an error page can cost. */
+    public const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
+
     private ?\CurlHandle $handle = null;
+
+    /** @param int $maxBodyBytes a longer answer is abandoned as a failure, before it exhausts memory */
+    public function __construct(private readonly int $maxBodyBytes = self::DEFAULT_MAX_BODY_BYTES)
+    {
+    }
 
     public function post(string $url, array $headers, string $body, int $connectTimeoutMs, int $timeoutMs): Response
     {
@@ -28,12 +36,24 @@ final class CurlTransport implements Transport
         $lines[] = 'Expect:';
 
         $received = [];
+        $answer = '';
+        $tooLong = false;
+        $limit = $this->maxBodyBytes;
         curl_setopt_array($handle, [
             CURLOPT_URL => $url,
             CURLOPT_POST => true,
             CURLOPT_POSTFIELDS => $body,
             CURLOPT_HTTPHEADER => $lines,
-            CURLOPT_RETURNTRANSFER => true,
+            CURLOPT_WRITEFUNCTION => static function ($ch, string $chunk) use (&$answer, &$tooLong, $limit): int {
+                if (strlen($answer) + strlen($chunk) > $limit) {
+                    $tooLong = true;
+
+                    return 0; // curl aborts the transfer
+                }
+                $answer .= $chunk;
+
+                return strlen($chunk);
+            },
             CURLOPT_FOLLOWLOCATION => false,
             // Sub-second timeouts need signals off (the default resolver times out via SIGALRM).
             CURLOPT_NOSIGNAL => true,
@@ -54,10 +74,9 @@ final class CurlTransport implements Transport
             },
         ]);
 
-        $answer = curl_exec($handle);
-        if ($answer === false) {
+        if (curl_exec($handle) === false) {
             $errno = curl_errno($handle);
-            $message = curl_error($handle);
+            $message = $tooLong ? sprintf('the answer is longer than %d bytes', $limit) : curl_error($handle);
             // A failed connection may leave the handle in a state not worth reusing.
             curl_close($handle);
             $this->handle = null;
@@ -68,6 +87,6 @@ final class CurlTransport implements Transport
             );
         }
 
-        return new Response((int) curl_getinfo($handle, CURLINFO_RESPONSE_CODE), $received, (string) $answer);
+        return new Response((int) curl_getinfo($handle, CURLINFO_RESPONSE_CODE), $received, $answer);
     }
 }

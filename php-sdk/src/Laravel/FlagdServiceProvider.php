@@ -53,14 +53,20 @@ final class FlagdServiceProvider extends ServiceProvider
             $this->commands([CheckCommand::class]);
         }
 
-        // Long-lived workers (Octane, queues): forget the request's memo afterwards.
+        // Long-lived workers: forget the memo after each request (Octane terminates the app
+        // after every one) and before each queued job (a queue worker never terminates), so a
+        // kill switch reaches them as it reaches PHP-FPM.
+        $flush = function (): void {
+            if ($this->app->resolved(Client::class)) {
+                $this->app->make(Client::class)->flush();
+            }
+        };
         if (method_exists($this->app, 'terminating')) {
-            $this->app->terminating(function (): void {
-                if ($this->app->resolved(Client::class)) {
-                    $this->app->make(Client::class)->flush();
-                }
-            });
+            $this->app->terminating($flush);
         }
+        $this->callAfterResolving('events', static function ($events) use ($flush): void {
+            $events->listen('Illuminate\Queue\Events\JobProcessing', $flush);
+        });
 
         $manager = 'Laravel\Pennant\FeatureManager';
         if (class_exists($manager)) {

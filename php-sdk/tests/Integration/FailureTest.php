@@ -8,6 +8,7 @@ use Flagd\Client;
 use Flagd\Context;
 use Flagd\Contracts\Cache;
 use Flagd\EvaluationDetails;
+use Flagd\Http\CurlTransport;
 use Flagd\Tests\Support\MemoryLogger;
 use Flagd\Tests\Support\Misbehaving;
 use Flagd\Tests\Support\Processes;
@@ -172,6 +173,21 @@ final class FailureTest extends TestCase
     public function test_it_returns_defaults_when_the_server_answers_html_and_nothing_is_cached(): void
     {
         $this->assertDegradesGracefully(Misbehaving::shared()->url . '/html', 'any-token', false);
+    }
+
+    public function test_it_abandons_an_answer_longer_than_the_transport_allows(): void
+    {
+        $flags = new Client(
+            url: Misbehaving::shared()->url . '/huge',
+            token: 'any-token',
+            timeoutMs: 5000,
+            cache: $this->cache,
+            transport: new CurlTransport(maxBodyBytes: 1024 * 1024),
+            logger: $this->logger,
+        );
+        $details = $flags->details('it_fail_portal', Context::company(42), false);
+        self::assertSame([false, EvaluationDetails::REASON_ERROR], [$details->value, $details->reason]);
+        self::assertStringContainsString('longer than 1048576 bytes', $this->logger->messages());
     }
 
     public function test_it_stops_asking_after_a_429_until_retry_after(): void

@@ -7,6 +7,8 @@ namespace Flagd\Tests\Integration;
 use Flagd\Client;
 use Flagd\Context;
 use Flagd\Contracts\Cache;
+use Flagd\EvaluationDetails;
+use Flagd\Tests\Support\MemoryLogger;
 use Flagd\Tests\Support\RecordingTransport;
 use Flagd\Tests\Support\Server;
 use Flagd\Tests\Support\SharedCache;
@@ -177,6 +179,39 @@ final class ServerTest extends TestCase
         $flags = new Client($this->server->url, $read, cache: $this->cache, logger: $logger, connectTimeoutMs: 1000, timeoutMs: 2000);
         self::assertSame('d', $flags->string('it_theme', 'd', Context::company(42)));
         self::assertStringContainsString('403', $logger->messages());
+    }
+
+    public function test_it_reads_object_flags_nested_as_deep_as_the_server_stores_them(): void
+    {
+        // The server takes request bodies nested 64 deep: the variant sits two levels down.
+        $deep = 'leaf';
+        for ($level = 0; $level < 62; $level++) {
+            $deep = ['n' => $deep];
+        }
+        $this->server->createEnabledFlag('it_deep', ['variants' => ['flat' => ['n' => 'leaf'], 'deep' => $deep], 'offVariant' => 'flat', 'onVariant' => 'deep']);
+        $this->server->admin('POST', '/api/v1/flags/it_deep/environments/production/allow', ['companies' => ['42']]);
+
+        $flags = $this->client();
+        self::assertSame($deep, $flags->object('it_deep', [], Context::company(42)));
+        self::assertTrue($flags->isEnabled('it_portal', Context::company(42)), 'and every other flag of the answer');
+    }
+
+    public function test_it_keeps_the_breaker_closed_when_the_server_refuses_a_context_as_too_large(): void
+    {
+        $logger = new MemoryLogger();
+        $huge = Context::company(7, null, ['notes' => str_repeat('x', 1_100_000)]);
+        for ($request = 0; $request < 4; $request++) {
+            $flags = new Client($this->server->url, $this->server->evaluateToken(), cache: $this->cache, logger: $logger, connectTimeoutMs: 1000, timeoutMs: 2000);
+            $details = $flags->details('it_portal', $huge, false);
+            self::assertSame([false, EvaluationDetails::INVALID_CONTEXT], [$details->value, $details->errorCode], "request {$request}");
+            self::assertSame(1, $flags->requestCount(), "request {$request} was still sent");
+        }
+        self::assertStringContainsString('(413)', $logger->messages());
+
+        // Every other context of the app is served as before.
+        $flags = $this->client();
+        self::assertFalse($flags->breaker()->isOpen());
+        self::assertTrue($flags->isEnabled('it_portal', Context::company(42)));
     }
 
     /** @param array<string, mixed> $context @return array<string, mixed> */

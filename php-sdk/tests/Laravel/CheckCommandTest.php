@@ -18,7 +18,7 @@ final class CheckCommandTest extends TestCase
     {
         $server = Server::shared();
         $server->createEnabledFlag('cmd_theme', ['variants' => ['classic' => 'classic', 'dark' => 'dark'], 'offVariant' => 'classic', 'onVariant' => 'dark']);
-        $server->admin('POST', '/api/v1/flags/cmd_theme/environments/production/allow', ['companies' => ['42']]);
+        $server->admin('POST', '/api/v1/flags/cmd_theme/environments/production/allow', ['companies' => ['42', '007']]);
         $app = LaravelApp::create([
             'url' => $server->url,
             'token' => $server->evaluateToken(),
@@ -39,6 +39,12 @@ final class CheckCommandTest extends TestCase
         self::assertStringContainsString('value:   "dark"', $text);
         self::assertStringContainsString('variant: dark', $text);
         self::assertStringContainsString('reason:  TARGETING_MATCH', $text);
+
+        // A company id is passed as typed: `007` is on the list, 7 is not.
+        $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_theme', '--company' => '007']), $output);
+        self::assertStringContainsString('value:   "dark"', $output->fetch());
+        $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_theme', '--company' => '7']), $output);
+        self::assertStringContainsString('value:   "classic"', $output->fetch());
 
         $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_nope', '--company' => '42']), $output);
         self::assertSame(1, $code);

@@ -9,10 +9,15 @@ use Flagd\Context;
 use Flagd\Laravel\Facades\Flagd;
 use Flagd\Laravel\FlagdServiceProvider;
 use Flagd\Laravel\Middleware\EnsureFlagIsOn;
+use Flagd\Tests\Support\FlagCheckingJob;
 use Flagd\Tests\Support\LaravelApp;
+use Flagd\Tests\Support\MemoryQueue;
 use Flagd\Tests\Support\Server;
 use Illuminate\Foundation\Application;
 use Illuminate\Http\Request;
+use Illuminate\Queue\Connectors\ConnectorInterface;
+use Illuminate\Queue\QueueServiceProvider;
+use Illuminate\Queue\WorkerOptions;
 use PHPUnit\Framework\TestCase;
 
 /** The Laravel glue in a real application: container, router, middleware, Blade. */
@@ -107,6 +112,41 @@ final class LaravelTest extends TestCase
         Flagd::resolveContextUsing(static fn (): int => 42);
 
         self::assertSame(404, $this->dispatch(Request::create('/portal'))->getStatusCode());
+    }
+
+    public function test_it_forgets_the_memo_between_the_jobs_of_a_queue_worker(): void
+    {
+        $server = Server::shared();
+        $server->createEnabledFlag('lv_queue');
+        $server->admin('POST', '/api/v1/flags/lv_queue/environments/production/allow', ['companies' => ['42']]);
+        $this->app['config']->set('queue', ['default' => 'memory', 'connections' => ['memory' => ['driver' => 'memory']]]);
+        $this->app->register(QueueServiceProvider::class);
+        $queue = new MemoryQueue();
+        $this->app['queue']->addConnector('memory', static fn (): ConnectorInterface => new class ($queue) implements ConnectorInterface {
+            public function __construct(private readonly MemoryQueue $queue)
+            {
+            }
+
+            public function connect(array $config): MemoryQueue
+            {
+                return $this->queue;
+            }
+        });
+        FlagCheckingJob::$seen = [];
+        FlagCheckingJob::$afterFirst = static function () use ($server): void {
+            $server->admin('POST', '/api/v1/flags/lv_queue/environments/production/disable', ['reason' => 'incident']);
+        };
+        $this->app['queue']->push(FlagCheckingJob::class . '@fire', ['flag' => 'lv_queue']);
+        $this->app['queue']->push(FlagCheckingJob::class . '@fire', ['flag' => 'lv_queue']);
+
+        $options = new WorkerOptions();
+        $options->sleep = 0;
+        $options->memory = 4096;
+        $options->stopWhenEmpty = true;
+        $this->app['queue.worker']->daemon('memory', 'default', $options);
+
+        // The kill switch reached the worker's next job: the same process, the same client.
+        self::assertSame([true, false], FlagCheckingJob::$seen);
     }
 
     /** What the HTTP kernel does: bind the request, route it. */

@@ -11,6 +11,8 @@ use Flagd\Contracts\ProvidesFlagdContext;
 use Flagd\Laravel\Pennant\FlagdPennantDriver;
 use Flagd\Laravel\Pennant\ReadOnlyException;
 use Flagd\Tests\Support\FakeTransport;
+use Flagd\Tests\Support\LaravelApp;
+use Illuminate\Database\Eloquent\Model;
 use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
 use Laravel\Pennant\Contracts\Driver;
 use PHPUnit\Framework\TestCase;
@@ -71,6 +73,18 @@ final class PennantDriverTest extends TestCase
         self::assertEquals(Context::company(42), FlagdPennantDriver::contextFor($company));
         self::assertEquals(Context::company(5, 'u', ['plan' => 'pro']), FlagdPennantDriver::contextFor($custom));
         self::assertEquals(Context::empty(), FlagdPennantDriver::contextFor(null));
+    }
+
+    public function test_it_maps_an_eloquent_user_without_a_company_to_no_company(): void
+    {
+        LaravelApp::load();
+        $model = static fn (array $attributes): Model => (new class () extends Model {
+            protected $guarded = [];
+        })->forceFill($attributes);
+
+        self::assertEquals(new Context(null, '9'), FlagdPennantDriver::contextFor($model(['id' => 9, 'company_id' => null])), 'not company 9');
+        self::assertEquals(Context::company(42, '9'), FlagdPennantDriver::contextFor($model(['id' => 9, 'company_id' => 42])));
+        self::assertEquals(Context::company(42), FlagdPennantDriver::contextFor($model(['id' => 42, 'name' => 'Acme'])), 'a company');
     }
 
     public function test_it_gets_all_features_with_one_bulk_request_per_scope(): void

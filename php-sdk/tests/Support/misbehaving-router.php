@@ -21,6 +21,14 @@ switch ($mode) {
         header('Content-Type: text/html');
         echo '<html><body>502 Bad Gateway</body></html>';
         break;
+    case 'huge':
+        // An error page far larger than any answer: 4 MiB, sent in pieces.
+        http_response_code(502);
+        header('Content-Type: text/html');
+        for ($piece = 0; $piece < 64; $piece++) {
+            echo str_repeat('x', 65536);
+        }
+        break;
     case '429':
         http_response_code(429);
         header('Retry-After: 120');

@@ -375,6 +375,80 @@ final class ClientTest extends TestCase
         self::assertStringContainsString('too deep', $this->logger->messages());
     }
 
+    public function test_it_answers_defaults_for_a_context_json_cannot_carry_and_logs_it_once(): void
+    {
+        $flags = $this->client();
+        $context = Context::company(42, null, ['score' => NAN]);
+
+        self::assertTrue($flags->isEnabled('portal', $context, true));
+        $details = $flags->details('theme', $context, 'classic');
+        self::assertSame(['classic', EvaluationDetails::REASON_ERROR, EvaluationDetails::INVALID_CONTEXT], [$details->value, $details->reason, $details->errorCode]);
+        self::assertSame([], $flags->all($context));
+        self::assertCount(0, $this->transport->requests, 'nothing is sent');
+        self::assertCount(1, $this->logger->records, $this->logger->messages());
+        self::assertStringContainsString('cannot be sent as JSON', $this->logger->messages());
+
+        $this->expectException(FlagdException::class);
+        $this->client(strict: true)->isEnabled('portal', $context);
+    }
+
+    public function test_it_sends_text_that_is_not_utf8_with_replacement_characters(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        $latin1 = "M\xfcller GmbH";
+
+        self::assertTrue($this->client()->isEnabled('portal', Context::company(42, null, ['name' => $latin1])));
+        $sent = json_decode($this->transport->requests[0]['body'], true);
+        self::assertSame("M\u{FFFD}ller GmbH", $sent['context']['name']);
+    }
+
+    public function test_it_turns_an_evaluation_with_fields_of_the_wrong_type_into_that_flags_error(): void
+    {
+        $wrong = [
+            'variant' => ['variant' => ['x' => 1]],
+            'reason' => ['reason' => 7],
+            'errorCode' => ['errorCode' => 404],
+            'errorDetails' => ['errorCode' => 'GENERAL', 'errorDetails' => ['x']],
+            'metadata' => ['metadata' => 'none'],
+        ];
+        $items = [['key' => 'theme', 'value' => 'dark', 'variant' => 'dark', 'reason' => 'STATIC', 'metadata' => []]];
+        foreach ($wrong as $field => $fields) {
+            $items[] = ['key' => "bad_{$field}", 'value' => true] + $fields;
+        }
+        $this->transport->then(new Response(200, ['etag' => '"e1"'], json_encode(['flags' => $items])));
+        $flags = $this->client();
+
+        foreach (array_keys($wrong) as $field) {
+            $details = $flags->details("bad_{$field}", Context::company(42), 'default');
+            self::assertSame(['default', EvaluationDetails::PARSE_ERROR], [$details->value, $details->errorCode], $field);
+            self::assertStringContainsString("`{$field}`", (string) $details->errorMessage);
+        }
+        self::assertSame('dark', $flags->string('theme', 'classic', Context::company(42)), 'the other flags still answer');
+    }
+
+    public function test_it_falls_back_to_no_shared_cache_when_apcu_is_configured_but_off(): void
+    {
+        // The CLI's default (apc.enable_cli=0): artisan commands and queue workers.
+        $script = sprintf(<<<'PHP'
+            require %s;
+            $logger = new Flagd\Tests\Support\MemoryLogger();
+            $flags = Flagd\Client::fromConfig(['cache' => 'apcu', 'url' => 'http://127.0.0.1:9', 'breaker_threshold' => 2], $logger);
+            foreach (range(1, 5) as $company) {
+                $flags->isEnabled('portal', Flagd\Context::company($company));
+            }
+            echo json_encode(['requests' => $flags->requestCount(), 'open' => $flags->breaker()->isOpen(), 'log' => $logger->messages()]);
+            PHP, var_export(dirname(__DIR__) . '/bootstrap.php', true));
+        $output = [];
+        exec(escapeshellarg(PHP_BINARY) . ' -d apc.enable_cli=0 -r ' . escapeshellarg($script) . ' 2>&1', $output, $code);
+        $text = implode("\n", $output);
+        self::assertSame(0, $code, $text);
+        $result = json_decode($text, true);
+        self::assertIsArray($result, $text);
+        self::assertSame(2, $result['requests'], 'the breaker, kept in the process, stops the requests');
+        self::assertTrue($result['open']);
+        self::assertStringContainsString('APCu is not enabled', $result['log']);
+    }
+
     public function test_it_timestamps_a_transport_timeout_in_the_log(): void
     {
         $this->transport->then(new TransportException('Operation timed out (curl error 28)', true));

@@ -29,9 +29,8 @@ final class CheckCommand extends Command
             $attributes[$name] = $value;
         }
         $company = $this->option('company');
-        $companyId = is_string($company) && $company !== ''
-            ? (ctype_digit($company) ? (int) $company : $company)
-            : null;
+        // As typed: flagd compares company ids as strings, so `00042` is not company 42.
+        $companyId = is_string($company) && $company !== '' ? $company : null;
         $targetingKey = $this->option('targeting-key');
         $context = new Context($companyId, is_string($targetingKey) && $targetingKey !== '' ? $targetingKey : null, $attributes);
 

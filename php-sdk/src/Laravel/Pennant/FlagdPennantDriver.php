@@ -14,9 +14,10 @@ use Laravel\Pennant\Contracts\Driver;
  * A read-only Laravel Pennant driver backed by flagd (config/pennant.php:
  * `'stores' => ['flagd' => ['driver' => 'flagd']]`). Flags are defined in flagd, not with
  * `Feature::define`. A scope maps to a context: a Context as is; a company id; a model
- * implementing ProvidesFlagdContext; a model with a `company_id` (its key becomes the
- * targeting key); a model with neither is taken as the company itself (its key). Values
- * come from one bulk evaluation per scope.
+ * implementing ProvidesFlagdContext; a model with a `company_id` attribute, even a null one
+ * (its key becomes the targeting key; null is no company); a model without one is taken as
+ * the company itself (its key), so a user loaded without its `company_id` column should
+ * implement ProvidesFlagdContext. Values come from one bulk evaluation per scope.
  */
 final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
 {
@@ -108,16 +109,18 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
         if ($scope instanceof ProvidesFlagdContext) {
             return $scope->toFlagdContext();
         }
-        if (is_int($scope) || (is_string($scope) && $scope !== '')) {
+        if (self::companyId($scope) !== null) {
             return Context::company($scope);
         }
         if (is_object($scope)) {
-            $company = self::attribute($scope, 'company_id');
-            $key = method_exists($scope, 'getKey') ? $scope->getKey() : self::attribute($scope, 'id');
-            if (is_int($company) || (is_string($company) && $company !== '')) {
-                return Context::company($company, is_scalar($key) ? (string) $key : null);
+            $key = method_exists($scope, 'getKey') ? $scope->getKey() : ($scope->id ?? null);
+            if (self::hasCompanyId($scope)) {
+                // A member of a company, or of none (null): never the company with its own id.
+                $company = method_exists($scope, 'getAttribute') ? $scope->getAttribute('company_id') : ($scope->company_id ?? null);
+
+                return new Context(self::companyId($company), is_scalar($key) ? (string) $key : null);
             }
-            if (is_int($key) || (is_string($key) && $key !== '')) {
+            if (self::companyId($key) !== null) {
                 return Context::company($key);
             }
         }
@@ -125,12 +128,20 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
         return Context::empty();
     }
 
-    private static function attribute(object $model, string $name): mixed
+    /** Whether the model has a `company_id` at all (loaded, even if null). */
+    private static function hasCompanyId(object $model): bool
     {
-        if (method_exists($model, 'getAttribute')) {
-            return $model->getAttribute($name);
+        if (method_exists($model, 'getAttributes')) {
+            // Read the loaded attributes, not getAttribute(): strict models throw for a
+            // column that was not selected.
+            return array_key_exists('company_id', (array) $model->getAttributes());
         }
 
-        return $model->{$name} ?? null;
+        return property_exists($model, 'company_id') || isset($model->company_id);
+    }
+
+    private static function companyId(mixed $value): int|string|null
+    {
+        return is_int($value) || (is_string($value) && $value !== '') ? $value : null;
     }
 }
