@@ -15,10 +15,22 @@ pub(crate) struct Http {
     base: String,
 }
 
+/// How long a pool's requests may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pool {
+    /// Evaluations: each request within `options.timeout`, since a caller waits on it.
+    Requests,
+    /// Snapshots: connecting and every read within `options.timeout`, the whole download
+    /// as long as it keeps arriving. A large environment over a slow link takes longer
+    /// than any one evaluation should, and nobody's getter waits on it.
+    Downloads,
+    /// Change streams: only connecting is bounded, since a stream stays open indefinitely.
+    Streams,
+}
+
 impl Http {
-    /// A pool whose requests time out after `options.timeout`; `streaming` pools only
-    /// bound the connection time, since a change stream stays open indefinitely.
-    pub(crate) fn new(options: &ClientOptions, streaming: bool) -> Result<Self, ClientError> {
+    /// A pool for `options.url` and `options.token`, its time limits set by `pool`.
+    pub(crate) fn new(options: &ClientOptions, pool: Pool) -> Result<Self, ClientError> {
         let base = options.url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::Options(format!(
@@ -31,7 +43,11 @@ impl Http {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
         let builder = reqwest::Client::builder().default_headers(headers).connect_timeout(options.timeout);
-        let builder = if streaming { builder } else { builder.timeout(options.timeout) };
+        let builder = match pool {
+            Pool::Requests => builder.timeout(options.timeout),
+            Pool::Downloads => builder.read_timeout(options.timeout),
+            Pool::Streams => builder,
+        };
         let client = builder.build().map_err(|e| ClientError::Options(e.to_string()))?;
         Ok(Self { client, base })
     }

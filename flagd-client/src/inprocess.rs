@@ -2,6 +2,12 @@
 //! flagd-core and evaluated locally, so a getter costs an evaluation and no I/O. A change
 //! stream (server-sent events) says when to fetch a new snapshot; when the stream drops,
 //! the client reconnects with backoff and goes on serving the snapshot it holds.
+//!
+//! Two things can make a snapshot lag its stream. Behind a load balancer, the snapshot
+//! request may reach another replica than the stream's, one that has not applied the
+//! change yet: the client asks again until the snapshot reaches the change. And a server
+//! whose sequence went back (its database restored from a backup, or replaced) announces
+//! numbers below the snapshot held: a stream that starts there is followed, not ignored.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::details::{Details, FlagType};
 use crate::error::ClientError;
-use crate::http::{self, Http};
+use crate::http::{self, Http, Pool};
 use crate::options::ClientOptions;
 use crate::sse;
 
@@ -29,6 +35,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// The server sends a keep-alive comment every 15 s; silence for longer means the
 /// connection is dead even if TCP has not noticed.
 const IDLE_LIMIT: Duration = Duration::from_secs(45);
+/// How long a snapshot may stay behind the change its stream announced (replicas apply a
+/// change within their sync interval) before the stream is dropped and reopened.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
 /// A client evaluating locally from a followed snapshot. Dropping it stops following.
 #[derive(Debug)]
@@ -96,12 +105,14 @@ struct Open {
     parser: sse::Parser,
 }
 
-/// How to reach the server: a pool for requests and one for the endless stream.
+/// How to reach the server: a pool for snapshots and one for the endless stream.
 #[derive(Debug)]
 struct Link {
-    requests: Http,
+    downloads: Http,
     streams: Http,
     stream_path: String,
+    /// How long opening the stream may wait for the server's answer.
+    timeout: Duration,
     max_backoff: Duration,
 }
 
@@ -115,9 +126,10 @@ impl InProcessClient {
             None => "/api/v1/stream".to_owned(),
         };
         let link = Link {
-            requests: Http::new(options, false)?,
-            streams: Http::new(options, true)?,
+            downloads: Http::new(options, Pool::Downloads)?,
+            streams: Http::new(options, Pool::Streams)?,
             stream_path,
+            timeout: options.timeout,
             max_backoff: options.max_backoff.max(MIN_BACKOFF),
         };
         let shared = Arc::new(Shared {
@@ -197,14 +209,22 @@ impl InProcessClient {
 impl Link {
     /// Opens the change stream and loads the snapshot its first event names.
     async fn open(&self, shared: &Shared) -> Result<Open, ClientError> {
-        let response = http::expect(http::send(self.streams.get(&self.stream_path)).await?, &[]).await?;
+        // A peer that accepts and never answers (a balancer before a dead backend) must
+        // not hold the reconnection up for ever.
+        let answer = tokio::time::timeout(self.timeout, http::send(self.streams.get(&self.stream_path)))
+            .await
+            .map_err(|_| ClientError::Protocol {
+                url: self.streams.url(&self.stream_path),
+                message: format!("no answer within {:?}", self.timeout),
+            })??;
+        let response = http::expect(answer, &[]).await?;
         shared.connected.store(true, Ordering::Relaxed);
         let mut open = Open { body: Box::pin(response.bytes_stream()), parser: sse::Parser::default() };
         let first = self.next_change(&mut open).await?.ok_or_else(|| ClientError::Protocol {
             url: self.streams.url(&self.stream_path),
             message: "the change stream ended before its first event".into(),
         })?;
-        self.apply(shared, &first).await?;
+        self.apply(shared, &first, true).await?;
         Ok(open)
     }
 
@@ -227,26 +247,65 @@ impl Link {
         }
     }
 
-    /// Fetches and installs the snapshot unless the one held is as new.
-    async fn apply(&self, shared: &Shared, change: &Change) -> Result<(), ClientError> {
-        let held = shared.seq();
-        if held.is_some_and(|seq| seq >= change.seq) {
-            return Ok(());
+    /// Brings the snapshot served up to `change`: fetched until it is at least that new
+    /// (see the module docs), or, where a stream starts behind the snapshot held, replaced
+    /// by what the server serves now.
+    async fn apply(&self, shared: &Shared, change: &Change, starts_stream: bool) -> Result<(), ClientError> {
+        let mut went_back = starts_stream && shared.seq().is_some_and(|held| held > change.seq);
+        if went_back {
+            tracing::warn!(
+                held = ?shared.seq(),
+                announced = change.seq,
+                "flagd's change sequence went back (its database restored or replaced?): following it"
+            );
         }
-        let path = format!("/api/v1/environments/{}/snapshot", change.environment);
-        let mut request = self.requests.get(&path);
+        let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
+        let mut pause = MIN_BACKOFF;
+        loop {
+            let held = if went_back { None } else { shared.seq() };
+            if held.is_some_and(|seq| seq >= change.seq) {
+                return Ok(());
+            }
+            if let Some(snapshot) = self.fetch(&change.environment, held).await? {
+                went_back = false;
+                let seq = snapshot.seq;
+                install(shared, snapshot)?;
+                if seq >= change.seq {
+                    return Ok(());
+                }
+            }
+            // Answered by a replica that has not applied the change yet: ask again.
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(ClientError::Protocol {
+                    url: self.downloads.url(&snapshot_path(&change.environment)),
+                    message: format!("the snapshot stayed behind change {} for {CATCH_UP_LIMIT:?}", change.seq),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(self.max_backoff);
+        }
+    }
+
+    /// The environment's snapshot if it is newer than `held` (a server behind `held`
+    /// answers its older one, which is not taken).
+    async fn fetch(&self, environment: &str, held: Option<i64>) -> Result<Option<EnvironmentSnapshot>, ClientError> {
+        let mut request = self.downloads.get(&snapshot_path(environment));
         if let Some(seq) = held {
             request = request.header(IF_NONE_MATCH, format!("\"{seq}\""));
         }
         let response = http::expect(http::send(request).await?, &[StatusCode::NOT_MODIFIED]).await?;
         if response.status() == StatusCode::NOT_MODIFIED {
-            return Ok(());
+            return Ok(None);
         }
         let etag_seq = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let snapshot: EnvironmentSnapshot = http::json(response).await?;
         tracing::debug!(environment = %snapshot.environment, seq = snapshot.seq, etag = ?etag_seq, "flagd snapshot");
-        install(shared, snapshot)
+        Ok(held.is_none_or(|seq| snapshot.seq > seq).then_some(snapshot))
     }
+}
+
+fn snapshot_path(environment: &str) -> String {
+    format!("/api/v1/environments/{environment}/snapshot")
 }
 
 fn install(shared: &Shared, snapshot: EnvironmentSnapshot) -> Result<(), ClientError> {
@@ -263,26 +322,43 @@ fn install(shared: &Shared, snapshot: EnvironmentSnapshot) -> Result<(), ClientE
 async fn follow(shared: Arc<Shared>, link: Link, first: Open) {
     let mut open = Some(first);
     let mut backoff = MIN_BACKOFF;
+    let mut failures = 0_u32;
     loop {
         if let Some(stream) = open.take() {
-            backoff = MIN_BACKOFF;
+            let opened = tokio::time::Instant::now();
             if let Err(e) = read_changes(&shared, &link, stream).await {
                 tracing::warn!(error = %e, "flagd change stream lost; serving the last snapshot while reconnecting");
+            }
+            // Only a stream that lasted earns a quick reconnection: one dropped at once
+            // (a failing snapshot, a proxy cutting it) must not be reopened 20 times a second.
+            if opened.elapsed() >= link.max_backoff {
+                backoff = MIN_BACKOFF;
             }
         }
         shared.connected.store(false, Ordering::Relaxed);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(link.max_backoff);
         match link.open(&shared).await {
-            Ok(stream) => open = Some(stream),
-            Err(e) => tracing::debug!(error = %e, retry_in = ?backoff, "flagd reconnect failed"),
+            Ok(stream) => {
+                failures = 0;
+                open = Some(stream);
+            }
+            Err(e) => {
+                failures += 1;
+                // The first failure of an outage is news; the retries after it are not.
+                if failures == 1 {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "flagd reconnect failed; retrying with backoff");
+                } else {
+                    tracing::debug!(error = %e, retry_in = ?backoff, failures, "flagd reconnect failed");
+                }
+            }
         }
     }
 }
 
 async fn read_changes(shared: &Shared, link: &Link, mut open: Open) -> Result<(), ClientError> {
     while let Some(change) = link.next_change(&mut open).await? {
-        link.apply(shared, &change).await?;
+        link.apply(shared, &change, false).await?;
     }
     Ok(())
 }

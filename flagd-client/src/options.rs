@@ -12,7 +12,10 @@ pub struct ClientOptions {
     pub token: String,
     /// The environment to follow in-process; `None` means the evaluate token's own.
     pub environment: Option<String>,
-    /// Longest time any one request may take; a getter never waits longer than this.
+    /// Longest time any one request may take; a getter never waits longer than this. An
+    /// in-process snapshot download may take longer as long as it keeps arriving: each
+    /// read must come within this time, since a large environment over a slow link takes
+    /// longer than an evaluation and no getter waits on it.
     pub timeout: Duration,
     /// Remote mode: how long an answer is served from the cache before it is revalidated.
     pub cache_ttl: Duration,

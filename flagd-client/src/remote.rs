@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::details::{Details, FlagType, error_code_named, reason_named};
 use crate::error::ClientError;
-use crate::http::{self, Http};
+use crate::http::{self, Http, Pool};
 use crate::options::ClientOptions;
 
 /// A stale answer is kept this many TTLs, to be revalidated cheaply or served while the
@@ -103,7 +103,7 @@ impl RemoteClient {
             .max_capacity(options.cache_capacity)
             .time_to_live(ttl.saturating_mul(STALE_TTLS).max(Duration::from_secs(1)))
             .build();
-        Ok(Self { http: Http::new(options, false)?, ttl, cache })
+        Ok(Self { http: Http::new(options, Pool::Requests)?, ttl, cache })
     }
 
     /// A boolean flag, or `default`.
