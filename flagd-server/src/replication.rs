@@ -40,6 +40,17 @@ pub fn spawn(service: Arc<Service>, options: ReplicaOptions) -> tokio::task::Joi
     service.spawn_on_control(follow(Arc::clone(&service), options))
 }
 
+/// What ended the follower's pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    /// The pause ran out: poll if `--sync-interval` has passed, beat if a second has.
+    Timer,
+    /// PostgreSQL announced a commit (or the loop starts): poll now.
+    Commit,
+    /// This replica applied its own write: only the heartbeat is due.
+    OwnWrite,
+}
+
 async fn follow(service: Arc<Service>, options: ReplicaOptions) {
     let wake = Arc::new(Notify::new());
     service.store().watch_commits(Arc::clone(&wake));
@@ -48,14 +59,29 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
     let mut last_beat: Option<Instant> = None;
     let mut failing = false;
     let mut cached_seq = None;
-    let mut woken_by_own_write = false;
+    let mut woken = Woken::Commit;
+    let mut polled: Option<Instant> = None;
+    // The heartbeat keeps its own pace whatever `--sync-interval` is: a replica that polls
+    // once a minute must still count as live, and so as behind in a wait until it polls,
+    // rather than drop out of the cluster view and let the wait pass it by.
+    let pause = options.sync_interval.min(HEARTBEAT_EVERY);
     // Until the first look says otherwise, assume replicas that wait on this one's heartbeat.
     let mut others_live = true;
     let mut looked_at: Option<Instant> = None;
     loop {
-        // This replica's own write is applied already, and it applied every earlier change
-        // first: only the heartbeat is due. Other replicas' changes come with the next poll.
-        let caught_up = if woken_by_own_write { Ok(false) } else { service.catch_up().await };
+        // After its own write a replica has applied every earlier change already (it did so
+        // first): other replicas' changes come with the next poll.
+        let poll = match woken {
+            Woken::Commit => true,
+            Woken::OwnWrite => false,
+            Woken::Timer => polled.is_none_or(|at| at.elapsed() >= options.sync_interval),
+        };
+        let caught_up = if poll {
+            polled = Some(Instant::now());
+            service.catch_up().await
+        } else {
+            Ok(false)
+        };
         match caught_up {
             Ok(true) => last_beat = None,
             Ok(false) => {}
@@ -92,9 +118,9 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
         if let Some(path) = &options.snapshot_cache {
             cached_seq = write_cache(&service, path, cached_seq).await;
         }
-        woken_by_own_write = tokio::select! {
-            () = tokio::time::sleep(options.sync_interval) => false,
-            () = wake.notified() => false,
+        woken = tokio::select! {
+            () = tokio::time::sleep(pause) => Woken::Timer,
+            () = wake.notified() => Woken::Commit,
             // A local write was applied: report it at once, so cluster-wide waits on other
             // replicas see it. A replica alone (the usual single server) saves that
             // transaction per write; one that starts later sees the next periodic heartbeat.
@@ -102,7 +128,7 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
                 if others_live {
                     last_beat = None;
                 }
-                true
+                Woken::OwnWrite
             }
             () = service.closed() => break,
         };
@@ -221,7 +247,17 @@ impl Service {
         let mut applied = self.snapshots().subscribe();
         let _ = tokio::time::timeout_at(deadline, applied.wait_for(|applied| *applied >= seq)).await;
         loop {
-            let view = self.cluster().await?;
+            let view = match self.cluster().await {
+                Ok(view) => view,
+                // The change is committed; a database blip only delays the answer. Keep
+                // asking until the deadline rather than fail a wait that may yet succeed.
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, seq, "cannot read the replicas' heartbeats; retrying");
+                    tokio::time::sleep(WAIT_POLL).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let behind: Vec<&ReplicaView> = view.replicas.iter().filter(|r| r.applied_seq < seq).collect();
             if behind.is_empty() {
                 return Ok(view);

@@ -229,3 +229,29 @@ fn a_write_on_one_replica_does_not_skip_what_another_committed_just_before() {
         assert_eq!(served.body["value"], json!(true), "{backend}: A applied B's earlier change: {}", served.body);
     }
 }
+
+#[test]
+fn a_replica_that_polls_seldom_stays_in_the_wait_as_behind_until_it_polls() {
+    for (backend, shared) in databases("seldom").unwrap() {
+        if backend == "postgres" {
+            // NOTIFY wakes every replica at once: there a long interval is never behind.
+            continue;
+        }
+        let a = replica(&shared);
+        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        let slow = Server::start_with(&polling_once_a_minute(&shared)).unwrap();
+        let slow_id = own_id(&slow);
+        // Longer than a heartbeat counts (3 s): the replica must still be in the view.
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            assert!(cluster_ids(&a).contains(&slow_id), "{backend}: the seldom-polling replica left the view");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+
+        let off = a.admin().quick_op(FLAG, "production", "disable", Some(&json!({"reason": "incident"}))).unwrap();
+        let version = off["version"].as_i64().unwrap();
+        let waited = a.admin().get(&format!("/api/v1/wait?seq={version}&timeoutMs=1000")).unwrap();
+        assert_eq!(waited.status, 504, "{backend}: the wait passed a replica that has not applied it: {}", waited.body);
+        assert!(waited.body.to_string().contains(&slow_id), "{backend}: the laggard is named: {}", waited.body);
+    }
+}
