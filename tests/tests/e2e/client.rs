@@ -10,10 +10,10 @@ use flagd_tests::{Client, Server, ServerOptions, free_port};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
-const FLAG: &str = "portal";
+pub(crate) const FLAG: &str = "portal";
 
 /// `portal` enabled in production for everyone (fallthrough `on`), and an evaluate token.
-fn set_up(server: &Server) -> String {
+pub(crate) fn set_up(server: &Server) -> String {
     let admin = server.admin();
     admin.create_flag(&json!({"key": FLAG})).unwrap();
     let config = json!({"state": "ENABLED", "fallthrough": {"variant": "on"}});
@@ -21,22 +21,22 @@ fn set_up(server: &Server) -> String {
     admin.create_token("in-process", "evaluate", Some("production")).unwrap()
 }
 
-fn toggle(admin: &Client, on: bool) -> i64 {
+pub(crate) fn toggle(admin: &Client, on: bool) -> i64 {
     let op = if on { "enable" } else { "disable" };
     let write = admin.quick_op(FLAG, "production", op, Some(&json!({"reason": "client test"}))).unwrap();
     write["version"].as_i64().unwrap()
 }
 
-fn runtime() -> Runtime {
+pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-fn ctx() -> EvaluationContext {
+pub(crate) fn ctx() -> EvaluationContext {
     EvaluationContext::new().with_company(42).with_targeting_key("user-1")
 }
 
 /// Polls `condition` every few milliseconds until it holds or `deadline` passes.
-fn eventually(deadline: Duration, condition: impl Fn() -> bool) -> bool {
+pub(crate) fn eventually(deadline: Duration, condition: impl Fn() -> bool) -> bool {
     let until = Instant::now() + deadline;
     while Instant::now() < until {
         if condition() {

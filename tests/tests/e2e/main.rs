@@ -14,4 +14,5 @@ mod ofrep_clients;
 mod outage;
 mod priority;
 mod replicas;
+mod snapshot_lag;
 mod ui;
