@@ -117,16 +117,26 @@ impl Service {
 
     /// Makes sure an admin token exists: the given value (created if missing), or a new
     /// one, returned so that it can be printed once, when there is no admin token at all.
+    ///
+    /// Replicas of one deployment start together with the same `--admin-token`, so the
+    /// decision is taken again inside the write, which holds the change-sequence lock: a
+    /// replica that lost the race finds the winner's token there and writes nothing.
     pub(super) async fn ensure_admin_token(&self, given: Option<&str>) -> Result<Option<String>, ApiError> {
+        // Every start but the first finds the token already there, without taking the
+        // write lock.
         let existing = self.store.begin_read().await?.tokens().await?;
-        let (value, name) = match given {
-            Some(v) if existing.iter().any(|t| t.hash == hash_token(v)) => return Ok(None),
-            Some(v) => (v.to_owned(), "admin (--admin-token)"),
-            None if existing.iter().any(|t| t.role == Role::Admin && t.revoked_at.is_none()) => return Ok(None),
-            None => (generate_token(), "admin (generated at first start)"),
-        };
+        if !admin_token_missing(&existing, given) {
+            return Ok(None);
+        }
         let system = Principal::system();
         let mut write = self.begin(&system, None).await?;
+        if !admin_token_missing(&write.tx.tokens().await?, given) {
+            return Ok(None);
+        }
+        let (value, name) = match given {
+            Some(v) => (v.to_owned(), "admin (--admin-token)"),
+            None => (generate_token(), "admin (generated at first start)"),
+        };
         let token = Token {
             id: generate_id(),
             name: name.to_owned(),
@@ -140,5 +150,18 @@ impl Service {
         write.audit("token.create", Subject::default(), None, to_json(&token));
         self.commit(write).await?;
         Ok(given.is_none().then_some(value))
+    }
+}
+
+/// Whether [`Service::ensure_admin_token`] has a token to create among `existing`: the
+/// given value when no token has its hash (whatever its role or state: a revoked token
+/// stays revoked), or a generated one when there is no live admin token.
+fn admin_token_missing(existing: &[Token], given: Option<&str>) -> bool {
+    match given {
+        Some(value) => {
+            let hash = hash_token(value);
+            !existing.iter().any(|t| t.hash == hash)
+        }
+        None => !existing.iter().any(|t| t.role == Role::Admin && t.revoked_at.is_none()),
     }
 }

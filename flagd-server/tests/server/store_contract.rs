@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Once};
 
 use flagd_core::{EnvironmentConfig, FlagDefinition, FlagState, Segment, Serve};
+use flagd_server::auth::hash_token;
+use flagd_server::service::Service;
 use flagd_server::store::{
     self, AuditEvent, AuditQuery, ChangeScope, ConfigLookup, Environment, Replica, Role, Store, StoreError,
     StoredConfig, StoredFlag, StoredSegment, Token,
@@ -183,6 +185,8 @@ contract!(
     ping_and_current_seq,
     heartbeats_are_recorded_updated_and_forgotten,
     changes_since_name_what_later_writes_touched,
+    replicas_starting_together_with_a_new_admin_token_store_it_once,
+    replicas_first_starting_together_without_an_admin_token_generate_one,
 );
 
 const T0: i64 = 1_700_000_000_000;
@@ -922,4 +926,64 @@ async fn changes_since_name_what_later_writes_touched(store: Arc<dyn Store>, _ur
     since_first.sort_by(|a, b| a.environment.cmp(&b.environment));
     assert_eq!(since_first, vec![scope(None), scope(Some("production"))], "distinct, later writes only");
     assert_eq!(read.changes_since(seqs[3]).await.unwrap(), vec![]);
+}
+
+/// Starts a replica on each of `stores` at once, all given `admin_token`; returns each
+/// start's generated admin token, or its error.
+async fn start_together(stores: &[Arc<dyn Store>], admin_token: Option<&str>) -> Vec<Result<Option<String>, String>> {
+    let starts: Vec<_> = stores
+        .iter()
+        .map(|store| {
+            let (store, given) = (Arc::clone(store), admin_token.map(str::to_owned));
+            tokio::spawn(async move {
+                let started = Service::start(store, given.as_deref()).await;
+                started.map(|(_, startup)| startup.generated_admin_token).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for start in starts {
+        outcomes.push(start.await.unwrap());
+    }
+    outcomes
+}
+
+/// `store` and further stores on `url`, as many as `replicas`: processes of their own.
+async fn replicas_of(store: Arc<dyn Store>, url: &str, replicas: usize) -> Vec<Arc<dyn Store>> {
+    let mut stores = vec![store];
+    while stores.len() < replicas {
+        stores.push(store::connect(url).await.unwrap());
+    }
+    stores
+}
+
+async fn admin_tokens(store: &dyn Store) -> Vec<Token> {
+    let tokens = store.begin_read().await.unwrap().tokens().await.unwrap();
+    tokens.into_iter().filter(|t| t.role == Role::Admin).collect()
+}
+
+/// Every replica of a deployment starts with the same `--admin-token`, a new one at the
+/// first deploy and at each rotation: however many start at once, the token is stored
+/// once, and none fails.
+async fn replicas_starting_together_with_a_new_admin_token_store_it_once(store: Arc<dyn Store>, url: String) {
+    let stores = replicas_of(store, &url, 6).await;
+    for round in 0..3 {
+        let value = format!("rotated-admin-token-{round}-{:016x}", rand::random::<u64>());
+        let outcomes = start_together(&stores, Some(&value)).await;
+        assert!(outcomes.iter().all(|o| o == &Ok(None)), "round {round}: {outcomes:?}");
+        let stored = admin_tokens(&*stores[0]).await;
+        assert_eq!(stored.iter().filter(|t| t.hash == hash_token(&value)).count(), 1, "round {round}");
+        assert_eq!(stored.len(), round + 1, "round {round}: one new token per round");
+    }
+}
+
+/// Replicas starting together for the first time without an admin token: one makes one
+/// up and shows it, the others start with that one.
+async fn replicas_first_starting_together_without_an_admin_token_generate_one(store: Arc<dyn Store>, url: String) {
+    let stores = replicas_of(store, &url, 6).await;
+    let outcomes = start_together(&stores, None).await;
+    let generated: Vec<String> = outcomes.into_iter().filter_map(|outcome| outcome.unwrap()).collect();
+    assert_eq!(generated.len(), 1, "one replica generates the admin token: {generated:?}");
+    let stored = admin_tokens(&*stores[0]).await;
+    assert_eq!(stored.iter().map(|t| t.hash.clone()).collect::<Vec<_>>(), [hash_token(&generated[0])]);
 }
