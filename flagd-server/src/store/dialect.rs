@@ -5,19 +5,43 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use sqlx::migrate::Migrator;
 
 use super::StoreError;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/mysql");
+/// Without sqlx's lock, which is none on MariaDB: `SqlStore` takes one of its own.
+static MYSQL_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations/mysql");
+    migrator.set_locking(false);
+    migrator
+});
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// SQLite's busy timeout: a writer from another process waits this long for the write
 /// lock before failing. Writers of one process queue in-process instead (see
 /// [`SqlDialect::queues_writers_in_process`]).
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// See [`SqlDialect::migration_turns`].
+#[derive(Debug, Clone, Copy)]
+pub enum MigrationTurns {
+    /// sqlx's own migration lock.
+    Sqlx,
+    /// A lock of the session holding it, taken and released by a query each; sqlx's
+    /// lock is left out (see [`SqlDialect::migrator`]).
+    SessionLock {
+        /// Binds the longest wait in seconds; answers `locked`: 1 when taken, 0 when the
+        /// wait ran out, NULL on an error.
+        take: &'static str,
+        /// Answers `released`.
+        release: &'static str,
+    },
+    /// One transaction, opened with this statement, around the whole run.
+    WriteTransaction(&'static str),
+}
 
 /// The SQL backend behind a database URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,12 +170,36 @@ impl SqlDialect {
         }
     }
 
-    /// The embedded migrations.
+    /// The embedded migrations. On MySQL they take no lock: the caller holds the one of
+    /// [`SqlDialect::migration_turns`] on the connection they run on.
     pub fn migrator(self) -> &'static Migrator {
         match self {
             Self::Sqlite => &SQLITE_MIGRATIONS,
-            Self::MySql => &MYSQL_MIGRATIONS,
+            Self::MySql => LazyLock::force(&MYSQL_MIGRATIONS),
             Self::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// How processes starting together take turns to run the migrations: the first
+    /// applies them, the others then find them applied.
+    pub const fn migration_turns(self) -> MigrationTurns {
+        match self {
+            // sqlx's MySQL lock is `GET_LOCK(name, -1)` with its answer ignored: MariaDB
+            // refuses a negative timeout (NULL, warning 1411), so there was no lock, and
+            // MySQL's DDL commits as it goes. MySQL's locks belong to the whole server,
+            // hence the database's name in the lock's; hashed, since a lock name is at most
+            // 64 characters.
+            Self::MySql => MigrationTurns::SessionLock {
+                take: "SELECT GET_LOCK(CONCAT('flagd-migrations-', SHA1(COALESCE(DATABASE(), ''))), ?) AS locked",
+                release: "SELECT RELEASE_LOCK(CONCAT('flagd-migrations-', SHA1(COALESCE(DATABASE(), '')))) AS released",
+            },
+            // sqlx takes no lock on SQLite: each process found nothing applied, and all
+            // but the first then failed on a table that already existed. The write lock,
+            // taken before sqlx reads what is applied and held until everything is,
+            // queues them (sqlx's own transactions become savepoints inside it).
+            Self::Sqlite => MigrationTurns::WriteTransaction("BEGIN IMMEDIATE"),
+            // A real advisory lock, and the migrations are transactions.
+            Self::Postgres => MigrationTurns::Sqlx,
         }
     }
 

@@ -31,6 +31,12 @@ pub enum StoreError {
     /// Migrations failed at start.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another process held the lock on running the migrations for longer than a
+    /// migration can take, or the database would not give it.
+    #[error(
+        "cannot take the lock on running the migrations ({0}): another flagd-server may be stuck migrating this database"
+    )]
+    MigrationLock(String),
     /// A stored JSON document did not parse (corruption or a downgrade).
     #[error("stored {what} is unreadable: {source}")]
     Corrupt { what: &'static str, source: serde_json::Error },

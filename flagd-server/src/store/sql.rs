@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::dialect::SqlDialect;
+use super::dialect::{MigrationTurns, SqlDialect};
 use super::{
     AuditEvent, AuditPage, AuditQuery, ChangeScope, ConfigLookup, Environment, MAX_AUDIT_PAGE_BYTES,
     MAX_DOCUMENT_BYTES, NewAuditEvent, Replica, Role, Store, StoreError, StoredConfig, StoredFlag, StoredSegment,
@@ -30,6 +30,11 @@ const GROWTH_OVER_LIMIT: usize = 1024;
 /// How long a request waits for a database connection before reporting the database
 /// as unavailable.
 const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long a starting server waits for another to finish migrating a MySQL database
+/// (see [`SqlStore::migrate_holding`]): far longer than the migrations take, but not
+/// forever. (On SQLite the busy timeout applies.)
+const MIGRATION_TURN_WAIT_S: i64 = 600;
 
 /// The most audit events one query returns.
 const AUDIT_LIMIT_CAP: u32 = 1000;
@@ -81,8 +86,44 @@ impl SqlStore {
     }
 
     async fn prepare_schema(&self) -> Result<(), StoreError> {
-        self.dialect.migrator().run(&self.pool).await?;
+        let migrator = self.dialect.migrator();
+        match self.dialect.migration_turns() {
+            MigrationTurns::Sqlx => migrator.run(&self.pool).await?,
+            MigrationTurns::SessionLock { take, release } => self.migrate_holding(take, release).await?,
+            MigrationTurns::WriteTransaction(begin) => {
+                let _queued = self.queue_writer().await;
+                let mut tx = self.writer.begin_with(begin).await?;
+                // `run_direct`, not `run`: sqlx's own way around rustc failing to prove
+                // `run(&mut *tx)`'s future `Send` ("`Acquire` is not general enough").
+                migrator.run_direct(&mut *tx).await?;
+                tx.commit().await?;
+            }
+        }
         self.ensure_sequence_row().await
+    }
+
+    /// Runs the migrations holding the session lock that `take` takes and `release`
+    /// releases (see [`MigrationTurns::SessionLock`]).
+    async fn migrate_holding(&self, take: &str, release: &str) -> Result<(), StoreError> {
+        // The lock belongs to the session, so the migrations run on the connection that
+        // holds it; one taken out of the pool and closed afterwards, which releases the
+        // lock even if the query releasing it failed, rather than returned to the pool
+        // still holding it.
+        let mut conn = self.pool.acquire().await?.detach();
+        let locked: Option<i64> =
+            sqlx::query(take).bind(MIGRATION_TURN_WAIT_S).fetch_one(&mut conn).await?.try_get("locked")?;
+        let migrated = match locked {
+            // `run_direct`: see `prepare_schema`.
+            Some(1) => self.dialect.migrator().run_direct(&mut conn).await.map_err(StoreError::from),
+            Some(_) => Err(StoreError::MigrationLock(format!("no turn within {MIGRATION_TURN_WAIT_S} s"))),
+            None => Err(StoreError::MigrationLock("the database refused it".to_owned())),
+        };
+        let released = sqlx::query(release).execute(&mut conn).await;
+        let closed = conn.close().await;
+        migrated?;
+        released?;
+        closed?;
+        Ok(())
     }
 
     /// The migration creates the row; this restores it if someone deleted it. Two

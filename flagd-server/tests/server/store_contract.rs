@@ -189,6 +189,32 @@ contract!(
     replicas_first_starting_together_without_an_admin_token_generate_one,
 );
 
+/// Tests that need a database of their own per round instead of the one [`run`] prepares.
+macro_rules! fresh_database_tests {
+    ($($case:ident),* $(,)?) => {
+        mod fresh {
+            $(
+                mod $case {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn sqlite() {
+                        super::super::$case(super::super::Backend::Sqlite).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn mysql() {
+                        super::super::$case(super::super::Backend::MySql).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn postgres() {
+                        super::super::$case(super::super::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+fresh_database_tests!(stores_opened_together_on_a_fresh_database_all_migrate_it);
+
 const T0: i64 = 1_700_000_000_000;
 
 fn flag(key: &str, description: &str, at: i64) -> StoredFlag {
@@ -926,6 +952,43 @@ async fn changes_since_name_what_later_writes_touched(store: Arc<dyn Store>, _ur
     since_first.sort_by(|a, b| a.environment.cmp(&b.environment));
     assert_eq!(since_first, vec![scope(None), scope(Some("production"))], "distinct, later writes only");
     assert_eq!(read.changes_since(seqs[3]).await.unwrap(), vec![]);
+}
+
+/// Replicas of one deployment start at the same moment, each running the migrations. On
+/// MariaDB sqlx's own migration lock is no lock at all, and MySQL's DDL is not
+/// transactional: replicas racing there died, and could leave a migration marked
+/// half-applied, which failed every later start.
+async fn stores_opened_together_on_a_fresh_database_all_migrate_it(backend: Backend) {
+    const ROUNDS: usize = 5;
+    const STORES: usize = 6;
+    for round in 0..ROUNDS {
+        let Some(scratch) = Scratch::create(backend).await else { return };
+        let url = scratch.url().to_owned();
+        let opening: Vec<_> = (0..STORES)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { store::connect(&url).await.map(drop) })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for opened in opening {
+            if let Err(e) = opened.await.unwrap() {
+                failures.push(e.to_string());
+            }
+        }
+        // A later start must find the schema whole, not half-applied.
+        let later = match store::connect(&url).await {
+            Ok(store) => store.current_seq().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        scratch.remove().await;
+        assert!(
+            failures.is_empty(),
+            "{backend:?}, round {round}: {} of {STORES} failed: {failures:#?}",
+            failures.len()
+        );
+        assert_eq!(later, Ok(0), "{backend:?}, round {round}: a start after them");
+    }
 }
 
 /// Starts a replica on each of `stores` at once, all given `admin_token`; returns each

@@ -1,7 +1,8 @@
 //! Several flagd-server processes on one database (SQLite file, MariaDB, PostgreSQL):
 //! a kill switch thrown on one replica is served by the others, the cluster-wide wait
 //! returns only once it is, stopped replicas leave the cluster view, concurrent writers
-//! on different replicas lose no update, and `kill -9` loses no acknowledged write.
+//! on different replicas lose no update, `kill -9` loses no acknowledged write, and
+//! replicas started at the same moment on a new database all come up.
 //!
 //! MariaDB and PostgreSQL come from `FLAGD_TEST_MYSQL_URL` / `FLAGD_TEST_POSTGRES_URL`
 //! (as for the store contract); each test creates a database of its own there and drops
@@ -254,4 +255,58 @@ fn a_replica_that_polls_seldom_stays_in_the_wait_as_behind_until_it_polls() {
         assert_eq!(waited.status, 504, "{backend}: the wait passed a replica that has not applied it: {}", waited.body);
         assert!(waited.body.to_string().contains(&slow_id), "{backend}: the laggard is named: {}", waited.body);
     }
+}
+
+/// A deployment's replicas start at the same moment on a new database, all with one new
+/// `--admin-token`: each runs the migrations and makes sure of the admin token. All come
+/// up, one admin token is stored, and a flag written on one is served by all. Several
+/// rounds, each on new databases, since a race need not show every time; every failed
+/// start is reported at the end, so that one backend's do not hide another's.
+#[test]
+fn replicas_started_together_on_a_new_database_all_come_up() {
+    const ROUNDS: usize = 3;
+    const REPLICAS: usize = 4;
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        for (backend, shared) in databases("together").unwrap() {
+            let options = ServerOptions { database_url: Some(shared.url.clone()), ..ServerOptions::default() };
+            let started: Vec<_> = std::thread::scope(|s| {
+                let starting: Vec<_> = (0..REPLICAS).map(|_| s.spawn(|| Server::start_with(&options))).collect();
+                starting.into_iter().map(|start| start.join().unwrap()).collect()
+            });
+            let (servers, failed): (Vec<_>, Vec<_>) = started.into_iter().partition(Result::is_ok);
+            if !failed.is_empty() {
+                let logs: Vec<String> = failed.into_iter().filter_map(Result::err).map(|e| e.0).collect();
+                failures.push(format!(
+                    "{backend}, round {round}: {} of {REPLICAS} did not start:\n{}",
+                    logs.len(),
+                    logs.join("\n")
+                ));
+                continue;
+            }
+            let servers: Vec<Server> = servers.into_iter().map(Result::unwrap).collect();
+            let admin = servers[0].admin();
+            let tokens = admin.get("/api/v1/tokens").unwrap().body;
+            let admins = tokens["tokens"].as_array().unwrap().iter().filter(|t| t["role"] == "admin").count();
+            assert_eq!(admins, 1, "{backend}, round {round}: {tokens}");
+            admin.create_flag(&json!({"key": FLAG})).unwrap();
+            admin
+                .set_config(FLAG, "production", &json!({"state": "ENABLED", "fallthrough": {"variant": "on"}}))
+                .unwrap();
+            let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
+            for server in &servers {
+                eventually(
+                    &format!("{backend}, round {round}: the flag reaches {}", server.url()),
+                    Duration::from_secs(5),
+                    || {
+                        server
+                            .client(Some(&token))
+                            .ofrep(FLAG, &json!({"companyId": 42}))
+                            .is_ok_and(|r| r.body["value"] == json!(true))
+                    },
+                );
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} rounds with failed starts:\n{}", failures.len(), failures.join("\n"));
 }
