@@ -60,6 +60,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What an operator reads when this error ends the server's start (or a retry of it):
+    /// the detail an API caller is not shown, since there is no caller to keep it from.
+    pub fn for_operator(&self) -> String {
+        match self {
+            Self::Internal(detail) => detail.clone(),
+            Self::Unavailable(source) => format!("the database is unavailable: {source}"),
+            other => other.to_string(),
+        }
+    }
+
     /// A 400 with a code and message.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest { code, message: message.into() }

@@ -51,7 +51,9 @@ async fn reconnect(service: Arc<Service>, admin_token: Option<String>) {
                 announce(startup);
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "the database answers but loading from it failed; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e.for_operator(), "the database answers but loading from it failed; retrying");
+            }
         }
     }
 }
@@ -89,7 +91,8 @@ async fn start(config: Config) -> Result<Arc<Service>, BoxError> {
     let store = flagd_server::store::open(&config.database_url)?;
     Ok(match (store.prepare().await, &config.snapshot_cache) {
         (Ok(()), _) => {
-            let (service, startup) = Service::start(store, config.admin_token.as_deref()).await?;
+            let (service, startup) =
+                Service::start(store, config.admin_token.as_deref()).await.map_err(|e| e.for_operator())?;
             announce(startup);
             service
         }

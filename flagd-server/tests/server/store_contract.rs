@@ -695,6 +695,11 @@ async fn corrupt_documents_are_reported(store: Arc<dyn Store>, url: String) {
     assert_eq!(corrupt(read.config("broken", "prod").await.map(drop)), "environment configuration");
     assert_eq!(corrupt(read.segments("prod").await.map(drop)), "segment");
     assert_eq!(corrupt(read.token_by_hash("h").await.map(drop)), "token role");
+    drop(read);
+
+    // A server starting on such a database tells its operator what is wrong with it.
+    let refused = Service::start(store, Some("adm")).await.err().map(|e| e.for_operator());
+    assert!(refused.as_deref().is_some_and(|m| m.contains("unreadable")), "{refused:?}");
 }
 
 async fn audit_is_filtered_and_paged_newest_first(store: Arc<dyn Store>, _url: String) {
