@@ -19,6 +19,10 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A replica whose last heartbeat is older than this is not live: it has stopped, or it
 /// cannot reach the database.
 pub const LIVE_WITHIN: Duration = Duration::from_secs(3);
+/// How long the cluster view (and so a wait) keeps a replica that fell silent. One cut off
+/// from the database goes on serving what it had, so until then a wait counts it, as
+/// behind; a replica that stops cleanly leaves at once, and one killed leaves after this.
+pub const REMEMBERED_FOR: Duration = Duration::from_secs(30);
 /// How often a cluster-wide wait rereads the heartbeats.
 const WAIT_POLL: Duration = Duration::from_millis(10);
 
@@ -140,7 +144,13 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
 
 fn laggard(r: &ReplicaView) -> String {
     let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };
-    format!("replica {}{at} (applied up to {})", r.id, r.applied_seq)
+    let silent = Duration::from_millis(u64::try_from(now_ms() - r.last_seen).unwrap_or(0));
+    let heard = if silent > LIVE_WITHIN {
+        format!(", silent for {} s: stopped, or cut off from the database", silent.as_secs())
+    } else {
+        String::new()
+    };
+    format!("replica {}{at} (applied up to {}{heard})", r.id, r.applied_seq)
 }
 
 /// Rewrites the snapshot cache if a change was applied since it was last written;
@@ -191,16 +201,18 @@ pub struct ReplicaView {
 pub struct ClusterView {
     /// The sequence number of the last committed change.
     pub current_seq: i64,
-    /// Live replicas (a heartbeat within the last three seconds), oldest first.
+    /// The replicas heard from within the last 30 s (one that stops cleanly leaves at
+    /// once), oldest first: `lastSeen` over 3 s ago means it has stopped or is cut off from
+    /// the database, and may still be serving what it had.
     pub replicas: Vec<ReplicaView>,
 }
 
 impl Service {
-    /// The live replicas and how far each has applied the change sequence. Without
-    /// cluster mode (no heartbeats), this server alone.
+    /// The replicas heard from within [`REMEMBERED_FOR`] and how far each has applied the
+    /// change sequence. Without cluster mode (no heartbeats), this server alone.
     pub async fn cluster(&self) -> Result<ClusterView, ApiError> {
         let current_seq = self.store().current_seq().await?;
-        let mut replicas = self.live_replicas().await?;
+        let mut replicas = self.replicas_heard_within(REMEMBERED_FOR).await?;
         // This server's own progress is known here more recently than its last heartbeat.
         let own = self.snapshots().applied_seq();
         match replicas.iter_mut().find(|r| r.id == self.id()) {
@@ -227,19 +239,19 @@ impl Service {
 
     /// Whether another replica has recorded a heartbeat recently.
     async fn others_live(&self) -> Result<bool, ApiError> {
-        Ok(self.live_replicas().await?.iter().any(|r| r.id != self.id()))
+        Ok(self.replicas_heard_within(LIVE_WITHIN).await?.iter().any(|r| r.id != self.id()))
     }
 
-    async fn live_replicas(&self) -> Result<Vec<Replica>, ApiError> {
+    async fn replicas_heard_within(&self, window: Duration) -> Result<Vec<Replica>, ApiError> {
         if !self.cluster_enabled() {
             return Ok(Vec::new());
         }
-        let since = now_ms() - i64::try_from(LIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
+        let since = now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         Ok(self.store().replicas(since).await?)
     }
 
-    /// Waits until every live replica serves change `seq`; on timeout, the error names
-    /// the replicas behind.
+    /// Waits until every replica in the cluster view serves change `seq`; on timeout, the
+    /// error names the replicas behind.
     pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
         // This server's own progress is a watch channel: wait on it without touching the

@@ -168,7 +168,7 @@ struct WaitParams {
 pub struct WaitResult {
     /// The sequence number waited for.
     pub seq: i64,
-    /// Who confirmed it: `cluster` (every live replica) or `server` (the one the request
+    /// Who confirmed it: `cluster` (every replica in the cluster view) or `server` (the one the request
     /// reached, when it runs without the cluster view).
     #[schema(example = "cluster")]
     pub scope: &'static str,
@@ -176,8 +176,8 @@ pub struct WaitResult {
     pub replicas: Vec<ReplicaView>,
 }
 
-/// Returns once every live replica serves change `seq`, or 504 after the timeout naming
-/// the replicas behind.
+/// Returns once every replica in the cluster view (heard from within 30 s) serves change
+/// `seq`, or 504 after the timeout naming the replicas behind and those gone silent.
 #[utoipa::path(
     get,
     path = "/api/v1/wait",
@@ -204,15 +204,17 @@ async fn wait(
     Ok(axum::Json(WaitResult { seq: q.seq, scope, replicas: view.replicas }).into_response())
 }
 
-/// The live replicas (a heartbeat in the last three seconds) and how far each has
-/// applied the change sequence. A stopped replica drops out.
+/// The replicas heard from within the last 30 s (each records a heartbeat every second)
+/// and how far each has applied the change sequence. A replica that stops cleanly drops
+/// out at once; one silent for over 3 s has been killed or is cut off from the database,
+/// where it may go on serving what it had, so it stays for 30 s.
 #[utoipa::path(
     get,
     path = "/api/v1/cluster",
     operation_id = "cluster",
     tag = "sync",
     responses(
-        (status = 200, description = "The live replicas, oldest first", body = ClusterView),
+        (status = 200, description = "The replicas, oldest first", body = ClusterView),
         (status = 503, description = "The database is unreachable (`DATABASE_UNAVAILABLE`)", body = ErrorBody),
         ReadErrors,
     ),

@@ -310,3 +310,41 @@ fn replicas_started_together_on_a_new_database_all_come_up() {
     }
     assert!(failures.is_empty(), "{} rounds with failed starts:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// A replica that fell silent (here stopped with SIGSTOP; in life, cut off from the
+/// database while it goes on serving what it had) stays in the cluster view, so a wait
+/// names it instead of passing it by, and succeeds once it is back and caught up.
+#[test]
+fn a_wait_does_not_pass_by_a_replica_that_fell_silent() {
+    for (backend, shared) in databases("silent").unwrap() {
+        let (a, b) = (replica(&shared), replica(&shared));
+        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        let silent_id = own_id(&b);
+        eventually(&format!("{backend}: both in the view"), Duration::from_secs(5), || cluster_ids(&a).len() == 2);
+        let signal = |name: &str| {
+            let status = std::process::Command::new("kill").args([name, &b.pid().to_string()]).status().unwrap();
+            assert!(status.success());
+        };
+        signal("-STOP");
+        let silent_for = |view: &Value| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+            let replicas = view["replicas"].as_array().unwrap();
+            let b = replicas.iter().find(|r| r["id"] == json!(silent_id)).map(|r| r["lastSeen"].as_i64().unwrap());
+            b.map(|seen| i64::try_from(now).unwrap() - seen)
+        };
+        eventually(&format!("{backend}: silent past the liveness window"), Duration::from_secs(10), || {
+            silent_for(&a.admin().get("/api/v1/cluster").unwrap().body).is_some_and(|ms| ms > 3_500)
+        });
+
+        let off = a.admin().quick_op(FLAG, "production", "disable", Some(&json!({"reason": "incident"}))).unwrap();
+        let version = off["version"].as_i64().unwrap();
+        let waited = a.admin().get(&format!("/api/v1/wait?seq={version}&timeoutMs=500")).unwrap();
+        signal("-CONT");
+        assert_eq!(waited.status, 504, "{backend}: the wait passed a silent replica by: {}", waited.body);
+        let message = waited.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&silent_id) && message.contains("silent for"), "{backend}: {message}");
+
+        let waited = a.admin().get(&format!("/api/v1/wait?seq={version}&timeoutMs=10000")).unwrap();
+        assert_eq!(waited.status, 200, "{backend}: back and caught up: {}", waited.body);
+    }
+}
