@@ -46,6 +46,19 @@ pub enum ClientError {
     /// The options are unusable.
     #[error("invalid client options: {0}")]
     Options(String),
+    /// The remote client's circuit breaker is open: the server's last requests failed,
+    /// so none is sent until a cool-down has passed (then one probe).
+    #[error("not asking flagd-server at {url}: its last {failures} requests failed; retrying after a cool-down")]
+    CircuitOpen {
+        /// The URL that would have been requested.
+        url: String,
+        /// Consecutive failed requests so far.
+        failures: u32,
+    },
+    /// A request made once for several concurrent callers failed on the network; each of
+    /// them gets this.
+    #[error(transparent)]
+    Shared(std::sync::Arc<ClientError>),
     /// No snapshot arrived within the connect timeout.
     #[error("no snapshot within {0:?}; is the server up and the token an `evaluate` token?")]
     NotReady(std::time::Duration),
@@ -55,7 +68,8 @@ impl ClientError {
     /// Whether retrying later may help (network trouble, 5xx) rather than a caller's mistake.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::NotReady(_) => true,
+            Self::Unreachable { .. } | Self::NotReady(_) | Self::CircuitOpen { .. } => true,
+            Self::Shared(e) => e.is_transient(),
             Self::Status { status, .. } => *status >= 500,
             Self::Protocol { .. } | Self::Compile { .. } | Self::Options(_) => false,
         }

@@ -2,9 +2,16 @@
 //! TTL and then revalidated with `If-None-Match`, so a steady context costs one 304 per
 //! TTL. Getters never fail: on any error they serve the context's last known answer or
 //! the caller's default.
+//!
+//! Callers never queue behind the network for a context that has an answer: when it
+//! expires, one caller revalidates it while the others are served the held answer, and
+//! after a failed revalidation the held answer is served for another TTL before the
+//! server is asked again. Concurrent first requests for a context share one request. A
+//! client-wide circuit breaker stops asking a server that keeps failing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use flagd_core::{ErrorCode, EvaluationContext, Reason};
@@ -23,21 +30,68 @@ use crate::options::ClientOptions;
 /// server cannot be reached.
 const STALE_TTLS: u32 = 60;
 
+/// After this many consecutive failed requests (timeouts, refused connections, 5xx) the
+/// client stops asking the server.
+const BREAKER_FAILURES: u32 = 3;
+
+/// How long the open breaker sends nothing; then one request probes the server.
+const BREAKER_COOL_DOWN: Duration = Duration::from_secs(5);
+
+const BULK_PATH: &str = "/ofrep/v1/evaluate/flags";
+
 /// A client evaluating on the server.
 #[derive(Debug, Clone)]
 pub struct RemoteClient {
     http: Http,
     ttl: Duration,
-    cache: Cache<String, Arc<BulkAnswer>>,
+    cache: Cache<String, Arc<Slot>>,
+    breaker: Arc<Breaker>,
 }
 
 /// Every flag's result for one context, as the server last sent it.
 #[derive(Debug)]
 pub struct BulkAnswer {
     etag: Option<String>,
-    fetched: Instant,
     /// Shared, so that revalidating an unchanged answer (304) copies nothing.
     flags: Arc<HashMap<String, FlagAnswer>>,
+}
+
+/// One context's held answer and when the server may next be asked about it.
+#[derive(Debug)]
+struct Slot(Mutex<Held>);
+
+#[derive(Debug)]
+struct Held {
+    answer: Arc<BulkAnswer>,
+    /// Until then the answer is served without asking: one TTL after an answer, and also
+    /// one TTL after a failed attempt, so an outage costs one request per TTL, not per call.
+    due: Instant,
+    /// Only one caller revalidates at a time; the others are served the held answer.
+    refreshing: bool,
+}
+
+/// The right to revalidate a slot; dropping it (even with the caller's future) frees it.
+#[derive(Debug)]
+struct Refresh<'a>(&'a Slot);
+
+/// Consecutive failures across the whole client, and whether requests are held back.
+#[derive(Debug, Default)]
+struct Breaker(Mutex<BreakerState>);
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    failures: u32,
+    /// Set once `failures` reaches [`BREAKER_FAILURES`]: no request before this instant.
+    open_until: Option<Instant>,
+    /// After the cool-down, one request probes the server and the rest stay held back.
+    probing: bool,
+}
+
+/// Permission to send one request; its outcome must be reported with [`Permit::record`].
+#[derive(Debug)]
+struct Permit<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
 }
 
 /// One flag's result on the wire (OFREP success or failure item).
@@ -103,7 +157,8 @@ impl RemoteClient {
             .max_capacity(options.cache_capacity)
             .time_to_live(ttl.saturating_mul(STALE_TTLS).max(Duration::from_secs(1)))
             .build();
-        Ok(Self { http: Http::new(options, Pool::Requests)?, ttl, cache })
+        let http = Http::new(options, Pool::Requests)?;
+        Ok(Self { http, ttl, cache, breaker: Arc::default() })
     }
 
     /// A boolean flag, or `default`.
@@ -140,59 +195,197 @@ impl RemoteClient {
     }
 
     /// Every flag for `ctx`: from the cache while fresh, then revalidated with
-    /// `If-None-Match`. When the server cannot answer, the last answer for this context
-    /// is served if there is one.
+    /// `If-None-Match` by one caller while the others are served the held answer. When the
+    /// server cannot answer, the last answer for this context is served if there is one,
+    /// and the server is not asked about it again for one TTL.
     pub async fn evaluate_all(&self, ctx: &EvaluationContext) -> Result<Arc<BulkAnswer>, ClientError> {
         let body = request_body(ctx);
-        let held = self.cache.get(&body).await;
-        if let Some(answer) = held.as_ref().filter(|a| a.fetched.elapsed() < self.ttl) {
-            return Ok(Arc::clone(answer));
+        if self.ttl.is_zero() {
+            return self.fetch_all(body, None).await.map(Arc::new);
         }
-        match self.fetch_all(body.clone(), held.as_deref()).await {
+        let first = async { self.fetch_all(body.clone(), None).await.map(|a| Slot::new(a, self.ttl)) };
+        let slot = self.cache.try_get_with_by_ref(&body, first).await.map_err(unshare)?;
+        let (held, refresh) = slot.claim();
+        match refresh {
+            None => Ok(held),
+            Some(refresh) => Ok(self.revalidate(&body, &slot, held, refresh).await),
+        }
+    }
+
+    /// Asks the server about a held answer; on failure the held answer stays and is served.
+    async fn revalidate(
+        &self,
+        body: &str,
+        slot: &Arc<Slot>,
+        held: Arc<BulkAnswer>,
+        refresh: Refresh<'_>,
+    ) -> Arc<BulkAnswer> {
+        match self.fetch_all(body.to_owned(), Some(&held)).await {
             Ok(fresh) => {
-                let fresh = Arc::new(fresh);
-                if !self.ttl.is_zero() {
-                    self.cache.insert(body, Arc::clone(&fresh)).await;
-                }
-                Ok(fresh)
+                let fresh = refresh.settle(Some(Arc::new(fresh)), self.ttl);
+                // Writing the slot again restarts its time to live in the cache.
+                self.cache.insert(body.to_owned(), Arc::clone(slot)).await;
+                fresh
             }
             Err(e) => {
-                tracing::warn!(error = %e, "flagd bulk evaluation failed");
-                held.ok_or(e)
+                if !matches!(e, ClientError::CircuitOpen { .. }) {
+                    tracing::warn!(error = %e, "flagd bulk evaluation failed; serving the last answer");
+                }
+                refresh.settle(None, self.ttl)
             }
         }
     }
 
     async fn fetch_all(&self, body: String, held: Option<&BulkAnswer>) -> Result<BulkAnswer, ClientError> {
-        let mut request =
-            self.http.post("/ofrep/v1/evaluate/flags").header(CONTENT_TYPE, "application/json").body(body);
+        let mut request = self.http.post(BULK_PATH).header(CONTENT_TYPE, "application/json").body(body);
         if let Some(etag) = held.and_then(|h| h.etag.as_deref()) {
             request = request.header(IF_NONE_MATCH, etag);
         }
-        let response = http::expect(http::send(request).await?, &[StatusCode::NOT_MODIFIED]).await?;
-        let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        if let (StatusCode::NOT_MODIFIED, Some(held)) = (response.status(), held) {
-            return Ok(BulkAnswer {
-                etag: etag.or_else(|| held.etag.clone()),
-                fetched: Instant::now(),
-                flags: Arc::clone(&held.flags),
-            });
-        }
-        let BulkBody { flags } = http::json(response).await?;
-        let flags = Arc::new(flags.into_iter().map(|f| (f.key.clone(), f)).collect());
-        Ok(BulkAnswer { etag, fetched: Instant::now(), flags })
+        self.guarded(BULK_PATH, async {
+            let response = http::expect(http::send(request).await?, &[StatusCode::NOT_MODIFIED]).await?;
+            let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            if let (StatusCode::NOT_MODIFIED, Some(held)) = (response.status(), held) {
+                return Ok(BulkAnswer { etag: etag.or_else(|| held.etag.clone()), flags: Arc::clone(&held.flags) });
+            }
+            let BulkBody { flags } = http::json(response).await?;
+            let flags = Arc::new(flags.into_iter().map(|f| (f.key.clone(), f)).collect());
+            Ok(BulkAnswer { etag, flags })
+        })
+        .await
     }
 
     /// One flag straight from the server (OFREP single evaluation, not cached). Evaluation
     /// errors (`FLAG_NOT_FOUND`, `TARGETING_KEY_MISSING`, ...) come back in the details;
     /// `Err` means the server could not be asked.
     pub async fn evaluate(&self, key: &str, ctx: &EvaluationContext) -> Result<Details<Value>, ClientError> {
-        let path = format!("/ofrep/v1/evaluate/flags/{key}");
+        let path = format!("{BULK_PATH}/{key}");
         let request = self.http.post(&path).header(CONTENT_TYPE, "application/json").body(request_body(ctx));
         let evaluation_failures = [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND];
-        let response = http::expect(http::send(request).await?, &evaluation_failures).await?;
-        let answer: FlagAnswer = http::json(response).await?;
-        Ok(answer.details(Value::Null))
+        self.guarded(&path, async {
+            let response = http::expect(http::send(request).await?, &evaluation_failures).await?;
+            let answer: FlagAnswer = http::json(response).await?;
+            Ok(answer.details(Value::Null))
+        })
+        .await
+    }
+
+    /// Runs one exchange with the server unless the circuit breaker holds requests back,
+    /// and tells the breaker how it went.
+    async fn guarded<T>(
+        &self,
+        path: &str,
+        exchange: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let permit =
+            self.breaker.admit().map_err(|failures| ClientError::CircuitOpen { url: self.http.url(path), failures })?;
+        let result = exchange.await;
+        // An error status other than 5xx still means the server is up and answering.
+        permit.record(result.as_ref().is_err_and(ClientError::is_transient));
+        result
+    }
+}
+
+impl Slot {
+    fn new(answer: BulkAnswer, ttl: Duration) -> Arc<Self> {
+        let held = Held { answer: Arc::new(answer), due: Instant::now() + ttl, refreshing: false };
+        Arc::new(Self(Mutex::new(held)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        // The state is valid between any two statements, so a panicking holder left it usable.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The held answer, and the right to revalidate it if it is due and nobody else is.
+    fn claim(&self) -> (Arc<BulkAnswer>, Option<Refresh<'_>>) {
+        let mut held = self.lock();
+        let answer = Arc::clone(&held.answer);
+        if held.refreshing || Instant::now() < held.due {
+            return (answer, None);
+        }
+        held.refreshing = true;
+        (answer, Some(Refresh(self)))
+    }
+}
+
+impl Refresh<'_> {
+    /// Stores `fresh` (if any) and leaves the answer alone for `wait`; returns the answer now held.
+    fn settle(self, fresh: Option<Arc<BulkAnswer>>, wait: Duration) -> Arc<BulkAnswer> {
+        let mut held = self.0.lock();
+        if let Some(fresh) = fresh {
+            held.answer = fresh;
+        }
+        held.due = Instant::now() + wait;
+        Arc::clone(&held.answer)
+    }
+}
+
+impl Drop for Refresh<'_> {
+    fn drop(&mut self) {
+        self.0.lock().refreshing = false;
+    }
+}
+
+impl Breaker {
+    fn lock(&self) -> MutexGuard<'_, BreakerState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A permit to send a request, or the number of consecutive failures holding it back.
+    fn admit(&self) -> Result<Permit<'_>, u32> {
+        let mut state = self.lock();
+        let Some(until) = state.open_until else { return Ok(Permit { breaker: self, probe: false }) };
+        if Instant::now() < until || state.probing {
+            return Err(state.failures);
+        }
+        state.probing = true;
+        Ok(Permit { breaker: self, probe: true })
+    }
+}
+
+impl Permit<'_> {
+    fn record(mut self, failed: bool) {
+        let mut state = self.breaker.lock();
+        self.probe = false;
+        state.probing = false;
+        if !failed {
+            if state.open_until.is_some() {
+                tracing::info!("flagd-server answers again; requests resume");
+            }
+            *state = BreakerState::default();
+            return;
+        }
+        state.failures = state.failures.saturating_add(1);
+        if state.failures >= BREAKER_FAILURES {
+            if state.open_until.is_none() {
+                tracing::warn!(failures = state.failures, cool_down = ?BREAKER_COOL_DOWN, "flagd-server keeps failing; pausing requests");
+            }
+            state.open_until = Some(Instant::now() + BREAKER_COOL_DOWN);
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        // A probe abandoned by its caller must not keep every later request held back.
+        if self.probe {
+            self.breaker.lock().probing = false;
+        }
+    }
+}
+
+/// The error of a request several callers waited on, as each of them gets it: a copy where
+/// the error can be copied, so that callers can match on it; a network error cannot be.
+fn unshare(shared: Arc<ClientError>) -> ClientError {
+    match &*shared {
+        ClientError::CircuitOpen { url, failures } => {
+            ClientError::CircuitOpen { url: url.clone(), failures: *failures }
+        }
+        ClientError::Status { url, status, code, message } => {
+            ClientError::Status { url: url.clone(), status: *status, code: code.clone(), message: message.clone() }
+        }
+        ClientError::Protocol { url, message } => ClientError::Protocol { url: url.clone(), message: message.clone() },
+        _ => Arc::try_unwrap(shared).unwrap_or_else(ClientError::Shared),
     }
 }
 
@@ -204,4 +397,52 @@ fn request_body(ctx: &EvaluationContext) -> String {
     }
     // Attributes keyed by strings always serialise.
     serde_json::to_string(&Body { context: ctx }).unwrap_or_else(|_| "{}".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> BulkAnswer {
+        BulkAnswer { etag: None, flags: Arc::default() }
+    }
+
+    #[test]
+    fn a_revalidation_abandoned_by_its_caller_lets_the_next_caller_revalidate() {
+        let slot = Slot::new(answer(), Duration::ZERO);
+        let (_, first) = slot.claim();
+        assert!(first.is_some());
+        assert!(slot.claim().1.is_none(), "one revalidation at a time");
+        drop(first);
+        assert!(slot.claim().1.is_some());
+    }
+
+    #[test]
+    fn a_probe_abandoned_by_its_caller_does_not_keep_the_breaker_open() {
+        let cooled_down = BreakerState { failures: BREAKER_FAILURES, open_until: Some(Instant::now()), probing: false };
+        let breaker = Breaker(Mutex::new(cooled_down));
+        let probe = breaker.admit();
+        assert!(probe.is_ok());
+        assert!(breaker.admit().is_err(), "one probe at a time");
+        drop(probe);
+        let probe = breaker.admit();
+        assert!(probe.is_ok());
+        probe.into_iter().for_each(|p| p.record(false));
+        assert!(breaker.admit().is_ok_and(|p| !p.probe), "a probe that got an answer closes the breaker");
+    }
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_only() {
+        let breaker = Breaker::default();
+        for _ in 1..BREAKER_FAILURES {
+            breaker.admit().into_iter().for_each(|p| p.record(true));
+        }
+        breaker.admit().into_iter().for_each(|p| p.record(false));
+        for _ in 1..BREAKER_FAILURES {
+            breaker.admit().into_iter().for_each(|p| p.record(true));
+        }
+        assert!(breaker.admit().is_ok(), "an answer in between resets the count");
+        breaker.admit().into_iter().for_each(|p| p.record(true));
+        assert_eq!(breaker.admit().err(), Some(BREAKER_FAILURES));
+    }
 }

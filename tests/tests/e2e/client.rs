@@ -1,14 +1,18 @@
 //! flagd-client against the real server binary: the in-process client follows changes
 //! within 100 ms and survives the server being killed; the remote client caches,
-//! revalidates with `If-None-Match`, and falls back instead of failing.
+//! revalidates with `If-None-Match`, and falls back instead of failing; concurrent callers
+//! share its requests, and a hung server costs them no waiting beyond one request.
 
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason};
-use flagd_client::{ClientOptions, InProcessClient, RemoteClient};
+use flagd_client::{ClientError, ClientOptions, InProcessClient, RemoteClient};
 use flagd_tests::{Client, Server, ServerOptions, free_port};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
+use tokio::sync::Barrier;
 
 pub(crate) const FLAG: &str = "portal";
 
@@ -166,4 +170,143 @@ fn the_remote_client_gives_the_default_within_its_timeout_when_nothing_listens()
     let details = rt.block_on(client.details(FLAG, &ctx(), Value::from("default")));
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     assert_eq!((details.value, details.error_code), (Value::from("default"), Some(ErrorCode::General)));
+}
+
+/// Requests the server has answered on the OFREP bulk route, whatever their status.
+fn bulk_requests(server: &Server) -> u64 {
+    let reply = server.client(None).get("/metrics").unwrap();
+    let metrics = reply.body.as_str().unwrap();
+    let line =
+        metrics.lines().find(|l| l.starts_with("flagd_http_request_duration_seconds_count{route=\"ofrep_bulk\"}"));
+    line.and_then(|l| l.rsplit(' ').next()).map_or(0, |n| n.parse().unwrap())
+}
+
+/// `n` concurrent `bool_value` calls for `ctx` (default `false`), released together once
+/// all are spawned: each one's value and time.
+fn burst(rt: &Runtime, client: &RemoteClient, ctx: &EvaluationContext, n: usize) -> Vec<(bool, Duration)> {
+    let start = Arc::new(Barrier::new(n));
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, ctx, start) = (client.clone(), ctx.clone(), Arc::clone(&start));
+            rt.spawn(async move {
+                start.wait().await;
+                let started = Instant::now();
+                let on = client.bool_value(FLAG, &ctx, false).await;
+                (on, started.elapsed())
+            })
+        })
+        .collect();
+    rt.block_on(async {
+        let mut results = Vec::with_capacity(n);
+        for call in calls {
+            results.push(call.await.unwrap());
+        }
+        results
+    })
+}
+
+#[test]
+fn concurrent_remote_callers_share_one_request_for_a_new_context_and_one_revalidation() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    // Long enough that a burst ends well within one TTL, so one revalidation is right.
+    let ttl = Duration::from_millis(500);
+    let client = RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(ttl)).unwrap();
+
+    let before = bulk_requests(&server);
+    let first = burst(&rt, &client, &ctx(), 200);
+    let after_first = bulk_requests(&server);
+    std::thread::sleep(ttl);
+    let expired = burst(&rt, &client, &ctx(), 200);
+    let after_expired = bulk_requests(&server);
+
+    assert!(first.iter().chain(&expired).all(|(on, _)| *on), "every caller gets the server's answer");
+    let requests = (after_first - before, after_expired - after_first);
+    assert_eq!(requests, (1, 1), "bulk requests for 200 callers of a new context, then of an expired one");
+}
+
+/// Stops the server with SIGSTOP: it keeps its port and accepts connections but answers
+/// nothing, as a hung server does. SIGCONT on drop, also when an assertion failed.
+struct Hung(u32);
+
+impl Hung {
+    fn new(server: &Server) -> Self {
+        assert!(signal(server.pid(), "-STOP"), "cannot stop the server");
+        Self(server.pid())
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill").args([signal, &pid.to_string()]).status().is_ok_and(|s| s.success())
+}
+
+/// Well under the request timeout (500 ms), well over a call served from memory.
+const QUICK: Duration = Duration::from_millis(200);
+
+#[test]
+fn a_hung_server_costs_remote_callers_one_timeout_then_none_until_it_answers_again() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    // Long enough that the second burst below comes within one TTL of the failed request.
+    let ttl = Duration::from_secs(1);
+    let client = RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(ttl)).unwrap();
+    assert!(rt.block_on(client.bool_value(FLAG, &ctx(), false)));
+
+    let hung = Hung::new(&server);
+    std::thread::sleep(ttl);
+    let slow = |calls: &[(bool, Duration)]| -> Vec<Duration> {
+        assert!(calls.iter().all(|(on, _)| *on), "the held answer is served");
+        calls.iter().map(|(_, took)| *took).filter(|took| *took >= QUICK).collect()
+    };
+    let expired = slow(&burst(&rt, &client, &ctx(), 50));
+    assert!(expired.len() <= 1, "{} of 50 callers waited for the hung server: {expired:?}", expired.len());
+    // The request just failed: the held answer is served for a TTL without asking again.
+    let after_failure = slow(&burst(&rt, &client, &ctx(), 50));
+    assert!(after_failure.is_empty(), "callers right after a failed request waited: {after_failure:?}");
+
+    // Contexts nobody holds: a few requests time out, then the breaker answers at once.
+    let new_context = |i: usize| ctx().with_attribute("plan", format!("plan-{i}"));
+    let timed = |i: usize| {
+        let started = Instant::now();
+        let details = rt.block_on(client.details(FLAG, &new_context(i), true));
+        assert_eq!((details.value, details.error_code), (true, Some(ErrorCode::General)), "the caller's default");
+        started.elapsed()
+    };
+    let opened = (0..5).find(|i| timed(*i) < QUICK);
+    assert!(opened.is_some(), "five new contexts in a row waited for the hung server");
+    let waits: Vec<_> = (100..120).map(timed).collect();
+    assert!(waits.iter().all(|took| *took < QUICK), "calls while the breaker is open: {waits:?}");
+    let refused =
+        [rt.block_on(client.evaluate_all(&new_context(200))).err(), rt.block_on(client.evaluate(FLAG, &ctx())).err()];
+    for error in refused {
+        assert!(matches!(error, Some(ClientError::CircuitOpen { .. })), "{error:?}");
+    }
+    let started = Instant::now();
+    assert!(rt.block_on(client.bool_value(FLAG, &ctx(), false)), "the held answer, still");
+    assert!(started.elapsed() < QUICK, "{:?}", started.elapsed());
+
+    // The server answers again: after the breaker's cool-down the client sees a change.
+    drop(hung);
+    toggle(&server.admin(), false);
+    let resumed = Instant::now();
+    let recovered = eventually(Duration::from_secs(10), || !rt.block_on(client.bool_value(FLAG, &ctx(), true)));
+    assert!(recovered, "the client never asked the server again");
+    eprintln!(
+        "hung server: {} of 50 callers waited ({expired:?}); breaker open after {} new contexts; \
+         slowest call while open {:?}; fresh answers {:?} after SIGCONT",
+        expired.len(),
+        opened.unwrap_or_default(),
+        waits.iter().max(),
+        resumed.elapsed()
+    );
+    let fresh = rt.block_on(client.details(FLAG, &new_context(0), true));
+    assert_eq!((fresh.value, fresh.reason, fresh.error_code), (false, Reason::Disabled, None));
 }
