@@ -48,6 +48,21 @@ fn on_off(on: f64) -> Vec<(String, f64)> {
     vec![("on".to_owned(), on), ("off".to_owned(), 100.0 - on)]
 }
 
+/// flagctl against `server`, started in the background with its output captured.
+fn spawn_flagctl(server: &Server, args: &[&str]) -> std::process::Child {
+    command(server.url(), Some(server.admin_token()), args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to 30 s) for a background flagctl to exit.
+fn finish(mut child: std::process::Child, args: &[&str]) -> Run {
+    wait_until("flagctl to exit", Duration::from_secs(30), || child.try_wait().unwrap().is_some());
+    Run::finished(format!("flagctl {}", args.join(" ")), child.wait_with_output().unwrap())
+}
+
 /// Polls `condition` until it holds, failing after `timeout`.
 fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -539,6 +554,45 @@ fn a_ramp_refuses_a_disabled_flag_and_a_dry_run_changes_nothing() {
         (&json!("plan"), &json!([1.0, 5.0, 25.0, 50.0, 100.0]), &json!(true))
     );
     assert_eq!((audit(&admin), config(&admin, "search", "production")), before, "nothing was changed");
+}
+
+/// Whether process `pid` runs (a zombie, killed and waiting for a reaper, does not).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+#[test]
+fn sigterm_kills_the_running_check_and_what_it_started() {
+    let server = ramp_server("billing");
+    flagctl(&server, &["enable", "billing", "--env", "production"]).ok();
+    let dir = TempDir::new("flagctl-ramp").unwrap();
+    let pid_file = dir.path().join("child.pid");
+    // The check starts a shell that records its pid and becomes a long sleep: a process
+    // of the check's own, not the `sh -c` flagctl started.
+    // (Its output goes elsewhere, so that a surviving child does not hold flagctl's pipes.)
+    let check = format!("sh -c 'echo $$ > \"{}\"; exec sleep 313' >/dev/null 2>&1; true", pid_file.display());
+    let args = ["ramp", "billing", "--env", "production", "--steps", "10,100", "--every", "0s", "--check", &check];
+    let child = spawn_flagctl(&server, &args);
+    let mut pid = String::new();
+    wait_until("the check's child to start", Duration::from_secs(30), || {
+        pid = std::fs::read_to_string(&pid_file).unwrap_or_default().trim().to_owned();
+        pid.parse::<u32>().is_ok()
+    });
+    assert!(running(&pid), "the check's child runs");
+    run_checked("kill", &["-TERM", &child.id().to_string()], Path::new(".")).unwrap();
+    let run = finish(child, &args).code(130);
+    assert!(run.stderr.contains("interrupted by SIGTERM") && run.stderr.contains("left at 10%"), "{}", run.stderr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(&pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let survived = running(&pid);
+    if survived {
+        // Not left behind for 313 s by a failing run.
+        let _ = run_checked("kill", &["-KILL", &pid], Path::new("."));
+    }
+    assert!(!survived, "process {pid}, started by the check, outlived flagctl ramp");
 }
 
 #[test]

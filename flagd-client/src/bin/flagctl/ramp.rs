@@ -10,6 +10,7 @@ use std::future::Future;
 use std::os::fd::AsFd;
 use std::process::Stdio;
 
+use rustix::process::{Pid, kill_process_group};
 use serde_json::{Value, json};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -40,7 +41,8 @@ first percentage is set (so it never serves more than the first step).
 Progress goes to stderr with timestamps; with --output json, stdout gets one JSON
 event per line (plan, step, enabled, check, disabled, summary). --dry-run prints the
 plan and changes nothing. Ctrl-C or SIGTERM stops the ramp: the flag stays at the last
-step set, flagctl says so and exits with 130.
+step set, a running check is killed with every process it started (it runs in a process
+group of its own), flagctl says so and exits with 130.
 
 Example:
   flagctl ramp checkout --env production --steps 1,5,25,50,100 --every 10m \\
@@ -93,6 +95,36 @@ impl Signals {
         tokio::select! {
             value = work => Ok(value),
             name = self.received() => Err(name),
+        }
+    }
+}
+
+/// The process group of a running check, killed (SIGKILL) when dropped before the check
+/// ended. Killing only `sh` (tokio's `kill_on_drop`) would leave what the check started,
+/// e.g. the `sleep` of `sleep 300; ./probe`, running on after flagctl exits.
+#[derive(Debug)]
+struct CheckGroup {
+    /// `None` once the check ended, or when its id is unknown.
+    leader: Option<Pid>,
+}
+
+impl CheckGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        let leader = child.id().and_then(|id| i32::try_from(id).ok()).and_then(Pid::from_raw);
+        Self { leader }
+    }
+
+    /// The check ended by itself: nothing to kill.
+    fn finished(&mut self) {
+        self.leader = None;
+    }
+}
+
+impl Drop for CheckGroup {
+    fn drop(&mut self) {
+        if let Some(leader) = self.leader.take() {
+            // ESRCH: the group is gone already. Nothing else can be done about a failure here.
+            let _ = kill_process_group(leader, rustix::process::Signal::KILL);
         }
     }
 }
@@ -280,10 +312,11 @@ impl Ramp<'_> {
     }
 
     /// Runs the check; its exit code (`None` when killed by a signal or not started).
+    /// Dropped before the check ends (a signal), it kills the check and all it started.
     async fn check(&self, step: usize, percentage: f64) -> Option<i32> {
         // The check's stdout goes to our stderr: stdout carries JSON events.
         let stdout = std::io::stderr().as_fd().try_clone_to_owned().map_or_else(|_| Stdio::null(), Stdio::from);
-        let status = tokio::process::Command::new("sh")
+        let spawned = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&self.args.check)
             .env("FLAGCTL_FLAG", &self.args.key)
@@ -294,13 +327,26 @@ impl Ramp<'_> {
             .env("FLAGD_URL", self.session.api.base())
             .stdin(Stdio::null())
             .stdout(stdout)
+            // A group of its own, so that the processes `sh` starts can be killed with it.
+            .process_group(0)
             .kill_on_drop(true)
-            .status()
-            .await;
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                output::note(&format!("cannot run the check with `sh -c`: {e}"));
+                return None;
+            }
+        };
+        // Declared after `child`, so dropped before it: the group is killed while `sh` is
+        // not yet reaped, and its id cannot have been reused by another group.
+        let mut group = CheckGroup::of(&child);
+        let status = child.wait().await;
+        group.finished();
         match status {
             Ok(status) => status.code(),
             Err(e) => {
-                output::note(&format!("cannot run the check with `sh -c`: {e}"));
+                output::note(&format!("cannot wait for the check: {e}"));
                 None
             }
         }
