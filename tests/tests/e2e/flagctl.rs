@@ -259,6 +259,68 @@ fn wait_confirms_applied_changes_and_times_out_with_exit_5() {
     );
 }
 
+/// The stderr of a read of an environment that does not exist.
+const NO_SUCH_ENV: &str = "environment `nosuchenv` not found; list environments with `flagctl environments`";
+
+#[test]
+fn list_with_env_shows_only_that_environment_in_json_too() {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f"})).unwrap();
+    flagctl(&server, &["enable", "f", "--env", "staging"]).ok();
+
+    let staging = flagctl(&server, &["list", "--env", "staging", "-o", "json"]).ok().json();
+    let envs = staging["flags"][0]["environments"].as_object().unwrap();
+    assert_eq!(envs.keys().collect::<Vec<_>>(), ["staging"], "only --env, as in the table: {staging}");
+    assert_eq!(envs["staging"]["state"], "ENABLED");
+    for args in [&["list", "--env", "nosuchenv", "-o", "json"][..], &["list", "--env", "nosuchenv"]] {
+        let run = flagctl(&server, args).code(4);
+        assert!(run.stderr.contains(NO_SUCH_ENV), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "nothing that reads as an answer: {}", run.stdout);
+    }
+}
+
+#[test]
+fn audit_of_an_unknown_environment_is_not_found_and_a_deleted_flag_keeps_its_history() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    flagctl(&server, &["enable", "f", "--env", "staging", "--reason", "pilot"]).ok();
+
+    for args in [&["audit", "--env", "nosuchenv"][..], &["audit", "f", "--env", "nosuchenv", "-o", "json"]] {
+        let run = flagctl(&server, args).code(4);
+        assert!(run.stderr.contains(NO_SUCH_ENV), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "nothing that reads as an answer: {}", run.stdout);
+    }
+    // An environment where nothing matched is not mistaken for an unknown one.
+    let none = flagctl(&server, &["audit", "f", "--env", "development"]).ok().stdout;
+    assert!(none.contains("no audit events match"), "{none}");
+
+    admin.delete("/api/v1/flags/f").unwrap().success("deleting f").unwrap();
+    let history = flagctl(&server, &["audit", "f", "-o", "json"]).ok().json();
+    let actions: Vec<&str> =
+        history["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"flag.delete") && actions.contains(&"config.enable"), "{history}");
+    let table = flagctl(&server, &["audit", "f", "--env", "staging"]).ok().stdout;
+    assert!(table.contains("config.enable") && table.contains("pilot"), "{table}");
+}
+
+#[test]
+fn create_refuses_env_and_says_how_to_enable_the_new_flag() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    let before = audit(&admin);
+    let refused = flagctl(&server, &["create", "new1", "--env", "production"]).code(2);
+    assert!(
+        refused.stderr.contains("DISABLED in every environment")
+            && refused.stderr.contains("flagctl enable new1 --env production")
+            && refused.stderr.contains("nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(admin.get("/api/v1/flags/new1").unwrap().status, 404, "no flag was created");
+    assert_eq!(audit(&admin), before, "nothing was written");
+}
+
 #[test]
 fn segments_belong_to_one_environment() {
     let server = Server::start().unwrap();

@@ -38,6 +38,12 @@ pub async fn run(session: &Session, args: &AuditArgs) -> Result<(), Failure> {
             break cursor;
         }
     };
+    // The server answers an unknown environment with an empty page, which would read as
+    // "nothing happened there". Only an empty answer is checked, so the history of an
+    // environment or flag that no longer exists stays readable.
+    if let (true, Some(env)) = (events.is_empty(), &session.env) {
+        crate::flags::checked_env(session, env).await?;
+    }
     if session.json() {
         output::json(&json!({ "events": events, "nextCursor": next_cursor }));
         return Ok(());

@@ -13,16 +13,20 @@ use crate::wait;
 
 /// `flagctl list`.
 pub async fn list(session: &Session) -> Result<(), Failure> {
-    let reply = session.api.send(Request::new(Method::GET, "/api/v1/flags", Target::default())).await?;
+    let mut reply = session.api.send(Request::new(Method::GET, "/api/v1/flags", Target::default())).await?;
+    let envs = match &session.env {
+        Some(env) => vec![checked_env(session, env).await?],
+        None if session.json() => Vec::new(),
+        None => environment_names(session).await?,
+    };
     if session.json() {
+        if let Some(env) = &session.env {
+            only_environment(&mut reply.body, env);
+        }
         output::json(&reply.body);
         return Ok(());
     }
     let flags = reply.body["flags"].as_array().cloned().unwrap_or_default();
-    let envs = match &session.env {
-        Some(env) => vec![checked_env(session, env).await?],
-        None => environment_names(session).await?,
-    };
     let mut headers = vec!["KEY"];
     headers.extend(envs.iter().map(String::as_str));
     headers.push("DESCRIPTION");
@@ -37,6 +41,16 @@ pub async fn list(session: &Session) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Keeps only `env` in each flag's `environments` of a flag list, as the table shows only
+/// its column.
+fn only_environment(list: &mut Value, env: &str) {
+    for flag in list["flags"].as_array_mut().into_iter().flatten() {
+        if let Some(envs) = flag["environments"].as_object_mut() {
+            envs.retain(|name, _| name == env);
+        }
+    }
+}
+
 /// Every environment's name, in the server's order.
 pub async fn environment_names(session: &Session) -> Result<Vec<String>, Failure> {
     let reply = session.api.send(Request::new(Method::GET, "/api/v1/environments", Target::default())).await?;
@@ -45,7 +59,7 @@ pub async fn environment_names(session: &Session) -> Result<Vec<String>, Failure
 }
 
 /// `env` if the server has it, otherwise a not-found failure.
-async fn checked_env(session: &Session, env: &str) -> Result<String, Failure> {
+pub async fn checked_env(session: &Session, env: &str) -> Result<String, Failure> {
     if environment_names(session).await?.iter().any(|e| e == env) {
         return Ok(env.to_owned());
     }
@@ -161,6 +175,15 @@ pub fn serve_text(serve: &Value) -> String {
 
 /// `flagctl create KEY …`.
 pub async fn create(session: &Session, args: &CreateArgs) -> Result<(), Failure> {
+    // --env is global: refuse it rather than let `create X --env production` look as if it
+    // did something to production.
+    if let Some(env) = &session.env {
+        return Err(Failure::Usage(format!(
+            "`flagctl create` takes no --env: a new flag starts DISABLED in every environment; drop --env {env}, \
+             then turn it on with `flagctl enable {} --env {env}`; nothing was changed",
+            args.key
+        )));
+    }
     let variants = variants(args)?;
     let mut body = Map::new();
     body.insert("key".into(), json!(args.key));
