@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Client, Run, Server, TempDir, flagctl_binary, free_port, run_checked};
+use flagd_tests::{Client, Run, Server, ServerOptions, TempDir, flagctl_binary, free_port, run_checked};
 use serde_json::{Value, json};
 
 fn command(url: &str, token: Option<&str>, args: &[&str]) -> Command {
@@ -61,6 +61,28 @@ fn spawn_flagctl(server: &Server, args: &[&str]) -> std::process::Child {
 fn finish(mut child: std::process::Child, args: &[&str]) -> Run {
     wait_until("flagctl to exit", Duration::from_secs(30), || child.try_wait().unwrap().is_some());
     Run::finished(format!("flagctl {}", args.join(" ")), child.wait_with_output().unwrap())
+}
+
+/// Records, in the server's SQLite database, a replica that is live (its heartbeat is an
+/// hour ahead) but has applied nothing, as a replica whose apply loop is wedged would:
+/// every cluster-wide wait then blocks until [`unstick_replica`] removes it. (Python's
+/// sqlite3 module writes it, as the test crate has no database driver.)
+fn stick_replica(server: &Server) {
+    sqlite(
+        server,
+        "INSERT INTO replicas (id, address, applied_seq, started_at, last_seen) VALUES ('stuck-replica', '127.0.0.1:1', 0, 0, CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 3600000)",
+    );
+}
+
+fn unstick_replica(server: &Server) {
+    sqlite(server, "DELETE FROM replicas WHERE id = 'stuck-replica'");
+}
+
+fn sqlite(server: &Server, sql: &str) {
+    let db = server.dir().join("flagd.db");
+    let script =
+        "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.execute(sys.argv[2])\nc.commit()";
+    run_checked("python3", &["-c", script, db.to_str().unwrap(), sql], server.dir()).unwrap();
 }
 
 /// Polls `condition` until it holds, failing after `timeout`.
@@ -248,14 +270,73 @@ fn wait_confirms_applied_changes_and_times_out_with_exit_5() {
         "{}",
         applied.stderr
     );
-    // A change that has not been written yet cannot be applied: an honest timeout.
+    // A change that has not been written yet: said at once, not "stored and will apply".
     let future = (seq + 1000).to_string();
-    let late = flagctl(&server, &["wait", &future, "--wait-timeout", "300ms"]).code(5);
-    assert!(late.stderr.contains(&format!("change seq {future} was not applied within 300ms")), "{}", late.stderr);
+    let early = flagctl(&server, &["wait", &future, "--wait-timeout", "10s"]).code(4);
     assert!(
-        late.stderr.contains(&format!("applied up to {seq}")),
-        "the message names how far the server got: {}",
+        early.stderr.contains(&format!("no change {future} has been written yet; the latest is {seq}")),
+        "{}",
+        early.stderr
+    );
+    assert!(!early.stderr.contains("stored"), "{}", early.stderr);
+
+    // A written change a live replica has not applied: an honest timeout naming it.
+    stick_replica(&server);
+    let late = flagctl(&server, &["wait", &seq.to_string(), "--wait-timeout", "300ms"]).code(5);
+    assert!(late.stderr.contains(&format!("change seq {seq} was not applied within 300ms")), "{}", late.stderr);
+    assert!(
+        late.stderr.contains("stuck-replica") && late.stderr.contains("applied up to 0"),
+        "the message names the replica behind and how far it got: {}",
         late.stderr
+    );
+    assert!(late.stderr.contains(&format!("flagctl wait {seq}")), "{}", late.stderr);
+}
+
+#[test]
+fn a_wait_outlives_a_server_restart_and_says_the_change_is_stored_when_it_gives_up() {
+    let mut server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    admin.quick_op("f", "production", "enable", None).unwrap();
+    // The stuck replica holds every wait open, so the server can go away in the middle.
+    stick_replica(&server);
+    let disabled = |admin: &Client, reason: &str| {
+        audit(admin).iter().find(|e| e["reason"] == reason).and_then(|e| e["seq"].as_i64())
+    };
+
+    // The server is killed during the wait and stays down: exit 5, and the change is stored.
+    let args = ["disable", "f", "--env", "production", "--reason", "incident 1", "--wait", "--wait-timeout", "3s"];
+    let child = spawn_flagctl(&server, &args);
+    wait_until("the disable to be stored", Duration::from_secs(30), || disabled(&admin, "incident 1").is_some());
+    let seq = disabled(&admin, "incident 1").unwrap();
+    server.kill().unwrap();
+    let gave_up = finish(child, &args).code(5);
+    assert!(
+        gave_up
+            .stderr
+            .contains(&format!("change seq {seq} is stored, but flagctl could not confirm it was applied within 3s")),
+        "{}",
+        gave_up.stderr
+    );
+    assert!(gave_up.stderr.contains(&format!("flagctl wait {seq}")), "{}", gave_up.stderr);
+    server.restart(&ServerOptions::default()).unwrap();
+    assert_eq!(config(&admin, "f", "production")["state"], "DISABLED", "the change was stored");
+
+    // Killed and restarted during the wait: flagctl asks again and confirms the change.
+    admin.quick_op("f", "production", "enable", None).unwrap();
+    let args = ["disable", "f", "--env", "production", "--reason", "incident 2", "--wait", "--wait-timeout", "60s"];
+    let child = spawn_flagctl(&server, &args);
+    wait_until("the disable to be stored", Duration::from_secs(30), || disabled(&admin, "incident 2").is_some());
+    let seq = disabled(&admin, "incident 2").unwrap();
+    server.kill().unwrap();
+    server.restart(&ServerOptions::default()).unwrap();
+    unstick_replica(&server);
+    let run = finish(child, &args).ok();
+    assert!(run.stderr.contains(&format!("the server did not answer the wait for seq {seq}")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("applied by every live replica (") && run.stderr.contains(&format!("seq {seq})")),
+        "{}",
+        run.stderr
     );
 }
 

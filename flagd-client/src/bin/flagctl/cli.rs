@@ -88,7 +88,8 @@ pub enum Command {
     Token(TokenCommand),
     /// List environments.
     Environments,
-    /// Wait until change SEQ (a write's `version`) is applied.
+    /// Wait until change SEQ (a write's `version`) is applied; a SEQ no write has reached
+    /// yet is not found (exit 4).
     Wait {
         /// The change sequence number.
         seq: i64,

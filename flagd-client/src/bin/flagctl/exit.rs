@@ -13,8 +13,10 @@ Exit codes:
        (400/422); nothing was changed
   3    conflict or precondition failed (409/412/428), or `ramp` refusing to start
        on a disabled flag without --enable-if-disabled
-  4    not found (404): flag, environment, segment or token
-  5    --wait (or `flagctl wait`) timed out before the change was applied
+  4    not found (404): flag, environment, segment or token; for `flagctl wait SEQ`,
+       a change no write has reached yet
+  5    --wait (or `flagctl wait`) timed out before the change was applied, also when
+       the server stopped answering meanwhile (the change is stored)
   6    `ramp`: a health check failed and the flag was disabled (kill switch)
   130  interrupted (Ctrl-C / SIGTERM); `ramp` leaves the flag at the last step it set";
 

@@ -19,11 +19,16 @@ use crate::session::Session;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Extra time the HTTP request gets over the server-side wait.
 const REQUEST_SLACK: Duration = Duration::from_secs(5);
+/// First pause after the server could not answer; it doubles up to [`RETRY_MAX`]. Short,
+/// because a restarting server is usually back within a second or two.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Waits until change `seq` is applied or `--wait-timeout` passes; returns the sentence
-/// that says how far the confirmation reaches.
+/// Waits until change `seq` (known to be stored) is applied or `--wait-timeout` passes;
+/// returns the sentence that says how far the confirmation reaches.
 pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
     let deadline = Instant::now() + session.wait_timeout;
+    let mut outage = Outage::new(seq, session.wait_timeout);
     // The server caps one wait (at 60 s): ask again until our own deadline.
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -32,14 +37,21 @@ pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
             .query("seq", seq.to_string())
             .query("timeoutMs", remaining_ms.to_string())
             .timeout(remaining + REQUEST_SLACK);
-        match session.api.exchange(request).await? {
-            Ok(reply) => return Ok(confirmation(seq, &reply.body)),
-            Err(r) if r.code == "WAIT_TIMEOUT" && Instant::now() < deadline => {}
-            Err(r) if r.code == "WAIT_TIMEOUT" => return Err(timed_out(seq, session.wait_timeout, &lagging(&r))),
+        let trouble = match session.api.exchange(request).await {
+            Ok(Ok(reply)) => return Ok(confirmation(seq, &reply.body)),
+            Ok(Err(r)) if r.code == "WAIT_TIMEOUT" && Instant::now() < deadline => continue,
+            Ok(Err(r)) if r.code == "WAIT_TIMEOUT" => {
+                return Err(timed_out(seq, session.wait_timeout, &lagging(&r)));
+            }
             // Servers from before the wait route answer with the generic 404.
-            Err(r) if r.status == 404 && r.code == "NOT_FOUND" => return poll_readyz(session, seq).await,
-            Err(r) => return Err(explain(&r, &Target::default())),
-        }
+            Ok(Err(r)) if r.status == 404 && r.code == "NOT_FOUND" => {
+                return poll_readyz(session, seq, deadline, outage).await;
+            }
+            Ok(Err(r)) if r.status >= 500 => server_trouble(&r),
+            Ok(Err(r)) => return Err(explain(&r, &Target::default())),
+            Err(unreachable) => unreachable.to_string(),
+        };
+        outage.pause(trouble, deadline).await?;
     }
 }
 
@@ -48,6 +60,26 @@ pub async fn report(session: &Session, seq: i64) -> Result<(), Failure> {
     let sentence = applied(session, seq).await?;
     output::note(&sentence);
     Ok(())
+}
+
+/// `flagctl wait SEQ`: a number no write has reached yet is refused at once, since
+/// waiting for it could only end in a timeout that claims the change is stored.
+pub async fn command(session: &Session, seq: i64) -> Result<(), Failure> {
+    let request = Request::new(Method::GET, "/api/v1/cluster", Target::default());
+    match session.api.exchange(request).await? {
+        Ok(reply) => {
+            if let Some(latest) = reply.body["currentSeq"].as_i64().filter(|latest| seq > *latest) {
+                return Err(Failure::NotFound(format!(
+                    "no change {seq} has been written yet; the latest is {latest}: wait for the `version` a \
+                     write answered with (`flagctl get KEY --env ENV -o json` shows a configuration's)"
+                )));
+            }
+        }
+        // Servers from before the cluster view: nothing to check against.
+        Err(r) if r.status == 404 && r.code == "NOT_FOUND" => {}
+        Err(r) => return Err(explain(&r, &Target::default())),
+    }
+    report(session, seq).await
 }
 
 fn confirmation(seq: i64, body: &Value) -> String {
@@ -88,10 +120,70 @@ fn timed_out(seq: i64, timeout: Duration, lagging: &str) -> Failure {
     ))
 }
 
-async fn poll_readyz(session: &Session, seq: i64) -> Result<String, Failure> {
-    let deadline = Instant::now() + session.wait_timeout;
+/// A 5xx answer in a few words (the server restarting, its database away).
+fn server_trouble(r: &Refusal) -> String {
+    format!("HTTP {} {}: {}", r.status, r.code, r.message)
+}
+
+/// The server not answering while a stored change is waited for: a restart, a proxy
+/// without a backend, a database that is briefly away. Giving up at the first error
+/// would leave a deploy script believing the change failed, so flagctl asks again with
+/// a backoff until the deadline, and then says what is known.
+#[derive(Debug)]
+struct Outage {
+    seq: i64,
+    timeout: Duration,
+    next_pause: Duration,
+    told: bool,
+}
+
+impl Outage {
+    fn new(seq: i64, timeout: Duration) -> Self {
+        Self { seq, timeout, next_pause: RETRY_FIRST, told: false }
+    }
+
+    /// After `trouble`: sleeps before the next attempt, or fails once the deadline passed.
+    async fn pause(&mut self, trouble: String, deadline: Instant) -> Result<(), Failure> {
+        let seq = self.seq;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Failure::WaitTimeout(format!(
+                "change seq {seq} is stored, but flagctl could not confirm it was applied within {}: the server \
+                 did not answer ({trouble}); check again with `flagctl wait {seq}` once it is back, or raise \
+                 --wait-timeout",
+                crate::duration::show(self.timeout)
+            )));
+        }
+        if !self.told {
+            self.told = true;
+            output::note(&format!(
+                "the server did not answer the wait for seq {seq} ({trouble}); the change is stored: asking again \
+                 until --wait-timeout ({})",
+                crate::duration::show(self.timeout)
+            ));
+        }
+        tokio::time::sleep(self.next_pause.min(deadline - now)).await;
+        self.next_pause = (self.next_pause * 2).min(RETRY_MAX);
+        Ok(())
+    }
+}
+
+async fn poll_readyz(session: &Session, seq: i64, deadline: Instant, mut outage: Outage) -> Result<String, Failure> {
     loop {
-        let reply = session.api.send(Request::new(Method::GET, "/readyz", Target::default())).await?;
+        let request = Request::new(Method::GET, "/readyz", Target::default());
+        let reply = match session.api.exchange(request).await {
+            Ok(Ok(reply)) => reply,
+            // `/readyz` answers 503 while the server is not ready: wait that out too.
+            Ok(Err(r)) if r.status >= 500 => {
+                outage.pause(server_trouble(&r), deadline).await?;
+                continue;
+            }
+            Ok(Err(r)) => return Err(explain(&r, &Target::default())),
+            Err(unreachable) => {
+                outage.pause(unreachable.to_string(), deadline).await?;
+                continue;
+            }
+        };
         let applied = reply.body["appliedSeq"].as_i64().ok_or_else(|| {
             Failure::Server(format!(
                 "{}/readyz reports no appliedSeq ({}); upgrade flagd-server to use --wait",
