@@ -22,6 +22,11 @@ use serde_json::Value;
 /// packet limit of 16 MiB would otherwise end the connection mid-write).
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
+/// A replica silent for this long (Unix ms; an hour) was killed or lost with its host, as
+/// one that stops cleanly deletes its own row: a joining replica deletes such rows, so that
+/// crash loops do not grow the table that every wait reads.
+pub const FORGET_REPLICAS_AFTER_MS: i64 = 3_600_000;
+
 /// What the storage layer can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -354,7 +359,8 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Records a replica's heartbeat (inserting it the first time).
+    /// Records a replica's heartbeat (inserting it the first time, which also deletes the
+    /// replicas silent for more than [`FORGET_REPLICAS_AFTER_MS`]).
     async fn heartbeat(&self, replica: &Replica) -> Result<(), StoreError>;
     /// The replicas whose last heartbeat is at or after `seen_since` (Unix ms).
     async fn replicas(&self, seen_since: i64) -> Result<Vec<Replica>, StoreError>;

@@ -18,9 +18,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::{MigrationTurns, SqlDialect};
 use super::{
-    AuditEvent, AuditPage, AuditQuery, ChangeScope, ConfigLookup, Environment, MAX_AUDIT_PAGE_BYTES,
-    MAX_DOCUMENT_BYTES, NewAuditEvent, Replica, Role, Store, StoreError, StoredConfig, StoredFlag, StoredSegment,
-    Token, Tx,
+    AuditEvent, AuditPage, AuditQuery, ChangeScope, ConfigLookup, Environment, FORGET_REPLICAS_AFTER_MS,
+    MAX_AUDIT_PAGE_BYTES, MAX_DOCUMENT_BYTES, NewAuditEvent, Replica, Role, Store, StoreError, StoredConfig,
+    StoredFlag, StoredSegment, Token, Tx,
 };
 
 /// What a change may add to a document already over [`MAX_DOCUMENT_BYTES`]: room for
@@ -244,9 +244,12 @@ impl Store for SqlStore {
         // MySQL counts only changed rows, so an UPDATE that changed nothing reads as
         // "no such row" and the INSERT then finds it: the heartbeat is recorded either way.
         match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()),
-            other => other.map(drop).map_err(Into::into),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(()),
+            other => other.map(drop)?,
         }
+        let forget = self.dialect.sql("DELETE FROM replicas WHERE last_seen < ?");
+        sqlx::query(&forget).bind(r.last_seen - FORGET_REPLICAS_AFTER_MS).execute(&self.writer).await?;
+        Ok(())
     }
 
     async fn replicas(&self, seen_since: i64) -> Result<Vec<Replica>, StoreError> {

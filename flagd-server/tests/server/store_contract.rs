@@ -938,6 +938,12 @@ async fn heartbeats_are_recorded_updated_and_forgotten(store: Arc<dyn Store>, _u
     assert_eq!(store.replicas(T0 + 15).await.unwrap(), vec![beat("a", 7, T0 + 20)], "stale replicas are left out");
     store.remove_replica("a").await.unwrap();
     assert_eq!(store.replicas(T0).await.unwrap(), vec![beat("b", 1, T0 + 10)]);
+
+    // A replica killed without a goodbye is deleted once silent for longer than the store
+    // remembers, when another joins: crash loops do not grow the table.
+    let later = T0 + 10 + store::FORGET_REPLICAS_AFTER_MS + 1;
+    store.heartbeat(&beat("c", 9, later)).await.unwrap();
+    assert_eq!(store.replicas(0).await.unwrap(), vec![beat("c", 9, later)]);
 }
 
 async fn changes_since_name_what_later_writes_touched(store: Arc<dyn Store>, _url: String) {
