@@ -352,7 +352,13 @@ impl Service {
             self.install(compiled);
         }
         if tokens_changed {
-            self.reload_tokens().await?;
+            if let Err(e) = self.reload_tokens().await {
+                // Committed all the same, and the caller must hear so: a new token's value
+                // is shown only in this answer. Left unapplied, the write is applied again,
+                // tokens included, by the next sync.
+                tracing::warn!(error = %e.for_operator(), seq, "cannot reload the tokens after a write; the next sync will");
+                return Ok(seq);
+            }
         }
         if applied_before >= seq - 1 {
             self.snapshots.mark_applied(seq);
