@@ -437,6 +437,13 @@ fn spawn(binary: &Path, options: &ServerOptions, dir: &Path, listen: &str) -> Re
         .map_err(|e| Error(format!("cannot start {}: {e}", binary.display())))
 }
 
+/// Sends `signal` (as `kill` takes it: `-STOP`, `-CONT`, …) to process `pid`; whether it
+/// was delivered. SIGSTOP makes a server hang as a stuck one does: it keeps its port and
+/// its connections but answers nothing, and records no heartbeat.
+pub fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill").args([signal, &pid.to_string()]).status().is_ok_and(|s| s.success())
+}
+
 /// A loopback port nobody listened on a moment ago.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;

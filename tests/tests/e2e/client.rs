@@ -3,13 +3,12 @@
 //! revalidates with `If-None-Match`, and falls back instead of failing; concurrent callers
 //! share its requests, and a hung server costs them no waiting beyond one request.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason};
 use flagd_client::{ClientError, ClientOptions, InProcessClient, RemoteClient};
-use flagd_tests::{Client, Server, ServerOptions, free_port};
+use flagd_tests::{Client, Server, ServerOptions, free_port, signal};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
@@ -241,10 +240,6 @@ impl Drop for Hung {
     fn drop(&mut self) {
         signal(self.0, "-CONT");
     }
-}
-
-fn signal(pid: u32, signal: &str) -> bool {
-    Command::new("kill").args([signal, &pid.to_string()]).status().is_ok_and(|s| s.success())
 }
 
 /// Well under the request timeout (500 ms), well over a call served from memory.
