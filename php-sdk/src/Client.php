@@ -255,6 +255,7 @@ final class Client
         if ($this->resolvedContext !== null && $this->resolvedFor === $subject) {
             return $this->resolvedContext;
         }
+        $failed = false;
         try {
             $resolved = self::toContext(($this->contextResolver)(...$input));
         } catch (\Throwable $e) {
@@ -263,9 +264,14 @@ final class Client
             }
             $this->log('warning', 'flagd: the context resolver failed, using an empty context', ['exception' => $e]);
             $resolved = Context::empty();
+            $failed = true;
         }
-        $this->resolvedFor = is_object($subject) || $subject === null ? $subject : null;
-        $this->resolvedContext = $resolved;
+        // An empty answer is not kept: a check made before the user is known (a global
+        // middleware ahead of the session) must not fix the whole request's context.
+        if ($failed || $resolved->toArray() !== []) {
+            $this->resolvedFor = is_object($subject) || $subject === null ? $subject : null;
+            $this->resolvedContext = $resolved;
+        }
 
         return $resolved;
     }

@@ -348,6 +348,23 @@ final class ClientTest extends TestCase
         self::assertSame(['context' => ['companyId' => 42]], json_decode($this->transport->requests[0]['body'], true));
     }
 
+    public function test_it_resolves_the_context_again_once_the_user_is_known_in_the_same_request(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => false]), FakeTransport::bulk(['portal' => true]));
+        $flags = $this->client();
+        $request = new \stdClass();
+        $request->user = null;
+        $flags->setContextResolverInput(static fn (): array => [$request]);
+        $flags->resolveContextUsing(static fn (\stdClass $r): ?int => $r->user);
+
+        // A global middleware asks before the session has loaded the user ...
+        self::assertFalse($flags->isEnabled('portal'));
+        // ... and the controller asks after, in the same request.
+        $request->user = 42;
+        self::assertTrue($flags->isEnabled('portal'));
+        self::assertSame(['context' => ['companyId' => 42]], json_decode($this->transport->requests[1]['body'], true));
+    }
+
     public function test_it_uses_an_empty_context_when_the_resolver_fails(): void
     {
         $this->transport->then(FakeTransport::bulk(['portal' => true]));
