@@ -23,6 +23,8 @@ pub const LIVE_WITHIN: Duration = Duration::from_secs(3);
 /// from the database goes on serving what it had, so until then a wait counts it, as
 /// behind; a replica that stops cleanly leaves at once, and one killed leaves after this.
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(30);
+/// How often a replica measures the database's clock against its own (clocks drift).
+const CLOCK_MEASURED_EVERY: Duration = Duration::from_secs(60);
 /// How often a cluster-wide wait rereads the heartbeats.
 const WAIT_POLL: Duration = Duration::from_millis(10);
 
@@ -60,6 +62,7 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
     service.store().watch_commits(Arc::clone(&wake));
     let mut applied = service.snapshots().subscribe();
     let started_at = now_ms();
+    let mut clock_measured: Option<Instant> = None;
     let mut last_beat: Option<Instant> = None;
     let mut failing = false;
     let mut cached_seq = None;
@@ -94,13 +97,17 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
             }
             Err(_) => {}
         }
+        if clock_measured.is_none_or(|at| at.elapsed() >= CLOCK_MEASURED_EVERY) && service.measure_clock().await.is_ok()
+        {
+            clock_measured = Some(Instant::now());
+        }
         if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
             let me = Replica {
                 id: service.id().to_owned(),
                 address: options.address.clone(),
                 applied_seq: service.snapshots().applied_seq(),
                 started_at,
-                last_seen: now_ms(),
+                last_seen: service.cluster_now_ms(),
             };
             match service.store().heartbeat(&me).await {
                 Ok(()) => {
@@ -142,9 +149,10 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
     }
 }
 
-fn laggard(r: &ReplicaView) -> String {
+/// A replica behind, in words; `now` on the database's clock, as heartbeats are.
+fn laggard(r: &ReplicaView, now: i64) -> String {
     let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };
-    let silent = Duration::from_millis(u64::try_from(now_ms() - r.last_seen).unwrap_or(0));
+    let silent = Duration::from_millis(u64::try_from(now - r.last_seen).unwrap_or(0));
     let heard = if silent > LIVE_WITHIN {
         format!(", silent for {} s: stopped, or cut off from the database", silent.as_secs())
     } else {
@@ -222,7 +230,7 @@ impl Service {
                 address: String::new(),
                 applied_seq: own,
                 started_at: 0,
-                last_seen: now_ms(),
+                last_seen: self.cluster_now_ms(),
             }),
         }
         let view = |r: Replica| ReplicaView {
@@ -246,7 +254,7 @@ impl Service {
         if !self.cluster_enabled() {
             return Ok(Vec::new());
         }
-        let since = now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let since = self.cluster_now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         Ok(self.store().replicas(since).await?)
     }
 
@@ -275,7 +283,8 @@ impl Service {
                 return Ok(view);
             }
             if tokio::time::Instant::now() >= deadline {
-                let laggards = behind.iter().map(|r| laggard(r)).collect();
+                let now = self.cluster_now_ms();
+                let laggards = behind.iter().map(|r| laggard(r, now)).collect();
                 return Err(ApiError::WaitTimeout { seq, laggards });
             }
             tokio::time::sleep(WAIT_POLL).await;

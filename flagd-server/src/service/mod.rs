@@ -55,6 +55,8 @@ pub struct Service {
     control: Option<tokio::runtime::Handle>,
     /// The largest import file taken, in bytes (`--max-import-mib`).
     import_limit: std::sync::atomic::AtomicUsize,
+    /// The database's clock minus this host's, in ms (see [`Service::cluster_now_ms`]).
+    clock_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Service {
@@ -121,6 +123,7 @@ impl Service {
             closing: tokio::sync::watch::Sender::new(false),
             control: tokio::runtime::Handle::try_current().ok(),
             import_limit: std::sync::atomic::AtomicUsize::new(crate::http::json::MAX_BODY_BYTES),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -170,6 +173,23 @@ impl Service {
     /// This server process's id, new at every start.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Unix milliseconds on the database's clock, as last measured: heartbeats are stamped
+    /// and read with it, so that a replica on a host whose clock is off is still judged
+    /// live (or silent) by the time every replica shares.
+    pub fn cluster_now_ms(&self) -> i64 {
+        now_ms().saturating_add(self.clock_offset_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Measures how far the database's clock is from this host's (against the middle of
+    /// the round trip).
+    pub async fn measure_clock(&self) -> Result<(), ApiError> {
+        let before = now_ms();
+        let database = self.store.clock_ms().await?;
+        let middle = before + (now_ms() - before) / 2;
+        self.clock_offset_ms.store(database - middle, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The largest import file taken, in bytes: every other body is limited to 1 MiB, but

@@ -134,6 +134,16 @@ impl SqlDialect {
         !matches!(self, Self::MySql)
     }
 
+    /// A query answering the database's clock in Unix milliseconds (`now_ms`). SQLite's is
+    /// the process's own, which is the host's: its replicas share one file, so one host.
+    pub const fn clock_query(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) AS now_ms",
+            Self::MySql => "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED) AS now_ms",
+            Self::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now_ms",
+        }
+    }
+
     /// SQL for the length in bytes of a text column (`LENGTH` counts characters on SQLite
     /// and PostgreSQL).
     pub fn byte_length(self, column: &str) -> String {

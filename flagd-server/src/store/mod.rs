@@ -358,6 +358,8 @@ pub trait Store: Send + Sync + 'static {
     async fn current_seq(&self) -> Result<i64, StoreError>;
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The database's clock, in Unix milliseconds: the one time base every replica shares.
+    async fn clock_ms(&self) -> Result<i64, StoreError>;
 
     /// Records a replica's heartbeat (inserting it the first time, which also deletes the
     /// replicas silent for more than [`FORGET_REPLICAS_AFTER_MS`]).

@@ -217,6 +217,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn clock_ms(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(self.dialect.clock_query()).fetch_one(&self.pool).await?;
+        Ok(row.try_get("now_ms")?)
+    }
+
     async fn heartbeat(&self, r: &Replica) -> Result<(), StoreError> {
         let _queued = self.queue_writer().await;
         let update = self.dialect.sql("UPDATE replicas SET address = ?, applied_seq = ?, last_seen = ? WHERE id = ?");

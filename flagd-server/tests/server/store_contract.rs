@@ -183,6 +183,7 @@ contract!(
     tokens_are_found_revoked_and_listed_newest_first,
     concurrent_writes_serialise,
     ping_and_current_seq,
+    the_database_clock_reads_in_unix_milliseconds,
     heartbeats_are_recorded_updated_and_forgotten,
     changes_since_name_what_later_writes_touched,
     replicas_starting_together_with_a_new_admin_token_store_it_once,
@@ -892,6 +893,15 @@ async fn ping_and_current_seq(store: Arc<dyn Store>, _url: String) {
     assert_eq!(seq, store.begin_read().await.unwrap().seq());
     store.begin_write().await.unwrap().commit().await.unwrap();
     assert_eq!(store.current_seq().await.unwrap(), seq + 1);
+}
+
+async fn the_database_clock_reads_in_unix_milliseconds(store: Arc<dyn Store>, _url: String) {
+    // The test databases run on this host, so their clock is this host's.
+    let local = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let before = i64::try_from(local()).unwrap();
+    let database = store.clock_ms().await.unwrap();
+    let after = i64::try_from(local()).unwrap();
+    assert!((before - 1_000..=after + 1_000).contains(&database), "{before} ≤ {database} ≤ {after}, ±1 s");
 }
 
 #[tokio::test]

@@ -344,3 +344,42 @@ fn a_wait_does_not_pass_by_a_replica_that_fell_silent() {
         assert_eq!(waited.status, 200, "{backend}: back and caught up: {}", waited.body);
     }
 }
+
+/// libfaketime's library, which shifts the clock of a process it is preloaded into
+/// (Debian's `faketime`, installed by `.ci/run`).
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// A replica on a host whose clock is two minutes behind is still in the cluster view:
+/// heartbeats are stamped and read on the database's clock, not each host's.
+#[test]
+fn a_replica_whose_clock_is_off_is_judged_by_the_databases_clock() {
+    assert!(std::path::Path::new(FAKETIME).exists(), "{FAKETIME} is missing: apt-get install faketime");
+    for (backend, shared) in databases("skew").unwrap() {
+        if backend == "sqlite" {
+            // SQLite's clock is the process's own: the shifted replica would shift it too.
+            continue;
+        }
+        let a = replica(&shared);
+        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        let behind = Server::start_with(&ServerOptions {
+            database_url: Some(shared.url.clone()),
+            env: vec![
+                ("LD_PRELOAD".into(), FAKETIME.into()),
+                ("FAKETIME".into(), "-120s".into()),
+                ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ],
+            ..ServerOptions::default()
+        })
+        .unwrap();
+        let id = own_id(&behind);
+        eventually(
+            &format!("{backend}: the replica two minutes behind is in the view"),
+            Duration::from_secs(5),
+            || cluster_ids(&a).contains(&id),
+        );
+        let off = a.admin().quick_op(FLAG, "production", "disable", None).unwrap()["version"].as_i64().unwrap();
+        let waited = a.admin().get(&format!("/api/v1/wait?seq={off}&timeoutMs=5000")).unwrap();
+        assert_eq!(waited.status, 200, "{backend}: {}", waited.body);
+        assert!(waited.body.to_string().contains(&id), "{backend}: the wait counted it: {}", waited.body);
+    }
+}
