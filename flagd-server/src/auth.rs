@@ -176,6 +176,11 @@ impl Principal {
         &self.token.name
     }
 
+    /// The token's id.
+    pub fn token_id(&self) -> &str {
+        &self.token.id
+    }
+
     /// What it may do.
     pub fn role(&self) -> Role {
         self.token.role

@@ -5,6 +5,7 @@
 //! over the old one, so a crash never leaves a half-written cache.
 
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use flagd_core::EnvironmentSnapshot;
@@ -105,7 +106,14 @@ impl CacheFile {
         let json = serde_json::to_vec(self)
             .map_err(|e| CacheError::Unreadable { path: path.to_owned(), message: e.to_string() })?;
         let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-        let mut file = std::fs::File::create(&temporary).map_err(io)?;
+        // It holds the token hashes: readable by this server's user alone.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io)?;
         file.write_all(&json).and_then(|()| file.sync_all()).map_err(io)?;
         std::fs::rename(&temporary, path).map_err(io)
     }

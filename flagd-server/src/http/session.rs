@@ -27,6 +27,9 @@ pub const COOKIE: &str = "flagd_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts: a working day.
 pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
+/// The most sessions one token keeps: signing in again past it ends the oldest, so that a
+/// script signing in over and over cannot fill the server's memory with sessions.
+pub const SESSIONS_PER_TOKEN: usize = 20;
 
 /// One signed-in browser.
 #[derive(Debug, Clone)]
@@ -34,6 +37,12 @@ struct Session {
     principal: Principal,
     csrf: String,
     expires: Instant,
+}
+
+impl Session {
+    fn of_token(&self, principal: &Principal) -> bool {
+        self.principal.token_id() == principal.token_id()
+    }
 }
 
 /// Live sessions by their id (the cookie's value).
@@ -52,6 +61,17 @@ impl Sessions {
         let mut by_id = self.by_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Expired sessions are dropped here, so the map never outgrows the people signing in.
         by_id.retain(|_, s| s.expires > now);
+        let mut own: Vec<(Instant, String)> = by_id
+            .iter()
+            .filter(|(_, s)| s.of_token(&session.principal))
+            .map(|(id, s)| (s.expires, id.clone()))
+            .collect();
+        if own.len() >= SESSIONS_PER_TOKEN {
+            own.sort_unstable();
+            for (_, oldest) in &own[..=own.len() - SESSIONS_PER_TOKEN] {
+                by_id.remove(oldest);
+            }
+        }
         by_id.insert(id.clone(), session);
         (id, csrf)
     }
@@ -136,12 +156,46 @@ fn view(principal: &Principal, csrf: &str) -> Response {
         .into_response()
 }
 
-fn set_cookie(mut response: Response, value: &str, max_age: u64) -> Response {
-    let cookie = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}");
+/// Sets (or, with `max_age` 0, clears) the session cookie. Behind a proxy that ends TLS
+/// (`X-Forwarded-Proto: https`) it is also `Secure`, so that the browser never sends it
+/// over plain HTTP, to a redirecting listener say.
+fn set_cookie(mut response: Response, request: &HeaderMap, value: &str, max_age: u64) -> Response {
+    let https = request
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
+    no_store(response)
+}
+
+/// Session answers carry the CSRF token: no cache may keep them.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Refuses a sign-in sent by a page of another site (login CSRF): SameSite keeps the
+/// cookie from being sent cross-site, not from being set by a cross-site form post, which
+/// would sign the victim's browser in as the attacker. Browsers say where a request comes
+/// from in `Sec-Fetch-Site`, and older ones in `Origin`; tools such as curl send neither.
+fn refuse_cross_site(headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let cross_site = match (text(header::HeaderName::from_static("sec-fetch-site")), text(header::ORIGIN)) {
+        (Some(site), _) => !matches!(site, "same-origin" | "none"),
+        (None, Some(origin)) => {
+            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            text(header::HOST).is_none_or(|host| !authority.eq_ignore_ascii_case(host))
+        }
+        (None, None) => false,
+    };
+    if cross_site {
+        return Err(ApiError::Forbidden("sign in from the console's own page: a page of another site cannot".into()));
+    }
+    Ok(())
 }
 
 fn parse_sign_in(headers: &HeaderMap, body: &[u8]) -> Result<SignIn, ApiError> {
@@ -162,6 +216,7 @@ async fn sign_in(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    refuse_cross_site(&headers)?;
     let SignIn { token } = parse_sign_in(&headers, &body)?;
     let principal = Principal::from_value(&s, token.trim())?;
     if principal.role() == Role::Evaluate {
@@ -170,17 +225,17 @@ async fn sign_in(
         ));
     }
     let (id, csrf) = s.sessions().open(principal.clone());
-    Ok(set_cookie(view(&principal, &csrf), &id, LIFETIME.as_secs()))
+    Ok(set_cookie(view(&principal, &csrf), &headers, &id, LIFETIME.as_secs()))
 }
 
 /// Who is signed in, with the CSRF token for writes; `{"signedIn": false}` without a
 /// live session (a 200, so that opening the console signed out logs no failed request).
 async fn current(State(s): State<Arc<Service>>, headers: HeaderMap) -> Response {
     let session = cookie(&headers).and_then(|id| s.sessions().live(id)).filter(|session| session.principal.is_live(&s));
-    match session {
+    no_store(match session {
         Some(session) => view(&session.principal, &session.csrf),
         None => axum::Json(serde_json::json!({ "signedIn": false })).into_response(),
-    }
+    })
 }
 
 /// Signs out: the session ends on the server and the cookie is cleared.
@@ -188,7 +243,7 @@ async fn sign_out(State(s): State<Arc<Service>>, headers: HeaderMap) -> Response
     if let Some(id) = cookie(&headers) {
         s.sessions().close(id);
     }
-    set_cookie(StatusCode::NO_CONTENT.into_response(), "", 0)
+    set_cookie(StatusCode::NO_CONTENT.into_response(), &headers, "", 0)
 }
 
 #[cfg(test)]

@@ -203,3 +203,64 @@ async fn the_console_page_and_assets_are_served_from_the_binary() {
     }
     assert!(total < 200 * 1024, "first load is {total} bytes");
 }
+
+/// A sign-in request with `headers`, as a browser would send it.
+async fn sign_in_from(api: &Api, headers: &[(&str, &str)]) -> Reply {
+    api.call(Method::POST, "/ui/session", None, Some(json!({ "token": ADMIN })), headers).await
+}
+
+#[tokio::test]
+async fn a_page_of_another_site_cannot_sign_a_browser_in() {
+    let api = Api::new().await;
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("origin", "https://evil.example"), ("host", "flagd.internal:8013")],
+        vec![("origin", "null"), ("host", "flagd.internal:8013")],
+    ] {
+        let r = sign_in_from(&api, &headers).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?}: {}", r.body);
+        assert!(!r.headers.contains_key(header::SET_COOKIE), "{headers:?}: no session is opened");
+    }
+    for headers in [
+        vec![("sec-fetch-site", "same-origin")],
+        vec![("sec-fetch-site", "none")],
+        vec![("origin", "http://flagd.internal:8013"), ("host", "flagd.internal:8013")],
+        vec![],
+    ] {
+        let r = sign_in_from(&api, &headers).await;
+        assert_eq!(r.status, StatusCode::OK, "{headers:?}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn signing_in_again_and_again_keeps_only_the_newest_sessions_of_a_token() {
+    let api = api_with_flag().await;
+    let mut browsers = Vec::new();
+    for _ in 0..flagd_server::http::session::SESSIONS_PER_TOKEN + 5 {
+        browsers.push(browser(&api, ADMIN).await);
+    }
+    let live: Vec<bool> = futures_util::future::join_all(
+        browsers.iter().map(|b| by_cookie(&api, b, Method::GET, "/api/v1/flags", None, None)),
+    )
+    .await
+    .iter()
+    .map(|r| r.status == StatusCode::OK)
+    .collect();
+    let expected: Vec<bool> = (0..browsers.len()).map(|n| n >= 5).collect();
+    assert_eq!(live, expected, "the five oldest sessions ended, the newest twenty live");
+}
+
+#[tokio::test]
+async fn behind_a_tls_proxy_the_cookie_is_secure_and_session_answers_are_not_cached() {
+    let api = Api::new().await;
+    let r = sign_in_from(&api, &[("x-forwarded-proto", "https")]).await;
+    let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.split("; ").any(|a| a == "Secure"), "{cookie}");
+    assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+    let plain = sign_in(&api, ADMIN).await;
+    let cookie = plain.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "plain HTTP (a developer's loopback) keeps working: {cookie}");
+    let me = api.call(Method::GET, "/ui/session", None, None, &[]).await;
+    assert_eq!(me.headers[header::CACHE_CONTROL], "no-store");
+}

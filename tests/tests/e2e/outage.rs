@@ -248,6 +248,9 @@ fn a_replica_started_while_its_database_is_down_serves_its_snapshot_cache_until_
         serde_json::from_str::<Value>(&text).ok().and_then(|c| c["seq"].as_i64())
     };
     eventually("the cache holds the last change", Duration::from_secs(10), || cached_seq() >= Some(version));
+    // It holds the token hashes: for the server's user alone.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cache).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the snapshot cache's mode is {mode:o}");
     assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
 
     db.stop();
