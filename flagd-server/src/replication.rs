@@ -97,8 +97,10 @@ async fn follow(service: Arc<Service>, options: ReplicaOptions) {
             }
             Err(_) => {}
         }
-        if clock_measured.is_none_or(|at| at.elapsed() >= CLOCK_MEASURED_EVERY) && service.measure_clock().await.is_ok()
-        {
+        // Not while the database is away (`failing`): each attempt would wait out the pool's
+        // timeout and slow the heartbeat that tells when it is back.
+        let clock_due = clock_measured.is_none_or(|at| at.elapsed() >= CLOCK_MEASURED_EVERY);
+        if clock_due && !failing && service.measure_clock().await.is_ok() {
             clock_measured = Some(Instant::now());
         }
         if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
