@@ -113,14 +113,15 @@ final class Client
      */
     public static function fromConfig(array $config, ?object $logger = null, ?Transport $transport = null): self
     {
-        $cache = match ((string) ($config['cache'] ?? 'auto')) {
-            'apcu' => ApcuCache::isAvailable() ? new ApcuCache() : self::withoutApcu($logger),
+        $cacheName = (string) ($config['cache'] ?? 'auto');
+        $cache = match ($cacheName) {
             'none', 'null', '' => new NullCache(),
             'array' => new ArrayCache(),
+            // `apcu` and `auto`: APCu where it is enabled (the CLI needs apc.enable_cli=1).
             default => ApcuCache::isAvailable() ? new ApcuCache() : new NullCache(),
         };
 
-        return new self(
+        $client = new self(
             url: (string) ($config['url'] ?? 'http://127.0.0.1:8013'),
             token: (string) ($config['token'] ?? ''),
             cacheTtl: (float) ($config['cache_ttl'] ?? 1.0),
@@ -134,18 +135,13 @@ final class Client
             breakerCooldown: (float) ($config['breaker_cooldown'] ?? 5.0),
             staleTtl: (int) ($config['stale_ttl'] ?? self::DEFAULT_STALE_TTL),
         );
-    }
-
-    /** `cache => apcu` where APCu is missing or off (the CLI's default): no shared cache, said once. */
-    private static function withoutApcu(?object $logger): NullCache
-    {
-        static $told = false;
-        if (!$told && $logger !== null && method_exists($logger, 'warning')) {
-            $told = true;
-            $logger->warning('flagd: cache is `apcu` but APCu is not enabled here (the CLI needs apc.enable_cli=1); using no shared cache');
+        static $toldNoApcu = false;
+        if ($cacheName === 'apcu' && $cache instanceof NullCache && !$toldNoApcu) {
+            $toldNoApcu = true;
+            $client->log('warning', 'flagd: cache is `apcu` but APCu is not enabled here (the CLI needs apc.enable_cli=1); using no shared cache');
         }
 
-        return new NullCache();
+        return $client;
     }
 
     // ---- typed evaluation -------------------------------------------------------------

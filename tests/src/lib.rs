@@ -386,8 +386,7 @@ impl Server {
 impl Server {
     /// Sends SIGTERM and waits (up to `deadline`) for the process to exit.
     pub fn terminate(&mut self, deadline: Duration) -> Result<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        run_checked("kill", &["-TERM", &pid], self.dir.path())?;
+        signal(self.child.id(), "-TERM")?;
         let until = std::time::Instant::now() + deadline;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -437,11 +436,11 @@ fn spawn(binary: &Path, options: &ServerOptions, dir: &Path, listen: &str) -> Re
         .map_err(|e| Error(format!("cannot start {}: {e}", binary.display())))
 }
 
-/// Sends `signal` (as `kill` takes it: `-STOP`, `-CONT`, …) to process `pid`; whether it
-/// was delivered. SIGSTOP makes a server hang as a stuck one does: it keeps its port and
-/// its connections but answers nothing, and records no heartbeat.
-pub fn signal(pid: u32, signal: &str) -> bool {
-    Command::new("kill").args([signal, &pid.to_string()]).status().is_ok_and(|s| s.success())
+/// Sends `signal` (as `kill` takes it: `-TERM`, `-STOP`, `-CONT`, …) to process `pid`.
+/// SIGSTOP makes a server hang as a stuck one does: it keeps its port and its connections
+/// but answers nothing, and records no heartbeat.
+pub fn signal(pid: u32, signal: &str) -> Result<()> {
+    run_checked("kill", &[signal, &pid.to_string()], Path::new(".")).map(drop)
 }
 
 /// A loopback port nobody listened on a moment ago.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Client, Run, Server, ServerOptions, TempDir, flagctl_binary, free_port, run_checked};
+use flagd_tests::{Client, Run, Server, ServerOptions, TempDir, flagctl_binary, free_port, run_checked, signal};
 use serde_json::{Value, json};
 
 fn command(url: &str, token: Option<&str>, args: &[&str]) -> Command {
@@ -723,7 +723,7 @@ fn sigterm_kills_the_running_check_and_what_it_started() {
         pid.parse::<u32>().is_ok()
     });
     assert!(running(&pid), "the check's child runs");
-    run_checked("kill", &["-TERM", &child.id().to_string()], Path::new(".")).unwrap();
+    signal(child.id(), "-TERM").unwrap();
     let run = finish(child, &args).code(130);
     assert!(run.stderr.contains("interrupted by SIGTERM") && run.stderr.contains("left at 10%"), "{}", run.stderr);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -752,7 +752,7 @@ fn sigterm_stops_a_ramp_at_the_last_step_set() {
     wait_until("the first ramp step", Duration::from_secs(30), || {
         audit(&admin).iter().any(|e| e["reason"] == "ramp step 1/3: 10%")
     });
-    run_checked("kill", &["-TERM", &child.id().to_string()], Path::new(".")).unwrap();
+    signal(child.id(), "-TERM").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "flagctl ramp did not stop on SIGTERM");

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Client, Server, ServerOptions, TempDir, free_port, run_checked};
+use flagd_tests::{Client, Server, ServerOptions, TempDir, free_port, run_checked, signal};
 use serde_json::{Value, json};
 
 const FLAG: &str = "portal";
@@ -97,7 +97,7 @@ impl Instance for MariaDb {
     }
     fn stop(&mut self) {
         if let Some(mut server) = self.server.take() {
-            run_checked("kill", &["-TERM", &server.id().to_string()], self.dir.path()).unwrap();
+            signal(server.id(), "-TERM").unwrap();
             server.wait().unwrap();
         }
     }

@@ -321,7 +321,7 @@ fn a_wait_does_not_pass_by_a_replica_that_fell_silent() {
         a.admin().create_flag(&json!({"key": FLAG})).unwrap();
         let silent_id = own_id(&b);
         eventually(&format!("{backend}: both in the view"), Duration::from_secs(5), || cluster_ids(&a).len() == 2);
-        assert!(signal(b.pid(), "-STOP"));
+        signal(b.pid(), "-STOP").unwrap();
         let silent_for = |view: &Value| {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
             let replicas = view["replicas"].as_array().unwrap();
@@ -335,7 +335,7 @@ fn a_wait_does_not_pass_by_a_replica_that_fell_silent() {
         let off = a.admin().quick_op(FLAG, "production", "disable", Some(&json!({"reason": "incident"}))).unwrap();
         let version = off["version"].as_i64().unwrap();
         let waited = a.admin().get(&format!("/api/v1/wait?seq={version}&timeoutMs=500")).unwrap();
-        assert!(signal(b.pid(), "-CONT"));
+        signal(b.pid(), "-CONT").unwrap();
         assert_eq!(waited.status, 504, "{backend}: the wait passed a silent replica by: {}", waited.body);
         let message = waited.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(&silent_id) && message.contains("silent for"), "{backend}: {message}");
