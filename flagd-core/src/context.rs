@@ -53,8 +53,10 @@ impl Company {
         Some(Self { json, digits })
     }
 
+    /// The id lists and rollouts go by. An empty string is no company: it is how callers
+    /// write a missing id, and as a company it would put every such user in one bucket.
     fn key(&self) -> Option<&str> {
-        self.digits.as_deref().or_else(|| self.json.as_str())
+        self.digits.as_deref().or_else(|| self.json.as_str().filter(|s| !s.is_empty()))
     }
 }
 
@@ -144,7 +146,8 @@ impl EvaluationContext {
         self
     }
 
-    /// The company id as a string, if any.
+    /// The company id as a string, if any (`""` is none; [`Self::get`] still shows it as
+    /// given, for conditions and JSON Logic).
     pub fn company_id(&self) -> Option<&str> {
         self.company.as_ref().and_then(Company::key)
     }

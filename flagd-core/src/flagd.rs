@@ -402,8 +402,10 @@ fn serve_expr(serve: &Serve) -> Value {
         Serve::Targeting(expr) => expr.clone(),
         Serve::Rollout(r) => {
             let bucket_value = match r.bucket_by.as_deref() {
+                // No company, or `""`, which is none to us (`missing` would see a company in
+                // `""`, and JavaScript truthiness would lose company 0).
                 None | Some(crate::context::COMPANY_ID) => serde_json::json!({"if": [
-                    {"missing": [crate::context::COMPANY_ID]},
+                    {"in": [{"var": crate::context::COMPANY_ID}, [null, ""]]},
                     {"var": crate::context::TARGETING_KEY},
                     {"var": crate::context::COMPANY_ID}
                 ]}),

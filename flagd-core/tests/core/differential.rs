@@ -1452,3 +1452,51 @@ fn invalid_documents_are_rejected_here_and_parse_errors_in_reference() {
         assert!(ours.is_err(), "{name}: our loader accepted {}", doc());
     }
 }
+
+/// An exported environment, evaluated by the reference, serves every context the variant we
+/// serve: company rollouts become `fractional`, lists become `in`, and a context with no
+/// company, a null one or `""` is bucketed by its targeting key on both sides.
+#[test]
+fn the_reference_serves_an_exported_environment_as_we_do() {
+    let rollout = |on: f64| json!({"rollout": {"variants": [{"variant": "on", "weight": on}, {"variant": "off", "weight": 100.0 - on}]}});
+    let source_json = json!({"flags": [
+        {"key": "portal", "state": "ENABLED", "deny": ["0", "13"], "allow": ["5", "acme"],
+         "rules": [{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": rollout(33.333)}],
+         "fallthrough": rollout(12.5)},
+        {"key": "half", "state": "ENABLED", "fallthrough": rollout(50.0)}
+    ]});
+    let native = Ruleset::compile(&serde_json::from_value(source_json.clone()).unwrap()).unwrap();
+    let exported =
+        flagd_core::flagd::export(&serde_json::from_value(source_json).unwrap(), flagd_core::Dialect::Native).unwrap();
+    let companies = (0..40).map(|n| json!(n)).chain((0..40).map(|n| json!(format!("c{n}")))).chain([
+        json!("acme"),
+        json!("13"),
+        json!(""),
+        Value::Null,
+    ]);
+    let mut contexts: Vec<Value> = companies
+        .enumerate()
+        .map(|(i, company)| {
+            let plan = if i % 2 == 0 { "pro" } else { "free" };
+            json!({"companyId": company, "targetingKey": format!("user-{i}"), "plan": plan})
+        })
+        .collect();
+    contexts.extend((0..40).map(|i| json!({"companyId": "", "targetingKey": format!("anon-{i}")})));
+    contexts.extend((0..40).map(|i| json!({"targetingKey": format!("anon-{i}")})));
+    let cases: Vec<(&str, &Value)> =
+        ["portal", "half"].iter().flat_map(|k| contexts.iter().map(move |c| (*k, c))).collect();
+    let items: Vec<Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(id, (key, c))| json!({"id": id, "config": exported, "flagKey": key, "type": "boolean", "context": c}))
+        .collect();
+    let theirs = run_reference(vec![json!({"cases": items})]);
+    assert_eq!(theirs.len(), cases.len());
+    let mut served = std::collections::HashSet::new();
+    for ((key, c), theirs) in cases.iter().zip(&theirs) {
+        let ours = native.evaluate(key, &EvaluationContext::from_json((*c).clone()).unwrap());
+        assert_eq!(theirs.variant.as_deref(), ours.variant, "{key} for {c}: reference {theirs:?}, ours {ours:?}");
+        served.insert((*key, ours.variant));
+    }
+    assert_eq!(served.len(), 4, "both flags serve both variants to some context: {served:?}");
+}

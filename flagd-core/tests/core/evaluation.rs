@@ -79,6 +79,24 @@ fn a_rollout_without_company_or_targeting_key_is_an_error() {
     assert_eq!(by_user.reason, Reason::Split);
 }
 
+/// Callers write a missing company id as `""`; as a company, it would put every such user
+/// in one bucket, all in or all out of a rollout.
+#[test]
+fn an_empty_company_id_is_no_company() {
+    let rs = ruleset(json!({"flags": [{"key": "f", "state": "ENABLED",
+        "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": 50}, {"variant": "off", "weight": 50}]}}}]}));
+    let mut served = std::collections::HashSet::new();
+    for user in 0..40 {
+        let key = format!("user-{user}");
+        let with_empty = rs.evaluate("f", &ctx(json!({"companyId": "", "targetingKey": key})));
+        assert_eq!(with_empty, rs.evaluate("f", &ctx(json!({"targetingKey": key}))), "{key}");
+        served.insert(with_empty.variant);
+    }
+    assert_eq!(served.len(), 2, "users without a company are spread over the rollout");
+    let nobody = rs.evaluate("f", &ctx(json!({"companyId": ""})));
+    assert_eq!(nobody.error.map(|e| e.code), Some(ErrorCode::TargetingKeyMissing));
+}
+
 #[test]
 fn a_rollout_matches_the_flagd_bucket_math() {
     // flagd v2: murmur3("f42") * 100000 >> 32, compared to 12500 (12.5 %).

@@ -96,6 +96,11 @@ fn export_round_trips_through_the_flagd_format() {
     }
     let anonymous = EvaluationContext::new().with_targeting_key("u1");
     assert_eq!(imported.evaluate("portal", &anonymous).variant, native.evaluate("portal", &anonymous).variant);
+    // An empty company id is no company on both sides: the user is bucketed by key.
+    for user in 0..300 {
+        let c = ctx(json!({"companyId": "", "targetingKey": format!("user-{user}"), "plan": "free"}));
+        assert_eq!(imported.evaluate("portal", &c).variant, native.evaluate("portal", &c).variant, "{c:?}");
+    }
     assert_eq!(imported.evaluate("killed", &anonymous).variant, Some("off"));
 }
 

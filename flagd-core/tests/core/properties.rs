@@ -72,6 +72,15 @@ proptest! {
         prop_assert_eq!(rs.evaluate(&key, &a).variant, rs.evaluate(&key, &b).variant);
     }
 
+    /// An empty company id is no company: such a user is bucketed by its targeting key.
+    #[test]
+    fn an_empty_company_id_buckets_by_targeting_key(key in flag_key(), milli in 0u32..=100_000, user in ".{0,12}") {
+        let rs = rollout_flag(&key, milli);
+        let empty = EvaluationContext::from_json(json!({"companyId": "", "targetingKey": user})).unwrap();
+        let none = EvaluationContext::from_json(json!({"targetingKey": user})).unwrap();
+        prop_assert_eq!(rs.evaluate(&key, &empty), rs.evaluate(&key, &none));
+    }
+
     /// Same definitions and context, same answer: across evaluations and recompilations.
     #[test]
     fn evaluation_is_deterministic(key in flag_key(), company in company(), milli in 0u32..=100_000) {
