@@ -30,6 +30,10 @@ pub struct ConfigView {
     pub updated_at: i64,
     /// Who changed it last.
     pub updated_by: String,
+    /// Present, as `true`, on the answer to a write that changed nothing (an enable of an
+    /// enabled flag, a company already listed): no new version, no audit event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 impl From<StoredConfig> for ConfigView {
@@ -41,6 +45,7 @@ impl From<StoredConfig> for ConfigView {
             version: c.version,
             updated_at: c.updated_at,
             updated_by: c.updated_by,
+            unchanged: false,
         }
     }
 }
@@ -234,6 +239,12 @@ impl Service {
         current: StoredConfig,
         config: EnvironmentConfig,
     ) -> Result<ConfigView, ApiError> {
+        // A repeated kill switch, or a script enabling what is on, must not fill the audit
+        // log or send every replica a change; dropping the write rolls it back. Version 0
+        // has nothing stored yet, so its write goes through.
+        if current.version > 0 && config == current.config {
+            return Ok(ConfigView { unchanged: true, ..current.into() });
+        }
         let before = to_json(&current.config);
         let stored = StoredConfig {
             config,

@@ -822,6 +822,44 @@ async fn export_and_import_move_an_environment_and_dry_runs_change_nothing() {
     assert_eq!(api.audit_count().await, before, "an invalid file changes nothing");
 }
 
+/// A write that changes nothing (a repeated kill switch, a company already listed, a
+/// configuration put back as it is) is acknowledged as such: no new version, no audit
+/// event, nothing for the replicas to apply.
+#[tokio::test]
+async fn a_write_that_changes_nothing_keeps_the_version_and_records_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let path = "/api/v1/flags/portal/environments/production";
+    let enabled = api.admin(Method::POST, &format!("{path}/enable"), None).await;
+    assert_eq!((enabled.status, enabled.body.get("unchanged")), (StatusCode::OK, None), "{}", enabled.body);
+    let listed = api.admin(Method::POST, &format!("{path}/allow"), Some(json!({"companies": ["7"]}))).await;
+    let version = &listed.body["version"];
+    let etag = listed.headers[header::ETAG].to_str().unwrap().to_owned();
+    let events = api.audit_count().await;
+
+    let config = api.admin(Method::GET, path, None).await.body;
+    let again = [
+        api.admin(Method::POST, &format!("{path}/enable"), Some(json!({"reason": "incident 12"}))).await,
+        api.admin(Method::POST, &format!("{path}/allow"), Some(json!({"companies": ["7"]}))).await,
+        api.admin(Method::DELETE, &format!("{path}/deny"), Some(json!({"companies": ["9"]}))).await,
+        api.call(Method::PUT, path, Some(ADMIN), Some(config), &[("if-match", &etag)]).await,
+    ];
+    for r in &again {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!((&r.body["unchanged"], &r.body["version"]), (&json!(true), version), "{}", r.body);
+        assert_eq!(r.headers[header::ETAG].to_str().unwrap(), etag);
+        assert_eq!(r.body["allow"], json!(["7"]));
+    }
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+    let seq = version.as_i64().unwrap();
+    let latest = api.admin(Method::GET, "/api/v1/cluster", None).await.body["currentSeq"].as_i64().unwrap();
+    assert_eq!(latest, seq, "no change was written");
+
+    let changed = api.admin(Method::POST, &format!("{path}/disable"), None).await;
+    assert_eq!((changed.body.get("unchanged"), changed.body["version"].as_i64()), (None, Some(seq + 1)));
+    assert_eq!(api.audit_count().await, events + 1);
+}
+
 /// Writers that read, change and write back with `If-Match`, retrying on 412: every
 /// acknowledged write survives and each has exactly one audit event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

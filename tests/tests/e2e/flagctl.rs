@@ -172,6 +172,9 @@ fn a_flag_from_creation_to_kill_switch() {
     assert!(disabled.stdout.contains("disabled `checkout` in production"), "{}", disabled.stdout);
     assert!(disabled.stderr.contains("applied by every live replica (1 replica, seq"), "{}", disabled.stderr);
     assert_eq!(config(&admin, "checkout", "production")["state"], "DISABLED");
+    let again = flagctl(&server, &["disable", "checkout", "--env", "production", "--reason", "again", "--wait"]).ok();
+    assert!(again.stdout.contains("it already was, nothing changed"), "{}", again.stdout);
+    assert!(again.stderr.contains("applied by every live replica"), "{}", again.stderr);
 
     let events = flagctl(&server, &["audit", "checkout", "--env", "production", "-o", "json"]).ok().json();
     let newest = &events["events"][0];

@@ -274,13 +274,18 @@ pub async fn send_change(session: &Session, request: Request<'_>) -> Result<Valu
     Ok(session.api.send(request).await?.body)
 }
 
-/// Prints a changed configuration (JSON, or `done` and the configuration), then waits if
-/// asked.
+/// Prints a changed configuration (JSON, or `done` and the configuration; the server says
+/// when the write changed nothing), then waits if asked.
 async fn show_change(session: &Session, done: &str, config: &Value, wait: bool) -> Result<(), Failure> {
     if session.json() {
         output::json(config);
     } else {
-        output::line(&format!("{done} (seq {})", output::cell(&config["version"])));
+        let version = output::cell(&config["version"]);
+        if config["unchanged"] == true {
+            output::line(&format!("{done}: it already was, nothing changed (seq {version})"));
+        } else {
+            output::line(&format!("{done} (seq {version})"));
+        }
         describe_config(config);
     }
     if wait {
