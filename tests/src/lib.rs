@@ -4,14 +4,16 @@
 //! `flagd-server` executable, [`Server`] runs it on a free loopback port with its own
 //! SQLite database (or one of [`databases`], a fresh one on every configured backend) and
 //! a known admin token, and [`Client`] is a small blocking HTTP client for the admin and
-//! OFREP APIs.
+//! OFREP APIs. A [`Proxy`] stands between a client and a server (or a server and its
+//! database) to break the link on purpose.
 
 use std::fmt;
-use std::net::{Ipv4Addr, TcpListener};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -172,6 +174,34 @@ pub struct Database {
     dir: TempDir,
 }
 
+impl Database {
+    /// Where the database server listens; `None` for SQLite, a file.
+    pub fn address(&self) -> Option<SocketAddr> {
+        let (_, authority) = authority(&self.url)?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
+        let default_port = if self.url.starts_with("mysql") { 3306 } else { 5432 };
+        let found = host_port.to_socket_addrs().or_else(|_| (host_port, default_port).to_socket_addrs());
+        found.ok()?.next()
+    }
+
+    /// The URL of the same database reached at `address` instead (a [`Proxy`] in front of
+    /// its server).
+    pub fn url_through(&self, address: SocketAddr) -> Result<String> {
+        let (at, authority) =
+            authority(&self.url).ok_or_else(|| Error(format!("`{}` names no server to reach", self.url)))?;
+        let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
+        let rest = &self.url[at + authority.len()..];
+        Ok(format!("{}{user}{address}{rest}", &self.url[..at]))
+    }
+}
+
+/// Where the authority (`user@host:port`) of a `scheme://` URL starts, and the authority.
+fn authority(url: &str) -> Option<(usize, &str)> {
+    let at = url.find("://")? + 3;
+    let authority = url[at..].split('/').next().unwrap_or_default();
+    Some((at, authority))
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         if let Some((program, args)) = &self.drop_with {
@@ -266,6 +296,7 @@ impl Default for ServerOptions {
 #[derive(Debug)]
 pub struct Server {
     child: Child,
+    address: SocketAddr,
     base_url: String,
     admin_token: String,
     dir: TempDir,
@@ -300,8 +331,9 @@ impl Server {
         let port = free_port().map_err(Attempt::Failed)?;
         let listen = format!("127.0.0.1:{port}");
         let child = spawn(binary, options, dir.path(), &listen).map_err(Attempt::Failed)?;
-        let mut server =
-            Self { child, base_url: format!("http://{listen}"), admin_token: options.admin_token.clone(), dir };
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let base_url = format!("http://{address}");
+        let mut server = Self { child, address, base_url, admin_token: options.admin_token.clone(), dir };
         server.wait_healthy(options.startup_timeout)?;
         Ok(server)
     }
@@ -344,6 +376,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -447,6 +484,249 @@ pub fn signal(pid: u32, signal: &str) -> Result<()> {
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+// ---------------------------------------------------------------------------------------
+// A link that breaks
+// ---------------------------------------------------------------------------------------
+
+/// What a [`Proxy`] does with one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Passes bytes both ways until either side closes or the proxy is cut.
+    Forward,
+    /// Passes the request, and of the answer its head and first server-sent event, then
+    /// closes: a change stream cut as soon as it opened.
+    FirstEventOnly,
+    /// Takes what the client sends and never answers: a peer that accepts and hangs, as a
+    /// balancer before a dead backend may.
+    BlackHole,
+}
+
+type Router = dyn Fn(&str) -> Route + Send + Sync;
+
+/// A TCP proxy on loopback in front of one backend, which breaks the link on purpose: it
+/// routes HTTP connections by their first request line ([`Proxy::http`]), and it cuts every
+/// connection and refuses new ones until restored ([`Proxy::cut`]). It stops when dropped.
+pub struct Proxy {
+    address: SocketAddr,
+    state: Arc<ProxyState>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy").field("address", &self.address).field("backend", &self.state.backend).finish()
+    }
+}
+
+struct ProxyState {
+    backend: SocketAddr,
+    /// `None` for a plain TCP proxy, which reads nothing before forwarding: a database
+    /// server speaks first.
+    route: Option<Box<Router>>,
+    links: Mutex<Links>,
+    /// Each HTTP connection's request line and when it came.
+    requests: Mutex<Vec<(Instant, String)>>,
+    stopped: AtomicBool,
+}
+
+/// Whether the proxy is cut, and the sockets of its connections: one lock, so that no
+/// connection slips past a cut.
+#[derive(Default)]
+struct Links {
+    cut: bool,
+    live: Vec<TcpStream>,
+}
+
+impl Proxy {
+    /// A proxy passing every connection to `backend` untouched until it is cut.
+    pub fn tcp(backend: SocketAddr) -> Result<Self> {
+        Self::start(backend, None)
+    }
+
+    /// A proxy to the HTTP server at `backend` that treats each connection as `route` says
+    /// for its first request line (`GET /api/v1/stream HTTP/1.1`). A client's pools keep
+    /// its change stream's connection apart from its other requests'.
+    pub fn http(backend: SocketAddr, route: impl Fn(&str) -> Route + Send + Sync + 'static) -> Result<Self> {
+        Self::start(backend, Some(Box::new(route)))
+    }
+
+    fn start(backend: SocketAddr, route: Option<Box<Router>>) -> Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let address = listener.local_addr()?;
+        let state = Arc::new(ProxyState {
+            backend,
+            route,
+            links: Mutex::default(),
+            requests: Mutex::default(),
+            stopped: AtomicBool::new(false),
+        });
+        let accepting = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                if accepting.stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(inbound) = inbound {
+                    let state = Arc::clone(&accepting);
+                    std::thread::spawn(move || state.serve(inbound));
+                }
+            }
+        });
+        Ok(Self { address, state })
+    }
+
+    /// Where clients connect.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `http://` and [`Proxy::address`].
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Closes every connection, and from now on each new one at once, until
+    /// [`Proxy::restore`]: the backend is unreachable.
+    pub fn cut(&self) {
+        let mut links = self.state.links();
+        links.cut = true;
+        for socket in links.live.drain(..) {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Passes new connections again after [`Proxy::cut`].
+    pub fn restore(&self) {
+        self.state.links().cut = false;
+    }
+
+    /// When each HTTP connection whose request line starts with `prefix` came, in order.
+    pub fn requests(&self, prefix: &str) -> Vec<Instant> {
+        let requests = self.state.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        requests.iter().filter(|(_, line)| line.starts_with(prefix)).map(|(at, _)| *at).collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state.stopped.store(true, Ordering::Relaxed);
+        self.cut();
+        // Wakes the accepting thread, which then sees that it is to stop.
+        let _ = TcpStream::connect(self.address);
+    }
+}
+
+impl ProxyState {
+    fn links(&self) -> MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn serve(&self, mut inbound: TcpStream) {
+        // Also checked before connecting to the backend, not only when registering: a
+        // database counts connections closed before their handshake as errors, and may
+        // block a host that makes too many.
+        if self.links().cut {
+            let _ = inbound.shutdown(Shutdown::Both);
+            return;
+        }
+        let (route, head) = match &self.route {
+            Some(router) => {
+                let Some((line, head)) = read_request_line(&mut inbound) else { return };
+                let route = router(&line);
+                self.requests.lock().unwrap_or_else(PoisonError::into_inner).push((Instant::now(), line));
+                (route, head)
+            }
+            None => (Route::Forward, Vec::new()),
+        };
+        let outbound = match route {
+            Route::BlackHole => None,
+            Route::Forward | Route::FirstEventOnly => match TcpStream::connect(self.backend) {
+                Ok(outbound) => Some(outbound),
+                Err(_) => return,
+            },
+        };
+        {
+            let mut links = self.links();
+            let sockets = std::iter::once(&inbound).chain(&outbound).map(TcpStream::try_clone);
+            let clones: io::Result<Vec<TcpStream>> = sockets.collect();
+            match clones {
+                Ok(clones) if !links.cut => links.live.extend(clones),
+                _ => {
+                    for socket in std::iter::once(&inbound).chain(&outbound) {
+                        let _ = socket.shutdown(Shutdown::Both);
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(mut outbound) = outbound else {
+            // A black hole reads what the client sends, so that the client's writes go
+            // through and it waits for the answer.
+            let _ = io::copy(&mut inbound, &mut io::sink());
+            return;
+        };
+        let (Ok(()), Ok(inbound_copy), Ok(outbound_copy)) =
+            (outbound.write_all(&head), inbound.try_clone(), outbound.try_clone())
+        else {
+            // The copies in `links` keep the sockets open: close them for the client to see.
+            let _ = inbound.shutdown(Shutdown::Both);
+            let _ = outbound.shutdown(Shutdown::Both);
+            return;
+        };
+        pipe(inbound_copy, outbound_copy);
+        match route {
+            Route::FirstEventOnly => first_event_only(outbound, inbound),
+            Route::Forward | Route::BlackHole => pipe(outbound, inbound),
+        }
+    }
+}
+
+/// Reads from `client` up to the end of its first line; returns that line and every byte
+/// read, which the backend must still be sent.
+fn read_request_line(client: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut read = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        if let Some(end) = find(&read, b"\r\n") {
+            return Some((String::from_utf8_lossy(&read[..end]).into_owned(), read));
+        }
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => read.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Copies the answer from `from` to `to` until its first server-sent event is complete,
+/// then closes both.
+fn first_event_only(mut from: TcpStream, mut to: TcpStream) {
+    let mut seen = Vec::new();
+    let mut chunk = [0_u8; 8192];
+    while let Ok(n @ 1..) = from.read(&mut chunk) {
+        if to.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        seen.extend_from_slice(&chunk[..n]);
+        // The head ends with an empty line, and so does each event after it.
+        if find(&seen, b"\r\n\r\n").is_some_and(|head| find(&seen[head + 4..], b"\n\n").is_some()) {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Copies `from` to `to` on a thread of its own until either side closes, then closes `to`.
+pub fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+    });
 }
 
 // ---------------------------------------------------------------------------------------

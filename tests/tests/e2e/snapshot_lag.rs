@@ -4,13 +4,13 @@
 //! numbers go back. Either way the client must end up serving what the server serves.
 //! And a snapshot that takes longer to download than any one request may take.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
 use flagd_client::{ClientOptions, InProcessClient};
-use flagd_tests::{Server, ServerOptions};
+use flagd_tests::{Server, ServerOptions, pipe};
 use serde_json::json;
 
 use crate::client::{FLAG, ctx, eventually, runtime, set_up, toggle};
@@ -29,14 +29,6 @@ fn round_robin(backends: Vec<SocketAddr>) -> SocketAddr {
         }
     });
     address
-}
-
-/// Copies `from` to `to` until either side closes.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut from, &mut to);
-        let _ = to.shutdown(std::net::Shutdown::Both);
-    });
 }
 
 /// A link from loopback to `backend` that passes the answers at about 1 MB/s.
@@ -65,10 +57,6 @@ fn trickle(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
-fn address(server: &Server) -> SocketAddr {
-    server.url().trim_start_matches("http://").parse().unwrap()
-}
-
 #[test]
 fn behind_a_balancer_the_client_asks_again_until_the_snapshot_reaches_the_change() {
     let a = Server::start().unwrap();
@@ -86,7 +74,7 @@ fn behind_a_balancer_the_client_asks_again_until_the_snapshot_reaches_the_change
     assert_eq!(waited.status, 200, "B applied the set-up: {}", waited.body);
 
     // The stream's connection goes to A, the snapshots' (kept alive) to B.
-    let balancer = format!("http://{}", round_robin(vec![address(&a), address(&b)]));
+    let balancer = format!("http://{}", round_robin(vec![a.address(), b.address()]));
     let rt = runtime();
     let client = rt.block_on(InProcessClient::connect(&ClientOptions::new(balancer, &token))).unwrap();
     assert!(client.bool_value(FLAG, &ctx(), false));
@@ -155,7 +143,7 @@ fn a_snapshot_slower_to_download_than_the_request_timeout_still_loads() {
     let path = format!("/api/v1/flags/{FLAG}/environments/production/allow");
     server.admin().post(&path, &json!({"companies": companies})).unwrap().success("allow").unwrap();
 
-    let url = format!("http://{}", slow_link(address(&server)));
+    let url = format!("http://{}", slow_link(server.address()));
     let options = ClientOptions::new(url, &token).timeout(Duration::from_millis(250));
     let rt = runtime();
     let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
