@@ -15,4 +15,5 @@ mod outage;
 mod priority;
 mod replicas;
 mod snapshot_lag;
+mod stream_faults;
 mod ui;
