@@ -1,8 +1,9 @@
 //! Several flagd-server processes on one database (SQLite file, MariaDB, PostgreSQL):
 //! a kill switch thrown on one replica is served by the others, the cluster-wide wait
 //! returns only once it is, stopped replicas leave the cluster view, concurrent writers
-//! on different replicas lose no update, `kill -9` loses no acknowledged write, and
-//! replicas started at the same moment on a new database all come up.
+//! on different replicas lose no update, `kill -9` loses no acknowledged write, replicas
+//! started at the same moment on a new database all come up, and a database blip during a
+//! wait delays its answer rather than failing it.
 //!
 //! MariaDB and PostgreSQL come from `FLAGD_TEST_MYSQL_URL` / `FLAGD_TEST_POSTGRES_URL`
 //! (as for the store contract); each test creates a database of its own there and drops
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Database, Server, ServerOptions, databases, flagctl_binary, signal};
+use flagd_tests::{Database, Proxy, Server, ServerOptions, databases, flagctl_binary, signal};
 use serde_json::{Value, json};
 
 const FLAG: &str = "portal";
@@ -381,5 +382,51 @@ fn a_replica_whose_clock_is_off_is_judged_by_the_databases_clock() {
         let waited = a.admin().get(&format!("/api/v1/wait?seq={off}&timeoutMs=5000")).unwrap();
         assert_eq!(waited.status, 200, "{backend}: {}", waited.body);
         assert!(waited.body.to_string().contains(&id), "{backend}: the wait counted it: {}", waited.body);
+    }
+}
+
+/// What a replica logs (at debug level) each time a wait fails to read the heartbeats.
+const WAIT_RETRIED: &str = "cannot read the replicas' heartbeats; retrying";
+
+/// The change is committed when a wait starts, so a database blip while the wait reads
+/// the replicas' heartbeats only delays its answer: once the database is back and every
+/// replica serves the change, the wait says so, rather than failing at the first error.
+#[test]
+fn a_wait_outlasts_a_database_blip_and_answers_once_every_replica_serves_the_change() {
+    for (backend, shared) in databases("blip").unwrap() {
+        if backend == "sqlite" {
+            // A file: there is no link to cut.
+            continue;
+        }
+        // A reaches the database through a link that the test cuts; B directly.
+        let link = Proxy::tcp(shared.address().unwrap()).unwrap();
+        let a = Server::start_with(&ServerOptions {
+            database_url: Some(shared.url_through(link.address()).unwrap()),
+            env: vec![("RUST_LOG".into(), "info,sqlx=warn,flagd_server::replication=debug".into())],
+            ..ServerOptions::default()
+        })
+        .unwrap();
+        let b = replica(&shared);
+        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        eventually(&format!("{backend}: both in the view"), Duration::from_secs(5), || cluster_ids(&a).len() == 2);
+        // B holds the wait up until it runs again.
+        signal(b.pid(), "-STOP").unwrap();
+        let off = a.admin().quick_op(FLAG, "production", "disable", Some(&json!({"reason": "incident"}))).unwrap();
+        let version = off["version"].as_i64().unwrap();
+
+        let waited = std::thread::scope(|s| {
+            let waiting = s.spawn(|| a.admin().get(&format!("/api/v1/wait?seq={version}&timeoutMs=20000")).unwrap());
+            link.cut();
+            eventually(&format!("{backend}: the wait meets the outage"), Duration::from_secs(20), || {
+                waiting.is_finished() || a.logs().contains(WAIT_RETRIED)
+            });
+            link.restore();
+            signal(b.pid(), "-CONT").unwrap();
+            waiting.join().unwrap()
+        });
+        assert_eq!(waited.status, 200, "{backend}: a database blip failed the wait: {}", waited.body);
+        let applied: Vec<i64> =
+            waited.body["replicas"].as_array().unwrap().iter().map(|r| r["appliedSeq"].as_i64().unwrap()).collect();
+        assert!(applied.len() == 2 && applied.iter().all(|s| *s >= version), "{backend}: {applied:?}");
     }
 }
