@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use flagd_server::service::Service;
+use flagd_server::store::Store;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -35,11 +36,18 @@ pub(crate) struct Reply {
 
 impl Api {
     pub(crate) async fn new() -> Self {
+        Self::over(|store| store).await.0
+    }
+
+    /// A fresh server whose store is `wrap` of its SQLite store, and the service behind it
+    /// (for what no request reaches, such as the replicas' sync).
+    pub(crate) async fn over(wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>) -> (Self, Arc<Service>) {
         let dir = std::env::temp_dir().join(format!("flagd-api-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite:{}", dir.join("flagd.db").display());
-        let app = start(&url).await;
-        Self { app, url, _dir: TempDir(dir) }
+        let service = service(wrap(flagd_server::store::connect(&url).await.unwrap())).await;
+        let app = flagd_server::app(Arc::clone(&service));
+        (Self { app, url, _dir: TempDir(dir) }, service)
     }
 
     /// A second server on the same database, which reads everything from it at start.
@@ -122,10 +130,13 @@ impl Api {
 }
 
 async fn start(url: &str) -> flagd_server::App {
-    let store = flagd_server::store::connect(url).await.unwrap();
+    flagd_server::app(service(flagd_server::store::connect(url).await.unwrap()).await)
+}
+
+async fn service(store: Arc<dyn Store>) -> Arc<Service> {
     let (service, startup) = Service::start(store, Some(ADMIN)).await.unwrap();
     assert!(startup.generated_admin_token.is_none(), "an admin token was given");
-    flagd_server::app(service)
+    service
 }
 
 fn rand_suffix() -> u64 {

@@ -7,3 +7,4 @@ mod openapi;
 mod session;
 mod store_contract;
 mod sync;
+mod tokens;
