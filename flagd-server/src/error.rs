@@ -90,6 +90,14 @@ impl ApiError {
         Self::NotFound { code: "ENVIRONMENT_NOT_FOUND", message: format!("no environment `{name}`") }
     }
 
+    /// A 404 for a change no write has reached yet; `latest` is the last one committed.
+    pub fn change_not_found(seq: i64, latest: i64) -> Self {
+        Self::NotFound {
+            code: "CHANGE_NOT_FOUND",
+            message: format!("no change {seq} has been written yet; the latest is {latest}"),
+        }
+    }
+
     /// A 404 for a segment.
     pub fn segment_not_found(env: &str, key: &str) -> Self {
         Self::NotFound { code: "SEGMENT_NOT_FOUND", message: format!("no segment `{key}` in environment `{env}`") }

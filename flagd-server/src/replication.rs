@@ -247,6 +247,22 @@ impl Service {
         Ok(ClusterView { current_seq, replicas: replicas.into_iter().map(view).collect() })
     }
 
+    /// Refuses `seq` if no write has reached it. The database decides, not this server's
+    /// progress: a write committed on another replica is there before this one applies it.
+    /// When the database cannot answer (before `deadline`), the change may well be written,
+    /// so the wait goes on and ends as the database allows.
+    async fn require_written(&self, seq: i64, deadline: tokio::time::Instant) -> Result<(), ApiError> {
+        match tokio::time::timeout_at(deadline, self.store().current_seq()).await {
+            Ok(Ok(latest)) if seq > latest => Err(ApiError::change_not_found(seq, latest)),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, seq, "cannot read the change sequence; waiting regardless");
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Whether another replica has recorded a heartbeat recently.
     async fn others_live(&self) -> Result<bool, ApiError> {
         Ok(self.replicas_heard_within(LIVE_WITHIN).await?.iter().any(|r| r.id != self.id()))
@@ -261,12 +277,15 @@ impl Service {
     }
 
     /// Waits until every replica in the cluster view serves change `seq`; on timeout, the
-    /// error names the replicas behind.
+    /// error names the replicas behind. A change no write has reached is refused at once.
     pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
         // This server's own progress is a watch channel: wait on it without touching the
         // database, and read the other replicas' heartbeats only once it is there.
         let mut applied = self.snapshots().subscribe();
+        if seq > *applied.borrow() {
+            self.require_written(seq, deadline).await?;
+        }
         let _ = tokio::time::timeout_at(deadline, applied.wait_for(|applied| *applied >= seq)).await;
         loop {
             let view = match self.cluster().await {

@@ -177,7 +177,8 @@ pub struct WaitResult {
 }
 
 /// Returns once every replica in the cluster view (heard from within 30 s) serves change
-/// `seq`, or 504 after the timeout naming the replicas behind and those gone silent.
+/// `seq`, or 504 after the timeout naming the replicas behind and those gone silent. A `seq`
+/// above the last committed change is refused at once with 404: no write has made it yet.
 #[utoipa::path(
     get,
     path = "/api/v1/wait",
@@ -187,6 +188,8 @@ pub struct WaitResult {
     responses(
         (status = 200, description = "The change is served", body = WaitResult),
         (status = 400, description = "A missing or invalid `seq` or `timeoutMs` (`INVALID_QUERY`)", body = ErrorBody),
+        (status = 404, description = "No write has reached `seq` yet (`CHANGE_NOT_FOUND`); the message names the \
+        latest change", body = ErrorBody),
         (status = 504, description = "Not applied in time (`WAIT_TIMEOUT`); the message says how far it got", body = ErrorBody),
         ReadErrors,
     ),

@@ -78,12 +78,7 @@ impl Api {
     }
 
     pub(crate) async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-        Reply { status, headers, body }
+        reply(self.app.clone(), req).await
     }
 
     pub(crate) async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
@@ -127,6 +122,16 @@ impl Api {
         let r = self.admin(Method::POST, &format!("/api/v1/environments/{env}/segments"), Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
+}
+
+/// `app`'s answer to `req`.
+pub(crate) async fn reply(app: flagd_server::App, req: Request<Body>) -> Reply {
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    Reply { status, headers, body }
 }
 
 async fn start(url: &str) -> flagd_server::App {

@@ -1,7 +1,7 @@
 //! What in-process clients and deploy tooling follow: snapshots, the change stream, the
 //! wait for a change, and the admin API's diagnostic evaluation.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -10,9 +10,15 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::api::{ADMIN, Api};
+use crate::api::{ADMIN, Api, Reply, reply};
 
 const PORTAL: &str = "/api/v1/flags/portal/environments/production";
+
+/// `app`'s answer to a GET of `path` with the admin token.
+async fn admin_get(app: flagd_server::App, path: &str) -> Reply {
+    let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
+    reply(app, req.unwrap()).await
+}
 
 /// A production flag enabled for company 42 only; returns the last write's version.
 async fn pilot(api: &Api) -> i64 {
@@ -78,11 +84,7 @@ async fn after_every_configuration_write_the_served_snapshot_is_the_databases() 
         let r = api.admin(method, &uri, body).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
         let served = api.admin(Method::GET, path, None).await.body;
-        let fresh = api.fresh_server().await;
-        let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
-        let res = fresh.oneshot(req.unwrap()).await.unwrap();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-        let read_back: Value = serde_json::from_slice(&bytes).unwrap();
+        let read_back = admin_get(api.fresh_server().await, path).await.body;
         // Environments this write did not change keep the version they were compiled at,
         // while a server that has just started compiled each at the latest: compare content.
         assert_eq!(served["ruleset"], read_back["ruleset"], "after {uri}");
@@ -177,8 +179,12 @@ async fn a_wait_returns_once_the_change_is_served_and_times_out_naming_how_far_i
     assert_eq!(r.body["scope"], "server");
     assert!(r.body["replicas"][0]["appliedSeq"].as_i64().unwrap() >= version);
 
-    let future = version + 1000;
-    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={future}&timeoutMs=50"), None).await;
+    // A server that does not follow the others on its database never applies the next
+    // write, which it waits for as written all the same: the database has it.
+    let behind = api.fresh_server().await;
+    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "r"}))).await;
+    let next = off.body["version"].as_i64().unwrap();
+    let r = admin_get(behind, &format!("/api/v1/wait?seq={next}&timeoutMs=50")).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("WAIT_TIMEOUT")));
     assert!(r.body["error"]["message"].as_str().unwrap().contains(&format!("applied up to {version}")), "{}", r.body);
 
@@ -192,18 +198,21 @@ async fn a_wait_returns_once_the_change_is_served_and_times_out_naming_how_far_i
 }
 
 #[tokio::test]
-async fn a_wait_started_before_the_write_returns_when_the_write_commits() {
+async fn a_wait_for_a_change_no_write_has_reached_is_refused_at_once_naming_the_latest() {
     let api = Api::new().await;
-    let version = pilot(&api).await;
-    let path = format!("/api/v1/wait?seq={}&timeoutMs=5000", version + 1);
-    let waiting = {
-        let app = api.app.clone();
-        let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
-        tokio::spawn(app.oneshot(req.unwrap()))
-    };
-    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "r"}))).await;
-    assert_eq!(off.body["version"].as_i64(), Some(version + 1));
-    assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+    let latest = pilot(&api).await;
+    let started = Instant::now();
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={}&timeoutMs=30000", latest + 1), None).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "refused after {:?}", started.elapsed());
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("CHANGE_NOT_FOUND")));
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("no change {} has been written yet; the latest is {latest}", latest + 1)),
+        "{message}"
+    );
+
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={latest}&timeoutMs=30000"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
 #[tokio::test]

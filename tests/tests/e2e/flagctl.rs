@@ -275,7 +275,9 @@ fn wait_confirms_applied_changes_and_times_out_with_exit_5() {
     );
     // A change that has not been written yet: said at once, not "stored and will apply".
     let future = (seq + 1000).to_string();
+    let started = Instant::now();
     let early = flagctl(&server, &["wait", &future, "--wait-timeout", "10s"]).code(4);
+    assert!(started.elapsed() < Duration::from_secs(5), "refused after {:?}", started.elapsed());
     assert!(
         early.stderr.contains(&format!("no change {future} has been written yet; the latest is {seq}")),
         "{}",

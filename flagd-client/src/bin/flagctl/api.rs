@@ -247,6 +247,11 @@ pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
             "token `{}` not found; list tokens (and their ids) with `flagctl token list`",
             t.token.unwrap_or("?")
         )),
+        // Waiting for it could only end in a timeout that claims the change is stored.
+        (404, "CHANGE_NOT_FOUND") => Failure::NotFound(format!(
+            "{message}: wait for the `version` a write answered with (`flagctl get KEY --env ENV -o json` shows a \
+             configuration's)"
+        )),
         (404, _) => Failure::NotFound(format!(
             "{message}; this server may be older than flagctl: check --url and upgrade flagd-server"
         )),

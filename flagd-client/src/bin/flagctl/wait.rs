@@ -24,8 +24,9 @@ const REQUEST_SLACK: Duration = Duration::from_secs(5);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Waits until change `seq` (known to be stored) is applied or `--wait-timeout` passes;
-/// returns the sentence that says how far the confirmation reaches.
+/// Waits until change `seq` is applied or `--wait-timeout` passes; returns the sentence
+/// that says how far the confirmation reaches. A `seq` no write has reached is refused at
+/// once (the server's 404 `CHANGE_NOT_FOUND`, see [`explain`]).
 pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
     let deadline = Instant::now() + session.wait_timeout;
     let mut outage = Outage::new(seq, session.wait_timeout);
@@ -60,26 +61,6 @@ pub async fn report(session: &Session, seq: i64) -> Result<(), Failure> {
     let sentence = applied(session, seq).await?;
     output::note(&sentence);
     Ok(())
-}
-
-/// `flagctl wait SEQ`: a number no write has reached yet is refused at once, since
-/// waiting for it could only end in a timeout that claims the change is stored.
-pub async fn command(session: &Session, seq: i64) -> Result<(), Failure> {
-    let request = Request::new(Method::GET, "/api/v1/cluster", Target::default());
-    match session.api.exchange(request).await? {
-        Ok(reply) => {
-            if let Some(latest) = reply.body["currentSeq"].as_i64().filter(|latest| seq > *latest) {
-                return Err(Failure::NotFound(format!(
-                    "no change {seq} has been written yet; the latest is {latest}: wait for the `version` a \
-                     write answered with (`flagctl get KEY --env ENV -o json` shows a configuration's)"
-                )));
-            }
-        }
-        // Servers from before the cluster view: nothing to check against.
-        Err(r) if r.status == 404 && r.code == "NOT_FOUND" => {}
-        Err(r) => return Err(explain(&r, &Target::default())),
-    }
-    report(session, seq).await
 }
 
 fn confirmation(seq: i64, body: &Value) -> String {
