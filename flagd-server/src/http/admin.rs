@@ -35,7 +35,7 @@ pub fn routes() -> Router<Arc<Service>> {
 struct AuditParams {
     /// Only this flag.
     flag: Option<String>,
-    /// Only this environment.
+    /// Only this environment (which must exist).
     environment: Option<String>,
     /// Only this actor (a token's name).
     actor: Option<String>,
@@ -68,6 +68,8 @@ fn parse_since(since: &str) -> Result<i64, ApiError> {
     responses(
         (status = 200, description = "One page of events", body = AuditPage),
         (status = 400, description = "Bad query parameters (`INVALID_QUERY`)", body = ErrorBody),
+        (status = 404, description = "No such `environment` (`ENVIRONMENT_NOT_FOUND`); an unknown `flag` is not \
+        refused, as a deleted flag's events stay", body = ErrorBody),
         ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),

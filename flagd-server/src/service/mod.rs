@@ -325,9 +325,15 @@ impl Service {
         Ok(())
     }
 
-    /// Reads the audit log.
+    /// Reads the audit log; 404 for an environment that does not exist.
     pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, ApiError> {
-        Ok(self.store.begin_read().await?.audit(query).await?)
+        let mut tx = self.store.begin_read().await?;
+        // Environments are never deleted, so an unknown one is a typo, not an empty history.
+        // A flag is not checked: a deleted one keeps its events.
+        if let Some(env) = &query.environment {
+            require_environment(tx.as_mut(), env).await?;
+        }
+        Ok(tx.audit(query).await?)
     }
 
     /// Opens a write on behalf of `actor`, refusing a `reason` over [`MAX_REASON`].

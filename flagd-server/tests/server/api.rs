@@ -647,6 +647,22 @@ async fn the_audit_log_records_each_change_with_actor_reason_and_diff() {
 }
 
 #[tokio::test]
+async fn the_audit_log_of_an_unknown_environment_is_not_found_and_a_quiet_one_is_an_empty_page() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    api.admin(Method::POST, "/api/v1/flags/f/environments/production/enable", None).await;
+    let r = api.admin(Method::GET, "/api/v1/audit?flag=f&environment=prodution", None).await;
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("ENVIRONMENT_NOT_FOUND")));
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("`prodution`"), "{}", r.body);
+
+    let r = api.admin(Method::GET, "/api/v1/audit?flag=f&environment=development", None).await;
+    assert_eq!((r.status, &r.body["events"]), (StatusCode::OK, &json!([])), "{}", r.body);
+    // A flag is not checked: one deleted keeps its history, so an unknown one has an empty one.
+    let r = api.admin(Method::GET, "/api/v1/audit?flag=nosuch", None).await;
+    assert_eq!((r.status, &r.body["events"]), (StatusCode::OK, &json!([])), "{}", r.body);
+}
+
+#[tokio::test]
 async fn promote_copies_rules_but_keeps_the_target_state() {
     let api = Api::new().await;
     api.create_flag(json!({"key": "f"})).await;

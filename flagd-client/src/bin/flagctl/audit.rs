@@ -18,10 +18,11 @@ pub async fn run(session: &Session, args: &AuditArgs) -> Result<(), Failure> {
     let mut events: Vec<Value> = Vec::new();
     let mut cursor: Option<i64> = None;
     let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
+    // Names the environment in the not-found failure of one that does not exist.
+    let target = Target { env: session.env.as_deref(), ..Target::default() };
     let next_cursor = loop {
         let remaining = u32::try_from(limit - events.len()).unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let mut request =
-            Request::new(Method::GET, "/api/v1/audit", Target::default()).query("limit", remaining.to_string());
+        let mut request = Request::new(Method::GET, "/api/v1/audit", target).query("limit", remaining.to_string());
         let filters = [("flag", &args.key), ("environment", &session.env), ("actor", &args.actor), ("since", &since)];
         for (name, value) in filters {
             if let Some(value) = value {
@@ -38,12 +39,6 @@ pub async fn run(session: &Session, args: &AuditArgs) -> Result<(), Failure> {
             break cursor;
         }
     };
-    // The server answers an unknown environment with an empty page, which would read as
-    // "nothing happened there". Only an empty answer is checked, so the history of an
-    // environment or flag that no longer exists stays readable.
-    if let (true, Some(env)) = (events.is_empty(), &session.env) {
-        crate::flags::checked_env(session, env).await?;
-    }
     if session.json() {
         output::json(&json!({ "events": events, "nextCursor": next_cursor }));
         return Ok(());
