@@ -199,7 +199,7 @@ pub struct ReplicaView {
     pub lag: i64,
     /// When it started (Unix ms).
     pub started_at: i64,
-    /// Its last heartbeat (Unix ms).
+    /// Its last heartbeat (Unix ms, on the database's clock, as the view's `now` is).
     pub last_seen: i64,
     /// Whether this is the replica that answered.
     pub this: bool,
@@ -215,6 +215,10 @@ pub struct ClusterView {
     /// once), oldest first: `lastSeen` over 3 s ago means it has stopped or is cut off from
     /// the database, and may still be serving what it had.
     pub replicas: Vec<ReplicaView>,
+    /// The time of this answer (Unix ms) on the clock `lastSeen` is stamped with, the
+    /// database's: how long ago a replica was heard from is `now - lastSeen`, whatever
+    /// the clock of the machine reading it says.
+    pub now: i64,
 }
 
 impl Service {
@@ -244,7 +248,8 @@ impl Service {
             started_at: r.started_at,
             last_seen: r.last_seen,
         };
-        Ok(ClusterView { current_seq, replicas: replicas.into_iter().map(view).collect() })
+        let replicas = replicas.into_iter().map(view).collect();
+        Ok(ClusterView { current_seq, replicas, now: self.cluster_now_ms() })
     }
 
     /// Refuses `seq` if no write has reached it. The database decides, not this server's

@@ -502,11 +502,13 @@ async function segmentsPage(query) {
 
 async function clusterPage() {
   const data = await api('GET', '/api/v1/cluster');
-  const now = Date.now();
+  // Heartbeats are stamped on the database's clock, which the browser's may be far from:
+  // the answer says what time it is on that clock.
   const rows = data.replicas.map((r) => el('tr', { 'data-replica': r.id },
     el('td', {}, r.id, r.this ? ' (answered this page)' : ''), el('td', {}, r.address),
     el('td', { 'data-field': 'appliedSeq' }, String(r.appliedSeq)), el('td', { 'data-field': 'lag' }, String(r.lag)),
-    el('td', {}, when(r.startedAt)), el('td', {}, `${Math.max(0, Math.round((now - r.lastSeen) / 1000))} s ago`)));
+    el('td', {}, when(r.startedAt)),
+    el('td', { 'data-field': 'lastSeen' }, `${Math.max(0, Math.round((data.now - r.lastSeen) / 1000))} s ago`)));
   return [
     el('h2', {}, 'Cluster'),
     el('div', { class: 'scroll' }, el('table', {},

@@ -1,7 +1,7 @@
 //! What in-process clients and deploy tooling follow: snapshots, the change stream, the
 //! wait for a change, and the admin API's diagnostic evaluation.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -18,6 +18,10 @@ const PORTAL: &str = "/api/v1/flags/portal/environments/production";
 async fn admin_get(app: flagd_server::App, path: &str) -> Reply {
     let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
     reply(app, req.unwrap()).await
+}
+
+fn system_ms() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 /// A production flag enabled for company 42 only; returns the last write's version.
@@ -213,6 +217,21 @@ async fn a_wait_for_a_change_no_write_has_reached_is_refused_at_once_naming_the_
 
     let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={latest}&timeoutMs=30000"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_cluster_view_tells_the_time_on_the_clock_of_its_heartbeats() {
+    let api = Api::new().await;
+    let before = system_ms();
+    let r = api.admin(Method::GET, "/api/v1/cluster", None).await;
+    let after = system_ms();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let now = r.body["now"].as_i64().unwrap_or_else(|| panic!("no `now`: {}", r.body));
+    for replica in r.body["replicas"].as_array().unwrap() {
+        assert!(now >= replica["lastSeen"].as_i64().unwrap(), "a heartbeat after `now`: {}", r.body);
+    }
+    // Without a clock offset measured, the database's clock is taken to be this host's.
+    assert!((before - 2000..=after + 2000).contains(&now), "now {now} is not between {before} and {after}");
 }
 
 #[tokio::test]

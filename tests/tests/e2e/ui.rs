@@ -169,6 +169,9 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     assert!(before_after[1].as_str().unwrap().contains("DISABLED"), "{report}");
     assert_eq!(report["clusterReplicas"], 1, "{report}");
     assert_eq!(report["clusterLag"], json!(["0"]), "{report}");
+    let last_seen = report["clusterLastSeen"][0].as_str().unwrap();
+    let seconds: u64 = last_seen.trim_end_matches(" s ago").parse().unwrap_or_else(|_| panic!("{report}"));
+    assert!(seconds < 5, "last seen counted from the browser's clock, an hour ahead: {report}");
 
     // A read session sees every environment and no control that writes.
     assert!(report["readWho"].as_str().unwrap().contains("(read)"), "{report}");
