@@ -232,6 +232,14 @@ fn a_write_on_one_replica_does_not_skip_what_another_committed_just_before() {
     }
 }
 
+/// Creates [`FLAG`] enabled in production on `server`, so that the kill switch a test
+/// throws is a change (disabling a flag that is already off changes nothing).
+fn live_flag(server: &Server) {
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": FLAG})).unwrap();
+    admin.quick_op(FLAG, "production", "enable", None).unwrap();
+}
+
 #[test]
 fn a_replica_that_polls_seldom_stays_in_the_wait_as_behind_until_it_polls() {
     for (backend, shared) in databases("seldom").unwrap() {
@@ -240,7 +248,7 @@ fn a_replica_that_polls_seldom_stays_in_the_wait_as_behind_until_it_polls() {
             continue;
         }
         let a = replica(&shared);
-        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        live_flag(&a);
         let slow = Server::start_with(&polling_once_a_minute(&shared)).unwrap();
         let slow_id = own_id(&slow);
         // Longer than a heartbeat counts (3 s): the replica must still be in the view.
@@ -319,7 +327,7 @@ fn replicas_started_together_on_a_new_database_all_come_up() {
 fn a_wait_does_not_pass_by_a_replica_that_fell_silent() {
     for (backend, shared) in databases("silent").unwrap() {
         let (a, b) = (replica(&shared), replica(&shared));
-        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        live_flag(&a);
         let silent_id = own_id(&b);
         eventually(&format!("{backend}: both in the view"), Duration::from_secs(5), || cluster_ids(&a).len() == 2);
         signal(b.pid(), "-STOP").unwrap();
@@ -361,7 +369,7 @@ fn a_replica_whose_clock_is_off_is_judged_by_the_databases_clock() {
             continue;
         }
         let a = replica(&shared);
-        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        live_flag(&a);
         let behind = Server::start_with(&ServerOptions {
             database_url: Some(shared.url.clone()),
             env: vec![
@@ -407,7 +415,7 @@ fn a_wait_outlasts_a_database_blip_and_answers_once_every_replica_serves_the_cha
         })
         .unwrap();
         let b = replica(&shared);
-        a.admin().create_flag(&json!({"key": FLAG})).unwrap();
+        live_flag(&a);
         eventually(&format!("{backend}: both in the view"), Duration::from_secs(5), || cluster_ids(&a).len() == 2);
         // B holds the wait up until it runs again.
         signal(b.pid(), "-STOP").unwrap();
