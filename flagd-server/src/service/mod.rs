@@ -29,7 +29,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::snapshot_cache::CacheFile;
-use crate::store::{AuditEvent, AuditPage, AuditQuery, Environment, Store, StoreError, StoredConfig, Tx};
+use crate::store::{AuditEvent, AuditPage, AuditQuery, ChangeScope, Environment, Store, StoreError, StoredConfig, Tx};
 
 /// The longest `reason` a change may carry: a note for the audit log, not a document. In
 /// any script it takes at most 16 KB, well within the 64 KiB of MariaDB's `TEXT` column.
@@ -290,9 +290,9 @@ impl Service {
     }
 
     /// Applies what other processes committed since the last change applied here: only
-    /// the environments their audit events name (every environment for changes made
-    /// outside one, such as flag definitions), and the tokens if they changed. Returns
-    /// whether anything was applied.
+    /// the environments their audit events name (every environment for a change to a flag's
+    /// definition: [`ChangeScope::reaches_every_environment`]), and the tokens if they
+    /// changed. Returns whether anything was applied.
     pub async fn catch_up(&self) -> Result<bool, ApiError> {
         let applied = self.snapshots.applied_seq();
         if self.store.current_seq().await? <= applied {
@@ -302,7 +302,7 @@ impl Service {
         let mut tx = self.store.begin_read().await?;
         let seq = tx.seq();
         let changes = tx.changes_since(applied).await?;
-        let everywhere = changes.iter().any(|c| c.environment.is_none() && !c.action.starts_with("token."));
+        let everywhere = changes.iter().any(ChangeScope::reaches_every_environment);
         let environments: BTreeSet<String> = if everywhere {
             tx.environments().await?.into_iter().map(|e| e.name).collect()
         } else {

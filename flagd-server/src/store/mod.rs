@@ -224,6 +224,19 @@ pub struct ChangeScope {
     pub action: String,
 }
 
+impl ChangeScope {
+    /// Whether every environment's snapshot must be rebuilt: a change made outside any
+    /// environment (a flag's definition, which they all share), or an import's flag
+    /// definition, which is recorded under the environment imported into but reaches every
+    /// one. Tokens are not in any snapshot.
+    pub fn reaches_every_environment(&self) -> bool {
+        match &self.environment {
+            None => !self.action.starts_with("token."),
+            Some(_) => self.action.starts_with("import.flag."),
+        }
+    }
+}
+
 /// Access levels of API tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

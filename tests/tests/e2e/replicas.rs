@@ -438,3 +438,33 @@ fn a_wait_outlasts_a_database_blip_and_answers_once_every_replica_serves_the_cha
         assert!(applied.len() == 2 && applied.iter().all(|s| *s >= version), "{backend}: {applied:?}");
     }
 }
+
+/// An import into one environment can change flag definitions, which every environment
+/// shares: the other replicas rebuild every environment, not only the one imported into,
+/// before the wait for the import passes.
+#[test]
+fn an_import_into_one_environment_reaches_every_environment_of_every_replica() {
+    for (backend, shared) in databases("import").unwrap() {
+        let (a, b) = (replica(&shared), replica(&shared));
+        let admin = a.admin();
+        live_flag(&a);
+        let token = admin.create_token("app", "evaluate", Some("staging")).unwrap();
+        eventually(&format!("{backend}: the token reaches B"), Duration::from_secs(5), || {
+            b.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.status == 200)
+        });
+
+        let file = json!({"flags": [{"key": "imported", "state": "ENABLED"}]});
+        let r = admin.post("/api/v1/environments/development/import", &file).unwrap();
+        assert_eq!(r.status, 200, "{backend}: {}", r.body);
+        let seq = admin.get("/api/v1/cluster").unwrap().body["currentSeq"].as_i64().unwrap();
+        let waited = admin.get(&format!("/api/v1/wait?seq={seq}&timeoutMs=5000")).unwrap();
+        assert_eq!(waited.status, 200, "{backend}: {}", waited.body);
+        let served = b.client(Some(&token)).ofrep("imported", &json!({"companyId": 42})).unwrap();
+        assert_eq!(
+            (served.status, &served.body["reason"]),
+            (200, &json!("DISABLED")),
+            "{backend}: B serves the imported flag in staging, where it starts disabled: {}",
+            served.body
+        );
+    }
+}
