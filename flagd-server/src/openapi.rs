@@ -537,7 +537,7 @@ impl utoipa::IntoResponses for WriteErrors {
 }
 
 /// The answers of every operation that changes one flag's configuration in one
-/// environment (enable, disable, rollout, allow and deny lists).
+/// environment (enable, disable, rollout, allow and deny lists, promote).
 pub(crate) struct ConfigChangeResponses;
 
 impl utoipa::IntoResponses for ConfigChangeResponses {

@@ -310,7 +310,9 @@ function promoteSection(flag, configs) {
     el('button', { type: 'button', class: 'primary', onclick: async () => {
       try {
         if (!await unchanged(flag, from, configs[from].version) || !await unchanged(flag, to, configs[to].version)) return;
-        await api('POST', `/api/v1/flags/${encodeURIComponent(flag.key)}/promote`, { from, to });
+        // If-Match closes the gap between that check and the copy.
+        await api('POST', `/api/v1/flags/${encodeURIComponent(flag.key)}/promote`, { from, to },
+          { 'If-Match': `"${configs[to].version}"` });
         await render();
         say(`${flag.key}: ${from} promoted to ${to}.`);
       } catch (e) { complain(e.message); }

@@ -403,27 +403,26 @@ company_list_handlers! {
 }
 
 /// Copies a configuration from one environment to another; the target keeps its state
-/// unless `includeState`.
+/// unless `includeState`. `If-Match` takes the target's version: the copy replaces its
+/// rules and lists whole, so a change made there since it was read gets 412.
 #[utoipa::path(
     post,
     path = "/api/v1/flags/{key}/promote",
     operation_id = "promoteFlag",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key")),
+    params(("key" = String, Path, description = "Flag key"), IfMatch),
     request_body(content = Promotion),
-    responses(
-        (status = 200, description = "The target's configuration after the change", body = ConfigView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 404, description = "No such flag or environment (`FLAG_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        WriteErrors,
-    ),
+    responses(ConfigChangeResponses),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn promote(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams(key): PathParams<String>,
+    IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody<Promotion>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
-    Ok(config_response(s.promote(&p, &key, &body.from, &body.to, body.include_state, body.reason).await?))
+    let envs = (body.from.as_str(), body.to.as_str());
+    Ok(config_response(s.promote(&p, &key, envs, body.include_state, body.reason, if_match).await?))
 }

@@ -262,15 +262,16 @@ impl Service {
     }
 
     /// Copies a configuration from one environment to another, keeping the target's
-    /// state unless `include_state`.
+    /// state unless `include_state`. `if_match`, if given, is the target's version the
+    /// caller saw: the copy replaces the target's rules and lists whole.
     pub async fn promote(
         &self,
         actor: &Principal,
         key: &str,
-        from: &str,
-        to: &str,
+        (from, to): (&str, &str),
         include_state: bool,
         reason: Option<String>,
+        if_match: Option<i64>,
     ) -> Result<ConfigView, ApiError> {
         if from == to {
             return Err(ApiError::bad_request("INVALID_PROMOTION", "`from` and `to` must differ"));
@@ -278,6 +279,7 @@ impl Service {
         let mut write = self.begin(actor, reason).await?;
         let (_, source) = load_config(&mut write, key, from).await?;
         let (_, target) = load_config(&mut write, key, to).await?;
+        check_if_match(if_match, target.version, || to_json(&ConfigView::from(target.clone())).unwrap_or_default())?;
         let mut next = source.config;
         if !include_state {
             next.state = target.config.state;

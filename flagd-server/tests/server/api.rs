@@ -952,6 +952,34 @@ async fn a_quick_operation_with_a_stale_if_match_is_refused_and_changes_nothing(
     assert_eq!((applied.status, &applied.body["state"]), (StatusCode::OK, &json!("ENABLED")), "{}", applied.body);
 }
 
+/// A promotion replaces the target's rules and lists whole: with the target's `If-Match`,
+/// a change made there since it was read is not overwritten.
+#[tokio::test]
+async fn a_promotion_with_a_stale_if_match_is_refused_and_changes_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let staging = "/api/v1/flags/portal/environments/staging";
+    let production = "/api/v1/flags/portal/environments/production";
+    api.admin(Method::POST, &format!("{staging}/allow"), Some(json!({"companies": ["1"]}))).await;
+    let seen = api.admin(Method::GET, production, None).await.headers[header::ETAG].to_str().unwrap().to_owned();
+    let meanwhile = api.admin(Method::POST, &format!("{production}/deny"), Some(json!({"companies": ["9"]}))).await;
+    assert_eq!(meanwhile.status, StatusCode::OK);
+    let events = api.audit_count().await;
+
+    let promotion = json!({"from": "staging", "to": "production"});
+    let path = "/api/v1/flags/portal/promote";
+    let stale = api.call(Method::POST, path, Some(ADMIN), Some(promotion.clone()), &[("if-match", &seen)]).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.body);
+    assert_eq!(stale.body["error"]["current"]["deny"], json!(["9"]), "the state to start again from");
+    assert_eq!(api.admin(Method::GET, production, None).await.body["deny"], json!(["9"]));
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+
+    let fresh = meanwhile.headers[header::ETAG].to_str().unwrap().to_owned();
+    let applied = api.call(Method::POST, path, Some(ADMIN), Some(promotion), &[("if-match", &fresh)]).await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    assert_eq!((&applied.body["allow"], applied.body.get("deny")), (&json!(["1"]), None), "{}", applied.body);
+}
+
 #[tokio::test]
 async fn every_write_that_takes_if_match_refuses_a_malformed_one_alike() {
     let api = Api::new().await;
@@ -964,6 +992,7 @@ async fn every_write_that_takes_if_match_refuses_a_malformed_one_alike() {
         (Method::POST, format!("{config}/disable"), json!({})),
         (Method::PUT, format!("{config}/rollout"), json!({"percentage": 5})),
         (Method::PUT, "/api/v1/environments/staging/segments/pilot".to_owned(), json!({"companies": ["2"]})),
+        (Method::POST, "/api/v1/flags/portal/promote".to_owned(), json!({"from": "staging", "to": "production"})),
     ];
     let events = api.audit_count().await;
     for (method, path, body) in &writes {
