@@ -21,11 +21,15 @@ pub struct SegmentView {
     pub segment: Segment,
     /// Change sequence number of its last write (the ETag without quotes).
     pub version: i64,
+    /// Present, as `true`, on the answer to a replacement that changed nothing: no new
+    /// version, no audit event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 impl From<StoredSegment> for SegmentView {
     fn from(s: StoredSegment) -> Self {
-        Self { environment: s.environment, segment: s.segment, version: s.version }
+        Self { environment: s.environment, segment: s.segment, version: s.version, unchanged: false }
     }
 }
 
@@ -65,6 +69,11 @@ impl Service {
             (None, false) => return Err(ApiError::segment_not_found(env, &key)),
             (Some(c), false) => check_if_match(if_match, c.version, || to_json(&c.segment).unwrap_or_default())?,
             (None, true) => {}
+        }
+        // As for configurations: a replacement by the same segment is acknowledged without
+        // a version, an audit event or a recompile; dropping the write rolls it back.
+        if let Some(c) = current.as_ref().filter(|c| c.segment == segment) {
+            return Ok(SegmentView { unchanged: true, ..c.clone().into() });
         }
         let stored = StoredSegment { environment: env.to_owned(), segment, version: write.seq() };
         write.tx.put_segment(&stored).await?;

@@ -892,6 +892,26 @@ async fn a_write_that_changes_nothing_keeps_the_version_and_records_nothing() {
     assert_eq!(api.audit_count().await, events + 1);
 }
 
+#[tokio::test]
+async fn a_segment_replaced_by_itself_keeps_its_version_and_records_nothing() {
+    let api = Api::new().await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1", 2], "description": "first wave"})).await;
+    let path = "/api/v1/environments/staging/segments/pilot";
+    let before = api.admin(Method::GET, path, None).await.body;
+    let events = api.audit_count().await;
+
+    let same = json!({"companies": [1, "2"], "description": "first wave"});
+    let again = api.admin(Method::PUT, path, Some(same)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!((&again.body["unchanged"], &again.body["version"]), (&json!(true), &before["version"]));
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+
+    let changed = api.admin(Method::PUT, path, Some(json!({"companies": ["1"]}))).await;
+    assert_eq!(changed.body.get("unchanged"), None, "{}", changed.body);
+    assert!(changed.body["version"].as_i64() > before["version"].as_i64());
+    assert_eq!(api.audit_count().await, events + 1);
+}
+
 /// Writers that read, change and write back with `If-Match`, retrying on 412: every
 /// acknowledged write survives and each has exactly one audit event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
