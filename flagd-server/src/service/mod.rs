@@ -513,18 +513,24 @@ impl Write {
     }
 }
 
-/// Compiles every environment the write touched, as the transaction sees it; the first
-/// invalid one refuses the write.
+/// Compiles every environment the write touched, as the transaction sees it. Any invalid
+/// one refuses the write, with the problems of every environment: a change to a flag's
+/// definition touches them all, and naming only the first would hide the rest.
 async fn compile_touched(write: &mut Write, snapshots: &Snapshots) -> Result<Vec<Compiled>, ApiError> {
     if let Some(compiled) = write.patched(snapshots) {
         return compiled.map(|c| vec![c]);
     }
     let mut compiled = Vec::with_capacity(write.touched.len());
+    let mut problems = Vec::new();
     let seq = write.seq();
     for env in &write.touched {
-        compiled.push(compile_environment(write.tx.as_mut(), env, seq).await?);
+        match compile_environment(write.tx.as_mut(), env, seq).await {
+            Ok(c) => compiled.push(c),
+            Err(ApiError::Invalid { problems: found }) => problems.extend(found),
+            Err(other) => return Err(other),
+        }
     }
-    Ok(compiled)
+    if problems.is_empty() { Ok(compiled) } else { Err(ApiError::Invalid { problems }) }
 }
 
 pub(crate) async fn require_environment(tx: &mut dyn Tx, name: &str) -> Result<(), ApiError> {

@@ -912,6 +912,30 @@ async fn a_segment_replaced_by_itself_keeps_its_version_and_records_nothing() {
     assert_eq!(api.audit_count().await, events + 1);
 }
 
+/// An import into one environment can break another (a flag's definition is shared): the
+/// refusal names the problems of every environment, not only the first that failed.
+#[tokio::test]
+async fn an_invalid_import_names_the_problems_of_every_environment_it_breaks() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "a"})).await;
+    let allowed =
+        api.admin(Method::POST, "/api/v1/flags/a/environments/production/allow", Some(json!({"companies": ["1"]})));
+    assert_eq!(allowed.await.status, StatusCode::OK);
+    let events = api.audit_count().await;
+    let file = json!({"flags": [
+        {"key": "a", "variants": {"x": 1, "y": 2}, "offVariant": "x"},
+        {"key": "b", "state": "ENABLED", "fallthrough": {"variant": "nope"}}
+    ]});
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let paths: Vec<&str> =
+        r.body["error"]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
+    for expected in ["environments.development.flags.b", "environments.production.flags.a.allow"] {
+        assert!(paths.iter().any(|p| p.starts_with(expected)), "{expected} in {paths:?}");
+    }
+    assert_eq!(api.audit_count().await, events, "nothing imported");
+}
+
 /// Writers that read, change and write back with `If-Match`, retrying on 412: every
 /// acknowledged write survives and each has exactly one audit event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
