@@ -181,8 +181,14 @@ impl CompiledFlag {
             BucketBy::Attribute(name) => who.ctx.get(name).and_then(|v| bucket_text(v, &mut buf)),
         };
         let Some(value) = value else {
-            let message =
-                format!("flag `{}` rolls out by company: the context needs a companyId or targetingKey", self.key);
+            let message = match &rollout.bucket_by {
+                BucketBy::Company => {
+                    format!("flag `{}` rolls out by company: the context needs a companyId or targetingKey", self.key)
+                }
+                BucketBy::Attribute(name) => {
+                    format!("flag `{}` rolls out by `{name}`: the context needs it as a string or an integer", self.key)
+                }
+            };
             return Err(ResolutionError { code: ErrorCode::TargetingKeyMissing, message });
         };
         let bucket = hash::bucket_after(self.key_hash, value, TOTAL_WEIGHT);

@@ -79,6 +79,18 @@ fn a_rollout_without_company_or_targeting_key_is_an_error() {
     assert_eq!(by_user.reason, Reason::Split);
 }
 
+#[test]
+fn a_rollout_by_an_attribute_the_context_lacks_names_that_attribute() {
+    let rs = ruleset(json!({"flags": [{"key": "f", "state": "ENABLED",
+        "fallthrough": {"rollout": {"bucketBy": "userId",
+            "variants": [{"variant": "on", "weight": 50}, {"variant": "off", "weight": 50}]}}}]}));
+    let r = rs.evaluate("f", &ctx(json!({"companyId": 42, "targetingKey": "u1"})));
+    let error = r.error.unwrap();
+    assert_eq!(error.code, ErrorCode::TargetingKeyMissing);
+    assert!(error.message.contains("`userId`") && !error.message.contains("company"), "{}", error.message);
+    assert_eq!(rs.evaluate("f", &ctx(json!({"userId": 7}))).reason, Reason::Split);
+}
+
 /// Callers write a missing company id as `""`; as a company, it would put every such user
 /// in one bucket, all in or all out of a rollout.
 #[test]
