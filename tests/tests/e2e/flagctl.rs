@@ -539,6 +539,34 @@ fn import_shows_the_diff_and_a_dry_run_changes_nothing() {
     assert_eq!(config(&admin, "c", "production")["state"], "ENABLED");
 }
 
+/// What the server refuses on export or import is said in terms of the file: an
+/// environment flagd's format cannot hold points to the native format, and a file the
+/// server cannot read is the file to fix, not flagctl's arguments.
+#[test]
+fn export_and_import_refusals_say_what_to_do_with_the_file() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "a"})).unwrap();
+    let regex = json!({"state": "ENABLED", "rules": [{"conditions": [{"attribute": "email", "op": "matches",
+        "value": "@acme\\.com$"}], "serve": {"variant": "on"}}]});
+    admin.set_config("a", "staging", &regex).unwrap();
+    let refused = flagctl(&server, &["export", "--env", "staging"]).code(2);
+    assert!(
+        refused.stderr.contains("cannot be written in flagd's format") && refused.stderr.contains("--format native"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("refused the change"), "an export changes nothing: {}", refused.stderr);
+
+    let dir = TempDir::new("flagctl").unwrap();
+    let file = dir.path().join("wrong.json");
+    std::fs::write(&file, r#"{"flags": [{"key": "b", "state": "enabled"}]}"#).unwrap();
+    let before = audit(&admin);
+    let bad = flagctl(&server, &["import", file.to_str().unwrap(), "--env", "production"]).code(2);
+    assert!(bad.stderr.contains("wrong.json") && bad.stderr.contains("fix the file"), "{}", bad.stderr);
+    assert_eq!(audit(&admin), before, "nothing imported");
+}
+
 #[test]
 fn a_native_export_keeps_company_lists_and_imports_back_exactly() {
     let server = Server::start().unwrap();

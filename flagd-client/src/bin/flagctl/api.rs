@@ -284,7 +284,7 @@ pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
 }
 
 /// The `problems` of a 422, one per line.
-fn problems(body: &Value) -> String {
+pub fn problems(body: &Value) -> String {
     let list = body["error"]["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
     list.iter()
         .map(|p| {

@@ -8,7 +8,7 @@ use std::path::Path;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use crate::api::{Request, Target, segment};
+use crate::api::{Request, Target, explain, problems, segment};
 use crate::cli::{ExportArgs, ImportArgs};
 use crate::exit::Failure;
 use crate::output::{self, Table};
@@ -18,9 +18,20 @@ use crate::session::Session;
 pub async fn export(session: &Session, args: &ExportArgs) -> Result<(), Failure> {
     let env = session.read_env("export")?;
     let path = format!("/api/v1/environments/{}/export?format={}", segment(env), args.format.as_str());
-    let reply = session.api.send(Request::new(Method::GET, path, Target::env(env))).await?;
-    output::json(&reply.body);
-    Ok(())
+    let target = Target::env(env);
+    match session.api.exchange(Request::new(Method::GET, path, target)).await? {
+        Ok(reply) => {
+            output::json(&reply.body);
+            Ok(())
+        }
+        // A read, not a change: what cannot be said in flagd's format, and the way out.
+        Err(r) if r.status == 422 => Err(Failure::Usage(format!(
+            "{env} cannot be written in flagd's format ({}){}; export it with `--format native`, which keeps              everything",
+            r.message,
+            problems(&r.body)
+        ))),
+        Err(r) => Err(explain(&r, &target)),
+    }
 }
 
 /// Reads a JSON file (`-` is stdin).
@@ -50,7 +61,19 @@ pub async fn import(session: &Session, args: &ImportArgs) -> Result<(), Failure>
     if let Some(reason) = &args.reason {
         request = request.query("reason", reason.clone());
     }
-    let report = session.api.send(request).await?.body;
+    let report = match session.api.exchange(request).await? {
+        Ok(reply) => reply.body,
+        // The file is what was refused, not flagctl's arguments.
+        Err(r) if matches!(r.status, 400 | 413) => {
+            return Err(Failure::Usage(format!(
+                "the server refused {} ({}: {}); fix the file; nothing was changed",
+                args.file.display(),
+                r.code,
+                r.message
+            )));
+        }
+        Err(r) => return Err(explain(&r, &Target::env(env))),
+    };
     if session.json() {
         output::json(&report);
         return Ok(());
