@@ -291,11 +291,13 @@ fn company_in(ids: &[String]) -> Value {
     let mut forms: Vec<Value> = Vec::with_capacity(ids.len() * 2);
     for id in ids {
         forms.push(Value::String(id.clone()));
-        if let Ok(n) = id.parse::<i64>() {
-            if n.to_string() == *id {
-                forms.push(Value::from(n));
-            }
-        }
+        // Company ids run from -2^63 to 2^64 - 1: an integer form for every canonical one.
+        let number = match (id.parse::<i64>(), id.parse::<u64>()) {
+            (Ok(n), _) if n.to_string() == *id => Some(Value::from(n)),
+            (_, Ok(n)) if n.to_string() == *id => Some(Value::from(n)),
+            _ => None,
+        };
+        forms.extend(number);
     }
     serde_json::json!({ "in": [{ "var": crate::context::COMPANY_ID }, forms] })
 }

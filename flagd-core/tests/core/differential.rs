@@ -1460,7 +1460,8 @@ fn invalid_documents_are_rejected_here_and_parse_errors_in_reference() {
 fn the_reference_serves_an_exported_environment_as_we_do() {
     let rollout = |on: f64| json!({"rollout": {"variants": [{"variant": "on", "weight": on}, {"variant": "off", "weight": 100.0 - on}]}});
     let source_json = json!({"flags": [
-        {"key": "portal", "state": "ENABLED", "deny": ["0", "13"], "allow": ["5", "acme"],
+        {"key": "portal", "state": "ENABLED", "deny": ["0", "13", "-9223372036854775808"],
+         "allow": ["5", "acme", "18446744073709551615"],
          "rules": [{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": rollout(33.333)}],
          "fallthrough": rollout(12.5)},
         {"key": "half", "state": "ENABLED", "fallthrough": rollout(50.0)}
@@ -1473,6 +1474,10 @@ fn the_reference_serves_an_exported_environment_as_we_do() {
         json!("13"),
         json!(""),
         Value::Null,
+        // As strings: JavaScript's numbers lose integers past 2^53, in the reference as in
+        // any flagd evaluator that reads contexts into doubles.
+        json!("18446744073709551615"),
+        json!("-9223372036854775808"),
     ]);
     let mut contexts: Vec<Value> = companies
         .enumerate()

@@ -96,6 +96,13 @@ fn export_round_trips_through_the_flagd_format() {
     }
     let anonymous = EvaluationContext::new().with_targeting_key("u1");
     assert_eq!(imported.evaluate("portal", &anonymous).variant, native.evaluate("portal", &anonymous).variant);
+    // Company ids span -2^63 to 2^64 - 1, as integers or strings, in lists as in contexts.
+    let extremes = json!({"flags": [{"key": "edges", "state": "ENABLED",
+        "allow": ["18446744073709551615", "-9223372036854775808"], "fallthrough": {"variant": "off"}}]});
+    let edges = flagd(export(&serde_json::from_value(extremes).unwrap(), Dialect::Native).unwrap());
+    for id in [json!(u64::MAX), json!(i64::MIN), json!(u64::MAX.to_string()), json!(i64::MIN.to_string())] {
+        assert_eq!(edges.evaluate("edges", &ctx(json!({"companyId": id}))).variant, Some("on"), "{id}");
+    }
     // An empty company id is no company on both sides: the user is bucketed by key.
     for user in 0..300 {
         let c = ctx(json!({"companyId": "", "targetingKey": format!("user-{user}"), "plan": "free"}));
