@@ -2,7 +2,8 @@
 //! environment back out so that flagd-compatible tools evaluate it as we do.
 //!
 //! A flagd flag becomes a [`Flag`] whose off variant and fallthrough are flagd's
-//! `defaultVariant` and whose targeting (if any, and not `{}`) becomes a single rule
+//! `defaultVariant` (without one, it has no off variant, whatever its variants are called)
+//! and whose targeting (if any, and not `{}`) becomes a single rule
 //! serving [`Serve::Targeting`]. Reasons then come out as flagd's: `STATIC` without
 //! targeting, `TARGETING_MATCH` when targeting names a variant, `DEFAULT` when it yields
 //! null. One deliberate difference: a `DISABLED` flag serves its `defaultVariant` (flagd
@@ -156,6 +157,10 @@ fn import_flag(key: String, value: Value, problems: &mut Problems) -> Option<Fla
     flag.definition.metadata = metadata;
     flag.config.rules = rules;
     flag.config.fallthrough = default_variant.clone().map(Serve::Variant);
+    // Without `defaultVariant`, flagd serves the caller's default even if a variant is
+    // called `off`; the flag says so itself, so that it evaluates as flagd's wherever it
+    // is stored and compiled.
+    flag.definition.no_off_variant = default_variant.is_none();
     flag.definition.off_variant = default_variant;
     Some(flag)
 }
@@ -203,7 +208,7 @@ const SEGMENT_EVALUATOR: &str = "segment:";
 /// flagd reports `TARGETING_MATCH` where we say `STATIC`, `SPLIT` or `DEFAULT`, and it cannot express
 /// regular expressions or dates read from attributes: such conditions are refused with
 /// their paths.
-pub fn export(source: &RulesetSource, dialect: Dialect) -> Result<Value, crate::error::ValidationError> {
+pub fn export(source: &RulesetSource) -> Result<Value, crate::error::ValidationError> {
     let mut problems = Problems::default();
     let mut evaluators = source.evaluators.clone();
     for segment in &source.segments {
@@ -215,7 +220,7 @@ pub fn export(source: &RulesetSource, dialect: Dialect) -> Result<Value, crate::
     let mut flags = Map::new();
     for flag in &source.flags {
         problems.set_key(Some(&flag.definition.key));
-        flags.insert(flag.definition.key.clone(), export_flag(flag, dialect, &mut problems));
+        flags.insert(flag.definition.key.clone(), export_flag(flag, &mut problems));
     }
     let mut doc = Map::new();
     doc.insert("flags".to_owned(), Value::Object(flags));
@@ -228,20 +233,15 @@ pub fn export(source: &RulesetSource, dialect: Dialect) -> Result<Value, crate::
     problems.into_result(Value::Object(doc))
 }
 
-fn export_flag(flag: &Flag, dialect: Dialect, problems: &mut Problems) -> Value {
+fn export_flag(flag: &Flag, problems: &mut Problems) -> Value {
     let path = format!("flags.{}", flag.definition.key);
     let variants: Map<String, Value> = if flag.definition.variants.is_empty() {
         [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect()
     } else {
         flag.definition.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
-    let implicit = |explicit: &Option<String>, name: &str| {
-        explicit
-            .clone()
-            .or_else(|| (dialect == Dialect::Native && variants.contains_key(name)).then(|| name.to_owned()))
-    };
-    let off = implicit(&flag.definition.off_variant, "off");
-    let on = implicit(&flag.definition.on_variant, "on");
+    let off = flag.definition.off_variant_name().map(str::to_owned);
+    let on = flag.definition.on_variant_name().map(str::to_owned);
     let name_or_null = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
 
     let mut branches: Vec<(Value, Value)> = Vec::new();

@@ -144,9 +144,14 @@ pub struct FlagDefinition {
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub variants: IndexMap<String, Value>,
     /// Served when the flag is disabled, denied, or nothing else applies. Defaults to the
-    /// variant named `off` when there is one.
+    /// variant named `off` when there is one (unless `noOffVariant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off_variant: Option<String>,
+    /// Without `offVariant`, the flag has no off variant even if one is named `off`: what
+    /// nothing serves is the caller's default. Set for flags imported from flagd without
+    /// a `defaultVariant`, because flagd gives a variant's name no meaning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_off_variant: bool,
     /// Served to allowed companies and by percentage rollouts. Defaults to `on` when there
     /// is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,9 +171,32 @@ impl FlagDefinition {
             tags: Vec::new(),
             variants: IndexMap::new(),
             off_variant: None,
+            no_off_variant: false,
             on_variant: None,
             metadata: Map::new(),
         }
+    }
+
+    /// The off variant's name: `offVariant`, else a variant named `off` (unless
+    /// `noOffVariant`). Not checked against the variants: compiling does that.
+    pub fn off_variant_name(&self) -> Option<&str> {
+        match &self.off_variant {
+            Some(name) => Some(name),
+            None if self.no_off_variant => None,
+            None => self.implicit_variant("off"),
+        }
+    }
+
+    /// The on variant's name: `onVariant`, else a variant named `on`. Not checked against
+    /// the variants: compiling does that.
+    pub fn on_variant_name(&self) -> Option<&str> {
+        self.on_variant.as_deref().or_else(|| self.implicit_variant("on"))
+    }
+
+    /// `name` if the flag has a variant so called (boolean flags have `on` and `off`).
+    fn implicit_variant<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let boolean = self.variants.is_empty() && (name == "on" || name == "off");
+        (boolean || self.variants.contains_key(name)).then_some(name)
     }
 }
 

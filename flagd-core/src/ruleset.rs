@@ -23,13 +23,13 @@ pub(crate) type CompanySet = HashSet<Box<str>, FxBuildHasher>;
 /// Which conventions a source follows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Dialect {
-    /// This product's own: keys match `[a-z0-9][a-z0-9_.-]{0,127}`, and variants named
-    /// `off` / `on` are the off / on variants unless others are named.
+    /// This product's own: keys match `[a-z0-9][a-z0-9_.-]{0,127}`.
     #[default]
     Native,
     /// Imported from flagd: any non-empty key of at most 128 characters without control
-    /// characters (flagd files use keys like `myBoolFlag`), and only explicitly named
-    /// off / on variants (flagd's `defaultVariant`).
+    /// characters (flagd files use keys like `myBoolFlag`). Which variants are off / on is
+    /// not the dialect's business but each flag's (see `FlagDefinition::no_off_variant`),
+    /// so that an imported flag keeps flagd's meaning wherever it is compiled.
     Flagd,
 }
 
@@ -38,7 +38,7 @@ pub enum Dialect {
 pub struct CompileOptions {
     /// JSON Logic size limits.
     pub limits: Limits,
-    /// Key rule and variant defaults.
+    /// Key rule.
     pub dialect: Dialect,
 }
 
@@ -132,7 +132,7 @@ impl Ruleset {
                 problems.push(path, format!("duplicate flag key `{}`", flag.definition.key));
                 continue;
             }
-            let cx = FlagCx { path, env: &env, segments: &segment_index, dialect: options.dialect };
+            let cx = FlagCx { path, env: &env, segments: &segment_index };
             if let Some(compiled) = cx.flag(flag, &source.metadata, &mut problems) {
                 index.insert(flag.definition.key.clone().into_boxed_str(), flags.len());
                 flags.push(compiled);
@@ -235,7 +235,6 @@ struct FlagCx<'a> {
     path: Path<'a>,
     env: &'a CompileEnv<'a>,
     segments: &'a FxHashMap<&'a str, usize>,
-    dialect: Dialect,
 }
 
 /// The JSON type of a variant value, which all of a flag's variants share.
@@ -253,13 +252,14 @@ impl FlagCx<'_> {
     fn flag(&self, flag: &Flag, shared_metadata: &Map<String, Value>, problems: &mut Problems) -> Option<CompiledFlag> {
         let before = problems.len();
         let variants = self.variants(flag, problems);
-        let named = |explicit: &Option<String>, default: &str, field: &str, problems: &mut Problems| match explicit {
-            Some(name) => self.variant_index(&variants, name, self.path.field(field), problems),
-            None if self.dialect == Dialect::Native => variants.iter().position(|(n, _)| n == default),
-            None => None,
+        let def = &flag.definition;
+        let named = |explicit: &Option<String>, name: Option<&str>, field: &str, problems: &mut Problems| match explicit
+        {
+            Some(explicit) => self.variant_index(&variants, explicit, self.path.field(field), problems),
+            None => name.and_then(|name| variants.iter().position(|(n, _)| n == name)),
         };
-        let off = named(&flag.definition.off_variant, "off", "offVariant", problems);
-        let on = named(&flag.definition.on_variant, "on", "onVariant", problems);
+        let off = named(&def.off_variant, def.off_variant_name(), "offVariant", problems);
+        let on = named(&def.on_variant, def.on_variant_name(), "onVariant", problems);
         if !flag.config.allow.is_empty() && on.is_none() {
             problems.push(self.path.field("allow"), "an allow list needs an on variant: set `onVariant`");
         }

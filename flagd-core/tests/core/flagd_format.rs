@@ -80,7 +80,7 @@ fn export_round_trips_through_the_flagd_format() {
     });
     let native = ruleset(source_json.clone());
     let source: RulesetSource = serde_json::from_value(source_json).unwrap();
-    let exported = export(&source, Dialect::Native).unwrap();
+    let exported = export(&source).unwrap();
     let imported = flagd(exported);
     let plans = ["pro", "free"];
     let versions = ["2.0.0", "2.1.0", "10.0.0"];
@@ -99,7 +99,7 @@ fn export_round_trips_through_the_flagd_format() {
     // Company ids span -2^63 to 2^64 - 1, as integers or strings, in lists as in contexts.
     let extremes = json!({"flags": [{"key": "edges", "state": "ENABLED",
         "allow": ["18446744073709551615", "-9223372036854775808"], "fallthrough": {"variant": "off"}}]});
-    let edges = flagd(export(&serde_json::from_value(extremes).unwrap(), Dialect::Native).unwrap());
+    let edges = flagd(export(&serde_json::from_value(extremes).unwrap()).unwrap());
     for id in [json!(u64::MAX), json!(i64::MIN), json!(u64::MAX.to_string()), json!(i64::MIN.to_string())] {
         assert_eq!(edges.evaluate("edges", &ctx(json!({"companyId": id}))).variant, Some("on"), "{id}");
     }
@@ -115,7 +115,7 @@ fn export_round_trips_through_the_flagd_format() {
 fn export_refuses_what_flagd_cannot_express() {
     let source: RulesetSource = serde_json::from_value(json!({"flags": [{"key": "f",
         "rules": [{"conditions": [{"attribute": "email", "op": "matches", "value": "^a"}], "serve": {"variant": "on"}}]}]})).unwrap();
-    let err = export(&source, Dialect::Native).unwrap_err();
+    let err = export(&source).unwrap_err();
     assert_eq!(err.problems[0].path, "flags.f.rules[0].conditions[0]");
 }
 

@@ -125,24 +125,16 @@ fn remove_companies(list: &mut Vec<String>, ids: &[String]) {
     list.retain(|c| !gone.contains(c));
 }
 
-/// The variant a flag uses for `role` ("on"/"off"): the named one, else one so called.
-fn role_variant(explicit: Option<&String>, def: &FlagDefinition, role: &str) -> Option<String> {
-    let implicit = def.variants.is_empty() || def.variants.contains_key(role);
-    explicit.cloned().or_else(|| implicit.then(|| role.to_owned()))
-}
-
 fn rollout(r: RolloutRequest, def: &FlagDefinition) -> Result<Rollout, ApiError> {
     let mut rollout = match (r.percentage, r.variants) {
         (Some(p), None) => {
-            let on = role_variant(def.on_variant.as_ref(), def, "on");
-            let off = role_variant(def.off_variant.as_ref(), def, "off");
-            let (Some(on), Some(off)) = (on, off) else {
+            let (Some(on), Some(off)) = (def.on_variant_name(), def.off_variant_name()) else {
                 return Err(ApiError::bad_request(
                     "NO_ON_OFF_VARIANTS",
                     format!("flag `{}` has no on/off variants: send explicit `variants` weights", def.key),
                 ));
             };
-            Rollout::percentage(&on, &off, p)
+            Rollout::percentage(on, off, p)
                 .map_err(|e| ApiError::bad_request("INVALID_PERCENTAGE", format!("percentage {p} {e}")))?
         }
         (None, Some(variants)) => Rollout { variants, bucket_by: None },

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use flagd_core::flagd::{export, import, inline_evaluators};
-use flagd_core::{Dialect, EnvironmentConfig, FlagDefinition, RulesetSource};
+use flagd_core::{EnvironmentConfig, FlagDefinition, RulesetSource};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -93,9 +93,7 @@ impl Service {
         require_environment(tx.as_mut(), env).await?;
         let source = environment_source(tx.as_mut(), env).await?;
         match format {
-            ExportFormat::Flagd => {
-                export(&source, Dialect::Native).map_err(|e| ApiError::Invalid { problems: e.problems })
-            }
+            ExportFormat::Flagd => export(&source).map_err(|e| ApiError::Invalid { problems: e.problems }),
             ExportFormat::Native => serde_json::to_value(&source).map_err(|e| ApiError::Internal(e.to_string())),
         }
     }
@@ -145,18 +143,17 @@ impl Service {
     }
 }
 
-/// A definition with the implicit parts spelled out (boolean variants, `on`/`off`
-/// names), so that a file that spells them out compares equal to one that does not.
+/// A definition with the implicit parts spelled out (boolean variants, off and on
+/// variants), so that a file that spells them out compares equal to one that does not.
 fn normalized(def: &FlagDefinition) -> FlagDefinition {
     let mut def = def.clone();
+    def.off_variant = def.off_variant_name().map(str::to_owned);
+    def.on_variant = def.on_variant_name().map(str::to_owned);
+    // Spelled out, the off variant no longer depends on it.
+    def.no_off_variant = false;
     if def.variants.is_empty() {
         def.variants =
             [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect();
-    }
-    for (slot, name) in [(&mut def.off_variant, "off"), (&mut def.on_variant, "on")] {
-        if slot.is_none() && def.variants.contains_key(name) {
-            *slot = Some(name.to_owned());
-        }
     }
     def
 }

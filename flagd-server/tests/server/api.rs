@@ -854,6 +854,39 @@ async fn export_and_import_move_an_environment_and_dry_runs_change_nothing() {
     assert_eq!(api.audit_count().await, before, "an invalid file changes nothing");
 }
 
+/// An imported flagd flag without `defaultVariant` has no off variant, even one called
+/// `off`: when its targeting picks nothing it serves the caller's default with reason
+/// `DEFAULT`, as flagd does, also after a restart and through the in-process snapshot.
+#[tokio::test]
+async fn an_imported_flagd_flag_without_default_variant_serves_no_off_variant() {
+    let api = Api::new().await;
+    let file = json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": "new-ui", "off": "old-ui"},
+                                      "targeting": {"if": [false, "on", null]}}}});
+    let r = api.admin(Method::POST, "/api/v1/environments/production/import", Some(file)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let eval = api.token("evaluate", Some("production")).await;
+    let served = |body: &Value| (body["value"].clone(), body["variant"].clone(), body["reason"].clone());
+    let expected = (Value::Null, Value::Null, json!("DEFAULT"));
+    assert_eq!(served(&api.ofrep(&eval, "f", json!({"companyId": 1})).await.body), expected);
+
+    let restarted = api.fresh_server().await;
+    let req = Request::post("/ofrep/v1/evaluate/flags/f")
+        .header(header::AUTHORIZATION, format!("Bearer {eval}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"context": {"companyId": 1}}).to_string()))
+        .unwrap();
+    assert_eq!(served(&reply(restarted, req).await.body), expected, "after a restart");
+
+    let snapshot = api.admin(Method::GET, "/api/v1/environments/production/snapshot", None).await.body;
+    let source = serde_json::from_value(snapshot["ruleset"].clone()).unwrap();
+    let in_process = flagd_core::Ruleset::compile(&source).unwrap();
+    let r = in_process.evaluate("f", &flagd_core::EvaluationContext::from_json(json!({})).unwrap());
+    assert_eq!((r.variant, r.reason.as_str()), (None, "DEFAULT"), "in process");
+
+    let exported = api.admin(Method::GET, "/api/v1/environments/production/export", None).await.body;
+    assert_eq!(exported["flags"]["f"]["defaultVariant"], Value::Null, "{exported}");
+}
+
 /// A write that changes nothing (a repeated kill switch, a company already listed, a
 /// configuration put back as it is) is acknowledged as such: no new version, no audit
 /// event, nothing for the replicas to apply.
