@@ -86,7 +86,9 @@ struct ImportParams {
 }
 
 /// Imports a flagd file or a flagd-server file, merging into the environment or replacing
-/// it; a dry run returns the diff and writes nothing.
+/// it; a dry run returns the diff and writes nothing. A flagd file's `defaultVariant` is a
+/// flag's off variant; what the flagd format cannot carry (description, owner, tags, and
+/// `onVariant` while the file's variants have it) is kept as stored.
 #[utoipa::path(
     post,
     path = "/api/v1/environments/{env}/import",

@@ -66,24 +66,27 @@ pub struct ImportReport {
 }
 
 /// Reads a file in either format, both JSON objects: flagd's (`flags` is an object) or ours
-/// (`flags` a list); anything else is refused.
-fn parse(body: &[u8]) -> Result<RulesetSource, ApiError> {
+/// (`flags` a list), and says which it was; anything else is refused.
+fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("INVALID_BODY", "the file is not UTF-8"))?;
     let probe: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("the file is not JSON: {e}")))?;
     let not_ours = |why: &dyn std::fmt::Display| {
         ApiError::bad_request("INVALID_BODY", format!("not a flagd file nor a flagd-server file: {why}"))
     };
-    let mut source = match &probe {
-        Value::Object(doc) if doc.get("flags").is_some_and(Value::is_object) => import(text).map_err(|e| match e {
-            flagd_core::Error::Invalid(v) => ApiError::Invalid { problems: v.problems },
-            other => ApiError::bad_request("INVALID_BODY", other.to_string()),
-        })?,
-        Value::Object(_) => serde_json::from_value(probe).map_err(|e| not_ours(&e))?,
+    let (mut source, format) = match &probe {
+        Value::Object(doc) if doc.get("flags").is_some_and(Value::is_object) => {
+            let source = import(text).map_err(|e| match e {
+                flagd_core::Error::Invalid(v) => ApiError::Invalid { problems: v.problems },
+                other => ApiError::bad_request("INVALID_BODY", other.to_string()),
+            })?;
+            (source, ExportFormat::Flagd)
+        }
+        Value::Object(_) => (serde_json::from_value(probe).map_err(|e| not_ours(&e))?, ExportFormat::Native),
         _ => return Err(not_ours(&"not a JSON object")),
     };
     inline_evaluators(&mut source).map_err(|e| ApiError::Invalid { problems: e.problems })?;
-    Ok(source)
+    Ok((source, format))
 }
 
 impl Service {
@@ -109,14 +112,14 @@ impl Service {
         dry_run: bool,
         reason: Option<String>,
     ) -> Result<ImportReport, ApiError> {
-        let source = parse(body)?;
+        let (source, format) = parse(body)?;
         let mut write = self.begin(actor, reason).await?;
         write.require_environment(env).await?;
         let mut changes = Vec::new();
         let mut named = HashSet::new();
         for flag in source.flags {
             named.insert(flag.definition.key.clone());
-            import_flag(&mut write, env, flag, &mut changes).await?;
+            import_flag(&mut write, env, flag, format, &mut changes).await?;
         }
         if mode == ImportMode::Replace {
             reset_unnamed_flags(&mut write, env, &named, &mut changes).await?;
@@ -158,10 +161,15 @@ fn normalized(def: &FlagDefinition) -> FlagDefinition {
     def
 }
 
-/// What the file says, keeping what a flagd file cannot carry (description, owner,
-/// tags) from the stored definition.
-fn incoming(mut def: FlagDefinition, stored: Option<&StoredFlag>) -> FlagDefinition {
+/// What the file says, keeping what a flagd file cannot carry (description, owner, tags,
+/// and the on variant while the file's variants still have it) from the stored definition.
+/// The off variant is the flagd file's `defaultVariant`: it says what flagd serves.
+fn incoming(mut def: FlagDefinition, stored: Option<&StoredFlag>, format: ExportFormat) -> FlagDefinition {
     if let Some(old) = stored {
+        if format == ExportFormat::Flagd && def.on_variant.is_none() {
+            let kept = old.definition.on_variant.as_ref().filter(|on| def.variants.contains_key(*on));
+            def.on_variant = kept.cloned();
+        }
         if def.description.is_empty() {
             def.description.clone_from(&old.definition.description);
         }
@@ -179,11 +187,12 @@ async fn import_flag(
     write: &mut Write,
     env: &str,
     mut flag: flagd_core::Flag,
+    format: ExportFormat,
     changes: &mut Vec<ImportChange>,
 ) -> Result<(), ApiError> {
     let key = flag.definition.key.clone();
     let existing = write.tx.flag(&key).await?;
-    flag.definition = incoming(flag.definition, existing.as_ref());
+    flag.definition = incoming(flag.definition, existing.as_ref(), format);
     let (seq, now) = (write.seq(), write.now);
     match &existing {
         None => {

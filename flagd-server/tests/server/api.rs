@@ -854,6 +854,45 @@ async fn export_and_import_move_an_environment_and_dry_runs_change_nothing() {
     assert_eq!(api.audit_count().await, before, "an invalid file changes nothing");
 }
 
+/// A flagd file cannot carry a flag's on variant: importing one (here, another
+/// environment's export) keeps the stored on variant, so allow lists, wherever they are,
+/// and percentage rollouts go on working. A native file, which can carry it, decides.
+#[tokio::test]
+async fn a_flagd_import_keeps_the_on_variant_the_format_cannot_carry() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "str_flag", "variants": {"red": "r", "green": "g", "blue": "b"},
+                           "offVariant": "red", "onVariant": "green"}))
+        .await;
+    let r = api.admin(Method::POST, "/api/v1/environments", Some(json!({"name": "other"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let staging = "/api/v1/flags/str_flag/environments/staging";
+    let r = api.admin(Method::POST, &format!("{staging}/allow"), Some(json!({"companies": ["42"]}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    api.admin(Method::POST, &format!("{staging}/enable"), None).await;
+
+    let exported = api.admin(Method::GET, "/api/v1/environments/staging/export", None).await;
+    assert_eq!(exported.body["flags"]["str_flag"]["defaultVariant"], "red", "{}", exported.body);
+    let r = api.admin(Method::POST, "/api/v1/environments/other/import", Some(exported.body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let flag = api.admin(Method::GET, "/api/v1/flags/str_flag", None).await.body;
+    assert_eq!((&flag["offVariant"], &flag["onVariant"]), (&json!("red"), &json!("green")), "{flag}");
+    let other = api.token("evaluate", Some("other")).await;
+    assert_eq!(api.ofrep(&other, "str_flag", json!({"companyId": 42})).await.body["variant"], "green");
+    assert_eq!(api.ofrep(&other, "str_flag", json!({"companyId": 7})).await.body["variant"], "red");
+
+    let production = "/api/v1/flags/str_flag/environments/production";
+    let r = api.admin(Method::POST, &format!("{production}/allow"), Some(json!({"companies": ["1"]}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api.admin(Method::PUT, &format!("{production}/rollout"), Some(json!({"percentage": 10}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let mut native = api.admin(Method::GET, "/api/v1/environments/other/export?format=native", None).await.body;
+    native["flags"][0]["onVariant"] = json!("blue");
+    let r = api.admin(Method::POST, "/api/v1/environments/other/import", Some(native)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags/str_flag", None).await.body["onVariant"], "blue");
+}
+
 /// An imported flagd flag without `defaultVariant` has no off variant, even one called
 /// `off`: when its targeting picks nothing it serves the caller's default with reason
 /// `DEFAULT`, as flagd does, also after a restart and through the in-process snapshot.
