@@ -169,7 +169,10 @@ fn import_flag(key: String, value: Value, problems: &mut Problems) -> Option<Fla
 /// file: problems are reported with the path the author wrote.
 const MODEL_TARGETING: &str = ".rules[0].serve.targeting";
 
-fn flagd_path(mut p: Problem) -> Problem {
+/// A problem of an imported flag with the path its author wrote in the flagd file
+/// (`…targeting`, `…defaultVariant`) instead of the model's: for callers that compile
+/// imported flags themselves, as a server storing them does.
+pub fn flagd_path(mut p: Problem) -> Problem {
     for (model, flagd) in [
         (MODEL_TARGETING, ".targeting"),
         (".fallthrough.variant", ".defaultVariant"),

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use flagd_core::flagd::{export, import, inline_evaluators};
+use flagd_core::flagd::{export, flagd_path, import, inline_evaluators};
 use flagd_core::{EnvironmentConfig, FlagDefinition, RulesetSource};
 use serde::Serialize;
 use serde_json::Value;
@@ -85,8 +85,18 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
         Value::Object(_) => (serde_json::from_value(probe).map_err(|e| not_ours(&e))?, ExportFormat::Native),
         _ => return Err(not_ours(&"not a JSON object")),
     };
-    inline_evaluators(&mut source).map_err(|e| ApiError::Invalid { problems: e.problems })?;
+    inline_evaluators(&mut source).map_err(|e| in_terms_of(format, ApiError::Invalid { problems: e.problems }))?;
     Ok((source, format))
+}
+
+/// A refusal of a flagd file points into the file as its author wrote it.
+fn in_terms_of(format: ExportFormat, e: ApiError) -> ApiError {
+    match (format, e) {
+        (ExportFormat::Flagd, ApiError::Invalid { problems }) => {
+            ApiError::Invalid { problems: problems.into_iter().map(flagd_path).collect() }
+        }
+        (_, e) => e,
+    }
 }
 
 impl Service {
@@ -138,9 +148,9 @@ impl Service {
             );
         }
         if dry_run {
-            self.validate(&mut write).await?;
+            self.validate(&mut write).await.map_err(|e| in_terms_of(format, e))?;
         } else {
-            self.commit(write).await?;
+            self.commit(write).await.map_err(|e| in_terms_of(format, e))?;
         }
         Ok(ImportReport { dry_run, changes })
     }

@@ -1008,6 +1008,31 @@ async fn an_invalid_import_names_the_problems_of_every_environment_it_breaks() {
     assert_eq!(api.audit_count().await, events, "nothing imported");
 }
 
+/// A flagd file's problems point into the file as its author wrote it (`targeting`,
+/// `defaultVariant`), not into the flags the server would have made of it.
+#[tokio::test]
+async fn a_refused_flagd_file_names_the_paths_written_in_it() {
+    let api = Api::new().await;
+    let file = json!({"flags": {
+        "a": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+              "targeting": {"if": [{"$ref": "nowhere"}, "on", null]}},
+        "b": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "gone"}
+    }});
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let paths: Vec<&str> =
+        r.body["error"]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
+    assert!(paths.iter().any(|p| p.ends_with("flags.a.targeting")), "{paths:?}");
+    let file =
+        json!({"flags": {"b": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "gone"}}});
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let paths: Vec<&str> =
+        r.body["error"]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
+    assert!(paths.iter().any(|p| p.ends_with("flags.b.defaultVariant")), "{paths:?}");
+    assert!(paths.iter().all(|p| !p.contains("offVariant") && !p.contains("rules[0]")), "{paths:?}");
+}
+
 /// Writers that read, change and write back with `If-Match`, retrying on 412: every
 /// acknowledged write survives and each has exactly one audit event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
