@@ -82,11 +82,20 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
             })?;
             (source, ExportFormat::Flagd)
         }
+        Value::Object(doc) if doc.get("flags").is_some_and(Value::is_array) => (native(text)?, ExportFormat::Native),
         Value::Object(_) => (serde_json::from_value(probe).map_err(|e| not_ours(&e))?, ExportFormat::Native),
         _ => return Err(not_ours(&"not a JSON object")),
     };
     inline_evaluators(&mut source).map_err(|e| in_terms_of(format, ApiError::Invalid { problems: e.problems }))?;
     Ok((source, format))
+}
+
+/// Reads a flagd-server file (`flags` is a list), saying where in it a field is wrong: a
+/// file of a hundred flags is fixed by path, not by searching.
+fn native(text: &str) -> Result<RulesetSource, ApiError> {
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)).map_err(|e| {
+        ApiError::bad_request("INVALID_BODY", format!("invalid flagd-server file at `{}`: {}", e.path(), e.inner()))
+    })
 }
 
 /// A refusal of a flagd file points into the file as its author wrote it.

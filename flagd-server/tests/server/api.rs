@@ -1033,6 +1033,27 @@ async fn a_refused_flagd_file_names_the_paths_written_in_it() {
     assert!(paths.iter().all(|p| !p.contains("offVariant") && !p.contains("rules[0]")), "{paths:?}");
 }
 
+/// A flagd-server file that cannot be read says where: which flag or segment (a flag's
+/// definition and configuration share one object, so the path stops at the flag), and the
+/// line and column, not only what.
+#[tokio::test]
+async fn an_unreadable_native_file_names_the_field_that_is_wrong() {
+    let api = Api::new().await;
+    let events = api.audit_count().await;
+    let cases = [
+        (json!({"flags": [{"key": "ok1"}, {"key": "ok2", "rules": [{"serve": {"varient": "on"}}]}]}), "flags[1]"),
+        (json!({"flags": [{"key": "ok1", "state": "enabled"}]}), "flags[0]"),
+        (json!({"flags": [], "segments": [{"key": "s", "companies": [""]}]}), "segments[0]"),
+    ];
+    for (file, path) in cases {
+        let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{path}")) && message.contains("line 1 column"), "{path}: {message}");
+    }
+    assert_eq!(api.audit_count().await, events, "nothing imported");
+}
+
 /// Writers that read, change and write back with `If-Match`, retrying on 412: every
 /// acknowledged write survives and each has exactly one audit event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
