@@ -71,4 +71,4 @@ pub use model::{
     RulesetSource, Segment, Serve, WeightedVariant, percent_milli,
 };
 pub use resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed};
-pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, is_strict_key};
+pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, check_keys, is_strict_key};

@@ -121,17 +121,15 @@ impl Ruleset {
         let segment_index: FxHashMap<&str, usize> =
             segments.iter().enumerate().map(|(i, s)| (s.key.as_str(), i)).collect();
         let mut index = FxHashMap::default();
-        let mut seen = std::collections::HashSet::new();
+        let mut keys = Keys::flags();
         let mut flags = Vec::with_capacity(source.flags.len());
         let root = Path::Root("flags");
         for flag in &source.flags {
             problems.set_key(Some(&flag.definition.key));
-            let path = root.field(&flag.definition.key);
-            check_key(&flag.definition.key, options.dialect, path.field("key"), &mut problems);
-            if !seen.insert(flag.definition.key.as_str()) {
-                problems.push(path, format!("duplicate flag key `{}`", flag.definition.key));
+            if !keys.admit(&flag.definition.key, options.dialect, &mut problems) {
                 continue;
             }
+            let path = root.field(&flag.definition.key);
             let cx = FlagCx { path, env: &env, segments: &segment_index };
             if let Some(compiled) = cx.flag(flag, &source.metadata, &mut problems) {
                 index.insert(flag.definition.key.clone().into_boxed_str(), flags.len());
@@ -177,6 +175,61 @@ impl Ruleset {
     }
 }
 
+/// Checks the keys alone: every flag and segment key follows the dialect's rule, and none
+/// is given twice. [`Ruleset::compile_with`] reports the same problems (this is the code it
+/// checks keys with); this is for a part of an environment that cannot be compiled on its
+/// own, such as one new flag or a file merged into what is stored, whose keys must be known
+/// good before anything is stored under them.
+pub fn check_keys<'a>(
+    flags: impl IntoIterator<Item = &'a str>,
+    segments: impl IntoIterator<Item = &'a str>,
+    dialect: Dialect,
+) -> Result<(), ValidationError> {
+    let mut problems = Problems::default();
+    let mut flag_keys = Keys::flags();
+    for key in flags {
+        problems.set_key(Some(key));
+        flag_keys.admit(key, dialect, &mut problems);
+    }
+    let mut segment_keys = Keys::segments();
+    for key in segments {
+        problems.set_key(Some(key));
+        segment_keys.admit(key, dialect, &mut problems);
+    }
+    problems.set_key(None);
+    problems.into_result(())
+}
+
+/// The keys of one list (flags or segments) seen so far.
+struct Keys<'a> {
+    root: &'static str,
+    kind: &'static str,
+    seen: HashSet<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    fn flags() -> Self {
+        Self { root: "flags", kind: "flag", seen: HashSet::new() }
+    }
+
+    fn segments() -> Self {
+        Self { root: "segments", kind: "segment", seen: HashSet::new() }
+    }
+
+    /// Checks `key` against the dialect's rule and reports it if given before; `false`
+    /// for a repeat, whose definition the caller skips.
+    fn admit(&mut self, key: &'a str, dialect: Dialect, problems: &mut Problems) -> bool {
+        let root = Path::Root(self.root);
+        let path = root.field(key);
+        check_key(key, dialect, path.field("key"), problems);
+        if self.seen.insert(key) {
+            return true;
+        }
+        problems.push(path, format!("duplicate {} key `{key}`", self.kind));
+        false
+    }
+}
+
 fn check_key(key: &str, dialect: Dialect, path: Path<'_>, problems: &mut Problems) {
     let ok = match dialect {
         Dialect::Native => is_strict_key(key),
@@ -201,15 +254,14 @@ pub fn is_strict_key(key: &str) -> bool {
 
 fn compile_segments(segments: &[Segment], dialect: Dialect, problems: &mut Problems) -> Vec<CompiledSegment> {
     let mut out: Vec<CompiledSegment> = Vec::with_capacity(segments.len());
+    let mut keys = Keys::segments();
     let root = Path::Root("segments");
     for segment in segments {
         problems.set_key(Some(&segment.key));
-        let path = root.field(&segment.key);
-        check_key(&segment.key, dialect, path.field("key"), problems);
-        if out.iter().any(|s| s.key == segment.key) {
-            problems.push(path, format!("duplicate segment key `{}`", segment.key));
+        if !keys.admit(&segment.key, dialect, problems) {
             continue;
         }
+        let path = root.field(&segment.key);
         let conditions = compile_conditions(&segment.conditions, path, problems);
         out.push(CompiledSegment { key: segment.key.clone(), companies: company_set(&segment.companies), conditions });
     }

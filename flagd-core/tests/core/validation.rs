@@ -1,6 +1,6 @@
 //! Invalid definitions are refused with every problem, each naming the flag and path.
 
-use flagd_core::{Ruleset, RulesetSource};
+use flagd_core::{Dialect, Ruleset, RulesetSource, check_keys};
 use serde_json::json;
 
 fn problems(source: serde_json::Value) -> Vec<(Option<String>, String, String)> {
@@ -37,6 +37,26 @@ fn every_problem_is_reported_with_flag_and_path() {
     assert!(has("flags.logic.rules[0].logic.and[1]", "nope"), "{found:#?}");
     assert!(has("segments.s.conditions[0].attribute", "must not be empty"), "{found:#?}");
     assert!(found.iter().filter(|(k, ..)| k.as_deref() == Some("checkout")).count() >= 3);
+}
+
+#[test]
+fn keys_alone_are_checked_as_compiling_checks_them() {
+    let long = "k".repeat(129);
+    let source = json!({
+        "flags": [{"key": "dup"}, {"key": "dup"}, {"key": long}, {"key": "Bad Key"}],
+        "segments": [{"key": "s"}, {"key": "s"}]
+    });
+    let compiled = problems(source.clone());
+    let source: RulesetSource = serde_json::from_value(source).expect("parses");
+    let flags = source.flags.iter().map(|f| f.definition.key.as_str());
+    let segments = source.segments.iter().map(|s| s.key.as_str());
+    let err = check_keys(flags, segments, Dialect::Native).expect_err("must be refused");
+    let keys: Vec<_> = err.problems.into_iter().map(|p| (p.key, p.path, p.message)).collect();
+    assert_eq!(keys.len(), 4, "{keys:#?}");
+    for problem in &keys {
+        assert!(compiled.contains(problem), "{problem:?} not among {compiled:#?}");
+    }
+    assert!(check_keys(["a", "b"], ["a"], Dialect::Native).is_ok(), "a flag and a segment may share a key");
 }
 
 #[test]

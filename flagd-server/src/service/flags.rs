@@ -152,6 +152,7 @@ impl Service {
 
     /// Creates a flag, disabled in every environment.
     pub async fn create_flag(&self, actor: &Principal, definition: FlagDefinition) -> Result<FlagView, ApiError> {
+        super::check_keys([definition.key.as_str()], [], None)?;
         let mut write = self.begin(actor, None).await?;
         let key = definition.key.clone();
         if write.tx.flag(&key).await?.is_some() {

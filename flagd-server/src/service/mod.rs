@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flagd_core::{EnvironmentConfig, EnvironmentSnapshot, Flag, Ruleset, RulesetSource};
+use flagd_core::{Dialect, EnvironmentConfig, EnvironmentSnapshot, Flag, Ruleset, RulesetSource, ValidationError};
 use serde_json::{Map, Value};
 
 pub use configs::{ConfigView, QuickOp, RolloutRequest};
@@ -571,20 +571,39 @@ async fn compile_environment(tx: &mut dyn Tx, env: &str, seq: i64) -> Result<Com
 }
 
 fn compile_source(env: &str, source: RulesetSource, seq: i64) -> Result<Compiled, ApiError> {
-    let ruleset = Ruleset::compile(&source).map_err(|e| ApiError::Invalid {
-        problems: e
-            .problems
-            .into_iter()
-            .map(|mut p| {
-                p.path = format!("environments.{env}.{}", p.path);
-                p
-            })
-            .collect(),
-    })?;
+    let ruleset = Ruleset::compile(&source).map_err(|e| invalid_in(env, e))?;
     Ok(Compiled {
         document: EnvironmentSnapshot { environment: env.to_owned(), seq, ruleset: source },
         ruleset,
         revises: None,
+    })
+}
+
+/// The 422 for an environment's problems, their paths starting at the environment.
+fn invalid_in(env: &str, e: ValidationError) -> ApiError {
+    let problems = e
+        .problems
+        .into_iter()
+        .map(|mut p| {
+            p.path = format!("environments.{env}.{}", p.path);
+            p
+        })
+        .collect();
+    ApiError::Invalid { problems }
+}
+
+/// Refuses flag and segment keys that break the key rule or repeat, with the problems
+/// compiling would report, but before the write: every table is keyed by them, and a key
+/// longer than its column (191 characters) would fail the write itself on MariaDB and
+/// PostgreSQL. `env` starts the paths for what belongs to one environment.
+pub(crate) fn check_keys<'a>(
+    flags: impl IntoIterator<Item = &'a str>,
+    segments: impl IntoIterator<Item = &'a str>,
+    env: Option<&str>,
+) -> Result<(), ApiError> {
+    flagd_core::check_keys(flags, segments, Dialect::Native).map_err(|e| match env {
+        Some(env) => invalid_in(env, e),
+        None => ApiError::Invalid { problems: e.problems },
     })
 }
 

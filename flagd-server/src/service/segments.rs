@@ -58,6 +58,7 @@ impl Service {
         create: bool,
         if_match: Option<i64>,
     ) -> Result<SegmentView, ApiError> {
+        super::check_keys([], [segment.key.as_str()], Some(env))?;
         let mut write = self.begin(actor, None).await?;
         write.require_environment(env).await?;
         let key = segment.key.clone();

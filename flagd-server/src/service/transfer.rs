@@ -9,7 +9,7 @@ use flagd_core::{EnvironmentConfig, FlagDefinition, RulesetSource};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Service, Subject, Write, environment_source, require_environment, to_json};
+use super::{Service, Subject, Write, check_keys, environment_source, require_environment, to_json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::store::{StoredFlag, StoredSegment};
@@ -87,6 +87,11 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
         _ => return Err(not_ours(&"not a JSON object")),
     };
     inline_evaluators(&mut source).map_err(|e| in_terms_of(format, ApiError::Invalid { problems: e.problems }))?;
+    // Each entry is written as it is read, so a repeated key would be written twice, the
+    // last one winning, and a bad one would reach the store before the compile refuses it.
+    // Paths stay the file's own, as the flagd reader's are.
+    let flags = source.flags.iter().map(|f| f.definition.key.as_str());
+    check_keys(flags, source.segments.iter().map(|s| s.key.as_str()), None)?;
     Ok((source, format))
 }
 

@@ -57,7 +57,7 @@ fn refuses_bad_input(server: &Server) {
     let cfg = "/api/v1/flags/f/environments/production";
     let as_reader = server.client(Some(&reader));
     let anonymous = server.client(None);
-    let cases: Vec<Case<'_>> = vec![
+    let mut cases: Vec<Case<'_>> = vec![
         (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "Not Valid"})), 422, "INVALID_DEFINITION"),
         (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": "g", "unknown": 1})), 400, "INVALID_BODY"),
         (&admin, "POST", "/api/v1/flags".into(), Some(json!(["g"])), 400, "INVALID_BODY"),
@@ -105,6 +105,28 @@ fn refuses_bad_input(server: &Server) {
         (&as_reader, "POST", format!("{cfg}/disable"), None, 403, "FORBIDDEN"),
         (&anonymous, "POST", format!("{cfg}/disable"), None, 401, "UNAUTHORIZED"),
     ];
+    // Keys past the 128 characters the key rule allows: 192 no longer fits the key columns
+    // (VARCHAR(191)), 129 does, and both are refused before anything is stored.
+    let segments = "/api/v1/environments/production/segments";
+    let import = "/api/v1/environments/production/import";
+    for key in ["k".repeat(192), "k".repeat(129)] {
+        cases.extend([
+            (&admin, "POST", "/api/v1/flags".into(), Some(json!({"key": key})), 422, "INVALID_DEFINITION"),
+            (&admin, "POST", segments.into(), Some(json!({"key": key})), 422, "INVALID_DEFINITION"),
+            (&admin, "POST", import.into(), Some(json!({"flags": [{"key": key}]})), 422, "INVALID_DEFINITION"),
+            (
+                &admin,
+                "POST",
+                import.into(),
+                Some(json!({"flags": {key.clone(): flagd_flag()}})),
+                422,
+                "INVALID_DEFINITION",
+            ),
+            (&admin, "POST", import.into(), Some(json!({"segments": [{"key": key}]})), 422, "INVALID_DEFINITION"),
+            (&admin, "POST", "/api/v1/environments".into(), Some(json!({"name": key})), 400, "INVALID_NAME"),
+        ]);
+    }
+    let segments_before = admin.get(segments).unwrap().body;
     for (client, method, path, body, status, code) in cases {
         let reply = client.request(method, &path, body.as_ref(), &[]).unwrap();
         assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
@@ -122,11 +144,24 @@ fn refuses_bad_input(server: &Server) {
     assert_eq!(too_large.status, 413);
     assert_eq!(status_line_before_sending(server, 1_100_000), "HTTP/1.1 413 Payload Too Large");
 
+    let long = admin.request("POST", "/api/v1/flags", Some(&json!({"key": "k".repeat(192)})), &[]).unwrap().body;
+    let problem = &long["error"]["problems"][0];
+    assert_eq!(problem["path"], format!("flags.{}.key", "k".repeat(192)), "{long}");
+    assert!(problem["message"].as_str().unwrap().contains("at most 128 characters"), "{long}");
+
     assert_eq!(admin.get("/api/v1/flags/f").unwrap().body, flag_before);
+    assert_eq!(admin.get(segments).unwrap().body, segments_before);
     assert_eq!(audit_len(&admin), audit_before, "nothing refused reached the audit log");
+    let flags = admin.get("/api/v1/flags").unwrap().body;
+    assert_eq!(flags["flags"].as_array().map(Vec::len), Some(2), "only `f` and `big`: {flags}");
     for key in ["g", "d", "h"] {
         assert_eq!(admin.get(&format!("/api/v1/flags/{key}")).unwrap().status, 404);
     }
+}
+
+/// A valid flagd flag, for files whose keys are what is wrong.
+fn flagd_flag() -> Value {
+    json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"})
 }
 
 /// The first line a client declaring `len` bytes with `Expect: 100-continue` gets while
