@@ -926,6 +926,43 @@ async fn an_imported_flagd_flag_without_default_variant_serves_no_off_variant() 
     assert_eq!(exported["flags"]["f"]["defaultVariant"], Value::Null, "{exported}");
 }
 
+/// A file that lists a flag or a segment twice is refused as a whole, in either format,
+/// with each repeated key named, instead of the last entry silently winning.
+#[tokio::test]
+async fn an_import_listing_a_key_twice_is_refused_and_changes_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "dupx"})).await;
+    let export = "/api/v1/environments/production/export?format=native";
+    let before = (api.admin(Method::GET, export, None).await.body, api.audit_count().await);
+    let flag = |state: &str| json!({"key": "dupx", "state": state});
+    let segment = |company: &str| json!({"key": "pilot", "companies": [company]});
+    let files = [
+        (json!({"flags": [flag("DISABLED"), flag("ENABLED")]}), vec![("flags.dupx", "duplicate flag key `dupx`")]),
+        (json!({"segments": [segment("1"), segment("2")]}), vec![("segments.pilot", "duplicate segment key `pilot`")]),
+        (
+            json!({"flags": [flag("ENABLED"), flag("ENABLED")], "segments": [segment("1"), segment("1")]}),
+            vec![("flags.dupx", "duplicate flag key `dupx`"), ("segments.pilot", "duplicate segment key `pilot`")],
+        ),
+    ];
+    for (file, expected) in files {
+        for query in ["", "?dryRun=true", "?mode=replace"] {
+            let path = format!("/api/v1/environments/production/import{query}");
+            let r = api.admin(Method::POST, &path, Some(file.clone())).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{query} {file}: {}", r.body);
+            assert_eq!(r.body["error"]["code"], "INVALID_DEFINITION", "{}", r.body);
+            let problems: Vec<_> = r.body["error"]["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["path"].as_str().unwrap(), p["message"].as_str().unwrap()))
+                .collect();
+            assert_eq!(problems, expected, "{}", r.body);
+        }
+    }
+    let after = (api.admin(Method::GET, export, None).await.body, api.audit_count().await);
+    assert_eq!(after, before, "a refused file changes nothing");
+}
+
 /// A write that changes nothing (a repeated kill switch, a company already listed, a
 /// configuration put back as it is) is acknowledged as such: no new version, no audit
 /// event, nothing for the replicas to apply.
