@@ -456,6 +456,41 @@ fn segments_belong_to_one_environment() {
     assert!(gone.stderr.contains("flagctl segment list"), "{}", gone.stderr);
 }
 
+/// A segment of 9,000 companies and a flag with a 70,000-character description: tables
+/// show them shortened (the list with its count) with every row still aligned, and
+/// `-o json` has them whole.
+#[test]
+fn tables_shorten_long_cells_and_json_keeps_them_whole() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    let companies: Vec<String> = (0..9000).map(|n| (1_000_000 + n).to_string()).collect();
+    let segment = json!({"key": "everyone", "companies": companies, "description": "All of them"});
+    admin.post("/api/v1/environments/staging/segments", &segment).unwrap().success("segment").unwrap();
+    admin.post("/api/v1/environments/staging/segments", &json!({"key": "few", "companies": ["1"]})).unwrap();
+    let description = "d".repeat(70_000);
+    admin.create_flag(&json!({"key": "long", "description": description})).unwrap();
+    admin.create_flag(&json!({"key": "short", "description": "brief"})).unwrap();
+
+    let segments = flagctl(&server, &["segment", "list", "--env", "staging"]).ok().stdout;
+    assert!(segments.contains("1000000, 1000001, ") && segments.contains(", … (9000 in all)"), "{segments}");
+    let flags = flagctl(&server, &["list"]).ok().stdout;
+    assert!(flags.contains(&format!("{}…", "d".repeat(199))), "{flags}");
+    for table in [&segments, &flags] {
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines.iter().all(|l| l.chars().count() < 400), "{table}");
+        // Aligned: the last column (whose cells hold no two spaces) starts at the same
+        // character on every line.
+        let start = |l: &str| l.chars().count() - l.rsplit("  ").next().unwrap_or_default().chars().count();
+        let starts: Vec<usize> = lines.iter().map(|l| start(l)).collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{starts:?}\n{table}");
+    }
+
+    let listed = flagctl(&server, &["segment", "list", "--env", "staging", "-o", "json"]).ok().json();
+    assert_eq!(listed["segments"][0]["companies"], json!(companies), "JSON keeps every company");
+    let listed = flagctl(&server, &["list", "-o", "json"]).ok().json();
+    assert_eq!(listed["flags"][0]["description"], json!(description), "JSON keeps the whole description");
+}
+
 #[test]
 fn eval_prints_value_variant_and_reason() {
     let server = Server::start().unwrap();

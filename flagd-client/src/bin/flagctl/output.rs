@@ -33,6 +33,13 @@ pub fn note(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
+/// The most characters a table cell shows. A table is read across its rows, and one long
+/// cell (a description pasted from a document, thousands of company ids) would push every
+/// row of its column that far: longer cells end in `…`, and `-o json` or the single-item
+/// views (`get`, `segment get`) have them whole. Names are never cut: a key or an
+/// environment name is at most 128 characters, a token name 150.
+pub const MAX_CELL: usize = 200;
+
 /// A table printed with aligned columns.
 #[derive(Debug)]
 pub struct Table {
@@ -46,9 +53,9 @@ impl Table {
         Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
-    /// Adds a row.
+    /// Adds a row, each cell cut to [`MAX_CELL`] characters.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.into_iter().map(shorten).collect());
     }
 
     /// Prints it; an empty table prints `empty` instead, so silence never means "no rows".
@@ -65,9 +72,13 @@ impl Table {
                 }
             }
         }
+        // Padded by hand: `format!`'s width stops at 65,535 and panics past it.
         let render = |cells: &[String]| {
-            let padded: Vec<String> =
-                cells.iter().zip(&widths).map(|(c, w)| format!("{c:<width$}", width = *w)).collect();
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
+                .collect();
             padded.join("  ").trim_end().to_owned()
         };
         line(&render(&self.headers));
@@ -106,8 +117,44 @@ pub fn number(value: &Value) -> String {
 
 /// A list of strings as one cell: `1, 2, 3`, or `-`.
 pub fn list_cell(value: &Value) -> String {
-    let items: Vec<String> = value.as_array().map(|a| a.iter().map(cell).collect()).unwrap_or_default();
+    let items = list_items(value);
     if items.is_empty() { "-".to_owned() } else { items.join(", ") }
+}
+
+/// A list of strings as one table cell: [`list_cell`] when that fits in [`MAX_CELL`],
+/// else the first items that fit and how many there are in all (`1, 2, … (9000 in all)`),
+/// which says more than a list cut anywhere.
+pub fn list_summary(value: &Value) -> String {
+    let whole = list_cell(value);
+    if whole.chars().count() <= MAX_CELL {
+        return whole;
+    }
+    let items = list_items(value);
+    let total = format!("… ({} in all)", items.len());
+    let mut shown = String::new();
+    for item in &items {
+        let used = shown.chars().count() + item.chars().count() + 2;
+        if used + total.chars().count() > MAX_CELL {
+            break;
+        }
+        shown.push_str(item);
+        shown.push_str(", ");
+    }
+    shorten(shown + &total)
+}
+
+fn list_items(value: &Value) -> Vec<String> {
+    value.as_array().map(|a| a.iter().map(cell).collect()).unwrap_or_default()
+}
+
+/// `text` cut to [`MAX_CELL`] characters, the last one `…` when anything was cut.
+fn shorten(text: String) -> String {
+    if text.chars().count() <= MAX_CELL {
+        return text;
+    }
+    let mut cut: String = text.chars().take(MAX_CELL - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -146,6 +193,21 @@ pub fn time_cell(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_cells_are_cut_and_long_lists_counted() {
+        let long = "x".repeat(70_000);
+        assert_eq!(shorten(long.clone()).chars().count(), MAX_CELL);
+        assert!(shorten(long).ends_with("x…"));
+        assert_eq!(shorten("short".into()), "short");
+        let ids = Value::from((0..9000).map(|n| n.to_string()).collect::<Vec<_>>());
+        let summary = list_summary(&ids);
+        assert!(summary.starts_with("0, 1, 2, ") && summary.ends_with(", … (9000 in all)"), "{summary}");
+        assert!(summary.chars().count() <= MAX_CELL, "{summary}");
+        assert_eq!(list_summary(&serde_json::json!(["1", "2"])), "1, 2");
+        let huge = Value::from(vec!["y".repeat(MAX_CELL + 1)]);
+        assert_eq!(list_summary(&huge), "… (1 in all)");
+    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {

@@ -59,7 +59,7 @@ async fn list(session: &Session) -> Result<(), Failure> {
         table.row(vec![
             output::cell(&s["environment"]),
             output::cell(&s["key"]),
-            output::list_cell(&s["companies"]),
+            output::list_summary(&s["companies"]),
             conditions_text(&s["conditions"]),
             output::cell(&s["description"]),
         ]);
