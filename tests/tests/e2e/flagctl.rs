@@ -436,6 +436,8 @@ fn segments_belong_to_one_environment() {
     assert_eq!(created["conditions"], json!([{"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]}]));
     let replaced = flagctl(&server, &["segment", "set", "pilot", "--env", "staging", "--company", "3", "--wait"]).ok();
     assert!(replaced.stdout.contains("replaced segment `pilot` in staging"), "{}", replaced.stdout);
+    let again = flagctl(&server, &["segment", "set", "pilot", "--env", "staging", "--company", "3"]).ok();
+    assert!(again.stdout.contains("already was so, nothing changed"), "{}", again.stdout);
 
     let staging = flagctl(&server, &["segment", "list", "--env", "staging", "-o", "json"]).ok().json();
     assert_eq!(staging["segments"].as_array().unwrap().len(), 1);

@@ -135,7 +135,12 @@ async fn set(session: &Session, args: &SegmentSetArgs) -> Result<(), Failure> {
     if session.json() {
         output::json(&view);
     } else {
-        output::line(&format!("{verb} segment `{}` in {env} (seq {})", args.key, output::cell(&view["version"])));
+        let version = output::cell(&view["version"]);
+        if view["unchanged"] == true {
+            output::line(&format!("segment `{}` in {env} already was so, nothing changed (seq {version})", args.key));
+        } else {
+            output::line(&format!("{verb} segment `{}` in {env} (seq {version})", args.key));
+        }
         describe(&view);
     }
     if args.wait {
