@@ -98,6 +98,18 @@ impl ApiError {
         }
     }
 
+    /// A 409 for a segment that flags still use, naming them.
+    pub fn segment_in_use(env: &str, key: &str, flags: &[String]) -> Self {
+        let names: Vec<String> = flags.iter().map(|f| format!("`{f}`")).collect();
+        Self::Conflict {
+            code: "SEGMENT_IN_USE",
+            message: format!(
+                "segment `{key}` is used by the rules of {} in `{env}`: take it out of them first",
+                names.join(", ")
+            ),
+        }
+    }
+
     /// A 404 for a segment.
     pub fn segment_not_found(env: &str, key: &str) -> Self {
         Self::NotFound { code: "SEGMENT_NOT_FOUND", message: format!("no segment `{key}` in environment `{env}`") }

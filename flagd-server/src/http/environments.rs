@@ -316,7 +316,7 @@ async fn replace_segment(
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 422, description = "A flag still uses the segment (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 409, description = "Flags' rules still use the segment (`SEGMENT_IN_USE`, naming them)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
         PathErrors,
     ),

@@ -86,11 +86,24 @@ impl Service {
         Ok(stored.into())
     }
 
-    /// Deletes a segment (refused with every using flag listed while flags use it).
+    /// Deletes a segment; refused (409, naming them) while flags' rules use it.
     pub async fn delete_segment(&self, actor: &Principal, env: &str, key: &str) -> Result<(), ApiError> {
         let mut write = self.begin(actor, None).await?;
         write.require_environment(env).await?;
         let current = write.tx.segment(env, key).await?.ok_or_else(|| ApiError::segment_not_found(env, key))?;
+        // Said before the compile would: it reports an unknown segment in each rule, which
+        // reads as if the segment were already gone.
+        let users: Vec<String> = write
+            .tx
+            .configs(env)
+            .await?
+            .into_iter()
+            .filter(|c| c.config.rules.iter().any(|r| r.segments.iter().any(|s| s == key)))
+            .map(|c| c.flag)
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::segment_in_use(env, key, &users));
+        }
         write.tx.delete_segment(env, key).await?;
         let subject = Subject { environment: Some(env), segment: Some(key), ..Subject::default() };
         write.audit("segment.delete", subject, to_json(&current.segment), None);

@@ -619,10 +619,18 @@ async fn segments_change_every_flag_that_uses_them_and_cannot_vanish_under_them(
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert_eq!(api.ofrep(&eval, "f", json!({"companyId": 2})).await.body["value"], true);
+    let events = api.audit_count().await;
     let del = api.admin(Method::DELETE, "/api/v1/environments/production/segments/pilot", None).await;
-    assert_eq!(del.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", del.body);
-    assert!(del.body["error"]["problems"][0]["message"].as_str().unwrap().contains("unknown segment"));
-    assert_eq!(del.body["error"]["message"], "1 problem in the definitions");
+    assert_eq!(
+        (del.status, &del.body["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("SEGMENT_IN_USE")),
+        "{}",
+        del.body
+    );
+    let message = del.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("segment `pilot` is used by the rules of `f` in `production`"), "{message}");
+    assert_eq!(api.audit_count().await, events, "nothing deleted");
+    assert_eq!(api.ofrep(&eval, "f", json!({"companyId": 2})).await.body["value"], true);
 }
 
 #[tokio::test]

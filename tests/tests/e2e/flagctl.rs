@@ -453,6 +453,12 @@ fn segments_belong_to_one_environment() {
     assert_eq!(got["environment"], "staging");
     flagctl(&server, &["segment", "get", "pilot", "--env", "production"]).code(4);
 
+    let uses = json!({"state": "ENABLED", "rules": [{"segments": ["pilot"], "serve": {"variant": "on"}}]});
+    server.admin().create_flag(&json!({"key": "beta"})).unwrap();
+    server.admin().set_config("beta", "staging", &uses).unwrap();
+    let in_use = flagctl(&server, &["segment", "delete", "pilot", "--env", "staging"]).code(3);
+    assert!(in_use.stderr.contains("is used by the rules of `beta` in `staging`"), "{}", in_use.stderr);
+    server.admin().set_config("beta", "staging", &json!({"state": "ENABLED"})).unwrap();
     flagctl(&server, &["segment", "delete", "pilot", "--env", "staging"]).ok();
     let gone = flagctl(&server, &["segment", "get", "pilot"]).code(4);
     assert!(gone.stderr.contains("flagctl segment list"), "{}", gone.stderr);

@@ -255,6 +255,9 @@ pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
         (404, _) => Failure::NotFound(format!(
             "{message}; this server may be older than flagctl: check --url and upgrade flagd-server"
         )),
+        (409, "SEGMENT_IN_USE") => Failure::Conflict(format!(
+            "{message} (`flagctl get FLAG --env {env}` shows a flag's rules), then delete the segment again"
+        )),
         (409, "LAST_ADMIN_TOKEN") => Failure::Conflict(format!(
             "{message}: create one with `flagctl token create NAME --role admin`, then revoke this one"
         )),
