@@ -260,13 +260,14 @@ async fn read_segment(
 }
 
 /// Replaces a segment; every flag using it changes with it. What `GET` returned may be
-/// sent back as is, and `key` may be left out.
+/// sent back as is, and `key` may be left out. Like a configuration `PUT`, it needs the
+/// `ETag` read: a whole replacement without it could undo a change made meanwhile.
 #[utoipa::path(
     put,
     path = "/api/v1/environments/{env}/segments/{key}",
     operation_id = "replaceSegment",
     tag = "segments",
-    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key"), IfMatch),
+    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key"), ("If-Match" = String, Header, description = "The `ETag` read (required); a stale one is refused with 412")),
     request_body(content = SegmentUpdate),
     responses(
         (status = 200, description = "The segment after the change", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
@@ -276,6 +277,7 @@ async fn read_segment(
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+        (status = 428, description = "No `If-Match` header", body = ErrorBody),
         (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
     ),
@@ -289,6 +291,7 @@ async fn replace_segment(
     JsonBody(mut body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Write)?;
+    let version = if_match.ok_or(ApiError::PreconditionRequired)?;
     if let Some(fields) = body.as_object_mut() {
         // What GET returned may be sent back as is.
         fields.remove("environment");
@@ -300,7 +303,7 @@ async fn replace_segment(
     if segment.key != key {
         return Err(ApiError::bad_request("KEY_MISMATCH", "the body's `key` must match the path"));
     }
-    let view = s.put_segment(&p, &env, segment, false, if_match).await?;
+    let view = s.put_segment(&p, &env, segment, false, Some(version)).await?;
     Ok(with_etag(view.version, axum::Json(view)))
 }
 

@@ -614,8 +614,12 @@ async fn segments_change_every_flag_that_uses_them_and_cannot_vanish_under_them(
     );
     let eval = api.token("evaluate", Some("production")).await;
     assert_eq!(api.ofrep(&eval, "f", json!({"companyId": 2})).await.body["value"], false);
+    let segment = "/api/v1/environments/production/segments/pilot";
+    let unconditional = api.admin(Method::PUT, segment, Some(json!({"companies": ["1", "2"]}))).await;
+    assert_eq!(unconditional.status, StatusCode::PRECONDITION_REQUIRED, "a replacement needs If-Match");
+    let etag = api.admin(Method::GET, segment, None).await.headers[header::ETAG].to_str().unwrap().to_owned();
     let put = api
-        .admin(Method::PUT, "/api/v1/environments/production/segments/pilot", Some(json!({"companies": ["1", "2"]})))
+        .call(Method::PUT, segment, Some(ADMIN), Some(json!({"companies": ["1", "2"]})), &[("if-match", &etag)])
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.body);
     assert_eq!(api.ofrep(&eval, "f", json!({"companyId": 2})).await.body["value"], true);
@@ -1017,13 +1021,15 @@ async fn a_segment_replaced_by_itself_keeps_its_version_and_records_nothing() {
     let before = api.admin(Method::GET, path, None).await.body;
     let events = api.audit_count().await;
 
+    let etag = format!("\"{}\"", before["version"]);
     let same = json!({"companies": [1, "2"], "description": "first wave"});
-    let again = api.admin(Method::PUT, path, Some(same)).await;
+    let again = api.call(Method::PUT, path, Some(ADMIN), Some(same), &[("if-match", &etag)]).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     assert_eq!((&again.body["unchanged"], &again.body["version"]), (&json!(true), &before["version"]));
     assert_eq!(api.audit_count().await, events, "nothing recorded");
 
-    let changed = api.admin(Method::PUT, path, Some(json!({"companies": ["1"]}))).await;
+    let changed =
+        api.call(Method::PUT, path, Some(ADMIN), Some(json!({"companies": ["1"]})), &[("if-match", &etag)]).await;
     assert_eq!(changed.body.get("unchanged"), None, "{}", changed.body);
     assert!(changed.body["version"].as_i64() > before["version"].as_i64());
     assert_eq!(api.audit_count().await, events + 1);
