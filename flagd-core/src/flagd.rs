@@ -238,11 +238,7 @@ pub fn export(source: &RulesetSource) -> Result<Value, crate::error::ValidationE
 
 fn export_flag(flag: &Flag, problems: &mut Problems) -> Value {
     let path = format!("flags.{}", flag.definition.key);
-    let variants: Map<String, Value> = if flag.definition.variants.is_empty() {
-        [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect()
-    } else {
-        flag.definition.variants.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
+    let variants: Map<String, Value> = flag.definition.spelled_out_variants().into_iter().collect();
     let off = flag.definition.off_variant_name().map(str::to_owned);
     let on = flag.definition.on_variant_name().map(str::to_owned);
     let name_or_null = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);

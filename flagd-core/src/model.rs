@@ -198,6 +198,16 @@ impl FlagDefinition {
         let boolean = self.variants.is_empty() && (name == "on" || name == "off");
         (boolean || self.variants.contains_key(name)).then_some(name)
     }
+
+    /// The variants, spelled out: a flag without any is boolean, `on: true` and
+    /// `off: false`.
+    pub fn spelled_out_variants(&self) -> IndexMap<String, Value> {
+        if self.variants.is_empty() {
+            [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect()
+        } else {
+            self.variants.clone()
+        }
+    }
 }
 
 /// How a flag is served in one environment. The default is the safe one: disabled.

@@ -350,7 +350,7 @@ impl FlagCx<'_> {
 
     fn variants(&self, flag: &Flag, problems: &mut Problems) -> Vec<(String, Value)> {
         if flag.definition.variants.is_empty() {
-            return vec![("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))];
+            return flag.definition.spelled_out_variants().into_iter().collect();
         }
         let mut kind = None;
         let list = self.path.field("variants");

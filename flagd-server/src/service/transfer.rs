@@ -74,6 +74,9 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
     let not_ours = |why: &dyn std::fmt::Display| {
         ApiError::bad_request("INVALID_BODY", format!("not a flagd file nor a flagd-server file: {why}"))
     };
+    // Through serde_path_to_error, so that a refusal says where in the file it is wrong: a
+    // file of a hundred flags is fixed by path, not by searching.
+    let native = || serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text));
     let (mut source, format) = match &probe {
         Value::Object(doc) if doc.get("flags").is_some_and(Value::is_object) => {
             let source = import(text).map_err(|e| match e {
@@ -82,8 +85,14 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
             })?;
             (source, ExportFormat::Flagd)
         }
-        Value::Object(doc) if doc.get("flags").is_some_and(Value::is_array) => (native(text)?, ExportFormat::Native),
-        Value::Object(_) => (serde_json::from_value(probe).map_err(|e| not_ours(&e))?, ExportFormat::Native),
+        Value::Object(doc) if doc.get("flags").is_some_and(Value::is_array) => {
+            let source = native().map_err(|e| {
+                let message = format!("invalid flagd-server file at `{}`: {}", e.path(), e.inner());
+                ApiError::bad_request("INVALID_BODY", message)
+            })?;
+            (source, ExportFormat::Native)
+        }
+        Value::Object(_) => (native().map_err(|e| not_ours(e.inner()))?, ExportFormat::Native),
         _ => return Err(not_ours(&"not a JSON object")),
     };
     inline_evaluators(&mut source).map_err(|e| in_terms_of(format, ApiError::Invalid { problems: e.problems }))?;
@@ -93,14 +102,6 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
     let flags = source.flags.iter().map(|f| f.definition.key.as_str());
     check_keys(flags, source.segments.iter().map(|s| s.key.as_str()), None)?;
     Ok((source, format))
-}
-
-/// Reads a flagd-server file (`flags` is a list), saying where in it a field is wrong: a
-/// file of a hundred flags is fixed by path, not by searching.
-fn native(text: &str) -> Result<RulesetSource, ApiError> {
-    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)).map_err(|e| {
-        ApiError::bad_request("INVALID_BODY", format!("invalid flagd-server file at `{}`: {}", e.path(), e.inner()))
-    })
 }
 
 /// A refusal of a flagd file points into the file as its author wrote it.
@@ -178,10 +179,7 @@ fn normalized(def: &FlagDefinition) -> FlagDefinition {
     def.on_variant = def.on_variant_name().map(str::to_owned);
     // Spelled out, the off variant no longer depends on it.
     def.no_off_variant = false;
-    if def.variants.is_empty() {
-        def.variants =
-            [("on".to_owned(), Value::Bool(true)), ("off".to_owned(), Value::Bool(false))].into_iter().collect();
-    }
+    def.variants = def.spelled_out_variants();
     def
 }
 
