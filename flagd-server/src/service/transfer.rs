@@ -248,7 +248,11 @@ async fn import_flag(
         }
         Some(_) => {}
     }
-    let old_config = write.tx.config(&key, env).await?.into_config().map(|c| c.config);
+    // A flag created just now has the default configuration everywhere; here it had none.
+    let old_config = match existing {
+        None => None,
+        Some(_) => write.tx.config(&key, env).await?.into_config().map(|c| c.config),
+    };
     if existing.is_none() || old_config.as_ref() != Some(&flag.config) {
         let before = old_config.as_ref().and_then(to_json);
         let after = to_json(&flag.config);

@@ -49,7 +49,7 @@ pub enum StoreError {
     #[error(
         "the {what} would be {bytes} bytes of JSON, over the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB) for a stored document"
     )]
-    TooLarge { what: &'static str, bytes: usize },
+    TooLarge { what: String, bytes: usize },
     /// The database URL names no supported backend.
     #[error("unsupported database URL `{0}`: use sqlite:…, mysql://… or postgres://…")]
     UnsupportedUrl(String),

@@ -419,7 +419,7 @@ impl SqlTx {
     /// (`DISABLED` is a byte longer than `ENABLED`). Only then is the stored one read.
     async fn document<T: Serialize + ?Sized>(
         &mut self,
-        what: &'static str,
+        what: impl FnOnce() -> String,
         value: &T,
         stored: &str,
         keys: &[&str],
@@ -433,7 +433,7 @@ impl SqlTx {
         let row = query.fetch_optional(&mut *self.tx).await?;
         let before = row.map(|row| text(&row, "doc").map(|doc| doc.len())).transpose()?.unwrap_or(0);
         if before <= MAX_DOCUMENT_BYTES || json.len() > before + GROWTH_OVER_LIMIT {
-            return Err(StoreError::TooLarge { what, bytes: json.len() });
+            return Err(StoreError::TooLarge { what: what(), bytes: json.len() });
         }
         Ok(json)
     }
@@ -506,7 +506,14 @@ impl Tx for SqlTx {
 
     async fn put_flag(&mut self, flag: &StoredFlag) -> Result<(), StoreError> {
         let stored = "SELECT definition AS doc FROM flags WHERE \"key\" = ?";
-        let definition = self.document("flag definition", &flag.definition, stored, &[&flag.definition.key]).await?;
+        let definition = self
+            .document(
+                || format!("definition of flag `{}`", flag.definition.key),
+                &flag.definition,
+                stored,
+                &[&flag.definition.key],
+            )
+            .await?;
         let statements = [
             "UPDATE flags SET definition = ?, version = ?, created_at = ?, updated_at = ? WHERE \"key\" = ?",
             "INSERT INTO flags (definition, version, created_at, updated_at, \"key\") VALUES (?, ?, ?, ?, ?)",
@@ -559,7 +566,8 @@ impl Tx for SqlTx {
     async fn put_config(&mut self, config: &StoredConfig) -> Result<(), StoreError> {
         let stored = "SELECT config AS doc FROM configs WHERE flag = ? AND environment = ?";
         let keys = [config.flag.as_str(), config.environment.as_str()];
-        let document = self.document("configuration", &config.config, stored, &keys).await?;
+        let what = || format!("configuration of flag `{}` in `{}`", config.flag, config.environment);
+        let document = self.document(what, &config.config, stored, &keys).await?;
         let statements = [
             "UPDATE configs SET config = ?, version = ?, updated_at = ?, updated_by = ? \
              WHERE flag = ? AND environment = ?",
@@ -597,7 +605,8 @@ impl Tx for SqlTx {
     async fn put_segment(&mut self, segment: &StoredSegment) -> Result<(), StoreError> {
         let stored = "SELECT definition AS doc FROM segments WHERE environment = ? AND \"key\" = ?";
         let keys = [segment.environment.as_str(), segment.segment.key.as_str()];
-        let document = self.document("segment", &segment.segment, stored, &keys).await?;
+        let what = || format!("segment `{}` in `{}`", segment.segment.key, segment.environment);
+        let document = self.document(what, &segment.segment, stored, &keys).await?;
         let statements = [
             "UPDATE segments SET definition = ?, version = ? WHERE environment = ? AND \"key\" = ?",
             "INSERT INTO segments (definition, version, environment, \"key\") VALUES (?, ?, ?, ?)",

@@ -975,6 +975,31 @@ async fn an_import_listing_a_key_twice_is_refused_and_changes_nothing() {
     assert_eq!(after, before, "a refused file changes nothing");
 }
 
+/// An import's report says what each change is: a flag the file creates has no
+/// configuration before it, and a document too large to store is named, so that a file of
+/// many flags and segments is fixed without searching.
+#[tokio::test]
+async fn an_import_reports_new_configurations_as_new_and_names_what_is_too_large() {
+    let (api, service) = Api::over(|store| store).await;
+    service.set_import_limit(4 << 20);
+    let file = json!({"flags": [{"key": "fresh", "state": "ENABLED"}]});
+    let dry = api.admin(Method::POST, "/api/v1/environments/production/import?dryRun=true", Some(file)).await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    let config = dry.body["changes"].as_array().unwrap().iter().find(|c| c["kind"] == "config").unwrap();
+    assert_eq!((&config["action"], &config["before"]), (&json!("create"), &Value::Null), "{}", dry.body);
+    assert_eq!(config["after"]["state"], "ENABLED", "{}", dry.body);
+
+    let companies: Vec<String> = (0..95_000).map(|n| format!("company-{n:06}")).collect();
+    let file = json!({"segments": [{"key": "small", "companies": ["1"]}, {"key": "huge", "companies": companies}]});
+    let events = api.audit_count().await;
+    let r = api.admin(Method::POST, "/api/v1/environments/production/import", Some(file)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "DOCUMENT_TOO_LARGE", "{}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the segment `huge` in `production` would be"), "{message}");
+    assert_eq!(api.audit_count().await, events, "a refused import changes nothing");
+}
+
 /// A write that changes nothing (a repeated kill switch, a company already listed, a
 /// configuration put back as it is) is acknowledged as such: no new version, no audit
 /// event, nothing for the replicas to apply.
