@@ -206,7 +206,8 @@ const SEGMENT_EVALUATOR: &str = "segment:";
 /// Writes an environment in flagd format, so that flagd-compatible evaluators serve the
 /// same variants as we do: lists and rules become an `if` chain in `targeting`, rollouts
 /// become `fractional` over `cat` of the flag key and `companyId` (or `targetingKey` when
-/// there is no company), segments become `$evaluators` used through `$ref`.
+/// there is no company; a context with neither gets `defaultVariant`), segments become
+/// `$evaluators` used through `$ref`.
 ///
 /// flagd reports `TARGETING_MATCH` where we say `STATIC`, `SPLIT` or `DEFAULT`, and it cannot express
 /// regular expressions or dates read from attributes: such conditions are refused with
@@ -402,19 +403,26 @@ fn serve_expr(serve: &Serve) -> Value {
         Serve::Variant(name) => Value::String(name.clone()),
         Serve::Targeting(expr) => expr.clone(),
         Serve::Rollout(r) => {
-            let bucket_value = match r.bucket_by.as_deref() {
-                // No company, or `""`, which is none to us (`missing` would see a company in
-                // `""`, and JavaScript truthiness would lose company 0).
-                None | Some(crate::context::COMPANY_ID) => serde_json::json!({"if": [
-                    {"in": [{"var": crate::context::COMPANY_ID}, [null, ""]]},
-                    {"var": crate::context::TARGETING_KEY},
-                    {"var": crate::context::COMPANY_ID}
-                ]}),
-                Some(attr) => serde_json::json!({"var": attr}),
+            use crate::context::{COMPANY_ID, TARGETING_KEY};
+            use serde_json::json;
+            let var = |name: &str| json!({"var": name});
+            let given = |name: &str| json!({"!==": [var(name), null]});
+            // No company, or `""`, which is none to us (`missing` would see a company in
+            // `""`, and JavaScript truthiness would lose company 0).
+            let no_company = json!({"in": [var(COMPANY_ID), [null, ""]]});
+            let (bucket_value, bucketable) = match r.bucket_by.as_deref() {
+                None | Some(COMPANY_ID) => (
+                    json!({"if": [no_company.clone(), var(TARGETING_KEY), var(COMPANY_ID)]}),
+                    json!({"or": [{"!": no_company}, given(TARGETING_KEY)]}),
+                ),
+                Some(attr) => (var(attr), given(attr)),
             };
-            let mut args = vec![serde_json::json!({"cat": [{"var": "$flagd.flagKey"}, bucket_value]})];
-            args.extend(r.variants.iter().map(|w| serde_json::json!([w.variant, (w.weight * 1000.0).round() as u64])));
-            serde_json::json!({ "fractional": args })
+            let mut args = vec![json!({"cat": [var("$flagd.flagKey"), bucket_value]})];
+            args.extend(r.variants.iter().map(|w| json!([w.variant, (w.weight * 1000.0).round() as u64])));
+            // Without a value to bucket by we answer TARGETING_KEY_MISSING; `fractional`
+            // would put every such context in one bucket. `null` gives flagd's default
+            // variant instead, the nearest it can say.
+            json!({"if": [bucketable, {"fractional": args}, null]})
         }
     }
 }

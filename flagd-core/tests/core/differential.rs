@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flagd_core::{EvaluationContext, Ruleset};
+use flagd_core::{ErrorCode, EvaluationContext, Ruleset};
 use serde_json::{Map, Value, json};
 
 const SEED: u64 = 0x5eed_f1a9_d1ff_2024;
@@ -1477,16 +1477,20 @@ fn invalid_documents_are_rejected_here_and_parse_errors_in_reference() {
 
 /// An exported environment, evaluated by the reference, serves every context the variant we
 /// serve: company rollouts become `fractional`, lists become `in`, and a context with no
-/// company, a null one or `""` is bucketed by its targeting key on both sides.
+/// company, a null one or `""` is bucketed by its targeting key on both sides. A context a
+/// rollout cannot bucket, which we answer with `TARGETING_KEY_MISSING`, gets the off variant
+/// with reason `DEFAULT` there, not one bucket for all such contexts.
 #[test]
 fn the_reference_serves_an_exported_environment_as_we_do() {
     let rollout = |on: f64| json!({"rollout": {"variants": [{"variant": "on", "weight": on}, {"variant": "off", "weight": 100.0 - on}]}});
+    let by_user = json!({"rollout": {"bucketBy": "userId", "variants": [{"variant": "on", "weight": 50.0}, {"variant": "off", "weight": 50.0}]}});
     let source_json = json!({"flags": [
         {"key": "portal", "state": "ENABLED", "deny": ["0", "13", "-9223372036854775808"],
          "allow": ["5", "acme", "18446744073709551615"],
          "rules": [{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": rollout(33.333)}],
          "fallthrough": rollout(12.5)},
-        {"key": "half", "state": "ENABLED", "fallthrough": rollout(50.0)}
+        {"key": "half", "state": "ENABLED", "fallthrough": rollout(50.0)},
+        {"key": "by_user", "state": "ENABLED", "fallthrough": by_user}
     ]});
     let native = Ruleset::compile(&serde_json::from_value(source_json.clone()).unwrap()).unwrap();
     let exported = flagd_core::flagd::export(&serde_json::from_value(source_json).unwrap()).unwrap();
@@ -1509,8 +1513,15 @@ fn the_reference_serves_an_exported_environment_as_we_do() {
         .collect();
     contexts.extend((0..40).map(|i| json!({"companyId": "", "targetingKey": format!("anon-{i}")})));
     contexts.extend((0..40).map(|i| json!({"targetingKey": format!("anon-{i}")})));
+    contexts.extend((0..40).map(|i| json!({"companyId": i, "userId": format!("u{i}")})));
+    contexts.extend([
+        json!({}),
+        json!({"plan": "pro"}),
+        json!({"companyId": "", "plan": "pro"}),
+        json!({"companyId": null}),
+    ]);
     let cases: Vec<(&str, &Value)> =
-        ["portal", "half"].iter().flat_map(|k| contexts.iter().map(move |c| (*k, c))).collect();
+        ["portal", "half", "by_user"].iter().flat_map(|k| contexts.iter().map(move |c| (*k, c))).collect();
     let items: Vec<Value> = cases
         .iter()
         .enumerate()
@@ -1521,8 +1532,17 @@ fn the_reference_serves_an_exported_environment_as_we_do() {
     let mut served = std::collections::HashSet::new();
     for ((key, c), theirs) in cases.iter().zip(&theirs) {
         let ours = native.evaluate(key, &EvaluationContext::from_json((*c).clone()).unwrap());
-        assert_eq!(theirs.variant.as_deref(), ours.variant, "{key} for {c}: reference {theirs:?}, ours {ours:?}");
+        let unbucketable = ours.error.as_ref().is_some_and(|e| e.code == ErrorCode::TargetingKeyMissing);
+        let expected = if unbucketable { (Some("off"), "DEFAULT") } else { (ours.variant, theirs.reason.as_str()) };
+        assert_eq!(
+            (theirs.variant.as_deref(), theirs.reason.as_str()),
+            expected,
+            "{key} for {c}: reference {theirs:?}, ours {ours:?}"
+        );
         served.insert((*key, ours.variant));
     }
-    assert_eq!(served.len(), 4, "both flags serve both variants to some context: {served:?}");
+    let expected = [("portal", Some("on")), ("portal", Some("off")), ("portal", None)];
+    let every_flag = ["half", "by_user"].iter().flat_map(|k| [Some("on"), Some("off"), None].map(|v| (*k, v)));
+    let expected: std::collections::HashSet<_> = expected.into_iter().chain(every_flag).collect();
+    assert_eq!(served, expected, "every flag serves both variants to some context and cannot bucket another");
 }

@@ -824,7 +824,7 @@ async fn export_and_import_move_an_environment_and_dry_runs_change_nothing() {
     let exported = api.admin(Method::GET, "/api/v1/environments/staging/export", None).await;
     assert_eq!(exported.status, StatusCode::OK, "{}", exported.body);
     assert_eq!(exported.body["flags"]["portal"]["state"], "ENABLED");
-    assert!(exported.body["flags"]["portal"]["targeting"]["fractional"].is_array(), "{}", exported.body);
+    assert!(exported.body["flags"]["portal"]["targeting"]["if"][1]["fractional"].is_array(), "{}", exported.body);
 
     let audit_before = api.audit_count().await;
     let dry = api
