@@ -248,10 +248,15 @@ impl Principal {
 /// value that is not can name no token.
 fn presented_token(parts: &Parts) -> Option<&str> {
     let header = |name| parts.headers.get(name).map(axum::http::HeaderValue::as_bytes);
-    let bearer = header(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")))
-        .and_then(token_text);
+    let bearer = header(axum::http::header::AUTHORIZATION).and_then(bearer_credentials).and_then(token_text);
     bearer.or_else(|| header(axum::http::HeaderName::from_static("x-api-key")).and_then(token_text))
+}
+
+/// The credentials of a `Bearer` header; the scheme's name is case-insensitive (RFC 9110
+/// 11.1), `BEARER` as good as `Bearer`.
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, credentials) = value.split_at_checked(b"Bearer ".len())?;
+    scheme.eq_ignore_ascii_case(b"Bearer ").then_some(credentials)
 }
 
 fn token_text(value: &[u8]) -> Option<&str> {

@@ -51,7 +51,11 @@ impl<S: Send + Sync> FromRequestParts<S> for FlagKey {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Path::<String>::from_request_parts(parts, state).await {
             Ok(Path(key)) => Ok(Self(key)),
-            Err(e) => Err(failure(None, ErrorCode::ParseError, e.body_text())),
+            // OFREP's failure names the flag: the path's segment as sent.
+            Err(e) => {
+                let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
+                Err(failure(Some(raw), ErrorCode::ParseError, e.body_text()))
+            }
         }
     }
 }
@@ -155,14 +159,20 @@ async fn evaluate_all(
             answer
         }
     };
-    let matches = if_none_match
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|candidate| [etag.as_bytes(), b"*"].contains(&candidate.trim().as_bytes())));
-    if matches {
+    if if_none_match.as_ref().is_some_and(|held| names(held, &etag)) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     Ok((StatusCode::OK, [(header::ETAG, etag), JSON_CONTENT_TYPE], body).into_response())
+}
+
+/// Whether an `If-None-Match` list names `etag`. The comparison is weak (RFC 9110
+/// 13.1.2): a proxy that compresses answers marks their tags `W/`, and must still get 304.
+fn names(held: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(held) = held.to_str() else { return false };
+    held.split(',').map(str::trim).any(|candidate| {
+        let tag = candidate.strip_prefix("W/").unwrap_or(candidate);
+        candidate == "*" || tag.as_bytes() == etag.as_bytes()
+    })
 }
 
 /// The `If-None-Match` header, alone (the `HeaderMap` extractor would copy them all).

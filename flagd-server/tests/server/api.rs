@@ -501,6 +501,7 @@ async fn ofrep_follows_the_protocol() {
     assert_eq!((bad_ctx.status, &bad_ctx.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("INVALID_CONTEXT")));
     let undecodable = api.ofrep(&eval, "%FF", json!({})).await;
     assert_eq!((undecodable.status, &undecodable.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("PARSE_ERROR")));
+    assert_eq!(undecodable.body["key"], "%FF", "OFREP's failure names the flag as the path gave it");
     let admin_eval = api.ofrep(ADMIN, "theme", json!({})).await;
     assert_eq!(admin_eval.status, StatusCode::FORBIDDEN);
     let by_key = api
@@ -513,6 +514,14 @@ async fn ofrep_follows_the_protocol() {
         )
         .await;
     assert_eq!(by_key.body["value"], "classic");
+    // The scheme's name is case-insensitive.
+    for scheme in ["BEARER", "bearer", "bEaReR"] {
+        let auth = format!("{scheme} {eval}");
+        let r = api
+            .call(Method::POST, "/ofrep/v1/evaluate/flags/theme", None, Some(json!({})), &[("authorization", &auth)])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{scheme}: {}", r.body);
+    }
     let basic = api
         .call(
             Method::POST,
@@ -543,6 +552,19 @@ async fn ofrep_follows_the_protocol() {
         )
         .await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    // A compressing proxy weakens the tags it passes on; the comparison is weak, in a list.
+    for held in [format!("W/{etag}"), format!("\"other\", W/{etag}")] {
+        let r = api
+            .call(
+                Method::POST,
+                "/ofrep/v1/evaluate/flags",
+                Some(&eval),
+                Some(json!({"context": {"plan": "pro"}})),
+                &[("if-none-match", &held)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{held}");
+    }
     api.admin(Method::POST, "/api/v1/flags/limit/environments/production/enable", None).await;
     let changed = api
         .call(
@@ -550,7 +572,7 @@ async fn ofrep_follows_the_protocol() {
             "/ofrep/v1/evaluate/flags",
             Some(&eval),
             Some(json!({"context": {"plan": "pro"}})),
-            &[("if-none-match", &etag)],
+            &[("if-none-match", &format!("W/{etag}"))],
         )
         .await;
     assert_eq!(changed.status, StatusCode::OK, "a change invalidates the ETag");
