@@ -110,6 +110,17 @@ impl ApiError {
         }
     }
 
+    /// A 409 for a promotion whose source has nothing set, which would empty the target.
+    pub fn nothing_to_promote(key: &str, from: &str, to: &str) -> Self {
+        Self::Conflict {
+            code: "NOTHING_TO_PROMOTE",
+            message: format!(
+                "flag `{key}` has nothing set in `{from}` (disabled, no lists, rules or fallthrough): promoting it \
+                 would clear its configuration in `{to}`; to clear that, PUT an empty configuration there"
+            ),
+        }
+    }
+
     /// A 404 for a segment.
     pub fn segment_not_found(env: &str, key: &str) -> Self {
         Self::NotFound { code: "SEGMENT_NOT_FOUND", message: format!("no segment `{key}` in environment `{env}`") }

@@ -412,7 +412,10 @@ company_list_handlers! {
     tag = "flags",
     params(("key" = String, Path, description = "Flag key"), IfMatch),
     request_body(content = Promotion),
-    responses(ConfigChangeResponses),
+    responses(
+        ConfigChangeResponses,
+        (status = 409, description = "The source has nothing set, and copying it would empty the target (`NOTHING_TO_PROMOTE`)", body = ErrorBody),
+    ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
 async fn promote(

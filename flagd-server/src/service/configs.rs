@@ -272,6 +272,12 @@ impl Service {
         let (_, source) = load_config(&mut write, key, from).await?;
         let (_, target) = load_config(&mut write, key, to).await?;
         check_if_match(if_match, target.version, || to_json(&ConfigView::from(target.clone())).unwrap_or_default())?;
+        // An untouched source is almost always the wrong environment named: copying it
+        // would silently take the target's pilot companies and rollout away.
+        let empty = EnvironmentConfig::default();
+        if source.config == empty && target.config != empty {
+            return Err(ApiError::nothing_to_promote(key, from, to));
+        }
         let mut next = source.config;
         if !include_state {
             next.state = target.config.state;

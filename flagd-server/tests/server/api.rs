@@ -709,6 +709,34 @@ async fn promote_copies_rules_but_keeps_the_target_state() {
     assert_eq!(r.body["fallthrough"]["rollout"]["variants"][0]["weight"], 25.0);
 }
 
+/// Promoting from an environment where nothing was set would take the target's pilot
+/// companies and rollout away: it is refused, naming the flag and both environments, and
+/// changes nothing. Once the source is set up, the same promotion goes through.
+#[tokio::test]
+async fn promoting_an_untouched_configuration_over_a_set_one_is_refused() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let production = "/api/v1/flags/f/environments/production";
+    api.admin(Method::POST, &format!("{production}/allow"), Some(json!({"companies": ["42"]}))).await;
+    let before = (api.admin(Method::GET, production, None).await.body, api.audit_count().await);
+    for include_state in [false, true] {
+        let body = json!({"from": "staging", "to": "production", "includeState": include_state});
+        let r = api.admin(Method::POST, "/api/v1/flags/f/promote", Some(body)).await;
+        assert_eq!((r.status, &r.body["error"]["code"]), (StatusCode::CONFLICT, &json!("NOTHING_TO_PROMOTE")));
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("flag `f` has nothing set in `staging`"), "{message}");
+        assert!(message.contains("clear its configuration in `production`"), "{message}");
+    }
+    let after = (api.admin(Method::GET, production, None).await.body, api.audit_count().await);
+    assert_eq!(after, before, "a refused promotion changes nothing");
+
+    api.admin(Method::POST, "/api/v1/flags/f/environments/staging/enable", None).await;
+    let body = json!({"from": "staging", "to": "production"});
+    let r = api.admin(Method::POST, "/api/v1/flags/f/promote", Some(body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!((&r.body["state"], r.body.get("allow")), (&json!("DISABLED"), None), "{}", r.body);
+}
+
 #[tokio::test]
 async fn a_bad_query_parameter_is_named_in_the_error() {
     let api = Api::new().await;
