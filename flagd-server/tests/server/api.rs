@@ -542,39 +542,18 @@ async fn ofrep_follows_the_protocol() {
     let flags = bulk.body["flags"].as_array().unwrap();
     assert_eq!(flags.len(), 2);
     let etag = bulk.headers[header::ETAG].to_str().unwrap().to_owned();
-    let again = api
-        .call(
-            Method::POST,
-            "/ofrep/v1/evaluate/flags",
-            Some(&eval),
-            Some(json!({"context": {"plan": "pro"}})),
-            &[("if-none-match", &etag)],
-        )
-        .await;
-    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    let (api, eval) = (&api, &eval);
+    let revalidate = |held: String| async move {
+        let context = Some(json!({"context": {"plan": "pro"}}));
+        api.call(Method::POST, "/ofrep/v1/evaluate/flags", Some(eval), context, &[("if-none-match", &held)]).await
+    };
+    assert_eq!(revalidate(etag.clone()).await.status, StatusCode::NOT_MODIFIED);
     // A compressing proxy weakens the tags it passes on; the comparison is weak, in a list.
     for held in [format!("W/{etag}"), format!("\"other\", W/{etag}")] {
-        let r = api
-            .call(
-                Method::POST,
-                "/ofrep/v1/evaluate/flags",
-                Some(&eval),
-                Some(json!({"context": {"plan": "pro"}})),
-                &[("if-none-match", &held)],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{held}");
+        assert_eq!(revalidate(held.clone()).await.status, StatusCode::NOT_MODIFIED, "{held}");
     }
     api.admin(Method::POST, "/api/v1/flags/limit/environments/production/enable", None).await;
-    let changed = api
-        .call(
-            Method::POST,
-            "/ofrep/v1/evaluate/flags",
-            Some(&eval),
-            Some(json!({"context": {"plan": "pro"}})),
-            &[("if-none-match", &format!("W/{etag}"))],
-        )
-        .await;
+    let changed = revalidate(format!("W/{etag}")).await;
     assert_eq!(changed.status, StatusCode::OK, "a change invalidates the ETag");
 }
 
