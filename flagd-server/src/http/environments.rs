@@ -74,8 +74,9 @@ struct ExportParams {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ImportParams {
-    /// `merge` (default) leaves what the file does not mention; `replace` disables other
-    /// flags and deletes other segments.
+    /// `merge` (default) leaves what the file does not mention, and writes the file's
+    /// flag-set metadata keys over the stored ones; `replace` disables other flags, deletes
+    /// other segments and makes the flag-set metadata the file's (none if it has none).
     #[serde(default)]
     mode: ImportMode,
     /// Report the changes without writing them.
@@ -88,7 +89,9 @@ struct ImportParams {
 /// Imports a flagd file or a flagd-server file, merging into the environment or replacing
 /// it; a dry run returns the diff and writes nothing. A flagd file's `defaultVariant` is a
 /// flag's off variant; what the flagd format cannot carry (description, owner, tags, and
-/// `onVariant` while the file's variants have it) is kept as stored.
+/// `onVariant` while the file's variants have it) is kept as stored. The file's top-level
+/// `metadata` is the environment's flag-set metadata, reported with each of its flags (a
+/// flag's own keys win).
 #[utoipa::path(
     post,
     path = "/api/v1/environments/{env}/import",

@@ -555,7 +555,8 @@ pub(crate) async fn environment_source(tx: &mut dyn Tx, env: &str) -> Result<Rul
         })
         .collect();
     let segments = tx.segments(env).await?.into_iter().map(|s| s.segment).collect();
-    Ok(RulesetSource { flags, segments, evaluators: Map::new(), metadata: Map::new() })
+    let metadata = tx.environment_metadata(env).await?.unwrap_or_default();
+    Ok(RulesetSource { flags, segments, evaluators: Map::new(), metadata })
 }
 
 /// An environment's source, as of a sequence number, and its compiled ruleset.

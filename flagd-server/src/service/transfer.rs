@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use flagd_core::flagd::{export, flagd_path, import, inline_evaluators};
 use flagd_core::{EnvironmentConfig, FlagDefinition, RulesetSource};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Service, Subject, Write, check_keys, environment_source, require_environment, to_json};
 use crate::auth::Principal;
@@ -18,11 +18,13 @@ use crate::store::{StoredFlag, StoredSegment};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportMode {
-    /// Leave it as it is.
+    /// Leave it as it is. The file's flag-set metadata keys are written over the stored
+    /// ones, the others kept.
     #[default]
     Merge,
     /// Make the environment exactly the file: other flags are disabled (with an empty
-    /// configuration) here, other segments are deleted.
+    /// configuration) here, other segments are deleted, and the flag-set metadata is the
+    /// file's (none if the file has none).
     Replace,
 }
 
@@ -43,9 +45,9 @@ pub enum ExportFormat {
 /// One difference an import makes.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportChange {
-    /// `flag`, `config` or `segment`.
+    /// `flag`, `config`, `segment` or `metadata` (the environment's flag-set metadata).
     pub kind: &'static str,
-    /// Its key.
+    /// Its key (for `metadata`, the environment's name).
     pub key: String,
     /// `create`, `update`, `reset` or `delete`.
     pub action: &'static str,
@@ -61,7 +63,7 @@ pub struct ImportChange {
 pub struct ImportReport {
     /// Whether nothing was written.
     pub dry_run: bool,
-    /// Every difference, flags first.
+    /// Every difference: flags first, then segments, then the flag-set metadata.
     pub changes: Vec<ImportChange>,
 }
 
@@ -150,9 +152,10 @@ impl Service {
             reset_unnamed_flags(&mut write, env, &named, &mut changes).await?;
         }
         import_segments(&mut write, env, source.segments, mode, &mut changes).await?;
+        import_metadata(&mut write, env, source.metadata, mode, &mut changes).await?;
         write.touch(env);
         for change in &changes {
-            let flag = (change.kind != "segment").then_some(change.key.as_str());
+            let flag = matches!(change.kind, "flag" | "config").then_some(change.key.as_str());
             let segment = (change.kind == "segment").then_some(change.key.as_str());
             let action = format!("import.{}.{}", change.kind, change.action);
             write.audit(
@@ -313,5 +316,38 @@ async fn import_segments(
             changes.push(ImportChange { kind: "segment", key: old.segment.key, action: "delete", before, after: None });
         }
     }
+    Ok(())
+}
+
+/// Stores the flag-set metadata the file gives the environment: the file's own on a
+/// replace; on a merge, the stored one with the file's keys written over it, so that a file
+/// of a few flags with their own metadata does not wipe what other files put there.
+async fn import_metadata(
+    write: &mut Write,
+    env: &str,
+    metadata: Map<String, Value>,
+    mode: ImportMode,
+    changes: &mut Vec<ImportChange>,
+) -> Result<(), ApiError> {
+    let stored = write.tx.environment_metadata(env).await?.unwrap_or_default();
+    let imported = match mode {
+        ImportMode::Replace => metadata,
+        ImportMode::Merge => {
+            let mut merged = stored.clone();
+            merged.extend(metadata);
+            merged
+        }
+    };
+    if imported == stored {
+        return Ok(());
+    }
+    write.tx.put_environment_metadata(env, &imported).await?;
+    changes.push(ImportChange {
+        kind: "metadata",
+        key: env.to_owned(),
+        action: "update",
+        before: Some(Value::Object(stored)),
+        after: Some(Value::Object(imported)),
+    });
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use flagd_core::{EnvironmentConfig, FlagDefinition, Segment};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The most JSON one stored document (a flag definition, a configuration, a segment, an
 /// audit event's before or after) may take: the request body limit, so that whatever is
@@ -306,8 +306,19 @@ pub trait Tx: Send {
 
     /// All environments, by name.
     async fn environments(&mut self) -> Result<Vec<Environment>, StoreError>;
-    /// Inserts an environment (the caller checked it does not exist).
+    /// Inserts an environment (the caller checked it does not exist), with no flag-set
+    /// metadata.
     async fn insert_environment(&mut self, env: &Environment) -> Result<(), StoreError>;
+    /// An environment's flag-set metadata (a flagd file's top-level `metadata`, reported
+    /// with each of its flags, whose own keys win): `None` when there is no such
+    /// environment, empty when it has none.
+    async fn environment_metadata(&mut self, environment: &str) -> Result<Option<Map<String, Value>>, StoreError>;
+    /// Replaces an environment's flag-set metadata (the caller checked it exists).
+    async fn put_environment_metadata(
+        &mut self,
+        environment: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), StoreError>;
 
     /// All flag definitions, by key.
     async fn flags(&mut self) -> Result<Vec<StoredFlag>, StoreError>;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -493,6 +494,25 @@ impl Tx for SqlTx {
     async fn insert_environment(&mut self, env: &Environment) -> Result<(), StoreError> {
         let sql = self.dialect.sql("INSERT INTO environments (name, created_at) VALUES (?, ?)");
         sqlx::query(&sql).bind(env.name.as_str()).bind(env.created_at).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    async fn environment_metadata(&mut self, environment: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        let sql = self.dialect.sql("SELECT metadata FROM environments WHERE name = ?");
+        let row = sqlx::query(&sql).bind(environment).fetch_optional(&mut *self.tx).await?;
+        row.map(|row| from_json("flag-set metadata", &text(&row, "metadata")?)).transpose()
+    }
+
+    async fn put_environment_metadata(
+        &mut self,
+        environment: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        let stored = "SELECT metadata AS doc FROM environments WHERE name = ?";
+        let what = || format!("flag-set metadata of `{environment}`");
+        let document = self.document(what, metadata, stored, &[environment]).await?;
+        let sql = self.dialect.sql("UPDATE environments SET metadata = ? WHERE name = ?");
+        sqlx::query(&sql).bind(document.as_str()).bind(environment).execute(&mut *self.tx).await?;
         Ok(())
     }
 

@@ -55,6 +55,12 @@ impl Api {
         start(&self.url).await
     }
 
+    /// The service of a second server on the same database, started now: a replica, which
+    /// applies what this one writes when it syncs ([`Service::catch_up`]).
+    pub(crate) async fn replica(&self) -> Arc<Service> {
+        service(flagd_server::store::connect(&self.url).await.unwrap()).await
+    }
+
     pub(crate) async fn call(
         &self,
         method: Method,

@@ -15,7 +15,7 @@ use flagd_server::store::{
     self, AuditEvent, AuditQuery, ChangeScope, ConfigLookup, Environment, Replica, Role, Store, StoreError,
     StoredConfig, StoredFlag, StoredSegment, Token,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sqlx::{AnyConnection, Connection, Executor};
 
 /// A backend the contract runs against.
@@ -170,6 +170,7 @@ contract!(
     a_dropped_write_leaves_nothing_behind,
     reads_keep_one_snapshot,
     environments_are_listed_by_name,
+    an_environments_flag_set_metadata_starts_empty_and_round_trips,
     flags_are_put_listed_and_deleted_with_their_configs,
     configs_are_put_and_listed_both_ways,
     segments_are_put_listed_and_deleted,
@@ -214,7 +215,10 @@ macro_rules! fresh_database_tests {
     };
 }
 
-fresh_database_tests!(stores_opened_together_on_a_fresh_database_all_migrate_it);
+fresh_database_tests!(
+    stores_opened_together_on_a_fresh_database_all_migrate_it,
+    environments_from_before_flag_set_metadata_have_none_after_the_upgrade,
+);
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -368,6 +372,45 @@ async fn reads_keep_one_snapshot(store: Arc<dyn Store>, _url: String) {
     let mut fresh = store.begin_read().await.unwrap();
     assert_eq!(fresh.seq(), seq + 1);
     assert_eq!(keys(&fresh.flags().await.unwrap()), ["late"]);
+}
+
+async fn an_environments_flag_set_metadata_starts_empty_and_round_trips(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert_environment(&env("prod")).await.unwrap();
+    assert_eq!(tx.environment_metadata("prod").await.unwrap(), Some(Map::new()), "a new environment has none");
+    assert_eq!(tx.environment_metadata("nowhere").await.unwrap(), None);
+    tx.commit().await.unwrap();
+
+    let metadata = object(json!({"team": "portal", "release": 3, "beta": true, "nested": {"zeta": [1, "é"]}}));
+    let mut tx = store.begin_write().await.unwrap();
+    tx.put_environment_metadata("prod", &metadata).await.unwrap();
+    assert_eq!(tx.environment_metadata("prod").await.unwrap().as_ref(), Some(&metadata), "the write sees it");
+    let mut other = store.begin_read().await.unwrap();
+    assert_eq!(other.environment_metadata("prod").await.unwrap(), Some(Map::new()), "others do not, yet");
+    drop(other);
+    tx.commit().await.unwrap();
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.environment_metadata("prod").await.unwrap(), Some(metadata.clone()));
+    drop(read);
+
+    let huge = object(json!({"pad": "x".repeat(store::MAX_DOCUMENT_BYTES)}));
+    let mut tx = store.begin_write().await.unwrap();
+    let refused = tx.put_environment_metadata("prod", &huge).await;
+    assert!(
+        matches!(&refused, Err(StoreError::TooLarge { what, .. }) if what == "flag-set metadata of `prod`"),
+        "{refused:?}"
+    );
+    tx.put_environment_metadata("prod", &Map::new()).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.environment_metadata("prod").await.unwrap(), Some(Map::new()));
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
 }
 
 async fn environments_are_listed_by_name(store: Arc<dyn Store>, _url: String) {
@@ -686,7 +729,7 @@ async fn corrupt_documents_are_reported(store: Arc<dyn Store>, url: String) {
     let mut raw = connect_raw(&url).await;
     for statement in [
         "INSERT INTO flags VALUES ('broken', '{\"key\": \"broken\", \"unknownField\": 1}', 1, 0, 0)",
-        "INSERT INTO environments VALUES ('prod', 0)",
+        "INSERT INTO environments (name, created_at, metadata) VALUES ('prod', 0, '[\"not an object\"]')",
         "INSERT INTO configs VALUES ('broken', 'prod', '{not json', 1, 0, 'x')",
         "INSERT INTO segments VALUES ('prod', 'broken', '[]', 1)",
         "INSERT INTO tokens VALUES ('t', 'n', 'superuser', NULL, 'h', 0, NULL)",
@@ -704,6 +747,7 @@ async fn corrupt_documents_are_reported(store: Arc<dyn Store>, url: String) {
     assert_eq!(corrupt(read.flags().await.map(drop)), "flag definition");
     assert_eq!(corrupt(read.config("broken", "prod").await.map(drop)), "environment configuration");
     assert_eq!(corrupt(read.segments("prod").await.map(drop)), "segment");
+    assert_eq!(corrupt(read.environment_metadata("prod").await.map(drop)), "flag-set metadata");
     assert_eq!(corrupt(read.token_by_hash("h").await.map(drop)), "token role");
     drop(read);
 
@@ -1018,6 +1062,80 @@ async fn stores_opened_together_on_a_fresh_database_all_migrate_it(backend: Back
             failures.len()
         );
         assert_eq!(later, Ok(0), "{backend:?}, round {round}: a start after them");
+    }
+}
+
+/// The migrations of `backend` older than `version`, as a migrator of their own.
+async fn migrations_before(backend: Backend, version: i64) -> (sqlx::migrate::Migrator, TempDir) {
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::MySql => "mysql",
+        Backend::Postgres => "postgres",
+    };
+    let all = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations").join(name);
+    let older = TempDir::new("flagd-migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let file = entry.unwrap().path();
+        let stem = file.file_name().unwrap().to_str().unwrap().to_owned();
+        if stem.split('_').next().unwrap().parse::<i64>().unwrap() < version {
+            std::fs::copy(&file, older.0.join(&stem)).unwrap();
+        }
+    }
+    let mut migrator = sqlx::migrate::Migrator::new(older.0.clone()).await.unwrap();
+    migrator.set_locking(false);
+    (migrator, older)
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A database whose environments were written before flag-set metadata existed: after the
+/// upgrade each reads as having none, and can be given some.
+async fn environments_from_before_flag_set_metadata_have_none_after_the_upgrade(backend: Backend) {
+    const METADATA_MIGRATION: i64 = 20261206000000;
+    let Some(scratch) = Scratch::create(backend).await else { return };
+    let url = scratch.url().to_owned();
+    let older_url = match &scratch {
+        Scratch::File { path, .. } => {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            format!("{url}?mode=rwc")
+        }
+        Scratch::Server { .. } => url.clone(),
+    };
+    let outcome = tokio::spawn(async move {
+        let (older, _files) = migrations_before(backend, METADATA_MIGRATION).await;
+        let mut conn = connect_raw(&older_url).await;
+        older.run_direct(&mut conn).await.unwrap();
+        conn.execute("INSERT INTO environments (name, created_at) VALUES ('production', 1)").await.unwrap();
+        conn.close().await.unwrap();
+
+        let upgraded = store::connect(&url).await.unwrap();
+        let mut tx = upgraded.begin_write().await.unwrap();
+        assert_eq!(tx.environment_metadata("production").await.unwrap(), Some(Map::new()));
+        let metadata = object(json!({"team": "portal"}));
+        tx.put_environment_metadata("production", &metadata).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut read = upgraded.begin_read().await.unwrap();
+        assert_eq!(read.environment_metadata("production").await.unwrap(), Some(metadata));
+    })
+    .await;
+    scratch.remove().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 

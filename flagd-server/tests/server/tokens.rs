@@ -11,7 +11,7 @@ use flagd_server::store::{
     AuditPage, AuditQuery, ChangeScope, ConfigLookup, Environment, NewAuditEvent, Replica, Store, StoreError,
     StoredConfig, StoredFlag, StoredSegment, Token, Tx,
 };
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::api::Api;
 
@@ -104,6 +104,16 @@ impl Tx for FaultyTx {
     }
     async fn insert_environment(&mut self, env: &Environment) -> Result<(), StoreError> {
         self.inner.insert_environment(env).await
+    }
+    async fn environment_metadata(&mut self, environment: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        self.inner.environment_metadata(environment).await
+    }
+    async fn put_environment_metadata(
+        &mut self,
+        environment: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        self.inner.put_environment_metadata(environment, metadata).await
     }
     async fn flags(&mut self) -> Result<Vec<StoredFlag>, StoreError> {
         self.inner.flags().await
