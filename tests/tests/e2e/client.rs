@@ -50,6 +50,30 @@ pub(crate) fn eventually(deadline: Duration, condition: impl Fn() -> bool) -> bo
     condition()
 }
 
+/// An import's flag-set metadata reaches the in-process client with the change: every flag
+/// reports it, a flag's own keys winning.
+#[test]
+fn the_in_process_client_reports_the_flag_set_metadata_an_import_gives() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let client = rt.block_on(InProcessClient::connect(&ClientOptions::new(server.url(), &token))).unwrap();
+    let admin = server.admin();
+    let variants = json!({"on": true, "off": false});
+    let own =
+        json!({"state": "ENABLED", "variants": variants, "defaultVariant": "on", "metadata": {"team": "checkout"}});
+    let file = json!({"metadata": {"team": "portal", "tier": "gold"}, "flags": {"own": own}});
+    let r = admin.post("/api/v1/environments/production/import", &file).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seq = admin.get("/api/v1/cluster").unwrap().body["currentSeq"].as_i64().unwrap();
+    assert!(rt.block_on(client.wait_for_seq(seq, Duration::from_secs(5))), "change {seq} never arrived");
+
+    let loaded = client.snapshot().unwrap();
+    let metadata = |key: &str| Value::Object(loaded.ruleset.evaluate(key, &ctx()).metadata.clone());
+    assert_eq!(metadata(FLAG), json!({"team": "portal", "tier": "gold"}));
+    assert_eq!(metadata("own"), json!({"team": "checkout", "tier": "gold"}));
+}
+
 #[test]
 fn the_in_process_client_sees_each_change_within_100_ms() {
     let mut server = Server::start().unwrap();

@@ -468,3 +468,41 @@ fn an_import_into_one_environment_reaches_every_environment_of_every_replica() {
         );
     }
 }
+
+/// An import that changes only an environment's flag-set metadata is a change of that
+/// environment like any other: the other replicas serve it once the wait for it passes,
+/// and a replica started afterwards reads it from the database.
+#[test]
+fn a_flag_set_metadata_import_reaches_every_replica_and_outlives_a_restart() {
+    for (backend, shared) in databases("metadata").unwrap() {
+        let (a, mut b) = (replica(&shared), replica(&shared));
+        let admin = a.admin();
+        live_flag(&a);
+        let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
+        eventually(&format!("{backend}: the token reaches B"), Duration::from_secs(5), || {
+            b.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.status == 200)
+        });
+        eventually(&format!("{backend}: two replicas in the view"), Duration::from_secs(5), || {
+            cluster_ids(&a).len() == 2
+        });
+
+        let file = json!({"metadata": {"team": "portal"}, "flags": {}});
+        let r = admin.post("/api/v1/environments/production/import", &file).unwrap();
+        assert_eq!(r.status, 200, "{backend}: {}", r.body);
+        assert_eq!(r.body["changes"].as_array().map(Vec::len), Some(1), "{backend}: only the metadata: {}", r.body);
+        let seq = admin.get("/api/v1/cluster").unwrap().body["currentSeq"].as_i64().unwrap();
+        let waited = admin.get(&format!("/api/v1/wait?seq={seq}&timeoutMs=5000")).unwrap();
+        assert_eq!(waited.status, 200, "{backend}: {}", waited.body);
+        let metadata =
+            |server: &Server| server.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).unwrap().body;
+        for server in [&a, &b] {
+            let served = metadata(server);
+            assert_eq!(served["metadata"], json!({"team": "portal"}), "{backend}, {}: {served}", server.url());
+        }
+
+        assert!(b.terminate(Duration::from_secs(10)).unwrap().success(), "{backend}");
+        b.restart(&ServerOptions { database_url: Some(shared.url.clone()), ..ServerOptions::default() }).unwrap();
+        let served = metadata(&b);
+        assert_eq!(served["metadata"], json!({"team": "portal"}), "{backend}: restarted: {served}");
+    }
+}
