@@ -189,7 +189,8 @@ final class Client
     }
 
     /**
-     * Every flag's value for a context (flags that failed to evaluate are left out).
+     * Every flag's value for a context. Flags that failed to evaluate are left out; a flag
+     * served without a value (the caller's default applies) is listed with `null`.
      *
      * @return array<string, mixed>
      */
@@ -335,8 +336,13 @@ final class Client
                 true,
             );
         }
+        $metadata = is_array($item['metadata'] ?? null) ? $item['metadata'] : [];
+        $variant = isset($item['variant']) ? (string) $item['variant'] : null;
+        $reason = $stale ? EvaluationDetails::REASON_STALE : (string) ($item['reason'] ?? 'UNKNOWN');
         if (!array_key_exists('value', $item)) {
-            return $this->failed($key, $default, EvaluationDetails::GENERAL, 'the service answered no value', true);
+            // A success without a value (a flag with no off variant that nothing served, say):
+            // OFREP's answer for "use the code default". Not an error, in strict mode neither.
+            return new EvaluationDetails($key, $default, $variant, $reason, null, null, $metadata);
         }
         $value = $item['value'];
         if ($type !== null) {
@@ -352,17 +358,8 @@ final class Client
             }
             $value = $converted[0];
         }
-        $metadata = $item['metadata'] ?? [];
 
-        return new EvaluationDetails(
-            $key,
-            $value,
-            isset($item['variant']) ? (string) $item['variant'] : null,
-            $stale ? EvaluationDetails::REASON_STALE : (string) ($item['reason'] ?? 'UNKNOWN'),
-            null,
-            null,
-            is_array($metadata) ? $metadata : [],
-        );
+        return new EvaluationDetails($key, $value, $variant, $reason, null, null, $metadata);
     }
 
     /** @return array{0: mixed}|null the value in the asked type, or null when it is not one */

@@ -7,7 +7,9 @@ namespace Flagd;
 /**
  * The outcome of one flag evaluation, as OpenFeature describes it. When anything went wrong
  * (`errorCode` set) `value` is the caller's default, or the last known value when
- * `reason` is `STALE`.
+ * `reason` is `STALE`. A success may carry no value either (a flag without an off variant
+ * that nothing served): `value` is then the caller's default, with the service's reason
+ * (`DEFAULT`, `DISABLED`, …) and no `errorCode`.
  */
 final class EvaluationDetails
 {

@@ -63,6 +63,11 @@ final class ServerTest extends TestCase
 
         // Created, never enabled.
         $server->admin('POST', '/api/v1/flags', ['key' => 'it_disabled']);
+
+        // No off variant and nothing that serves one: flagd answers without a value, enabled
+        // (reason DEFAULT) or disabled (reason DISABLED).
+        $server->createEnabledFlag('it_nooff', ['variants' => ['x' => 'X', 'y' => 'Y'], 'noOffVariant' => true]);
+        $server->admin('POST', '/api/v1/flags', ['key' => 'it_nooff_disabled', 'variants' => ['x' => 'X', 'y' => 'Y'], 'noOffVariant' => true]);
     }
 
     private function client(float $ttl = 1.0, ?RecordingTransport $transport = null): Client
@@ -108,6 +113,34 @@ final class ServerTest extends TestCase
         self::assertSame('dark', $all['it_theme']);
         // Two contexts, however many checks: two requests.
         self::assertSame(2, $flags->requestCount());
+    }
+
+    public function test_it_serves_the_callers_default_without_an_error_when_flagd_answers_no_value(): void
+    {
+        $logger = new MemoryLogger();
+        $flags = new Client($this->server->url, $this->server->evaluateToken(), cache: $this->cache, logger: $logger, connectTimeoutMs: 1000, timeoutMs: 2000);
+        $ctx = Context::company(42);
+
+        self::assertSame('mine', $flags->string('it_nooff', 'mine', $ctx));
+        $details = $flags->details('it_nooff', $ctx, 'mine');
+        self::assertSame(
+            ['mine', null, 'DEFAULT', null, null],
+            [$details->value, $details->variant, $details->reason, $details->errorCode, $details->errorMessage],
+        );
+        self::assertFalse($details->isError());
+        $disabled = $flags->details('it_nooff_disabled', $ctx, 'mine');
+        self::assertSame(['mine', 'DISABLED', null], [$disabled->value, $disabled->reason, $disabled->errorCode]);
+
+        // Listed as known, with null: `$all[$key] ?? $default` gives the caller's default.
+        $all = $flags->all($ctx);
+        self::assertArrayHasKey('it_nooff', $all);
+        self::assertNull($all['it_nooff']);
+        self::assertArrayHasKey('it_nooff_disabled', $all);
+        self::assertSame([], $logger->records, 'nothing to log: it is not a failure');
+
+        $strict = new Client($this->server->url, $this->server->evaluateToken(), cache: SharedCache::fresh(), strict: true, connectTimeoutMs: 1000, timeoutMs: 2000);
+        self::assertSame('mine', $strict->string('it_nooff', 'mine', $ctx), 'strict mode does not throw');
+        self::assertSame('DISABLED', $strict->details('it_nooff_disabled', $ctx)->reason);
     }
 
     public function test_it_sends_attributes_for_targeting(): void

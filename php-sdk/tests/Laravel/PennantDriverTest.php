@@ -12,6 +12,8 @@ use Flagd\Laravel\Pennant\FlagdPennantDriver;
 use Flagd\Laravel\Pennant\ReadOnlyException;
 use Flagd\Tests\Support\FakeTransport;
 use Flagd\Tests\Support\LaravelApp;
+use Flagd\Tests\Support\Server;
+use Flagd\Tests\Support\SharedCache;
 use Illuminate\Database\Eloquent\Model;
 use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
 use Laravel\Pennant\Contracts\Driver;
@@ -29,6 +31,21 @@ final class PennantDriverTest extends TestCase
         $this->transport = new FakeTransport();
         $flags = new Client('http://flagd.test', 'token', cache: new ArrayCache(), transport: $this->transport);
         $this->driver = new FlagdPennantDriver($flags);
+    }
+
+    /** A driver over the real flagd-server, with its flags created once. */
+    private function realDriver(): FlagdPennantDriver
+    {
+        static $seeded = false;
+        $server = Server::shared();
+        if (!$seeded) {
+            // No off variant, nothing serves one: flagd answers without a value.
+            $server->createEnabledFlag('pn_nooff', ['variants' => ['x' => 'X', 'y' => 'Y'], 'noOffVariant' => true]);
+            $seeded = true;
+        }
+        $flags = new Client($server->url, $server->evaluateToken(), cache: SharedCache::fresh(), connectTimeoutMs: 1000, timeoutMs: 2000);
+
+        return new FlagdPennantDriver($flags);
     }
 
     /** Answers per company id found in the request body. */
@@ -127,5 +144,15 @@ final class PennantDriverTest extends TestCase
         self::assertSame('local', $this->driver->get('local_only', 42));
         self::assertTrue($this->driver->get('portal', 42));
         self::assertFalse($this->driver->get('unknown', 42));
+    }
+
+    public function test_it_answers_inactive_for_a_flag_flagd_serves_without_a_value_not_the_local_definition(): void
+    {
+        $driver = $this->realDriver();
+        $driver->define('pn_nooff', static fn (): string => 'local');
+
+        self::assertFalse($driver->get('pn_nooff', 42));
+        self::assertSame(['pn_nooff' => [false]], $driver->getAll(['pn_nooff' => [42]]));
+        self::assertContains('pn_nooff', $driver->definedFeaturesForScope(42));
     }
 }

@@ -68,7 +68,8 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
 
     public function get(string $feature, mixed $scope): mixed
     {
-        $details = $this->flags->details($feature, self::contextFor($scope));
+        // False, Pennant's "inactive", when flagd serves the flag without a value.
+        $details = $this->flags->details($feature, self::contextFor($scope), false);
         if ($details->isError()) {
             if (isset($this->localResolvers[$feature])) {
                 return ($this->localResolvers[$feature])($scope);
