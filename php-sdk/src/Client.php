@@ -440,10 +440,15 @@ final class Client
             return $this->memo[$contextKey] = $this->fallback($entry, 'the circuit breaker is open after repeated failures');
         }
 
-        // Only one worker revalidates an expired entry; the others keep serving it meanwhile.
+        // Only one worker revalidates an expired entry; the others keep serving it meanwhile
+        // (unless flagd refused the token: then nobody serves what it said before).
         $lockKey = 'lock:' . $entryKey;
         if ($entry !== null && $this->cache->isShared() && !$this->cache->add($lockKey, 1, 1)) {
-            return $this->memo[$contextKey] = ['flags' => $entry['flags'], 'stale' => false, 'error' => null];
+            $refused = $this->tokenRefusal();
+
+            return $this->memo[$contextKey] = $refused === null
+                ? ['flags' => $entry['flags'], 'stale' => false, 'error' => null]
+                : ['flags' => [], 'stale' => false, 'error' => $refused, 'code' => EvaluationDetails::GENERAL];
         }
 
         try {
@@ -491,6 +496,7 @@ final class Client
             $entry['etag'] = $response->header('etag') ?? $entry['etag'];
             $this->cache->set($entryKey, $entry, $this->staleTtl);
             $this->breaker->recordSuccess();
+            $this->cache->delete($this->refusedKey());
 
             return ['flags' => $entry['flags'], 'stale' => false, 'error' => null];
         }
@@ -505,6 +511,7 @@ final class Client
                 $this->staleTtl,
             );
             $this->breaker->recordSuccess();
+            $this->cache->delete($this->refusedKey());
 
             return ['flags' => $flags, 'stale' => false, 'error' => null];
         }
@@ -518,8 +525,13 @@ final class Client
             $message = $status === 401
                 ? 'flagd refused the token (401 Unauthorized): FLAGD_TOKEN is missing, unknown or revoked'
                 : 'flagd refused the token (403 Forbidden): FLAGD_TOKEN must be an `evaluate` token for one environment';
+            $message .= self::errorSuffix($response);
+            // Defaults, never the last known values: a revoked token must stop serving flags
+            // at once, not for `staleTtl`. The refusal is shared (the breaker-open path reads
+            // it); the entry is kept, so once the token works again a 304 revalidates it.
+            $this->cache->set($this->refusedKey(), $message, $this->staleTtl);
 
-            return $this->failure($entry, $message . self::errorSuffix($response), true, 'error');
+            return $this->failure(null, $message, true, 'error');
         }
         if ($status === 400 || $status === 413) {
             // This context was refused (malformed, or over the body limit): the service is
@@ -567,9 +579,29 @@ final class Client
      */
     private function fallback(?array $entry, string $message, string $code = EvaluationDetails::GENERAL): array
     {
-        return $entry !== null
-            ? ['flags' => $entry['flags'], 'stale' => true, 'error' => $message, 'code' => $code]
-            : ['flags' => [], 'stale' => false, 'error' => $message, 'code' => $code];
+        if ($entry !== null) {
+            $refused = $this->tokenRefusal();
+            if ($refused === null) {
+                return ['flags' => $entry['flags'], 'stale' => true, 'error' => $message, 'code' => $code];
+            }
+            $message .= '; no last known values while the token is refused: ' . $refused;
+        }
+
+        return ['flags' => [], 'stale' => false, 'error' => $message, 'code' => $code];
+    }
+
+    /** Where the last 401/403 for this token is kept, until a success clears it. */
+    private function refusedKey(): string
+    {
+        return $this->namespace . ':token-refused';
+    }
+
+    /** Why flagd last refused this token (401/403), or null when it has not since it last answered. */
+    private function tokenRefusal(): ?string
+    {
+        $refused = $this->cache->get($this->refusedKey());
+
+        return is_string($refused) ? $refused : null;
     }
 
     /**

@@ -214,6 +214,50 @@ final class ServerTest extends TestCase
         self::assertStringContainsString('403', $logger->messages());
     }
 
+    public function test_it_serves_defaults_not_the_last_known_values_once_its_token_is_revoked(): void
+    {
+        $created = $this->server->admin('POST', '/api/v1/tokens', ['name' => 'revoked soon', 'role' => 'evaluate', 'environment' => 'production']);
+        $logger = new MemoryLogger();
+        // One client per PHP request, sharing the cache; TTL 0: every request revalidates.
+        $request = fn (): Client => new Client(
+            url: $this->server->url,
+            token: $created['value'],
+            cacheTtl: 0.0,
+            connectTimeoutMs: 1000,
+            timeoutMs: 2000,
+            cache: $this->cache,
+            logger: $logger,
+            breakerThreshold: 3,
+            breakerCooldown: 30.0,
+        );
+        $user = Context::company(42, 'user-1');
+        $colleague = Context::company(42, 'user-2');
+        $warm = $request();
+        self::assertTrue($warm->isEnabled('it_portal', $user));
+        self::assertSame('dark', $warm->string('it_theme', 'classic', $colleague));
+
+        $this->server->admin('DELETE', '/api/v1/tokens/' . $created['id']);
+
+        for ($attempt = 0; $attempt < 3; $attempt++) {
+            $flags = $request();
+            $details = $flags->details('it_portal', $user, false);
+            self::assertSame(
+                [false, EvaluationDetails::REASON_ERROR, EvaluationDetails::GENERAL],
+                [$details->value, $details->reason, $details->errorCode],
+                "request {$attempt}",
+            );
+            self::assertStringContainsString('401', (string) $details->errorMessage);
+            self::assertSame('classic', $flags->string('it_theme', 'classic', $colleague), "request {$attempt}");
+        }
+        // Two refusals per request: the breaker opened during the second, and while it is
+        // open the cached answers are not served either.
+        self::assertSame(0, $flags->requestCount());
+        self::assertTrue($flags->breaker()->isOpen());
+        self::assertStringContainsString('FLAGD_TOKEN', (string) $flags->details('it_theme', $colleague)->errorMessage);
+        self::assertSame('error', $logger->records[0][0]);
+        self::assertStringContainsString('serving defaults', $logger->records[0][1]);
+    }
+
     public function test_it_reads_object_flags_nested_as_deep_as_the_server_stores_them(): void
     {
         // The server takes request bodies nested 64 deep: the variant sits two levels down.

@@ -292,6 +292,41 @@ final class ClientTest extends TestCase
         self::assertStringContainsString('403 Forbidden', $this->logger->messages());
     }
 
+    public function test_it_serves_defaults_not_the_last_known_values_on_401_and_403_until_the_token_works_again(): void
+    {
+        $this->transport->then(
+            FakeTransport::bulk(['portal' => true]),
+            new Response(401, [], '{"error":{"code":"UNAUTHORIZED","message":"token revoked"}}'),
+            new Response(403, [], '{"error":{"code":"FORBIDDEN","message":"needs an evaluate token"}}'),
+            FakeTransport::notModified(),
+            FakeTransport::down(),
+        );
+        $ctx = Context::company(1);
+        self::assertTrue($this->client()->isEnabled('portal', $ctx));
+
+        foreach (['401 Unauthorized', '403 Forbidden'] as $status) {
+            $this->clock->advance(2);
+            $details = $this->client()->details('portal', $ctx, false);
+            self::assertSame(
+                [false, EvaluationDetails::REASON_ERROR, EvaluationDetails::GENERAL],
+                [$details->value, $details->reason, $details->errorCode],
+                $status,
+            );
+            self::assertStringContainsString($status, (string) $details->errorMessage);
+            self::assertStringContainsString('FLAGD_TOKEN', (string) $details->errorMessage);
+        }
+        self::assertStringContainsString('serving defaults', $this->logger->records[1][1]);
+
+        // The token works again: the kept answer is revalidated (304), and a later outage
+        // serves it as the last known value again.
+        $this->clock->advance(2);
+        self::assertTrue($this->client()->isEnabled('portal', $ctx));
+        self::assertArrayHasKey('If-None-Match', $this->transport->requests[3]['headers']);
+        $this->clock->advance(2);
+        self::assertSame(EvaluationDetails::REASON_STALE, $this->client()->details('portal', $ctx)->reason);
+        self::assertCount(5, $this->transport->requests);
+    }
+
     public function test_it_returns_the_default_on_type_mismatch_and_unknown_flags(): void
     {
         $this->transport->then(new Response(200, ['etag' => '"x"'], json_encode(['flags' => [
