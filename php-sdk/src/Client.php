@@ -206,6 +206,18 @@ final class Client
         return $values;
     }
 
+    /**
+     * The keys of every flag flagd knows for the environment, from the same bulk answer as
+     * `all()`: flags that failed to evaluate for this context included. Empty when there
+     * is no answer to read (flagd unreachable with nothing cached, a refused token).
+     *
+     * @return list<string>
+     */
+    public function flagKeys(?Context $context = null): array
+    {
+        return array_map('strval', array_keys($this->resultFor($context ?? $this->currentContext())['flags']));
+    }
+
     /** @return array<string, EvaluationDetails> */
     public function allDetails(?Context $context = null): array
     {

@@ -25,6 +25,8 @@ final class PennantDriverTest extends TestCase
 {
     private FakeTransport $transport;
     private FlagdPennantDriver $driver;
+    /** The client under realDriver(). */
+    private Client $realFlags;
 
     protected function setUp(): void
     {
@@ -41,11 +43,14 @@ final class PennantDriverTest extends TestCase
         if (!$seeded) {
             // No off variant, nothing serves one: flagd answers without a value.
             $server->createEnabledFlag('pn_nooff', ['variants' => ['x' => 'X', 'y' => 'Y'], 'noOffVariant' => true]);
+            // By company: a scope with no company nor user gets TARGETING_KEY_MISSING.
+            $server->createEnabledFlag('pn_rollout');
+            $server->admin('PUT', '/api/v1/flags/pn_rollout/environments/production/rollout', ['percentage' => 50]);
             $seeded = true;
         }
-        $flags = new Client($server->url, $server->evaluateToken(), cache: SharedCache::fresh(), connectTimeoutMs: 1000, timeoutMs: 2000);
+        $this->realFlags = new Client($server->url, $server->evaluateToken(), cache: SharedCache::fresh(), connectTimeoutMs: 1000, timeoutMs: 2000);
 
-        return new FlagdPennantDriver($flags);
+        return new FlagdPennantDriver($this->realFlags);
     }
 
     /** Answers per company id found in the request body. */
@@ -154,5 +159,26 @@ final class PennantDriverTest extends TestCase
         self::assertFalse($driver->get('pn_nooff', 42));
         self::assertSame(['pn_nooff' => [false]], $driver->getAll(['pn_nooff' => [42]]));
         self::assertContains('pn_nooff', $driver->definedFeaturesForScope(42));
+    }
+
+    public function test_it_keeps_a_flag_that_fails_for_a_scope_defined_and_inactive_not_locally_resolved(): void
+    {
+        $driver = $this->realDriver();
+        $guest = null;
+        self::assertSame('TARGETING_KEY_MISSING', $this->realFlags->details('pn_rollout', FlagdPennantDriver::contextFor($guest))->errorCode);
+
+        self::assertContains('pn_rollout', $driver->definedFeaturesForScope($guest));
+        self::assertContains('pn_nooff', $driver->definedFeaturesForScope($guest));
+        self::assertContains('pn_rollout', $driver->defined());
+
+        $driver->define('pn_rollout', static fn (): string => 'local');
+        $driver->define('pn_local_only', static fn (): string => 'local');
+        self::assertFalse($driver->get('pn_rollout', $guest), 'flagd knows it: not the local definition');
+        self::assertSame('local', $driver->get('pn_local_only', $guest), 'flagd does not know it');
+        self::assertContains('pn_local_only', $driver->definedFeaturesForScope($guest));
+        self::assertSame(1, $this->realFlags->requestCount(), 'all from the one bulk answer');
+
+        // A company it can bucket: flagd's value, the local definition still unused.
+        self::assertIsBool($driver->get('pn_rollout', 42));
     }
 }

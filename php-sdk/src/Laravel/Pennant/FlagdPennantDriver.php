@@ -7,6 +7,7 @@ namespace Flagd\Laravel\Pennant;
 use Flagd\Client;
 use Flagd\Context;
 use Flagd\Contracts\ProvidesFlagdContext;
+use Flagd\EvaluationDetails;
 use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
 use Laravel\Pennant\Contracts\Driver;
 
@@ -34,19 +35,26 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
         $this->localResolvers[$feature] = $resolver;
     }
 
-    /** @return array<string> */
+    /**
+     * Every flag flagd knows (for the current context's answer), and those defined in code.
+     *
+     * @return array<string>
+     */
     public function defined(): array
     {
-        return array_values(array_unique(array_merge(
-            array_keys($this->localResolvers),
-            array_keys($this->flags->all($this->flags->currentContext())),
-        )));
+        return $this->withLocalFeatures($this->flags->flagKeys($this->flags->currentContext()));
     }
 
-    /** @return list<string> */
+    /**
+     * Every flag flagd knows, even one that failed to evaluate for this scope (a rollout
+     * with nothing to bucket it by), and those defined in code. Read from the scope's bulk
+     * answer: no request of its own.
+     *
+     * @return list<string>
+     */
     public function definedFeaturesForScope(mixed $scope): array
     {
-        return array_keys($this->flags->all(self::contextFor($scope)));
+        return $this->withLocalFeatures($this->flags->flagKeys(self::contextFor($scope)));
     }
 
     /**
@@ -66,16 +74,16 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
         return $results;
     }
 
+    /**
+     * The flag's value for the scope. False, Pennant's "inactive", when flagd serves it
+     * without a value or it fails to evaluate. A feature defined in code answers only for a
+     * key flagd does not know (`FLAG_NOT_FOUND`), never in place of one it does.
+     */
     public function get(string $feature, mixed $scope): mixed
     {
-        // False, Pennant's "inactive", when flagd serves the flag without a value.
         $details = $this->flags->details($feature, self::contextFor($scope), false);
-        if ($details->isError()) {
-            if (isset($this->localResolvers[$feature])) {
-                return ($this->localResolvers[$feature])($scope);
-            }
-
-            return false;
+        if ($details->errorCode === EvaluationDetails::FLAG_NOT_FOUND && isset($this->localResolvers[$feature])) {
+            return ($this->localResolvers[$feature])($scope);
         }
 
         return $details->value;
@@ -99,6 +107,15 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
     public function purge(?array $features): void
     {
         throw ReadOnlyException::for('purge', $features === null ? 'every feature' : implode('`, `', $features));
+    }
+
+    /**
+     * @param list<string> $flagd
+     * @return list<string>
+     */
+    private function withLocalFeatures(array $flagd): array
+    {
+        return array_values(array_unique(array_merge($flagd, array_keys($this->localResolvers))));
     }
 
     /** The flagd context for a Pennant scope. */
