@@ -14,7 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flagd_core::{Dialect, EnvironmentConfig, EnvironmentSnapshot, Flag, Ruleset, RulesetSource, ValidationError};
+use flagd_core::{
+    Dialect, EnvironmentConfig, EnvironmentSnapshot, Flag, Problem, Ruleset, RulesetSource, ValidationError,
+};
 use serde_json::{Map, Value};
 
 pub use configs::{ConfigView, QuickOp, RolloutRequest};
@@ -515,22 +517,44 @@ impl Write {
 
 /// Compiles every environment the write touched, as the transaction sees it. Any invalid
 /// one refuses the write, with the problems of every environment: a change to a flag's
-/// definition touches them all, and naming only the first would hide the rest.
+/// definition touches them all, and naming only the first would hide the rest. A problem
+/// of a definition, which every environment shares, is named once, at its own path.
 async fn compile_touched(write: &mut Write, snapshots: &Snapshots) -> Result<Vec<Compiled>, ApiError> {
     if let Some(compiled) = write.patched(snapshots) {
         return compiled.map(|c| vec![c]);
     }
     let mut compiled = Vec::with_capacity(write.touched.len());
-    let mut problems = Vec::new();
+    let mut problems: Vec<Problem> = Vec::new();
     let seq = write.seq();
     for env in &write.touched {
-        match compile_environment(write.tx.as_mut(), env, seq).await {
-            Ok(c) => compiled.push(c),
-            Err(ApiError::Invalid { problems: found }) => problems.extend(found),
-            Err(other) => return Err(other),
+        let source = environment_source(write.tx.as_mut(), env).await?;
+        match Ruleset::compile(&source) {
+            Ok(ruleset) => compiled.push(compiled_from(env, source, ruleset, seq)),
+            Err(e) => {
+                for p in e.problems {
+                    let p = if in_definition(&p) { p } else { in_environment(env, p) };
+                    if !problems.contains(&p) {
+                        problems.push(p);
+                    }
+                }
+            }
         }
     }
     if problems.is_empty() { Ok(compiled) } else { Err(ApiError::Invalid { problems }) }
+}
+
+/// Whether a problem lies in a flag's definition (its variants, off and on variants,
+/// metadata…), the same in every environment, rather than in one environment's
+/// configuration.
+fn in_definition(p: &Problem) -> bool {
+    const DEFINITION: [&str; 9] =
+        ["key", "description", "owner", "tags", "variants", "offVariant", "noOffVariant", "onVariant", "metadata"];
+    let field = p
+        .key
+        .as_deref()
+        .and_then(|key| p.path.strip_prefix("flags.")?.strip_prefix(key)?.strip_prefix('.'))
+        .and_then(|rest| rest.split(['.', '[']).next());
+    field.is_some_and(|f| DEFINITION.contains(&f))
 }
 
 pub(crate) async fn require_environment(tx: &mut dyn Tx, name: &str) -> Result<(), ApiError> {
@@ -573,24 +597,26 @@ async fn compile_environment(tx: &mut dyn Tx, env: &str, seq: i64) -> Result<Com
 
 fn compile_source(env: &str, source: RulesetSource, seq: i64) -> Result<Compiled, ApiError> {
     let ruleset = Ruleset::compile(&source).map_err(|e| invalid_in(env, e))?;
-    Ok(Compiled {
+    Ok(compiled_from(env, source, ruleset, seq))
+}
+
+fn compiled_from(env: &str, source: RulesetSource, ruleset: Ruleset, seq: i64) -> Compiled {
+    Compiled {
         document: EnvironmentSnapshot { environment: env.to_owned(), seq, ruleset: source },
         ruleset,
         revises: None,
-    })
+    }
 }
 
 /// The 422 for an environment's problems, their paths starting at the environment.
 fn invalid_in(env: &str, e: ValidationError) -> ApiError {
-    let problems = e
-        .problems
-        .into_iter()
-        .map(|mut p| {
-            p.path = format!("environments.{env}.{}", p.path);
-            p
-        })
-        .collect();
-    ApiError::Invalid { problems }
+    ApiError::Invalid { problems: e.problems.into_iter().map(|p| in_environment(env, p)).collect() }
+}
+
+/// A problem of one environment, its path starting at the environment.
+fn in_environment(env: &str, mut p: Problem) -> Problem {
+    p.path = format!("environments.{env}.{}", p.path);
+    p
 }
 
 /// Refuses flag and segment keys that break the key rule or repeat, with the problems

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use flagd_core::flagd::{export, flagd_path, import, inline_evaluators};
-use flagd_core::{EnvironmentConfig, FlagDefinition, RulesetSource};
+use flagd_core::{EnvironmentConfig, FlagDefinition, Problem, RulesetSource};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -97,7 +97,7 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
         Value::Object(_) => (native().map_err(|e| not_ours(e.inner()))?, ExportFormat::Native),
         _ => return Err(not_ours(&"not a JSON object")),
     };
-    inline_evaluators(&mut source).map_err(|e| in_terms_of(format, ApiError::Invalid { problems: e.problems }))?;
+    inline_evaluators(&mut source).map_err(|e| in_terms_of(format, "", ApiError::Invalid { problems: e.problems }))?;
     // Each entry is written as it is read, so a repeated key would be written twice, the
     // last one winning, and a bad one would reach the store before the compile refuses it.
     // Paths stay the file's own, as the flagd reader's are.
@@ -106,11 +106,24 @@ fn parse(body: &[u8]) -> Result<(RulesetSource, ExportFormat), ApiError> {
     Ok((source, format))
 }
 
-/// A refusal of a flagd file points into the file as its author wrote it.
-fn in_terms_of(format: ExportFormat, e: ApiError) -> ApiError {
+/// A refusal of a flagd file points into the file as its author wrote it: what is wrong in
+/// the environment imported into is at the file's own path (several of the model's paths
+/// are one `defaultVariant` there, named once); other environments keep their prefix.
+fn in_terms_of(format: ExportFormat, env: &str, e: ApiError) -> ApiError {
     match (format, e) {
         (ExportFormat::Flagd, ApiError::Invalid { problems }) => {
-            ApiError::Invalid { problems: problems.into_iter().map(flagd_path).collect() }
+            let prefix = format!("environments.{env}.");
+            let mut in_file: Vec<Problem> = Vec::with_capacity(problems.len());
+            for mut p in problems {
+                if let Some(own) = p.path.strip_prefix(&prefix) {
+                    p.path = own.to_owned();
+                }
+                let p = flagd_path(p);
+                if !in_file.contains(&p) {
+                    in_file.push(p);
+                }
+            }
+            ApiError::Invalid { problems: in_file }
         }
         (_, e) => e,
     }
@@ -166,9 +179,9 @@ impl Service {
             );
         }
         if dry_run {
-            self.validate(&mut write).await.map_err(|e| in_terms_of(format, e))?;
+            self.validate(&mut write).await.map_err(|e| in_terms_of(format, env, e))?;
         } else {
-            self.commit(write).await.map_err(|e| in_terms_of(format, e))?;
+            self.commit(write).await.map_err(|e| in_terms_of(format, env, e))?;
         }
         Ok(ImportReport { dry_run, changes })
     }

@@ -1140,8 +1140,38 @@ async fn a_refused_flagd_file_names_the_paths_written_in_it() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     let paths: Vec<&str> =
         r.body["error"]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
-    assert!(paths.iter().any(|p| p.ends_with("flags.b.defaultVariant")), "{paths:?}");
-    assert!(paths.iter().all(|p| !p.contains("offVariant") && !p.contains("rules[0]")), "{paths:?}");
+    // One mistake in the file, one problem: not one per environment, nor per model field.
+    let problems = r.body["error"]["problems"].as_array().unwrap();
+    assert_eq!(paths, ["flags.b.defaultVariant"], "{}", r.body);
+    assert_eq!(problems[0]["message"], "unknown variant `gone` (variants: off, on)", "{}", r.body);
+}
+
+/// A mistake in a flag's definition, which every environment shares, is one problem at the
+/// definition's path, not one per environment.
+#[tokio::test]
+async fn a_definition_problem_is_named_once_not_per_environment() {
+    let api = Api::new().await;
+    let r = api.admin(Method::POST, "/api/v1/environments", Some(json!({"name": "qa"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let flag = json!({"key": "s1", "variants": {"a": "1", "b": "x"}, "offVariant": "zz"});
+    let r = api.admin(Method::POST, "/api/v1/flags", Some(flag)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let problems = &r.body["error"]["problems"];
+    assert_eq!(
+        problems,
+        &json!([{"key": "s1", "path": "flags.s1.offVariant", "message": "unknown variant `zz` (variants: a, b)"}])
+    );
+
+    // A configuration that the new definition breaks stays named with its environment.
+    api.create_flag(json!({"key": "t"})).await;
+    let allowed = api.admin(Method::POST, "/api/v1/flags/t/environments/qa/allow", Some(json!({"companies": ["1"]})));
+    assert_eq!(allowed.await.status, StatusCode::OK);
+    let patch = json!({"variants": {"x": 1, "y": 2}, "offVariant": "x", "onVariant": "nope"});
+    let r = api.admin(Method::PATCH, "/api/v1/flags/t", Some(patch)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let paths: Vec<&str> =
+        r.body["error"]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["flags.t.onVariant", "environments.qa.flags.t.allow"], "{}", r.body);
 }
 
 /// A flagd-server file that cannot be read says where: which flag or segment (a flag's
