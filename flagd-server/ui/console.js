@@ -143,9 +143,16 @@ function askReason(key, env) {
   $('disable-confirm').textContent = `Disable in ${env}`;
   reason.value = '';
   reason.required = env === PRODUCTION;
+  // A refusal of a blank reason holds until the text changes, or the form never submits.
+  reason.oninput = () => reason.setCustomValidity('');
   return new Promise((resolve) => {
     const done = (value) => { dialog.close(); cleanup(); resolve(value); };
-    const onSubmit = (event) => { event.preventDefault(); if ($('disable-form').reportValidity()) done(reason.value.trim()); };
+    const onSubmit = (event) => {
+      event.preventDefault();
+      // `required` takes spaces for a reason; the audit log would get none.
+      reason.setCustomValidity(reason.required && !reason.value.trim() ? 'Say why the flag is disabled.' : '');
+      if ($('disable-form').reportValidity()) done(reason.value.trim());
+    };
     const onCancel = () => done(null);
     const onClose = () => { cleanup(); resolve(null); };
     function cleanup() {

@@ -146,6 +146,9 @@ try {
   await admin.getByRole('button', { name: 'Disable in production' }).click();
   await dialog.getByRole('button', { name: 'Disable in production' }).click();
   report.emptyReasonKeptDialogOpen = await dialog.isVisible();
+  await dialog.getByLabel('Reason').fill('   ');
+  await dialog.getByRole('button', { name: 'Disable in production' }).click();
+  report.blankReasonKeptDialogOpen = await dialog.isVisible();
   await dialog.getByLabel('Reason').fill(input.reason);
   await dialog.getByRole('button', { name: 'Disable in production' }).click();
   await admin.getByRole('status').filter({ hasText: 'is disabled in production' }).waitFor();

@@ -114,6 +114,7 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     assert_eq!(report["dialogTitle"], format!("Disable {FLAG} in {ENV}"));
     assert_eq!(off("evaluatedAfterCancel"), (json!(true), json!(false)), "{report}");
     assert_eq!(report["emptyReasonKeptDialogOpen"], true, "production needs a reason");
+    assert_eq!(report["blankReasonKeptDialogOpen"], true, "spaces are no reason");
     assert_eq!(values(&report, "evaluatedAfterDisable", &inside), (json!(false), json!("DISABLED")), "{report}");
     assert_eq!(report["stateShown"], "State: Off");
     let audit = admin.get("/api/v1/audit?limit=100").unwrap().body;
