@@ -298,8 +298,10 @@ pub enum Serve {
 pub struct Rollout {
     /// Variants and their percentages, in bucket order.
     pub variants: Vec<WeightedVariant>,
-    /// Attribute to bucket by; default `companyId`, falling back to `targetingKey`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Attribute to bucket by; default `companyId`, falling back to `targetingKey`. The
+    /// default is kept as no `bucketBy`, and `"bucketBy": "companyId"` reads as that: one
+    /// rollout spelled both ways must compare, export and promote as the same.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "bucket_attribute")]
     pub bucket_by: Option<String>,
 }
 
@@ -317,6 +319,17 @@ impl Rollout {
             bucket_by: None,
         })
     }
+
+    /// `attribute` as a rollout keeps it in `bucket_by`: `None` for the default,
+    /// `companyId`.
+    pub fn bucket_by(attribute: String) -> Option<String> {
+        (attribute != crate::context::COMPANY_ID).then_some(attribute)
+    }
+}
+
+/// Reads `bucketBy`, the default spelled out as none ([`Rollout::bucket_by`]).
+fn bucket_attribute<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.and_then(Rollout::bucket_by))
 }
 
 /// A share in percent as whole thousandths of a percent, the unit rollouts bucket in: 0 to
@@ -512,6 +525,17 @@ mod tests {
         assert_eq!(weights.iter().sum::<f64>(), 100.0);
         assert_eq!(Rollout::percentage("on", "off", 12.3456).unwrap_err(), PercentError::TooPrecise);
         assert_eq!(Rollout::percentage("on", "off", 101.0).unwrap_err(), PercentError::OutOfRange);
+    }
+
+    #[test]
+    fn bucketing_by_company_reads_as_the_default_whichever_way_it_is_spelled() {
+        let rollout = |by: Value| -> Rollout {
+            serde_json::from_value(json!({"variants": [{"variant": "on", "weight": 100}], "bucketBy": by})).unwrap()
+        };
+        assert_eq!(rollout(json!("companyId")), rollout(Value::Null));
+        assert_eq!(rollout(json!("companyId")).bucket_by, None);
+        assert_eq!(rollout(json!("userId")).bucket_by.as_deref(), Some("userId"));
+        assert!(serde_json::to_value(rollout(json!("companyId"))).unwrap().get("bucketBy").is_none());
     }
 
     proptest::proptest! {

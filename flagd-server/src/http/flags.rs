@@ -342,6 +342,9 @@ async fn disable(
 
 /// Sets the fallthrough to a weighted rollout: a percentage of the on variant, or
 /// explicit weights.
+///
+/// Without `bucketBy` it buckets as the rollout it replaces, so that a raised percentage
+/// keeps everyone who had the on variant; `"bucketBy": "companyId"` restores the default.
 #[utoipa::path(
     put,
     path = "/api/v1/flags/{key}/environments/{env}/rollout",

@@ -59,7 +59,10 @@ pub struct RolloutRequest {
     pub percentage: Option<f64>,
     /// Explicit weights, in bucket order.
     pub variants: Option<Vec<WeightedVariant>>,
-    /// Attribute to bucket by (default `companyId`).
+    /// Attribute to bucket by. Without it the rollout keeps the bucketing of the rollout
+    /// it replaces (`companyId` where the fallthrough is no rollout), so that a raised
+    /// percentage keeps everyone who had the on variant; `companyId` goes back to the
+    /// default.
     pub bucket_by: Option<String>,
     /// Why, for the audit log.
     pub reason: Option<String>,
@@ -101,7 +104,9 @@ impl QuickOp {
         match self {
             Self::Enable => config.state = FlagState::Enabled,
             Self::Disable => config.state = FlagState::Disabled,
-            Self::Rollout(r) => config.fallthrough = Some(Serve::Rollout(rollout(r, def)?)),
+            Self::Rollout(r) => {
+                config.fallthrough = Some(Serve::Rollout(rollout(r, def, config.fallthrough.as_ref())?));
+            }
             Self::Allow(ids) => add_companies(&mut config.allow, ids),
             Self::Disallow(ids) => remove_companies(&mut config.allow, &ids),
             Self::Deny(ids) => add_companies(&mut config.deny, ids),
@@ -125,7 +130,8 @@ fn remove_companies(list: &mut Vec<String>, ids: &[String]) {
     list.retain(|c| !gone.contains(c));
 }
 
-fn rollout(r: RolloutRequest, def: &FlagDefinition) -> Result<Rollout, ApiError> {
+/// The rollout `r` asks for, in place of the fallthrough `replaced`.
+fn rollout(r: RolloutRequest, def: &FlagDefinition, replaced: Option<&Serve>) -> Result<Rollout, ApiError> {
     let mut rollout = match (r.percentage, r.variants) {
         (Some(p), None) => {
             let (Some(on), Some(off)) = (def.on_variant_name(), def.off_variant_name()) else {
@@ -145,7 +151,14 @@ fn rollout(r: RolloutRequest, def: &FlagDefinition) -> Result<Rollout, ApiError>
             ));
         }
     };
-    rollout.bucket_by = r.bucket_by;
+    // Bucketed otherwise, the same share lands on other contexts: a raise from 10 % to
+    // 50 % would take the feature from some who had it. So only an explicit `bucketBy`
+    // changes the bucketing.
+    rollout.bucket_by = match (r.bucket_by, replaced) {
+        (Some(attribute), _) => Rollout::bucket_by(attribute),
+        (None, Some(Serve::Rollout(old))) => old.bucket_by.clone(),
+        (None, _) => None,
+    };
     Ok(rollout)
 }
 

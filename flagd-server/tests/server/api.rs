@@ -208,6 +208,66 @@ async fn pilot_then_rollout_is_served_over_ofrep_immediately() {
     assert_eq!(api.ofrep(&staging, "portal", json!({"companyId": 7})).await.body["reason"], "DISABLED");
 }
 
+/// A rollout by `userId` raised from 10 % to 50 %, as `flagctl rollout` and `ramp` send it
+/// (no `bucketBy`): every user who had the feature keeps it.
+#[tokio::test]
+async fn a_rollout_without_bucket_by_keeps_the_bucketing_it_replaces() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "checkout"})).await;
+    let base = "/api/v1/flags/checkout/environments/staging";
+    api.admin(Method::POST, &format!("{base}/enable"), None).await;
+    let eval = api.token("evaluate", Some("staging")).await;
+    let users: Vec<String> = (0..200).map(|u| format!("u{u}")).collect();
+    let served = |users: Vec<String>| {
+        let (api, eval) = (&api, &eval);
+        async move {
+            let mut on = Vec::new();
+            for user in users {
+                let r = api.ofrep(eval, "checkout", json!({"companyId": 2, "userId": user})).await;
+                assert_eq!(r.body["reason"], "SPLIT", "{}", r.body);
+                if r.body["value"] == true {
+                    on.push(user);
+                }
+            }
+            on
+        }
+    };
+    let rollout_path = format!("{base}/rollout");
+    let rollout = |body: Value| api.admin(Method::PUT, &rollout_path, Some(body));
+
+    let ten = rollout(json!({"percentage": 10, "bucketBy": "userId"})).await;
+    assert_eq!(ten.body["fallthrough"]["rollout"]["bucketBy"], "userId", "{}", ten.body);
+    let had_it = served(users.clone()).await;
+    assert!(!had_it.is_empty() && had_it.len() < users.len(), "{had_it:?}");
+
+    let fifty = rollout(json!({"percentage": 50})).await;
+    assert_eq!(fifty.status, StatusCode::OK, "{}", fifty.body);
+    assert_eq!(fifty.body["fallthrough"]["rollout"]["bucketBy"], "userId", "{}", fifty.body);
+    let has_it = served(users.clone()).await;
+    let lost: Vec<&String> = had_it.iter().filter(|u| !has_it.contains(u)).collect();
+    assert!(lost.is_empty(), "users who lost the feature going from 10 % to 50 %: {lost:?}");
+    assert!(has_it.len() > had_it.len(), "{has_it:?}");
+
+    let weights = json!([{"variant": "on", "weight": 60}, {"variant": "off", "weight": 40}]);
+    let weighted = rollout(json!({ "variants": weights })).await;
+    assert_eq!(weighted.body["fallthrough"]["rollout"]["bucketBy"], "userId", "{}", weighted.body);
+
+    // Back to the default, spelled out: stored as no `bucketBy`, so the same rollout
+    // written either way compares equal and changes nothing.
+    let by_company = rollout(json!({"percentage": 60, "bucketBy": "companyId"})).await;
+    assert_eq!(by_company.status, StatusCode::OK, "{}", by_company.body);
+    assert_eq!(by_company.body["fallthrough"]["rollout"].get("bucketBy"), None, "{}", by_company.body);
+    let company_served = served(users.clone()).await;
+    assert!(company_served.is_empty() || company_served.len() == users.len(), "one company, one answer");
+    let again = rollout(json!({"percentage": 60})).await;
+    assert_eq!(again.body["unchanged"], true, "{}", again.body);
+    let mut config = api.admin(Method::GET, base, None).await;
+    let etag = config.headers[header::ETAG].to_str().unwrap().to_owned();
+    config.body["fallthrough"]["rollout"]["bucketBy"] = json!("companyId");
+    let put = api.call(Method::PUT, base, Some(ADMIN), Some(config.body), &[("if-match", &etag)]).await;
+    assert_eq!((put.status, &put.body["unchanged"]), (StatusCode::OK, &json!(true)), "{}", put.body);
+}
+
 #[tokio::test]
 async fn stale_if_match_is_refused_with_the_current_state() {
     let api = Api::new().await;

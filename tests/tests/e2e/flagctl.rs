@@ -750,6 +750,52 @@ fn a_ramp_with_passing_checks_reaches_the_last_step() {
     assert_eq!((staging["state"].clone(), weights(&staging)), (json!("ENABLED"), on_off(100.0)));
 }
 
+/// What `flagctl eval` serves user `user` of company 2 in staging.
+fn served_to(server: &Server, flag: &str, user: &str) -> Value {
+    let attr = format!("userId={user}");
+    let args = ["eval", flag, "--env", "staging", "--company", "2", "--attr", &attr, "-o", "json"];
+    flagctl(server, &args).ok().json()["variant"].clone()
+}
+
+#[test]
+fn a_rollout_by_user_keeps_its_users_through_rollout_and_ramp_steps() {
+    let server = ramp_server("checkout");
+    flagctl(&server, &["rollout", "checkout", "10", "--env", "staging", "--bucket-by", "userId"]).ok();
+    flagctl(&server, &["enable", "checkout", "--env", "staging"]).ok();
+    // Users of one company, by the bucket `userId` gives them (flagd's hash): one inside
+    // the first 10 %, one that only 50 % reaches.
+    let user = |low: u64, high: u64| {
+        (0..1000)
+            .map(|u| format!("u{u}"))
+            .find(|u| (low..high).contains(&flagd_core::hash::bucket("checkout", u, 100_000)))
+            .unwrap()
+    };
+    let (early, later) = (user(0, 10_000), user(10_000, 50_000));
+    assert_eq!(
+        (served_to(&server, "checkout", &early), served_to(&server, "checkout", &later)),
+        (json!("on"), json!("off"))
+    );
+
+    flagctl(&server, &["ramp", "checkout", "--env", "staging", "--steps", "30,50", "--every", "0s", "--check", "true"])
+        .ok();
+    let shown = flagctl(&server, &["get", "checkout", "--env", "staging"]).ok().stdout;
+    assert!(shown.contains("rollout on 50% / off 50% (by userId)"), "{shown}");
+    assert_eq!(
+        (served_to(&server, "checkout", &early), served_to(&server, "checkout", &later)),
+        (json!("on"), json!("on"))
+    );
+
+    let raised = flagctl(&server, &["rollout", "checkout", "60", "--env", "staging"]).ok().stdout;
+    assert!(raised.contains("(by userId)"), "{raised}");
+    assert_eq!(
+        (served_to(&server, "checkout", &early), served_to(&server, "checkout", &later)),
+        (json!("on"), json!("on"))
+    );
+
+    let by_company = flagctl(&server, &["rollout", "checkout", "60", "--env", "staging", "--bucket-by", "companyId"]);
+    assert!(by_company.ok().stdout.contains("(by companyId)"), "--bucket-by companyId goes back to the default");
+}
+
 #[test]
 fn a_ramp_refuses_a_disabled_flag_and_a_dry_run_changes_nothing() {
     let server = ramp_server("search");

@@ -185,7 +185,10 @@ pub struct RolloutArgs {
     /// Explicit weights instead, in bucket order: `--weight on=10 --weight off=90`.
     #[arg(long = "weight", value_name = "VARIANT=PERCENT")]
     pub weights: Vec<String>,
-    /// Context attribute to bucket by (default companyId).
+    /// Context attribute to bucket by (e.g. userId). Without it the rollout keeps the
+    /// bucketing of the rollout it replaces (companyId for a new one), so that raising the
+    /// percentage keeps everyone who had the feature; `--bucket-by companyId` goes back to
+    /// the default.
     #[arg(long)]
     pub bucket_by: Option<String>,
     #[command(flatten)]
