@@ -193,6 +193,42 @@ impl FlagDefinition {
         self.on_variant.as_deref().or_else(|| self.implicit_variant("on"))
     }
 
+    /// The percentage of contexts that `fallthrough` serves the on variant, where a
+    /// percentage rollout ([`Rollout::percentage`]) of at least that much would keep every
+    /// one of them on: 0 for no fallthrough or the off variant, 100 for the on variant, the
+    /// on variant's weight for a rollout over only the on and off variants in which the on
+    /// variant owns the lowest buckets. `None` for anything else (weights over other
+    /// variants, the on variant after the off one, targeting), which no percentage
+    /// continues.
+    pub fn on_percentage(&self, fallthrough: Option<&Serve>) -> Option<f64> {
+        let on = self.on_variant_name()?;
+        let off = self.off_variant_name();
+        match fallthrough {
+            None => Some(0.0),
+            Some(Serve::Variant(name)) if name == on => Some(100.0),
+            Some(Serve::Variant(name)) => (Some(name.as_str()) == off).then_some(0.0),
+            Some(Serve::Rollout(rollout)) => {
+                let mut share = 0.0;
+                let mut buckets_before = false;
+                for weighted in &rollout.variants {
+                    if weighted.variant == on {
+                        // Behind buckets of the off variant, the on variant's buckets are
+                        // not the ones a percentage rollout gives it.
+                        if buckets_before && weighted.weight > 0.0 {
+                            return None;
+                        }
+                        share = weighted.weight;
+                    } else if Some(weighted.variant.as_str()) != off {
+                        return None;
+                    }
+                    buckets_before |= weighted.weight > 0.0;
+                }
+                Some(share)
+            }
+            Some(Serve::Targeting(_)) => None,
+        }
+    }
+
     /// `name` if the flag has a variant so called (boolean flags have `on` and `off`).
     fn implicit_variant<'a>(&self, name: &'a str) -> Option<&'a str> {
         let boolean = self.variants.is_empty() && (name == "on" || name == "off");
@@ -536,6 +572,35 @@ mod tests {
         assert_eq!(rollout(json!("companyId")).bucket_by, None);
         assert_eq!(rollout(json!("userId")).bucket_by.as_deref(), Some("userId"));
         assert!(serde_json::to_value(rollout(json!("companyId"))).unwrap().get("bucketBy").is_none());
+    }
+
+    #[test]
+    fn the_on_percentage_of_what_a_fallthrough_serves() {
+        let def: FlagDefinition = serde_json::from_value(json!({"key": "f"})).unwrap();
+        let serve = |serve: Value| -> Serve { serde_json::from_value(serve).unwrap() };
+        let rollout = |weights: Value| serve(json!({"rollout": {"variants": weights, "bucketBy": "userId"}}));
+        let cases = [
+            (None, Some(0.0)),
+            (Some(serve(json!({"variant": "off"}))), Some(0.0)),
+            (Some(serve(json!({"variant": "on"}))), Some(100.0)),
+            (Some(Serve::Rollout(Rollout::percentage("on", "off", 12.5).unwrap())), Some(12.5)),
+            (Some(rollout(json!([{"variant": "on", "weight": 100}]))), Some(100.0)),
+            (Some(rollout(json!([{"variant": "off", "weight": 100}, {"variant": "on", "weight": 0}]))), Some(0.0)),
+            // The on variant owns the high buckets: 80 % would turn 30..70 off.
+            (Some(rollout(json!([{"variant": "off", "weight": 30}, {"variant": "on", "weight": 70}]))), None),
+            (Some(serve(json!({"targeting": {"if": [true, "on", "off"]}}))), None),
+        ];
+        for (fallthrough, expected) in cases {
+            assert_eq!(def.on_percentage(fallthrough.as_ref()), expected, "{fallthrough:?}");
+        }
+        let colours: FlagDefinition =
+            serde_json::from_value(json!({"key": "c", "variants": {"on": "green", "off": "grey", "red": "red"}}))
+                .unwrap();
+        let split = json!([{"variant": "on", "weight": 50}, {"variant": "red", "weight": 25}, {"variant": "off", "weight": 25}]);
+        assert_eq!(colours.on_percentage(Some(&rollout(split))), None);
+        assert_eq!(colours.on_percentage(Some(&serve(json!({"variant": "red"})))), None);
+        let no_on: FlagDefinition = serde_json::from_value(json!({"key": "n", "variants": {"a": 1, "b": 2}})).unwrap();
+        assert_eq!(no_on.on_percentage(None), None);
     }
 
     proptest::proptest! {

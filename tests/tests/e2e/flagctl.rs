@@ -797,6 +797,36 @@ fn a_rollout_by_user_keeps_its_users_through_rollout_and_ramp_steps() {
 }
 
 #[test]
+fn a_ramp_starting_below_the_current_percentage_is_refused_and_changes_nothing() {
+    let server = ramp_server("checkout");
+    let admin = server.admin();
+    flagctl(&server, &["rollout", "checkout", "70", "--env", "staging"]).ok();
+    flagctl(&server, &["enable", "checkout", "--env", "staging"]).ok();
+    let before = (audit(&admin), config(&admin, "checkout", "staging"));
+    let args = ["ramp", "checkout", "--env", "staging", "--steps", "10,20", "--every", "0s", "--check", "true"];
+    for extra in [&[][..], &["--dry-run"], &["--dry-run", "-o", "json"]] {
+        let refused = flagctl(&server, &[&args[..], extra].concat()).code(3);
+        assert!(refused.stderr.contains("serves 70% in staging now and the first step, 10%"), "{}", refused.stderr);
+        assert!(!refused.stderr.contains("ramp complete"), "{}", refused.stderr);
+    }
+    assert_eq!((audit(&admin), config(&admin, "checkout", "staging")), before, "nothing was changed");
+
+    // A step at the current percentage changes nothing; the ramp goes on from there.
+    let args = ["ramp", "checkout", "--env", "staging", "--steps", "70,80", "--every", "0s", "--check", "true"];
+    assert!(flagctl(&server, &args).ok().stderr.contains("ramp complete"));
+    assert_eq!(weights(&config(&admin, "checkout", "staging")), on_off(80.0));
+
+    // On after off: the on variant owns the high buckets, and no percentage continues that.
+    flagctl(&server, &["rollout", "checkout", "--weight", "off=20", "--weight", "on=80", "--env", "staging"]).ok();
+    let before = audit(&admin);
+    let args = ["ramp", "checkout", "--env", "staging", "--steps", "90,100", "--every", "0s", "--check", "true"];
+    let refused = flagctl(&server, &args).code(3);
+    assert!(refused.stderr.contains("not a percentage of its on variant"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("rollout off 20% / on 80%"), "{}", refused.stderr);
+    assert_eq!(audit(&admin), before, "nothing was changed");
+}
+
+#[test]
 fn a_ramp_refuses_a_disabled_flag_and_a_dry_run_changes_nothing() {
     let server = ramp_server("search");
     let admin = server.admin();

@@ -11,8 +11,9 @@ Exit codes:
        names the token or role needed); also a kill switch that could not be set
   2    usage error: bad arguments, a write without --env, or input the server refused
        (400/422); nothing was changed
-  3    conflict or precondition failed (409/412/428), or `ramp` refusing to start
-       on a disabled flag without --enable-if-disabled
+  3    conflict or precondition failed (409/412/428), or `ramp` refusing to start:
+       a disabled flag without --enable-if-disabled, a first step below the current
+       percentage, a fallthrough that is no percentage
   4    not found (404): flag, environment, segment or token; for `flagctl wait SEQ`,
        a change no write has reached yet
   5    --wait (or `flagctl wait`) timed out before the change was applied, also when

@@ -14,7 +14,9 @@ use rustix::process::{Pid, kill_process_group};
 use serde_json::{Value, json};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::api::{Request, Target, config_path};
+use flagd_core::{FlagDefinition, Serve};
+
+use crate::api::{Request, Target, config_path, segment};
 use crate::cli::RampArgs;
 use crate::exit::Failure;
 use crate::flags::{check_percentage, disable_request, enable_request, percentage_request, send_change, serve_text};
@@ -37,6 +39,13 @@ flagctl exits with 6.
 A flag that is DISABLED at the start may have been switched off on purpose: ramp
 refuses it (exit 3) unless --enable-if-disabled, which enables it right after the
 first percentage is set (so it never serves more than the first step).
+
+Steps only go up, from the percentage an enabled flag serves now: a ramp never takes
+the feature away. A first step below it is refused (exit 3), and so is a flag whose
+fallthrough is no percentage of its on variant (weights over other variants, a
+targeting expression): set one with `flagctl rollout` first. A step equal to the
+current percentage changes nothing (its check still runs). Every step keeps the
+rollout's bucketing (`flagctl rollout --bucket-by`).
 
 Progress goes to stderr with timestamps; with --output json, stdout gets one JSON
 event per line (plan, step, enabled, check, disabled, summary). --dry-run prints the
@@ -154,6 +163,10 @@ pub async fn run(session: &Session, args: &RampArgs) -> Result<(), Failure> {
             args.key
         )));
     }
+    // Disabled, the flag serves its off variant to everyone: no step takes anything away.
+    if !disabled {
+        check_start(session, args, env, &config).await?;
+    }
     let mut ramp = Ramp { session, args, env, last_set: None };
     ramp.plan(&config, disabled);
     if args.dry_run {
@@ -184,6 +197,48 @@ fn check_steps(steps: &[f64]) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Refuses steps that start below the percentage the flag serves now, and a fallthrough
+/// that is no percentage of the on variant (explicit weights over other variants, a
+/// targeting expression): the steps would replace it, and whether that takes the feature
+/// from someone cannot be told. Steps equal to the current percentage change nothing.
+async fn check_start(session: &Session, args: &RampArgs, env: &str, config: &Value) -> Result<(), Failure> {
+    let key = &args.key;
+    let path = format!("/api/v1/flags/{}", segment(key));
+    let flag = session.api.send(Request::new(reqwest::Method::GET, path, Target::flag(key, Some(env)))).await?.body;
+    let unreadable = |e: serde_json::Error| {
+        Failure::Server(format!(
+            "cannot read `{key}` as the server sent it ({e}); upgrade flagctl to the server's version; nothing was \
+             changed"
+        ))
+    };
+    let definition = definition(&flag).map_err(unreadable)?;
+    let fallthrough: Option<Serve> = serde_json::from_value(config["fallthrough"].clone()).map_err(unreadable)?;
+    let Some(current) = definition.on_percentage(fallthrough.as_ref()) else {
+        return Err(Failure::Conflict(format!(
+            "`{key}` in {env} serves {} where no rule matches, not a percentage of its on variant: ramp would \
+             replace it and cannot tell whether that takes the feature from anyone; set the percentage to start \
+             from with `flagctl rollout {key} PERCENT --env {env}`, then ramp; nothing was changed",
+            serve_text(&config["fallthrough"])
+        )));
+    };
+    match args.steps.first() {
+        Some(&first) if first < current => Err(Failure::Conflict(format!(
+            "`{key}` serves {current}% in {env} now and the first step, {first}%, is below it: it would take the \
+             feature from companies that have it, and a ramp only goes up; start --steps at {current} or above, or \
+             lower it on purpose with `flagctl rollout {key} {first} --env {env}`; nothing was changed"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The parts of a flag (as `GET /api/v1/flags/{key}` shows it, with its environments)
+/// that name its on and off variants.
+fn definition(flag: &Value) -> Result<FlagDefinition, serde_json::Error> {
+    let fields = ["key", "variants", "offVariant", "noOffVariant", "onVariant"];
+    let parts = fields.iter().filter_map(|&field| Some((field.to_owned(), flag.get(field)?.clone())));
+    serde_json::from_value(Value::Object(parts.collect()))
 }
 
 impl Ramp<'_> {
