@@ -797,6 +797,21 @@ fn a_rollout_by_user_keeps_its_users_through_rollout_and_ramp_steps() {
 }
 
 #[test]
+fn a_rollout_of_a_disabled_flag_says_it_serves_the_off_variant_until_enabled() {
+    let server = ramp_server("checkout");
+    let disabled = flagctl(&server, &["rollout", "checkout", "10", "--env", "staging"]).ok().stdout;
+    assert!(!disabled.contains("now serves"), "{disabled}");
+    assert!(
+        disabled.contains("`checkout` is DISABLED in staging: it serves its off variant until enabled")
+            && disabled.contains("`flagctl enable checkout --env staging`), then rollout on 10% / off 90%"),
+        "{disabled}"
+    );
+    flagctl(&server, &["enable", "checkout", "--env", "staging"]).ok();
+    let enabled = flagctl(&server, &["rollout", "checkout", "20", "--env", "staging"]).ok().stdout;
+    assert!(enabled.contains("`checkout` in staging now serves rollout on 20% / off 80%"), "{enabled}");
+}
+
+#[test]
 fn a_ramp_starting_below_the_current_percentage_is_refused_and_changes_nothing() {
     let server = ramp_server("checkout");
     let admin = server.admin();

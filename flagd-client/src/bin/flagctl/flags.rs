@@ -362,7 +362,17 @@ pub async fn rollout(session: &Session, args: &RolloutArgs) -> Result<(), Failur
         body["reason"] = json!(reason);
     }
     let config = send_change(session, quick(Method::PUT, &args.key, env, "rollout", body)).await?;
-    let done = format!("`{}` in {env} now serves {}", args.key, serve_text(&config["fallthrough"]));
+    let (key, rollout) = (&args.key, serve_text(&config["fallthrough"]));
+    // The kill switch beats the rollout: "now serves" would tell someone who has yet to
+    // enable the flag that companies get it.
+    let done = if config["state"] == "ENABLED" {
+        format!("`{key}` in {env} now serves {rollout}")
+    } else {
+        format!(
+            "`{key}` is DISABLED in {env}: it serves its off variant until enabled (`flagctl enable {key} --env \
+             {env}`), then {rollout}"
+        )
+    };
     show_change(session, &done, &config, args.change.wait).await
 }
 
