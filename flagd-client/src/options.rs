@@ -19,6 +19,11 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Remote mode: how long an answer is served from the cache before it is revalidated.
     pub cache_ttl: Duration,
+    /// Remote mode: how long a context's last answer is kept, counted from the last time
+    /// the server answered for it, to be served while the server cannot be reached (down,
+    /// hung, or held back by the circuit breaker). After that the caller's default is
+    /// served until the server answers again. At least `cache_ttl`; at most a century.
+    pub stale_ttl: Duration,
     /// Remote mode: how many contexts' answers the cache keeps.
     pub cache_capacity: u64,
     /// In-process mode: how long [`crate::InProcessClient::connect`] waits for the first
@@ -30,7 +35,8 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     /// Options for `url` and `token` with the defaults: 500 ms request timeout, 1 s cache
-    /// TTL for 10,000 contexts, 5 s to connect, reconnection backoff up to 5 s.
+    /// TTL for 10,000 contexts, last answers kept for a day through an outage, 5 s to
+    /// connect, reconnection backoff up to 5 s.
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -38,6 +44,8 @@ impl ClientOptions {
             environment: None,
             timeout: Duration::from_millis(500),
             cache_ttl: Duration::from_secs(1),
+            // As the PHP client's `stale_ttl`: an outage of a day still serves what was on.
+            stale_ttl: Duration::from_secs(24 * 60 * 60),
             cache_capacity: 10_000,
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
@@ -59,6 +67,13 @@ impl ClientOptions {
     /// Sets the remote cache's time to live (zero disables caching).
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
+        self
+    }
+
+    /// Sets how long the remote client keeps serving a context's last answer after the
+    /// server last answered for it (zero: only for `cache_ttl`).
+    pub fn stale_ttl(mut self, stale_ttl: Duration) -> Self {
+        self.stale_ttl = stale_ttl;
         self
     }
 

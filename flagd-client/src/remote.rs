@@ -8,6 +8,10 @@
 //! after a failed revalidation the held answer is served for another TTL before the
 //! server is asked again. Concurrent first requests for a context share one request. A
 //! client-wide circuit breaker stops asking a server that keeps failing.
+//!
+//! A context's answer stays in the cache for `stale_ttl` after the server last answered
+//! for it (each answer, a 304 included, writes the entry again, which restarts its
+//! lifetime; a failure does not), so an outage is bridged that long and no longer.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,9 +30,9 @@ use crate::error::ClientError;
 use crate::http::{self, Http, Pool};
 use crate::options::ClientOptions;
 
-/// A stale answer is kept this many TTLs, to be revalidated cheaply or served while the
-/// server cannot be reached.
-const STALE_TTLS: u32 = 60;
+/// The longest a cache entry may live: the cache refuses lifetimes of 1000 years and
+/// more, and a longer `stale_ttl` means "for ever" in practice anyway.
+const LONGEST_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// After this many consecutive failed requests (timeouts, refused connections, 5xx) the
 /// client stops asking the server.
@@ -40,6 +44,9 @@ const BREAKER_COOL_DOWN: Duration = Duration::from_secs(5);
 const BULK_PATH: &str = "/ofrep/v1/evaluate/flags";
 
 /// A client evaluating on the server.
+///
+/// Its calls are `async` and must run on a Tokio runtime (its HTTP connections belong to
+/// the runtime that opened them): use it within one runtime that outlives it.
 #[derive(Debug, Clone)]
 pub struct RemoteClient {
     http: Http,
@@ -155,7 +162,7 @@ impl RemoteClient {
         let ttl = options.cache_ttl;
         let cache = Cache::builder()
             .max_capacity(options.cache_capacity)
-            .time_to_live(ttl.saturating_mul(STALE_TTLS).max(Duration::from_secs(1)))
+            .time_to_live(options.stale_ttl.max(ttl).min(LONGEST_LIFETIME))
             .build();
         let http = Http::new(options, Pool::Requests)?;
         Ok(Self { http, ttl, cache, breaker: Arc::default() })
@@ -196,8 +203,9 @@ impl RemoteClient {
 
     /// Every flag for `ctx`: from the cache while fresh, then revalidated with
     /// `If-None-Match` by one caller while the others are served the held answer. When the
-    /// server cannot answer, the last answer for this context is served if there is one,
-    /// and the server is not asked about it again for one TTL.
+    /// server cannot answer, the last answer for this context is served if there is one
+    /// (for up to `stale_ttl` after the server last answered for it), and the server is not
+    /// asked about it again for one TTL.
     pub async fn evaluate_all(&self, ctx: &EvaluationContext) -> Result<Arc<BulkAnswer>, ClientError> {
         let body = request_body(ctx);
         if self.ttl.is_zero() {
@@ -231,6 +239,8 @@ impl RemoteClient {
                 if !matches!(e, ClientError::CircuitOpen { .. }) {
                     tracing::warn!(error = %e, "flagd bulk evaluation failed; serving the last answer");
                 }
+                // Not written to the cache again: its lifetime keeps counting from the last
+                // answer, so the held answer is dropped `stale_ttl` after it.
                 refresh.settle(None, self.ttl)
             }
         }

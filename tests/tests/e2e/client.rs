@@ -184,6 +184,36 @@ fn the_remote_client_caches_revalidates_with_etags_and_falls_back_to_the_last_an
     assert_eq!((fallback.value, fallback.reason, fallback.error_code), (true, Reason::Error, Some(ErrorCode::General)));
 }
 
+/// Through an outage the remote client serves a context's last answer for `stale_ttl` after
+/// the server last answered for it, however many cache TTLs that is; then the default.
+#[test]
+fn the_remote_client_serves_its_last_answer_through_an_outage_for_its_stale_ttl() {
+    let mut server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let (ttl, stale_ttl) = (Duration::from_millis(20), Duration::from_secs(3));
+    let options = ClientOptions::new(server.url(), &token).cache_ttl(ttl).stale_ttl(stale_ttl);
+    let client = RemoteClient::new(&options).unwrap();
+    let before_answer = Instant::now();
+    assert!(rt.block_on(client.bool_value(FLAG, &ctx(), false)));
+    server.kill().unwrap();
+
+    // Far past 60 TTLs (1.2 s), up to shortly before the stale TTL ends: the last answer.
+    let mut calls = 0;
+    while before_answer.elapsed() < stale_ttl - Duration::from_millis(500) {
+        let details = rt.block_on(client.details(FLAG, &ctx(), false));
+        assert!(details.value, "the default {:?} into the outage: {details:?}", before_answer.elapsed());
+        calls += 1;
+        std::thread::sleep(ttl);
+    }
+    assert!(calls > 50, "only {calls} calls during the outage");
+
+    // Once the stale TTL has passed: the caller's default, with the error.
+    let defaulted = || rt.block_on(client.details(FLAG, &ctx(), false)).error_code == Some(ErrorCode::General);
+    assert!(eventually(stale_ttl, defaulted), "the last answer is still served after {:?}", before_answer.elapsed());
+    assert!(!rt.block_on(client.bool_value(FLAG, &ctx(), false)));
+}
+
 #[test]
 fn the_remote_client_gives_the_default_within_its_timeout_when_nothing_listens() {
     let rt = runtime();
