@@ -59,19 +59,40 @@ pub enum ClientError {
     /// them gets this.
     #[error(transparent)]
     Shared(std::sync::Arc<ClientError>),
-    /// No snapshot arrived within the connect timeout.
-    #[error("no snapshot within {0:?}; is the server up and the token an `evaluate` token?")]
-    NotReady(std::time::Duration),
+    /// No snapshot arrived within the connect timeout, though connecting was retried.
+    #[error("no snapshot within {timeout:?}{}", last_attempt(.cause.as_deref()))]
+    NotReady {
+        /// The connect timeout.
+        timeout: std::time::Duration,
+        /// Why the last finished attempt failed; `None` if none finished in time.
+        #[source]
+        cause: Option<Box<ClientError>>,
+    },
+}
+
+/// How a [`ClientError::NotReady`] message ends: the last attempt's failure, if any.
+fn last_attempt(cause: Option<&ClientError>) -> String {
+    cause.map_or_else(|| "; the server did not answer".to_owned(), |e| format!("; the last attempt: {e}"))
 }
 
 impl ClientError {
     /// Whether retrying later may help (network trouble, 5xx) rather than a caller's mistake.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::NotReady(_) | Self::CircuitOpen { .. } => true,
+            Self::Unreachable { .. } | Self::NotReady { .. } | Self::CircuitOpen { .. } => true,
             Self::Shared(e) => e.is_transient(),
             Self::Status { status, .. } => *status >= 500,
             Self::Protocol { .. } | Self::Compile { .. } | Self::Options(_) => false,
+        }
+    }
+
+    /// Whether the server refused the request (a 4xx: a wrong or revoked token, an unknown
+    /// environment, a context it cannot evaluate): asked again, it answers the same.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::Shared(e) => e.is_refusal(),
+            Self::Status { status, .. } => (400..500).contains(status),
+            _ => false,
         }
     }
 }

@@ -118,8 +118,11 @@ struct Link {
 
 impl InProcessClient {
     /// Connects: opens the change stream, fetches and compiles the snapshot, and follows
-    /// changes in the background. Fails if that does not succeed within
-    /// `options.connect_timeout` (a wrong token fails at once, with the server's reason).
+    /// changes in the background. While the server cannot be reached (not started yet,
+    /// restarting, answering 5xx) it tries again with backoff; if no snapshot is loaded
+    /// within `options.connect_timeout` it fails with [`ClientError::NotReady`], naming
+    /// the last attempt's failure. A refusal (a wrong token: 401/403, or another 4xx) fails
+    /// at once, with the server's reason.
     pub async fn connect(options: &ClientOptions) -> Result<Self, ClientError> {
         let stream_path = match &options.environment {
             Some(env) => format!("/api/v1/stream?environment={env}"),
@@ -137,9 +140,7 @@ impl InProcessClient {
             applied: watch::Sender::new(i64::MIN),
             connected: AtomicBool::new(false),
         });
-        let first = tokio::time::timeout(options.connect_timeout, link.open(&shared))
-            .await
-            .map_err(|_| ClientError::NotReady(options.connect_timeout))??;
+        let first = link.open_first(&shared, options.connect_timeout).await?;
         let task = tokio::spawn(follow(Arc::clone(&shared), link, first));
         Ok(Self { shared, task })
     }
@@ -207,6 +208,34 @@ impl InProcessClient {
 }
 
 impl Link {
+    /// Opens the stream for [`InProcessClient::connect`]: like [`Link::open`], tried again
+    /// with backoff until `timeout` unless the server refused or the snapshot is unusable,
+    /// which asking again does not change.
+    async fn open_first(&self, shared: &Shared, timeout: Duration) -> Result<Open, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Backoff::new(self.max_backoff);
+        let mut cause = None;
+        loop {
+            match tokio::time::timeout_at(deadline, self.open(shared)).await {
+                Ok(Ok(open)) => return Ok(open),
+                Ok(Err(e)) if e.is_refusal() || matches!(e, ClientError::Compile { .. } | ClientError::Options(_)) => {
+                    return Err(e);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "flagd not reachable yet; connecting again with backoff");
+                    cause = Some(Box::new(e));
+                }
+                Err(_) => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(ClientError::NotReady { timeout, cause });
+            }
+            // The last attempt comes at the deadline, so a server up by then is not missed.
+            tokio::time::sleep_until((now + backoff.pause()).min(deadline)).await;
+        }
+    }
+
     /// Opens the change stream and loads the snapshot its first event names.
     async fn open(&self, shared: &Shared) -> Result<Open, ClientError> {
         // A peer that accepts and never answers (a balancer before a dead backend) must
@@ -260,7 +289,7 @@ impl Link {
             );
         }
         let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
-        let mut pause = MIN_BACKOFF;
+        let mut backoff = Backoff::new(self.max_backoff);
         loop {
             let held = if went_back { None } else { shared.seq() };
             if held.is_some_and(|seq| seq >= change.seq) {
@@ -275,6 +304,7 @@ impl Link {
                 }
             }
             // Answered by a replica that has not applied the change yet: ask again.
+            let pause = backoff.pause();
             if tokio::time::Instant::now() + pause > deadline {
                 return Err(ClientError::Protocol {
                     url: self.downloads.url(&snapshot_path(&change.environment)),
@@ -282,7 +312,6 @@ impl Link {
                 });
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(self.max_backoff);
         }
     }
 
@@ -304,6 +333,26 @@ impl Link {
     }
 }
 
+/// Pauses between attempts: [`MIN_BACKOFF`] first, doubling up to a ceiling.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Self { next: MIN_BACKOFF, max }
+    }
+
+    /// The pause before the next attempt.
+    fn pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (pause * 2).min(self.max);
+        pause
+    }
+}
+
 fn snapshot_path(environment: &str) -> String {
     format!("/api/v1/environments/{environment}/snapshot")
 }
@@ -321,7 +370,7 @@ fn install(shared: &Shared, snapshot: EnvironmentSnapshot) -> Result<(), ClientE
 /// Follows the stream for as long as the client lives, reconnecting with backoff.
 async fn follow(shared: Arc<Shared>, link: Link, first: Open) {
     let mut open = Some(first);
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(link.max_backoff);
     let mut failures = 0_u32;
     loop {
         if let Some(stream) = open.take() {
@@ -332,12 +381,11 @@ async fn follow(shared: Arc<Shared>, link: Link, first: Open) {
             // Only a stream that lasted earns a quick reconnection: one dropped at once
             // (a failing snapshot, a proxy cutting it) must not be reopened 20 times a second.
             if opened.elapsed() >= link.max_backoff {
-                backoff = MIN_BACKOFF;
+                backoff = Backoff::new(link.max_backoff);
             }
         }
         shared.connected.store(false, Ordering::Relaxed);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(link.max_backoff);
+        tokio::time::sleep(backoff.pause()).await;
         match link.open(&shared).await {
             Ok(stream) => {
                 failures = 0;
@@ -347,9 +395,9 @@ async fn follow(shared: Arc<Shared>, link: Link, first: Open) {
                 failures += 1;
                 // The first failure of an outage is news; the retries after it are not.
                 if failures == 1 {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "flagd reconnect failed; retrying with backoff");
+                    tracing::warn!(error = %e, retry_in = ?backoff.next, "flagd reconnect failed; retrying with backoff");
                 } else {
-                    tracing::debug!(error = %e, retry_in = ?backoff, failures, "flagd reconnect failed");
+                    tracing::debug!(error = %e, retry_in = ?backoff.next, failures, "flagd reconnect failed");
                 }
             }
         }

@@ -27,7 +27,7 @@ pub struct ClientOptions {
     /// Remote mode: how many contexts' answers the cache keeps.
     pub cache_capacity: u64,
     /// In-process mode: how long [`crate::InProcessClient::connect`] waits for the first
-    /// snapshot.
+    /// snapshot, trying again with backoff while the server cannot be reached.
     pub connect_timeout: Duration,
     /// In-process mode: the longest pause between reconnection attempts.
     pub max_backoff: Duration,

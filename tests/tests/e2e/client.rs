@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason};
 use flagd_client::{ClientError, ClientOptions, InProcessClient, RemoteClient};
-use flagd_tests::{Client, Server, ServerOptions, free_port, signal};
+use flagd_tests::{Client, Proxy, Server, ServerOptions, free_port, signal};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
@@ -132,6 +132,45 @@ fn connecting_with_a_bad_token_fails_at_once_with_the_servers_reason() {
     let err = rt.block_on(InProcessClient::connect(&ClientOptions::new(server.url(), "fdt_nope"))).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(err.to_string().contains("401") && err.to_string().contains("unknown token"), "{err}");
+}
+
+/// A server that cannot be reached yet (starting, restarting) is waited for: `connect`
+/// succeeds once it answers within the connect timeout.
+#[test]
+fn connecting_waits_for_a_server_that_comes_up_within_the_connect_timeout() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let proxy = Proxy::tcp(server.address()).unwrap();
+    proxy.cut();
+    let rt = runtime();
+    let options = ClientOptions::new(proxy.url(), &token)
+        .connect_timeout(Duration::from_secs(10))
+        .max_backoff(Duration::from_millis(200));
+    let connecting = rt.spawn(async move { InProcessClient::connect(&options).await });
+
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!connecting.is_finished(), "connect gave up while the server was unreachable");
+    proxy.restore();
+    let started = Instant::now();
+    let client = rt.block_on(connecting).unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "connected {:?} after the server came up", started.elapsed());
+    assert!(client.is_connected());
+    assert!(client.bool_value(FLAG, &ctx(), false));
+}
+
+/// With nothing listening, `connect` keeps trying for the connect timeout, then says why.
+#[test]
+fn connecting_to_nothing_fails_not_ready_after_the_connect_timeout() {
+    let rt = runtime();
+    let url = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let err = rt.block_on(InProcessClient::connect(&ClientOptions::new(url, "fdt_x").connect_timeout(timeout)));
+    let took = started.elapsed();
+    let err = err.err().unwrap();
+    assert!(matches!(err, ClientError::NotReady { .. }), "{err}");
+    assert!(err.to_string().contains("cannot reach flagd-server"), "{err}");
+    assert!(took >= timeout && took < timeout + Duration::from_millis(500), "failed after {took:?}");
 }
 
 fn not_modified_count(server: &Server) -> u64 {
