@@ -40,6 +40,11 @@ const IDLE_LIMIT: Duration = Duration::from_secs(45);
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
 /// A client evaluating locally from a followed snapshot. Dropping it stops following.
+///
+/// It follows changes on a task of the Tokio runtime [`InProcessClient::connect`] ran on,
+/// so that runtime must outlive the client. If the runtime shuts down first, the client
+/// goes on serving its last snapshot, which no longer changes, and
+/// [`InProcessClient::is_connected`] is false.
 #[derive(Debug)]
 pub struct InProcessClient {
     shared: Arc<Shared>,
@@ -141,7 +146,7 @@ impl InProcessClient {
             connected: AtomicBool::new(false),
         });
         let first = link.open_first(&shared, options.connect_timeout).await?;
-        let task = tokio::spawn(follow(Arc::clone(&shared), link, first));
+        let task = tokio::spawn(follow(Following(Arc::clone(&shared)), link, first));
         Ok(Self { shared, task })
     }
 
@@ -156,7 +161,7 @@ impl InProcessClient {
     }
 
     /// Whether the change stream is connected (while it is not, the last snapshot is
-    /// served and reconnection is under way).
+    /// served and reconnection is under way, unless the runtime following it is gone).
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Relaxed)
     }
@@ -367,15 +372,27 @@ fn install(shared: &Shared, snapshot: EnvironmentSnapshot) -> Result<(), ClientE
     Ok(())
 }
 
+/// The following task's hold on the shared state. A task is dropped, not run to an end,
+/// when the client aborts it or its runtime shuts down; either way the client is then no
+/// longer connected, and no one else would say so.
+struct Following(Arc<Shared>);
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.connected.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Follows the stream for as long as the client lives, reconnecting with backoff.
-async fn follow(shared: Arc<Shared>, link: Link, first: Open) {
+async fn follow(following: Following, link: Link, first: Open) {
+    let shared = &*following.0;
     let mut open = Some(first);
     let mut backoff = Backoff::new(link.max_backoff);
     let mut failures = 0_u32;
     loop {
         if let Some(stream) = open.take() {
             let opened = tokio::time::Instant::now();
-            if let Err(e) = read_changes(&shared, &link, stream).await {
+            if let Err(e) = read_changes(shared, &link, stream).await {
                 tracing::warn!(error = %e, "flagd change stream lost; serving the last snapshot while reconnecting");
             }
             // Only a stream that lasted earns a quick reconnection: one dropped at once
@@ -386,7 +403,7 @@ async fn follow(shared: Arc<Shared>, link: Link, first: Open) {
         }
         shared.connected.store(false, Ordering::Relaxed);
         tokio::time::sleep(backoff.pause()).await;
-        match link.open(&shared).await {
+        match link.open(shared).await {
             Ok(stream) => {
                 failures = 0;
                 open = Some(stream);

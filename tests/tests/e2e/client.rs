@@ -134,6 +134,25 @@ fn connecting_with_a_bad_token_fails_at_once_with_the_servers_reason() {
     assert!(err.to_string().contains("401") && err.to_string().contains("unknown token"), "{err}");
 }
 
+/// The client follows changes on its runtime: once that runtime is gone it no longer
+/// updates, and says so.
+#[test]
+fn an_in_process_client_whose_runtime_is_gone_is_not_connected() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let options = ClientOptions::new(server.url(), &token);
+    let client = std::thread::spawn(move || {
+        let rt = runtime();
+        let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
+        assert!(client.is_connected());
+        client
+    })
+    .join()
+    .unwrap();
+    assert!(eventually(Duration::from_secs(2), || !client.is_connected()), "connected without a runtime");
+    assert!(client.bool_value(FLAG, &ctx(), false), "the last snapshot is still served");
+}
+
 /// A server that cannot be reached yet (starting, restarting) is waited for: `connect`
 /// succeeds once it answers within the connect timeout.
 #[test]
