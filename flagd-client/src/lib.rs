@@ -4,7 +4,8 @@
 //!   cached for a short TTL (moka) and then revalidated with `If-None-Match`; getters
 //!   never fail and never wait past the request timeout: on error they serve the last
 //!   answer for that context (for up to [`ClientOptions::stale_ttl`], a day by default,
-//!   after the server last answered for it) or the caller's default.
+//!   after the server last answered for it) or the caller's default. A refusal (a wrong
+//!   or revoked token) is held for a TTL too, and serves the caller's default.
 //! - [`InProcessClient`] fetches the environment's snapshot, compiles it with
 //!   [`flagd_core`] and evaluates locally, following the server's change stream so a
 //!   change (a kill switch) reaches it within milliseconds. If the stream drops it keeps

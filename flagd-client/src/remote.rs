@@ -9,6 +9,11 @@
 //! server is asked again. Concurrent first requests for a context share one request. A
 //! client-wide circuit breaker stops asking a server that keeps failing.
 //!
+//! A refusal (a 4xx: a wrong or revoked token, a context the server cannot evaluate) is
+//! held for a TTL like an answer, so it too costs one request per context per TTL; callers
+//! get their default with the server's reason meanwhile. A refused token also replaces the
+//! answer held: a revoked token must stop serving flags, not serve old ones for a day.
+//!
 //! A context's answer stays in the cache for `stale_ttl` after the server last answered
 //! for it (each answer, a 304 included, writes the entry again, which restarts its
 //! lifetime; a failure does not), so an outage is bridged that long and no longer.
@@ -67,9 +72,12 @@ pub struct BulkAnswer {
 #[derive(Debug)]
 struct Slot(Mutex<Held>);
 
+/// What the server last said about a context: every flag, or why it refused.
+type Said = Result<Arc<BulkAnswer>, Arc<ClientError>>;
+
 #[derive(Debug)]
 struct Held {
-    answer: Arc<BulkAnswer>,
+    answer: Said,
     /// Until then the answer is served without asking: one TTL after an answer, and also
     /// one TTL after a failed attempt, so an outage costs one request per TTL, not per call.
     due: Instant,
@@ -211,37 +219,41 @@ impl RemoteClient {
         if self.ttl.is_zero() {
             return self.fetch_all(body, None).await.map(Arc::new);
         }
-        let first = async { self.fetch_all(body.clone(), None).await.map(|a| Slot::new(a, self.ttl)) };
+        let first = async {
+            match self.fetch_all(body.clone(), None).await {
+                // Not held: the next caller asks again, as the server may be back by then.
+                Err(e) if !e.is_refusal() => Err(e),
+                said => Ok(Slot::new(said.map(Arc::new).map_err(Arc::new), self.ttl)),
+            }
+        };
         let slot = self.cache.try_get_with_by_ref(&body, first).await.map_err(unshare)?;
         let (held, refresh) = slot.claim();
-        match refresh {
-            None => Ok(held),
-            Some(refresh) => Ok(self.revalidate(&body, &slot, held, refresh).await),
-        }
+        let said = match refresh {
+            None => held,
+            Some(refresh) => self.revalidate(&body, &slot, held, refresh).await,
+        };
+        said.map_err(unshare)
     }
 
-    /// Asks the server about a held answer; on failure the held answer stays and is served.
-    async fn revalidate(
-        &self,
-        body: &str,
-        slot: &Arc<Slot>,
-        held: Arc<BulkAnswer>,
-        refresh: Refresh<'_>,
-    ) -> Arc<BulkAnswer> {
-        match self.fetch_all(body.to_owned(), Some(&held)).await {
+    /// Asks the server about a held answer; on failure the held answer stays and is served,
+    /// unless the server refused the token.
+    async fn revalidate(&self, body: &str, slot: &Arc<Slot>, held: Said, refresh: Refresh<'_>) -> Said {
+        match self.fetch_all(body.to_owned(), held.as_deref().ok()).await {
             Ok(fresh) => {
-                let fresh = refresh.settle(Some(Arc::new(fresh)), self.ttl);
+                let fresh = refresh.settle(Some(Ok(Arc::new(fresh))), self.ttl);
                 // Writing the slot again restarts its time to live in the cache.
                 self.cache.insert(body.to_owned(), Arc::clone(slot)).await;
                 fresh
             }
             Err(e) => {
+                let refused = refuses_token(&e);
                 if !matches!(e, ClientError::CircuitOpen { .. }) {
-                    tracing::warn!(error = %e, "flagd bulk evaluation failed; serving the last answer");
+                    let serving = if refused { "the default" } else { "the last answer" };
+                    tracing::warn!(error = %e, serving, "flagd bulk evaluation failed");
                 }
                 // Not written to the cache again: its lifetime keeps counting from the last
                 // answer, so the held answer is dropped `stale_ttl` after it.
-                refresh.settle(None, self.ttl)
+                refresh.settle(refused.then(|| Err(Arc::new(e))), self.ttl)
             }
         }
     }
@@ -296,8 +308,8 @@ impl RemoteClient {
 }
 
 impl Slot {
-    fn new(answer: BulkAnswer, ttl: Duration) -> Arc<Self> {
-        let held = Held { answer: Arc::new(answer), due: Instant::now() + ttl, refreshing: false };
+    fn new(answer: Said, ttl: Duration) -> Arc<Self> {
+        let held = Held { answer, due: Instant::now() + ttl, refreshing: false };
         Arc::new(Self(Mutex::new(held)))
     }
 
@@ -307,9 +319,9 @@ impl Slot {
     }
 
     /// The held answer, and the right to revalidate it if it is due and nobody else is.
-    fn claim(&self) -> (Arc<BulkAnswer>, Option<Refresh<'_>>) {
+    fn claim(&self) -> (Said, Option<Refresh<'_>>) {
         let mut held = self.lock();
-        let answer = Arc::clone(&held.answer);
+        let answer = held.answer.clone();
         if held.refreshing || Instant::now() < held.due {
             return (answer, None);
         }
@@ -320,13 +332,13 @@ impl Slot {
 
 impl Refresh<'_> {
     /// Stores `fresh` (if any) and leaves the answer alone for `wait`; returns the answer now held.
-    fn settle(self, fresh: Option<Arc<BulkAnswer>>, wait: Duration) -> Arc<BulkAnswer> {
+    fn settle(self, fresh: Option<Said>, wait: Duration) -> Said {
         let mut held = self.0.lock();
         if let Some(fresh) = fresh {
             held.answer = fresh;
         }
         held.due = Instant::now() + wait;
-        Arc::clone(&held.answer)
+        held.answer.clone()
     }
 }
 
@@ -399,6 +411,12 @@ fn unshare(shared: Arc<ClientError>) -> ClientError {
     }
 }
 
+/// Whether the server refused the token itself (401/403) rather than this request: then
+/// nothing it said before may be served, as a revoked token must stop serving flags.
+fn refuses_token(e: &ClientError) -> bool {
+    matches!(e, ClientError::Status { status: 401 | 403, .. })
+}
+
 /// The OFREP request body, which is also the cache key: equal contexts give equal bytes.
 fn request_body(ctx: &EvaluationContext) -> String {
     #[derive(serde::Serialize)]
@@ -419,7 +437,7 @@ mod tests {
 
     #[test]
     fn a_revalidation_abandoned_by_its_caller_lets_the_next_caller_revalidate() {
-        let slot = Slot::new(answer(), Duration::ZERO);
+        let slot = Slot::new(Ok(Arc::new(answer())), Duration::ZERO);
         let (_, first) = slot.claim();
         assert!(first.is_some());
         assert!(slot.claim().1.is_none(), "one revalidation at a time");

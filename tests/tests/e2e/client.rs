@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason};
-use flagd_client::{ClientError, ClientOptions, InProcessClient, RemoteClient};
+use flagd_client::{ClientError, ClientOptions, Details, InProcessClient, RemoteClient};
 use flagd_tests::{Client, Proxy, Server, ServerOptions, free_port, signal};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -192,12 +192,59 @@ fn connecting_to_nothing_fails_not_ready_after_the_connect_timeout() {
     assert!(took >= timeout && took < timeout + Duration::from_millis(500), "failed after {took:?}");
 }
 
-fn not_modified_count(server: &Server) -> u64 {
+/// Requests the server has answered on the OFREP bulk route with a status of `class`
+/// (`3xx`, `4xx`, ...).
+fn bulk_answers(server: &Server, class: &str) -> u64 {
     let reply = server.client(None).get("/metrics").unwrap();
     let metrics = reply.body.as_str().unwrap();
-    let line =
-        metrics.lines().find(|l| l.starts_with("flagd_http_requests_total{route=\"ofrep_bulk\",status=\"3xx\"}"));
+    let series = format!("flagd_http_requests_total{{route=\"ofrep_bulk\",status=\"{class}\"}} ");
+    let line = metrics.lines().find(|l| l.starts_with(&series));
     line.and_then(|l| l.rsplit(' ').next()).map_or(0, |n| n.parse().unwrap())
+}
+
+/// A refused token costs one request per context per TTL, not one per call; callers get
+/// their default with the server's reason, also for a context whose answer was held.
+#[test]
+fn a_refused_token_costs_one_request_per_context_per_ttl() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let calls = |client: &RemoteClient, ctx: &EvaluationContext| -> Vec<Details<bool>> {
+        (0..500).map(|_| rt.block_on(client.details(FLAG, ctx, false))).collect()
+    };
+    let refused = |d: &Details<bool>, status: &str| {
+        !d.value
+            && d.error_code == Some(ErrorCode::General)
+            && d.error_message.as_ref().is_some_and(|m| m.contains(status))
+    };
+
+    let wrong = ClientOptions::new(server.url(), "fdt_wrong").cache_ttl(Duration::from_secs(60));
+    let wrong = RemoteClient::new(&wrong).unwrap();
+    let before = bulk_answers(&server, "4xx");
+    let answers = calls(&wrong, &ctx());
+    assert_eq!(bulk_answers(&server, "4xx") - before, 1, "requests for 500 calls with a wrong token");
+    assert!(answers.iter().all(|d| refused(d, "401")), "{:?}", answers[0]);
+
+    // A token revoked while the client holds an answer: defaults within a TTL, then one
+    // request per context per TTL.
+    let ttl = Duration::from_millis(300);
+    let client = RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(ttl)).unwrap();
+    assert!(rt.block_on(client.bool_value(FLAG, &ctx(), false)));
+    let admin = server.admin();
+    let tokens = admin.get("/api/v1/tokens").unwrap().body;
+    let id = tokens["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "in-process").unwrap()["id"].clone();
+    let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+    admin.delete(&format!("/api/v1/tokens/{id}")).unwrap().success("revoking the token").unwrap();
+    let revoked = || refused(&rt.block_on(client.details(FLAG, &ctx(), false)), "401");
+    assert!(eventually(Duration::from_secs(5), revoked), "the held answer is served for a revoked token");
+
+    let before = bulk_answers(&server, "4xx");
+    let started = Instant::now();
+    let answers = [calls(&client, &ctx()), calls(&client, &ctx().with_attribute("plan", "pro"))].concat();
+    let ttls = u64::try_from(started.elapsed().as_millis() / ttl.as_millis()).unwrap() + 1;
+    let requests = bulk_answers(&server, "4xx") - before;
+    assert!(requests <= 2 * ttls, "{requests} requests for 1,000 calls of 2 contexts within {ttls} TTLs");
+    assert!(answers.iter().all(|d| refused(d, "401")), "{:?}", answers[0]);
 }
 
 #[test]
@@ -223,10 +270,10 @@ fn the_remote_client_caches_revalidates_with_etags_and_falls_back_to_the_last_an
     std::thread::sleep(ttl);
     let details = rt.block_on(short.details(FLAG, &ctx(), true));
     assert_eq!((details.value, details.reason), (false, Reason::Disabled));
-    let before = not_modified_count(&server);
+    let before = bulk_answers(&server, "3xx");
     std::thread::sleep(ttl);
     assert!(!rt.block_on(short.bool_value(FLAG, &ctx(), true)));
-    assert_eq!(not_modified_count(&server), before + 1, "the revalidation was a 304");
+    assert_eq!(bulk_answers(&server, "3xx"), before + 1, "the revalidation was a 304");
 
     let single = rt.block_on(short.evaluate("nope", &ctx())).unwrap();
     assert_eq!(single.error_code, Some(ErrorCode::FlagNotFound));
