@@ -41,6 +41,9 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
 /// A client evaluating locally from a followed snapshot. Dropping it stops following.
 ///
+/// Rules that read the time use the context's `.at(unix_seconds)` if set, else the local
+/// clock.
+///
 /// It follows changes on a task of the Tokio runtime [`InProcessClient::connect`] ran on,
 /// so that runtime must outlive the client. If the runtime shuts down first, the client
 /// goes on serving its last snapshot, which no longer changes, and

@@ -50,6 +50,9 @@ const BULK_PATH: &str = "/ofrep/v1/evaluate/flags";
 
 /// A client evaluating on the server.
 ///
+/// Rules that read the time use the server's clock: OFREP carries no evaluation time, so a
+/// context's `.at(unix_seconds)` does not reach the server (it applies in-process only).
+///
 /// Its calls are `async` and must run on a Tokio runtime (its HTTP connections belong to
 /// the runtime that opened them): use it within one runtime that outlives it.
 #[derive(Debug, Clone)]
