@@ -13,7 +13,7 @@ Usage: $SCRIPT [options] KEY "REASON"
 
 Disables flag KEY (the kill switch) with REASON in the audit log, waits until the
 server applies the change, then evaluates KEY and succeeds only once it is off
-(reason DISABLED, the off variant served).
+(reason DISABLED with the flag's off variant, or with no variant when it has none).
 
 Options:
   --env ENV              environment (default: production)
@@ -74,9 +74,16 @@ require_environment
 say "disabling \`$KEY\` in $ENVIRONMENT"
 run_flagctl "disabling \`$KEY\` in $ENVIRONMENT" disable "$KEY" --env "$ENVIRONMENT" --reason "$REASON" --wait >&2
 
-# The variant a disabled flag serves: `offVariant`, else the variant named `off`.
+# The variant a disabled flag serves, decided as the server does: `offVariant`; else none
+# when `noOffVariant` (a flagd import without defaultVariant); else the variant named `off`
+# (a boolean flag has one); else none. With none, a disabled flag serves no variant and no
+# value (the caller's default), which is off too.
 definition="$(run_flagctl "reading the definition of \`$KEY\`" get "$KEY" --output json)"
-off_variant="$(jq -r '.offVariant // "off"' <<<"$definition")"
+off_variant="$(jq -r '
+    if .offVariant then .offVariant
+    elif .noOffVariant then ""
+    elif (.variants // {}) == {} or (.variants | has("off")) then "off"
+    else "" end' <<<"$definition")"
 
 # The disable is applied on the server flagctl talked to; behind a load balancer another
 # replica may answer the evaluation, so retry until the deadline.
@@ -84,9 +91,17 @@ deadline=$((SECONDS + VERIFY_TIMEOUT))
 while :; do
     evaluation="$(run_flagctl "evaluating \`$KEY\` in $ENVIRONMENT" eval "$KEY" --env "$ENVIRONMENT" \
         --company "$COMPANY" --output json)"
-    read -r reason variant value < <(jq -r '[.reason, (.variant // "-"), (.value | tojson)] | join(" ")' <<<"$evaluation")
-    if [[ "$reason" == DISABLED && "$variant" == "$off_variant" ]]; then
-        say "verified: \`$KEY\` is off in $ENVIRONMENT (company $COMPANY gets $value, variant $variant, reason $reason)"
+    # `off` when the answer is the disabled one; the value last, as it may hold spaces.
+    read -r verdict reason variant value < <(jq -r --arg off "$off_variant" '
+        [(if .reason == "DISABLED" and (.variant // "") == $off then "off" else "on" end),
+         .reason, (.variant // "-"), (.value | tojson)] | join(" ")' <<<"$evaluation")
+    if [[ "$verdict" == off ]]; then
+        if [[ -n "$off_variant" ]]; then
+            served="gets $value, variant $variant"
+        else
+            served="gets no variant and no value (the flag has no off variant: callers get their default)"
+        fi
+        say "verified: \`$KEY\` is off in $ENVIRONMENT (company $COMPANY $served, reason $reason)"
         echo "rolled back \`$KEY\` in $ENVIRONMENT: $REASON"
         exit 0
     fi

@@ -98,6 +98,27 @@ fn rollback_verifies_the_flags_own_off_variant_and_leaves_other_environments_alo
     assert_eq!(state(&admin, "theme", "staging"), "DISABLED");
 }
 
+/// A flag without an off variant, disabled, serves no variant and no value (reason
+/// DISABLED): that is off, whether the flag never had one or a flagd import without
+/// `defaultVariant` set `noOffVariant` beside a variant named `off`.
+#[test]
+fn rollback_verifies_a_flag_without_an_off_variant() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "theme", "variants": {"red": "red", "blue": "blue"}})).unwrap();
+    let flagd_file = json!({"flags": {"banner": {"state": "ENABLED", "variants": {"on": "shown", "off": "hidden"}}}});
+    admin.post("/api/v1/environments/production/import", &flagd_file).unwrap().success("import").unwrap();
+    assert_eq!(admin.get("/api/v1/flags/banner").unwrap().body["noOffVariant"], true);
+    admin.quick_op("theme", "production", "enable", None).unwrap();
+
+    for key in ["theme", "banner"] {
+        let run = script(&server, "rollback-feature.sh", &[key, "bad deploy", "--verify-timeout", "2"]).code(0);
+        assert!(run.stdout.contains(&format!("rolled back `{key}` in production: bad deploy")), "{}", run.stdout);
+        assert!(run.stderr.contains("gets no variant and no value (the flag has no off variant"), "{}", run.stderr);
+        assert_eq!(state(&admin, key, "production"), "DISABLED");
+    }
+}
+
 #[test]
 fn rollback_of_an_unknown_flag_exits_4_and_changes_nothing() {
     let server = Server::start().unwrap();
