@@ -50,7 +50,9 @@ next_step() {
     case "$1" in
         1) echo "check that FLAGD_URL ($FLAGD_URL) answers and that FLAGD_TOKEN is an admin token, then run again" ;;
         2) echo "fix the arguments named above; nothing was changed" ;;
-        3) echo "the flag changed meanwhile; look at it with \`$FLAGCTL get ${KEY:-KEY}\` and run again" ;;
+        # Exit 3 is any conflict (a change made meanwhile, a promotion the server refuses,
+        # …): flagctl's message names which, so the hint must not guess.
+        3) echo "flagctl's message above says what conflicts; look at the flag with \`$FLAGCTL get ${KEY:-KEY}\`, resolve the conflict, then run again" ;;
         4) echo "check the flag key and environment with \`$FLAGCTL list\`" ;;
         5) echo "the change is stored but not confirmed applied; check with \`$FLAGCTL wait SEQ\` or run again" ;;
         130) echo "interrupted; run again to finish" ;;

@@ -216,6 +216,24 @@ fn promote_refuses_a_flag_disabled_in_staging_and_changes_nothing() {
     script(&server, "promote.sh", &["nope"]).code(4);
 }
 
+/// Exit 3 is any conflict, not only a change made meanwhile: the script's hint defers to
+/// flagctl's message, which says what conflicts.
+#[test]
+fn promote_passes_on_a_refused_promotion_without_guessing_its_cause() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "portal"})).unwrap();
+    admin.quick_op("portal", "production", "allow", Some(&json!({"companies": ["42"]}))).unwrap();
+    let before = admin.config("portal", "production").unwrap().0;
+
+    let run = script(&server, "promote.sh", &["portal", "--allow-disabled-source"]).code(3);
+    assert!(run.stderr.contains("has nothing set in `staging`"), "{}", run.stderr);
+    assert!(run.stderr.contains("set `portal` up in staging first"), "flagctl's advice: {}", run.stderr);
+    assert!(run.stderr.contains("flagctl's message above says what conflicts"), "{}", run.stderr);
+    assert!(!run.stderr.contains("changed meanwhile"), "nothing changed meanwhile: {}", run.stderr);
+    assert_eq!(admin.config("portal", "production").unwrap().0, before);
+}
+
 // ---------------------------------------------------------------------------------------
 // Help and usage errors: nothing is sent (the offline URL would make any request exit 1)
 // ---------------------------------------------------------------------------------------

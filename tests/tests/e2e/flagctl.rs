@@ -243,7 +243,8 @@ fn errors_have_distinct_exit_codes_and_say_what_to_do() {
     flagctl(&server, &["token", "revoke", "nope"]).code(4);
 
     let conflict = flagctl(&server, &["create", "f"]).code(3);
-    assert!(conflict.stderr.contains("exists already"), "{}", conflict.stderr);
+    let said = "flagctl: flag `f` already exists: look at it with `flagctl get f`, or choose another key\n";
+    assert_eq!(conflict.stderr, said);
 
     let bad_token = flagctl_as(server.url(), Some("not-a-token"), &["list"]).code(1);
     assert!(bad_token.stderr.contains("FLAGD_TOKEN"), "{}", bad_token.stderr);
@@ -259,6 +260,27 @@ fn errors_have_distinct_exit_codes_and_say_what_to_do() {
     let overridden = flagctl_as(&nowhere, Some(server.admin_token()), &["--url", server.url(), "list"]);
     overridden.ok();
     assert_eq!(config(&admin, "f", "staging")["state"], "DISABLED");
+}
+
+/// A source with nothing set would clear the target's configuration: the server refuses,
+/// and flagctl says how to set the source up (or clear the target) with flagctl itself.
+#[test]
+fn a_promotion_the_server_refuses_says_what_flagctl_can_do() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "customer_portal"})).unwrap();
+    admin.quick_op("customer_portal", "production", "allow", Some(&json!({"companies": ["42"]}))).unwrap();
+    let before = audit(&admin);
+
+    let args = ["promote", "customer_portal", "--from", "development", "--to", "production"];
+    let refused = flagctl(&server, &args).code(3);
+    let stderr = &refused.stderr;
+    assert!(stderr.contains("has nothing set in `development`"), "the server's reason is kept: {stderr}");
+    assert!(stderr.contains("set `customer_portal` up in development first"), "{stderr}");
+    assert!(stderr.contains("`flagctl import FILE --env production`"), "{stderr}");
+    assert!(!stderr.contains("exists already"), "nothing was created: {stderr}");
+    assert_eq!(audit(&admin), before, "nothing was changed");
+    assert_eq!(config(&admin, "customer_portal", "production")["allow"], json!(["42"]));
 }
 
 #[test]

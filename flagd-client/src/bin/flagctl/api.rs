@@ -261,9 +261,15 @@ pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
         (409, "LAST_ADMIN_TOKEN") => Failure::Conflict(format!(
             "{message}: create one with `flagctl token create NAME --role admin`, then revoke this one"
         )),
-        (409, _) => Failure::Conflict(format!(
-            "{message}; it exists already: look at it (`flagctl get`, `flagctl segment get`) or choose another name"
-        )),
+        (409, "ALREADY_EXISTS") => Failure::Conflict(match (t.flag, t.segment) {
+            (Some(flag), _) => format!("{message}: look at it with `flagctl get {flag}`, or choose another key"),
+            (None, Some(segment)) => {
+                format!("{message}: look at it with `flagctl segment get {segment} --env {env}`, or choose another key")
+            }
+            (None, None) => format!("{message}: choose another name"),
+        }),
+        // A conflict this flagctl has no advice for: the server's message says what it is.
+        (409, code) => Failure::Conflict(format!("{message} ({code}); nothing was changed")),
         (412, _) => Failure::Conflict(format!(
             "{message}: someone changed it meanwhile; run the command again to apply it to the current state"
         )),

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::api::{Request, Target, config_path, segment};
+use crate::api::{Request, Target, config_path, explain, segment};
 use crate::cli::{CompanyArgs, CreateArgs, DisableArgs, EnableArgs, EvalArgs, FlagType, PromoteArgs, RolloutArgs};
 use crate::exit::Failure;
 use crate::output::{self, Table};
@@ -415,10 +415,27 @@ pub async fn promote(session: &Session, args: &PromoteArgs) -> Result<(), Failur
         "from": args.from, "to": args.to, "includeState": args.include_state, "reason": args.change.reason,
     });
     let path = format!("/api/v1/flags/{}/promote", segment(&args.key));
-    let config =
-        send_change(session, Request::new(Method::POST, path, Target::flag(&args.key, None)).json(body)).await?;
+    let target = Target::flag(&args.key, None);
+    let config = match session.api.exchange(Request::new(Method::POST, path, target).json(body)).await? {
+        Ok(reply) => reply.body,
+        Err(r) if r.code == "NOTHING_TO_PROMOTE" => return Err(nothing_to_promote(&r.message, args)),
+        Err(r) => return Err(explain(&r, &target)),
+    };
     let done = format!("promoted `{}` from {} to {}", args.key, args.from, args.to);
     show_change(session, &done, &config, args.change.wait).await
+}
+
+/// The server refused to copy an untouched source over a configured target. Its message
+/// ends with the API's way to clear the target; flagctl has no such command, so this names
+/// the flagctl ways to either fix the source or clear the target.
+fn nothing_to_promote(message: &str, args: &PromoteArgs) -> Failure {
+    let PromoteArgs { key, from, to, .. } = args;
+    Failure::Conflict(format!(
+        "{message}; nothing was changed. To promote, set `{key}` up in {from} first (`flagctl allow`, `rollout` \
+         or `enable` with --env {from}), or name the right --from. To clear it in {to} instead: \
+         `flagctl export --env {to} --format native > FILE`, delete the flag's `allow`, `deny`, `rules` and \
+         `fallthrough` from FILE, then `flagctl import FILE --env {to}`"
+    ))
 }
 
 /// `flagctl eval KEY --company ID [--attr k=v …]`: in `--env`, or in every environment.
