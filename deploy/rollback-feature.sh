@@ -14,6 +14,8 @@ Usage: $SCRIPT [options] KEY "REASON"
 Disables flag KEY (the kill switch) with REASON in the audit log, waits until the
 server applies the change, then evaluates KEY and succeeds only once it is off
 (reason DISABLED with the flag's off variant, or with no variant when it has none).
+A flag already disabled is only verified: the server records nothing for a change
+that changes nothing, so REASON is not logged, and the script says so.
 
 Options:
   --env ENV              environment (default: production)
@@ -29,7 +31,7 @@ Environment:
   FLAGCTL       flagctl binary (default: flagctl on PATH); jq is needed too
 
 Exit status:
-  0    disabled and verified off
+  0    disabled (or already disabled) and verified off
   1    server or network error, or a token the server refused (from flagctl)
   2    usage error; nothing was changed
   3    conflict (from flagctl)
@@ -72,7 +74,17 @@ REASON="${positional[1]}"
 require_environment
 
 say "disabling \`$KEY\` in $ENVIRONMENT"
-run_flagctl "disabling \`$KEY\` in $ENVIRONMENT" disable "$KEY" --env "$ENVIRONMENT" --reason "$REASON" --wait >&2
+disabled="$(run_flagctl "disabling \`$KEY\` in $ENVIRONMENT" disable "$KEY" --env "$ENVIRONMENT" --reason "$REASON" \
+    --wait --output json)"
+# The server acknowledges a write that changes nothing without an audit event, so on a
+# flag that was already off REASON is recorded nowhere: say so rather than imply it was.
+read -r already_off seq < <(jq -r '[(.unchanged // false), .version] | join(" ")' <<<"$disabled")
+if [[ "$already_off" == true ]]; then
+    say "\`$KEY\` was already disabled in $ENVIRONMENT (seq $seq): nothing new was recorded, this" \
+        "REASON is not in the audit log (\`$FLAGCTL audit $KEY --env $ENVIRONMENT\` shows the earlier disable)"
+else
+    say "disabled \`$KEY\` in $ENVIRONMENT (seq $seq)"
+fi
 
 # The variant a disabled flag serves, decided as the server does: `offVariant`; else none
 # when `noOffVariant` (a flagd import without defaultVariant); else the variant named `off`
@@ -102,7 +114,11 @@ while :; do
             served="gets no variant and no value (the flag has no off variant: callers get their default)"
         fi
         say "verified: \`$KEY\` is off in $ENVIRONMENT (company $COMPANY $served, reason $reason)"
-        echo "rolled back \`$KEY\` in $ENVIRONMENT: $REASON"
+        if [[ "$already_off" == true ]]; then
+            echo "\`$KEY\` was already disabled in $ENVIRONMENT, verified off; nothing new was recorded for: $REASON"
+        else
+            echo "rolled back \`$KEY\` in $ENVIRONMENT: $REASON"
+        fi
         exit 0
     fi
     if ((SECONDS >= deadline)); then

@@ -74,8 +74,15 @@ fn rollback_disables_the_flag_verifies_it_is_off_and_records_the_reason() {
     assert_eq!((&newest["action"], &newest["reason"]), (&json!("config.disable"), &json!(reason)));
     assert_eq!(newest["environment"], "production");
 
-    // Run again (a retried deploy job): still succeeds, still off.
-    script(&server, "rollback-feature.sh", &["checkout", "retry"]).code(0);
+    // Run again (a retried deploy job): still succeeds, still off, but the server records
+    // nothing for a disable of a disabled flag, and the script must not claim otherwise.
+    let before = audit(&admin, "checkout");
+    let again = script(&server, "rollback-feature.sh", &["checkout", "retry"]).code(0);
+    let summary = "`checkout` was already disabled in production, verified off; nothing new was recorded for: retry";
+    assert!(again.stdout.contains(summary), "{}", again.stdout);
+    assert!(!again.stdout.contains("rolled back"), "{}", again.stdout);
+    assert!(again.stderr.contains("nothing new was recorded, this REASON is not in the audit log"), "{}", again.stderr);
+    assert_eq!(audit(&admin, "checkout"), before, "no audit event, so no record of `retry`");
     assert_eq!(state(&admin, "checkout", "production"), "DISABLED");
 }
 
