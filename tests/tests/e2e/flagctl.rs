@@ -226,6 +226,55 @@ fn writes_without_env_are_usage_errors_and_change_nothing() {
     assert_eq!((audit(&admin), admin.get("/api/v1/flags/f").unwrap().body), before, "nothing was written");
 }
 
+/// `--reason` is what the audit log keeps of why: a blank one is a usage error wherever
+/// flagctl takes one, and nothing is sent.
+#[test]
+fn a_blank_reason_is_refused_and_changes_nothing() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    admin.quick_op("f", "production", "enable", None).unwrap();
+    let dir = TempDir::new("flagctl").unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(
+        &file,
+        r#"{"flags": {"g": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}"#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let before = audit(&admin);
+    for blank in ["", "   "] {
+        let cases: &[&[&str]] = &[
+            &["disable", "f", "--env", "production", "--reason", blank],
+            &["enable", "f", "--env", "staging", "--reason", blank],
+            &["rollout", "f", "10", "--env", "production", "--reason", blank],
+            &["allow", "f", "1", "--env", "production", "--reason", blank],
+            &["promote", "f", "--from", "production", "--to", "staging", "--reason", blank],
+            &["import", file, "--env", "production", "--reason", blank],
+            &[
+                "ramp",
+                "f",
+                "--env",
+                "production",
+                "--steps",
+                "50",
+                "--every",
+                "0s",
+                "--check",
+                "true",
+                "--reason",
+                blank,
+            ],
+        ];
+        for args in cases {
+            let run = flagctl(&server, args).code(2);
+            assert!(run.stderr.contains("'--reason <REASON>': the reason is blank"), "{}: {}", run.shown, run.stderr);
+        }
+    }
+    assert_eq!(audit(&admin), before, "nothing was written");
+    assert_eq!(config(&admin, "f", "production")["state"], "ENABLED", "the flag was not switched off");
+}
+
 #[test]
 fn errors_have_distinct_exit_codes_and_say_what_to_do() {
     let server = Server::start().unwrap();

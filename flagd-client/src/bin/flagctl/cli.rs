@@ -104,7 +104,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ChangeArgs {
     /// Why, for the audit log.
-    #[arg(long)]
+    #[arg(long, value_parser = reason)]
     pub reason: Option<String>,
     /// Return only when every live replica serves the change (see --wait-timeout).
     #[arg(long)]
@@ -167,7 +167,7 @@ pub struct DisableArgs {
     /// Flag key.
     pub key: String,
     /// Why, for the audit log (required).
-    #[arg(long)]
+    #[arg(long, value_parser = reason)]
     pub reason: String,
     /// Return only when every live replica serves the change (see --wait-timeout).
     #[arg(long)]
@@ -313,7 +313,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub replace: bool,
     /// Why, for the audit log.
-    #[arg(long)]
+    #[arg(long, value_parser = reason)]
     pub reason: Option<String>,
 }
 
@@ -410,6 +410,15 @@ pub struct RampArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Added to each step's audit reason.
-    #[arg(long)]
+    #[arg(long, value_parser = reason)]
     pub reason: Option<String>,
+}
+
+/// An audit reason (clap value parser): a blank one would be stored and explain nothing,
+/// so it is refused before anything is sent.
+fn reason(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the reason is blank: say why, for the audit log; nothing was changed".to_owned());
+    }
+    Ok(text.to_owned())
 }
