@@ -282,10 +282,17 @@ fn errors_have_distinct_exit_codes_and_say_what_to_do() {
     admin.create_flag(&json!({"key": "f"})).unwrap();
     let reader = admin.create_token("reader", "read", None).unwrap();
 
-    let missing = flagctl(&server, &["get", "nope"]).code(4);
-    assert!(missing.stderr.contains("flag `nope` not found; list flags with `flagctl list`"), "{}", missing.stderr);
-    let missing = flagctl(&server, &["disable", "nope", "--env", "production", "--reason", "x"]).code(4);
-    assert!(missing.stderr.contains("flag `nope` not found in production"), "{}", missing.stderr);
+    // A flag exists in every environment or in none: no message may suggest another one.
+    let missing_everywhere: &[&[&str]] = &[
+        &["get", "nope"],
+        &["disable", "nope", "--env", "production", "--reason", "x"],
+        &["eval", "nope", "--company", "1"],
+    ];
+    for args in missing_everywhere {
+        let missing = flagctl(&server, args).code(4);
+        let said = "flagctl: flag `nope` does not exist; list flags with `flagctl list`\n";
+        assert_eq!(missing.stderr, said, "{}", missing.shown);
+    }
     let no_env = flagctl(&server, &["enable", "f", "--env", "qa"]).code(4);
     assert!(no_env.stderr.contains("`flagctl environments`"), "{}", no_env.stderr);
     flagctl(&server, &["segment", "get", "nope", "--env", "staging"]).code(4);
@@ -355,6 +362,12 @@ fn wait_confirms_applied_changes_and_times_out_with_exit_5() {
         early.stderr
     );
     assert!(!early.stderr.contains("stored"), "{}", early.stderr);
+    // Writes are numbered from 1: anything else is a typo, not a change to report applied.
+    for typo in ["0", "-5"] {
+        let refused = flagctl(&server, &["wait", "--", typo]).code(2);
+        assert!(refused.stderr.contains("a change sequence number, 1 or more"), "{}", refused.stderr);
+        assert!(!refused.stderr.contains("applied"), "{}", refused.stderr);
+    }
 
     // A written change a live replica has not applied: an honest timeout naming it.
     stick_replica(&server);
@@ -666,7 +679,8 @@ fn export_and_import_refusals_say_what_to_do_with_the_file() {
     admin.set_config("a", "staging", &regex).unwrap();
     let refused = flagctl(&server, &["export", "--env", "staging"]).code(2);
     assert!(
-        refused.stderr.contains("cannot be written in flagd's format") && refused.stderr.contains("--format native"),
+        refused.stderr.contains("cannot be written in flagd's format")
+            && refused.stderr.contains("export it with `--format native`, which keeps everything\n"),
         "{}",
         refused.stderr
     );
@@ -712,6 +726,9 @@ fn tokens_are_created_listed_and_revoked() {
     let human = flagctl(&server, &["token", "create", "deploy", "--role", "admin"]).ok();
     assert!(human.stderr.contains("shown only now") && !human.stdout.trim().is_empty(), "{human:?}");
     flagctl(&server, &["token", "create", "ofrep", "--role", "evaluate"]).code(2);
+    let bound = flagctl(&server, &["token", "create", "x", "--role", "admin", "--env", "production"]).code(2);
+    let said = "only evaluate tokens are bound to an environment, admin tokens are not: drop --env production";
+    assert!(bound.stderr.contains(said), "{}", bound.stderr);
     let ofrep = flagctl(&server, &["token", "create", "ofrep", "--role", "evaluate", "--env", "staging", "-o", "json"])
         .ok()
         .json();

@@ -231,9 +231,11 @@ pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
             "the token is not allowed to do this ({message}); use an `admin` token for writes and token \
              management, a `read` or `admin` token for reads (set FLAGD_TOKEN or --token)"
         )),
+        // A flag has a configuration in every environment, so it is missing from all of
+        // them: naming the environment asked would suggest it exists in another.
         (404, "FLAG_NOT_FOUND") => Failure::NotFound(format!(
             "{}; list flags with `flagctl list`",
-            t.flag.map_or_else(|| message.clone(), |flag| format!("flag `{flag}` not found{in_env}"))
+            t.flag.map_or_else(|| message.clone(), |flag| format!("flag `{flag}` does not exist"))
         )),
         (404, "ENVIRONMENT_NOT_FOUND") => Failure::NotFound(format!(
             "{}; list environments with `flagctl environments`",

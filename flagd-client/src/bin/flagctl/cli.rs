@@ -92,6 +92,7 @@ pub enum Command {
     /// yet is not found (exit 4).
     Wait {
         /// The change sequence number.
+        #[arg(value_parser = change_seq)]
         seq: i64,
     },
     /// A guarded gradual rollout: raise the percentage step by step, run a health check
@@ -421,4 +422,13 @@ fn reason(text: &str) -> Result<String, String> {
         return Err("the reason is blank: say why, for the audit log; nothing was changed".to_owned());
     }
     Ok(text.to_owned())
+}
+
+/// A change sequence number (clap value parser): writes are numbered from 1, so zero or a
+/// negative number can only be a typo, which waiting would report as applied.
+fn change_seq(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(seq) if seq >= 1 => Ok(seq),
+        _ => Err("write a change sequence number, 1 or more: the `version` a write answered with".to_owned()),
+    }
 }

@@ -29,7 +29,8 @@ async fn create(session: &Session, name: &str, role: Role) -> Result<(), Failure
         // --env is global: say so rather than silently ignoring it on other roles.
         (_, Some(env)) => {
             return Err(Failure::Usage(format!(
-                "only evaluate tokens are bound to an environment; drop --env {env} for a {} token; nothing was changed",
+                "only evaluate tokens are bound to an environment, {} tokens are not: drop --env {env}; nothing was \
+                 changed",
                 role.as_str()
             )));
         }

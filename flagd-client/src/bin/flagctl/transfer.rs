@@ -26,7 +26,8 @@ pub async fn export(session: &Session, args: &ExportArgs) -> Result<(), Failure>
         }
         // A read, not a change: what cannot be said in flagd's format, and the way out.
         Err(r) if r.status == 422 => Err(Failure::Usage(format!(
-            "{env} cannot be written in flagd's format ({}){}; export it with `--format native`, which keeps              everything",
+            "{env} cannot be written in flagd's format ({}){}; export it with `--format native`, which keeps \
+             everything",
             r.message,
             problems(&r.body)
         ))),
