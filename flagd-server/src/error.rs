@@ -116,7 +116,7 @@ impl ApiError {
             code: "NOTHING_TO_PROMOTE",
             message: format!(
                 "flag `{key}` has nothing set in `{from}` (disabled, no lists, rules or fallthrough): promoting it \
-                 would clear its configuration in `{to}`; to clear that, PUT an empty configuration there"
+                 would clear its configuration in `{to}`"
             ),
         }
     }

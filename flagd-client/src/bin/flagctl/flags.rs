@@ -425,9 +425,8 @@ pub async fn promote(session: &Session, args: &PromoteArgs) -> Result<(), Failur
     show_change(session, &done, &config, args.change.wait).await
 }
 
-/// The server refused to copy an untouched source over a configured target. Its message
-/// ends with the API's way to clear the target; flagctl has no such command, so this names
-/// the flagctl ways to either fix the source or clear the target.
+/// The server refused to copy an untouched source over a configured target, saying why;
+/// this names the flagctl ways to either set the source up or clear the target.
 fn nothing_to_promote(message: &str, args: &PromoteArgs) -> Failure {
     let PromoteArgs { key, from, to, .. } = args;
     Failure::Conflict(format!(
