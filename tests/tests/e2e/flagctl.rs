@@ -548,6 +548,36 @@ fn segments_belong_to_one_environment() {
     assert!(gone.stderr.contains("flagctl segment list"), "{}", gone.stderr);
 }
 
+/// `get KEY --env` shows the whole configuration: every rule, in order, with what a context
+/// must be and what it then gets, so that a rule using a segment can be found and read.
+#[test]
+fn get_with_env_shows_every_rule_in_words() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "portal"})).unwrap();
+    let segment = json!({"key": "pilot", "companies": ["7"]});
+    admin.post("/api/v1/environments/production/segments", &segment).unwrap().success("segment").unwrap();
+    let rollout = json!({"rollout": {"variants": [{"variant": "on", "weight": 25}, {"variant": "off", "weight": 75}]}});
+    let config = json!({"state": "ENABLED", "rules": [
+        {"name": "pilots", "segments": ["pilot"], "serve": {"variant": "on"}},
+        {"conditions": [{"attribute": "plan", "op": "in", "value": ["pro", "team"]},
+                        {"attribute": "seats", "op": "gte", "value": 10}], "serve": rollout},
+        {"companies": ["13"], "logic": {"==": [{"var": "country"}, "DE"]}, "serve": {"variant": "off"}}
+    ]});
+    admin.set_config("portal", "production", &config).unwrap();
+    let shown = flagctl(&server, &["get", "portal", "--env", "production"]).ok().stdout;
+    let rules: Vec<&str> = shown.lines().skip_while(|l| !l.starts_with("rules")).take(3).collect();
+    assert_eq!(
+        rules,
+        [
+            "rules        1. pilots: in segment pilot → variant on",
+            "             2. plan in pro, team and seats gte 10 → rollout on 25% / off 75% (by companyId)",
+            "             3. company in 13 and logic {\"==\":[{\"var\":\"country\"},\"DE\"]} → variant off",
+        ],
+        "{shown}"
+    );
+}
+
 /// A segment of 9,000 companies and a flag with a 70,000-character description: tables
 /// show them shortened (the list with its count) with every row still aligned, and
 /// `-o json` has them whole.

@@ -128,12 +128,21 @@ fn describe_flag(flag: &Value) {
     table.print("in no environment");
 }
 
-/// A configuration (`ConfigView`) for people.
+/// A configuration (`ConfigView`) for people, whole: each rule on its own line, in order.
 pub fn describe_config(config: &Value) {
     let rules = config["rules"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let rule_names: Vec<String> = rules.iter().map(|r| output::cell(&r["name"])).collect();
-    let rules_text =
-        if rules.is_empty() { "none".to_owned() } else { format!("{} ({})", rules.len(), rule_names.join(", ")) };
+    // Under the values' column, which starts after the longest field name and two spaces.
+    let indent = format!("\n{}", " ".repeat("environment".len() + 2));
+    let rules_text = if rules.is_empty() {
+        "none".to_owned()
+    } else {
+        rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| format!("{}. {}", i + 1, rule_text(rule)))
+            .collect::<Vec<_>>()
+            .join(&indent)
+    };
     output::fields(&[
         ("flag", output::cell(&config["flag"])),
         ("environment", output::cell(&config["environment"])),
@@ -152,6 +161,32 @@ pub fn describe_config(config: &Value) {
             ),
         ),
     ]);
+}
+
+/// A rule in words: its name, what a context must be, and what it then gets:
+/// `pilots: in segment pilot or staff → variant on`.
+fn rule_text(rule: &Value) -> String {
+    let mut clauses = Vec::new();
+    if rule["companies"].as_array().is_some_and(|c| !c.is_empty()) {
+        clauses.push(format!("company in {}", output::list_cell(&rule["companies"])));
+    }
+    if let Some(segments) = rule["segments"].as_array().filter(|s| !s.is_empty()) {
+        let names: Vec<String> = segments.iter().map(output::cell).collect();
+        clauses.push(format!("in segment {}", names.join(" or ")));
+    }
+    for condition in rule["conditions"].as_array().into_iter().flatten() {
+        let value = match &condition["value"] {
+            list @ Value::Array(_) => output::list_cell(list),
+            other => output::cell(other),
+        };
+        clauses.push(format!("{} {} {value}", output::cell(&condition["attribute"]), output::cell(&condition["op"])));
+    }
+    if !rule["logic"].is_null() {
+        clauses.push(format!("logic {}", rule["logic"]));
+    }
+    let when = if clauses.is_empty() { "every context".to_owned() } else { clauses.join(" and ") };
+    let name = rule["name"].as_str().map(|n| format!("{n}: ")).unwrap_or_default();
+    format!("{name}{when} → {}", serve_text(&rule["serve"]))
 }
 
 /// What a `Serve` serves, in words: `variant on`, `rollout on 25% / off 75%`.
