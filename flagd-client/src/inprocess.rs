@@ -21,7 +21,7 @@ use futures_util::{Stream, StreamExt};
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::details::{Details, FlagType};
@@ -208,6 +208,13 @@ impl InProcessClient {
             Some(l) => l.with_time(ctx, |ctx| Details::from_resolution(key, &l.ruleset.evaluate(key, ctx), default)),
             None => Details::failed(default, ErrorCode::General, "no snapshot loaded"),
         }
+    }
+
+    /// A flag's metadata as the server's OFREP answers report it (its boolean, string and
+    /// number entries, the environment's flag-set metadata under the flag's own), as
+    /// [`crate::BulkAnswer::metadata`] gives it remotely; `None` if there is no such flag.
+    pub fn metadata(&self, key: &str) -> Option<Map<String, Value>> {
+        self.read(None, |l| l.ruleset.flag_metadata(key).map(flagd_core::ofrep_metadata))
     }
 
     fn read<R>(&self, default: R, f: impl FnOnce(&Loaded) -> R) -> R {

@@ -70,5 +70,5 @@ pub use model::{
     Condition, EnvironmentConfig, EnvironmentSnapshot, Flag, FlagDefinition, FlagState, Operator, Rollout, Rule,
     RulesetSource, Segment, Serve, WeightedVariant, percent_milli,
 };
-pub use resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed};
+pub use resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed, ofrep_metadata};
 pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, check_keys, is_strict_key};

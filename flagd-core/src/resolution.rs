@@ -210,6 +210,13 @@ impl<'r> FlagValue<'r> for &'r Map<String, Value> {
     }
 }
 
+/// The entries of `metadata` that OFREP answers carry (booleans, strings and numbers), so
+/// that whoever reports metadata over OFREP, or beside it, reports the same.
+pub fn ofrep_metadata(metadata: &Map<String, Value>) -> Map<String, Value> {
+    let scalar = |v: &Value| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_));
+    metadata.iter().filter(|(_, v)| scalar(v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Reason;

@@ -173,6 +173,12 @@ impl Ruleset {
     pub fn metadata(&self) -> &Map<String, Value> {
         &self.metadata
     }
+
+    /// A flag's metadata (the ruleset-wide entries under its own), as every evaluation of it
+    /// reports; `None` if there is no such flag.
+    pub fn flag_metadata(&self, key: &str) -> Option<&Map<String, Value>> {
+        self.position(key).and_then(|i| self.flags.get(i)).map(|f| &f.metadata)
+    }
 }
 
 /// Checks the keys alone: every flag and segment key follows the dialect's rule, and none

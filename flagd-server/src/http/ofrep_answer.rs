@@ -139,11 +139,8 @@ fn value_and_variant(r: &Resolution<'_>) -> serde_json::Result<Vec<u8>> {
 
 /// `,"metadata":{…}}` with the entries OFREP allows: booleans, strings and numbers.
 fn metadata(map: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
-    let scalar = |v: &Value| matches!(v, Value::Bool(_) | Value::String(_) | Value::Number(_));
-    let allowed: Map<String, Value> =
-        map.iter().filter(|(_, v)| scalar(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut out = b",\"metadata\":".to_vec();
-    serde_json::to_writer(&mut out, &allowed)?;
+    serde_json::to_writer(&mut out, &flagd_core::ofrep_metadata(map))?;
     out.push(b'}');
     Ok(out)
 }

@@ -62,7 +62,8 @@ fn the_in_process_client_reports_the_flag_set_metadata_an_import_gives() {
     let variants = json!({"on": true, "off": false});
     let own =
         json!({"state": "ENABLED", "variants": variants, "defaultVariant": "on", "metadata": {"team": "checkout"}});
-    let file = json!({"metadata": {"team": "portal", "tier": "gold"}, "flags": {"own": own}});
+    let file =
+        json!({"metadata": {"team": "portal", "tier": "gold", "owners": {"lead": "ana"}}, "flags": {"own": own}});
     let r = admin.post("/api/v1/environments/production/import", &file).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let seq = admin.get("/api/v1/cluster").unwrap().body["currentSeq"].as_i64().unwrap();
@@ -70,8 +71,17 @@ fn the_in_process_client_reports_the_flag_set_metadata_an_import_gives() {
 
     let loaded = client.snapshot().unwrap();
     let metadata = |key: &str| Value::Object(loaded.ruleset.evaluate(key, &ctx()).metadata.clone());
-    assert_eq!(metadata(FLAG), json!({"team": "portal", "tier": "gold"}));
-    assert_eq!(metadata("own"), json!({"team": "checkout", "tier": "gold"}));
+    assert_eq!(metadata(FLAG), json!({"team": "portal", "tier": "gold", "owners": {"lead": "ana"}}));
+    assert_eq!(metadata("own"), json!({"team": "checkout", "tier": "gold", "owners": {"lead": "ana"}}));
+
+    // What the client reports is what OFREP reports: its scalar entries, for every flag.
+    let remote = RemoteClient::new(&ClientOptions::new(server.url(), &token)).unwrap();
+    let answer = rt.block_on(remote.evaluate_all(&ctx())).unwrap();
+    for key in [FLAG, "own"] {
+        assert_eq!(client.metadata(key).as_ref(), answer.metadata(key), "{key}");
+    }
+    assert_eq!(client.metadata("own"), Some(json!({"team": "checkout", "tier": "gold"}).as_object().unwrap().clone()));
+    assert_eq!(client.metadata("nope"), None);
 }
 
 #[test]
