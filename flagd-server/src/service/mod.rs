@@ -524,23 +524,28 @@ async fn compile_touched(write: &mut Write, snapshots: &Snapshots) -> Result<Vec
         return compiled.map(|c| vec![c]);
     }
     let mut compiled = Vec::with_capacity(write.touched.len());
-    let mut problems: Vec<Problem> = Vec::new();
+    let mut problems = Vec::new();
     let seq = write.seq();
     for env in &write.touched {
-        let source = environment_source(write.tx.as_mut(), env).await?;
-        match Ruleset::compile(&source) {
-            Ok(ruleset) => compiled.push(compiled_from(env, source, ruleset, seq)),
-            Err(e) => {
-                for p in e.problems {
-                    let p = if in_definition(&p) { p } else { in_environment(env, p) };
-                    if !problems.contains(&p) {
-                        problems.push(p);
-                    }
-                }
-            }
+        match compile_environment(write.tx.as_mut(), env, seq).await {
+            Ok(c) => compiled.push(c),
+            Err(ApiError::Invalid { problems: found }) => problems.extend(found),
+            Err(other) => return Err(other),
         }
     }
-    if problems.is_empty() { Ok(compiled) } else { Err(ApiError::Invalid { problems }) }
+    // A definition's problem comes from every environment alike: it is named once.
+    if problems.is_empty() { Ok(compiled) } else { Err(ApiError::Invalid { problems: named_once(problems) }) }
+}
+
+/// `problems` without repeats, in their order.
+pub(crate) fn named_once(problems: Vec<Problem>) -> Vec<Problem> {
+    let mut once: Vec<Problem> = Vec::with_capacity(problems.len());
+    for p in problems {
+        if !once.contains(&p) {
+            once.push(p);
+        }
+    }
+    once
 }
 
 /// Whether a problem lies in a flag's definition (its variants, off and on variants,
@@ -597,26 +602,27 @@ async fn compile_environment(tx: &mut dyn Tx, env: &str, seq: i64) -> Result<Com
 
 fn compile_source(env: &str, source: RulesetSource, seq: i64) -> Result<Compiled, ApiError> {
     let ruleset = Ruleset::compile(&source).map_err(|e| invalid_in(env, e))?;
-    Ok(compiled_from(env, source, ruleset, seq))
-}
-
-fn compiled_from(env: &str, source: RulesetSource, ruleset: Ruleset, seq: i64) -> Compiled {
-    Compiled {
+    Ok(Compiled {
         document: EnvironmentSnapshot { environment: env.to_owned(), seq, ruleset: source },
         ruleset,
         revises: None,
-    }
+    })
 }
 
-/// The 422 for an environment's problems, their paths starting at the environment.
+/// The 422 for an environment's problems: paths in its configurations start at the
+/// environment, those in a flag's definition (shared by every environment) stay its own.
 fn invalid_in(env: &str, e: ValidationError) -> ApiError {
-    ApiError::Invalid { problems: e.problems.into_iter().map(|p| in_environment(env, p)).collect() }
-}
-
-/// A problem of one environment, its path starting at the environment.
-fn in_environment(env: &str, mut p: Problem) -> Problem {
-    p.path = format!("environments.{env}.{}", p.path);
-    p
+    let problems = e
+        .problems
+        .into_iter()
+        .map(|mut p| {
+            if !in_definition(&p) {
+                p.path = format!("environments.{env}.{}", p.path);
+            }
+            p
+        })
+        .collect();
+    ApiError::Invalid { problems }
 }
 
 /// Refuses flag and segment keys that break the key rule or repeat, with the problems

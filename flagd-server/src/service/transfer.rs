@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 
 use flagd_core::flagd::{export, flagd_path, import, inline_evaluators};
-use flagd_core::{EnvironmentConfig, FlagDefinition, Problem, RulesetSource};
+use flagd_core::{EnvironmentConfig, FlagDefinition, RulesetSource};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Service, Subject, Write, check_keys, environment_source, require_environment, to_json};
+use super::{Service, Subject, Write, check_keys, environment_source, named_once, require_environment, to_json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::store::{StoredFlag, StoredSegment};
@@ -113,17 +113,13 @@ fn in_terms_of(format: ExportFormat, env: &str, e: ApiError) -> ApiError {
     match (format, e) {
         (ExportFormat::Flagd, ApiError::Invalid { problems }) => {
             let prefix = format!("environments.{env}.");
-            let mut in_file: Vec<Problem> = Vec::with_capacity(problems.len());
-            for mut p in problems {
+            let in_file = problems.into_iter().map(|mut p| {
                 if let Some(own) = p.path.strip_prefix(&prefix) {
                     p.path = own.to_owned();
                 }
-                let p = flagd_path(p);
-                if !in_file.contains(&p) {
-                    in_file.push(p);
-                }
-            }
-            ApiError::Invalid { problems: in_file }
+                flagd_path(p)
+            });
+            ApiError::Invalid { problems: named_once(in_file.collect()) }
         }
         (_, e) => e,
     }
