@@ -13,7 +13,7 @@ Usage: $SCRIPT [options] KEY "REASON"
 
 Disables flag KEY (the kill switch) with REASON in the audit log, waits until the
 server applies the change, then evaluates KEY and succeeds only once it is off
-(reason DISABLED with the flag's off variant, or with no variant when it has none).
+(reason DISABLED: the flag's off variant, or no variant when it has none).
 A flag already disabled is only verified: the server records nothing for a change
 that changes nothing, so REASON is not logged, and the script says so.
 
@@ -86,29 +86,17 @@ else
     say "disabled \`$KEY\` in $ENVIRONMENT (seq $seq)"
 fi
 
-# The variant a disabled flag serves, decided as the server does: `offVariant`; else none
-# when `noOffVariant` (a flagd import without defaultVariant); else the variant named `off`
-# (a boolean flag has one); else none. With none, a disabled flag serves no variant and no
-# value (the caller's default), which is off too.
-definition="$(run_flagctl "reading the definition of \`$KEY\`" get "$KEY" --output json)"
-off_variant="$(jq -r '
-    if .offVariant then .offVariant
-    elif .noOffVariant then ""
-    elif (.variants // {}) == {} or (.variants | has("off")) then "off"
-    else "" end' <<<"$definition")"
-
 # The disable is applied on the server flagctl talked to; behind a load balancer another
 # replica may answer the evaluation, so retry until the deadline.
 deadline=$((SECONDS + VERIFY_TIMEOUT))
 while :; do
     evaluation="$(run_flagctl "evaluating \`$KEY\` in $ENVIRONMENT" eval "$KEY" --env "$ENVIRONMENT" \
         --company "$COMPANY" --output json)"
-    # `off` when the answer is the disabled one; the value last, as it may hold spaces.
-    read -r verdict reason variant value < <(jq -r --arg off "$off_variant" '
-        [(if .reason == "DISABLED" and (.variant // "") == $off then "off" else "on" end),
-         .reason, (.variant // "-"), (.value | tojson)] | join(" ")' <<<"$evaluation")
-    if [[ "$verdict" == off ]]; then
-        if [[ -n "$off_variant" ]]; then
+    # Reason DISABLED is the server's word that the kill switch is served: the flag's off
+    # variant, or no variant when it has none. The value last, as it may hold spaces.
+    read -r reason variant value < <(jq -r '[.reason, (.variant // "-"), (.value | tojson)] | join(" ")' <<<"$evaluation")
+    if [[ "$reason" == DISABLED ]]; then
+        if [[ "$variant" != - ]]; then
             served="gets $value, variant $variant"
         else
             served="gets no variant and no value (the flag has no off variant: callers get their default)"
