@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use flagd_core::{ErrorCode, EvaluationContext, Reason};
+use flagd_core::{ErrorCode, EvaluationContext, Reason, flag_not_found};
 use moka::future::Cache;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -147,7 +147,7 @@ impl BulkAnswer {
     pub fn details<T: FlagType>(&self, key: &str, default: T) -> Details<T> {
         match self.flags.get(key) {
             Some(answer) => answer.details(default),
-            None => Details::failed(default, ErrorCode::FlagNotFound, format!("no flag `{key}` in this environment")),
+            None => Details::failed(default, ErrorCode::FlagNotFound, flag_not_found(key)),
         }
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::context::EvaluationContext;
 use crate::hash;
 use crate::logic::Scope;
-use crate::resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed};
+use crate::resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed, flag_not_found};
 use crate::ruleset::{BucketBy, CompiledFlag, CompiledRollout, CompiledRule, CompiledServe, Ruleset, TOTAL_WEIGHT};
 
 impl Ruleset {
@@ -17,7 +17,7 @@ impl Ruleset {
     pub fn evaluate<'r>(&'r self, key: &str, ctx: &EvaluationContext) -> Resolution<'r> {
         match self.position(key) {
             Some(position) => self.evaluate_at(position, ctx),
-            None => Resolution::failed(ErrorCode::FlagNotFound, format!("flag `{key}` not found"), &self.metadata),
+            None => Resolution::failed(ErrorCode::FlagNotFound, flag_not_found(key), &self.metadata),
         }
     }
 

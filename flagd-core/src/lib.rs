@@ -70,5 +70,7 @@ pub use model::{
     Condition, EnvironmentConfig, EnvironmentSnapshot, Flag, FlagDefinition, FlagState, Operator, Rollout, Rule,
     RulesetSource, Segment, Serve, WeightedVariant, percent_milli,
 };
-pub use resolution::{ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed, ofrep_metadata};
+pub use resolution::{
+    ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed, flag_not_found, ofrep_metadata,
+};
 pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, check_keys, is_strict_key};

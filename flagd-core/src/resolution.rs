@@ -78,6 +78,12 @@ impl ErrorCode {
     }
 }
 
+/// What `FLAG_NOT_FOUND` says about `key`, worded the same by the server, the in-process
+/// client and the remote client, so a log search finds every one.
+pub fn flag_not_found(key: &str) -> String {
+    format!("flag `{key}` not found")
+}
+
 /// A flag's result reduced to what was served and why (see [`Ruleset::outcomes`]). Within
 /// one ruleset, two successful evaluations of a flag with the same outcome resolve alike.
 ///

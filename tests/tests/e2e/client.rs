@@ -84,6 +84,28 @@ fn the_in_process_client_reports_the_flag_set_metadata_an_import_gives() {
     assert_eq!(client.metadata("nope"), None);
 }
 
+/// A key the environment lacks reads the same wherever it is looked up: the in-process
+/// client, the remote client's cached bulk answer and the server's single evaluation.
+#[test]
+fn an_unknown_flag_is_reported_in_the_same_words_by_every_client() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let options = ClientOptions::new(server.url(), &token);
+    let in_process = rt.block_on(InProcessClient::connect(&options)).unwrap();
+    let remote = RemoteClient::new(&options).unwrap();
+
+    let failure = |details: Details<Value>| (details.error_code, details.error_message);
+    let answers = [
+        ("in process", failure(in_process.details("nope", &ctx(), Value::Null))),
+        ("remote, bulk", failure(rt.block_on(remote.details("nope", &ctx(), Value::Null)))),
+        ("remote, single", failure(rt.block_on(remote.evaluate("nope", &ctx())).unwrap())),
+    ];
+    for (client, answer) in answers {
+        assert_eq!(answer, (Some(ErrorCode::FlagNotFound), Some("flag `nope` not found".to_owned())), "{client}");
+    }
+}
+
 #[test]
 fn the_in_process_client_sees_each_change_within_100_ms() {
     let mut server = Server::start().unwrap();
