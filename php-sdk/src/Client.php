@@ -218,6 +218,20 @@ final class Client
         return array_map('strval', array_keys($this->resultFor($context ?? $this->currentContext())['flags']));
     }
 
+    /**
+     * Whether flagd's answer for the context lists the flag: null when there is no answer
+     * to read (as `flagKeys()`). Never throws for a key flagd lacks, in strict mode neither.
+     */
+    public function knows(string $key, ?Context $context = null): ?bool
+    {
+        $result = $this->resultFor($context ?? $this->currentContext());
+        if (isset($result['flags'][$key])) {
+            return true;
+        }
+
+        return $result['error'] === null ? false : null;
+    }
+
     /** @return array<string, EvaluationDetails> */
     public function allDetails(?Context $context = null): array
     {
@@ -326,7 +340,7 @@ final class Client
         if ($item === null) {
             [$code, $message] = $result['error'] !== null && $result['flags'] === []
                 ? [$result['code'] ?? EvaluationDetails::GENERAL, $result['error']]
-                : [EvaluationDetails::FLAG_NOT_FOUND, "flag `{$key}` is not defined in this environment"];
+                : [EvaluationDetails::FLAG_NOT_FOUND, "flag `{$key}` not found"];
 
             return $this->failed($key, $default, $code, $message, $result['error'] === null);
         }

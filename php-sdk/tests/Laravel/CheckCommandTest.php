@@ -19,6 +19,8 @@ final class CheckCommandTest extends TestCase
         $server = Server::shared();
         $server->createEnabledFlag('cmd_theme', ['variants' => ['classic' => 'classic', 'dark' => 'dark'], 'offVariant' => 'classic', 'onVariant' => 'dark']);
         $server->admin('POST', '/api/v1/flags/cmd_theme/environments/production/allow', ['companies' => ['42', '007']]);
+        // Enabled with no off variant and nothing serving: flagd answers without a value.
+        $server->createEnabledFlag('cmd_nooff', ['variants' => ['x' => 'X', 'y' => 'Y'], 'noOffVariant' => true]);
         $app = LaravelApp::create([
             'url' => $server->url,
             'token' => $server->evaluateToken(),
@@ -45,6 +47,13 @@ final class CheckCommandTest extends TestCase
         self::assertStringContainsString('value:   "dark"', $output->fetch());
         $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_theme', '--company' => '7']), $output);
         self::assertStringContainsString('value:   "classic"', $output->fetch());
+
+        // Served without a value: said so, not printed as a JSON null.
+        $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_nooff', '--company' => '42']), $output);
+        $text = $output->fetch();
+        self::assertSame(0, $code, $text);
+        self::assertStringContainsString("value:   none (flagd serves no value; the caller's default applies)", $text);
+        self::assertStringContainsString('variant: -', $text);
 
         $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_nope', '--company' => '42']), $output);
         self::assertSame(1, $code);

@@ -8,6 +8,7 @@ use Flagd\Cache\ArrayCache;
 use Flagd\Client;
 use Flagd\Context;
 use Flagd\Contracts\ProvidesFlagdContext;
+use Flagd\FlagdException;
 use Flagd\Laravel\Pennant\FlagdPennantDriver;
 use Flagd\Laravel\Pennant\ReadOnlyException;
 use Flagd\Tests\Support\FakeTransport;
@@ -149,6 +150,20 @@ final class PennantDriverTest extends TestCase
         self::assertSame('local', $this->driver->get('local_only', 42));
         self::assertTrue($this->driver->get('portal', 42));
         self::assertFalse($this->driver->get('unknown', 42));
+    }
+
+    public function test_it_uses_a_local_definition_in_strict_mode_instead_of_throwing_for_a_flag_flagd_does_not_know(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        $flags = new Client('http://flagd.test', 'token', cache: new ArrayCache(), transport: $this->transport, strict: true);
+        $driver = new FlagdPennantDriver($flags);
+        $driver->define('local_only', static fn (): string => 'local');
+        $driver->define('portal', static fn (): string => 'never');
+
+        self::assertSame('local', $driver->get('local_only', 42));
+        self::assertTrue($driver->get('portal', 42));
+        $this->expectException(FlagdException::class);
+        $driver->get('unknown', 42);
     }
 
     public function test_it_answers_inactive_for_a_flag_flagd_serves_without_a_value_not_the_local_definition(): void

@@ -145,6 +145,17 @@ final class ClientTest extends TestCase
         self::assertSame('"v2"', $this->transport->requests[2]['headers']['If-None-Match']);
     }
 
+    public function test_it_knows_a_key_only_from_an_answer_and_does_not_guess_without_one(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        $flags = $this->client(strict: true);
+        self::assertTrue($flags->knows('portal', Context::company(42)));
+        self::assertFalse($flags->knows('nope', Context::company(42)), 'no exception in strict mode');
+
+        $this->transport->then(FakeTransport::down());
+        self::assertNull($this->client()->knows('portal', Context::company(7)));
+    }
+
     public function test_it_returns_the_default_when_the_service_is_down_and_nothing_is_cached(): void
     {
         $this->transport->then(FakeTransport::down());

@@ -35,7 +35,11 @@ final class CheckCommand extends Command
         $context = new Context($companyId, is_string($targetingKey) && $targetingKey !== '' ? $targetingKey : null, $attributes);
 
         $details = $flags->details((string) $this->argument('key'), $context);
-        $this->line('value:   ' . json_encode($details->value, JSON_UNESCAPED_SLASHES | JSON_PRESERVE_ZERO_FRACTION));
+        // A success without a variant is flagd serving no value: the code's default applies.
+        $value = $details->isError() || $details->variant !== null
+            ? json_encode($details->value, JSON_UNESCAPED_SLASHES | JSON_PRESERVE_ZERO_FRACTION)
+            : "none (flagd serves no value; the caller's default applies)";
+        $this->line('value:   ' . $value);
         $this->line('variant: ' . ($details->variant ?? '-'));
         $this->line('reason:  ' . $details->reason);
         if ($details->isError()) {

@@ -7,7 +7,6 @@ namespace Flagd\Laravel\Pennant;
 use Flagd\Client;
 use Flagd\Context;
 use Flagd\Contracts\ProvidesFlagdContext;
-use Flagd\EvaluationDetails;
 use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
 use Laravel\Pennant\Contracts\Driver;
 
@@ -81,12 +80,13 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
      */
     public function get(string $feature, mixed $scope): mixed
     {
-        $details = $this->flags->details($feature, self::contextFor($scope), false);
-        if ($details->errorCode === EvaluationDetails::FLAG_NOT_FOUND && isset($this->localResolvers[$feature])) {
+        $context = self::contextFor($scope);
+        // Asked before evaluating: in strict mode evaluating a key flagd lacks throws.
+        if (isset($this->localResolvers[$feature]) && $this->flags->knows($feature, $context) === false) {
             return ($this->localResolvers[$feature])($scope);
         }
 
-        return $details->value;
+        return $this->flags->details($feature, $context, false)->value;
     }
 
     public function set(string $feature, mixed $scope, mixed $value): void
