@@ -224,7 +224,7 @@ impl CompiledFlag {
     }
 
     fn scope<'a>(&'a self, who: &Subject<'a>) -> Scope<'a> {
-        Scope { context: who.ctx, flag_key: &self.key }
+        Scope::with_key_hash(who.ctx, &self.key, self.key_hash)
     }
 }
 

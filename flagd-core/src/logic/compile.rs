@@ -13,6 +13,7 @@ use super::value::Val;
 use super::{CompileEnv, Limits};
 use crate::context::EvaluationContext;
 use crate::error::LogicError;
+use crate::hash::Murmur3;
 use crate::problems::Path;
 
 const INVALID_ARGUMENTS: &str = "Invalid Arguments";
@@ -192,7 +193,7 @@ impl Compiler {
     fn fold(&self, op: &str, arg: &Value, path: Path<'_>) -> Result<Node, LogicError> {
         let node = Compiler { folding: true }.op(op, arg, path.field(op))?;
         let ctx = EvaluationContext::new();
-        let env = Env { ctx: &ctx, flag_key: "" };
+        let env = Env { ctx: &ctx, flag_key: "", key_hash: Murmur3::new() };
         match eval(&node, &env, &Val::Obj(Vec::new()), &mut Val::Null) {
             Ok(val) => Ok(Node::Const(val.into_owned())),
             Err(e) => Err(LogicError::BadArguments {

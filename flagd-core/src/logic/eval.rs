@@ -5,19 +5,28 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::EvalFailure;
 use super::arith;
 use super::compile::split_path;
 use super::funcs;
 use super::node::{ArithOp, CmpOp, IterKind, Node};
 use super::value::{Val, js_compare, loose_eq, same_value_zero, strict_eq};
+use super::{EvalFailure, Scope};
 use crate::context::EvaluationContext;
+use crate::hash::Murmur3;
 
 /// What evaluation reads besides the data value: the context behind [`Val::Root`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Env<'a> {
     pub(crate) ctx: &'a EvaluationContext,
     pub(crate) flag_key: &'a str,
+    /// A hasher fed `flag_key` (see [`Scope`]).
+    pub(crate) key_hash: Murmur3,
+}
+
+impl<'a> Env<'a> {
+    pub(crate) fn of(scope: &Scope<'a>) -> Self {
+        Self { ctx: scope.context, flag_key: scope.flag_key, key_hash: scope.key_hash }
+    }
 }
 
 pub(crate) type Res<'a> = Result<Val<'a>, EvalFailure>;

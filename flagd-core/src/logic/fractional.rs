@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
 use super::EvalFailure;
 use super::eval::{Env, Res, eval, fail, item_at, lookup};
 use super::node::{Args, ConstBuckets, Node};
@@ -40,10 +42,10 @@ pub(crate) fn fractional<'a>(
 ) -> Res<'a> {
     match args {
         Args::List(nodes) => {
-            let Some((first, rest)) = nodes.split_first() else { return root_then(data, Val::Null) };
+            let Some((first, rest)) = nodes.split_first() else { return at_root(data).map(|()| Val::Null) };
             let first = first_arg(first, env, data, prev)?;
             if let (First::Hashed(hash), Some(b)) = (&first, buckets) {
-                root_then(data, Val::Null)?;
+                at_root(data)?;
                 return Ok(pick_const(*hash, b));
             }
             let rest_at = |i: usize| rest.get(i).map(|n| eval(n, env, data, prev)).transpose();
@@ -53,7 +55,7 @@ pub(crate) fn fractional<'a>(
             let v = eval(node, env, data, prev)?;
             let Some(items) = v.as_array() else {
                 // A single non-array value: one malformed bucket (or a lone bucketing value).
-                return root_then(data, Val::Null);
+                return at_root(data).map(|()| Val::Null);
             };
             let first = match item_at(&v, 0) {
                 None => First::Missing,
@@ -67,8 +69,9 @@ pub(crate) fn fractional<'a>(
     }
 }
 
-fn root_then<'a>(data: &Val<'a>, v: Val<'a>) -> Res<'a> {
-    if matches!(data, Val::Root) { Ok(v) } else { Err(fail("Error: Logger not found in context")) }
+/// flagd's `fractional` logs through the context it is given, which only the root has.
+fn at_root(data: &Val<'_>) -> Result<(), EvalFailure> {
+    if matches!(data, Val::Root) { Ok(()) } else { Err(fail("Error: Logger not found in context")) }
 }
 
 fn hash_str(s: &str) -> u32 {
@@ -123,7 +126,7 @@ fn decide<'a>(
     env: &Env<'a>,
     data: &Val<'a>,
 ) -> Res<'a> {
-    root_then(data, Val::Null)?;
+    at_root(data)?;
     let (hash, lead) = match first {
         First::Hashed(h) => (h, None),
         First::Missing => return Ok(Val::Null),
@@ -163,8 +166,7 @@ fn decide<'a>(
 /// `flagKey + targetingKey`, or nothing when the targeting key is missing or falsy.
 fn default_hash(env: &Env<'_>) -> Option<u32> {
     let key = env.ctx.get(crate::context::TARGETING_KEY).map(Val::from_json).filter(Val::js_truthy)?;
-    let mut sink = HashSink(Murmur3::new());
-    sink.0.write(env.flag_key.as_bytes());
+    let mut sink = HashSink(env.key_hash);
     // Writing into the hasher cannot fail.
     let _ = key.write_js(&mut sink);
     Some(sink.0.finish())
@@ -187,7 +189,10 @@ pub(crate) fn const_buckets(args: &Args) -> Option<ConstBuckets> {
 
 fn pick_const<'a>(hash: u32, buckets: &'a ConstBuckets) -> Val<'a> {
     let target = bucket_of(hash, buckets.total);
-    buckets.variants.iter().find(|(_, end)| *end > target).map_or(Val::Null, |(v, _)| v.reborrow())
+    match buckets.variants.iter().find(|(_, end)| *end > target) {
+        Some((variant, _)) => variant.reborrow(),
+        None => Val::Null,
+    }
 }
 
 /// Picks the specialised node for the common shapes, or the general one.
@@ -242,27 +247,57 @@ pub(crate) fn fast<'a>(
 ) -> Res<'a> {
     let hash = match attribute {
         None => {
-            root_then(data, Val::Null)?;
+            at_root(data)?;
             match default_hash(env) {
                 Some(h) => h,
                 None => return Ok(Val::Null),
             }
         }
         Some(path) => {
-            let value = match lookup(env, data, path) {
-                Some(v) if !(nullish && v.is_null()) => v,
-                _ => Val::Null,
-            };
-            let mut sink = HashSink(Murmur3::new());
-            sink.0.write(env.flag_key.as_bytes());
-            // Writing into the hasher cannot fail.
-            let _ = value.write_js(&mut sink);
-            if nullish {
-                *prev = value;
+            let mut hasher = env.key_hash;
+            match write_plain(&mut hasher, env, data, path) {
+                Some(value) if nullish => *prev = Val::from_json(value),
+                Some(_) => {}
+                None => {
+                    let value = match lookup(env, data, path) {
+                        Some(v) if !(nullish && v.is_null()) => v,
+                        _ => Val::Null,
+                    };
+                    let mut sink = HashSink(hasher);
+                    // Writing into the hasher cannot fail.
+                    let _ = value.write_js(&mut sink);
+                    hasher = sink.0;
+                    if nullish {
+                        *prev = value;
+                    }
+                }
             }
-            root_then(data, Val::Null)?;
-            sink.0.finish()
+            at_root(data)?;
+            hasher.finish()
         }
     };
     Ok(pick_const(hash, buckets))
+}
+
+/// Integers JavaScript holds exactly, so that `String()` prints their digits.
+const JS_SAFE_INTEGER: u64 = 1 << 53;
+
+/// The usual bucketing value, a context attribute that is a string or a safe integer,
+/// written into `hasher` as `String()` prints it, without building a `Val` (the general
+/// path costs several times the rest of the evaluation). `None`, with nothing written,
+/// for anything else.
+fn write_plain<'a>(hasher: &mut Murmur3, env: &Env<'a>, data: &Val<'a>, path: &[String]) -> Option<&'a Value> {
+    let (Val::Root, [name]) = (data, path) else { return None };
+    if name == "$flagd" {
+        return None;
+    }
+    let value = env.ctx.get(name)?;
+    let mut digits = itoa::Buffer::new();
+    let text = match value {
+        Value::String(s) => s.as_str(),
+        Value::Number(n) => digits.format(n.as_i64().filter(|i| i.unsigned_abs() < JS_SAFE_INTEGER)?),
+        _ => return None,
+    };
+    hasher.write(text.as_bytes());
+    Some(value)
 }

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::context::EvaluationContext;
 use crate::error::LogicError;
+use crate::hash::Murmur3;
 use eval::Env;
 use node::Node;
 use value::Val;
@@ -61,6 +62,21 @@ pub struct Scope<'a> {
     pub context: &'a EvaluationContext,
     /// The flag being evaluated (`$flagd.flagKey`, default `fractional` bucketing).
     pub flag_key: &'a str,
+    /// A hasher already fed `flag_key`, which every `fractional` bucketing value follows:
+    /// a compiled flag keeps it, so evaluation does not hash the key again.
+    key_hash: Murmur3,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of an evaluation of flag `flag_key` for `context`.
+    pub fn new(context: &'a EvaluationContext, flag_key: &'a str) -> Self {
+        Self::with_key_hash(context, flag_key, Murmur3::of(flag_key.as_bytes()))
+    }
+
+    /// As [`Scope::new`], with the key's hasher computed once beforehand.
+    pub(crate) fn with_key_hash(context: &'a EvaluationContext, flag_key: &'a str, key_hash: Murmur3) -> Self {
+        Self { context, flag_key, key_hash }
+    }
 }
 
 /// A failure while evaluating (flagd reports these as `GENERAL`).
@@ -91,14 +107,14 @@ impl Logic {
     /// Whether the expression's result is truthy (JavaScript truthiness: unlike
     /// json-logic-engine's own `if`, an empty array or object counts as true here).
     pub fn is_truthy(&self, scope: &Scope<'_>) -> Result<bool, EvalFailure> {
-        let env = Env { ctx: scope.context, flag_key: scope.flag_key };
+        let env = Env::of(scope);
         Ok(eval::eval(&self.root, &env, &Val::Root, &mut Val::Null)?.js_truthy())
     }
 
     /// The result as flagd reads a targeting rule: `None` for null/undefined, otherwise
     /// the JavaScript `String(result)` (a variant name).
     pub fn variant_name<'s>(&'s self, scope: &Scope<'s>) -> Result<Option<Cow<'s, str>>, EvalFailure> {
-        let env = Env { ctx: scope.context, flag_key: scope.flag_key };
+        let env = Env::of(scope);
         Ok(match eval::eval(&self.root, &env, &Val::Root, &mut Val::Null)? {
             Val::Null => None,
             Val::Str(s) => Some(s),

@@ -12,7 +12,7 @@ const REFERENCE: &str = include_str!("reference_cases.jsonl");
 fn outcome(logic: &Value, data: &Value) -> String {
     let Ok(compiled) = Logic::compile(logic, &CompileEnv::default()) else { return "B".into() };
     let ctx = EvaluationContext::from_json(data.clone()).unwrap();
-    let scope = Scope { context: &ctx, flag_key: "flag" };
+    let scope = Scope::new(&ctx, "flag");
     match compiled.variant_name(&scope) {
         Err(_) => "E".into(),
         Ok(None) => "N".into(),
@@ -39,7 +39,7 @@ fn matches_recorded_reference_outcomes() {
 
 fn eval_with(logic: Value, ctx: &EvaluationContext, flag: &str) -> Option<String> {
     let compiled = Logic::compile(&logic, &CompileEnv::default()).unwrap();
-    compiled.variant_name(&Scope { context: ctx, flag_key: flag }).unwrap().map(Cow::into_owned)
+    compiled.variant_name(&Scope::new(ctx, flag)).unwrap().map(Cow::into_owned)
 }
 
 #[test]
@@ -62,10 +62,52 @@ fn fractional_flagd_vectors() {
     assert_eq!(eval_with(by_cat, &ctx, "fractional-flag").as_deref(), Some("hearts"));
 }
 
+/// The specialised `fractional` (a `cat` of the flag key and one attribute) hashes strings
+/// and safe integers straight from the context; every value must land in the bucket the
+/// general node picks. A third, empty `cat` part hashes the same bytes and keeps the
+/// expression off the specialised node.
+#[test]
+fn specialised_fractional_buckets_every_value_as_the_general_node_does() {
+    let buckets = json!([["a", 1], ["b", 1], ["c", 1], ["d", 1], ["e", 1], ["f", 1], ["g", 1]]);
+    let logic = |parts: Value| {
+        let mut args = vec![json!({ "cat": parts })];
+        args.extend(buckets.as_array().unwrap().iter().cloned());
+        json!({ "fractional": args })
+    };
+    let fast = logic(json!([{"var": "$flagd.flagKey"}, {"var": "v"}]));
+    let general = logic(json!([{"var": "$flagd.flagKey"}, {"var": "v"}, ""]));
+    let values = [
+        json!("acme"),
+        json!(""),
+        json!(42),
+        json!(-7),
+        json!(0),
+        json!(9_007_199_254_740_991_u64),
+        json!(9_007_199_254_740_993_u64),
+        json!(-9_007_199_254_740_993_i64),
+        json!(u64::MAX),
+        json!(1.5),
+        json!(42.0),
+        json!(1e21),
+        json!(true),
+        Value::Null,
+        json!([1, 2]),
+        json!({"a": 1}),
+    ];
+    for value in values {
+        let ctx = EvaluationContext::new().with_attribute("v", value.clone());
+        for flag in ["f", "portal", "a-longer-flag-key"] {
+            let want = eval_with(general.clone(), &ctx, flag);
+            assert!(want.is_some(), "{value} picked nothing");
+            assert_eq!(eval_with(fast.clone(), &ctx, flag), want, "{value} for flag {flag}");
+        }
+    }
+}
+
 #[test]
 fn flagd_timestamp_and_borrowed_results() {
     let ctx = EvaluationContext::new().with_attribute("name", "ann").at(1_700_000_000);
-    let scope = Scope { context: &ctx, flag_key: "f" };
+    let scope = Scope::new(&ctx, "f");
     let ts = Logic::compile(&json!({"var": "$flagd.timestamp"}), &CompileEnv::default()).unwrap();
     assert_eq!(ts.variant_name(&scope).unwrap().as_deref(), Some("1700000000"));
     let name = Logic::compile(&json!({"if": [true, {"var": "name"}, "x"]}), &CompileEnv::default()).unwrap();
@@ -73,14 +115,14 @@ fn flagd_timestamp_and_borrowed_results() {
     let lit = Logic::compile(&json!({"if": [{"var": "name"}, "lit", "x"]}), &CompileEnv::default()).unwrap();
     assert!(matches!(lit.variant_name(&scope).unwrap(), Some(Cow::Borrowed("lit"))));
     let no_time = EvaluationContext::new();
-    let scope = Scope { context: &no_time, flag_key: "f" };
+    let scope = Scope::new(&no_time, "f");
     assert_eq!(ts.variant_name(&scope).unwrap(), None);
 }
 
 #[test]
 fn truthiness_of_results() {
     let ctx = EvaluationContext::new().with_attribute("tier", "gold");
-    let scope = Scope { context: &ctx, flag_key: "f" };
+    let scope = Scope::new(&ctx, "f");
     let cases = [
         (json!({"==": [{"var": "tier"}, "gold"]}), true),
         (json!({"var": "missing"}), false),
@@ -133,7 +175,7 @@ fn refs_resolve_and_cycles_fail() {
     let compiled = Logic::compile(&logic, &env).unwrap();
     assert_eq!(compiled.source(), &logic);
     let ctx = EvaluationContext::new().with_attribute("tier", "gold");
-    let scope = Scope { context: &ctx, flag_key: "f" };
+    let scope = Scope::new(&ctx, "f");
     assert_eq!(compiled.variant_name(&scope).unwrap().as_deref(), Some("yes"));
     let err = Logic::compile(&json!({"and": [{"$ref": "nope"}]}), &env).unwrap_err();
     assert!(matches!(&err, LogicError::UnknownRef { name, .. } if name == "nope"));
@@ -155,7 +197,7 @@ fn logic_is_shareable() {
 #[test]
 fn never_panics_on_odd_shapes() {
     let ctx = EvaluationContext::new().with_attribute("x", json!([[[]], {"a": null}]));
-    let scope = Scope { context: &ctx, flag_key: "f" };
+    let scope = Scope::new(&ctx, "f");
     let odd = [
         json!({"substr": [{"var": "x"}, {"var": "x"}, {"var": "x"}]}),
         json!({"reduce": [{"var": "x"}, {"var": "accumulator"}]}),

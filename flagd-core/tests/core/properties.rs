@@ -181,7 +181,7 @@ proptest! {
             other => EvaluationContext::new().with_attribute("x", other),
         };
         if let Ok(logic) = Logic::compile(&expr, &CompileEnv::default()) {
-            let scope = Scope { context: &ctx, flag_key: "f" };
+            let scope = Scope::new(&ctx, "f");
             let _ = logic.is_truthy(&scope);
             let _ = logic.variant_name(&scope);
         }
