@@ -266,6 +266,10 @@ fn token_text(value: &[u8]) -> Option<&str> {
 impl Principal {
     /// The live token with this value, or 401.
     pub(crate) fn from_value(service: &Service, value: &str) -> Result<Self, ApiError> {
+        // A blank value names no token, even one an earlier start stored with an empty value.
+        if value.is_empty() {
+            return Err(ApiError::Unauthorized("the token is blank".into()));
+        }
         let token = service.tokens().find(value).ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
         if token.revoked_at.is_some() {
             return Err(ApiError::Unauthorized("this token has been revoked".into()));

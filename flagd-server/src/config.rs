@@ -18,9 +18,9 @@ pub struct Config {
     #[arg(long, env = "FLAGD_DATABASE_URL", default_value = "sqlite:./data/flagd.db")]
     pub database_url: String,
 
-    /// Ensures an admin token with this value exists. Without it, the first start prints
-    /// a generated admin token once.
-    #[arg(long, env = "FLAGD_ADMIN_TOKEN", hide_env_values = true)]
+    /// Ensures an admin token with this value exists (not empty, no surrounding
+    /// whitespace). Without it, the first start prints a generated admin token once.
+    #[arg(long, env = "FLAGD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
     pub admin_token: Option<String>,
 
     /// How often to poll the database for changes made by other replicas (`200ms`, `1s`;
@@ -65,6 +65,22 @@ pub enum LogFormat {
 }
 
 /// Reads `250ms`, `2s` or `1m` (a bare number is milliseconds), between 10 ms and 1 min.
+/// An admin token value as given. An empty one (an unset variable in a compose file or a
+/// unit expands to that) would make a blank credential an admin's, and surrounding
+/// whitespace could never be presented, since headers are read trimmed.
+pub fn parse_admin_token(text: &str) -> Result<String, String> {
+    let problem = if text.is_empty() {
+        "is empty: give a secret value, or leave the option out to have one generated"
+    } else if text.trim() != text {
+        "starts or ends with whitespace, which no request can send back"
+    } else if text.chars().any(char::is_control) {
+        "holds a control character, which no request header can carry"
+    } else {
+        return Ok(text.to_owned());
+    };
+    Err(format!("the admin token {problem}"))
+}
+
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     const UNITS: [(&str, u64); 3] = [("ms", 1), ("s", 1_000), ("m", 60_000)];
     let text = text.trim();
@@ -94,6 +110,14 @@ mod tests {
         }
         for text in ["", "fast", "5ms", "2h", "-1s", "1.5s"] {
             assert!(parse_interval(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn admin_tokens_that_no_request_could_present_are_refused() {
+        assert_eq!(parse_admin_token("dev-admin-token").as_deref(), Ok("dev-admin-token"));
+        for text in ["", " ", "secret ", "\tsecret", "sec\nret"] {
+            assert!(parse_admin_token(text).is_err(), "{text:?}");
         }
     }
 }

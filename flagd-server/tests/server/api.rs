@@ -502,6 +502,28 @@ async fn token_named(api: &Api, caller: &str, name: &str) -> (String, Value) {
     (found["id"].as_str().unwrap().to_owned(), found["revokedAt"].clone())
 }
 
+/// A database where an earlier start stored an admin token with an empty value (the server
+/// now refuses an empty `--admin-token`): a blank credential still names no token, in a
+/// header or at the console's sign-in.
+#[tokio::test]
+async fn a_blank_credential_names_no_token_even_an_empty_one_stored_earlier() {
+    let dir = std::env::temp_dir().join(format!("flagd-blank-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = TempDir(dir.clone());
+    let store = flagd_server::store::connect(&format!("sqlite:{}", dir.join("flagd.db").display())).await.unwrap();
+    let (service, _) = Service::start(store, Some("")).await.unwrap();
+    let app = flagd_server::app(service);
+    let create = || Request::post("/api/v1/flags").header(header::CONTENT_TYPE, "application/json");
+    let body = || Body::from(r#"{"key": "blank"}"#);
+    for (name, value) in [("x-api-key", ""), ("x-api-key", " "), ("authorization", "Bearer ")] {
+        let r = reply(app.clone(), create().header(name, value).body(body()).unwrap()).await;
+        assert_eq!((r.status, &r.body["error"]["code"]), (StatusCode::UNAUTHORIZED, &json!("UNAUTHORIZED")), "{name}");
+    }
+    let sign_in = Request::post("/ui/session").header(header::CONTENT_TYPE, "application/json");
+    let r = reply(app.clone(), sign_in.body(Body::from(r#"{"token": ""}"#)).unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+}
+
 #[tokio::test]
 async fn the_last_admin_token_cannot_be_revoked() {
     let api = Api::new().await;

@@ -4,7 +4,9 @@
 //! backend must store (the longest reason, a token name of 150 two-byte characters) is
 //! kept whole. A SIGTERM then stops the server cleanly, and its log file is plain text.
 
-use flagd_tests::{Client, Server, ServerOptions, databases};
+use std::process::Command;
+
+use flagd_tests::{Client, Server, ServerOptions, databases, server_binary};
 use serde_json::{Value, json};
 
 /// Company ids enough for a configuration of most of the 1 MiB a stored document may take.
@@ -193,4 +195,28 @@ fn sigterm_stops_the_server_cleanly_and_its_log_file_is_plain_text() {
     // stderr is a file here, not a terminal: no colour codes around the levels.
     assert!(logs.contains(" INFO flagd_server: stopped"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "{logs}");
+}
+
+/// An empty admin token (an unset variable in a compose file or unit expands to that) would
+/// make a blank credential an admin's: the server refuses it, and values no request could
+/// send back, before it starts.
+#[test]
+fn an_admin_token_that_is_empty_or_padded_is_refused_at_start() {
+    let db = std::env::temp_dir().join(format!("flagd-admin-token-{}.db", std::process::id()));
+    let url = format!("sqlite:{}", db.display());
+    let given: [&[&str]; 3] = [&[], &["--admin-token", ""], &["--admin-token", " secret"]];
+    for args in given {
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(server_binary().unwrap())
+            .args(["--listen", "127.0.0.1:0", "--database-url", &url])
+            .args(args)
+            .env("FLAGD_ADMIN_TOKEN", "")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("the admin token"), "{args:?}: {stderr}");
+    }
+    assert!(!db.exists(), "nothing was created");
 }
