@@ -176,6 +176,10 @@ fn lazy_pool(dialect: SqlDialect, url: &str, max: u32) -> Result<AnyPool, StoreE
         // While the database is down a write must fail fast (503), not queue for the
         // default 30 s.
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A transaction the database ended on its own (SQLite rolls back on a full disk)
+        // leaves the driver's rollback failing and the connection counted as inside a
+        // transaction, where every later `BEGIN` would fail until a restart: drop it.
+        .before_acquire(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
         .after_connect(move |conn, _meta| {
             let setup = Arc::clone(&setup);
             Box::pin(async move {
@@ -892,6 +896,24 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The database ends a write transaction by itself (as SQLite does on a full disk), so
+    /// the driver's rollback when it is dropped fails: the next writes must still work.
+    #[tokio::test]
+    async fn writes_work_again_after_the_database_ended_a_transaction_by_itself() {
+        let dir = std::env::temp_dir().join(format!("flagd-sql-ended-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqlStore::connect(&format!("sqlite:{}", dir.join("flagd.db").display())).await.unwrap();
+        let mut ended = store.begin(&store.writer, store.dialect.begin_write(), None).await.unwrap();
+        ended.execute("ROLLBACK").await.unwrap();
+        drop(ended);
+        for attempt in 0..3 {
+            let tx = store.begin_write().await;
+            assert!(tx.is_ok(), "write {attempt}: {:?}", tx.as_ref().err());
+            tx.unwrap().commit().await.unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_page_ends_with_the_event_that_takes_it_past_its_size_or_at_the_limit() {
