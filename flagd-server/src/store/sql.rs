@@ -502,9 +502,10 @@ impl Tx for SqlTx {
     }
 
     async fn environment_metadata(&mut self, environment: &str) -> Result<Option<Map<String, Value>>, StoreError> {
-        let sql = self.dialect.sql("SELECT metadata FROM environments WHERE name = ?");
-        let row = sqlx::query(&sql).bind(environment).fetch_optional(&mut *self.tx).await?;
-        row.map(|row| from_json("flag-set metadata", &text(&row, "metadata")?)).transpose()
+        let sql = "SELECT name, metadata FROM environments WHERE name = ?";
+        let rows = self.rows_by(sql, environment, |row| Ok((text(row, "name")?, text(row, "metadata")?))).await?;
+        let found = exactly(rows, |(name, _)| name == environment).pop();
+        found.map(|(_, metadata)| from_json("flag-set metadata", &metadata)).transpose()
     }
 
     async fn put_environment_metadata(
@@ -525,7 +526,8 @@ impl Tx for SqlTx {
     }
 
     async fn flag(&mut self, key: &str) -> Result<Option<StoredFlag>, StoreError> {
-        Ok(self.rows_by(&format!("{FLAG_COLUMNS} WHERE \"key\" = ?"), key, decode_flag).await?.pop())
+        let rows = self.rows_by(&format!("{FLAG_COLUMNS} WHERE \"key\" = ?"), key, decode_flag).await?;
+        Ok(exactly(rows, |f| f.definition.key == key).pop())
     }
 
     async fn put_flag(&mut self, flag: &StoredFlag) -> Result<(), StoreError> {
@@ -568,17 +570,19 @@ impl Tx for SqlTx {
     }
 
     async fn configs(&mut self, environment: &str) -> Result<Vec<StoredConfig>, StoreError> {
-        self.rows_by(&format!("{CONFIG_COLUMNS} WHERE environment = ? ORDER BY flag"), environment, decode_config).await
+        let sql = format!("{CONFIG_COLUMNS} WHERE environment = ? ORDER BY flag");
+        Ok(exactly(self.rows_by(&sql, environment, decode_config).await?, |c| c.environment == environment))
     }
 
     async fn flag_configs(&mut self, flag: &str) -> Result<Vec<StoredConfig>, StoreError> {
-        self.rows_by(&format!("{CONFIG_COLUMNS} WHERE flag = ? ORDER BY environment"), flag, decode_config).await
+        let sql = format!("{CONFIG_COLUMNS} WHERE flag = ? ORDER BY environment");
+        Ok(exactly(self.rows_by(&sql, flag, decode_config).await?, |c| c.flag == flag))
     }
 
     async fn config(&mut self, flag: &str, environment: &str) -> Result<ConfigLookup, StoreError> {
         // The environment's row always comes back when it exists; the flag's and the
         // configuration's columns are NULL when those do not.
-        let sql = "SELECT f.definition, f.version, f.created_at, f.updated_at, c.config, \
+        let sql = "SELECT e.name, f.\"key\", f.definition, f.version, f.created_at, f.updated_at, c.config, \
                    c.version AS config_version, c.updated_at AS config_updated_at, c.updated_by \
                    FROM environments e LEFT JOIN flags f ON f.\"key\" = ? \
                    LEFT JOIN configs c ON c.flag = f.\"key\" AND c.environment = e.name WHERE e.name = ?";
@@ -618,12 +622,13 @@ impl Tx for SqlTx {
 
     async fn segments(&mut self, environment: &str) -> Result<Vec<StoredSegment>, StoreError> {
         let sql = format!("{SEGMENT_COLUMNS} WHERE environment = ? ORDER BY \"key\"");
-        self.rows_by(&sql, environment, decode_segment).await
+        Ok(exactly(self.rows_by(&sql, environment, decode_segment).await?, |s| s.environment == environment))
     }
 
     async fn segment(&mut self, environment: &str, key: &str) -> Result<Option<StoredSegment>, StoreError> {
         let sql = format!("{SEGMENT_COLUMNS} WHERE environment = ? AND \"key\" = ?");
-        self.row_by(&sql, [environment, key], decode_segment).await
+        let found = self.row_by(&sql, [environment, key], decode_segment).await?;
+        Ok(found.filter(|s| s.environment == environment && s.segment.key == key))
     }
 
     async fn put_segment(&mut self, segment: &StoredSegment) -> Result<(), StoreError> {
@@ -739,6 +744,14 @@ fn decode_environment(row: &AnyRow) -> Result<Environment, StoreError> {
     Ok(Environment { name: text(row, "name")?, created_at: row.try_get("created_at")? })
 }
 
+/// The rows whose keys are exactly the ones asked for. MySQL and MariaDB compare text
+/// padded with spaces (`'prod ' = 'prod'`), so a lookup by `prod ` would find `prod` and a
+/// write meant for no environment would land on it; SQLite and PostgreSQL need no filter.
+fn exactly<T>(mut rows: Vec<T>, asked: impl Fn(&T) -> bool) -> Vec<T> {
+    rows.retain(asked);
+    rows
+}
+
 fn decode_flag(row: &AnyRow) -> Result<StoredFlag, StoreError> {
     Ok(StoredFlag {
         definition: from_json("flag definition", &text(row, "definition")?)?,
@@ -761,7 +774,10 @@ fn decode_config(row: &AnyRow) -> Result<StoredConfig, StoreError> {
 
 /// A row of [`Tx::config`]'s query.
 fn decode_lookup(row: &AnyRow, flag: &str, environment: &str) -> Result<ConfigLookup, StoreError> {
-    if row.try_get::<Option<i64>, _>("version")?.is_none() {
+    if text(row, "name")? != environment {
+        return Ok(ConfigLookup::NoEnvironment);
+    }
+    if optional_text(row, "key")?.is_none_or(|key| key != flag) {
         return Ok(ConfigLookup::NoFlag);
     }
     let config = match optional_text(row, "config")? {

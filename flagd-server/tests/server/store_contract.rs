@@ -173,6 +173,7 @@ contract!(
     an_environments_flag_set_metadata_starts_empty_and_round_trips,
     flags_are_put_listed_and_deleted_with_their_configs,
     configs_are_put_and_listed_both_ways,
+    lookups_match_keys_exactly_trailing_spaces_included,
     segments_are_put_listed_and_deleted,
     documents_round_trip_exactly,
     documents_up_to_the_limit_fit_and_larger_ones_are_refused,
@@ -465,6 +466,32 @@ async fn flags_are_put_listed_and_deleted_with_their_configs(store: Arc<dyn Stor
     assert_eq!(read.config("alpha", "prod").await.unwrap(), ConfigLookup::NoFlag);
     assert_eq!(read.configs("dev").await.unwrap().len(), 1, "other flags' configs stay");
     assert_eq!(read.flag("beta").await.unwrap().unwrap().version, first_seq);
+}
+
+/// MySQL and MariaDB compare text padded with spaces (`'prod ' = 'prod'`): a lookup by a
+/// key with a trailing space must still find nothing, as on SQLite and PostgreSQL, or a
+/// kill switch sent to `prod ` would be stored for `prod` without reaching evaluation.
+async fn lookups_match_keys_exactly_trailing_spaces_included(store: Arc<dyn Store>, _url: String) {
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert_environment(&env("prod")).await.unwrap();
+    tx.put_flag(&flag("pm", "", T0)).await.unwrap();
+    tx.put_config(&config("pm", "prod", FlagState::Disabled, "alice")).await.unwrap();
+    tx.put_segment(&segment("prod", "pilot", &["42"])).await.unwrap();
+    tx.put_environment_metadata("prod", &object(json!({"team": "core"}))).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = store.begin_read().await.unwrap();
+    assert!(matches!(read.config("pm", "prod").await.unwrap(), ConfigLookup::Found { config: Some(_), .. }));
+    for (flag, env, missing) in [("pm", "prod ", ConfigLookup::NoEnvironment), ("pm ", "prod", ConfigLookup::NoFlag)] {
+        assert_eq!(read.config(flag, env).await.unwrap(), missing, "{flag:?} in {env:?}");
+    }
+    assert!(read.flag("pm ").await.unwrap().is_none());
+    assert!(read.flag_configs("pm ").await.unwrap().is_empty());
+    assert!(read.configs("prod ").await.unwrap().is_empty());
+    assert!(read.segment("prod", "pilot ").await.unwrap().is_none());
+    assert!(read.segment("prod ", "pilot").await.unwrap().is_none());
+    assert!(read.segments("prod ").await.unwrap().is_empty());
+    assert_eq!(read.environment_metadata("prod ").await.unwrap(), None);
 }
 
 async fn configs_are_put_and_listed_both_ways(store: Arc<dyn Store>, _url: String) {

@@ -68,6 +68,24 @@ fn refuses_bad_input(server: &Server) {
         (&admin, "POST", format!("{cfg}/allow"), Some(json!({"companies": [""]})), 400, "INVALID_COMPANY_ID"),
         (&admin, "POST", "/api/v1/flags/f/environments/qa/enable".into(), None, 404, "ENVIRONMENT_NOT_FOUND"),
         (&admin, "POST", "/api/v1/flags/zz/environments/production/enable".into(), None, 404, "FLAG_NOT_FOUND"),
+        // MySQL and MariaDB compare `production ` equal to `production`: still no such thing.
+        (
+            &admin,
+            "POST",
+            "/api/v1/flags/f/environments/production%20/disable".into(),
+            None,
+            404,
+            "ENVIRONMENT_NOT_FOUND",
+        ),
+        (&admin, "POST", "/api/v1/flags/f%20/environments/production/disable".into(), None, 404, "FLAG_NOT_FOUND"),
+        (
+            &admin,
+            "POST",
+            "/api/v1/flags/f/promote".into(),
+            Some(json!({"from": "staging", "to": "production "})),
+            404,
+            "ENVIRONMENT_NOT_FOUND",
+        ),
         (&admin, "PUT", cfg.into(), Some(json!({"state": "ENABLED"})), 428, "PRECONDITION_REQUIRED"),
         (&admin, "GET", "/api/v1/audit?limit=0".into(), None, 400, "INVALID_QUERY"),
         // A key that is not UTF-8 once percent-decoded: the API's JSON 400, not axum's text.
