@@ -110,6 +110,19 @@ impl ApiError {
         }
     }
 
+    /// A 409 for an import into one environment that would change what every environment
+    /// serves from a flag's shared definition.
+    pub fn shared_definition(key: &str, change: &str) -> Self {
+        Self::Conflict {
+            code: "SHARED_DEFINITION",
+            message: format!(
+                "flag `{key}`: the file changes {change}, but a flag's definition is shared by every \
+                 environment and an import into one must not change what the others serve; change it for \
+                 all with `PATCH /api/v1/flags/{key}` first"
+            ),
+        }
+    }
+
     /// A 409 for a promotion whose source has nothing set, which would empty the target.
     pub fn nothing_to_promote(key: &str, from: &str, to: &str) -> Self {
         Self::Conflict {

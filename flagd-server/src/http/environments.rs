@@ -105,6 +105,7 @@ struct ImportParams {
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
+        (status = 409, description = "The file changes what other environments serve from a flag's shared definition: a variant's value, its off or on variant (`SHARED_DEFINITION`); change it with `PATCH /api/v1/flags/{key}`", body = ErrorBody),
         (status = 413, description = "File larger than the server takes: 1 MiB unless started with `--max-import-mib`", body = ErrorBody),
         (status = 422, description = "The file lists a flag or segment key twice, or the change would make the environment invalid (`INVALID_DEFINITION`, with `problems`), or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),

@@ -197,24 +197,60 @@ fn normalized(def: &FlagDefinition) -> FlagDefinition {
 
 /// What the file says, keeping what a flagd file cannot carry (description, owner, tags,
 /// and the on variant while the file's variants still have it) from the stored definition.
-/// The off variant is the flagd file's `defaultVariant`: it says what flagd serves.
-fn incoming(mut def: FlagDefinition, stored: Option<&StoredFlag>, format: ExportFormat) -> FlagDefinition {
-    if let Some(old) = stored {
-        if format == ExportFormat::Flagd && def.on_variant.is_none() {
-            let kept = old.definition.on_variant.as_ref().filter(|on| def.variants.contains_key(*on));
-            def.on_variant = kept.cloned();
+/// A new flag's off variant is the flagd file's `defaultVariant`, which says what flagd
+/// serves. A flag that exists keeps what every environment serves from its definition (see
+/// [`shared_change`]): a flagd file's `defaultVariant` is then only this environment's
+/// fallthrough, and the variants the file leaves out stay, for the environments using them.
+fn incoming(
+    mut def: FlagDefinition,
+    stored: Option<&StoredFlag>,
+    format: ExportFormat,
+) -> Result<FlagDefinition, ApiError> {
+    let Some(old) = stored.map(|s| &s.definition) else { return Ok(def) };
+    if format == ExportFormat::Flagd {
+        if def.on_variant.is_none() {
+            def.on_variant = old.on_variant.clone().filter(|on| def.variants.contains_key(on));
         }
-        if def.description.is_empty() {
-            def.description.clone_from(&old.definition.description);
-        }
-        if def.owner.is_empty() {
-            def.owner.clone_from(&old.definition.owner);
-        }
-        if def.tags.is_empty() {
-            def.tags.clone_from(&old.definition.tags);
-        }
+        def.off_variant.clone_from(&old.off_variant);
+        def.no_off_variant = old.no_off_variant;
     }
-    def
+    if def.description.is_empty() {
+        def.description.clone_from(&old.description);
+    }
+    if def.owner.is_empty() {
+        def.owner.clone_from(&old.owner);
+    }
+    if def.tags.is_empty() {
+        def.tags.clone_from(&old.tags);
+    }
+    let mut variants = def.spelled_out_variants();
+    for (name, value) in old.spelled_out_variants() {
+        variants.entry(name).or_insert(value);
+    }
+    def.variants = variants;
+    match shared_change(old, &def) {
+        Some(change) => Err(ApiError::shared_definition(&def.key, &change)),
+        None => Ok(def),
+    }
+}
+
+/// How `new` changes what every environment serves from a flag's definition: the value
+/// of a variant it keeps, its off variant (the kill switch's answer) or its on variant
+/// (what lists and rollouts serve). An import into one environment must not, since the
+/// definition is the other environments' too.
+fn shared_change(old: &FlagDefinition, new: &FlagDefinition) -> Option<String> {
+    let new_variants = new.spelled_out_variants();
+    let value = old.spelled_out_variants().into_iter().find_map(|(name, was)| {
+        let now = new_variants.get(&name).filter(|now| **now != was)?;
+        Some(format!("variant `{name}` from {was} to {now}"))
+    });
+    let named = |what: &str, was: Option<&str>, now: Option<&str>| {
+        let shown = |v: Option<&str>| v.map_or_else(|| "none".to_owned(), |v| format!("`{v}`"));
+        (was != now).then(|| format!("its {what} variant from {} to {}", shown(was), shown(now)))
+    };
+    value
+        .or_else(|| named("off", old.off_variant_name(), new.off_variant_name()))
+        .or_else(|| named("on", old.on_variant_name(), new.on_variant_name()))
 }
 
 async fn import_flag(
@@ -226,7 +262,7 @@ async fn import_flag(
 ) -> Result<(), ApiError> {
     let key = flag.definition.key.clone();
     let existing = write.tx.flag(&key).await?;
-    flag.definition = incoming(flag.definition, existing.as_ref(), format);
+    flag.definition = incoming(flag.definition, existing.as_ref(), format)?;
     let (seq, now) = (write.seq(), write.now);
     match &existing {
         None => {

@@ -1015,11 +1015,13 @@ async fn a_flagd_import_keeps_the_on_variant_the_format_cannot_carry() {
     let r = api.admin(Method::PUT, &format!("{production}/rollout"), Some(json!({"percentage": 10}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
+    // The on variant is what production's list and rollout serve: an import into `other`
+    // may not change it.
     let mut native = api.admin(Method::GET, "/api/v1/environments/other/export?format=native", None).await.body;
     native["flags"][0]["onVariant"] = json!("blue");
     let r = api.admin(Method::POST, "/api/v1/environments/other/import", Some(native)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(api.admin(Method::GET, "/api/v1/flags/str_flag", None).await.body["onVariant"], "blue");
+    assert_eq!((r.status, &r.body["error"]["code"]), (StatusCode::CONFLICT, &json!("SHARED_DEFINITION")), "{}", r.body);
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags/str_flag", None).await.body["onVariant"], "green");
 }
 
 /// An imported flagd flag without `defaultVariant` has no off variant, even one called
@@ -1177,28 +1179,52 @@ async fn a_segment_replaced_by_itself_keeps_its_version_and_records_nothing() {
     assert_eq!(api.audit_count().await, events + 1);
 }
 
-/// An import into one environment can break another (a flag's definition is shared): the
-/// refusal names the problems of every environment, not only the first that failed.
+/// A flag's definition is every environment's: an import into one may add variants but not
+/// change what the others serve. A flagd file's `defaultVariant` for a flag that exists is
+/// the importing environment's fallthrough; production's kill switch keeps serving `off`.
 #[tokio::test]
-async fn an_invalid_import_names_the_problems_of_every_environment_it_breaks() {
+async fn an_import_into_one_environment_does_not_change_what_the_others_serve() {
     let api = Api::new().await;
-    api.create_flag(json!({"key": "a"})).await;
-    let allowed =
-        api.admin(Method::POST, "/api/v1/flags/a/environments/production/allow", Some(json!({"companies": ["1"]})));
-    assert_eq!(allowed.await.status, StatusCode::OK);
+    api.create_flag(json!({"key": "ks"})).await;
+    let eval = api.token("evaluate", Some("production")).await;
+    let dev = api.token("evaluate", Some("development")).await;
+
+    let on_by_default = json!({"flags": {"ks": {"state": "ENABLED", "variants": {"on": true, "off": false},
+                                                "defaultVariant": "on"}}});
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(on_by_default)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let answer = |r: &Reply| (r.body["value"].clone(), r.body["variant"].clone(), r.body["reason"].clone());
+    let killed = api.ofrep(&eval, "ks", json!({"companyId": 42})).await;
+    assert_eq!(answer(&killed), (json!(false), json!("off"), json!("DISABLED")), "{}", killed.body);
+    let served = api.ofrep(&dev, "ks", json!({"companyId": 42})).await;
+    assert_eq!((&served.body["value"], &served.body["variant"]), (&json!(true), &json!("on")), "{}", served.body);
     let events = api.audit_count().await;
-    let file = json!({"flags": [
-        {"key": "a", "variants": {"x": 1, "y": 2}, "offVariant": "x"},
-        {"key": "b", "state": "ENABLED", "fallthrough": {"variant": "nope"}}
-    ]});
-    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    let paths: Vec<&str> =
-        r.body["error"]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
-    for expected in ["environments.development.flags.b", "environments.production.flags.a.allow"] {
-        assert!(paths.iter().any(|p| p.starts_with(expected)), "{expected} in {paths:?}");
+
+    let refusals = [
+        (
+            json!({"flags": {"ks": {"state": "ENABLED", "variants": {"on": "yes", "off": false}, "defaultVariant": "on"}}}),
+            "variant `on` from true to \"yes\"",
+        ),
+        (
+            json!({"flags": [{"key": "ks", "variants": {"on": true, "off": false, "x": 1}, "offVariant": "x"},
+                          {"key": "other", "state": "ENABLED"}]}),
+            "its off variant from `off` to `x`",
+        ),
+    ];
+    for (file, change) in refusals {
+        let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
+        assert_eq!(
+            (r.status, &r.body["error"]["code"]),
+            (StatusCode::CONFLICT, &json!("SHARED_DEFINITION")),
+            "{}",
+            r.body
+        );
+        assert!(r.body["error"]["message"].as_str().unwrap().contains(change), "{}", r.body);
     }
-    assert_eq!(api.audit_count().await, events, "nothing imported");
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags/other", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.audit_count().await, events, "nothing refused was recorded");
+    let killed = api.ofrep(&eval, "ks", json!({"companyId": 42})).await;
+    assert_eq!(answer(&killed), (json!(false), json!("off"), json!("DISABLED")), "{}", killed.body);
 }
 
 /// A flagd file's problems point into the file as its author wrote it (`targeting`,
