@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use flagd_core::Problem;
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::postgres::PgSeverity;
 
 use crate::store::StoreError;
 
@@ -169,11 +170,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Errors that mean "the database is not there" rather than "the query is wrong": no
-/// connection, or the server ending ours (SQLSTATE class 08, PostgreSQL's shutdown codes
-/// 57P01–57P03, MySQL's "server gone away" family reported as HY000 with these numbers).
+/// Whether `e` means "the database cannot be reached now, retry later" rather than "the
+/// query is wrong": no connection could be made or it was lost, or the server would not
+/// take one more session.
 fn is_connection_error(e: &sqlx::Error) -> bool {
-    const MYSQL_GONE: [&str; 3] = ["1053", "2006", "2013"];
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
@@ -181,15 +181,42 @@ fn is_connection_error(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            let message = db.message();
-            code.starts_with("08")
-                || code.starts_with("57P0")
-                || MYSQL_GONE.iter().any(|n| message.contains(n) || code == *n)
-                || message.contains("server shutdown")
+            let mysql_number = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|m| m.number());
+            let ends_session = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic));
+            means_unavailable(db.code().as_deref().unwrap_or_default(), mysql_number, ends_session)
         }
         _ => false,
     }
+}
+
+/// MySQL / MariaDB error numbers that mean the server cannot serve this client now. Read
+/// by number, not SQLSTATE: the handshake's error packets carry none, and 1203 comes with
+/// 42000, the class of access and syntax errors.
+const MYSQL_UNAVAILABLE: [u16; 8] = [
+    1040, // too many connections
+    1053, // server shutdown in progress
+    1203, // the user has too many connections
+    1927, // MariaDB: the connection was killed
+    // The client library's own numbers, which a proxy in front of the server (MaxScale,
+    // ProxySQL) sends when it cannot reach the server behind it.
+    2002, 2003, 2006, 2013,
+];
+
+/// The classification behind [`is_connection_error`], on what a database error reports:
+/// its SQLSTATE (empty if none), MySQL's error number, and whether PostgreSQL ended the
+/// session with it (severity `FATAL`).
+fn means_unavailable(sqlstate: &str, mysql_number: Option<u16>, ends_session: bool) -> bool {
+    // 08: connection exceptions. 53300: too many connections. 57P0x: the server shutting
+    // down, crashed or starting up, the database dropped, the session timed out.
+    let postgres = sqlstate.starts_with("08") || sqlstate == "53300" || sqlstate.starts_with("57P0");
+    // 55000 is a generic class ("object not in prerequisite state") that queries raise
+    // too, e.g. `currval` before `nextval`. A database set to `ALLOW_CONNECTIONS false`
+    // raises it as FATAL while setting up the session, which no query error is; the
+    // severity is read rather than the message, which the server may translate.
+    let refused = sqlstate == "55000" && ends_session;
+    postgres || refused || mysql_number.is_some_and(|n| MYSQL_UNAVAILABLE.contains(&n))
 }
 
 /// The error body as the API documents it. [`ApiError`] writes the same shape through
@@ -252,5 +279,63 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_told_from_query_errors() {
+        let unavailable = [
+            ("08006", None, true),        // PostgreSQL: connection failure
+            ("08004", Some(1040), false), // MySQL: too many connections, with a SQLSTATE
+            ("", Some(1040), false),      // the same in the handshake, without one
+            ("53300", None, true),        // PostgreSQL: too many connections
+            ("57P01", None, true),        // PostgreSQL: terminated by an administrator
+            ("57P03", None, true),        // PostgreSQL: cannot connect now (starting up)
+            ("55000", None, true),        // PostgreSQL: database not accepting connections
+            ("08S01", Some(1053), false), // MySQL: server shutdown
+            ("42000", Some(1203), false), // MySQL: the user has too many connections
+            ("70100", Some(1927), false), // MariaDB: connection killed
+            ("HY000", Some(2002), false), // through a proxy: cannot connect
+            ("HY000", Some(2003), false),
+            ("HY000", Some(2006), false), // through a proxy: server gone away
+            ("HY000", Some(2013), false), // through a proxy: lost connection
+        ];
+        for (sqlstate, number, fatal) in unavailable {
+            assert!(means_unavailable(sqlstate, number, fatal), "{sqlstate} {number:?} means unavailable");
+        }
+        let query_errors = [
+            ("55000", None, false),       // PostgreSQL: e.g. currval before nextval
+            ("23505", None, false),       // PostgreSQL: unique violation
+            ("42P01", None, false),       // PostgreSQL: no such table
+            ("28P01", None, true),        // PostgreSQL: wrong password, a configuration error
+            ("23000", Some(1062), false), // MySQL: duplicate entry
+            ("42000", Some(1064), false), // MySQL: syntax error
+            ("HY000", Some(1205), false), // MySQL: lock wait timeout
+            ("2067", None, false),        // SQLite: unique constraint
+            ("1040", None, false),        // SQLite: a code that is a MySQL number elsewhere
+        ];
+        for (sqlstate, number, fatal) in query_errors {
+            assert!(!means_unavailable(sqlstate, number, fatal), "{sqlstate} {number:?} is a query error");
+        }
+    }
+
+    #[test]
+    fn lost_and_refused_connections_are_unavailable_and_other_errors_are_not() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let unavailable =
+            [sqlx::Error::Io(io()), sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Tls(io().into())];
+        for e in unavailable {
+            let api = ApiError::from(StoreError::Database(e));
+            assert_eq!(api.status_and_code(), (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"), "{api:?}");
+        }
+        let internal = [sqlx::Error::RowNotFound, sqlx::Error::ColumnNotFound("seq".to_owned())];
+        for e in internal {
+            let api = ApiError::from(StoreError::Database(e));
+            assert_eq!(api.status_and_code(), (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"), "{api:?}");
+        }
     }
 }

@@ -7,12 +7,16 @@
 //! cluster made with `pg_createcluster` (stopped and started with `pg_ctlcluster`), and
 //! a MariaDB server started from a fresh data directory. Both need root and Debian's
 //! PostgreSQL / MariaDB packages, which this project's machines have.
+//!
+//! A database that stays up but refuses connections (as an operator makes it before
+//! maintenance) is an outage for writes too; that test uses a database of its own on the
+//! server `FLAGD_TEST_POSTGRES_URL` names.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Client, Server, ServerOptions, TempDir, free_port, run_checked, signal};
+use flagd_tests::{Client, Server, ServerOptions, TempDir, databases, free_port, run_checked, signal};
 use serde_json::{Value, json};
 
 const FLAG: &str = "portal";
@@ -272,4 +276,36 @@ fn a_replica_started_while_its_database_is_down_serves_its_snapshot_cache_until_
     });
     let (status, body) = allow(&server.admin(), 101).unwrap();
     assert_eq!(status, 200, "writes work again: {body}");
+}
+
+/// `ALTER DATABASE … ALLOW_CONNECTIONS false` and ending its sessions, as an operator does
+/// before maintenance: the server answers every connection with an error of its own
+/// (SQLSTATE 55000) rather than not answering, and writes must still get 503, not 500.
+#[test]
+fn a_postgresql_database_refusing_connections_answers_writes_with_503_until_it_takes_them_again() {
+    let found = databases("refusing").unwrap().into_iter().find(|(backend, _)| *backend == "postgres");
+    let (Some((_, db)), Ok(base)) = (found, std::env::var("FLAGD_TEST_POSTGRES_URL")) else {
+        eprintln!("FLAGD_TEST_POSTGRES_URL is not set: the test needs PostgreSQL");
+        return;
+    };
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let dir = TempDir::new("refusing").unwrap();
+    let psql = |sql: &str| run_checked("psql", &[&base, "-qAtc", sql], dir.path()).unwrap();
+    let server =
+        Server::start_with(&ServerOptions { database_url: Some(db.url.clone()), ..ServerOptions::default() }).unwrap();
+    let admin = server.admin().with_timeout(Duration::from_secs(15));
+    admin.create_flag(&json!({"key": FLAG})).unwrap();
+
+    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    // The timeout makes it wait until each session has ended, so none is left to serve.
+    psql(&format!("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '{name}'"));
+    let (status, body) = allow(&admin, 100).unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("DATABASE_UNAVAILABLE")), "{body}");
+
+    psql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    let (status, body) = allow(&admin, 101).unwrap();
+    assert_eq!(status, 200, "writes work again at once: {body}");
+    let audit = admin.get(&format!("/api/v1/audit?flag={FLAG}&limit=100")).unwrap().body;
+    let refused = audit["events"].as_array().unwrap().iter().any(|e| e["reason"] == "company 100");
+    assert!(!refused, "the refused write left no trace: {audit}");
 }
