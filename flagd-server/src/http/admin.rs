@@ -10,10 +10,10 @@ use axum::routing::{delete, get};
 use serde::Deserialize;
 
 use super::json::JsonBody;
-use super::params::{PathParams, QueryParams};
+use super::params::{NoIfMatch, PathParams, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{AuditPage, PathErrors, ReadErrors, TokenList};
+use crate::openapi::{AuditPage, ReadErrors, TokenList};
 use crate::service::{CreatedToken, NewToken, Service};
 use crate::store::AuditQuery;
 
@@ -144,6 +144,10 @@ async fn create_token(
 }
 
 /// Revokes a token.
+///
+/// A token has no version, so this takes no `If-Match`: a request that sends one is refused
+/// with 400 `INVALID_IF_MATCH` and revokes nothing, rather than revoking without the check
+/// it asked for.
 #[utoipa::path(
     delete,
     path = "/api/v1/tokens/{id}",
@@ -152,12 +156,12 @@ async fn create_token(
     params(("id" = String, Path, description = "Token id")),
     responses(
         (status = 204, description = "Revoked (or revoked already)"),
+        (status = 400, description = "An `If-Match` header, which a token has no version for (`INVALID_IF_MATCH`), or a path parameter that does not decode (`INVALID_PATH`)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such token (`TOKEN_NOT_FOUND`)", body = ErrorBody),
         (status = 409, description = "The last live admin token (`LAST_ADMIN_TOKEN`): create another first", body = ErrorBody),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -165,6 +169,7 @@ async fn revoke_token(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams(id): PathParams<String>,
+    _: NoIfMatch,
 ) -> Result<StatusCode, ApiError> {
     p.require(Access::Write)?;
     s.revoke_token(&p, &id).await?;

@@ -312,20 +312,23 @@ async fn replace_segment(
 }
 
 /// Deletes a segment that no flag uses.
+///
+/// With `If-Match`, only if the segment is still at that version.
 #[utoipa::path(
     delete,
     path = "/api/v1/environments/{env}/segments/{key}",
     operation_id = "deleteSegment",
     tag = "segments",
-    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key")),
+    params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key"), IfMatch),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed header or path (`INVALID_IF_MATCH`, `INVALID_PATH`)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 409, description = "Flags' rules still use the segment (`SEGMENT_IN_USE`, naming them)", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale: nothing was deleted; `current` holds the segment, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
         (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later", body = ErrorBody),
-        PathErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -333,8 +336,9 @@ async fn delete_segment(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams((env, key)): PathParams<(String, String)>,
+    IfMatch(if_match): IfMatch,
 ) -> Result<StatusCode, ApiError> {
     p.require(Access::Write)?;
-    s.delete_segment(&p, &env, &key).await?;
+    s.delete_segment(&p, &env, &key, if_match).await?;
     Ok(StatusCode::NO_CONTENT)
 }

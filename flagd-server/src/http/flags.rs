@@ -193,16 +193,19 @@ async fn update(
 }
 
 /// Deletes a flag from every environment.
+///
+/// With `If-Match`, only if the definition is still at that version.
 #[utoipa::path(
     delete,
     path = "/api/v1/flags/{key}",
     operation_id = "deleteFlag",
     tag = "flags",
-    params(("key" = String, Path, description = "Flag key")),
+    params(("key" = String, Path, description = "Flag key"), IfMatch),
     request_body(content = Option<Reason>, description = "Optional; an empty body is `{}`"),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale: nothing was deleted; `current` holds the definition, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
         WriteErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
@@ -211,10 +214,11 @@ async fn remove(
     State(s): State<Arc<Service>>,
     p: Principal,
     PathParams(key): PathParams<String>,
+    IfMatch(if_match): IfMatch,
     OptionalJsonBody(body): OptionalJsonBody<Reason>,
 ) -> Result<StatusCode, ApiError> {
     p.require(Access::Write)?;
-    s.delete_flag(&p, &key, body.reason).await?;
+    s.delete_flag(&p, &key, body.reason, if_match).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -61,9 +61,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// An `If-Match` header: the version a write expects to replace, if one was sent. A value
-/// that is no ETag of this API is refused with 400 `INVALID_IF_MATCH` by every write
-/// alike, rather than read as a version that never matches.
+/// An `If-Match` header: the version a write expects to replace or delete, if one was sent.
+/// A value that is no ETag of this API is refused with 400 `INVALID_IF_MATCH` by every
+/// write alike, rather than read as a version that never matches.
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(names("If-Match"), parameter_in = Header)]
 pub struct IfMatch(
@@ -84,6 +84,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 "If-Match must be an ETag this API returned, such as \"12\"",
             )),
         }
+    }
+}
+
+/// For a write on what has no version (a token): any `If-Match` is refused with 400
+/// `INVALID_IF_MATCH`. No value could match, and the caller who sent one asked for a check
+/// that cannot be made; acting without it would let them believe it was.
+#[derive(Debug)]
+pub struct NoIfMatch;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoIfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(axum::http::header::IF_MATCH) {
+            return Err(ApiError::bad_request(
+                "INVALID_IF_MATCH",
+                "this has no version for If-Match to match: send the request without it",
+            ));
+        }
+        Ok(Self)
     }
 }
 

@@ -201,10 +201,18 @@ impl Service {
         self.flag(key).await
     }
 
-    /// Deletes a flag from every environment.
-    pub async fn delete_flag(&self, actor: &Principal, key: &str, reason: Option<String>) -> Result<(), ApiError> {
+    /// Deletes a flag from every environment; given `if_match`, only if the definition is
+    /// still at that version.
+    pub async fn delete_flag(
+        &self,
+        actor: &Principal,
+        key: &str,
+        reason: Option<String>,
+        if_match: Option<i64>,
+    ) -> Result<(), ApiError> {
         let mut write = self.begin(actor, reason).await?;
         let stored = load_flag(write.tx.as_mut(), key).await?;
+        check_if_match(if_match, stored.version, || to_json(&stored.definition).unwrap_or_default())?;
         write.tx.delete_flag(key).await?;
         write.touch_all().await?;
         write.audit(

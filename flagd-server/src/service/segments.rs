@@ -86,11 +86,19 @@ impl Service {
         Ok(stored.into())
     }
 
-    /// Deletes a segment; refused (409, naming them) while flags' rules use it.
-    pub async fn delete_segment(&self, actor: &Principal, env: &str, key: &str) -> Result<(), ApiError> {
+    /// Deletes a segment; refused (409, naming them) while flags' rules use it. Given
+    /// `if_match`, only if the segment is still at that version.
+    pub async fn delete_segment(
+        &self,
+        actor: &Principal,
+        env: &str,
+        key: &str,
+        if_match: Option<i64>,
+    ) -> Result<(), ApiError> {
         let mut write = self.begin(actor, None).await?;
         write.require_environment(env).await?;
         let current = write.tx.segment(env, key).await?.ok_or_else(|| ApiError::segment_not_found(env, key))?;
+        check_if_match(if_match, current.version, || to_json(&current.segment).unwrap_or_default())?;
         // Said before the compile would: it reports an unknown segment in each rule, which
         // reads as if the segment were already gone.
         let users: Vec<String> = write

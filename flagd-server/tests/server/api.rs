@@ -1421,6 +1421,65 @@ async fn every_write_that_takes_if_match_refuses_a_malformed_one_alike() {
     assert_eq!(r.status, StatusCode::OK, "a weak form of the ETag read is that ETag: {}", r.body);
 }
 
+/// A delete with `If-Match` is a write like the others: a flag or segment changed since it
+/// was read is not deleted, and a malformed header is refused.
+#[tokio::test]
+async fn a_delete_with_a_stale_if_match_is_refused_and_deletes_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal", "description": "first"})).await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1"]})).await;
+    let flag = "/api/v1/flags/portal";
+    let segment = "/api/v1/environments/staging/segments/pilot";
+    let changes = [(flag, json!({"description": "second"})), (segment, json!({"companies": ["2"]}))];
+    for (path, change) in changes {
+        let read = api.admin(Method::GET, path, None).await;
+        let seen = read.headers[header::ETAG].to_str().unwrap().to_owned();
+        let method = if path == flag { Method::PATCH } else { Method::PUT };
+        let meanwhile = api.call(method, path, Some(ADMIN), Some(change), &[("if-match", &seen)]).await;
+        assert_eq!(meanwhile.status, StatusCode::OK, "{}", meanwhile.body);
+        let current = meanwhile.headers[header::ETAG].to_str().unwrap().to_owned();
+        let events = api.audit_count().await;
+
+        let stale = api.call(Method::DELETE, path, Some(ADMIN), None, &[("if-match", &seen)]).await;
+        assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{path}: {}", stale.body);
+        assert_eq!(stale.body["error"]["code"], "PRECONDITION_FAILED");
+        assert_eq!(stale.headers[header::ETAG].to_str().unwrap(), current, "{path}: the version to start from");
+        let state = if path == flag { "description" } else { "companies" };
+        assert_eq!(stale.body["error"]["current"][state], meanwhile.body[state], "{path}: {}", stale.body);
+        for sent in ["banana", "*"] {
+            let malformed = api.call(Method::DELETE, path, Some(ADMIN), None, &[("if-match", sent)]).await;
+            assert_eq!(malformed.status, StatusCode::BAD_REQUEST, "{path} with If-Match {sent:?}: {}", malformed.body);
+            assert_eq!(malformed.body["error"]["code"], "INVALID_IF_MATCH");
+        }
+        assert_eq!(api.admin(Method::GET, path, None).await.status, StatusCode::OK, "{path} is still there");
+        assert_eq!(api.audit_count().await, events, "{path}: nothing recorded");
+
+        let deleted = api.call(Method::DELETE, path, Some(ADMIN), None, &[("if-match", &current)]).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{path}: {}", deleted.body);
+        assert_eq!(api.admin(Method::GET, path, None).await.status, StatusCode::NOT_FOUND, "{path} is gone");
+    }
+}
+
+/// A token has no version: a revocation sent with `If-Match` asks for a check that cannot
+/// be made, and is refused rather than carried out without it.
+#[tokio::test]
+async fn a_token_revocation_with_if_match_is_refused_and_revokes_nothing() {
+    let api = Api::new().await;
+    let reader = api.token("read", None).await;
+    let (id, _) = token_named(&api, ADMIN, "read token").await;
+    let path = format!("/api/v1/tokens/{id}");
+    let events = api.audit_count().await;
+    for sent in ["\"1\"", "*", "banana"] {
+        let r = api.call(Method::DELETE, &path, Some(ADMIN), None, &[("if-match", sent)]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "If-Match {sent:?}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "INVALID_IF_MATCH");
+    }
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+    let still = api.call(Method::GET, "/api/v1/flags", Some(&reader), None, &[]).await;
+    assert_eq!(still.status, StatusCode::OK, "the token still works: {}", still.body);
+    assert_eq!(api.admin(Method::DELETE, &path, None).await.status, StatusCode::NO_CONTENT);
+}
+
 #[tokio::test]
 async fn an_empty_body_replaces_nothing() {
     let api = Api::new().await;
