@@ -173,7 +173,7 @@ async fn read(
     params(("key" = String, Path, description = "Flag key"), IfMatch),
     request_body(content = FlagPatch),
     responses(
-        (status = 200, description = "The flag after the change", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 200, description = "The flag after the change; with `\"unchanged\": true` it already was so, and nothing was written (same version, no audit event)", body = FlagView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
         (status = 404, description = "No such flag (`FLAG_NOT_FOUND`)", body = ErrorBody),
         (status = 412, description = "`If-Match` is stale: `current` holds the state to start from, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
         WriteErrors,

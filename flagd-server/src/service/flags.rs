@@ -27,6 +27,10 @@ pub struct FlagView {
     pub updated_at: i64,
     /// Per environment: state and the configuration's version.
     pub environments: BTreeMap<String, EnvironmentSummary>,
+    /// Present, as `true`, on the answer to a change that changed nothing (a `PATCH` of
+    /// `{}` or of the values stored): no new version, no audit event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 /// One environment's view of a flag, in lists.
@@ -111,7 +115,14 @@ fn view(flag: StoredFlag, configs: Vec<StoredConfig>) -> FlagView {
         created_at: flag.created_at,
         updated_at: flag.updated_at,
         environments,
+        unchanged: false,
     }
+}
+
+/// Whether two definitions would be stored alike. `==` is not enough: it compares the
+/// variants and metadata as maps, in any order, and their order is kept and shown.
+fn stored_alike(a: &FlagDefinition, b: &FlagDefinition) -> bool {
+    a == b && serde_json::to_vec(a).ok() == serde_json::to_vec(b).ok()
 }
 
 async fn load_flag(tx: &mut dyn Tx, key: &str) -> Result<StoredFlag, ApiError> {
@@ -183,12 +194,19 @@ impl Service {
         if_match: Option<i64>,
     ) -> Result<FlagView, ApiError> {
         let mut write = self.begin(actor, patch.reason.clone()).await?;
-        let mut stored = load_flag(write.tx.as_mut(), key).await?;
-        check_if_match(if_match, stored.version, || to_json(&stored.definition).unwrap_or_default())?;
-        let before = to_json(&stored.definition);
-        patch.apply(&mut stored.definition);
-        stored.version = write.seq();
-        stored.updated_at = write.now;
+        let current = load_flag(write.tx.as_mut(), key).await?;
+        check_if_match(if_match, current.version, || to_json(&current.definition).unwrap_or_default())?;
+        let mut definition = current.definition.clone();
+        patch.apply(&mut definition);
+        // As for configurations: a change to what is stored already must not fill the
+        // audit log or make every replica recompile every environment; dropping the write
+        // rolls it back.
+        if stored_alike(&definition, &current.definition) {
+            let configs = write.tx.flag_configs(key).await?;
+            return Ok(FlagView { unchanged: true, ..view(current, configs) });
+        }
+        let before = to_json(&current.definition);
+        let stored = StoredFlag { definition, version: write.seq(), updated_at: write.now, ..current };
         write.tx.put_flag(&stored).await?;
         write.touch_all().await?;
         write.audit(

@@ -1157,6 +1157,46 @@ async fn a_write_that_changes_nothing_keeps_the_version_and_records_nothing() {
     assert_eq!(api.audit_count().await, events + 1);
 }
 
+/// A flag `PATCH` that changes nothing (`{}`, or the values stored) is acknowledged as
+/// such, as configuration writes are: no new version, no audit event, no change for the
+/// replicas. Reordering variants is a change: their order is kept and shown.
+#[tokio::test]
+async fn a_flag_patch_that_changes_nothing_keeps_the_version_and_records_nothing() {
+    let api = Api::new().await;
+    let variants = json!({"on": true, "off": false});
+    api.create_flag(json!({"key": "portal", "description": "first", "tags": ["a"], "variants": variants})).await;
+    let path = "/api/v1/flags/portal";
+    let before = api.admin(Method::GET, path, None).await;
+    let etag = before.headers[header::ETAG].to_str().unwrap().to_owned();
+    let events = api.audit_count().await;
+    let current_seq = || async { api.admin(Method::GET, "/api/v1/cluster", None).await.body["currentSeq"].clone() };
+    let seq = current_seq().await;
+
+    let same = [json!({}), json!({"description": "first", "tags": ["a"], "variants": variants, "reason": "again"})];
+    for patch in same {
+        let r = api.call(Method::PATCH, path, Some(ADMIN), Some(patch.clone()), &[("if-match", &etag)]).await;
+        assert_eq!((r.status, &r.body["unchanged"]), (StatusCode::OK, &json!(true)), "{patch}: {}", r.body);
+        assert_eq!(r.headers[header::ETAG].to_str().unwrap(), etag, "{patch}");
+        let mut answered = r.body.clone();
+        answered.as_object_mut().unwrap().remove("unchanged");
+        assert_eq!(answered, before.body, "{patch}: the flag as it was");
+    }
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+    assert_eq!(current_seq().await, seq, "no change was written");
+    assert_eq!(api.admin(Method::GET, path, None).await.body, before.body);
+
+    // As text: `json!` writes object keys sorted, the order the flag was created with.
+    let reordered = Request::patch(path)
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .header(header::IF_MATCH, &etag)
+        .body(Body::from(r#"{"variants": {"on": true, "off": false}}"#))
+        .unwrap();
+    let changed = api.send(reordered).await;
+    assert_eq!((changed.status, changed.body.get("unchanged")), (StatusCode::OK, None), "{}", changed.body);
+    assert!(changed.body["version"].as_i64() > before.body["version"].as_i64());
+    assert_eq!(api.audit_count().await, events + 1);
+}
+
 #[tokio::test]
 async fn a_segment_replaced_by_itself_keeps_its_version_and_records_nothing() {
     let api = Api::new().await;
