@@ -437,7 +437,8 @@ pub struct ChangeStreamEvent {
 
 /// `PUT /api/v1/environments/{env}/segments/{key}`: a whole segment. `key` may be left
 /// out, as the path names it; the read-only fields of a `SegmentView` (`environment`,
-/// `version`) are accepted and ignored, so what `GET` returned may be sent back.
+/// `version`, `unchanged`) are accepted and ignored, so what `GET` or a write returned may
+/// be sent back.
 // Spelled out rather than flattened, as `ConfigUpdate` is; a test keeps the lists equal.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SegmentUpdate {
@@ -457,7 +458,8 @@ pub struct SegmentUpdate {
 
 /// `PUT /api/v1/flags/{key}/environments/{env}`: a whole configuration and why. The
 /// read-only fields of a `ConfigView` (`flag`, `environment`, `version`, `updatedAt`,
-/// `updatedBy`) are accepted and ignored, so what `GET` returned may be sent back.
+/// `updatedBy`, `unchanged`) are accepted and ignored, so what `GET` or a write returned
+/// may be sent back.
 // `EnvironmentConfig`'s fields are spelled out rather than flattened: that schema refuses
 // unknown fields, so an `allOf` with it would refuse `reason`. A test keeps the lists equal.
 #[derive(Debug, Serialize, ToSchema)]

@@ -263,9 +263,9 @@ async fn read_segment(
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
-/// Replaces a segment; every flag using it changes with it. What `GET` returned may be
-/// sent back as is, and `key` may be left out. Like a configuration `PUT`, it needs the
-/// `ETag` read: a whole replacement without it could undo a change made meanwhile.
+/// Replaces a segment; every flag using it changes with it. What `GET` or a write returned
+/// may be sent back as is, and `key` may be left out. Like a configuration `PUT`, it needs
+/// the `ETag` read: a whole replacement without it could undo a change made meanwhile.
 #[utoipa::path(
     put,
     path = "/api/v1/environments/{env}/segments/{key}",
@@ -297,9 +297,9 @@ async fn replace_segment(
     p.require(Access::Write)?;
     let version = if_match.ok_or(ApiError::PreconditionRequired)?;
     if let Some(fields) = body.as_object_mut() {
-        // What GET returned may be sent back as is.
-        fields.remove("environment");
-        fields.remove("version");
+        for read_only in SegmentView::READ_ONLY {
+            fields.remove(read_only);
+        }
         fields.entry("key").or_insert_with(|| serde_json::Value::String(key.clone()));
     }
     let segment: Segment = serde_json::from_value(body)

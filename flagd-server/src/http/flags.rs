@@ -246,8 +246,8 @@ async fn read_config(
     Ok(config_response(s.config(&path.key, &path.env).await?))
 }
 
-/// Replaces a flag's configuration in one environment. What `GET` returned may be sent
-/// back as is: its read-only fields are ignored.
+/// Replaces a flag's configuration in one environment. What `GET` or a write returned may
+/// be sent back as is: its read-only fields are ignored.
 #[utoipa::path(
     put,
     path = "/api/v1/flags/{key}/environments/{env}",
@@ -281,8 +281,7 @@ async fn write_config(
         Some(Value::String(r)) => Some(r),
         Some(_) => return Err(ApiError::bad_request("INVALID_BODY", "`reason` must be a string")),
     };
-    // What GET returned may be sent back as is: drop the read-only fields.
-    for read_only in ["flag", "environment", "version", "updatedAt", "updatedBy"] {
+    for read_only in ConfigView::READ_ONLY {
         fields.remove(read_only);
     }
     let config: EnvironmentConfig = serde_json::from_value(Value::Object(fields))

@@ -36,6 +36,12 @@ pub struct ConfigView {
     pub unchanged: bool,
 }
 
+impl ConfigView {
+    /// The fields a view adds to the configuration: a `PUT` ignores them, so that what a
+    /// `GET` or a write answered may be sent back as is.
+    pub const READ_ONLY: [&'static str; 6] = ["flag", "environment", "version", "updatedAt", "updatedBy", "unchanged"];
+}
+
 impl From<StoredConfig> for ConfigView {
     fn from(c: StoredConfig) -> Self {
         Self {

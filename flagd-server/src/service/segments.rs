@@ -27,6 +27,12 @@ pub struct SegmentView {
     pub unchanged: bool,
 }
 
+impl SegmentView {
+    /// The fields a view adds to the segment: a `PUT` ignores them, so that what a `GET` or
+    /// a write answered may be sent back as is.
+    pub const READ_ONLY: [&'static str; 3] = ["environment", "version", "unchanged"];
+}
+
 impl From<StoredSegment> for SegmentView {
     fn from(s: StoredSegment) -> Self {
         Self { environment: s.environment, segment: s.segment, version: s.version, unchanged: false }

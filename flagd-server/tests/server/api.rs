@@ -1157,6 +1157,32 @@ async fn a_write_that_changes_nothing_keeps_the_version_and_records_nothing() {
     assert_eq!(api.audit_count().await, events + 1);
 }
 
+/// A write's answer, `unchanged` included, can be edited and sent back with `PUT`, as a
+/// read's can: the fields a view adds are ignored on input.
+#[tokio::test]
+async fn what_a_write_answered_can_be_sent_back_with_put() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1"]})).await;
+    let config = "/api/v1/flags/portal/environments/staging";
+    api.admin(Method::POST, &format!("{config}/enable"), None).await;
+    let segment = "/api/v1/environments/staging/segments/pilot";
+    let etag = api.admin(Method::GET, segment, None).await.headers[header::ETAG].to_str().unwrap().to_owned();
+    let same = json!({"companies": ["1"]});
+    let enabled_again = api.admin(Method::POST, &format!("{config}/enable"), None).await;
+    let replaced_alike = api.call(Method::PUT, segment, Some(ADMIN), Some(same), &[("if-match", &etag)]).await;
+    let answers = [(config, enabled_again, "allow"), (segment, replaced_alike, "companies")];
+    for (path, answer, list) in answers {
+        assert_eq!(answer.body["unchanged"], true, "{path}: {}", answer.body);
+        let etag = answer.headers[header::ETAG].to_str().unwrap().to_owned();
+        let mut edited = answer.body.clone();
+        edited[list] = json!(["7"]);
+        let put = api.call(Method::PUT, path, Some(ADMIN), Some(edited), &[("if-match", &etag)]).await;
+        assert_eq!(put.status, StatusCode::OK, "{path}: {}", put.body);
+        assert_eq!((put.body.get("unchanged"), &put.body[list]), (None, &json!(["7"])), "{path}: {}", put.body);
+    }
+}
+
 /// A flag `PATCH` that changes nothing (`{}`, or the values stored) is acknowledged as
 /// such, as configuration writes are: no new version, no audit event, no change for the
 /// replicas. Reordering variants is a change: their order is kept and shown.

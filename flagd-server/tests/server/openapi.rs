@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use flagd_server::openapi::ApiDoc;
-use flagd_server::service::Service;
+use flagd_server::service::{ConfigView, SegmentView, Service};
 use serde_json::Value;
 use tower::ServiceExt;
 use utoipa::OpenApi;
@@ -237,5 +237,40 @@ fn each_replacement_body_has_every_field_of_what_it_replaces() {
         expected.extend(extra.map(str::to_owned));
         expected.sort();
         assert_eq!(fields(body), expected, "{body} against {replaced}");
+    }
+}
+
+/// What a view adds to what it shows (a configuration's `version`, a write's `unchanged`)
+/// is ignored by the `PUT` that replaces it, so that what a read or a write answered may be
+/// sent back: every such field is on the list the handler drops, and the body's schema
+/// names it.
+#[test]
+fn every_field_a_view_adds_is_documented_as_ignored_on_replacement() {
+    let doc: Value = serde_json::from_str(&generated()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let names = |schema: &Value| -> Vec<String> {
+        schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    };
+    let cases: [(&str, &str, &str, &[&str]); 2] = [
+        ("ConfigView", "EnvironmentConfig", "ConfigUpdate", &ConfigView::READ_ONLY),
+        ("SegmentView", "Segment", "SegmentUpdate", &SegmentView::READ_ONLY),
+    ];
+    for (view, shown, body, read_only) in cases {
+        let shown = names(&schemas[shown]);
+        let mut added: Vec<String> = schemas[view]["allOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(names)
+            .filter(|field| !shown.contains(field))
+            .collect();
+        added.sort();
+        let mut ignored: Vec<String> = read_only.iter().map(|f| (*f).to_owned()).collect();
+        ignored.sort();
+        assert_eq!(added, ignored, "what {view} adds is what a PUT ignores");
+        let description = schemas[body]["description"].as_str().unwrap();
+        for field in read_only {
+            assert!(description.contains(&format!("`{field}`")), "{body} says `{field}` is ignored: {description}");
+        }
     }
 }
