@@ -380,7 +380,7 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_read(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// The sequence number of the last committed write (cheap: one indexed row).
     async fn current_seq(&self) -> Result<i64, StoreError>;
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers with its schema in place (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The database's clock, in Unix milliseconds: the one time base every replica shares.
     async fn clock_ms(&self) -> Result<i64, StoreError>;

@@ -218,8 +218,9 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.pool.execute("SELECT 1").await?;
-        Ok(())
+        // A row of the schema, not `SELECT 1`: a database dropped or emptied under a running
+        // server still answers that, while every request would fail.
+        self.current_seq().await.map(drop)
     }
 
     async fn clock_ms(&self) -> Result<i64, StoreError> {
@@ -928,6 +929,21 @@ mod tests {
             assert!(tx.is_ok(), "write {attempt}: {:?}", tx.as_ref().err());
             tx.unwrap().commit().await.unwrap();
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Readiness asks the schema, not only the server: a database emptied under a running
+    /// server (a dropped database, a restore gone wrong) is down for writes.
+    #[tokio::test]
+    async fn a_database_without_the_schema_does_not_answer_a_ping() {
+        let dir = std::env::temp_dir().join(format!("flagd-sql-ping-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqlStore::connect(&format!("sqlite:{}", dir.join("flagd.db").display())).await.unwrap();
+        store.ping().await.unwrap();
+        let mut tx = store.begin(&store.writer, store.dialect.begin_write(), None).await.unwrap();
+        tx.execute("DROP TABLE change_seq").await.unwrap();
+        Box::new(tx).commit().await.unwrap();
+        assert!(store.ping().await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
