@@ -4,6 +4,7 @@
 //! systemd unit and the nginx configuration are checked by systemd and nginx themselves
 //! (`.ci/run` installs them; a missing tool fails the test with the package to install).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -437,6 +438,57 @@ fn the_systemd_unit_verifies_and_its_environment_file_names_real_server_settings
         Run::of("systemd-analyze verify", Command::new("systemd-analyze").arg("verify").arg(&installed), "").code(0);
     let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("flagd-server.service")).collect();
     assert!(warnings.is_empty(), "systemd-analyze verify warns about the unit:\n{}", warnings.join("\n"));
+
+    // The server lowers its control-plane threads' priority at start (`--control-nice`):
+    // without SystemCallErrorNumber=, a filter denying that kills it with SIGSYS.
+    let allowed = allowed_system_calls(&unit);
+    for call in ["setpriority", "getpriority"] {
+        assert!(allowed(call), "the unit's SystemCallFilter= denies {call}, which flagd-server calls at start");
+    }
+    for call in ["nice", "setrlimit", "sched_setaffinity", "reboot", "mount"] {
+        assert!(!allowed(call), "the unit's SystemCallFilter= lets {call} through");
+    }
+    assert!(
+        unit.contains("\nSystemCallErrorNumber=EPERM\n"),
+        "a call the filter denies must fail, not kill the server"
+    );
+}
+
+/// Whether the unit's `SystemCallFilter=` lines let a system call through, as
+/// systemd.exec(5) reads them: the first line makes an allow list (or, with `~`, a deny
+/// list) and each later line adds its calls to that list or, with the other sign, takes
+/// them from it, in order. `systemd-analyze syscall-filter` expands groups
+/// (`@system-service`).
+fn allowed_system_calls(unit: &str) -> impl Fn(&str) -> bool {
+    let mut lines = unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")).map(|value| {
+        let (deny, names) = value.strip_prefix('~').map_or((false, value), |rest| (true, rest));
+        (deny, names.split_whitespace().flat_map(system_call_group).collect::<HashSet<String>>())
+    });
+    // No line at all: a deny list of nothing.
+    let (deny_list, mut listed) = lines.next().unwrap_or((true, HashSet::new()));
+    for (deny, names) in lines {
+        if deny == deny_list {
+            listed.extend(names);
+        } else {
+            listed.retain(|name| !names.contains(name));
+        }
+    }
+    move |call: &str| listed.contains(call) != deny_list
+}
+
+/// The system calls a `SystemCallFilter=` name stands for: itself, or a group's members.
+fn system_call_group(name: &str) -> Vec<String> {
+    if !name.starts_with('@') {
+        return vec![name.to_owned()];
+    }
+    let run = Run::of(
+        format!("systemd-analyze syscall-filter {name}"),
+        Command::new("systemd-analyze").args(["syscall-filter", "--no-pager", name]),
+        "",
+    )
+    .code(0);
+    let members = run.stdout.lines().skip(1).map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    members.flat_map(system_call_group).collect()
 }
 
 /// The body of the `location = PATH { … }` block of an nginx configuration.
