@@ -372,6 +372,28 @@ fn script_calls(run: &str) -> Vec<(String, Vec<String>)> {
 }
 
 #[test]
+fn every_setting_a_workflow_reads_is_listed_in_its_header() {
+    for name in ["deploy-staging.yml", "deploy-production.yml"] {
+        let text = std::fs::read_to_string(deploy_dir().join("github-actions").join(name)).unwrap();
+        let (header, body): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.starts_with('#'));
+        let listed: Vec<&str> =
+            header.iter().filter_map(|l| l.trim_start_matches('#').split_whitespace().next()).collect();
+        for line in body {
+            for prefix in ["vars.", "secrets."] {
+                for (at, _) in line.match_indices(prefix) {
+                    let rest = &line[at..];
+                    let end = rest[prefix.len()..]
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .map_or(rest.len(), |n| n + prefix.len());
+                    let setting = &rest[..end];
+                    assert!(listed.contains(&setting), "{name} reads {setting}, which its header does not list");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn workflows_parse_and_call_the_scripts_with_options_they_accept() {
     let (staging, production) = (workflow("deploy-staging.yml"), workflow("deploy-production.yml"));
     assert_eq!(staging["on"]["push"]["branches"], json!(["feature/**"]));
