@@ -38,32 +38,54 @@ const MAX_NICE: i32 = 19;
 
 /// A runtime of one worker thread whose threads (the worker and any blocking-pool
 /// thread) run `nice` levels below the calling thread's priority.
+///
+/// The level is worked out once, here, and every thread of the runtime is set to exactly
+/// it: a blocking-pool thread started from the worker (or from another of these threads)
+/// inherits the lowered priority, and lowering it again by `nice` would put it twice as
+/// far down.
 pub fn runtime(nice: u8) -> std::io::Result<Runtime> {
+    let level = control_level(nice);
     Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("flagd-control")
-        .on_thread_start(move || lower_priority(nice))
+        .on_thread_start(move || set_priority(level))
         .enable_all()
         .build()
 }
 
-/// Lowers the calling thread's priority by `nice` levels. On Linux the nice value belongs
-/// to the thread, not the process: the serving threads keep theirs.
+/// The nice level of the control plane: `nice` levels below the calling thread's,
+/// at most [`MAX_NICE`]. `None` leaves the priority alone (`nice` 0, or not Linux).
 #[cfg(target_os = "linux")]
-fn lower_priority(nice: u8) {
-    use rustix::process::{getpriority_process, setpriority_process};
+fn control_level(nice: u8) -> Option<i32> {
     if nice == 0 {
-        return;
+        return None;
     }
-    let lowered = getpriority_process(None)
-        .and_then(|current| setpriority_process(None, current.saturating_add(i32::from(nice)).min(MAX_NICE)));
-    if let Err(e) = lowered {
+    match rustix::process::getpriority_process(None) {
+        Ok(current) => Some(current.saturating_add(i32::from(nice)).min(MAX_NICE)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the serving threads' priority: flag changes compete with evaluations");
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn control_level(_nice: u8) -> Option<i32> {
+    None
+}
+
+/// Sets the calling thread's nice level to `level`. On Linux the nice value belongs to the
+/// thread, not the process: the serving threads keep theirs.
+#[cfg(target_os = "linux")]
+fn set_priority(level: Option<i32>) {
+    let Some(level) = level else { return };
+    if let Err(e) = rustix::process::setpriority_process(None, level) {
         tracing::warn!(error = %e, "could not lower the control plane's priority: flag changes compete with evaluations");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_nice: u8) {}
+fn set_priority(_level: Option<i32>) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -88,6 +110,39 @@ mod tests {
         let expected = (own + 5).min(MAX_NICE);
         assert_eq!((worker, blocking, started), (expected, expected, expected));
         assert_eq!(nice_of_this_thread().unwrap(), own, "the caller keeps its priority");
+        control.shutdown_background();
+    }
+
+    #[test]
+    fn a_blocking_thread_the_control_worker_starts_runs_at_the_same_level_not_lower() {
+        let own = nice_of_this_thread().unwrap();
+        // Small enough that twice the step stays within Linux's range and would show.
+        let step = (MAX_NICE - own) / 2;
+        if step == 0 {
+            eprintln!("skipped: at nice {own} no lower level is left to tell once from twice");
+            return;
+        }
+        // A fresh runtime, so that no idle blocking thread started elsewhere is reused:
+        // this one is started by the worker (as sqlx's and tokio's blocking calls are) and
+        // inherits the worker's lowered priority before `on_thread_start` runs.
+        let control = runtime(u8::try_from(step).unwrap()).unwrap();
+        let from_worker = control
+            .block_on(control.spawn(async { tokio::task::spawn_blocking(nice_of_this_thread).await }))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        // A thread started by that one.
+        let from_blocking =
+            control
+                .block_on(control.spawn(async {
+                    tokio::task::spawn_blocking(|| std::thread::spawn(nice_of_this_thread).join()).await
+                }))
+                .unwrap()
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        let expected = own + step;
+        assert_eq!((from_worker, from_blocking), (expected, expected), "{step} levels below {own}, not twice that");
         control.shutdown_background();
     }
 }
