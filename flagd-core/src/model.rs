@@ -409,7 +409,8 @@ pub struct Condition {
 }
 
 /// Condition operators. A missing attribute never satisfies a condition, negated or not.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// The API schema is written by hand below, as utoipa's derive leaves out the aliases; a
+// test checks that it names exactly what serde accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operator {
@@ -456,6 +457,53 @@ pub enum Operator {
     /// String matches a regular expression.
     Matches,
 }
+
+impl Operator {
+    /// Each operator's name, as stored and answered.
+    #[cfg(any(test, feature = "openapi"))]
+    const NAMES: &[&str] = &[
+        "in",
+        "not_in",
+        "equals",
+        "not_equals",
+        "starts_with",
+        "ends_with",
+        "contains",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "semver_eq",
+        "semver_lt",
+        "semver_lte",
+        "semver_gt",
+        "semver_gte",
+        "before",
+        "after",
+        "matches",
+    ];
+    /// The symbols also accepted, for `lt`, `lte`, `gt` and `gte`.
+    #[cfg(any(test, feature = "openapi"))]
+    const ALIASES: &[&str] = &["<", "<=", ">", ">="];
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Operator {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Condition operators. A missing attribute never satisfies a condition, negated or not. \
+                `<`, `<=`, `>` and `>=` are accepted for `lt`, `lte`, `gt` and `gte`, and stored (and answered) as those.",
+            ))
+            .enum_values(Some(Self::NAMES.iter().chain(Self::ALIASES).copied()))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Operator {}
 
 /// A named, reusable cohort of one environment. A context belongs to it when its company
 /// is listed, or when it has conditions and all of them hold.
@@ -505,6 +553,53 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The names serde's derived `Deserialize` accepts for `T`, aliases included: what it
+    /// hands `deserialize_enum`.
+    fn names_serde_accepts<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+        use serde::de::{Error, Visitor, value::Error as Refusal};
+        struct Names(&'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for &mut Names {
+            type Error = Refusal;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Refusal> {
+                Err(Refusal::custom("not an enum"))
+            }
+            fn deserialize_enum<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                variants: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Refusal> {
+                self.0 = variants;
+                Err(Refusal::custom("only the names are read"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier
+                ignored_any
+            }
+        }
+        let mut names = Names(&[]);
+        let _ = T::deserialize(&mut names);
+        names.0
+    }
+
+    #[test]
+    fn the_operator_names_documented_are_exactly_those_accepted() {
+        let mut accepted = names_serde_accepts::<Operator>().to_vec();
+        let mut documented = [Operator::NAMES, Operator::ALIASES].concat();
+        accepted.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(documented, accepted, "the API schema lists what serde accepts");
+        for name in Operator::NAMES {
+            let op: Operator = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(serde_json::to_value(op).unwrap(), json!(name), "an operator is stored by its name");
+        }
+        for (alias, name) in Operator::ALIASES.iter().zip(["lt", "lte", "gt", "gte"]) {
+            let op: Operator = serde_json::from_value(json!(alias)).unwrap();
+            assert_eq!(serde_json::to_value(op).unwrap(), json!(name), "{alias} is stored as {name}");
+        }
+    }
 
     #[test]
     fn only_time_conditions_and_json_logic_read_the_clock() {
