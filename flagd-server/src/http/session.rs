@@ -198,12 +198,18 @@ fn refuse_cross_site(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The sign-in body: a form (`token=…`) when sent as one, otherwise JSON. A body that opens
+/// a JSON object is JSON whatever its `Content-Type`, as in the admin API: `curl -d '{…}'`
+/// labels it a form. A browser's form never opens with `{` (it percent-encodes it), and
+/// where the body came from is judged by [`refuse_cross_site`] before it is read, whatever
+/// its format.
 fn parse_sign_in(headers: &HeaderMap, body: &[u8]) -> Result<SignIn, ApiError> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
+    let is_json_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if is_form && !is_json_object {
         return serde_urlencoded::from_bytes(body)
             .map_err(|e| ApiError::bad_request("INVALID_BODY", format!("send the form field `token`: {e}")));
     }

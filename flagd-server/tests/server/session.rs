@@ -85,6 +85,47 @@ async fn a_form_sign_in_works_like_json() {
     assert_eq!(r.body["role"], "admin");
 }
 
+/// `POST /ui/session` with `body`, the `Content-Type` given (if any) and `headers`.
+async fn sign_in_raw(api: &Api, content_type: Option<&str>, body: String, headers: &[(&str, &str)]) -> Reply {
+    let mut req = Request::builder().method(Method::POST).uri("/ui/session");
+    if let Some(content_type) = content_type {
+        req = req.header(header::CONTENT_TYPE, content_type);
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    api.send(req.body(Body::from(body)).unwrap()).await
+}
+
+#[tokio::test]
+async fn a_json_sign_in_is_read_as_json_whatever_its_content_type_says_as_curl_d_sends_it() {
+    let api = Api::new().await;
+    let json = format!(r#" {{"token": "{ADMIN}"}}"#);
+    // curl -d labels any body a form; other clients send none.
+    for content_type in [Some("application/x-www-form-urlencoded"), None, Some("text/plain")] {
+        let r = sign_in_raw(&api, content_type, json.clone(), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{content_type:?}: {}", r.body);
+        assert_eq!(r.body["role"], "admin");
+        assert!(r.headers.contains_key(header::SET_COOKIE), "{content_type:?}");
+    }
+    // Where a sign-in comes from is judged whatever the body's format.
+    let from_another_site = [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("origin", "https://evil.example"), ("host", "flagd.internal:8013")],
+    ];
+    for headers in &from_another_site {
+        for body in [json.clone(), format!("token={ADMIN}")] {
+            let r = sign_in_raw(&api, Some("application/x-www-form-urlencoded"), body.clone(), headers).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?} {body}: {}", r.body);
+            assert!(!r.headers.contains_key(header::SET_COOKIE), "{headers:?} {body}: no session is opened");
+        }
+    }
+    // A form that is neither a form nor JSON still says what to send.
+    let r = sign_in_raw(&api, Some("application/x-www-form-urlencoded"), "tokn=x".into(), &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("form field `token`"), "{}", r.body);
+}
+
 #[tokio::test]
 async fn the_cookie_reads_the_admin_api_and_get_session_returns_the_csrf_token() {
     let api = api_with_flag().await;
