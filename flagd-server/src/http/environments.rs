@@ -43,7 +43,9 @@ pub fn routes() -> Router<Arc<Service>> {
         (status = 200, description = "With `format=flagd` (the default) a flagd document, `flags` keyed by flag, as \
         flagd reads it; with `format=native` this server's own format, which imports back exactly", body = ImportFile),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
-        (status = 422, description = "The environment cannot be written as a flagd document (`INVALID_DEFINITION`, with `problems`)", body = ErrorBody),
+        (status = 422, description = "With `format=flagd`: a rule or a segment has a condition flagd cannot express \
+        (`matches`, or `before`/`after` on an attribute other than `$now`), so the environment cannot be written as a \
+        flagd document (`INVALID_DEFINITION`, with `problems` naming each); `format=native` always works", body = ErrorBody),
         ReadErrors,
         PathErrors,
     ),
@@ -64,7 +66,9 @@ async fn export(
 #[into_params(parameter_in = Query)]
 struct ExportParams {
     /// `flagd` (default), for flagd and its tools, or `native`, this server's own format,
-    /// which keeps company lists as lists and imports back exactly.
+    /// which keeps company lists as lists, imports back exactly and always works: flagd
+    /// cannot express a `matches` condition nor `before`/`after` on an attribute (on `$now`
+    /// it can), so while a rule or a segment has one, `flagd` is refused with 422.
     #[serde(default)]
     #[param(inline)]
     format: ExportFormat,
@@ -75,8 +79,10 @@ struct ExportParams {
 #[into_params(parameter_in = Query)]
 struct ImportParams {
     /// `merge` (default) leaves what the file does not mention, and writes the file's
-    /// flag-set metadata keys over the stored ones; `replace` disables other flags, deletes
-    /// other segments and makes the flag-set metadata the file's (none if it has none).
+    /// flag-set metadata keys over the stored ones; `replace` makes the environment what the
+    /// file says: every other flag gets a new flag's configuration in it (disabled, no allow
+    /// or deny list, no rules, no rollout), other segments are deleted, and the flag-set
+    /// metadata becomes the file's (none if it has none).
     #[serde(default)]
     mode: ImportMode,
     /// Report the changes without writing them.

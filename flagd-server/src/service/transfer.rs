@@ -22,9 +22,9 @@ pub enum ImportMode {
     /// ones, the others kept.
     #[default]
     Merge,
-    /// Make the environment exactly the file: other flags are disabled (with an empty
-    /// configuration) here, other segments are deleted, and the flag-set metadata is the
-    /// file's (none if the file has none).
+    /// Make the environment exactly the file: other flags get a new flag's configuration
+    /// here (disabled, no allow or deny list, no rules, no rollout), other segments are
+    /// deleted, and the flag-set metadata is the file's (none if the file has none).
     Replace,
 }
 

@@ -692,7 +692,7 @@ fn import_shows_the_diff_and_a_dry_run_changes_nothing() {
     flagctl(&server, &["enable", "c", "--env", "production"]).ok();
     let replace =
         flagctl(&server, &["import", file, "--env", "production", "--replace", "--dry-run", "-o", "json"]).ok().json();
-    assert!(replace["changes"].as_array().unwrap().iter().any(|c| c["key"] == "c"), "replace disables c: {replace}");
+    assert!(replace["changes"].as_array().unwrap().iter().any(|c| c["key"] == "c"), "replace resets c: {replace}");
     assert_eq!(config(&admin, "c", "production")["state"], "ENABLED");
 }
 

@@ -310,7 +310,9 @@ pub struct ImportArgs {
     /// Show the changes without making them.
     #[arg(long)]
     pub dry_run: bool,
-    /// Make --env exactly the file: flags it does not mention are disabled, other segments deleted.
+    /// Make --env exactly the file: flags it does not mention get a new flag's configuration
+    /// there (disabled, no allow or deny list, no rules, no rollout), other segments are
+    /// deleted.
     #[arg(long)]
     pub replace: bool,
     /// Why, for the audit log.
@@ -342,7 +344,10 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// `flagd`: a flagd flag-definition file, for flagd and its tools (company lists become
-    /// JSON Logic). `native`: flagd-server's own format, which keeps lists as lists and
+    /// JSON Logic). flagd cannot express a `matches` condition (regular expression) nor
+    /// `before`/`after` on an attribute (on `$now` it can): while a rule or a segment of the
+    /// environment has one, the flagd export is refused as a whole (exit 2, naming each).
+    /// `native`: flagd-server's own format, which always works, keeps lists as lists and
     /// imports back exactly: the one for backups and for copying between environments.
     #[arg(long, value_enum, default_value_t = ExportFormat::Flagd)]
     pub format: ExportFormat,
