@@ -1,9 +1,12 @@
 //! An environment whose export (in the server's own format, which keeps company lists as
 //! lists) is larger than a request body may be (1 MiB) goes back in whole through the
 //! import on a server started with `--max-import-mib`, while every other body keeps the
-//! 1 MiB limit, and a server started without it refuses the file with 413.
+//! 1 MiB limit, and a server started without it refuses the file with 413 (through
+//! `flagctl import`, exit 2: input the server refused).
 
-use flagd_tests::{Client, Server, ServerOptions};
+use std::process::Command;
+
+use flagd_tests::{Client, Run, Server, ServerOptions, TempDir, flagctl_binary};
 use serde_json::json;
 
 use crate::bad_input::companies;
@@ -40,7 +43,8 @@ fn an_export_larger_than_a_body_goes_back_in_under_a_raised_import_limit() {
 
     let plain = Server::start().unwrap();
     let file = large_export(&plain.admin());
-    let refused = plain.admin().request_raw("POST", "/api/v1/environments/staging/import?mode=replace", file).unwrap();
+    let refused =
+        plain.admin().request_raw("POST", "/api/v1/environments/staging/import?mode=replace", file.clone()).unwrap();
     assert_eq!(
         (refused.status, &refused.body["error"]["code"]),
         (413, &json!("PAYLOAD_TOO_LARGE")),
@@ -49,4 +53,13 @@ fn an_export_larger_than_a_body_goes_back_in_under_a_raised_import_limit() {
     );
     let message = refused.body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("--max-import-mib"), "the refusal says how to raise the limit: {message}");
+
+    let dir = TempDir::new("import-limit").unwrap();
+    let path = dir.path().join("production.json");
+    std::fs::write(&path, file).unwrap();
+    let mut flagctl = Command::new(flagctl_binary().unwrap());
+    flagctl.args(["import", path.to_str().unwrap(), "--env", "staging", "--replace"]);
+    flagctl.env("FLAGD_URL", plain.url()).env("FLAGD_TOKEN", plain.admin_token());
+    let run = Run::of("flagctl import (over the limit)", &mut flagctl, "").code(2);
+    assert!(run.stderr.contains("PAYLOAD_TOO_LARGE") && run.stderr.contains("--max-import-mib"), "{}", run.stderr);
 }

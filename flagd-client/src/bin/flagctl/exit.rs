@@ -10,7 +10,8 @@ Exit codes:
   1    server or network error, or a token the server refused (401/403: the message
        names the token or role needed); also a kill switch that could not be set
   2    usage error: bad arguments, a write without --env, or input the server refused
-       (400/422); nothing was changed
+       (400/413/422; 413: a body over the server's limit, such as an import file larger
+       than its --max-import-mib); nothing was changed
   3    conflict or precondition failed (409/412/428), or `ramp` refusing to start:
        a disabled flag without --enable-if-disabled, a first step below the current
        percentage, a fallthrough that is no percentage
