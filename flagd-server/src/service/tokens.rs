@@ -125,6 +125,9 @@ impl Service {
         // Every start but the first finds the token already there, without taking the
         // write lock.
         let existing = self.store.begin_read().await?.tokens().await?;
+        if let Some(unusable) = given.and_then(|value| unusable_admin_token(&existing, value)) {
+            tracing::warn!("the --admin-token value names {unusable}: it grants nothing; give a new value");
+        }
         if !admin_token_missing(&existing, given) {
             return Ok(None);
         }
@@ -153,6 +156,19 @@ impl Service {
     }
 }
 
+/// What the token with `value` is when it cannot be used as an admin's (revoked, or of
+/// another role): a start given it says so rather than leaving its operator locked out
+/// without a word.
+fn unusable_admin_token(existing: &[Token], value: &str) -> Option<String> {
+    let hash = hash_token(value);
+    let token = existing.iter().find(|t| t.hash == hash)?;
+    match (token.revoked_at, token.role) {
+        (Some(_), _) => Some(format!("token `{}`, which was revoked", token.name)),
+        (None, Role::Admin) => None,
+        (None, role) => Some(format!("token `{}`, whose role is {}", token.name, role.as_str())),
+    }
+}
+
 /// Whether [`Service::ensure_admin_token`] has a token to create among `existing`: the
 /// given value when no token has its hash (whatever its role or state: a revoked token
 /// stays revoked), or a generated one when there is no live admin token.
@@ -163,5 +179,33 @@ fn admin_token_missing(existing: &[Token], given: Option<&str>) -> bool {
             !existing.iter().any(|t| t.hash == hash)
         }
         None => !existing.iter().any(|t| t.role == Role::Admin && t.revoked_at.is_none()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(name: &str, value: &str, role: Role, revoked_at: Option<i64>) -> Token {
+        let hash = hash_token(value);
+        Token { id: name.into(), name: name.into(), role, environment: None, hash, created_at: 0, revoked_at }
+    }
+
+    #[test]
+    fn an_admin_token_value_that_grants_nothing_is_named_with_why() {
+        let existing = [
+            stored("boot", "live", Role::Admin, None),
+            stored("old", "gone", Role::Admin, Some(5)),
+            stored("ci", "reader", Role::Read, None),
+        ];
+        let cases = [
+            ("live", None),
+            ("new", None),
+            ("gone", Some("token `old`, which was revoked")),
+            ("reader", Some("token `ci`, whose role is read")),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(unusable_admin_token(&existing, value).as_deref(), expected, "{value}");
+        }
     }
 }
