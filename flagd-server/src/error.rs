@@ -55,6 +55,9 @@ pub enum ApiError {
     /// `laggards` names each replica behind and how far it got.
     #[error("change {seq} is not applied yet by {}; wait again, or see GET /api/v1/cluster", laggards.join(", "))]
     WaitTimeout { seq: i64, laggards: Vec<String> },
+    /// The server is stopping: a long wait ends now rather than hold the shutdown up.
+    #[error("this server is stopping; ask again, another replica answers")]
+    ShuttingDown,
     /// Anything else: the detail goes to the log, not to the caller.
     #[error("internal error")]
     Internal(String),
@@ -155,6 +158,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"),
             Self::WaitTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "WAIT_TIMEOUT"),
+            Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

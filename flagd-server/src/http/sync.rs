@@ -190,6 +190,8 @@ pub struct WaitResult {
         (status = 400, description = "A missing or invalid `seq` or `timeoutMs` (`INVALID_QUERY`)", body = ErrorBody),
         (status = 404, description = "No write has reached `seq` yet (`CHANGE_NOT_FOUND`); the message names the \
         latest change", body = ErrorBody),
+        (status = 503, description = "This server is stopping (`SHUTTING_DOWN`): ask again, another replica answers; \
+        or the database is unavailable (`DATABASE_UNAVAILABLE`)", body = ErrorBody),
         (status = 504, description = "Not applied in time (`WAIT_TIMEOUT`); the message says how far it got", body = ErrorBody),
         ReadErrors,
     ),
@@ -202,7 +204,12 @@ async fn wait(
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     let timeout = q.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
-    let view = s.wait_for_cluster(q.seq, timeout).await?;
+    // A wait may last a minute: a stopping server ends it at once (503, which flagctl asks
+    // again after, reaching another replica) instead of holding its shutdown up that long.
+    let view = tokio::select! {
+        view = s.wait_for_cluster(q.seq, timeout) => view?,
+        () = s.closed() => return Err(ApiError::ShuttingDown),
+    };
     let scope = if s.cluster_enabled() { "cluster" } else { "server" };
     Ok(axum::Json(WaitResult { seq: q.seq, scope, replicas: view.replicas }).into_response())
 }

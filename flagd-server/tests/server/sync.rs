@@ -1,6 +1,7 @@
 //! What in-process clients and deploy tooling follow: snapshots, the change stream, the
 //! wait for a change, and the admin API's diagnostic evaluation.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -199,6 +200,23 @@ async fn a_wait_returns_once_the_change_is_served_and_times_out_naming_how_far_i
     let eval = api.token("evaluate", Some("production")).await;
     let r = api.call(Method::GET, &format!("/api/v1/wait?seq={version}"), Some(&eval), None, &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+/// A wait may last a minute; a server that is stopping ends it at once, so its shutdown is
+/// not held up (a unit's stop timeout would kill it before it left the cluster view).
+#[tokio::test]
+async fn a_wait_ends_at_once_when_the_server_stops() {
+    let api = Api::new().await;
+    pilot(&api).await;
+    let behind = api.replica().await;
+    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "r"}))).await;
+    let next = off.body["version"].as_i64().unwrap();
+    let app = flagd_server::app(Arc::clone(&behind));
+    let path = format!("/api/v1/wait?seq={next}&timeoutMs=60000");
+    let waiting = tokio::spawn(async move { admin_get(app, &path).await });
+    behind.close();
+    let r = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("ended within 5 s").unwrap();
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("SHUTTING_DOWN")));
 }
 
 #[tokio::test]
