@@ -207,7 +207,8 @@ const SEGMENT_EVALUATOR: &str = "segment:";
 /// same variants as we do: lists and rules become an `if` chain in `targeting`, rollouts
 /// become `fractional` over `cat` of the flag key and `companyId` (or `targetingKey` when
 /// there is no company; a context with neither gets `defaultVariant`), segments become
-/// `$evaluators` used through `$ref`.
+/// `$evaluators` used through `$ref`. A rule without clauses is written as its serve
+/// alone, so that a file this writes imports as targeting that writes the same file.
 ///
 /// flagd reports `TARGETING_MATCH` where we say `STATIC`, `SPLIT` or `DEFAULT`, and it cannot express
 /// regular expressions or dates read from attributes: such conditions are refused with
@@ -243,35 +244,29 @@ fn export_flag(flag: &Flag, problems: &mut Problems) -> Value {
     let off = flag.definition.off_variant_name().map(str::to_owned);
     let on = flag.definition.on_variant_name().map(str::to_owned);
     let name_or_null = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+    // flagd serves `defaultVariant` both when targeting yields null and (in our import)
+    // when disabled, so it must be the off variant; anything else goes into targeting.
+    let default_variant = name_or_null(&off);
 
-    let mut branches: Vec<(Value, Value)> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
     if !flag.config.deny.is_empty() {
-        branches.push((company_in(&flag.config.deny), name_or_null(&off)));
+        steps.push(Step::decides(vec![company_in(&flag.config.deny)], name_or_null(&off)));
     }
     if !flag.config.allow.is_empty() {
-        branches.push((company_in(&flag.config.allow), name_or_null(&on)));
+        steps.push(Step::decides(vec![company_in(&flag.config.allow)], name_or_null(&on)));
     }
     for (i, rule) in flag.config.rules.iter().enumerate() {
-        let rule_path = format!("{path}.rules[{i}]");
-        branches.push((rule_expr(rule, &rule_path, problems), serve_expr(&rule.serve)));
+        let clauses = rule_clauses(rule, &format!("{path}.rules[{i}]"), problems);
+        steps.push(Step::decides(clauses, serve_expr(&rule.serve)));
     }
-    let fallthrough = flag.config.fallthrough.as_ref().map_or_else(|| name_or_null(&off), serve_expr);
+    let fallthrough = flag.config.fallthrough.as_ref().map_or(Value::Null, serve_expr);
+    let last = if fallthrough == default_variant { Value::Null } else { fallthrough };
 
     let mut out = Map::new();
     out.insert("state".to_owned(), serde_json::to_value(flag.config.state).unwrap_or(Value::Null));
     out.insert("variants".to_owned(), Value::Object(variants));
-    // flagd serves `defaultVariant` both when targeting yields null and (in our import)
-    // when disabled, so it must be the off variant; anything else goes into targeting.
-    let default_variant = name_or_null(&off);
-    let else_branch = if fallthrough == default_variant { Value::Null } else { fallthrough };
-    let targeting = match (branches.is_empty(), else_branch) {
-        (true, Value::Null) => None,
-        (true, name @ Value::String(_)) => Some(serde_json::json!({ "if": [true, name, null] })),
-        (true, expr) => Some(expr),
-        (false, else_branch) => Some(if_chain(branches, else_branch)),
-    };
     out.insert("defaultVariant".to_owned(), default_variant);
-    if let Some(t) = targeting {
+    if let Some(t) = targeting(steps, last) {
         out.insert("targeting".to_owned(), t);
     }
     if !flag.definition.metadata.is_empty() {
@@ -280,10 +275,43 @@ fn export_flag(flag: &Flag, problems: &mut Problems) -> Value {
     Value::Object(out)
 }
 
-fn if_chain(branches: Vec<(Value, Value)>, else_branch: Value) -> Value {
-    let mut args: Vec<Value> = branches.into_iter().flat_map(|(c, r)| [c, r]).collect();
-    args.push(else_branch);
-    serde_json::json!({ "if": args })
+/// One step of a flag's evaluation, in order: when its clauses hold, it serves `serve`.
+struct Step {
+    /// JSON Logic that must all be truthy; none means always.
+    clauses: Vec<Value>,
+    serve: Value,
+}
+
+impl Step {
+    fn decides(clauses: Vec<Value>, serve: Value) -> Self {
+        Self { clauses, serve }
+    }
+}
+
+/// The steps as one `if` chain ending in `last` (null: `defaultVariant`), or no targeting
+/// when that is all there is. A step that always decides ends the chain as its serve
+/// alone: so a file this exports imports as one targeting rule that exports as the same
+/// file.
+fn targeting(steps: Vec<Step>, last: Value) -> Option<Value> {
+    // `if` arguments, built from the end: condition, result, …, else.
+    let mut chain = vec![last];
+    for step in steps.into_iter().rev() {
+        if step.clauses.is_empty() {
+            chain = vec![step.serve];
+        } else {
+            chain.splice(0..0, [all_of(step.clauses), step.serve]);
+        }
+    }
+    if chain.len() > 1 {
+        return Some(serde_json::json!({ "if": chain }));
+    }
+    match chain.pop()? {
+        Value::Null => None,
+        // flagd's targeting is an object: a variant name served to everyone is written as
+        // the one branch of an `if`.
+        name @ Value::String(_) => Some(serde_json::json!({ "if": [true, name, null] })),
+        only => Some(only),
+    }
 }
 
 /// `companyId` in a list, matching integer and string forms alike (flagd's `in` is strict).
@@ -310,7 +338,8 @@ fn all_of(mut parts: Vec<Value>) -> Value {
     }
 }
 
-fn rule_expr(rule: &Rule, path: &str, problems: &mut Problems) -> Value {
+/// What must hold for a rule to match, as JSON Logic (none for a rule without clauses).
+fn rule_clauses(rule: &Rule, path: &str, problems: &mut Problems) -> Vec<Value> {
     let mut parts = Vec::new();
     if !rule.companies.is_empty() {
         parts.push(company_in(&rule.companies));
@@ -324,7 +353,7 @@ fn rule_expr(rule: &Rule, path: &str, problems: &mut Problems) -> Value {
     if let Some(logic) = &rule.logic {
         parts.push(logic.clone());
     }
-    all_of(parts)
+    parts
 }
 
 fn segment_expr(segment: &crate::model::Segment, path: &str, problems: &mut Problems) -> Value {

@@ -751,6 +751,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Value,
+    /// The body as it came, for comparisons byte for byte.
+    pub text: String,
 }
 
 impl Reply {
@@ -836,9 +838,9 @@ impl Client {
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
         };
-        Ok(Reply { status, headers, body })
+        Ok(Reply { status, headers, body, text })
     }
 
     /// Any request; `headers` are sent in addition to the token and content type.

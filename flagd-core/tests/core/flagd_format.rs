@@ -119,6 +119,62 @@ fn export_refuses_what_flagd_cannot_express() {
     assert_eq!(err.problems[0].path, "flags.f.rules[0].conditions[0]");
 }
 
+/// What an import of an exported file stores, as the server keeps it: flagd flags with
+/// their `$ref`s inlined.
+fn imported(file: &Value) -> RulesetSource {
+    let mut source = flagd_core::flagd::import(&file.to_string()).unwrap();
+    flagd_core::flagd::inline_evaluators(&mut source).unwrap();
+    source
+}
+
+/// An exported file imports as one targeting rule per flag, which exports as the same
+/// file again: round trips neither change it nor nest it deeper.
+#[test]
+fn an_exported_file_imports_and_exports_as_itself() {
+    let rollout =
+        json!({"rollout": {"variants": [{"variant": "on", "weight": 25.0}, {"variant": "off", "weight": 75.0}]}});
+    let pro = json!({"if": [{"==": [{"var": "plan"}, "pro"]}, "on", null]});
+    let source: RulesetSource = serde_json::from_value(json!({
+        "segments": [{"key": "pilot", "companies": ["7", "8"]}],
+        "flags": [
+            {"key": "targeted", "state": "ENABLED", "rules": [{"serve": {"targeting": pro}}]},
+            {"key": "chained", "state": "ENABLED",
+             "rules": [{"serve": {"targeting": pro}},
+                       {"conditions": [{"attribute": "country", "op": "equals", "value": "de"}], "serve": {"variant": "on"}}],
+             "fallthrough": rollout},
+            {"key": "rollout", "state": "ENABLED", "fallthrough": rollout},
+            {"key": "lists", "state": "ENABLED", "deny": ["13"], "allow": ["5"]},
+            {"key": "static", "state": "ENABLED", "fallthrough": {"variant": "on"}},
+            {"key": "killed", "state": "DISABLED"},
+            {"key": "pilot", "state": "ENABLED", "rules": [{"segments": ["pilot"], "serve": {"variant": "on"}}]}
+        ]
+    }))
+    .unwrap();
+    let first = export(&source).unwrap();
+    assert_eq!(first["flags"]["targeted"]["targeting"], pro, "a rule without clauses is its serve alone");
+    let second = export(&imported(&first)).unwrap();
+    for (key, flag) in first["flags"].as_object().unwrap() {
+        if key != "pilot" {
+            assert_eq!(&second["flags"][key], flag, "{key}");
+        }
+    }
+    // The segment's `$ref` comes back inlined (its `$evaluators` entry is the environment's,
+    // not the flag's): from then on, the file is the same.
+    let inlined = first["$evaluators"]["segment:pilot"].clone();
+    assert_eq!(second["flags"]["pilot"]["targeting"]["if"][0]["or"][0], inlined, "{second}");
+    let mut file = second;
+    for _ in 0..30 {
+        let again = export(&imported(&file)).unwrap();
+        assert_eq!(again, file);
+        file = again;
+    }
+
+    // A flagd file's targeting exports as it was written.
+    let flagd_file = json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false},
+        "defaultVariant": "off", "targeting": {"if": [true, {"if": [{"var": "beta"}, "on", null]}, null]}}}});
+    assert_eq!(export(&imported(&flagd_file)).unwrap(), flagd_file);
+}
+
 #[test]
 fn evaluators_can_be_inlined_so_flags_stand_alone() {
     let mut source = flagd_core::flagd::import(

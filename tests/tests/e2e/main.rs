@@ -14,6 +14,7 @@ mod ofrep_clients;
 mod outage;
 mod priority;
 mod replicas;
+mod round_trip;
 mod snapshot_lag;
 mod stream_faults;
 mod ui;
