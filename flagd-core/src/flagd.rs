@@ -204,15 +204,17 @@ impl Ruleset {
 const SEGMENT_EVALUATOR: &str = "segment:";
 
 /// Writes an environment in flagd format, so that flagd-compatible evaluators serve the
-/// same variants as we do: lists and rules become an `if` chain in `targeting`, rollouts
+/// same variants as we do: lists and rules become an `if` chain in `targeting` (a rule
+/// whose targeting yields null gives way to the rules after it, as here), rollouts
 /// become `fractional` over `cat` of the flag key and `companyId` (or `targetingKey` when
 /// there is no company; a context with neither gets `defaultVariant`), segments become
 /// `$evaluators` used through `$ref`. A rule without clauses is written as its serve
 /// alone, so that a file this writes imports as targeting that writes the same file.
 ///
 /// flagd reports `TARGETING_MATCH` where we say `STATIC`, `SPLIT` or `DEFAULT`, and it cannot express
-/// regular expressions or dates read from attributes: such conditions are refused with
-/// their paths.
+/// regular expressions or dates read from attributes, nor serving no variant where a
+/// fallthrough's targeting yields null on a flag that has an off variant: such conditions
+/// and fallthroughs are refused with their paths.
 pub fn export(source: &RulesetSource) -> Result<Value, crate::error::ValidationError> {
     let mut problems = Problems::default();
     let mut evaluators = source.evaluators.clone();
@@ -257,9 +259,25 @@ fn export_flag(flag: &Flag, problems: &mut Problems) -> Value {
     }
     for (i, rule) in flag.config.rules.iter().enumerate() {
         let clauses = rule_clauses(rule, &format!("{path}.rules[{i}]"), problems);
-        steps.push(Step::decides(clauses, serve_expr(&rule.serve)));
+        steps.push(match &rule.serve {
+            Serve::Targeting(expr) => Step { clauses, serve: expr.clone(), null_falls_through: true },
+            other => Step::decides(clauses, serve_expr(other)),
+        });
     }
-    let fallthrough = flag.config.fallthrough.as_ref().map_or(Value::Null, serve_expr);
+    let fallthrough = match &flag.config.fallthrough {
+        None => Value::Null,
+        // We serve nothing where a fallthrough's targeting yields null, and flagd would
+        // serve `defaultVariant`: only a flag without an off variant can say it.
+        Some(Serve::Targeting(_)) if off.is_some() => {
+            problems.push(
+                format!("{path}.fallthrough.targeting"),
+                "flagd serves `defaultVariant` where this targeting yields null, and we serve no variant: \
+                 serve the targeting from a rule (whose null falls through to the fallthrough) instead",
+            );
+            Value::Null
+        }
+        Some(serve) => serve_expr(serve),
+    };
     let last = if fallthrough == default_variant { Value::Null } else { fallthrough };
 
     let mut out = Map::new();
@@ -275,31 +293,46 @@ fn export_flag(flag: &Flag, problems: &mut Problems) -> Value {
     Value::Object(out)
 }
 
-/// One step of a flag's evaluation, in order: when its clauses hold, it serves `serve`.
+/// One step of a flag's evaluation, in order: when its clauses hold, it serves `serve`,
+/// unless that yields null and `null_falls_through`, when the next step decides.
 struct Step {
     /// JSON Logic that must all be truthy; none means always.
     clauses: Vec<Value>,
     serve: Value,
+    /// Rule targeting: null is no match, and the steps after it decide (in flagd an
+    /// `if` branch's null would be `defaultVariant`).
+    null_falls_through: bool,
 }
 
 impl Step {
     fn decides(clauses: Vec<Value>, serve: Value) -> Self {
-        Self { clauses, serve }
+        Self { clauses, serve, null_falls_through: false }
     }
 }
 
 /// The steps as one `if` chain ending in `last` (null: `defaultVariant`), or no targeting
-/// when that is all there is. A step that always decides ends the chain as its serve
-/// alone: so a file this exports imports as one targeting rule that exports as the same
-/// file.
+/// when that is all there is. A step that always decides ends the chain, and one with no
+/// clauses whose targeting is followed only by `defaultVariant` is that targeting itself:
+/// so a file this exports imports as one targeting rule that exports as the same file.
 fn targeting(steps: Vec<Step>, last: Value) -> Option<Value> {
     // `if` arguments, built from the end: condition, result, …, else.
     let mut chain = vec![last];
     for step in steps.into_iter().rev() {
-        if step.clauses.is_empty() {
-            chain = vec![step.serve];
-        } else {
-            chain.splice(0..0, [all_of(step.clauses), step.serve]);
+        let always = step.clauses.is_empty();
+        match (always, step.null_falls_through) {
+            (true, false) => chain = vec![step.serve],
+            (true, true) if chain == [Value::Null] => chain = vec![step.serve],
+            (_, falls_through) => {
+                let mut clauses = step.clauses;
+                if falls_through {
+                    // Any result but null names a variant (flagd turns `false`, `0` or `""`
+                    // into one), so the branch is taken for exactly those: strict `!==`
+                    // compares with null without the coercions loose `!=` leaves to each
+                    // evaluator.
+                    clauses.push(serde_json::json!({ "!==": [step.serve.clone(), null] }));
+                }
+                chain.splice(0..0, [all_of(clauses), step.serve]);
+            }
         }
     }
     if chain.len() > 1 {

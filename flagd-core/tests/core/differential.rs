@@ -1546,3 +1546,122 @@ fn the_reference_serves_an_exported_environment_as_we_do() {
     let expected: std::collections::HashSet<_> = expected.into_iter().chain(every_flag).collect();
     assert_eq!(served, expected, "every flag serves both variants to some context and cannot bucket another");
 }
+
+/// A rule whose targeting yields null does not match: the next rule, and then the
+/// fallthrough, decide. The exported file says so to the reference, and any other result
+/// (`false`, `0`, `""`, an array, an object) names a variant there as it does here.
+#[test]
+fn exported_rule_targeting_that_yields_null_falls_through_in_the_reference() {
+    let plan_is = |plan: &str| json!({"if": [{"==": [{"var": "plan"}, plan]}, "on", null]});
+    let source_json = json!({"flags": [
+        // The review's case: pro plans get `on` from targeting, others go on to `country`.
+        {"key": "t1", "state": "ENABLED",
+         "rules": [{"serve": {"targeting": plan_is("pro")}},
+                   {"conditions": [{"attribute": "country", "op": "equals", "value": "de"}], "serve": {"variant": "on"}}],
+         "fallthrough": {"variant": "off"}},
+        // A company rule whose targeting yields null gives way to a 100 % rollout.
+        {"key": "t2", "state": "ENABLED",
+         "rules": [{"companies": ["7"], "serve": {"targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "off", null]}}}],
+         "fallthrough": {"rollout": {"variants": [{"variant": "on", "weight": 100.0}, {"variant": "off", "weight": 0.0}]}}},
+        // Whatever `result` holds is the variant's name, in JavaScript's spelling.
+        {"key": "t3", "state": "ENABLED",
+         "variants": {"false": "F", "0": "Z", "1": "O", "1.5": "X", "a,b": "AB", "[object Object]": "OBJ", "on": "ON", "off": "OFF"},
+         "rules": [{"serve": {"targeting": {"var": "result"}}},
+                   {"conditions": [{"attribute": "country", "op": "equals", "value": "de"}], "serve": {"variant": "1"}}],
+         "fallthrough": {"variant": "on"}},
+        // `false` from a rule with clauses is the variant "false", not a fall through to "true".
+        {"key": "t4", "state": "ENABLED", "variants": {"true": true, "false": false}, "offVariant": "false",
+         "rules": [{"conditions": [{"attribute": "plan", "op": "equals", "value": "pro"}],
+                    "serve": {"targeting": {"==": [{"var": "country"}, "de"]}}}],
+         "fallthrough": {"variant": "true"}},
+        // Without an off variant, a fallthrough's null serves nothing on both sides.
+        {"key": "t5", "state": "ENABLED", "noOffVariant": true,
+         "rules": [{"conditions": [{"attribute": "country", "op": "equals", "value": "de"}], "serve": {"targeting": plan_is("free")}}],
+         "fallthrough": {"targeting": plan_is("pro")}}
+    ]});
+    let native = Ruleset::compile(&serde_json::from_value(source_json.clone()).unwrap()).unwrap();
+    let exported = flagd_core::flagd::export(&serde_json::from_value(source_json).unwrap()).unwrap();
+    let reimported = Ruleset::from_flagd_str(&exported.to_string()).unwrap();
+    let results = [
+        json!(false),
+        json!(0),
+        json!(1),
+        json!(1.5),
+        json!(""),
+        Value::Null,
+        json!(["a", "b"]),
+        json!({"x": 1}),
+        json!("off"),
+        json!("nope"),
+        json!(true),
+    ];
+    let mut contexts = Vec::new();
+    for plan in [Some("pro"), Some("free"), None] {
+        for country in [Some("de"), Some("fr"), None] {
+            for company in [Some(json!("7")), Some(json!(7)), Some(json!("8")), None] {
+                for result in results.iter().map(Some).chain([None]) {
+                    let mut c = Map::new();
+                    c.insert("targetingKey".into(), json!(format!("user-{}", contexts.len())));
+                    c.extend(plan.map(|p| ("plan".to_owned(), json!(p))));
+                    c.extend(country.map(|p| ("country".to_owned(), json!(p))));
+                    c.extend(company.clone().map(|id| ("companyId".to_owned(), id)));
+                    c.extend(result.map(|r| ("result".to_owned(), r.clone())));
+                    contexts.push(Value::Object(c));
+                }
+            }
+        }
+    }
+    contexts.push(json!({"country": "de", "plan": "free"}));
+    contexts.push(json!({"companyId": "7"}));
+    let flags = [("t1", "boolean"), ("t2", "boolean"), ("t3", "string"), ("t4", "boolean"), ("t5", "boolean")];
+    let cases: Vec<(&str, &str, &Value)> =
+        flags.iter().flat_map(|(k, ty)| contexts.iter().map(move |c| (*k, *ty, c))).collect();
+    let items: Vec<Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(id, (key, ty, c))| json!({"id": id, "config": exported, "flagKey": key, "type": ty, "context": c}))
+        .collect();
+    let theirs = run_reference(vec![json!({"cases": items})]);
+    assert_eq!(theirs.len(), cases.len());
+    let mut seen = std::collections::HashSet::new();
+    for ((key, _, c), theirs) in cases.iter().zip(&theirs) {
+        let ctx = EvaluationContext::from_json((*c).clone()).unwrap();
+        let ours = native.evaluate(key, &ctx);
+        let error = ours.error.as_ref().map(|e| e.code.as_str());
+        let shown = format!("{key} for {c}: reference {theirs:?}, ours {ours:?}");
+        // A documented difference: what a rollout cannot bucket, flagd serves the off variant.
+        let in_flagd = if error == Some("TARGETING_KEY_MISSING") { (Some("off"), None) } else { (ours.variant, error) };
+        assert_eq!((theirs.variant.as_deref(), theirs.error_code.as_deref()), in_flagd, "{shown}");
+        assert_eq!(theirs.reason == "ERROR", in_flagd.1.is_some(), "{shown}");
+        if in_flagd == (None, None) {
+            assert_eq!(theirs.reason, "DEFAULT", "{shown}");
+        }
+        let again = reimported.evaluate(key, &ctx);
+        assert_eq!((again.variant, again.error.as_ref().map(|e| e.code.as_str())), in_flagd, "{shown}");
+        seen.insert((*key, ours.variant, error));
+    }
+    let review = |key: &str, c: Value| native.evaluate(key, &EvaluationContext::from_json(c).unwrap()).variant;
+    assert_eq!(review("t1", json!({"country": "de", "plan": "free"})), Some("on"));
+    assert_eq!(review("t2", json!({"companyId": "7"})), Some("on"));
+    for (key, variant, error) in [
+        ("t1", Some("on"), None),
+        ("t1", Some("off"), None),
+        ("t2", Some("on"), None),
+        ("t2", Some("off"), None),
+        ("t3", Some("false"), None),
+        ("t3", Some("0"), None),
+        ("t3", Some("1"), None),
+        ("t3", Some("1.5"), None),
+        ("t3", Some("a,b"), None),
+        ("t3", Some("[object Object]"), None),
+        ("t3", Some("off"), None),
+        ("t3", Some("on"), None),
+        ("t3", None, Some("GENERAL")),
+        ("t4", Some("true"), None),
+        ("t4", Some("false"), None),
+        ("t5", Some("on"), None),
+        ("t5", None, None),
+    ] {
+        assert!(seen.contains(&(key, variant, error)), "no case where {key} serves {variant:?} ({error:?})");
+    }
+}

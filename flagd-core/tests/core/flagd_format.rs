@@ -117,6 +117,19 @@ fn export_refuses_what_flagd_cannot_express() {
         "rules": [{"conditions": [{"attribute": "email", "op": "matches", "value": "^a"}], "serve": {"variant": "on"}}]}]})).unwrap();
     let err = export(&source).unwrap_err();
     assert_eq!(err.problems[0].path, "flags.f.rules[0].conditions[0]");
+
+    // Where a fallthrough's targeting yields null we serve no variant, and flagd would serve
+    // `defaultVariant`: that is refused for a flag with an off variant, and exported for one
+    // without (whose `defaultVariant` is null).
+    let fallthrough = |no_off: bool| -> RulesetSource {
+        serde_json::from_value(json!({"flags": [{"key": "f", "state": "ENABLED", "noOffVariant": no_off,
+            "fallthrough": {"targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "on", null]}}}]}))
+        .unwrap()
+    };
+    let err = export(&fallthrough(false)).unwrap_err();
+    assert_eq!(err.problems[0].path, "flags.f.fallthrough.targeting", "{err}");
+    let exported = export(&fallthrough(true)).unwrap();
+    assert_eq!(exported["flags"]["f"]["defaultVariant"], Value::Null, "{exported}");
 }
 
 /// What an import of an exported file stores, as the server keeps it: flagd flags with

@@ -19,7 +19,8 @@ fn set_up(admin: &Client) {
         "flags": [
             {"key": "targeted", "state": "ENABLED",
              "rules": [{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}],
-                        "serve": {"targeting": {"if": [{"==": [{"var": "country"}, "de"]}, "on", null]}}}]},
+                        "serve": {"targeting": {"if": [{"==": [{"var": "country"}, "de"]}, "on", null]}}}],
+             "fallthrough": rollout},
             {"key": "rollout", "state": "ENABLED", "fallthrough": rollout},
             {"key": "lists", "state": "ENABLED", "allow": ["5"], "deny": ["13"], "fallthrough": {"variant": "on"}},
             {"key": "pilot", "state": "ENABLED", "rules": [{"segments": ["pilot"], "serve": {"variant": "on"}}]}
