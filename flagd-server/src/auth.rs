@@ -156,12 +156,15 @@ pub struct Principal {
     token: Arc<Token>,
 }
 
+/// The actor the audit log names for what the server does by itself.
+pub(crate) const SYSTEM_ACTOR: &str = "flagd-server";
+
 impl Principal {
     /// The server itself, for changes it makes on its own (first start).
     pub fn system() -> Self {
         let token = Token {
             id: String::new(),
-            name: "flagd-server".into(),
+            name: SYSTEM_ACTOR.into(),
             role: Role::Admin,
             environment: None,
             hash: String::new(),

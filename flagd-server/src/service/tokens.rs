@@ -49,6 +49,12 @@ impl Service {
                 format!("a token name is 1 to {MAX_NAME} printable characters"),
             ));
         }
+        if RESERVED_NAMES.contains(&name) {
+            return Err(ApiError::bad_request(
+                "INVALID_NAME",
+                format!("`{name}` names the server's own actions in the audit log: choose another name"),
+            ));
+        }
         let mut write = self.begin(actor, None).await?;
         match (new.role, &new.environment) {
             (Role::Evaluate, Some(env)) => write.require_environment(env).await?,
@@ -137,8 +143,8 @@ impl Service {
             return Ok(None);
         }
         let (value, name) = match given {
-            Some(v) => (v.to_owned(), "admin (--admin-token)"),
-            None => (generate_token(), "admin (generated at first start)"),
+            Some(v) => (v.to_owned(), GIVEN_ADMIN),
+            None => (generate_token(), GENERATED_ADMIN),
         };
         let token = Token {
             id: generate_id(),
@@ -155,6 +161,14 @@ impl Service {
         Ok(given.is_none().then_some(value))
     }
 }
+
+/// The names of the tokens the server makes itself.
+const GIVEN_ADMIN: &str = "admin (--admin-token)";
+const GENERATED_ADMIN: &str = "admin (generated at first start)";
+
+/// Names no token created through the API may take: the audit log names an action's actor
+/// by its token's name, and these are the server's own and its bootstrap tokens'.
+const RESERVED_NAMES: [&str; 3] = [crate::auth::SYSTEM_ACTOR, GIVEN_ADMIN, GENERATED_ADMIN];
 
 /// What the token with `value` is when it cannot be used as an admin's (revoked, or of
 /// another role): a start given it says so rather than leaving its operator locked out

@@ -88,6 +88,23 @@ fn refuses_bad_input(server: &Server) {
         ),
         (&admin, "PUT", cfg.into(), Some(json!({"state": "ENABLED"})), 428, "PRECONDITION_REQUIRED"),
         (&admin, "GET", "/api/v1/audit?limit=0".into(), None, 400, "INVALID_QUERY"),
+        // The audit log names actors by token name: the server's own are not for the taking.
+        (
+            &admin,
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({"name": "flagd-server", "role": "read"})),
+            400,
+            "INVALID_NAME",
+        ),
+        (
+            &admin,
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({"name": " admin (--admin-token) ", "role": "admin"})),
+            400,
+            "INVALID_NAME",
+        ),
         // A key that is not UTF-8 once percent-decoded: the API's JSON 400, not axum's text.
         (&admin, "POST", "/api/v1/flags/%FF/environments/production/enable".into(), None, 400, "INVALID_PATH"),
         (&admin, "GET", "/api/v1/flags/f/environments/%C3%28".into(), None, 400, "INVALID_PATH"),
