@@ -195,12 +195,13 @@ fn normalized(def: &FlagDefinition) -> FlagDefinition {
     def
 }
 
-/// What the file says, keeping what a flagd file cannot carry (description, owner, tags,
-/// and the on variant while the file's variants still have it) from the stored definition.
-/// A new flag's off variant is the flagd file's `defaultVariant`, which says what flagd
-/// serves. A flag that exists keeps what every environment serves from its definition (see
-/// [`shared_change`]): a flagd file's `defaultVariant` is then only this environment's
-/// fallthrough, and the variants the file leaves out stay, for the environments using them.
+/// What the file says, keeping from the stored definition what the file leaves out
+/// (description, owner, tags, metadata; a flagd file's on variant, which the format cannot
+/// carry). A new flag's off variant is the flagd file's `defaultVariant`, which says what
+/// flagd serves. A flag that exists keeps what every environment serves from its
+/// definition (see [`shared_change`]): a flagd file's `defaultVariant` is then only this
+/// environment's fallthrough, and the variants the file leaves out stay, for the
+/// environments using them.
 fn incoming(
     mut def: FlagDefinition,
     stored: Option<&StoredFlag>,
@@ -208,9 +209,7 @@ fn incoming(
 ) -> Result<FlagDefinition, ApiError> {
     let Some(old) = stored.map(|s| &s.definition) else { return Ok(def) };
     if format == ExportFormat::Flagd {
-        if def.on_variant.is_none() {
-            def.on_variant = old.on_variant.clone().filter(|on| def.variants.contains_key(on));
-        }
+        def.on_variant.clone_from(&old.on_variant);
         def.off_variant.clone_from(&old.off_variant);
         def.no_off_variant = old.no_off_variant;
     }
@@ -222,6 +221,9 @@ fn incoming(
     }
     if def.tags.is_empty() {
         def.tags.clone_from(&old.tags);
+    }
+    if def.metadata.is_empty() {
+        def.metadata.clone_from(&old.metadata);
     }
     let mut variants = def.spelled_out_variants();
     for (name, value) in old.spelled_out_variants() {

@@ -1293,6 +1293,27 @@ async fn an_import_into_one_environment_does_not_change_what_the_others_serve() 
     assert_eq!(answer(&killed), (json!(false), json!("off"), json!("DISABLED")), "{}", killed.body);
 }
 
+/// What a flagd file leaves out of a flag that exists stays: a variant another
+/// environment's lists serve (the on variant), and the flag's metadata, which every
+/// environment reports.
+#[tokio::test]
+async fn an_import_keeps_the_variants_and_metadata_the_file_leaves_out() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "hue", "variants": {"red": "r", "green": "g", "blue": "b"},
+                           "offVariant": "red", "onVariant": "green", "metadata": {"team": "core"}}))
+        .await;
+    let file = json!({"flags": {"hue": {"state": "ENABLED", "variants": {"red": "r", "blue": "b"},
+                                        "defaultVariant": "blue"}}});
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let flag = api.admin(Method::GET, "/api/v1/flags/hue", None).await.body;
+    assert_eq!((&flag["offVariant"], &flag["onVariant"]), (&json!("red"), &json!("green")), "{flag}");
+    assert_eq!((&flag["variants"]["green"], &flag["metadata"]), (&json!("g"), &json!({"team": "core"})), "{flag}");
+    let dev = api.token("evaluate", Some("development")).await;
+    let served = api.ofrep(&dev, "hue", json!({"companyId": 7})).await.body;
+    assert_eq!((&served["variant"], &served["metadata"]), (&json!("blue"), &json!({"team": "core"})), "{served}");
+}
+
 /// A flagd file's problems point into the file as its author wrote it (`targeting`,
 /// `defaultVariant`), not into the flags the server would have made of it.
 #[tokio::test]
