@@ -219,8 +219,9 @@ final class Client
     }
 
     /**
-     * Whether flagd's answer for the context lists the flag: null when there is no answer
-     * to read (as `flagKeys()`). Never throws for a key flagd lacks, in strict mode neither.
+     * Whether flagd's answer for the context lists the flag, the last answer kept through
+     * an outage included: null when there is no answer to read (as `flagKeys()`). Never
+     * throws for a key flagd lacks, in strict mode neither.
      */
     public function knows(string $key, ?Context $context = null): ?bool
     {
@@ -228,8 +229,9 @@ final class Client
         if (isset($result['flags'][$key])) {
             return true;
         }
+        $answered = $result['error'] === null || $result['flags'] !== [];
 
-        return $result['error'] === null ? false : null;
+        return $answered ? false : null;
     }
 
     /** @return array<string, EvaluationDetails> */

@@ -152,8 +152,13 @@ final class ClientTest extends TestCase
         self::assertTrue($flags->knows('portal', Context::company(42)));
         self::assertFalse($flags->knows('nope', Context::company(42)), 'no exception in strict mode');
 
-        $this->transport->then(FakeTransport::down());
-        self::assertNull($this->client()->knows('portal', Context::company(7)));
+        // The answer kept through an outage still says which keys flagd knows.
+        $this->clock->advance(2);
+        $this->transport->then(FakeTransport::down(), FakeTransport::down());
+        $stale = $this->client();
+        self::assertFalse($stale->knows('nope', Context::company(42)), 'from the stale answer');
+        self::assertTrue($stale->knows('portal', Context::company(42)));
+        self::assertNull($stale->knows('portal', Context::company(7)), 'nothing kept for this context');
     }
 
     public function test_it_returns_the_default_when_the_service_is_down_and_nothing_is_cached(): void
