@@ -59,9 +59,10 @@ pub struct CompileEnv<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     /// The evaluation context (`var` reads from it).
-    pub context: &'a EvaluationContext,
-    /// The flag being evaluated (`$flagd.flagKey`, default `fractional` bucketing).
-    pub flag_key: &'a str,
+    pub(crate) context: &'a EvaluationContext,
+    /// The flag being evaluated (`$flagd.flagKey`, default `fractional` bucketing). Set
+    /// only with its hasher below, so the two cannot disagree.
+    pub(crate) flag_key: &'a str,
     /// A hasher already fed `flag_key`, which every `fractional` bucketing value follows:
     /// a compiled flag keeps it, so evaluation does not hash the key again.
     key_hash: Murmur3,

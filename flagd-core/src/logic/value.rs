@@ -238,23 +238,7 @@ pub(crate) fn write_number<W: Write>(n: f64, out: &mut W) -> fmt::Result {
 /// Decimal digits of an integer, without going through `core::fmt` (bucketing by an
 /// integer company id does this on every evaluation).
 fn write_integer<W: Write>(n: i64, out: &mut W) -> fmt::Result {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        if let Some(slot) = buf.get_mut(at) {
-            *slot = b'0' + (rest % 10) as u8;
-        }
-        rest /= 10;
-        if rest == 0 || at == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.write_char('-')?;
-    }
-    out.write_str(std::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or_default())
+    out.write_str(itoa::Buffer::new().format(n))
 }
 
 /// Lays out digits `d1 d2 … dk` with decimal exponent `point` (value = 0.d1…dk × 10^point).
