@@ -64,7 +64,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Reads `250ms`, `2s` or `1m` (a bare number is milliseconds), between 10 ms and 1 min.
 /// An admin token value as given. An empty one (an unset variable in a compose file or a
 /// unit expands to that) would make a blank credential an admin's, and surrounding
 /// whitespace could never be presented, since headers are read trimmed.
@@ -81,6 +80,7 @@ pub fn parse_admin_token(text: &str) -> Result<String, String> {
     Err(format!("the admin token {problem}"))
 }
 
+/// Reads `250ms`, `2s` or `1m` (a bare number is milliseconds), between 10 ms and 1 min.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     const UNITS: [(&str, u64); 3] = [("ms", 1), ("s", 1_000), ("m", 60_000)];
     let text = text.trim();

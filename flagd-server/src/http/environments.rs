@@ -44,8 +44,10 @@ pub fn routes() -> Router<Arc<Service>> {
         flagd reads it; with `format=native` this server's own format, which imports back exactly", body = ImportFile),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 422, description = "With `format=flagd`: a rule or a segment has a condition flagd cannot express \
-        (`matches`, or `before`/`after` on an attribute other than `$now`), so the environment cannot be written as a \
-        flagd document (`INVALID_DEFINITION`, with `problems` naming each); `format=native` always works", body = ErrorBody),
+        (`matches`, or `before`/`after` on an attribute other than `$now`), or a flag with an off variant has a \
+        fallthrough that is targeting (flagd would serve `defaultVariant` where it yields null), so the environment \
+        cannot be written as a flagd document (`INVALID_DEFINITION`, with `problems` naming each); `format=native` \
+        always works", body = ErrorBody),
         ReadErrors,
         PathErrors,
     ),
@@ -68,7 +70,8 @@ struct ExportParams {
     /// `flagd` (default), for flagd and its tools, or `native`, this server's own format,
     /// which keeps company lists as lists, imports back exactly and always works: flagd
     /// cannot express a `matches` condition nor `before`/`after` on an attribute (on `$now`
-    /// it can), so while a rule or a segment has one, `flagd` is refused with 422.
+    /// it can), nor a fallthrough that is targeting on a flag with an off variant, so while
+    /// the environment has one, `flagd` is refused with 422.
     #[serde(default)]
     #[param(inline)]
     format: ExportFormat,
@@ -94,10 +97,12 @@ struct ImportParams {
 
 /// Imports a flagd file or a flagd-server file, merging into the environment or replacing
 /// it; a dry run returns the diff and writes nothing. A flagd file's `defaultVariant` is a
-/// flag's off variant; what the flagd format cannot carry (description, owner, tags, and
-/// `onVariant` while the file's variants have it) is kept as stored. The file's top-level
-/// `metadata` is the environment's flag-set metadata, reported with each of its flags (a
-/// flag's own keys win).
+/// new flag's off variant and the environment's fallthrough; what the file leaves out
+/// (description, owner, tags, metadata, variants, and the `onVariant` the flagd format
+/// cannot carry) is kept as stored. A flag's definition is every environment's: a file that
+/// changes what the others serve from it (a variant's value, the off or on variant) is
+/// refused with 409 `SHARED_DEFINITION`. The file's top-level `metadata` is the
+/// environment's flag-set metadata, reported with each of its flags (a flag's own keys win).
 #[utoipa::path(
     post,
     path = "/api/v1/environments/{env}/import",

@@ -345,8 +345,9 @@ pub enum TokenCommand {
 pub struct ExportArgs {
     /// `flagd`: a flagd flag-definition file, for flagd and its tools (company lists become
     /// JSON Logic). flagd cannot express a `matches` condition (regular expression) nor
-    /// `before`/`after` on an attribute (on `$now` it can): while a rule or a segment of the
-    /// environment has one, the flagd export is refused as a whole (exit 2, naming each).
+    /// `before`/`after` on an attribute (on `$now` it can), nor a fallthrough that is
+    /// targeting on a flag with an off variant: while the environment has one, the flagd
+    /// export is refused as a whole (exit 2, naming each).
     /// `native`: flagd-server's own format, which always works, keeps lists as lists and
     /// imports back exactly: the one for backups and for copying between environments.
     #[arg(long, value_enum, default_value_t = ExportFormat::Flagd)]
