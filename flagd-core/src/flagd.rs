@@ -1,14 +1,14 @@
 //! The flagd flag-definition format: reading it into this crate's model, and writing an
 //! environment back out so that flagd-compatible tools evaluate it as we do.
 //!
-//! A flagd flag becomes a [`Flag`] whose off variant and fallthrough are flagd's
-//! `defaultVariant` (without one, it has no off variant, whatever its variants are called)
-//! and whose targeting (if any, and not `{}`) becomes a single rule
-//! serving [`Serve::Targeting`]. Reasons then come out as flagd's: `STATIC` without
-//! targeting, `TARGETING_MATCH` when targeting names a variant, `DEFAULT` when it yields
-//! null. One deliberate difference: a `DISABLED` flag serves its `defaultVariant` (flagd
-//! serves the caller's default and no variant), because OFREP clients treat a missing
-//! value as an error.
+//! A flagd flag becomes a [`Flag`] whose fallthrough is flagd's `defaultVariant`, and so
+//! is its off variant, except that a boolean flag's is its `false` variant (without a
+//! `defaultVariant` it has no off variant, whatever its variants are called); its
+//! targeting (if any, and not `{}`) becomes a single rule serving [`Serve::Targeting`].
+//! Reasons then come out as flagd's: `STATIC` without targeting, `TARGETING_MATCH` when
+//! targeting names a variant, `DEFAULT` when it yields null. One deliberate difference: a
+//! `DISABLED` flag serves its off variant (flagd serves the caller's default and no
+//! variant), because OFREP clients treat a missing value as an error.
 
 use std::fmt;
 
@@ -161,8 +161,22 @@ fn import_flag(key: String, value: Value, problems: &mut Problems) -> Option<Fla
     // called `off`; the flag says so itself, so that it evaluates as flagd's wherever it
     // is stored and compiled.
     flag.definition.no_off_variant = default_variant.is_none();
-    flag.definition.off_variant = default_variant;
+    flag.definition.off_variant =
+        default_variant.map(|default| kill_switch_variant(&flag.definition.variants, default));
     Some(flag)
+}
+
+/// The off variant of an imported flag: what its kill switch serves here, and in every
+/// environment that has not enabled it. A boolean flag's is its `false` variant, whatever
+/// the file's author made the default (a file that turns a flag on in development must not
+/// make production's disabled flag serve `true`); any other flag's is its default.
+fn kill_switch_variant(variants: &IndexMap<String, Value>, default: String) -> String {
+    let boolean = variants.values().all(Value::is_boolean);
+    let off = variants.iter().find(|(_, value)| **value == Value::Bool(false)).map(|(name, _)| name);
+    match off {
+        Some(name) if boolean => name.clone(),
+        _ => default,
+    }
 }
 
 /// Where an imported flag's targeting sits in the model, and where it sits in the flagd

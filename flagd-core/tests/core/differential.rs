@@ -3,7 +3,8 @@
 //!
 //! Deliberate differences, asserted as such (see `tests/differential/README.md`):
 //! - DISABLED: the reference serves the caller's default with no variant; we serve the
-//!   flag's default variant and its value.
+//!   flag's off variant and its value (a boolean flag's `false` variant, another flag's
+//!   default variant).
 //! - On ERROR the reference fills in the caller's default value; we serve no value.
 //! - Documents the flagd schema rejects: the reference loads them leniently, our loader
 //!   may refuse them; if it accepts one, the results must still agree.
@@ -838,6 +839,18 @@ struct FlagSpec {
     tags: Vec<&'static str>,
 }
 
+impl FlagSpec {
+    /// What a DISABLED flag serves here: nothing without a default variant; for a boolean
+    /// flag its `false` variant (the kill switch's answer whatever the default); otherwise
+    /// the default variant.
+    fn off_variant(&self) -> Option<&str> {
+        let default = self.default_variant.as_deref()?;
+        let boolean = self.variants.values().all(Value::is_boolean);
+        let off = self.variants.iter().find(|(_, v)| **v == Value::Bool(false)).map(|(name, _)| name.as_str());
+        Some(off.filter(|_| boolean).unwrap_or(default))
+    }
+}
+
 #[derive(Debug)]
 struct Doc {
     json: Value,
@@ -1190,12 +1203,12 @@ fn compare(case: &Case, spec: Option<&FlagSpec>, theirs: &Theirs, ours: &Ours) -
             d.check_json("reference value", Some(&theirs.value), Some(&caller_default));
         }
         "DISABLED" => {
-            // Deliberate difference: we serve the flag's default variant, the reference
-            // serves the caller's default.
+            // Deliberate difference: we serve the flag's off variant, the reference serves
+            // the caller's default.
             let spec = spec.ok_or("DISABLED for a flag the generator did not make")?;
-            let dv = spec.default_variant.as_deref();
-            d.check("variant", variant.as_deref(), dv);
-            d.check_json("value", value.as_ref(), dv.and_then(|v| spec.variants.get(v)));
+            let off = spec.off_variant();
+            d.check("variant", variant.as_deref(), off);
+            d.check_json("value", value.as_ref(), off.and_then(|v| spec.variants.get(v)));
             d.check_json("reference value", Some(&theirs.value), Some(&caller_default));
             d.check("reference variant", theirs.variant.as_deref(), None);
         }

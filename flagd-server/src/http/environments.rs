@@ -96,8 +96,9 @@ struct ImportParams {
 }
 
 /// Imports a flagd file or a flagd-server file, merging into the environment or replacing
-/// it; a dry run returns the diff and writes nothing. A flagd file's `defaultVariant` is a
-/// new flag's off variant and the environment's fallthrough; what the file leaves out
+/// it; a dry run returns the diff and writes nothing. A flagd file's `defaultVariant` is the
+/// environment's fallthrough and a new flag's off variant (a boolean flag's is its `false`
+/// variant); what the file leaves out
 /// (description, owner, tags, metadata, variants, and the `onVariant` the flagd format
 /// cannot carry) is kept as stored. A flag's definition is every environment's: a file that
 /// changes what the others serve from it (a variant's value, the off or on variant) is

@@ -1293,6 +1293,29 @@ async fn an_import_into_one_environment_does_not_change_what_the_others_serve() 
     assert_eq!(answer(&killed), (json!(false), json!("off"), json!("DISABLED")), "{}", killed.body);
 }
 
+/// A flagd file that creates a boolean flag turned on in development: production, which
+/// never enabled it, serves `false` with reason DISABLED, not the file's `defaultVariant`.
+/// A string flag's kill switch serves its default variant, there being no `false`.
+#[tokio::test]
+async fn a_boolean_flag_a_flagd_import_creates_is_off_wherever_it_is_disabled() {
+    let api = Api::new().await;
+    let file = json!({"flags": {
+        "fresh": {"state": "ENABLED", "variants": {"yes": true, "no": false}, "defaultVariant": "yes"},
+        "tone": {"state": "ENABLED", "variants": {"calm": "c", "loud": "l"}, "defaultVariant": "loud"}
+    }});
+    let r = api.admin(Method::POST, "/api/v1/environments/development/import", Some(file)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let answer = |r: &Reply| (r.body["value"].clone(), r.body["variant"].clone(), r.body["reason"].clone());
+    let dev = api.token("evaluate", Some("development")).await;
+    let served = api.ofrep(&dev, "fresh", json!({"companyId": 42})).await;
+    assert_eq!(answer(&served), (json!(true), json!("yes"), json!("STATIC")), "{}", served.body);
+    let production = api.token("evaluate", Some("production")).await;
+    let killed = api.ofrep(&production, "fresh", json!({"companyId": 42})).await;
+    assert_eq!(answer(&killed), (json!(false), json!("no"), json!("DISABLED")), "{}", killed.body);
+    let tone = api.ofrep(&production, "tone", json!({"companyId": 42})).await;
+    assert_eq!(answer(&tone), (json!("l"), json!("loud"), json!("DISABLED")), "{}", tone.body);
+}
+
 /// What a flagd file leaves out of a flag that exists stays: a variant another
 /// environment's lists serve (the on variant), and the flag's metadata, which every
 /// environment reports.
