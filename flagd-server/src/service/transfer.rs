@@ -197,8 +197,9 @@ fn normalized(def: &FlagDefinition) -> FlagDefinition {
 
 /// What the file says, keeping from the stored definition what the file leaves out
 /// (description, owner, tags, metadata; a flagd file's on variant, which the format cannot
-/// carry). A new flag's off variant is the flagd file's `defaultVariant`, which says what
-/// flagd serves. A flag that exists keeps what every environment serves from its
+/// carry). A new flag's off variant is the one its import chose (a flagd file's
+/// `defaultVariant`, or a boolean flag's `false` variant). A flag that exists keeps what
+/// every environment serves from its
 /// definition (see [`shared_change`]): a flagd file's `defaultVariant` is then only this
 /// environment's fallthrough, and the variants the file leaves out stay, for the
 /// environments using them.
