@@ -173,6 +173,41 @@ proptest! {
         prop_assert_eq!(ctx.targeting_key(), targeting.as_deref());
     }
 
+    /// flagd's `fractional` over `cat` of the flag key and one attribute takes a specialised
+    /// path that hashes the attribute straight from the context; for any key and any value
+    /// (strings, integers past 2^53, floats, nested JSON) it picks the bucket the general
+    /// path picks, which a third, empty `cat` part forces.
+    #[test]
+    fn specialised_fractional_buckets_as_the_general_path(
+        key in "[A-Za-z0-9 ._-]{1,24}",
+        value in prop_oneof![
+            (-100_000i64..100_000).prop_map(Value::from),
+            // Either side of 2^53, the last integer JavaScript prints exactly.
+            (-4i64..4, any::<bool>()).prop_map(|(d, neg)| {
+                let n = (1i64 << 53) + d;
+                Value::from(if neg { -n } else { n })
+            }),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            json_value(),
+        ],
+        weights in prop::collection::vec(1u32..1000, 2..6),
+    ) {
+        let buckets: Vec<Value> = weights.iter().enumerate().map(|(i, w)| json!([format!("v{i}"), w])).collect();
+        let logic = |parts: Value| {
+            let mut args = vec![json!({ "cat": parts })];
+            args.extend(buckets.iter().cloned());
+            Logic::compile(&json!({ "fractional": args }), &CompileEnv::default()).unwrap()
+        };
+        let fast = logic(json!([{"var": "$flagd.flagKey"}, {"var": "v"}]));
+        let general = logic(json!([{"var": "$flagd.flagKey"}, {"var": "v"}, ""]));
+        let ctx = EvaluationContext::new().with_attribute("v", value);
+        let scope = Scope::new(&ctx, &key);
+        prop_assert_eq!(fast.variant_name(&scope), general.variant_name(&scope));
+    }
+
     /// Any JSON Logic either fails to compile with an error or evaluates without panicking.
     #[test]
     fn any_json_logic_is_safe(expr in logic_expr(), data in json_value()) {
