@@ -478,7 +478,9 @@ function segmentForm(env, segments) {
 
 async function deleteSegment(env, segment) {
   try {
-    await api('DELETE', `/api/v1/environments/${encodeURIComponent(env)}/segments/${encodeURIComponent(segment.key)}`);
+    // The version shown: a segment someone changed since is not deleted unseen.
+    await api('DELETE', `/api/v1/environments/${encodeURIComponent(env)}/segments/${encodeURIComponent(segment.key)}`,
+      undefined, { 'If-Match': `"${segment.version}"` });
     await render();
     say(`Segment ${segment.key} deleted from ${env}.`);
   } catch (e) { complain(`Segment ${segment.key} was not deleted: ${e.message}`); }

@@ -25,6 +25,20 @@ async function evaluate() {
   return values;
 }
 
+/** Replaces a segment's companies through the API, as another admin would. */
+async function changeSegmentBehindThePage(env, key, companies) {
+  const url = `${input.url}/api/v1/environments/${env}/segments/${key}`;
+  const auth = { Authorization: `Bearer ${input.adminToken}` };
+  const current = await fetch(url, { headers: auth });
+  const body = { key, companies };
+  const res = await fetch(url, {
+    method: 'PUT',
+    headers: { ...auth, 'Content-Type': 'application/json', 'If-Match': current.headers.get('etag') },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`changing segment ${key} answered ${res.status}`);
+}
+
 async function ofrep(company) {
   const res = await fetch(`${input.url}/ofrep/v1/evaluate/flags/${input.flag}`, {
     method: 'POST',
@@ -208,6 +222,16 @@ try {
   await admin.getByRole('button', { name: 'Save segment in staging' }).click();
   await admin.getByRole('status').filter({ hasText: 'Segment trial replaced in staging' }).waitFor();
   report.replacedCompaniesShown = await admin.locator('tr[data-segment="trial"] td[data-field="companies"]').textContent();
+  // Someone else changes it after the page showed it: deleting what the page shows is
+  // refused, and after a reload it goes.
+  await changeSegmentBehindThePage('staging', 'trial', ['401', '402', '403', '404']);
+  await admin.getByRole('button', { name: 'Delete segment trial in staging' }).click();
+  report.staleSegmentDelete = await admin.getByRole('alert').filter({ hasText: 'Segment trial was not deleted' }).textContent();
+  // The browser logs the refused request as an error; that one is expected, no other.
+  const refused = report.consoleErrors.findIndex((e) => e.includes('status of 412'));
+  if (refused >= 0) report.consoleErrors.splice(refused, 1);
+  await admin.reload();
+  await admin.locator('main[data-route="#/segments?env=staging"] tr[data-segment="trial"]').waitFor();
   await admin.getByRole('button', { name: 'Delete segment trial in staging' }).click();
   await admin.getByRole('status').filter({ hasText: 'Segment trial deleted from staging' }).waitFor();
   report.segmentsAfterDelete = await admin.locator('main tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.segment));

@@ -155,6 +155,8 @@ fn the_console_kills_a_flag_and_rolls_it_out_as_evaluation_then_serves() {
     assert_eq!(segment["companies"], json!(SEGMENT_COMPANIES), "{segment}");
     assert_eq!(segment["description"], "Early adopters", "{segment}");
     assert_eq!(report["replacedCompaniesShown"], "3", "replacing a segment from the page: {report}");
+    let stale = report["staleSegmentDelete"].as_str().unwrap_or_default();
+    assert!(stale.contains("changed since you read it"), "a segment changed behind the page is not deleted: {report}");
     assert_eq!(report["segmentsAfterDelete"], json!([SEGMENT]), "{report}");
     let deleted = admin.get(&format!("/api/v1/environments/{STAGING}/segments/trial")).unwrap();
     assert_eq!(deleted.status, 404, "{}", deleted.body);
