@@ -144,6 +144,24 @@ impl SqlDialect {
         }
     }
 
+    /// A filter on a text column that matches exactly; its value is bound
+    /// [`SqlDialect::exact_text_binds`] times. MySQL and MariaDB compare text padded with
+    /// spaces (`'a ' = 'a'`), so there the indexed comparison is narrowed by a binary one.
+    pub fn exact_text_filter(self, column: &str) -> String {
+        match self {
+            Self::MySql => format!(" AND {column} = ? AND {column} = CAST(? AS BINARY)"),
+            Self::Sqlite | Self::Postgres => format!(" AND {column} = ?"),
+        }
+    }
+
+    /// How many parameters [`SqlDialect::exact_text_filter`] takes.
+    pub const fn exact_text_binds(self) -> usize {
+        match self {
+            Self::MySql => 2,
+            Self::Sqlite | Self::Postgres => 1,
+        }
+    }
+
     /// SQL for the length in bytes of a text column (`LENGTH` counts characters on SQLite
     /// and PostgreSQL).
     pub fn byte_length(self, column: &str) -> String {

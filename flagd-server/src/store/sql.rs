@@ -345,13 +345,14 @@ impl SqlTx {
     /// The audit query for `query`'s filters, newest first, reading `columns`; `between`
     /// narrows it to a range of ids. [`bind_audit`] binds its parameters.
     fn audit_sql(&self, columns: &str, query: &AuditQuery, between: bool) -> String {
+        let exact = |column| self.dialect.exact_text_filter(column);
         let filters = [
-            (query.flag.is_some(), " AND flag = ?"),
-            (query.environment.is_some(), " AND environment = ?"),
-            (query.actor.is_some(), " AND actor = ?"),
-            (query.since.is_some(), " AND at >= ?"),
-            (query.before_id.is_some(), " AND id < ?"),
-            (between, " AND id >= ? AND id <= ?"),
+            (query.flag.is_some(), exact("flag")),
+            (query.environment.is_some(), exact("environment")),
+            (query.actor.is_some(), exact("actor")),
+            (query.since.is_some(), " AND at >= ?".to_owned()),
+            (query.before_id.is_some(), " AND id < ?".to_owned()),
+            (between, " AND id >= ? AND id <= ?".to_owned()),
         ];
         let mut sql = format!("{columns} WHERE 1 = 1");
         for (_, clause) in filters.iter().filter(|(on, _)| *on) {
@@ -675,7 +676,7 @@ impl Tx for SqlTx {
         let size = |column| format!("COALESCE({}, 0)", self.dialect.byte_length(column));
         let columns = format!("SELECT id, {} + {} AS size FROM audit", size("before_doc"), size("after_doc"));
         let sql = self.audit_sql(&columns, query, false);
-        let sized = bind_audit(&sql, query, None, limit + 1).fetch_all(&mut *self.tx).await?;
+        let sized = bind_audit(&sql, self.dialect, query, None, limit + 1).fetch_all(&mut *self.tx).await?;
         let sizes = sized.iter().map(decode_size).collect::<Result<Vec<_>, _>>()?;
         let kept = page_length(&sizes, limit);
         let more = sizes.len() > kept;
@@ -684,7 +685,8 @@ impl Tx for SqlTx {
             return Ok(AuditPage { events: Vec::new(), more });
         };
         let sql = self.audit_sql(AUDIT_COLUMNS, query, true);
-        let rows = bind_audit(&sql, query, Some((*oldest, *newest)), kept).fetch_all(&mut *self.tx).await?;
+        let rows =
+            bind_audit(&sql, self.dialect, query, Some((*oldest, *newest)), kept).fetch_all(&mut *self.tx).await?;
         let events = rows.iter().map(decode_audit).collect::<Result<Vec<_>, _>>()?;
         Ok(AuditPage { events, more })
     }
@@ -807,13 +809,16 @@ fn decode_segment(row: &AnyRow) -> Result<StoredSegment, StoreError> {
 /// Binds the parameters of [`SqlTx::audit_sql`], in its order.
 fn bind_audit<'q>(
     sql: &'q str,
+    dialect: SqlDialect,
     query: &'q AuditQuery,
     between: Option<(i64, i64)>,
     limit: usize,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
     let mut q = sqlx::query(sql);
     for text in [&query.flag, &query.environment, &query.actor].into_iter().flatten() {
-        q = q.bind(text.as_str());
+        for _ in 0..dialect.exact_text_binds() {
+            q = q.bind(text.as_str());
+        }
     }
     let range = between.map_or([None, None], |(from, to)| [Some(from), Some(to)]);
     for number in [query.since, query.before_id].into_iter().chain(range).flatten() {

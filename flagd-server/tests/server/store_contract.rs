@@ -829,6 +829,10 @@ async fn audit_is_filtered_and_paged_newest_first(store: Arc<dyn Store>, _url: S
     };
     assert_eq!(ids_of(combined).await, [e]);
     assert!(ids_of(AuditQuery { flag: Some("nope".into()), ..AuditQuery::default() }).await.is_empty());
+    // MySQL and MariaDB compare `f1 ` equal to `f1`: still no such flag, actor or environment.
+    assert!(ids_of(AuditQuery { flag: Some("f1 ".into()), ..AuditQuery::default() }).await.is_empty());
+    assert!(ids_of(AuditQuery { actor: Some("alice ".into()), ..AuditQuery::default() }).await.is_empty());
+    assert!(ids_of(AuditQuery { environment: Some("prod ".into()), ..AuditQuery::default() }).await.is_empty());
 
     // Paging: two at a time, each page continuing below the last id seen, as long as it
     // says there are more.
