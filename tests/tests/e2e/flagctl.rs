@@ -725,6 +725,38 @@ fn export_and_import_refusals_say_what_to_do_with_the_file() {
     assert_eq!(audit(&admin), before, "nothing imported");
 }
 
+/// A file that would change what other environments serve from a flag's shared
+/// definition is refused as a conflict, and flagctl says what to do with the file, and
+/// that the server's PATCH, which flagctl has no command for, is the other way.
+#[test]
+fn an_import_that_would_change_a_shared_definition_says_how_to_fix_the_file() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "a"})).unwrap();
+    let dir = TempDir::new("flagctl").unwrap();
+    let file = dir.path().join("other.json");
+    let flagd = json!({"flags": {"a": {"state": "ENABLED", "variants": {"on": "yes", "off": false},
+        "defaultVariant": "on"}}});
+    std::fs::write(&file, flagd.to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let before = (audit(&admin), config(&admin, "a", "production"));
+    for dry_run in [&["--dry-run"][..], &[]] {
+        let args = [&["import", file, "--env", "development"][..], dry_run].concat();
+        let refused = flagctl(&server, &args).code(3);
+        for said in [
+            "flag `a`: the file changes variant `on`",
+            "nothing was imported into development",
+            "other.json",
+            "`flagctl get a` shows them",
+            "PATCH",
+            "flagctl has no command for it",
+        ] {
+            assert!(refused.stderr.contains(said), "`{said}` missing: {}", refused.stderr);
+        }
+    }
+    assert_eq!((audit(&admin), config(&admin, "a", "production")), before, "nothing imported");
+}
+
 #[test]
 fn a_native_export_keeps_company_lists_and_imports_back_exactly() {
     let server = Server::start().unwrap();

@@ -73,6 +73,20 @@ pub async fn import(session: &Session, args: &ImportArgs) -> Result<(), Failure>
                 r.message
             )));
         }
+        // The server names the flag and the change, and points to its HTTP API; flagctl
+        // says what that means for the file, and that flagctl has no command for the API.
+        Err(r) if r.code == "SHARED_DEFINITION" => {
+            // The message starts "flag `KEY`: …"; a message worded otherwise still reads.
+            let key = r.message.strip_prefix("flag `").and_then(|rest| rest.split_once('`')).map_or("FLAG", |(k, _)| k);
+            return Err(Failure::Conflict(format!(
+                "{}; nothing was imported into {env}. Either edit {} so that the flag keeps its variants' values and \
+                 its on and off variant (`flagctl get {key}` shows them), or, to change them in every environment, \
+                 send that PATCH to the server (flagctl has no command for it; see the API table of flagd's README), \
+                 then import again",
+                r.message,
+                args.file.display()
+            )));
+        }
         Err(r) => return Err(explain(&r, &Target::env(env))),
     };
     if session.json() {
