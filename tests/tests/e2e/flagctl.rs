@@ -429,6 +429,37 @@ fn a_wait_outlives_a_server_restart_and_says_the_change_is_stored_when_it_gives_
     );
 }
 
+/// A server stopping during a wait ends it with 503 `SHUTTING_DOWN`: flagctl says the
+/// server is stopping (not that it did not answer), asks again, and confirms the change
+/// once a server serves it.
+#[test]
+fn a_wait_answered_by_a_stopping_server_says_so_and_asks_again() {
+    let mut server = Server::start().unwrap();
+    let admin = server.admin();
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    admin.quick_op("f", "production", "enable", None).unwrap();
+    stick_replica(&server);
+    let args = ["disable", "f", "--env", "production", "--reason", "incident", "--wait", "--wait-timeout", "60s"];
+    let child = spawn_flagctl(&server, &args);
+    let stored = || audit(&admin).iter().find(|e| e["reason"] == "incident").and_then(|e| e["seq"].as_i64());
+    wait_until("the disable to be stored", Duration::from_secs(30), || stored().is_some());
+    let seq = stored().unwrap();
+    // Time for flagctl to send its wait, which the stuck replica holds open.
+    std::thread::sleep(Duration::from_millis(500));
+    server.terminate(Duration::from_secs(10)).unwrap();
+    server.restart(&ServerOptions::default()).unwrap();
+    unstick_replica(&server);
+    let run = finish(child, &args).ok();
+    assert!(
+        run.stderr.contains(&format!("the server answering the wait for seq {seq} is stopping"))
+            && run.stderr.contains("SHUTTING_DOWN"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("did not answer"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("applied by every live replica (1 replica, seq {seq})")), "{}", run.stderr);
+}
+
 /// The stderr of a read of an environment that does not exist.
 const NO_SUCH_ENV: &str = "environment `nosuchenv` not found; list environments with `flagctl environments`";
 

@@ -48,9 +48,11 @@ pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
             Ok(Err(r)) if r.status == 404 && r.code == "NOT_FOUND" => {
                 return poll_readyz(session, seq, deadline, outage).await;
             }
-            Ok(Err(r)) if r.status >= 500 => server_trouble(&r),
+            // Another replica (or this one, restarted) can confirm the change: ask again.
+            Ok(Err(r)) if r.code == "SHUTTING_DOWN" => Trouble::Stopping(server_trouble(&r)),
+            Ok(Err(r)) if r.status >= 500 => Trouble::Unanswered(server_trouble(&r)),
             Ok(Err(r)) => return Err(explain(&r, &Target::default())),
-            Err(unreachable) => unreachable.to_string(),
+            Err(unreachable) => Trouble::Unanswered(unreachable.to_string()),
         };
         outage.pause(trouble, deadline).await?;
     }
@@ -106,6 +108,26 @@ fn server_trouble(r: &Refusal) -> String {
     format!("HTTP {} {}: {}", r.status, r.code, r.message)
 }
 
+/// Why an attempt to confirm a change got no confirmation.
+#[derive(Debug)]
+enum Trouble {
+    /// No answer, or a 5xx: the server restarting, a proxy without a backend, its database away.
+    Unanswered(String),
+    /// The server answering the wait is stopping (`SHUTTING_DOWN`): it did answer, and
+    /// saying it did not would send the user looking for a network fault.
+    Stopping(String),
+}
+
+impl Trouble {
+    /// What happened, as the end of the message of a wait given up on.
+    fn said(&self) -> String {
+        match self {
+            Self::Unanswered(detail) => format!("the server did not answer ({detail})"),
+            Self::Stopping(detail) => format!("the server was stopping ({detail})"),
+        }
+    }
+}
+
 /// The server not answering while a stored change is waited for: a restart, a proxy
 /// without a backend, a database that is briefly away. Giving up at the first error
 /// would leave a deploy script believing the change failed, so flagctl asks again with
@@ -124,24 +146,31 @@ impl Outage {
     }
 
     /// After `trouble`: sleeps before the next attempt, or fails once the deadline passed.
-    async fn pause(&mut self, trouble: String, deadline: Instant) -> Result<(), Failure> {
+    async fn pause(&mut self, trouble: Trouble, deadline: Instant) -> Result<(), Failure> {
         let seq = self.seq;
         let now = Instant::now();
         if now >= deadline {
             return Err(Failure::WaitTimeout(format!(
-                "change seq {seq} is stored, but flagctl could not confirm it was applied within {}: the server \
-                 did not answer ({trouble}); check again with `flagctl wait {seq}` once it is back, or raise \
-                 --wait-timeout",
-                crate::duration::show(self.timeout)
+                "change seq {seq} is stored, but flagctl could not confirm it was applied within {}: {}; check again \
+                 with `flagctl wait {seq}` once it is back, or raise --wait-timeout",
+                crate::duration::show(self.timeout),
+                trouble.said()
             )));
         }
         if !self.told {
             self.told = true;
-            output::note(&format!(
-                "the server did not answer the wait for seq {seq} ({trouble}); the change is stored: asking again \
-                 until --wait-timeout ({})",
-                crate::duration::show(self.timeout)
-            ));
+            let timeout = crate::duration::show(self.timeout);
+            output::note(&match &trouble {
+                Trouble::Unanswered(detail) => format!(
+                    "the server did not answer the wait for seq {seq} ({detail}); the change is stored: asking again \
+                     until --wait-timeout ({timeout})"
+                ),
+                Trouble::Stopping(detail) => format!(
+                    "the server answering the wait for seq {seq} is stopping ({detail}); the change is stored: asking \
+                     again until --wait-timeout ({timeout}), for another replica or this one once restarted to \
+                     confirm it"
+                ),
+            });
         }
         tokio::time::sleep(self.next_pause.min(deadline - now)).await;
         self.next_pause = (self.next_pause * 2).min(RETRY_MAX);
@@ -156,12 +185,12 @@ async fn poll_readyz(session: &Session, seq: i64, deadline: Instant, mut outage:
             Ok(Ok(reply)) => reply,
             // `/readyz` answers 503 while the server is not ready: wait that out too.
             Ok(Err(r)) if r.status >= 500 => {
-                outage.pause(server_trouble(&r), deadline).await?;
+                outage.pause(Trouble::Unanswered(server_trouble(&r)), deadline).await?;
                 continue;
             }
             Ok(Err(r)) => return Err(explain(&r, &Target::default())),
             Err(unreachable) => {
-                outage.pause(unreachable.to_string(), deadline).await?;
+                outage.pause(Trouble::Unanswered(unreachable.to_string()), deadline).await?;
                 continue;
             }
         };
