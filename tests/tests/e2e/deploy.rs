@@ -476,6 +476,31 @@ fn the_systemd_unit_verifies_and_its_environment_file_names_real_server_settings
     );
 }
 
+/// An empty `FLAGD_ADMIN_TOKEN` (a line left blank in the environment file) stops the
+/// server with exit 2 before it touches the database; the unit does not restart it for
+/// that, as every restart would meet the same setting, and the example never sets it empty.
+#[test]
+fn an_empty_admin_token_stops_the_unit_once_and_the_example_sets_none() {
+    let dir = TempDir::new("deploy-admin-token").unwrap();
+    let database = format!("sqlite:{}", dir.path().join("flagd.db").display());
+    let mut start = Command::new(server_binary().unwrap());
+    start.env("FLAGD_ADMIN_TOKEN", "").env("FLAGD_DATABASE_URL", &database).env("FLAGD_LISTEN", "127.0.0.1:1");
+    let refused = Run::of("flagd-server with FLAGD_ADMIN_TOKEN=", &mut start, "").code(2);
+    assert!(refused.stderr.contains("the admin token is empty"), "{}", refused.stderr);
+
+    let unit = std::fs::read_to_string(deploy_dir().join("systemd/flagd-server.service")).unwrap();
+    let prevented: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("RestartPreventExitStatus="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(prevented.contains(&"2"), "the unit restarts a server that refused its settings (exit 2): {prevented:?}");
+
+    let example = std::fs::read_to_string(deploy_dir().join("systemd/flagd-server.env.example")).unwrap();
+    let token = example.lines().find_map(|l| l.strip_prefix("FLAGD_ADMIN_TOKEN=")).unwrap();
+    assert!(!token.trim().is_empty(), "the example sets an empty admin token");
+}
+
 /// Whether the unit's `SystemCallFilter=` lines let a system call through, as
 /// systemd.exec(5) reads them: the first line makes an allow list (or, with `~`, a deny
 /// list) and each later line adds its calls to that list or, with the other sign, takes
