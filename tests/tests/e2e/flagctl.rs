@@ -1008,9 +1008,18 @@ fn a_ramp_starting_below_the_current_percentage_is_refused_and_changes_nothing()
     assert_eq!((audit(&admin), config(&admin, "checkout", "staging")), before, "nothing was changed");
 
     // A step at the current percentage changes nothing; the ramp goes on from there.
+    // It says so, as enable and disable do, rather than claim the step was set.
     let args = ["ramp", "checkout", "--env", "staging", "--steps", "70,80", "--every", "0s", "--check", "true"];
-    assert!(flagctl(&server, &args).ok().stderr.contains("ramp complete"));
+    let ramped = flagctl(&server, &args).ok().stderr;
+    assert!(ramped.contains("ramp complete"), "{ramped}");
+    assert!(ramped.contains("step 1/2: 70% already served, nothing changed (seq "), "{ramped}");
+    assert!(ramped.contains("step 2/2: 80% set (seq "), "{ramped}");
     assert_eq!(weights(&config(&admin, "checkout", "staging")), on_off(80.0));
+    let again =
+        ["ramp", "checkout", "--env", "staging", "--steps", "80", "--every", "0s", "--check", "true", "-o", "json"];
+    let json = flagctl(&server, &again).ok().json_lines();
+    let step = json.iter().find(|e| e["event"] == "step").unwrap();
+    assert_eq!((step["percentage"].as_f64(), &step["unchanged"]), (Some(80.0), &json!(true)), "{step}");
 
     // On after off: the on variant owns the high buckets, and no percentage continues that.
     flagctl(&server, &["rollout", "checkout", "--weight", "off=20", "--weight", "on=80", "--env", "staging"]).ok();

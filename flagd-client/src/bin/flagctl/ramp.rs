@@ -297,11 +297,22 @@ impl Ramp<'_> {
             let config = self.guarded(signals, step, send_change(self.session, request)).await??;
             self.last_set = Some((step, percentage));
             self.applied(signals, step, &config).await?;
-            let text = format!("step {step}/{total}: {percentage}% set (seq {})", output::cell(&config["version"]));
+            // A step at the percentage already served writes nothing (no audit event): say
+            // so, as enable and disable do, rather than claim it was set.
+            let unchanged = config["unchanged"] == true;
+            let seq = output::cell(&config["version"]);
+            let text = if unchanged {
+                format!("step {step}/{total}: {percentage}% already served, nothing changed (seq {seq})")
+            } else {
+                format!("step {step}/{total}: {percentage}% set (seq {seq})")
+            };
             self.event(
                 "step",
                 &text,
-                json!({ "step": step, "steps": total, "percentage": percentage, "seq": config["version"] }),
+                json!({
+                    "step": step, "steps": total, "percentage": percentage, "seq": config["version"],
+                    "unchanged": unchanged,
+                }),
             );
             if step == 1 && disabled {
                 self.enable(signals, step).await?;
