@@ -87,7 +87,16 @@ fi
 say "copying \`$KEY\` from $FROM ($source_state) to $TO"
 promoted="$(run_flagctl "promoting \`$KEY\` from $FROM to $TO" promote "$KEY" --from "$FROM" --to "$TO" \
     --reason "$REASON" --wait --output json)"
-state="$(jq -r '.state' <<<"$promoted")"
+# The server acknowledges a promotion that changes nothing without an audit event, so
+# REASON is recorded nowhere then: say so rather than imply a copy was made.
+read -r state unchanged seq < <(jq -r '[.state, (.unchanged // false), .version] | join(" ")' <<<"$promoted")
+if [[ "$unchanged" == true ]]; then
+    say "\`$KEY\` in $TO already had $FROM's configuration (seq $seq): nothing was copied and nothing new" \
+        "was recorded, this REASON is not in the audit log"
+    copied="\`$KEY\` in $TO already had $FROM's configuration, nothing was copied"
+else
+    copied="promoted \`$KEY\` from $FROM to $TO"
+fi
 
 if [[ "$ENABLE" == true && "$state" != ENABLED ]]; then
     say "enabling \`$KEY\` in $TO"
@@ -99,6 +108,6 @@ fi
 # What production serves now, for the deploy log.
 run_flagctl "showing \`$KEY\` in $TO" get "$KEY" --env "$TO"
 case "$state" in
-    ENABLED) echo "promoted \`$KEY\` from $FROM to $TO; it is ENABLED in $TO" ;;
-    *) echo "promoted \`$KEY\` from $FROM to $TO; it stays $state in $TO (switch it on with $SCRIPT --enable or \`$FLAGCTL enable $KEY --env $TO --wait\`)" ;;
+    ENABLED) echo "$copied; it is ENABLED in $TO" ;;
+    *) echo "$copied; it stays $state in $TO (switch it on with $SCRIPT --enable or \`$FLAGCTL enable $KEY --env $TO --wait\`)" ;;
 esac

@@ -197,6 +197,19 @@ fn promote_copies_staging_to_production_and_keeps_it_disabled() {
     assert_eq!(production["state"], "DISABLED");
     assert!(audit(&admin, "portal").iter().any(|e| e["reason"] == "release 2.4"), "the reason is audited");
 
+    // Promoted already: said, as rollback-feature.sh says a flag was already off, since the
+    // server records nothing (and so not this reason) for a change that changes nothing.
+    let again = script(&server, "promote.sh", &["portal", "--reason", "release 2.4 again"]).code(0);
+    assert!(
+        again.stdout.contains(
+            "`portal` in production already had staging's configuration, nothing was copied; it stays DISABLED"
+        ),
+        "{}",
+        again.stdout
+    );
+    assert!(again.stderr.contains("this REASON is not in the audit log"), "{}", again.stderr);
+    assert!(!audit(&admin, "portal").iter().any(|e| e["reason"] == "release 2.4 again"));
+
     let run = script(&server, "promote.sh", &["portal", "--enable"]).code(0);
     assert!(run.stdout.contains("it is ENABLED in production"), "{}", run.stdout);
     assert_eq!(state(&admin, "portal", "production"), "ENABLED");
