@@ -453,8 +453,13 @@ fn the_systemd_unit_verifies_and_its_environment_file_names_real_server_settings
     let server = server_binary().unwrap();
     let help = Run::of("flagd-server --help", Command::new(&server).arg("--help"), "").code(0).stdout;
     let example = std::fs::read_to_string(deploy_dir().join("systemd/flagd-server.env.example")).unwrap();
-    let variables: Vec<&str> =
-        example.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).filter(|k| !k.starts_with('#')).collect();
+    // Settings, and settings shown commented out (`#FLAGD_…=`) for the reader to fill in.
+    let variables: Vec<&str> = example
+        .lines()
+        .map(|l| l.strip_prefix("#FLAGD_").map_or(l, |_| &l[1..]))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .filter(|k| !k.starts_with('#'))
+        .collect();
     for variable in ["FLAGD_LISTEN", "FLAGD_DATABASE_URL", "FLAGD_ADMIN_TOKEN"] {
         assert!(variables.contains(&variable), "the environment file lacks {variable}");
     }
@@ -491,7 +496,8 @@ fn the_systemd_unit_verifies_and_its_environment_file_names_real_server_settings
 
 /// An empty `FLAGD_ADMIN_TOKEN` (a line left blank in the environment file) stops the
 /// server with exit 2 before it touches the database; the unit does not restart it for
-/// that, as every restart would meet the same setting, and the example never sets it empty.
+/// that, as every restart would meet the same setting, and the example sets no token, empty
+/// or a placeholder that an unedited copy would run with.
 #[test]
 fn an_empty_admin_token_stops_the_unit_once_and_the_example_sets_none() {
     let dir = TempDir::new("deploy-admin-token").unwrap();
@@ -510,8 +516,9 @@ fn an_empty_admin_token_stops_the_unit_once_and_the_example_sets_none() {
     assert!(prevented.contains(&"2"), "the unit restarts a server that refused its settings (exit 2): {prevented:?}");
 
     let example = std::fs::read_to_string(deploy_dir().join("systemd/flagd-server.env.example")).unwrap();
-    let token = example.lines().find_map(|l| l.strip_prefix("FLAGD_ADMIN_TOKEN=")).unwrap();
-    assert!(!token.trim().is_empty(), "the example sets an empty admin token");
+    let set: Vec<&str> = example.lines().filter(|l| l.trim_start().starts_with("FLAGD_ADMIN_TOKEN=")).collect();
+    assert!(set.is_empty(), "the example sets an admin token an unedited copy would run with: {set:?}");
+    assert!(example.contains("#FLAGD_ADMIN_TOKEN="), "the example shows where the token goes");
 }
 
 /// Whether the unit's `SystemCallFilter=` lines let a system call through, as
