@@ -217,9 +217,7 @@ impl Service {
     ) -> Result<ConfigView, ApiError> {
         let mut write = self.begin(actor, reason).await?;
         let (_, current) = load_config(&mut write, key, env).await?;
-        check_if_match(Some(if_match), current.version, || {
-            to_json(&ConfigView::from(current.clone())).unwrap_or_default()
-        })?;
+        check_if_match(Some(if_match), current.version, || ConfigView::from(current.clone()))?;
         self.finish_config(write, "config.update", current, config).await
     }
 
@@ -236,7 +234,7 @@ impl Service {
     ) -> Result<ConfigView, ApiError> {
         let mut write = self.begin(actor, reason).await?;
         let (definition, current) = load_config(&mut write, key, env).await?;
-        check_if_match(if_match, current.version, || to_json(&ConfigView::from(current.clone())).unwrap_or_default())?;
+        check_if_match(if_match, current.version, || ConfigView::from(current.clone()))?;
         let action = op.action();
         let mut next = current.config.clone();
         op.apply(&mut next, &definition)?;
@@ -290,7 +288,7 @@ impl Service {
         let mut write = self.begin(actor, reason).await?;
         let (_, source) = load_config(&mut write, key, from).await?;
         let (_, target) = load_config(&mut write, key, to).await?;
-        check_if_match(if_match, target.version, || to_json(&ConfigView::from(target.clone())).unwrap_or_default())?;
+        check_if_match(if_match, target.version, || ConfigView::from(target.clone()))?;
         // An untouched source is almost always the wrong environment named: copying it
         // would silently take the target's pilot companies and rollout away.
         let empty = EnvironmentConfig::default();

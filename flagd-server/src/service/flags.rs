@@ -129,14 +129,17 @@ async fn load_flag(tx: &mut dyn Tx, key: &str) -> Result<StoredFlag, ApiError> {
     tx.flag(key).await?.ok_or_else(|| ApiError::flag_not_found(key))
 }
 
-/// Refuses a stale `If-Match`.
-pub(crate) fn check_if_match(
+/// Refuses a stale `If-Match`, with `current()` (made only then) as the state to start from.
+pub(crate) fn check_if_match<T: Serialize>(
     if_match: Option<i64>,
     version: i64,
-    current: impl FnOnce() -> Value,
+    current: impl FnOnce() -> T,
 ) -> Result<(), ApiError> {
     match if_match {
-        Some(v) if v != version => Err(ApiError::PreconditionFailed { etag: etag(version), current: current() }),
+        Some(v) if v != version => {
+            let current = to_json(&current()).unwrap_or_default();
+            Err(ApiError::PreconditionFailed { etag: etag(version), current })
+        }
         _ => Ok(()),
     }
 }
@@ -195,7 +198,7 @@ impl Service {
     ) -> Result<FlagView, ApiError> {
         let mut write = self.begin(actor, patch.reason.clone()).await?;
         let current = load_flag(write.tx.as_mut(), key).await?;
-        check_if_match(if_match, current.version, || to_json(&current.definition).unwrap_or_default())?;
+        check_if_match(if_match, current.version, || &current.definition)?;
         let mut definition = current.definition.clone();
         patch.apply(&mut definition);
         // As for configurations: a change to what is stored already must not fill the
@@ -230,7 +233,7 @@ impl Service {
     ) -> Result<(), ApiError> {
         let mut write = self.begin(actor, reason).await?;
         let stored = load_flag(write.tx.as_mut(), key).await?;
-        check_if_match(if_match, stored.version, || to_json(&stored.definition).unwrap_or_default())?;
+        check_if_match(if_match, stored.version, || &stored.definition)?;
         write.tx.delete_flag(key).await?;
         write.touch_all().await?;
         write.audit(

@@ -74,7 +74,7 @@ impl Service {
                 return Err(ApiError::already_exists(format!("segment `{key}` already exists in `{env}`")));
             }
             (None, false) => return Err(ApiError::segment_not_found(env, &key)),
-            (Some(c), false) => check_if_match(if_match, c.version, || to_json(&c.segment).unwrap_or_default())?,
+            (Some(c), false) => check_if_match(if_match, c.version, || &c.segment)?,
             (None, true) => {}
         }
         // As for configurations: a replacement by the same segment is acknowledged without
@@ -104,7 +104,7 @@ impl Service {
         let mut write = self.begin(actor, None).await?;
         write.require_environment(env).await?;
         let current = write.tx.segment(env, key).await?.ok_or_else(|| ApiError::segment_not_found(env, key))?;
-        check_if_match(if_match, current.version, || to_json(&current.segment).unwrap_or_default())?;
+        check_if_match(if_match, current.version, || &current.segment)?;
         // Said before the compile would: it reports an unknown segment in each rule, which
         // reads as if the segment were already gone.
         let users: Vec<String> = write
