@@ -33,11 +33,19 @@ fn polling_once_a_minute(shared: &Database) -> ServerOptions {
 }
 
 fn eventually(what: &str, deadline: Duration, condition: impl Fn() -> bool) {
+    assert!(within(deadline, condition), "{what}: not within {deadline:?}");
+}
+
+/// Whether `condition` holds before `deadline` runs out, asking every 10 ms.
+fn within(deadline: Duration, condition: impl Fn() -> bool) -> bool {
     let until = Instant::now() + deadline;
     while !condition() {
-        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
+        if Instant::now() >= until {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    true
 }
 
 fn served(server: &Server, token: &str) -> Value {
@@ -278,7 +286,12 @@ fn replicas_started_together_on_a_new_database_all_come_up() {
     let mut failures = Vec::new();
     for round in 0..ROUNDS {
         for (backend, shared) in databases("together").unwrap() {
-            let options = ServerOptions { database_url: Some(shared.url.clone()), ..ServerOptions::default() };
+            let options = ServerOptions {
+                database_url: Some(shared.url.clone()),
+                // Each change a follower applies is logged, for the report of one that lags.
+                env: vec![("RUST_LOG".into(), "info,sqlx=warn,flagd_server=debug".into())],
+                ..ServerOptions::default()
+            };
             let started: Vec<_> = std::thread::scope(|s| {
                 let starting: Vec<_> = (0..REPLICAS).map(|_| s.spawn(|| Server::start_with(&options))).collect();
                 starting.into_iter().map(|start| start.join().unwrap()).collect()
@@ -304,15 +317,22 @@ fn replicas_started_together_on_a_new_database_all_come_up() {
                 .unwrap();
             let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
             for server in &servers {
-                eventually(
-                    &format!("{backend}, round {round}: the flag reaches {}", server.url()),
-                    Duration::from_secs(5),
-                    || {
-                        server
-                            .client(Some(&token))
-                            .ofrep(FLAG, &json!({"companyId": 42}))
-                            .is_ok_and(|r| r.body["value"] == json!(true))
-                    },
+                let reached = within(Duration::from_secs(5), || {
+                    server
+                        .client(Some(&token))
+                        .ofrep(FLAG, &json!({"companyId": 42}))
+                        .is_ok_and(|r| r.body["value"] == json!(true))
+                });
+                // What the replica answers and says of itself is what tells a stalled
+                // follower from one that applied the change wrongly.
+                assert!(
+                    reached,
+                    "{backend}, round {round}: the flag does not reach {} within 5 s; it answers {:?}\n\
+                     cluster view there: {:?}\n{}",
+                    server.url(),
+                    server.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})),
+                    server.admin().get("/api/v1/cluster").map(|r| r.body),
+                    server.logs()
                 );
             }
         }
