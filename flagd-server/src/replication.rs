@@ -46,108 +46,129 @@ pub fn spawn(service: Arc<Service>, options: ReplicaOptions) -> tokio::task::Joi
     service.spawn_on_control(follow(Arc::clone(&service), options))
 }
 
-/// What ended the follower's pause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Woken {
-    /// The pause ran out: poll if `--sync-interval` has passed, beat if a second has.
-    Timer,
-    /// PostgreSQL announced a commit (or the loop starts): poll now.
-    Commit,
-    /// This replica applied its own write: only the heartbeat is due.
-    OwnWrite,
+/// Three loops side by side in one task, so that none waits on another's database
+/// statements: applying what others committed (a kill switch) must not queue behind a
+/// heartbeat stuck on a locked `replicas` table or a stalled disk.
+async fn follow(service: Arc<Service>, options: ReplicaOptions) {
+    let beat_now = Notify::new();
+    let cache = async {
+        if let Some(path) = &options.snapshot_cache {
+            keep_cache(&service, path).await;
+        }
+    };
+    tokio::join!(
+        apply_changes(&service, options.sync_interval, &beat_now),
+        keep_heartbeat(&service, &options.address, &beat_now),
+        cache
+    );
+    if let Err(e) = service.store().remove_replica(service.id()).await {
+        tracing::warn!(error = %e, "cannot remove this replica from the cluster view");
+    }
 }
 
-async fn follow(service: Arc<Service>, options: ReplicaOptions) {
+/// Polls the change sequence every `sync_interval` (and whenever PostgreSQL announces a
+/// commit) and applies what other replicas committed; asks for a heartbeat after each
+/// change applied, so cluster-wide waits elsewhere see it at once.
+async fn apply_changes(service: &Service, sync_interval: Duration, beat_now: &Notify) {
     let wake = Arc::new(Notify::new());
     service.store().watch_commits(Arc::clone(&wake));
+    let mut failing = false;
+    loop {
+        match service.catch_up().await {
+            Ok(applied) => {
+                failing = false;
+                if applied {
+                    beat_now.notify_one();
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot follow the change sequence; serving the last rulesets");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(sync_interval) => {}
+            () = wake.notified() => {}
+            () = service.closed() => return,
+        }
+    }
+}
+
+/// Records this replica's heartbeat every [`HEARTBEAT_EVERY`], whatever `--sync-interval`
+/// is (a replica that polls once a minute must still count as live, and so as behind in a
+/// wait until it polls, rather than drop out of the cluster view and let the wait pass it
+/// by), and at once when asked or when a local write was applied.
+async fn keep_heartbeat(service: &Service, address: &str, beat_now: &Notify) {
     let mut applied = service.snapshots().subscribe();
     let started_at = now_ms();
     let mut clock_measured: Option<Instant> = None;
-    let mut last_beat: Option<Instant> = None;
     let mut failing = false;
-    let mut cached_seq = None;
-    let mut woken = Woken::Commit;
-    let mut polled: Option<Instant> = None;
-    // The heartbeat keeps its own pace whatever `--sync-interval` is: a replica that polls
-    // once a minute must still count as live, and so as behind in a wait until it polls,
-    // rather than drop out of the cluster view and let the wait pass it by.
-    let pause = options.sync_interval.min(HEARTBEAT_EVERY);
     // Until the first look says otherwise, assume replicas that wait on this one's heartbeat.
     let mut others_live = true;
     let mut looked_at: Option<Instant> = None;
     loop {
-        // After its own write a replica has applied every earlier change already (it did so
-        // first): other replicas' changes come with the next poll.
-        let poll = match woken {
-            Woken::Commit => true,
-            Woken::OwnWrite => false,
-            Woken::Timer => polled.is_none_or(|at| at.elapsed() >= options.sync_interval),
-        };
-        let caught_up = if poll {
-            polled = Some(Instant::now());
-            service.catch_up().await
-        } else {
-            Ok(false)
-        };
-        match caught_up {
-            Ok(true) => last_beat = None,
-            Ok(false) => {}
-            Err(e) if !failing => {
-                tracing::warn!(error = %e, "cannot follow the change sequence; serving the last rulesets")
-            }
-            Err(_) => {}
-        }
         // Not while the database is away (`failing`): each attempt would wait out the pool's
         // timeout and slow the heartbeat that tells when it is back.
         let clock_due = clock_measured.is_none_or(|at| at.elapsed() >= CLOCK_MEASURED_EVERY);
         if clock_due && !failing && service.measure_clock().await.is_ok() {
             clock_measured = Some(Instant::now());
         }
-        if last_beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
-            let me = Replica {
-                id: service.id().to_owned(),
-                address: options.address.clone(),
-                applied_seq: service.snapshots().applied_seq(),
-                started_at,
-                last_seen: service.cluster_now_ms(),
-            };
-            match service.store().heartbeat(&me).await {
-                Ok(()) => {
-                    failing = false;
-                    last_beat = Some(Instant::now());
-                    if looked_at.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
-                        others_live = service.others_live().await.unwrap_or(true);
-                        looked_at = Some(Instant::now());
-                    }
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "cannot record this replica's heartbeat");
-                    }
-                    failing = true;
-                }
-            }
-        }
-        if let Some(path) = &options.snapshot_cache {
-            cached_seq = write_cache(&service, path, cached_seq).await;
-        }
-        woken = tokio::select! {
-            () = tokio::time::sleep(pause) => Woken::Timer,
-            () = wake.notified() => Woken::Commit,
-            // A local write was applied: report it at once, so cluster-wide waits on other
-            // replicas see it. A replica alone (the usual single server) saves that
-            // transaction per write; one that starts later sees the next periodic heartbeat.
-            Ok(()) = applied.changed() => {
-                if others_live {
-                    last_beat = None;
-                }
-                Woken::OwnWrite
-            }
-            () = service.closed() => break,
+        let me = Replica {
+            id: service.id().to_owned(),
+            address: address.to_owned(),
+            applied_seq: service.snapshots().applied_seq(),
+            started_at,
+            last_seen: service.cluster_now_ms(),
         };
+        match service.store().heartbeat(&me).await {
+            Ok(()) => {
+                failing = false;
+                if looked_at.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                    others_live = service.others_live().await.unwrap_or(true);
+                    looked_at = Some(Instant::now());
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot record this replica's heartbeat");
+                }
+                failing = true;
+            }
+        }
+        let due = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+        loop {
+            let beat = tokio::select! {
+                () = tokio::time::sleep_until(due) => true,
+                () = beat_now.notified() => true,
+                // A local write was applied: report it at once when other replicas are live
+                // to wait on it. A replica alone (the usual single server) saves that
+                // transaction per write; one that starts later sees the next periodic beat.
+                Ok(()) = applied.changed() => others_live,
+                () = service.closed() => return,
+            };
+            if beat {
+                break;
+            }
+        }
     }
-    if let Err(e) = service.store().remove_replica(service.id()).await {
-        tracing::warn!(error = %e, "cannot remove this replica from the cluster view");
+}
+
+/// Rewrites the snapshot cache after every change applied, and once the database answers
+/// after a start from the cache.
+async fn keep_cache(service: &Arc<Service>, path: &std::path::Path) {
+    let mut applied = service.snapshots().subscribe();
+    let mut cached = None;
+    loop {
+        cached = write_cache(service, path, cached).await;
+        tokio::select! {
+            Ok(()) = applied.changed() => {}
+            // Serving from the cache ends without a change when the database, once back,
+            // holds what the cache did.
+            () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            () = service.closed() => return,
+        }
     }
 }
 

@@ -170,6 +170,8 @@ impl Drop for TempDir {
 pub struct Database {
     /// Its `--database-url`.
     pub url: String,
+    /// The command-line client and the arguments that reach this database, the SQL last.
+    client: Option<(&'static str, Vec<String>)>,
     drop_with: Option<(&'static str, Vec<String>)>,
     dir: TempDir,
 }
@@ -182,6 +184,34 @@ impl Database {
         let default_port = if self.url.starts_with("mysql") { 3306 } else { 5432 };
         let found = host_port.to_socket_addrs().or_else(|_| (host_port, default_port).to_socket_addrs());
         found.ok()?.next()
+    }
+
+    /// Runs `sql` on this database with its server's command-line client; returns what it
+    /// printed, tab-separated and without headers. `None` for SQLite.
+    pub fn sql(&self, sql: &str) -> Option<Result<String>> {
+        let (program, args) = self.client_args(sql)?;
+        Some(run_checked(program, &args.iter().map(String::as_str).collect::<Vec<_>>(), self.dir.path()))
+    }
+
+    /// Starts `sql` on this database in the background (a lock held for a while, say); the
+    /// client is killed when the returned guard drops. `None` for SQLite.
+    pub fn sql_in_background(&self, sql: &str) -> Option<Result<KilledOnDrop>> {
+        let (program, args) = self.client_args(sql)?;
+        let started = Command::new(program)
+            .args(&args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(KilledOnDrop)
+            .map_err(|e| Error(format!("cannot run `{program}`: {e}")));
+        Some(started)
+    }
+
+    fn client_args(&self, sql: &str) -> Option<(&'static str, Vec<String>)> {
+        let (program, args) = self.client.as_ref()?;
+        Some((program, args.iter().cloned().chain([sql.to_owned()]).collect()))
     }
 
     /// The URL of the same database reached at `address` instead (a [`Proxy`] in front of
@@ -202,6 +232,17 @@ fn authority(url: &str) -> Option<(usize, &str)> {
     Some((at, authority))
 }
 
+/// A child process killed (and reaped) when this drops.
+#[derive(Debug)]
+pub struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         if let Some((program, args)) = &self.drop_with {
@@ -220,21 +261,28 @@ pub fn databases(test: &str) -> Result<Vec<(&'static str, Database)>> {
     let name = format!("flagd_e2e_{test}_{}_{nanos}", std::process::id());
     let dir = TempDir::new("database")?;
     let url = format!("sqlite:{}", dir.path().join("flagd.db").display());
-    let mut out = vec![("sqlite", Database { url, drop_with: None, dir })];
+    let mut out = vec![("sqlite", Database { url, client: None, drop_with: None, dir })];
     if let Some(base) = configured("FLAGD_TEST_MYSQL_URL") {
         let (host, port, user) = mysql_parts(&base)?;
-        let cli = |sql: String| vec![format!("-u{user}"), format!("-h{host}"), format!("-P{port}"), "-e".into(), sql];
+        let login = [format!("-u{user}"), format!("-h{host}"), format!("-P{port}")];
+        let cli = |sql: String| login.iter().cloned().chain(["-e".into(), sql]).collect::<Vec<_>>();
         let dir = TempDir::new("database")?;
         let create = cli(format!("CREATE DATABASE {name}"));
         run_checked("mysql", &create.iter().map(String::as_str).collect::<Vec<_>>(), dir.path())?;
         let drop_with = Some(("mysql", cli(format!("DROP DATABASE {name}"))));
-        out.push(("mariadb", Database { url: sibling(&base, &name)?, drop_with, dir }));
+        let client = login.iter().cloned().chain(["-NB".into(), format!("-D{name}"), "-e".into()]).collect();
+        out.push((
+            "mariadb",
+            Database { url: sibling(&base, &name)?, client: Some(("mysql", client)), drop_with, dir },
+        ));
     }
     if let Some(base) = configured("FLAGD_TEST_POSTGRES_URL") {
         let dir = TempDir::new("database")?;
         run_checked("psql", &[&base, "-qc", &format!("CREATE DATABASE {name}")], dir.path())?;
         let drop_with = Some(("psql", vec![base.clone(), "-qc".into(), format!("DROP DATABASE {name} WITH (FORCE)")]));
-        out.push(("postgres", Database { url: sibling(&base, &name)?, drop_with, dir }));
+        let url = sibling(&base, &name)?;
+        let client = Some(("psql", vec![url.clone(), "-qAtc".into()]));
+        out.push(("postgres", Database { url, client, drop_with, dir }));
     }
     Ok(out)
 }

@@ -2,8 +2,9 @@
 //! a kill switch thrown on one replica is served by the others, the cluster-wide wait
 //! returns only once it is, stopped replicas leave the cluster view, concurrent writers
 //! on different replicas lose no update, `kill -9` loses no acknowledged write, replicas
-//! started at the same moment on a new database all come up, and a database blip during a
-//! wait delays its answer rather than failing it.
+//! started at the same moment on a new database all come up, a database blip during a
+//! wait delays its answer rather than failing it, and a kill switch reaches a replica whose
+//! heartbeat cannot be recorded.
 //!
 //! MariaDB and PostgreSQL come from `FLAGD_TEST_MYSQL_URL` / `FLAGD_TEST_POSTGRES_URL`
 //! (as for the store contract); each test creates a database of its own there and drops
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Database, Proxy, Server, ServerOptions, databases, flagctl_binary, signal};
+use flagd_tests::{Database, KilledOnDrop, Proxy, Server, ServerOptions, databases, flagctl_binary, signal};
 use serde_json::{Value, json};
 
 const FLAG: &str = "portal";
@@ -338,6 +339,112 @@ fn replicas_started_together_on_a_new_database_all_come_up() {
         }
     }
     assert!(failures.is_empty(), "{} rounds with failed starts:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Another session holding the `replicas` table locked, as an operator's `ALTER TABLE` or
+/// a stalled disk would: every heartbeat waits on it, nothing else does. Released (and its
+/// client killed) on drop.
+struct ReplicasTableLocked<'a> {
+    db: &'a Database,
+    sql: &'static LockSql,
+    _client: KilledOnDrop,
+}
+
+/// The statements that hold, observe and release the lock on one database server.
+struct LockSql {
+    hold: &'static str,
+    /// The holding session's id, once it holds the lock.
+    holder: &'static str,
+    /// How many statements wait for the lock.
+    waiting: &'static str,
+    /// The statement ending the session with this id.
+    end: fn(&str) -> String,
+}
+
+const MARIADB_LOCK: LockSql = LockSql {
+    hold: "LOCK TABLES replicas WRITE; SELECT SLEEP(120)",
+    holder: "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO = 'SELECT SLEEP(120)'",
+    waiting: "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+              WHERE DB = DATABASE() AND STATE = 'Waiting for table metadata lock'",
+    end: |id| format!("KILL {id}"),
+};
+
+const POSTGRES_LOCK: LockSql = LockSql {
+    hold: "BEGIN; LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)",
+    holder: "SELECT pid FROM pg_locks WHERE relation = 'replicas'::regclass AND granted \
+             AND mode = 'AccessExclusiveLock' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    waiting: "SELECT count(*) FROM pg_locks WHERE relation = 'replicas'::regclass AND NOT granted \
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    end: |pid| format!("SELECT pg_terminate_backend({pid})"),
+};
+
+impl<'a> ReplicasTableLocked<'a> {
+    /// Locks the table and returns once the lock is held; `None` on SQLite, which has no
+    /// table locks (a write there locks the whole file, the kill switch's write included).
+    fn hold(backend: &str, db: &'a Database) -> Option<Self> {
+        let sql = match backend {
+            "mariadb" => &MARIADB_LOCK,
+            "postgres" => &POSTGRES_LOCK,
+            _ => return None,
+        };
+        let locked = Self { db, sql, _client: db.sql_in_background(sql.hold)?.unwrap() };
+        eventually(&format!("{backend}: the replicas table is locked"), Duration::from_secs(10), || {
+            locked.holder().is_some()
+        });
+        Some(locked)
+    }
+
+    fn query(&self, sql: &str) -> String {
+        self.db.sql(sql).unwrap().unwrap().trim().to_owned()
+    }
+
+    fn holder(&self) -> Option<String> {
+        Some(self.query(self.sql.holder)).filter(|id| !id.is_empty())
+    }
+
+    fn waiting(&self) -> usize {
+        self.query(self.sql.waiting).parse().unwrap()
+    }
+}
+
+impl Drop for ReplicasTableLocked<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.holder() {
+            let _ = self.db.sql(&(self.sql.end)(&id));
+        }
+    }
+}
+
+/// A kill switch must not wait on bookkeeping: with the `replicas` table locked, so that
+/// no replica can record a heartbeat, a replica still serves a change thrown on another
+/// within the sync interval's reach; and once the lock lifts, the cluster-wide wait
+/// proves it.
+#[test]
+fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
+    for (backend, shared) in databases("heldup").unwrap() {
+        let (a, b) = (replica(&shared), replica(&shared));
+        let admin = a.admin();
+        admin.create_flag(&json!({"key": FLAG})).unwrap();
+        admin.set_config(FLAG, "production", &json!({"state": "ENABLED", "fallthrough": {"variant": "on"}})).unwrap();
+        let token = admin.create_token("app", "evaluate", Some("production")).unwrap();
+        eventually(&format!("{backend}: the flag reaches the second replica"), Duration::from_secs(5), || {
+            b.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.body["value"] == json!(true))
+        });
+        let Some(lock) = ReplicasTableLocked::hold(backend, &shared) else { continue };
+        // Both replicas' heartbeats (a second apart at most) now wait on the lock.
+        eventually(&format!("{backend}: both heartbeats wait"), Duration::from_secs(10), || lock.waiting() >= 2);
+
+        let off = admin.quick_op(FLAG, "production", "disable", None).unwrap();
+        let version = off["version"].as_i64().unwrap();
+        eventually(&format!("{backend}: the kill switch reaches the second replica"), Duration::from_secs(3), || {
+            served(&b, &token) == json!(false)
+        });
+        assert!(lock.holder().is_some(), "{backend}: the lock was held throughout");
+
+        drop(lock);
+        let waited = admin.get(&format!("/api/v1/wait?seq={version}&timeoutMs=10000")).unwrap();
+        assert_eq!(waited.status, 200, "{backend}: once the lock lifts, the wait sees both: {}", waited.body);
+    }
 }
 
 /// A replica that fell silent (here stopped with SIGSTOP; in life, cut off from the
