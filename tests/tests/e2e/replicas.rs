@@ -378,20 +378,24 @@ const POSTGRES_LOCK: LockSql = LockSql {
     end: |pid| format!("SELECT pg_terminate_backend({pid})"),
 };
 
+impl LockSql {
+    /// `None` on SQLite, which has no table locks: a write there locks the whole file, the
+    /// kill switch's write included.
+    fn on(backend: &str) -> Option<&'static Self> {
+        match backend {
+            "mariadb" => Some(&MARIADB_LOCK),
+            "postgres" => Some(&POSTGRES_LOCK),
+            _ => None,
+        }
+    }
+}
+
 impl<'a> ReplicasTableLocked<'a> {
-    /// Locks the table and returns once the lock is held; `None` on SQLite, which has no
-    /// table locks (a write there locks the whole file, the kill switch's write included).
-    fn hold(backend: &str, db: &'a Database) -> Option<Self> {
-        let sql = match backend {
-            "mariadb" => &MARIADB_LOCK,
-            "postgres" => &POSTGRES_LOCK,
-            _ => return None,
-        };
-        let locked = Self { db, sql, _client: db.sql_in_background(sql.hold)?.unwrap() };
-        eventually(&format!("{backend}: the replicas table is locked"), Duration::from_secs(10), || {
-            locked.holder().is_some()
-        });
-        Some(locked)
+    /// Locks the table and returns once the lock is held.
+    fn hold(sql: &'static LockSql, db: &'a Database) -> Self {
+        let locked = Self { db, sql, _client: db.sql_in_background(sql.hold).unwrap().unwrap() };
+        eventually("the replicas table is locked", Duration::from_secs(10), || locked.holder().is_some());
+        locked
     }
 
     fn query(&self, sql: &str) -> String {
@@ -422,6 +426,7 @@ impl Drop for ReplicasTableLocked<'_> {
 #[test]
 fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
     for (backend, shared) in databases("heldup").unwrap() {
+        let Some(lock_sql) = LockSql::on(backend) else { continue };
         let (a, b) = (replica(&shared), replica(&shared));
         let admin = a.admin();
         admin.create_flag(&json!({"key": FLAG})).unwrap();
@@ -430,13 +435,13 @@ fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
         eventually(&format!("{backend}: the flag reaches the second replica"), Duration::from_secs(5), || {
             b.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.body["value"] == json!(true))
         });
-        let Some(lock) = ReplicasTableLocked::hold(backend, &shared) else { continue };
+        let lock = ReplicasTableLocked::hold(lock_sql, &shared);
         // Both replicas' heartbeats (a second apart at most) now wait on the lock.
         eventually(&format!("{backend}: both heartbeats wait"), Duration::from_secs(10), || lock.waiting() >= 2);
 
         let off = admin.quick_op(FLAG, "production", "disable", None).unwrap();
         let version = off["version"].as_i64().unwrap();
-        eventually(&format!("{backend}: the kill switch reaches the second replica"), Duration::from_secs(3), || {
+        eventually(&format!("{backend}: the kill switch reaches the second replica"), Duration::from_secs(10), || {
             served(&b, &token) == json!(false)
         });
         assert!(lock.holder().is_some(), "{backend}: the lock was held throughout");
