@@ -7,6 +7,7 @@
 //! OFREP APIs. A [`Proxy`] stands between a client and a server (or a server and its
 //! database) to break the link on purpose.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -412,7 +413,8 @@ impl Server {
                 let port_taken = logs.contains("in use") || logs.contains("os error 98");
                 return Err(if port_taken { Attempt::PortTaken(e) } else { Attempt::Failed(e) });
             }
-            if probe.get("/healthz").is_ok_and(|r| r.status == 200) {
+            if probe.get("/healthz").is_ok_and(|r| r.status == 200) && listens_on(self.child.id(), self.address.port())
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -528,10 +530,44 @@ pub fn signal(pid: u32, signal: &str) -> Result<()> {
     run_checked("kill", &[signal, &pid.to_string()], Path::new(".")).map(drop)
 }
 
-/// A loopback port nobody listened on a moment ago.
+/// A loopback port nobody listened on a moment ago, and never handed out before by this
+/// process: tests run side by side, and the kernel may offer a port it gave one of them to
+/// another before the first server has bound it.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let port = listener.local_addr()?.port();
+        if HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// Whether process `pid` holds the socket listening on loopback `port`. A `/healthz` answer
+/// alone does not say so: another process (another test's server) may have bound the port
+/// first, and this one is then still on its way to failing with "address in use".
+#[cfg(target_os = "linux")]
+fn listens_on(pid: u32, port: u16) -> bool {
+    let sockets: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| Some(target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned()))
+        .collect();
+    // /proc/net/tcp: `sl local_address rem_address st … inode`, addresses as hex `IP:PORT`,
+    // state 0A for LISTEN.
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).map(|line| line.split_whitespace().collect::<Vec<_>>()).any(|fields| {
+        let local_port = fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+        local_port == Some(port) && fields.get(3) == Some(&"0A") && fields.get(9).is_some_and(|i| sockets.contains(*i))
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn listens_on(_pid: u32, _port: u16) -> bool {
+    true
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1095,4 +1131,30 @@ pub fn run_with_input(program: &Path, args: &[&str], dir: &Path, input: &[u8]) -
     }
     written.map_err(|e| Error(format!("{shown}: writing its input: {e}")))?;
     Ok(stdout)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The start-up check tells the process that listens on a port from any other.
+    #[test]
+    fn only_the_process_holding_a_listening_port_listens_on_it() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(std::process::id(), port));
+        let other = KilledOnDrop(Command::new("sleep").arg("30").spawn().unwrap());
+        assert!(!listens_on(other.0.id(), port));
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port));
+    }
+
+    /// The kernel repeats itself within a few hundred ports of its 28 k (about 70 repeats
+    /// in 2,000 here): the harness must not.
+    #[test]
+    fn a_port_is_handed_out_once() {
+        let ports: Vec<u16> = (0..2000).map(|_| free_port().unwrap()).collect();
+        let unique: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(unique.len(), ports.len());
+    }
 }
