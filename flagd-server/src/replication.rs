@@ -25,6 +25,10 @@ pub const LIVE_WITHIN: Duration = Duration::from_secs(3);
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(30);
 /// How often a replica measures the database's clock against its own (clocks drift).
 const CLOCK_MEASURED_EVERY: Duration = Duration::from_secs(60);
+/// Who a wait names as behind when the heartbeats could not be read before its timeout.
+const HEARTBEATS_UNREAD: &str = "the replicas whose heartbeats the database did not return in time";
+/// How long a wait may take to read the heartbeats past its own timeout.
+const HEARTBEATS_READ_AT_LEAST: Duration = Duration::from_secs(1);
 /// How often a cluster-wide wait rereads the heartbeats.
 const WAIT_POLL: Duration = Duration::from_millis(10);
 
@@ -122,6 +126,7 @@ async fn keep_heartbeat(service: &Service, address: &str, beat_now: &Notify) {
             started_at,
             last_seen: service.cluster_now_ms(),
         };
+        let reported = me.applied_seq;
         match service.store().heartbeat(&me).await {
             Ok(()) => {
                 failing = false;
@@ -139,13 +144,16 @@ async fn keep_heartbeat(service: &Service, address: &str, beat_now: &Notify) {
         }
         let due = tokio::time::Instant::now() + HEARTBEAT_EVERY;
         loop {
+            // A change applied wakes this loop twice (the follower asks, and the applied
+            // sequence moves): only a wake that finds a change not yet reported beats.
+            let news = || service.snapshots().applied_seq() > reported;
             let beat = tokio::select! {
                 () = tokio::time::sleep_until(due) => true,
-                () = beat_now.notified() => true,
+                () = beat_now.notified() => news(),
                 // A local write was applied: report it at once when other replicas are live
                 // to wait on it. A replica alone (the usual single server) saves that
                 // transaction per write; one that starts later sees the next periodic beat.
-                Ok(()) = applied.changed() => others_live,
+                Ok(()) = applied.changed() => others_live && news(),
                 () = service.closed() => return,
             };
             if beat {
@@ -163,6 +171,8 @@ async fn keep_cache(service: &Arc<Service>, path: &std::path::Path) {
     loop {
         cached = write_cache(service, path, cached).await;
         tokio::select! {
+            // A change applied as the server closes is still written.
+            biased;
             Ok(()) = applied.changed() => {}
             // Serving from the cache ends without a change when the database, once back,
             // holds what the cache did.
@@ -302,6 +312,19 @@ impl Service {
         Ok(self.store().replicas(since).await?)
     }
 
+    /// The error of a wait that ran out of time, naming the replicas `view` shows behind
+    /// (or, with no view read, saying that the heartbeats could not be).
+    fn wait_timeout(&self, seq: i64, view: Option<&ClusterView>) -> ApiError {
+        let laggards = match view {
+            Some(view) => {
+                let now = self.cluster_now_ms();
+                view.replicas.iter().filter(|r| r.applied_seq < seq).map(|r| laggard(r, now)).collect()
+            }
+            None => vec![HEARTBEATS_UNREAD.to_owned()],
+        };
+        ApiError::WaitTimeout { seq, laggards }
+    }
+
     /// Waits until every replica in the cluster view serves change `seq`; on timeout, the
     /// error names the replicas behind. A change no write has reached is refused at once.
     pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
@@ -313,27 +336,32 @@ impl Service {
             self.require_written(seq, deadline).await?;
         }
         let _ = tokio::time::timeout_at(deadline, applied.wait_for(|applied| *applied >= seq)).await;
+        let mut last: Option<ClusterView> = None;
         loop {
-            let view = match self.cluster().await {
-                Ok(view) => view,
+            // At least a moment to read the heartbeats, however short the timeout: a wait
+            // with nothing behind answers yes, and one that runs out names who is behind.
+            let read_by = deadline.max(tokio::time::Instant::now() + HEARTBEATS_READ_AT_LEAST);
+            let view = match tokio::time::timeout_at(read_by, self.cluster()).await {
+                Ok(Ok(view)) => view,
                 // The change is committed; a database blip only delays the answer. Keep
                 // asking until the deadline rather than fail a wait that may yet succeed.
-                Err(e) if tokio::time::Instant::now() < deadline => {
+                Ok(Err(e)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, seq, "cannot read the replicas' heartbeats; retrying");
                     tokio::time::sleep(WAIT_POLL).await;
                     continue;
                 }
-                Err(e) => return Err(e),
+                Ok(Err(e)) => return Err(e),
+                // The heartbeats did not come back in time (their table locked, say): the
+                // wait still ends, at most a second late, naming whom it last saw behind.
+                Err(_) => return Err(self.wait_timeout(seq, last.as_ref())),
             };
-            let behind: Vec<&ReplicaView> = view.replicas.iter().filter(|r| r.applied_seq < seq).collect();
-            if behind.is_empty() {
+            if view.replicas.iter().all(|r| r.applied_seq >= seq) {
                 return Ok(view);
             }
             if tokio::time::Instant::now() >= deadline {
-                let now = self.cluster_now_ms();
-                let laggards = behind.iter().map(|r| laggard(r, now)).collect();
-                return Err(ApiError::WaitTimeout { seq, laggards });
+                return Err(self.wait_timeout(seq, Some(&view)));
             }
+            last = Some(view);
             tokio::time::sleep(WAIT_POLL).await;
         }
     }

@@ -190,7 +190,8 @@ pub struct WaitResult {
         (status = 400, description = "A missing or invalid `seq` or `timeoutMs` (`INVALID_QUERY`)", body = ErrorBody),
         (status = 404, description = "No write has reached `seq` yet (`CHANGE_NOT_FOUND`); the message names the \
         latest change", body = ErrorBody),
-        (status = 504, description = "Not applied in time (`WAIT_TIMEOUT`); the message says how far it got", body = ErrorBody),
+        (status = 504, description = "Not applied in time (`WAIT_TIMEOUT`); the message says how far it got, or \
+        that the database did not return the replicas' heartbeats in time", body = ErrorBody),
         ReadErrors,
         // After the shared 503, which it replaces.
         (status = 503, description = "This server is stopping (`SHUTTING_DOWN`): ask again, another replica answers; \

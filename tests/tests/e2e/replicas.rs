@@ -341,9 +341,9 @@ fn replicas_started_together_on_a_new_database_all_come_up() {
     assert!(failures.is_empty(), "{} rounds with failed starts:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// Another session holding the `replicas` table locked, as an operator's `ALTER TABLE` or
-/// a stalled disk would: every heartbeat waits on it, nothing else does. Released (and its
-/// client killed) on drop.
+/// Another session holding the `replicas` table locked, as an operator's `ALTER TABLE`
+/// would: every heartbeat, and every read of the cluster view, waits on it. Released (and
+/// its client killed) on drop.
 struct ReplicasTableLocked<'a> {
     db: &'a Database,
     sql: &'static LockSql,
@@ -412,17 +412,23 @@ impl<'a> ReplicasTableLocked<'a> {
 }
 
 impl Drop for ReplicasTableLocked<'_> {
+    /// Ends the holding session (MariaDB's `SLEEP` would outlive its killed client, and the
+    /// database's drop would wait for it); never panics, since it may run while a failed
+    /// assertion unwinds.
     fn drop(&mut self) {
-        if let Some(id) = self.holder() {
-            let _ = self.db.sql(&(self.sql.end)(&id));
+        if let Some(Ok(id)) = self.db.sql(self.sql.holder) {
+            let id = id.trim();
+            if !id.is_empty() {
+                let _ = self.db.sql(&(self.sql.end)(id));
+            }
         }
     }
 }
 
 /// A kill switch must not wait on bookkeeping: with the `replicas` table locked, so that
 /// no replica can record a heartbeat, a replica still serves a change thrown on another
-/// within the sync interval's reach; and once the lock lifts, the cluster-wide wait
-/// proves it.
+/// within the sync interval's reach, and a wait ends at its timeout; once the lock lifts,
+/// the cluster-wide wait proves the change served.
 #[test]
 fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
     for (backend, shared) in databases("heldup").unwrap() {
@@ -444,6 +450,12 @@ fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
         eventually(&format!("{backend}: the kill switch reaches the second replica"), Duration::from_secs(10), || {
             served(&b, &token) == json!(false)
         });
+        // A wait cannot read the heartbeats: it ends at its timeout all the same.
+        let started = Instant::now();
+        let waited = admin.get(&format!("/api/v1/wait?seq={version}&timeoutMs=500")).unwrap();
+        assert_eq!(waited.status, 504, "{backend}: {}", waited.body);
+        assert!(waited.body.to_string().contains("did not return in time"), "{backend}: {}", waited.body);
+        assert!(started.elapsed() < Duration::from_secs(5), "{backend}: the wait took {:?}", started.elapsed());
         assert!(lock.holder().is_some(), "{backend}: the lock was held throughout");
 
         drop(lock);
