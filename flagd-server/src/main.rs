@@ -120,7 +120,13 @@ async fn serve(config: Config, control: tokio::runtime::Handle) -> Result<(), Bo
     };
     let replica = flagd_server::replication::spawn(Arc::clone(&service), options);
     tracing::info!(listen = %address, database = %redact(&config.database_url), replica = service.id(), "flagd-server ready");
-    flagd_server::run(listener, service, shutdown_signal()).await?;
+    flagd_server::run(listener, Arc::clone(&service), shutdown_signal()).await?;
+    // The cache loop stopped when the server began to stop; a write acknowledged while the
+    // requests drained is in the database, and must be in the cache a boot without the
+    // database would serve.
+    if let Some(path) = &config.snapshot_cache {
+        flagd_server::replication::write_cache_at_exit(&service, path).await;
+    }
     // Leave the cluster view before exiting, unless the database does not answer.
     if tokio::time::timeout(LEAVE_TIMEOUT, replica).await.is_err() {
         tracing::warn!("could not leave the cluster view in time; it drops out by itself");

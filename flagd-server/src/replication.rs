@@ -182,6 +182,12 @@ async fn keep_cache(service: &Arc<Service>, path: &std::path::Path) {
     }
 }
 
+/// Writes the snapshot cache once more, after the last requests have drained (unless what
+/// is served came from the cache).
+pub async fn write_cache_at_exit(service: &Arc<Service>, path: &std::path::Path) {
+    write_cache(service, path, None).await;
+}
+
 /// A replica behind, in words; `now` on the database's clock, as heartbeats are.
 fn laggard(r: &ReplicaView, now: i64) -> String {
     let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };

@@ -1,7 +1,9 @@
 //! The database goes away and comes back while flagd-server is under evaluation load:
 //! evaluation goes on from memory with no failure, writes are refused with 503 while the
 //! database is down and succeed again after it returns (no restart), `/readyz` says what
-//! is happening, and every acknowledged write is in the audit log.
+//! is happening, and every acknowledged write is in the audit log; a replica started while
+//! its database is down serves its snapshot cache, which holds even a write acknowledged
+//! as the server stopped.
 //!
 //! Each backend runs as an instance of its own that the test may stop: a PostgreSQL
 //! cluster made with `pg_createcluster` (stopped and started with `pg_ctlcluster`), and
@@ -276,6 +278,66 @@ fn a_replica_started_while_its_database_is_down_serves_its_snapshot_cache_until_
     });
     let (status, body) = allow(&server.admin(), 101).unwrap();
     assert_eq!(status, 200, "writes work again: {body}");
+}
+
+/// A write that began before the server was told to stop is finished and acknowledged
+/// (the server drains what it has begun), and its change is in the snapshot cache the
+/// server leaves behind, which a boot with the database down would serve. The write is
+/// held open by hand: its headers and half its body, then SIGTERM, then, once the server
+/// takes no new connection (it is stopping), the rest.
+#[test]
+fn a_write_acknowledged_while_the_server_stops_is_in_its_snapshot_cache() {
+    use std::io::{Read, Write};
+    let cache_dir = TempDir::new("snapshot-cache").unwrap();
+    let cache = cache_dir.path().join("flagd-cache.json");
+    let options = ServerOptions {
+        args: vec!["--snapshot-cache".into(), cache.display().to_string()],
+        ..ServerOptions::default()
+    };
+    let mut server = Server::start_with(&options).unwrap();
+    server.admin().create_flag(&json!({"key": FLAG})).unwrap();
+
+    let body = json!({"reason": "enabled as the server stops"}).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut write = std::net::TcpStream::connect(server.address()).unwrap();
+    let head = format!(
+        "POST /api/v1/flags/{FLAG}/environments/production/enable HTTP/1.1\r\nHost: flagd\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{first}",
+        server.admin_token(),
+        body.len()
+    );
+    write.write_all(head.as_bytes()).unwrap();
+    let (port, ours) = (server.address().port(), write.local_addr().unwrap().port());
+    eventually("the server reads the write's head", Duration::from_secs(10), || {
+        unread_by_server(port, ours) == Some(0)
+    });
+    signal(server.pid(), "-TERM").unwrap();
+    eventually("the server stops taking connections", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(server.address()).is_err()
+    });
+    write.write_all(rest.as_bytes()).unwrap();
+    let mut answer = String::new();
+    write.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let version = answer.split("\"version\":").nth(1).and_then(|v| v.split([',', '}']).next()).unwrap().to_owned();
+    assert!(server.terminate(Duration::from_secs(10)).unwrap().success());
+
+    let cached: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    assert_eq!(cached["seq"].to_string(), version, "the cache holds change {version}: {}", cached["seq"]);
+}
+
+/// How many bytes of the connection from loopback port `client` to `server` the server
+/// has not read yet (`/proc/net/tcp`'s `rx_queue` of its side); `None` while it has no
+/// such connection.
+fn unread_by_server(server: u16, client: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |address: &str| address.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let ours = port(fields.get(1)?)? == server && port(fields.get(2)?)? == client;
+        ours.then(|| u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()).flatten()
+    })
 }
 
 /// `ALTER DATABASE … ALLOW_CONNECTIONS false` and ending its sessions, as an operator does
