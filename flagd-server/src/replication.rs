@@ -335,6 +335,7 @@ impl Service {
     /// error names the replicas behind. A change no write has reached is refused at once.
     pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        tracing::debug!(seq, timeout_ms = timeout.as_millis(), "waiting until every replica serves the change");
         // This server's own progress is a watch channel: wait on it without touching the
         // database, and read the other replicas' heartbeats only once it is there.
         let mut applied = self.snapshots().subscribe();

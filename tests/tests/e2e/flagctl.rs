@@ -434,7 +434,12 @@ fn a_wait_outlives_a_server_restart_and_says_the_change_is_stored_when_it_gives_
 /// once a server serves it.
 #[test]
 fn a_wait_answered_by_a_stopping_server_says_so_and_asks_again() {
-    let mut server = Server::start().unwrap();
+    // The server logs each wait it begins, which tells when flagctl's is in progress.
+    let options = ServerOptions {
+        env: vec![("RUST_LOG".into(), "info,sqlx=warn,flagd_server::replication=debug".into())],
+        ..ServerOptions::default()
+    };
+    let mut server = Server::start_with(&options).unwrap();
     let admin = server.admin();
     admin.create_flag(&json!({"key": "f"})).unwrap();
     admin.quick_op("f", "production", "enable", None).unwrap();
@@ -444,8 +449,10 @@ fn a_wait_answered_by_a_stopping_server_says_so_and_asks_again() {
     let stored = || audit(&admin).iter().find(|e| e["reason"] == "incident").and_then(|e| e["seq"].as_i64());
     wait_until("the disable to be stored", Duration::from_secs(30), || stored().is_some());
     let seq = stored().unwrap();
-    // Time for flagctl to send its wait, which the stuck replica holds open.
-    std::thread::sleep(Duration::from_millis(500));
+    // flagctl's wait, which the stuck replica holds open, has reached the server.
+    wait_until("flagctl's wait to begin", Duration::from_secs(30), || {
+        server.logs().contains("waiting until every replica serves the change")
+    });
     server.terminate(Duration::from_secs(10)).unwrap();
     server.restart(&ServerOptions::default()).unwrap();
     unstick_replica(&server);
