@@ -154,12 +154,10 @@ impl SqlDialect {
         }
     }
 
-    /// How many parameters [`SqlDialect::exact_text_filter`] takes.
-    pub const fn exact_text_binds(self) -> usize {
-        match self {
-            Self::MySql => 2,
-            Self::Sqlite | Self::Postgres => 1,
-        }
+    /// How many parameters [`SqlDialect::exact_text_filter`] takes: its placeholders,
+    /// counted, so that the two cannot disagree.
+    pub fn exact_text_binds(self) -> usize {
+        self.exact_text_filter("c").matches('?').count()
     }
 
     /// SQL for the length in bytes of a text column (`LENGTH` counts characters on SQLite

@@ -815,8 +815,9 @@ fn bind_audit<'q>(
     limit: usize,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
     let mut q = sqlx::query(sql);
+    let binds = dialect.exact_text_binds();
     for text in [&query.flag, &query.environment, &query.actor].into_iter().flatten() {
-        for _ in 0..dialect.exact_text_binds() {
+        for _ in 0..binds {
             q = q.bind(text.as_str());
         }
     }
