@@ -51,6 +51,10 @@ pub enum ApiError {
     /// The database is unreachable: writes cannot be made now.
     #[error("the database is unavailable; evaluation continues from memory, retry writes later")]
     Unavailable(#[source] StoreError),
+    /// A lock this request needs was held elsewhere (a schema change, `LOCK TABLES`, a
+    /// long transaction) for longer than the database lets it wait: retry later.
+    #[error("the database is busy: another session holds a lock this request needs; retry later")]
+    Busy(#[source] StoreError),
     /// A change was not applied within the time the caller was willing to wait;
     /// `laggards` names each replica behind and how far it got.
     #[error("change {seq} is not applied yet by {}; wait again, or see GET /api/v1/cluster", laggards.join(", "))]
@@ -70,6 +74,7 @@ impl ApiError {
         match self {
             Self::Internal(detail) => detail.clone(),
             Self::Unavailable(source) => format!("the database is unavailable: {source}"),
+            Self::Busy(source) => format!("the database is busy: {source}"),
             other => other.to_string(),
         }
     }
@@ -157,6 +162,7 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"),
+            Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_BUSY"),
             Self::WaitTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "WAIT_TIMEOUT"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
@@ -168,6 +174,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Database(ref inner) if is_connection_error(inner) => Self::Unavailable(e),
+            StoreError::Database(sqlx::Error::Database(ref db)) if is_lock_timeout(db.as_ref()) => Self::Busy(e),
             StoreError::TooLarge { .. } => Self::TooLarge(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
@@ -207,6 +214,21 @@ const MYSQL_UNAVAILABLE: [u16; 8] = [
     // ProxySQL) sends when it cannot reach the server behind it.
     2002, 2003, 2006, 2013,
 ];
+
+/// Whether the database gave up waiting for a lock: PostgreSQL's `lock_not_available`,
+/// MySQL's lock wait timeout, SQLite's busy (its primary code, under any extended one).
+fn is_lock_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let code = db.code().and_then(|c| c.parse::<i32>().ok());
+        return code.is_some_and(|c| c & 0xff == SQLITE_BUSY);
+    }
+    let mysql_number = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|m| m.number());
+    mysql_number == Some(MYSQL_LOCK_WAIT_TIMEOUT) || db.code().as_deref() == Some(POSTGRES_LOCK_NOT_AVAILABLE)
+}
+
+const SQLITE_BUSY: i32 = 5;
+const MYSQL_LOCK_WAIT_TIMEOUT: u16 = 1205;
+const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// The classification behind [`is_connection_error`], on what a database error reports:
 /// its SQLSTATE (empty if none), MySQL's error number, and whether PostgreSQL ended the
@@ -268,6 +290,7 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             Self::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
+            Self::Busy(e) => tracing::warn!(error = %e, "database busy: a lock wait ran out"),
             _ => {}
         }
         let (problems, current) = match &self {
@@ -341,5 +364,24 @@ mod tests {
             let api = ApiError::from(StoreError::Database(e));
             assert_eq!(api.status_and_code(), (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"), "{api:?}");
         }
+    }
+
+    /// A lock held elsewhere past the database's wait is busy (503, retry), not an
+    /// internal error: here SQLite's, with a second connection that waits not at all.
+    #[tokio::test]
+    async fn a_lock_wait_that_ran_out_is_busy() {
+        use sqlx::{Connection, Executor, SqliteConnection};
+        let dir = std::env::temp_dir().join(format!("flagd-busy-{}-{}", std::process::id(), rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}?mode=rwc", dir.join("busy.db").display());
+        let mut holder = SqliteConnection::connect(&url).await.unwrap();
+        holder.execute("CREATE TABLE t (x INTEGER)").await.unwrap();
+        holder.execute("BEGIN IMMEDIATE").await.unwrap();
+        let mut waiter = SqliteConnection::connect(&url).await.unwrap();
+        waiter.execute("PRAGMA busy_timeout = 0").await.unwrap();
+        let refused = waiter.execute("BEGIN IMMEDIATE").await.unwrap_err();
+        let api = ApiError::from(StoreError::Database(refused));
+        assert_eq!(api.status_and_code(), (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_BUSY"), "{api:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -497,7 +497,10 @@ fn errors(list: &[(&str, &str)]) -> Responses {
 }
 
 const UNAUTHORIZED: (&str, &str) = ("401", "No token, or an unknown or revoked one");
-const UNAVAILABLE: (&str, &str) = ("503", "The database is unavailable (`DATABASE_UNAVAILABLE`); retry later");
+const UNAVAILABLE: (&str, &str) = (
+    "503",
+    "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later",
+);
 const BAD_BODY: (&str, &str) = (
     "400",
     "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_REASON`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)",

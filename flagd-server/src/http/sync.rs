@@ -195,7 +195,7 @@ pub struct WaitResult {
         ReadErrors,
         // After the shared 503, which it replaces.
         (status = 503, description = "This server is stopping (`SHUTTING_DOWN`): ask again, another replica answers; \
-        or the database is unavailable (`DATABASE_UNAVAILABLE`)", body = ErrorBody),
+        or the database is unavailable (`DATABASE_UNAVAILABLE`) or busy (`DATABASE_BUSY`)", body = ErrorBody),
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -227,7 +227,8 @@ async fn wait(
     tag = "sync",
     responses(
         (status = 200, description = "The replicas, oldest first", body = ClusterView),
-        (status = 503, description = "The database is unreachable (`DATABASE_UNAVAILABLE`)", body = ErrorBody),
+        (status = 503, description = "The database is unreachable (`DATABASE_UNAVAILABLE`), or the `replicas` table \
+        stayed locked by another session for over 2 s (`DATABASE_BUSY`)", body = ErrorBody),
         ReadErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),

@@ -25,6 +25,11 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 /// [`SqlDialect::queues_writers_in_process`]).
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// How long the replica bookkeeping (heartbeats, the cluster view) waits for a lock on
+/// MySQL / MariaDB and PostgreSQL before failing: long enough for any ordinary write to
+/// the `replicas` table, short beside the 3 s after which a replica counts as silent.
+const BOOKKEEPING_LOCK_WAIT_S: u32 = 2;
+
 /// See [`SqlDialect::migration_turns`].
 #[derive(Debug, Clone, Copy)]
 pub enum MigrationTurns {
@@ -98,6 +103,24 @@ impl SqlDialect {
             ],
             Self::Postgres => Vec::new(),
         }
+    }
+
+    /// Statements run on every new connection kept for the replica bookkeeping, or `None`
+    /// where it shares the other connections (SQLite, whose writers already queue on one).
+    /// Its lock waits are short: a lock held on the `replicas` table (`LOCK TABLES`, an
+    /// `ALTER TABLE`) then fails a heartbeat or a cluster-view read in seconds, which the
+    /// log tells, instead of holding its connection for as long as the lock lasts.
+    pub fn bookkeeping_setup(self) -> Option<Vec<String>> {
+        let wait = BOOKKEEPING_LOCK_WAIT_S;
+        let short_waits = match self {
+            Self::Sqlite => return None,
+            // Metadata locks (`LOCK TABLES`, DDL) and InnoDB's row locks have a wait each.
+            Self::MySql => format!("SET SESSION lock_wait_timeout = {wait}, innodb_lock_wait_timeout = {wait}"),
+            Self::Postgres => format!("SET lock_timeout = '{wait}s'"),
+        };
+        let mut setup = self.session_setup();
+        setup.push(short_waits);
+        Some(setup)
     }
 
     /// The statement opening a write transaction; its first statement then locks the

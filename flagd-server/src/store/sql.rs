@@ -37,6 +37,10 @@ const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// forever. (On SQLite the busy timeout applies.)
 const MIGRATION_TURN_WAIT_S: i64 = 600;
 
+/// How many connections the replica bookkeeping keeps (see `SqlStore::bookkeeping`):
+/// a heartbeat, a look at who else is live, and the cluster view's readers and waits.
+const BOOKKEEPING_CONNECTIONS: u32 = 4;
+
 /// The most audit events one query returns.
 const AUDIT_LIMIT_CAP: u32 = 1000;
 
@@ -52,6 +56,11 @@ pub struct SqlStore {
     url: String,
     /// Queues this process's writers on SQLite (see [`SqlDialect::queues_writers_in_process`]).
     write_gate: Option<Arc<Mutex<()>>>,
+    /// Connections of their own for the `replicas` table, with short lock waits (see
+    /// [`SqlDialect::bookkeeping_setup`]), where the backend takes table locks: a lock on
+    /// that table then holds up no write, and console polls under it cannot take every
+    /// connection writes need. `None` on SQLite, where it shares `pool` and `writer`.
+    bookkeeping: Option<AnyPool>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -77,13 +86,27 @@ impl SqlStore {
         let dialect = SqlDialect::from_url(url)?;
         let given = url.to_owned();
         let url = dialect.prepare_url(url)?;
-        let pool = lazy_pool(dialect, &url, dialect.max_connections())?;
+        let pool = lazy_pool(&url, dialect, dialect.max_connections(), dialect.session_setup())?;
         let (writer, write_gate) = if dialect.queues_writers_in_process() {
-            (lazy_pool(dialect, &url, 1)?, Some(Arc::new(Mutex::new(()))))
+            (lazy_pool(&url, dialect, 1, dialect.session_setup())?, Some(Arc::new(Mutex::new(()))))
         } else {
             (pool.clone(), None)
         };
-        Ok(Self { pool, writer, dialect, url: given, write_gate })
+        let bookkeeping = match dialect.bookkeeping_setup() {
+            Some(setup) => Some(lazy_pool(&url, dialect, BOOKKEEPING_CONNECTIONS, setup)?),
+            None => None,
+        };
+        Ok(Self { pool, writer, dialect, url: given, write_gate, bookkeeping })
+    }
+
+    /// Where the replica bookkeeping reads.
+    fn bookkeeping_reads(&self) -> &AnyPool {
+        self.bookkeeping.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// Where the replica bookkeeping writes.
+    fn bookkeeping_writes(&self) -> &AnyPool {
+        self.bookkeeping.as_ref().unwrap_or(&self.writer)
     }
 
     async fn prepare_schema(&self) -> Result<(), StoreError> {
@@ -166,10 +189,10 @@ impl SqlStore {
     }
 }
 
-/// A pool of at most `max` connections to `url`, each set up for `dialect`, connecting on
-/// first use.
-fn lazy_pool(dialect: SqlDialect, url: &str, max: u32) -> Result<AnyPool, StoreError> {
-    let setup = Arc::new(dialect.session_setup());
+/// A pool of at most `max` connections to `url`, each set up for `dialect` with the
+/// statements of `setup`, connecting on first use.
+fn lazy_pool(url: &str, dialect: SqlDialect, max: u32, setup: Vec<String>) -> Result<AnyPool, StoreError> {
+    let setup = Arc::new(setup);
     let pool = AnyPoolOptions::new()
         .max_connections(max)
         .test_before_acquire(dialect.tests_connections_before_use())
@@ -236,7 +259,7 @@ impl Store for SqlStore {
             .bind(r.applied_seq)
             .bind(r.last_seen)
             .bind(r.id.as_str())
-            .execute(&self.writer)
+            .execute(self.bookkeeping_writes())
             .await?;
         if updated.rows_affected() > 0 {
             return Ok(());
@@ -250,7 +273,7 @@ impl Store for SqlStore {
             .bind(r.applied_seq)
             .bind(r.started_at)
             .bind(r.last_seen)
-            .execute(&self.writer)
+            .execute(self.bookkeeping_writes())
             .await;
         // MySQL counts only changed rows, so an UPDATE that changed nothing reads as
         // "no such row" and the INSERT then finds it: the heartbeat is recorded either way.
@@ -259,7 +282,7 @@ impl Store for SqlStore {
             other => other.map(drop)?,
         }
         let forget = self.dialect.sql("DELETE FROM replicas WHERE last_seen < ?");
-        sqlx::query(&forget).bind(r.last_seen - FORGET_REPLICAS_AFTER_MS).execute(&self.writer).await?;
+        sqlx::query(&forget).bind(r.last_seen - FORGET_REPLICAS_AFTER_MS).execute(self.bookkeeping_writes()).await?;
         Ok(())
     }
 
@@ -267,14 +290,14 @@ impl Store for SqlStore {
         let sql = self.dialect.sql(
             "SELECT id, address, applied_seq, started_at, last_seen FROM replicas WHERE last_seen >= ? ORDER BY started_at, id",
         );
-        let rows = sqlx::query(&sql).bind(seen_since).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(seen_since).fetch_all(self.bookkeeping_reads()).await?;
         rows.iter().map(decode_replica).collect()
     }
 
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError> {
         let _queued = self.queue_writer().await;
         let sql = self.dialect.sql("DELETE FROM replicas WHERE id = ?");
-        sqlx::query(&sql).bind(id).execute(&self.writer).await?;
+        sqlx::query(&sql).bind(id).execute(self.bookkeeping_writes()).await?;
         Ok(())
     }
 

@@ -192,6 +192,14 @@ contract!(
     replicas_first_starting_together_without_an_admin_token_generate_one,
 );
 
+// SQLite has no table locks: a lock there is on the whole file, writes included.
+backend_tests!(mysql_table_locks, super::Backend::MySql, [a_lock_on_the_replicas_table_fails_bookkeeping_not_writes]);
+backend_tests!(
+    postgres_table_locks,
+    super::Backend::Postgres,
+    [a_lock_on_the_replicas_table_fails_bookkeeping_not_writes]
+);
+
 /// Tests that need a database of their own per round instead of the one [`run`] prepares.
 macro_rules! fresh_database_tests {
     ($($case:ident),* $(,)?) => {
@@ -1038,6 +1046,60 @@ async fn heartbeats_are_recorded_updated_and_forgotten(store: Arc<dyn Store>, _u
     let later = T0 + 10 + store::FORGET_REPLICAS_AFTER_MS + 1;
     store.heartbeat(&beat("c", 9, later)).await.unwrap();
     assert_eq!(store.replicas(0).await.unwrap(), vec![beat("c", 9, later)]);
+}
+
+/// With the `replicas` table locked by another session (`LOCK TABLES`, an `ALTER TABLE`
+/// in life), heartbeats and cluster-view reads fail within seconds, as busy, instead of
+/// waiting for as long as the lock lasts; and many such reads at once leave writes their
+/// connections. Once the lock lifts, heartbeats are recorded again.
+async fn a_lock_on_the_replicas_table_fails_bookkeeping_not_writes(store: Arc<dyn Store>, url: String) {
+    use flagd_server::error::ApiError;
+    use std::time::Duration;
+    let beat =
+        |id: &str| Replica { id: id.to_owned(), address: String::new(), applied_seq: 1, started_at: T0, last_seen: T0 };
+    store.heartbeat(&beat("a")).await.unwrap();
+    let mut holder = connect_raw(&url).await;
+    let lock: &[&str] = if url.starts_with("postgres") {
+        &["BEGIN", "LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE"]
+    } else {
+        &["LOCK TABLES replicas WRITE"]
+    };
+    for statement in lock {
+        holder.execute(*statement).await.unwrap();
+    }
+    let bounded = Duration::from_secs(10);
+    fn busy<T>(outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>, what: &str) {
+        match outcome {
+            Ok(Err(e)) => {
+                let shown = e.to_string();
+                assert!(matches!(ApiError::from(e), ApiError::Busy(_)), "{what}: not a lock timeout: {shown}");
+            }
+            Ok(Ok(_)) => panic!("{what} went through a locked table"),
+            Err(_) => panic!("{what} still waits on the lock after 10 s"),
+        }
+    }
+    busy(tokio::time::timeout(bounded, store.heartbeat(&beat("b"))).await, "a heartbeat");
+    busy(tokio::time::timeout(bounded, store.replicas(0)).await, "a cluster-view read");
+
+    // More readers than the pool has connections, as console polls could be.
+    let readers: Vec<_> = (0..24)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { tokio::time::timeout(bounded, store.replicas(0)).await })
+        })
+        .collect();
+    let seq = store.current_seq().await.unwrap();
+    store.begin_write().await.unwrap().commit().await.unwrap();
+    assert_eq!(store.current_seq().await.unwrap(), seq + 1, "a write went through beside the waiting readers");
+    for reader in readers {
+        let read = reader.await.unwrap();
+        assert!(matches!(read, Ok(Err(_))), "a read ended, in an error, within {bounded:?}");
+    }
+
+    holder.close().await.unwrap();
+    store.heartbeat(&beat("b")).await.unwrap();
+    let ids: Vec<String> = store.replicas(0).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["a", "b"]);
 }
 
 async fn changes_since_name_what_later_writes_touched(store: Arc<dyn Store>, _url: String) {

@@ -427,8 +427,9 @@ impl Drop for ReplicasTableLocked<'_> {
 
 /// A kill switch must not wait on bookkeeping: with the `replicas` table locked, so that
 /// no replica can record a heartbeat, a replica still serves a change thrown on another
-/// within the sync interval's reach, and a wait ends at its timeout; once the lock lifts,
-/// the cluster-wide wait proves the change served.
+/// within the sync interval's reach, a wait ends at its timeout, and cluster-view polls end
+/// in seconds without taking the connections writes need; once the lock lifts, the
+/// cluster-wide wait proves the change served.
 #[test]
 fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
     for (backend, shared) in databases("heldup").unwrap() {
@@ -442,8 +443,16 @@ fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
             b.client(Some(&token)).ofrep(FLAG, &json!({"companyId": 42})).is_ok_and(|r| r.body["value"] == json!(true))
         });
         let lock = ReplicasTableLocked::hold(lock_sql, &shared);
-        // Both replicas' heartbeats (a second apart at most) now wait on the lock.
+        // Both replicas' heartbeats (a second apart at most) now wait on the lock, and give
+        // up in seconds, saying so, rather than wait for as long as it lasts.
         eventually(&format!("{backend}: both heartbeats wait"), Duration::from_secs(10), || lock.waiting() >= 2);
+        for (name, replica) in [("first", &a), ("second", &b)] {
+            eventually(
+                &format!("{backend}: the {name} replica logs its heartbeat failing"),
+                Duration::from_secs(10),
+                || replica.logs().contains("cannot record this replica's heartbeat"),
+            );
+        }
 
         let off = admin.quick_op(FLAG, "production", "disable", None).unwrap();
         let version = off["version"].as_i64().unwrap();
@@ -456,6 +465,23 @@ fn a_kill_switch_reaches_a_replica_whose_heartbeat_is_held_up() {
         assert_eq!(waited.status, 504, "{backend}: {}", waited.body);
         assert!(waited.body.to_string().contains("did not return in time"), "{backend}: {}", waited.body);
         assert!(started.elapsed() < Duration::from_secs(5), "{backend}: the wait took {:?}", started.elapsed());
+
+        // Console polls of the cluster view, more at once than a server has connections,
+        // end as busy and leave writes their connections.
+        let polls: Vec<_> = (0..40)
+            .map(|_| {
+                let admin = a.admin();
+                std::thread::spawn(move || admin.get("/api/v1/cluster").unwrap())
+            })
+            .collect();
+        eventually(&format!("{backend}: the polls wait on the lock"), Duration::from_secs(10), || lock.waiting() >= 4);
+        admin.quick_op(FLAG, "production", "enable", Some(&json!({"reason": "beside the polls"}))).unwrap();
+        for poll in polls {
+            let reply = poll.join().unwrap();
+            assert_eq!(reply.status, 503, "{backend}: {}", reply.body);
+            let code = reply.body["error"]["code"].as_str().unwrap_or_default();
+            assert!(["DATABASE_BUSY", "DATABASE_UNAVAILABLE"].contains(&code), "{backend}: {}", reply.body);
+        }
         assert!(lock.holder().is_some(), "{backend}: the lock was held throughout");
 
         drop(lock);
