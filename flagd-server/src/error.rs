@@ -173,32 +173,51 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(ref inner) if is_connection_error(inner) => Self::Unavailable(e),
-            StoreError::Database(sqlx::Error::Database(ref db)) if is_lock_timeout(db.as_ref()) => Self::Busy(e),
+            StoreError::Database(ref inner) => match trouble(inner) {
+                Some(Trouble::Unavailable) => Self::Unavailable(e),
+                Some(Trouble::Busy) => Self::Busy(e),
+                None => Self::Internal(e.to_string()),
+            },
             StoreError::TooLarge { .. } => Self::TooLarge(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
 }
 
-/// Whether `e` means "the database cannot be reached now, retry later" rather than "the
-/// query is wrong": no connection could be made or it was lost, or the server would not
-/// take one more session.
-fn is_connection_error(e: &sqlx::Error) -> bool {
+/// What a database error tells a caller beyond "the query failed": retry later, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// The database cannot be reached now: no connection could be made or it was lost, or
+    /// the server would not take one more session.
+    Unavailable,
+    /// It gave up waiting for a lock that another session holds.
+    Busy,
+}
+
+fn trouble(e: &sqlx::Error) -> Option<Trouble> {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::WorkerCrashed => Some(Trouble::Unavailable),
         sqlx::Error::Database(db) => {
             let mysql_number = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|m| m.number());
             let ends_session = db
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                 .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic));
-            means_unavailable(db.code().as_deref().unwrap_or_default(), mysql_number, ends_session)
+            let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            if means_unavailable(code, mysql_number, ends_session) {
+                Some(Trouble::Unavailable)
+            } else if means_busy(code, mysql_number, sqlite) {
+                Some(Trouble::Busy)
+            } else {
+                None
+            }
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -215,22 +234,22 @@ const MYSQL_UNAVAILABLE: [u16; 8] = [
     2002, 2003, 2006, 2013,
 ];
 
-/// Whether the database gave up waiting for a lock: PostgreSQL's `lock_not_available`,
-/// MySQL's lock wait timeout, SQLite's busy (its primary code, under any extended one).
-fn is_lock_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
-    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        let code = db.code().and_then(|c| c.parse::<i32>().ok());
-        return code.is_some_and(|c| c & 0xff == SQLITE_BUSY);
-    }
-    let mysql_number = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|m| m.number());
-    mysql_number == Some(MYSQL_LOCK_WAIT_TIMEOUT) || db.code().as_deref() == Some(POSTGRES_LOCK_NOT_AVAILABLE)
-}
-
 const SQLITE_BUSY: i32 = 5;
 const MYSQL_LOCK_WAIT_TIMEOUT: u16 = 1205;
 const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
 
-/// The classification behind [`is_connection_error`], on what a database error reports:
+/// Whether the database gave up waiting for a lock, on what its error reports: the code
+/// (SQLSTATE; SQLite's extended result code), MySQL's error number, and whether SQLite
+/// sent it. PostgreSQL's `lock_not_available`, MySQL's lock wait timeout, SQLite's busy
+/// (its primary code, under any extended one).
+fn means_busy(code: &str, mysql_number: Option<u16>, sqlite: bool) -> bool {
+    if sqlite {
+        return code.parse::<i32>().is_ok_and(|c| c & 0xff == SQLITE_BUSY);
+    }
+    mysql_number == Some(MYSQL_LOCK_WAIT_TIMEOUT) || code == POSTGRES_LOCK_NOT_AVAILABLE
+}
+
+/// The [`Trouble::Unavailable`] behind [`trouble`], on what a database error reports:
 /// its SQLSTATE (empty if none), MySQL's error number, and whether PostgreSQL ended the
 /// session with it (severity `FATAL`).
 fn means_unavailable(sqlstate: &str, mysql_number: Option<u16>, ends_session: bool) -> bool {
@@ -347,6 +366,23 @@ mod tests {
         ];
         for (sqlstate, number, fatal) in query_errors {
             assert!(!means_unavailable(sqlstate, number, fatal), "{sqlstate} {number:?} is a query error");
+        }
+    }
+
+    #[test]
+    fn lock_waits_that_ran_out_are_busy() {
+        let cases = [
+            ("55P03", None, false, true),        // PostgreSQL: lock_not_available
+            ("HY000", Some(1205), false, true),  // MySQL: lock wait timeout
+            ("5", None, true, true),             // SQLite: busy
+            ("517", None, true, true),           // SQLite: busy, snapshot
+            ("6", None, true, false),            // SQLite: locked (within one connection)
+            ("40P01", None, false, false),       // PostgreSQL: deadlock
+            ("40001", Some(1213), false, false), // MySQL: deadlock
+            ("5", None, false, false),           // a "5" not from SQLite
+        ];
+        for (code, number, sqlite, busy) in cases {
+            assert_eq!(means_busy(code, number, sqlite), busy, "{code} {number:?} sqlite: {sqlite}");
         }
     }
 

@@ -522,6 +522,16 @@ impl utoipa::IntoResponses for ReadErrors {
     }
 }
 
+/// The error of an operation that reads or writes the database and lists its other errors
+/// itself.
+pub(crate) struct DatabaseErrors;
+
+impl utoipa::IntoResponses for DatabaseErrors {
+    fn responses() -> Responses {
+        errors(&[UNAVAILABLE])
+    }
+}
+
 /// The error of an operation with path parameters and no 400 of its own.
 pub(crate) struct PathErrors;
 

@@ -127,6 +127,10 @@ async fn keep_heartbeat(service: &Service, address: &str, beat_now: &Notify) {
             last_seen: service.cluster_now_ms(),
         };
         let reported = me.applied_seq;
+        // The next beat is due a second after this one began, not ended: one that waited
+        // out a lock is retried at once, stamped anew, so the heartbeat ages no more than
+        // the lock wait while a lock comes and goes.
+        let due = tokio::time::Instant::now() + HEARTBEAT_EVERY;
         match service.store().heartbeat(&me).await {
             Ok(()) => {
                 failing = false;
@@ -142,7 +146,6 @@ async fn keep_heartbeat(service: &Service, address: &str, beat_now: &Notify) {
                 failing = true;
             }
         }
-        let due = tokio::time::Instant::now() + HEARTBEAT_EVERY;
         loop {
             // A change applied wakes this loop twice (the follower asks, and the applied
             // sequence moves): only a wake that finds a change not yet reported beats.
@@ -357,9 +360,13 @@ impl Service {
                     tokio::time::sleep(WAIT_POLL).await;
                     continue;
                 }
-                Ok(Err(e)) => return Err(e),
-                // The heartbeats did not come back in time (their table locked, say): the
-                // wait still ends, at most a second late, naming whom it last saw behind.
+                // Out of time, whether the last read failed or did not come back (the
+                // heartbeats' table locked, say): the wait ends, at most a second late,
+                // naming whom it last saw behind.
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, seq, "cannot read the replicas' heartbeats; the wait is over");
+                    return Err(self.wait_timeout(seq, last.as_ref()));
+                }
                 Err(_) => return Err(self.wait_timeout(seq, last.as_ref())),
             };
             if view.replicas.iter().all(|r| r.applied_seq >= seq) {

@@ -13,7 +13,7 @@ use super::json::JsonBody;
 use super::params::{NoIfMatch, PathParams, QueryParams};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{AuditPage, ReadErrors, TokenList};
+use crate::openapi::{AuditPage, DatabaseErrors, ReadErrors, TokenList};
 use crate::service::{CreatedToken, NewToken, Service};
 use crate::store::AuditQuery;
 
@@ -107,7 +107,7 @@ async fn audit(
         (status = 200, description = "The tokens", body = TokenList),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -130,7 +130,7 @@ async fn list_tokens(State(s): State<Arc<Service>>, p: Principal) -> Result<Resp
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "The `evaluate` token's environment does not exist (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -161,7 +161,7 @@ async fn create_token(
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such token (`TOKEN_NOT_FOUND`)", body = ErrorBody),
         (status = 409, description = "The last live admin token (`LAST_ADMIN_TOKEN`): create another first", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

@@ -15,7 +15,7 @@ use super::params::{IfMatch, PathParams, QueryParams};
 use super::with_etag;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{EnvironmentList, ImportFile, PathErrors, ReadErrors, SegmentList, SegmentUpdate};
+use crate::openapi::{DatabaseErrors, EnvironmentList, ImportFile, PathErrors, ReadErrors, SegmentList, SegmentUpdate};
 use crate::service::{ExportFormat, ImportMode, ImportReport, SegmentView, Service};
 use crate::store::Environment;
 
@@ -120,7 +120,7 @@ struct ImportParams {
         (status = 409, description = "The file changes what other environments serve from a flag's shared definition: a variant's value, its off or on variant (`SHARED_DEFINITION`); change it with `PATCH /api/v1/flags/{key}`", body = ErrorBody),
         (status = 413, description = "File larger than the server takes: 1 MiB unless started with `--max-import-mib`", body = ErrorBody),
         (status = 422, description = "The file lists a flag or segment key twice, or the change would make the environment invalid (`INVALID_DEFINITION`, with `problems`), or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -181,7 +181,7 @@ async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, A
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 409, description = "It exists already (`ALREADY_EXISTS`)", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -235,7 +235,7 @@ async fn list_segments(
         (status = 409, description = "A segment with this key exists (`ALREADY_EXISTS`)", body = ErrorBody),
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
         (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -295,7 +295,7 @@ async fn read_segment(
         (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
         (status = 428, description = "No `If-Match` header", body = ErrorBody),
         (status = 422, description = "The change would make the environment invalid (`INVALID_DEFINITION`, with `problems`) or a stored document larger than 1 MiB (`DOCUMENT_TOO_LARGE`)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
@@ -340,7 +340,7 @@ async fn replace_segment(
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
         (status = 409, description = "Flags' rules still use the segment (`SEGMENT_IN_USE`, naming them)", body = ErrorBody),
         (status = 412, description = "`If-Match` is stale: nothing was deleted; `current` holds the segment, `ETag` its version", body = ErrorBody, headers(("ETag" = String, description = "The current version"))),
-        (status = 503, description = "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later", body = ErrorBody),
+        DatabaseErrors,
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

@@ -227,9 +227,11 @@ async fn wait(
     tag = "sync",
     responses(
         (status = 200, description = "The replicas, oldest first", body = ClusterView),
-        (status = 503, description = "The database is unreachable (`DATABASE_UNAVAILABLE`), or the `replicas` table \
-        stayed locked by another session for over 2 s (`DATABASE_BUSY`)", body = ErrorBody),
         ReadErrors,
+        // After the shared 503, which it replaces.
+        (status = 503, description = "The database is unreachable (`DATABASE_UNAVAILABLE`), or the `replicas` table \
+        stayed locked by another session for over 2 s (`DATABASE_BUSY`; `DATABASE_UNAVAILABLE` too, when more \
+        requests wait on the lock than the heartbeats' connections)", body = ErrorBody),
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]
