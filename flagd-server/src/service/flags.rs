@@ -234,15 +234,23 @@ impl Service {
         let mut write = self.begin(actor, reason).await?;
         let stored = load_flag(write.tx.as_mut(), key).await?;
         check_if_match(if_match, stored.version, || &stored.definition)?;
+        // The audit event is the only record left of what each environment served: it keeps
+        // every configuration beside the definition, so the flag can be put back as it was.
+        let configs = write.tx.flag_configs(key).await?;
+        let environments = configs.into_iter().map(|c| (c.environment, c.config)).collect();
+        let before = DeletedFlag { definition: &stored.definition, environments };
         write.tx.delete_flag(key).await?;
         write.touch_all().await?;
-        write.audit(
-            "flag.delete",
-            Subject { flag: Some(key), ..Subject::default() },
-            to_json(&stored.definition),
-            None,
-        );
+        write.audit("flag.delete", Subject { flag: Some(key), ..Subject::default() }, to_json(&before), None);
         self.commit(write).await?;
         Ok(())
     }
+}
+
+/// What a `flag.delete` event records as `before`: the definition, and the configuration of
+/// each environment that had one.
+#[derive(Debug, Serialize)]
+struct DeletedFlag<'a> {
+    definition: &'a FlagDefinition,
+    environments: BTreeMap<String, EnvironmentConfig>,
 }

@@ -155,7 +155,8 @@ pub struct AuditEvent {
     /// Segment concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
-    /// State before (JSON), if any.
+    /// State before (JSON), if any. For `flag.delete`, `{"definition", "environments"}`:
+    /// the definition and each environment's configuration.
     pub before: Option<Value>,
     /// State after (JSON), if any.
     pub after: Option<Value>,

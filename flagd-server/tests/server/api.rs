@@ -1533,6 +1533,44 @@ async fn every_write_that_takes_if_match_refuses_a_malformed_one_alike() {
 
 /// A delete with `If-Match` is a write like the others: a flag or segment changed since it
 /// was read is not deleted, and a malformed header is refused.
+/// Deleting a flag deletes every environment's configuration with it; the audit event keeps
+/// them all beside the definition, so the flag can be put back as it was.
+#[tokio::test]
+async fn a_deleted_flag_leaves_its_definition_and_every_configuration_in_the_audit_log() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal", "description": "the customer portal"})).await;
+    let production = "/api/v1/flags/portal/environments/production";
+    api.admin(Method::POST, &format!("{production}/allow"), Some(json!({"companies": ["42", 7]}))).await;
+    api.admin(Method::POST, &format!("{production}/enable"), None).await;
+    api.admin(Method::PUT, "/api/v1/flags/portal/environments/staging/rollout", Some(json!({"percentage": 12.5})))
+        .await;
+    let definition = api.admin(Method::GET, "/api/v1/flags/portal", None).await.body;
+    let mut configured = Vec::new();
+    for env in ["development", "production", "staging"] {
+        configured
+            .push((env, api.admin(Method::GET, &format!("/api/v1/flags/portal/environments/{env}"), None).await.body));
+    }
+
+    let deleted = api.admin(Method::DELETE, "/api/v1/flags/portal", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    let audit = api.admin(Method::GET, "/api/v1/audit?flag=portal&limit=1", None).await;
+    let event = &audit.body["events"][0];
+    assert_eq!(event["action"], "flag.delete", "{}", audit.body);
+    assert_eq!(event["before"]["definition"]["description"], definition["description"]);
+    let environments = event["before"]["environments"].as_object().unwrap();
+    assert_eq!(environments.len(), configured.len(), "{}", event["before"]);
+    for (env, config) in configured {
+        let kept = environments[env].as_object().unwrap();
+        for (field, value) in kept {
+            assert_eq!(value, &config[field], "{env}: {field}: {config}");
+        }
+    }
+    assert_eq!(environments["production"]["state"], "ENABLED");
+    assert_eq!(environments["production"]["allow"], json!(["42", "7"]));
+    let staging = &environments["staging"]["fallthrough"]["rollout"]["variants"];
+    assert_eq!(staging[0], json!({"variant": "on", "weight": 12.5}), "{}", environments["staging"]);
+}
+
 #[tokio::test]
 async fn a_delete_with_a_stale_if_match_is_refused_and_deletes_nothing() {
     let api = Api::new().await;
