@@ -127,10 +127,8 @@ async fn keep_heartbeat(service: &Service, address: &str, beat_now: &Notify) {
             last_seen: service.cluster_now_ms(),
         };
         let reported = me.applied_seq;
-        // The next beat is due a second after this one began, not ended: one that waited
-        // out a lock is retried at once, stamped anew, so the heartbeat ages no more than
-        // the lock wait while a lock comes and goes.
-        let due = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+        let began = tokio::time::Instant::now();
+        let mut waited_out_a_lock = false;
         match service.store().heartbeat(&me).await {
             Ok(()) => {
                 failing = false;
@@ -144,8 +142,13 @@ async fn keep_heartbeat(service: &Service, address: &str, beat_now: &Notify) {
                     tracing::warn!(error = %e, "cannot record this replica's heartbeat");
                 }
                 failing = true;
+                waited_out_a_lock = matches!(ApiError::from(e), ApiError::Busy(_));
             }
         }
+        // A beat that waited out a lock elsewhere is retried at once (it began over a
+        // second ago), stamped anew, so the heartbeat ages no more than the lock wait while
+        // a lock comes and goes; after any other outcome the database gets a second's rest.
+        let due = if waited_out_a_lock { began } else { tokio::time::Instant::now() } + HEARTBEAT_EVERY;
         loop {
             // A change applied wakes this loop twice (the follower asks, and the applied
             // sequence moves): only a wake that finds a change not yet reported beats.
@@ -360,14 +363,12 @@ impl Service {
                     tokio::time::sleep(WAIT_POLL).await;
                     continue;
                 }
-                // Out of time, whether the last read failed or did not come back (the
-                // heartbeats' table locked, say): the wait ends, at most a second late,
-                // naming whom it last saw behind.
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, seq, "cannot read the replicas' heartbeats; the wait is over");
-                    return Err(self.wait_timeout(seq, last.as_ref()));
-                }
-                Err(_) => return Err(self.wait_timeout(seq, last.as_ref())),
+                // Out of time with the database away, or failing: say so.
+                Ok(Err(e)) if !matches!(e, ApiError::Busy(_)) => return Err(e),
+                // Out of time with the heartbeats' table locked, whether the last read gave
+                // up on the lock or did not come back: the wait ends, at most a second
+                // late, naming whom it last saw behind.
+                Ok(Err(_)) | Err(_) => return Err(self.wait_timeout(seq, last.as_ref())),
             };
             if view.replicas.iter().all(|r| r.applied_seq >= seq) {
                 return Ok(view);

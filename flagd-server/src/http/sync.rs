@@ -195,7 +195,7 @@ pub struct WaitResult {
         ReadErrors,
         // After the shared 503, which it replaces.
         (status = 503, description = "This server is stopping (`SHUTTING_DOWN`): ask again, another replica answers; \
-        or the database is unavailable (`DATABASE_UNAVAILABLE`) or busy (`DATABASE_BUSY`)", body = ErrorBody),
+        or the database was still unavailable at the timeout (`DATABASE_UNAVAILABLE`)", body = ErrorBody),
     ),
     security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
 )]

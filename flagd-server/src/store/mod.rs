@@ -156,7 +156,8 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segment: Option<String>,
     /// State before (JSON), if any. For `flag.delete`, `{"definition", "environments"}`:
-    /// the definition and each environment's configuration.
+    /// the definition and each environment's configuration (earlier versions recorded the
+    /// definition alone).
     pub before: Option<Value>,
     /// State after (JSON), if any.
     pub after: Option<Value>,

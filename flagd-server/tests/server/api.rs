@@ -1531,8 +1531,6 @@ async fn every_write_that_takes_if_match_refuses_a_malformed_one_alike() {
     assert_eq!(r.status, StatusCode::OK, "a weak form of the ETag read is that ETag: {}", r.body);
 }
 
-/// A delete with `If-Match` is a write like the others: a flag or segment changed since it
-/// was read is not deleted, and a malformed header is refused.
 /// Deleting a flag deletes every environment's configuration with it; the audit event keeps
 /// them all beside the definition, so the flag can be put back as it was.
 #[tokio::test]
@@ -1571,6 +1569,8 @@ async fn a_deleted_flag_leaves_its_definition_and_every_configuration_in_the_aud
     assert_eq!(staging[0], json!({"variant": "on", "weight": 12.5}), "{}", environments["staging"]);
 }
 
+/// A delete with `If-Match` is a write like the others: a flag or segment changed since it
+/// was read is not deleted, and a malformed header is refused.
 #[tokio::test]
 async fn a_delete_with_a_stale_if_match_is_refused_and_deletes_nothing() {
     let api = Api::new().await;
