@@ -556,13 +556,41 @@ fn listens_on(pid: u32, port: u16) -> bool {
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
         .filter_map(|target| Some(target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned()))
         .collect();
-    // /proc/net/tcp: `sl local_address rem_address st … inode`, addresses as hex `IP:PORT`,
-    // state 0A for LISTEN.
+    tcp_sockets().iter().any(|s| s.local_port == port && s.listening && sockets.contains(&s.inode))
+}
+
+/// One IPv4 TCP socket of this host, as `/proc/net/tcp` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSocket {
+    /// Its local port.
+    pub local_port: u16,
+    /// Its peer's port (0 for a listening socket).
+    pub remote_port: u16,
+    /// Whether it listens.
+    pub listening: bool,
+    /// Bytes received and not yet read by the process holding it.
+    pub unread: u64,
+    /// Its inode, which `/proc/PID/fd` links name as `socket:[INODE]`.
+    pub inode: String,
+}
+
+/// Every IPv4 TCP socket of this host, from `/proc/net/tcp` (`sl local_address rem_address
+/// st tx_queue:rx_queue … inode`, addresses as hex `IP:PORT`, state 0A for LISTEN); none
+/// where that cannot be read.
+pub fn tcp_sockets() -> Vec<TcpSocket> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table.lines().skip(1).map(|line| line.split_whitespace().collect::<Vec<_>>()).any(|fields| {
-        let local_port = fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
-        local_port == Some(port) && fields.get(3) == Some(&"0A") && fields.get(9).is_some_and(|i| sockets.contains(*i))
-    })
+    let port = |address: &str| address.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    let row = |line: &str| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        Some(TcpSocket {
+            local_port: port(fields.get(1)?)?,
+            remote_port: port(fields.get(2)?)?,
+            listening: *fields.get(3)? == "0A",
+            unread: u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?,
+            inode: (*fields.get(9)?).to_owned(),
+        })
+    };
+    table.lines().skip(1).filter_map(row).collect()
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Client, Server, ServerOptions, TempDir, databases, free_port, run_checked, signal};
+use flagd_tests::{Client, Server, ServerOptions, TempDir, databases, free_port, run_checked, signal, tcp_sockets};
 use serde_json::{Value, json};
 
 const FLAG: &str = "portal";
@@ -328,16 +328,9 @@ fn a_write_acknowledged_while_the_server_stops_is_in_its_snapshot_cache() {
 }
 
 /// How many bytes of the connection from loopback port `client` to `server` the server
-/// has not read yet (`/proc/net/tcp`'s `rx_queue` of its side); `None` while it has no
-/// such connection.
+/// has not read yet; `None` while it has no such connection.
 fn unread_by_server(server: u16, client: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let port = |address: &str| address.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let ours = port(fields.get(1)?)? == server && port(fields.get(2)?)? == client;
-        ours.then(|| u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()).flatten()
-    })
+    tcp_sockets().into_iter().find(|s| s.local_port == server && s.remote_port == client).map(|s| s.unread)
 }
 
 /// `ALTER DATABASE … ALLOW_CONNECTIONS false` and ending its sessions, as an operator does
