@@ -20,10 +20,18 @@ static MYSQL_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
 });
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long a request's statement waits for a lock on MySQL / MariaDB and PostgreSQL
+/// before failing (503 `DATABASE_BUSY`), as SQLite's busy timeout bounds it there. Their
+/// own defaults are 50 s for InnoDB's row locks, a year for MySQL's metadata locks (`LOCK
+/// TABLES`, a schema change) and no bound on PostgreSQL: a request and its pooled
+/// connection waited as long as such a lock lasted. Long beside any write's turn at the
+/// change-sequence row.
+const REQUEST_LOCK_WAIT_S: u32 = 10;
+
 /// SQLite's busy timeout: a writer from another process waits this long for the write
-/// lock before failing. Writers of one process queue in-process instead (see
-/// [`SqlDialect::queues_writers_in_process`]).
-const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+/// lock before failing, as long as a request waits for a lock elsewhere. Writers of one
+/// process queue in-process instead (see [`SqlDialect::queues_writers_in_process`]).
+const SQLITE_BUSY_TIMEOUT_MS: u32 = REQUEST_LOCK_WAIT_S * 1000;
 
 /// How long the replica bookkeeping (heartbeats, the cluster view) waits for a lock on
 /// MySQL / MariaDB and PostgreSQL before failing: long enough for any ordinary write to
@@ -85,9 +93,41 @@ impl SqlDialect {
         }
     }
 
-    /// Statements run on every new connection.
+    /// Statements run on every new connection of the request pools: lock waits end after
+    /// [`REQUEST_LOCK_WAIT_S`].
     pub fn session_setup(self) -> Vec<String> {
+        self.setup_waiting(REQUEST_LOCK_WAIT_S)
+    }
+
+    /// Statements run on every new connection kept for the replica bookkeeping, or `None`
+    /// where it shares the other connections (SQLite, whose writers already queue on one).
+    /// Its lock waits are short: a lock held on the `replicas` table (`LOCK TABLES`, an
+    /// `ALTER TABLE`) then fails a heartbeat or a cluster-view read in seconds, which the
+    /// log tells, instead of holding its connection for as long as the lock lasts.
+    pub fn bookkeeping_setup(self) -> Option<Vec<String>> {
         match self {
+            Self::Sqlite => None,
+            Self::MySql | Self::Postgres => Some(self.setup_waiting(BOOKKEEPING_LOCK_WAIT_S)),
+        }
+    }
+
+    /// The statement that makes a session's lock waits end after `seconds`, where the
+    /// backend has waits of its own to bound: not SQLite, whose one lock is the file's and
+    /// whose busy timeout is set with the other pragmas.
+    pub fn lock_waits(self, seconds: u32) -> Option<String> {
+        match self {
+            Self::Sqlite => None,
+            // Metadata locks (`LOCK TABLES`, DDL) and InnoDB's row locks have a wait each.
+            Self::MySql => {
+                Some(format!("SET SESSION lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}"))
+            }
+            Self::Postgres => Some(format!("SET lock_timeout = '{seconds}s'")),
+        }
+    }
+
+    /// A new connection's settings, its lock waits ending after `seconds`.
+    fn setup_waiting(self, seconds: u32) -> Vec<String> {
+        let mut setup = match self {
             // WAL lets readers proceed while one writer writes.
             Self::Sqlite => {
                 vec![format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"), "PRAGMA journal_mode = WAL".to_owned()]
@@ -102,25 +142,9 @@ impl SqlDialect {
                     .to_owned(),
             ],
             Self::Postgres => Vec::new(),
-        }
-    }
-
-    /// Statements run on every new connection kept for the replica bookkeeping, or `None`
-    /// where it shares the other connections (SQLite, whose writers already queue on one).
-    /// Its lock waits are short: a lock held on the `replicas` table (`LOCK TABLES`, an
-    /// `ALTER TABLE`) then fails a heartbeat or a cluster-view read in seconds, which the
-    /// log tells, instead of holding its connection for as long as the lock lasts.
-    pub fn bookkeeping_setup(self) -> Option<Vec<String>> {
-        let wait = BOOKKEEPING_LOCK_WAIT_S;
-        let short_waits = match self {
-            Self::Sqlite => return None,
-            // Metadata locks (`LOCK TABLES`, DDL) and InnoDB's row locks have a wait each.
-            Self::MySql => format!("SET SESSION lock_wait_timeout = {wait}, innodb_lock_wait_timeout = {wait}"),
-            Self::Postgres => format!("SET lock_timeout = '{wait}s'"),
         };
-        let mut setup = self.session_setup();
-        setup.push(short_waits);
-        Some(setup)
+        setup.extend(self.lock_waits(seconds));
+        setup
     }
 
     /// The statement opening a write transaction; its first statement then locks the

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::{MigrationTurns, SqlDialect};
@@ -32,10 +32,10 @@ const GROWTH_OVER_LIMIT: usize = 1024;
 /// as unavailable.
 const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// How long a starting server waits for another to finish migrating a MySQL database
-/// (see [`SqlStore::migrate_holding`]): far longer than the migrations take, but not
-/// forever. (On SQLite the busy timeout applies.)
-const MIGRATION_TURN_WAIT_S: i64 = 600;
+/// How long a starting server waits for another to finish migrating a MySQL or PostgreSQL
+/// database, and its migrations for any lock (see [`SqlStore::migrate_apart`]): far
+/// longer than the migrations take, but not forever. (On SQLite the busy timeout applies.)
+const MIGRATION_TURN_WAIT_S: u32 = 600;
 
 /// How many connections the replica bookkeeping keeps (see `SqlStore::bookkeeping`):
 /// a heartbeat, a look at who else is live, and the cluster view's readers and waits.
@@ -112,8 +112,8 @@ impl SqlStore {
     async fn prepare_schema(&self) -> Result<(), StoreError> {
         let migrator = self.dialect.migrator();
         match self.dialect.migration_turns() {
-            MigrationTurns::Sqlx => migrator.run(&self.pool).await?,
-            MigrationTurns::SessionLock { take, release } => self.migrate_holding(take, release).await?,
+            MigrationTurns::Sqlx => self.migrate_apart(None).await?,
+            MigrationTurns::SessionLock { take, release } => self.migrate_apart(Some((take, release))).await?,
             MigrationTurns::WriteTransaction(begin) => {
                 let _queued = self.queue_writer().await;
                 let mut tx = self.writer.begin_with(begin).await?;
@@ -126,27 +126,41 @@ impl SqlStore {
         self.ensure_sequence_row().await
     }
 
-    /// Runs the migrations holding the session lock that `take` takes and `release`
-    /// releases (see [`MigrationTurns::SessionLock`]).
-    async fn migrate_holding(&self, take: &str, release: &str) -> Result<(), StoreError> {
-        // The lock belongs to the session, so the migrations run on the connection that
-        // holds it; one taken out of the pool and closed afterwards, which releases the
-        // lock even if the query releasing it failed, rather than returned to the pool
-        // still holding it.
+    /// Runs the migrations on a connection of their own, holding the session lock that
+    /// `session_lock`'s first query takes and its second releases (see
+    /// [`MigrationTurns::SessionLock`]) or else sqlx's. The connection is taken out of the
+    /// pool and closed afterwards, which releases a lock even if the query releasing it
+    /// failed, rather than returned to the pool still holding it; and its lock waits are
+    /// a migration's turn, not a request's.
+    async fn migrate_apart(&self, session_lock: Option<(&str, &str)>) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?.detach();
-        let locked: Option<i64> =
-            sqlx::query(take).bind(MIGRATION_TURN_WAIT_S).fetch_one(&mut conn).await?.try_get("locked")?;
-        let migrated = match locked {
+        let migrated = self.migrate_on(&mut conn, session_lock).await;
+        let closed = conn.close().await;
+        migrated?;
+        closed?;
+        Ok(())
+    }
+
+    /// See [`Self::migrate_apart`].
+    async fn migrate_on(&self, conn: &mut AnyConnection, session_lock: Option<(&str, &str)>) -> Result<(), StoreError> {
+        if let Some(waits) = self.dialect.lock_waits(MIGRATION_TURN_WAIT_S) {
+            conn.execute(waits.as_str()).await?;
+        }
+        let migrator = self.dialect.migrator();
+        let Some((take, release)) = session_lock else {
             // `run_direct`: see `prepare_schema`.
-            Some(1) => self.dialect.migrator().run_direct(&mut conn).await.map_err(StoreError::from),
+            return Ok(migrator.run_direct(conn).await?);
+        };
+        let locked: Option<i64> =
+            sqlx::query(take).bind(i64::from(MIGRATION_TURN_WAIT_S)).fetch_one(&mut *conn).await?.try_get("locked")?;
+        let migrated = match locked {
+            Some(1) => migrator.run_direct(&mut *conn).await.map_err(StoreError::from),
             Some(_) => Err(StoreError::MigrationLock(format!("no turn within {MIGRATION_TURN_WAIT_S} s"))),
             None => Err(StoreError::MigrationLock("the database refused it".to_owned())),
         };
-        let released = sqlx::query(release).execute(&mut conn).await;
-        let closed = conn.close().await;
+        let released = sqlx::query(release).execute(&mut *conn).await;
         migrated?;
         released?;
-        closed?;
         Ok(())
     }
 

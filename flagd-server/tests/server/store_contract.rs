@@ -192,12 +192,23 @@ contract!(
     replicas_first_starting_together_without_an_admin_token_generate_one,
 );
 
-// SQLite has no table locks: a lock there is on the whole file, writes included.
-backend_tests!(mysql_table_locks, super::Backend::MySql, [a_lock_on_the_replicas_table_fails_bookkeeping_not_writes]);
+// SQLite has no table or row locks: a lock there is on the whole file, writes included,
+// and its busy timeout bounds the wait (tested in the server's unit tests).
+backend_tests!(
+    mysql_table_locks,
+    super::Backend::MySql,
+    [
+        a_lock_on_the_replicas_table_fails_bookkeeping_not_writes,
+        a_lock_held_elsewhere_fails_a_write_within_the_lock_wait
+    ]
+);
 backend_tests!(
     postgres_table_locks,
     super::Backend::Postgres,
-    [a_lock_on_the_replicas_table_fails_bookkeeping_not_writes]
+    [
+        a_lock_on_the_replicas_table_fails_bookkeeping_not_writes,
+        a_lock_held_elsewhere_fails_a_write_within_the_lock_wait
+    ]
 );
 
 /// Tests that need a database of their own per round instead of the one [`run`] prepares.
@@ -1118,6 +1129,53 @@ async fn a_lock_on_the_replicas_table_fails_bookkeeping_not_writes(store: Arc<dy
     store.heartbeat(&beat("b")).await.unwrap();
     let ids: Vec<String> = store.replicas(0).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["a", "b"]);
+}
+
+/// A lock held elsewhere on a table a write needs (a schema change, `LOCK TABLES`) or on
+/// the change-sequence row every write takes (a transaction left open by hand) fails the
+/// write as busy once a request's lock wait has passed (10 s), instead of holding it and
+/// its connection for as long as the lock lasts; the failed write leaves nothing behind.
+async fn a_lock_held_elsewhere_fails_a_write_within_the_lock_wait(store: Arc<dyn Store>, url: String) {
+    use flagd_server::error::ApiError;
+    use std::time::Duration;
+    let on_the_row: &[&str] = &["BEGIN", "UPDATE change_seq SET seq = seq WHERE id = 1"];
+    let on_the_table: &[&str] = if url.starts_with("postgres") {
+        &["BEGIN", "LOCK TABLE flags IN ACCESS EXCLUSIVE MODE"]
+    } else {
+        &["LOCK TABLES flags WRITE"]
+    };
+    for (held, hold) in [("the flags table", on_the_table), ("the change-sequence row", on_the_row)] {
+        let seq = store.current_seq().await.unwrap();
+        let mut holder = connect_raw(&url).await;
+        for statement in hold {
+            holder.execute(*statement).await.unwrap();
+        }
+        let write = async {
+            let mut tx = store.begin_write().await?;
+            tx.put_flag(&flag("blocked", "", T0)).await?;
+            tx.commit().await
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(30), write).await;
+        holder.close().await.unwrap();
+        match outcome {
+            Ok(Err(e)) => {
+                let shown = e.to_string();
+                assert!(
+                    matches!(ApiError::from(e), ApiError::Busy(_)),
+                    "a lock on {held}: not a lock timeout: {shown}"
+                );
+            }
+            Ok(Ok(())) => panic!("a write went through a lock on {held}"),
+            Err(_) => panic!("a write still waits on a lock on {held} after 30 s"),
+        }
+        assert_eq!(store.current_seq().await.unwrap(), seq, "a lock on {held}: the failed write advanced the sequence");
+        let mut read = store.begin_read().await.unwrap();
+        assert_eq!(read.flag("blocked").await.unwrap(), None, "a lock on {held}: the failed write left its flag");
+    }
+    // Once the lock is gone the same write goes through.
+    let mut tx = store.begin_write().await.unwrap();
+    tx.put_flag(&flag("blocked", "", T0)).await.unwrap();
+    tx.commit().await.unwrap();
 }
 
 async fn changes_since_name_what_later_writes_touched(store: Arc<dyn Store>, _url: String) {
