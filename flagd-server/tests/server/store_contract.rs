@@ -192,14 +192,13 @@ contract!(
     replicas_first_starting_together_without_an_admin_token_generate_one,
 );
 
-// SQLite has no table or row locks: a lock there is on the whole file, writes included,
-// and its busy timeout bounds the wait (tested in the server's unit tests).
+// SQLite has no table or row locks: a lock there is on the whole file, writes included.
 backend_tests!(
     mysql_table_locks,
     super::Backend::MySql,
     [
         a_lock_on_the_replicas_table_fails_bookkeeping_not_writes,
-        a_lock_held_elsewhere_fails_a_write_within_the_lock_wait
+        a_lock_held_elsewhere_fails_a_request_after_the_lock_wait
     ]
 );
 backend_tests!(
@@ -207,7 +206,7 @@ backend_tests!(
     super::Backend::Postgres,
     [
         a_lock_on_the_replicas_table_fails_bookkeeping_not_writes,
-        a_lock_held_elsewhere_fails_a_write_within_the_lock_wait
+        a_lock_held_elsewhere_fails_a_request_after_the_lock_wait
     ]
 );
 
@@ -1131,48 +1130,66 @@ async fn a_lock_on_the_replicas_table_fails_bookkeeping_not_writes(store: Arc<dy
     assert_eq!(ids, ["a", "b"]);
 }
 
-/// A lock held elsewhere on a table a write needs (a schema change, `LOCK TABLES`) or on
-/// the change-sequence row every write takes (a transaction left open by hand) fails the
-/// write as busy once a request's lock wait has passed (10 s), instead of holding it and
+/// A lock held elsewhere, on a table (a schema change, `LOCK TABLES`) or on the
+/// change-sequence row every write takes its turn at (a transaction left open by hand),
+/// fails a request as busy once its lock wait (25 s) has passed, instead of holding it and
 /// its connection for as long as the lock lasts; the failed write leaves nothing behind.
-async fn a_lock_held_elsewhere_fails_a_write_within_the_lock_wait(store: Arc<dyn Store>, url: String) {
+async fn a_lock_held_elsewhere_fails_a_request_after_the_lock_wait(store: Arc<dyn Store>, url: String) {
     use flagd_server::error::ApiError;
     use std::time::Duration;
-    let on_the_row: &[&str] = &["BEGIN", "UPDATE change_seq SET seq = seq WHERE id = 1"];
+    use tokio::time::Instant;
     let on_the_table: &[&str] = if url.starts_with("postgres") {
         &["BEGIN", "LOCK TABLE flags IN ACCESS EXCLUSIVE MODE"]
     } else {
         &["LOCK TABLES flags WRITE"]
     };
-    for (held, hold) in [("the flags table", on_the_table), ("the change-sequence row", on_the_row)] {
-        let seq = store.current_seq().await.unwrap();
+    let on_the_row: &[&str] = &["BEGIN", "UPDATE change_seq SET seq = seq WHERE id = 1"];
+    let mut holders = Vec::new();
+    for hold in [on_the_table, on_the_row] {
         let mut holder = connect_raw(&url).await;
         for statement in hold {
             holder.execute(*statement).await.unwrap();
         }
-        let write = async {
+        holders.push(holder);
+    }
+    let seq = store.current_seq().await.unwrap();
+    // The read needs the locked table; the write first needs its turn at the locked row.
+    let read = async {
+        let started = Instant::now();
+        let outcome = async { store.begin_read().await?.flag("blocked").await.map(drop) }.await;
+        (outcome, started.elapsed())
+    };
+    let write = async {
+        let started = Instant::now();
+        let outcome = async {
             let mut tx = store.begin_write().await?;
             tx.put_flag(&flag("blocked", "", T0)).await?;
             tx.commit().await
-        };
-        let outcome = tokio::time::timeout(Duration::from_secs(30), write).await;
-        holder.close().await.unwrap();
-        match outcome {
-            Ok(Err(e)) => {
-                let shown = e.to_string();
-                assert!(
-                    matches!(ApiError::from(e), ApiError::Busy(_)),
-                    "a lock on {held}: not a lock timeout: {shown}"
-                );
-            }
-            Ok(Ok(())) => panic!("a write went through a lock on {held}"),
-            Err(_) => panic!("a write still waits on a lock on {held} after 30 s"),
         }
-        assert_eq!(store.current_seq().await.unwrap(), seq, "a lock on {held}: the failed write advanced the sequence");
-        let mut read = store.begin_read().await.unwrap();
-        assert_eq!(read.flag("blocked").await.unwrap(), None, "a lock on {held}: the failed write left its flag");
+        .await;
+        (outcome, started.elapsed())
+    };
+    let bound = Duration::from_secs(40);
+    let outcomes = tokio::time::timeout(bound, async { tokio::join!(read, write) }).await;
+    for holder in holders {
+        holder.close().await.unwrap();
     }
-    // Once the lock is gone the same write goes through.
+    let Ok((read, write)) = outcomes else { panic!("a request still waits on a lock held elsewhere after {bound:?}") };
+    for (what, (outcome, waited)) in [("a read under a table lock", read), ("a write under a row lock", write)] {
+        match outcome {
+            Err(e) => {
+                let shown = e.to_string();
+                assert!(matches!(ApiError::from(e), ApiError::Busy(_)), "{what}: not a lock timeout: {shown}");
+            }
+            Ok(()) => panic!("{what} went through"),
+        }
+        assert!(waited >= Duration::from_secs(20), "{what} gave up after {waited:?}, before the 25 s lock wait");
+    }
+    assert_eq!(store.current_seq().await.unwrap(), seq, "the failed write advanced the sequence");
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.flag("blocked").await.unwrap(), None, "the failed write left its flag");
+    drop(read);
+    // Once the locks are gone the same write goes through.
     let mut tx = store.begin_write().await.unwrap();
     tx.put_flag(&flag("blocked", "", T0)).await.unwrap();
     tx.commit().await.unwrap();
