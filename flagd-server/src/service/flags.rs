@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::{Service, Subject, etag, to_json};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::store::{StoredConfig, StoredFlag, Tx};
+use crate::store::{MAX_AUDIT_PAGE_BYTES, StoredConfig, StoredFlag, Tx};
 
 /// A flag as the API shows it: its definition, version, and its state per environment.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -237,8 +237,7 @@ impl Service {
         // The audit event is the only record left of what each environment served: it keeps
         // every configuration beside the definition, so the flag can be put back as it was.
         let configs = write.tx.flag_configs(key).await?;
-        let environments = configs.into_iter().map(|c| (c.environment, c.config)).collect();
-        let before = DeletedFlag { definition: &stored.definition, environments };
+        let before = DeletedFlag::new(&stored.definition, configs);
         write.tx.delete_flag(key).await?;
         write.touch_all().await?;
         write.audit("flag.delete", Subject { flag: Some(key), ..Subject::default() }, to_json(&before), None);
@@ -247,10 +246,48 @@ impl Service {
     }
 }
 
+/// The most JSON a `flag.delete` event's `before` holds: what one page of the audit log
+/// carries, and half of what MySQL takes in one statement (`max_allowed_packet`, 16 MiB by
+/// default) and one `MEDIUMTEXT` column. Each configuration is at most 1 MiB, but a flag
+/// may have one in any number of environments, and a delete that could not record its
+/// event could not happen at all.
+const MAX_DELETED_FLAG_BYTES: usize = MAX_AUDIT_PAGE_BYTES;
+
 /// What a `flag.delete` event records as `before`: the definition, and the configuration of
-/// each environment that had one.
+/// each environment that had one, or, past [`MAX_DELETED_FLAG_BYTES`], the environment's
+/// name alone.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct DeletedFlag<'a> {
     definition: &'a FlagDefinition,
     environments: BTreeMap<String, EnvironmentConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    omitted_environments: Vec<String>,
+}
+
+impl<'a> DeletedFlag<'a> {
+    /// Keeps the configurations, by environment name, that fit beside the definition and
+    /// those kept before them; names the others.
+    fn new(definition: &'a FlagDefinition, mut configs: Vec<StoredConfig>) -> Self {
+        configs.sort_by(|a, b| a.environment.cmp(&b.environment));
+        // A name's quotes, colon and comma.
+        const PUNCTUATION: usize = 4;
+        let mut room = MAX_DELETED_FLAG_BYTES.saturating_sub(json_length(definition));
+        let mut deleted = Self { definition, environments: BTreeMap::new(), omitted_environments: Vec::new() };
+        for StoredConfig { environment, config, .. } in configs {
+            let length = json_length(&config) + environment.len() + PUNCTUATION;
+            if length <= room {
+                room -= length;
+                deleted.environments.insert(environment, config);
+            } else {
+                deleted.omitted_environments.push(environment);
+            }
+        }
+        deleted
+    }
+}
+
+/// How many bytes `value` takes as JSON.
+fn json_length<T: Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |json| json.len())
 }

@@ -157,7 +157,8 @@ pub struct AuditEvent {
     pub segment: Option<String>,
     /// State before (JSON), if any. For `flag.delete`, `{"definition", "environments"}`:
     /// the definition and each environment's configuration (earlier versions recorded the
-    /// definition alone).
+    /// definition alone); past 8 MiB of configurations, by environment name, the others'
+    /// environments are named in `omittedEnvironments`.
     pub before: Option<Value>,
     /// State after (JSON), if any.
     pub after: Option<Value>,

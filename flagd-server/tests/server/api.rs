@@ -1557,6 +1557,7 @@ async fn a_deleted_flag_leaves_its_definition_and_every_configuration_in_the_aud
     assert_eq!(event["before"]["definition"]["description"], definition["description"]);
     let environments = event["before"]["environments"].as_object().unwrap();
     assert_eq!(environments.len(), configured.len(), "{}", event["before"]);
+    assert_eq!(event["before"].get("omittedEnvironments"), None, "every configuration fits");
     for (env, config) in configured {
         let kept = environments[env].as_object().unwrap();
         for (field, value) in kept {
@@ -1567,6 +1568,48 @@ async fn a_deleted_flag_leaves_its_definition_and_every_configuration_in_the_aud
     assert_eq!(environments["production"]["allow"], json!(["42", "7"]));
     let staging = &environments["staging"]["fallthrough"]["rollout"]["variants"];
     assert_eq!(staging[0], json!({"variant": "on", "weight": 12.5}), "{}", environments["staging"]);
+}
+
+/// A flag may have a configuration in any number of environments, each up to 1 MiB: its
+/// delete still records what it can (up to 8 MiB, which MySQL stores in one statement) and
+/// names the environments whose configurations did not fit, rather than failing.
+#[tokio::test]
+async fn a_deleted_flag_whose_configurations_pass_8_mib_names_those_left_out_of_the_audit_log() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let mut environments = vec!["development".to_owned(), "production".to_owned(), "staging".to_owned()];
+    for n in 0..7 {
+        let name = format!("region-{n}");
+        let created = api.admin(Method::POST, "/api/v1/environments", Some(json!({"name": name}))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        environments.push(name);
+    }
+    environments.sort();
+    // About 0.94 MB of JSON each: ten are over 8 MiB, eight are not.
+    let companies: Vec<String> = (0..52_000).map(|n| format!("company-{n:07}")).collect();
+    for env in &environments {
+        let allowed = api
+            .admin(
+                Method::POST,
+                &format!("/api/v1/flags/portal/environments/{env}/allow"),
+                Some(json!({"companies": companies})),
+            )
+            .await;
+        assert_eq!(allowed.status, StatusCode::OK, "{env}: {}", allowed.body);
+    }
+
+    let deleted = api.admin(Method::DELETE, "/api/v1/flags/portal", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    let audit = api.admin(Method::GET, "/api/v1/audit?flag=portal&limit=1", None).await;
+    let before = &audit.body["events"][0]["before"];
+    assert_eq!(audit.body["events"][0]["action"], "flag.delete");
+    assert!(serde_json::to_vec(before).unwrap().len() <= 8 * 1024 * 1024, "the event's before is within 8 MiB");
+    let kept: Vec<&String> = before["environments"].as_object().unwrap().keys().collect();
+    assert_eq!(kept, environments[..8].iter().collect::<Vec<_>>(), "the configurations that fit, by name");
+    for env in &kept {
+        assert_eq!(before["environments"][env.as_str()]["allow"].as_array().unwrap().len(), companies.len());
+    }
+    assert_eq!(before["omittedEnvironments"], json!(environments[8..]), "the others are named");
 }
 
 /// A delete with `If-Match` is a write like the others: a flag or segment changed since it

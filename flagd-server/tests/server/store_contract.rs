@@ -177,6 +177,7 @@ contract!(
     segments_are_put_listed_and_deleted,
     documents_round_trip_exactly,
     documents_up_to_the_limit_fit_and_larger_ones_are_refused,
+    an_audit_document_as_large_as_a_page_fits,
     a_document_over_the_limit_may_change_without_growing,
     corrupt_documents_are_reported,
     audit_is_filtered_and_paged_newest_first,
@@ -685,6 +686,23 @@ async fn documents_round_trip_exactly(store: Arc<dyn Store>, _url: String) {
     assert_eq!(read.config(key, "prödüction").await.unwrap().into_config(), Some(config.clone()));
     assert_eq!(read.segment("prödüction", "pilot").await.unwrap().unwrap(), segment);
     assert!(matches!(config.config.fallthrough, Some(Serve::Rollout(_))));
+}
+
+/// The largest audit document the service writes (a deleted flag's configurations, capped
+/// at one page of the audit log) is stored and read back whole: on MySQL within one
+/// statement (`max_allowed_packet`) and a `MEDIUMTEXT` column.
+async fn an_audit_document_as_large_as_a_page_fits(store: Arc<dyn Store>, _url: String) {
+    let padding = "x".repeat(store::MAX_AUDIT_PAGE_BYTES - r#"{"definition":""}"#.len());
+    let before = json!({"definition": padding});
+    assert_eq!(serde_json::to_vec(&before).unwrap().len(), store::MAX_AUDIT_PAGE_BYTES);
+    let mut tx = store.begin_write().await.unwrap();
+    let mut event = event(tx.seq(), "alice", T0, None, Some("big"));
+    (event.action, event.before, event.after) = ("flag.delete".to_owned(), Some(before), None);
+    tx.append_audit(&event).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut read = store.begin_read().await.unwrap();
+    let audit = read.audit(&AuditQuery { limit: 1, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!((&audit.events[0].before, &audit.events[0].after), (&event.before, &None));
 }
 
 async fn documents_up_to_the_limit_fit_and_larger_ones_are_refused(store: Arc<dyn Store>, _url: String) {
