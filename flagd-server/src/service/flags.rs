@@ -235,7 +235,8 @@ impl Service {
         let stored = load_flag(write.tx.as_mut(), key).await?;
         check_if_match(if_match, stored.version, || &stored.definition)?;
         // The audit event is the only record left of what each environment served: it keeps
-        // every configuration beside the definition, so the flag can be put back as it was.
+        // the configurations beside the definition, so the flag can be put back as it was
+        // (all of them unless they pass 8 MiB, see `DeletedFlag`).
         let configs = write.tx.flag_configs(key).await?;
         let before = DeletedFlag::new(&stored.definition, configs);
         write.tx.delete_flag(key).await?;
@@ -246,7 +247,8 @@ impl Service {
     }
 }
 
-/// The most JSON a `flag.delete` event's `before` holds: what one page of the audit log
+/// The most JSON a `flag.delete` event's `before` holds (unless its definition alone is
+/// larger, as one stored before the document limit may be): what one page of the audit log
 /// carries, and half of what MySQL takes in one statement (`max_allowed_packet`, 16 MiB by
 /// default) and one `MEDIUMTEXT` column. Each configuration is at most 1 MiB, but a flag
 /// may have one in any number of environments, and a delete that could not record its
@@ -266,16 +268,22 @@ struct DeletedFlag<'a> {
 }
 
 impl<'a> DeletedFlag<'a> {
-    /// Keeps the configurations, by environment name, that fit beside the definition and
-    /// those kept before them; names the others.
+    /// Keeps each configuration, by environment name, that fits within
+    /// [`MAX_DELETED_FLAG_BYTES`] with the definition and those kept before it; names the
+    /// others. A configuration too large to fit is skipped and smaller ones after it may
+    /// still be kept.
     fn new(definition: &'a FlagDefinition, mut configs: Vec<StoredConfig>) -> Self {
         configs.sort_by(|a, b| a.environment.cmp(&b.environment));
-        // A name's quotes, colon and comma.
-        const PUNCTUATION: usize = 4;
-        let mut room = MAX_DELETED_FLAG_BYTES.saturating_sub(json_length(definition));
-        let mut deleted = Self { definition, environments: BTreeMap::new(), omitted_environments: Vec::new() };
+        // The room starts as what is left beside every name listed as omitted; keeping a
+        // configuration takes its name out of that list again (its quotes and comma), so
+        // counting the name once more with its colon errs on the safe side.
+        let omitted = configs.iter().map(|c| c.environment.clone()).collect();
+        let all_omitted = Self { definition, environments: BTreeMap::new(), omitted_environments: omitted };
+        let mut room = MAX_DELETED_FLAG_BYTES.saturating_sub(json_length(&all_omitted));
+        let mut deleted = Self { omitted_environments: Vec::new(), ..all_omitted };
         for StoredConfig { environment, config, .. } in configs {
-            let length = json_length(&config) + environment.len() + PUNCTUATION;
+            // A name's quotes, colon and comma.
+            let length = json_length(&config).saturating_add(environment.len() + 4);
             if length <= room {
                 room -= length;
                 deleted.environments.insert(environment, config);
@@ -290,4 +298,42 @@ impl<'a> DeletedFlag<'a> {
 /// How many bytes `value` takes as JSON.
 fn json_length<T: Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |json| json.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(environment: &str, companies: usize) -> StoredConfig {
+        let allow = (0..companies).map(|n| format!("company-{n:07}")).collect();
+        StoredConfig {
+            flag: "portal".to_owned(),
+            environment: environment.to_owned(),
+            config: EnvironmentConfig { allow, ..EnvironmentConfig::default() },
+            version: 1,
+            updated_at: 0,
+            updated_by: "alice".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_deleted_flag_keeps_what_fits_in_8_mib_skipping_what_does_not() {
+        let definition: FlagDefinition = serde_json::from_value(serde_json::json!({"key": "portal"})).unwrap();
+        // Each company id takes 18 bytes: about 3.4, 5.1 and 0.9 MiB, given out of order.
+        let configs = vec![stored("c", 50_000), stored("a", 200_000), stored("b", 300_000)];
+        let deleted = DeletedFlag::new(&definition, configs);
+        assert_eq!(deleted.environments.keys().collect::<Vec<_>>(), ["a", "c"], "b did not fit after a; c did");
+        assert_eq!(deleted.omitted_environments, ["b"]);
+        assert!(json_length(&deleted) <= MAX_DELETED_FLAG_BYTES);
+
+        // Up to the byte: as many environments of one size as the room holds, and no more.
+        let one = json_length(&stored("e00", 10_000).config) + "e00".len() + 4;
+        let fitting = (MAX_DELETED_FLAG_BYTES - json_length(&definition) - 200) / one;
+        let configs: Vec<_> = (0..fitting + 5).map(|n| stored(&format!("e{n:02}"), 10_000)).collect();
+        let deleted = DeletedFlag::new(&definition, configs);
+        let length = json_length(&deleted);
+        assert!(length <= MAX_DELETED_FLAG_BYTES, "{length}");
+        assert!(length + one > MAX_DELETED_FLAG_BYTES, "room for one more was left: {length}");
+        assert_eq!(deleted.environments.len() + deleted.omitted_environments.len(), fitting + 5);
+    }
 }

@@ -16,10 +16,11 @@ use flagd_core::{EnvironmentConfig, FlagDefinition, Segment};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// The most JSON one stored document (a flag definition, a configuration, a segment, an
-/// audit event's before or after) may take: the request body limit, so that whatever is
-/// read can be sent back, and far below what any backend refuses (MariaDB's default
-/// packet limit of 16 MiB would otherwise end the connection mid-write).
+/// The most JSON one stored document (a flag definition, a configuration, a segment, and so
+/// an audit event's before or after but a deleted flag's, which holds its configurations up
+/// to 8 MiB) may take: the request body limit, so that whatever is read can be sent back,
+/// and far below what any backend refuses (MariaDB's default packet limit of 16 MiB would
+/// otherwise end the connection mid-write).
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 /// A replica silent for this long (Unix ms; an hour) was killed or lost with its host, as
@@ -157,8 +158,9 @@ pub struct AuditEvent {
     pub segment: Option<String>,
     /// State before (JSON), if any. For `flag.delete`, `{"definition", "environments"}`:
     /// the definition and each environment's configuration (earlier versions recorded the
-    /// definition alone); past 8 MiB of configurations, by environment name, the others'
-    /// environments are named in `omittedEnvironments`.
+    /// definition alone). Configurations that do not fit within 8 MiB with the definition,
+    /// in environment-name order, are left out and their environments named in
+    /// `omittedEnvironments`.
     pub before: Option<Value>,
     /// State after (JSON), if any.
     pub after: Option<Value>,
