@@ -179,6 +179,7 @@ impl From<StoreError> for ApiError {
                 None => Self::Internal(e.to_string()),
             },
             StoreError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            StoreError::WriteQueue(_) => Self::Busy(e),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -43,6 +43,10 @@ pub enum StoreError {
         "cannot take the lock on running the migrations ({0}): another flagd-server may be stuck migrating this database"
     )]
     MigrationLock(String),
+    /// This process's other writes to an SQLite file held it for longer than a write
+    /// waits for its turn (an import of many flags, say).
+    #[error("waited {0} s for this process's earlier writes to the database file to finish")]
+    WriteQueue(u32),
     /// A stored JSON document did not parse (corruption or a downgrade).
     #[error("stored {what} is unreadable: {source}")]
     Corrupt { what: &'static str, source: serde_json::Error },

@@ -17,7 +17,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::dialect::{MigrationTurns, SqlDialect};
+use super::dialect::{MigrationTurns, REQUEST_LOCK_WAIT_S, SqlDialect};
 use super::{
     AuditEvent, AuditPage, AuditQuery, ChangeScope, ConfigLookup, Environment, FORGET_REPLICAS_AFTER_MS,
     MAX_AUDIT_PAGE_BYTES, MAX_DOCUMENT_BYTES, NewAuditEvent, Replica, Role, Store, StoreError, StoredConfig,
@@ -115,7 +115,7 @@ impl SqlStore {
             MigrationTurns::Sqlx => self.migrate_apart(None).await?,
             MigrationTurns::SessionLock { take, release } => self.migrate_apart(Some((take, release))).await?,
             MigrationTurns::WriteTransaction(begin) => {
-                let _queued = self.queue_writer().await;
+                let _queued = self.queue_writer().await?;
                 let mut tx = self.writer.begin_with(begin).await?;
                 // `run_direct`, not `run`: sqlx's own way around rustc failing to prove
                 // `run(&mut *tx)`'s future `Send` ("`Acquire` is not general enough").
@@ -184,10 +184,14 @@ impl SqlStore {
     /// writers do not queue). Every local write takes one, transactions and the replica
     /// bookkeeping alike: a writer outside the queue would meet the others only in SQLite's
     /// busy handler, and under a steady stream of changes it could wait there for seconds.
-    async fn queue_writer(&self) -> Option<OwnedMutexGuard<()>> {
-        match &self.write_gate {
-            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
-            None => None,
+    /// A writer waits its turn there as long as it would for a lock on the other backends,
+    /// and is then refused as busy.
+    async fn queue_writer(&self) -> Result<Option<OwnedMutexGuard<()>>, StoreError> {
+        let Some(gate) = &self.write_gate else { return Ok(None) };
+        let wait = std::time::Duration::from_secs(REQUEST_LOCK_WAIT_S.into());
+        match tokio::time::timeout(wait, Arc::clone(gate).lock_owned()).await {
+            Ok(turn) => Ok(Some(turn)),
+            Err(_) => Err(StoreError::WriteQueue(REQUEST_LOCK_WAIT_S)),
         }
     }
 
@@ -237,7 +241,7 @@ impl Store for SqlStore {
     }
 
     async fn begin_write(&self) -> Result<Box<dyn Tx>, StoreError> {
-        let gate = self.queue_writer().await;
+        let gate = self.queue_writer().await?;
         let mut tx = self.begin(&self.writer, self.dialect.begin_write(), gate).await?;
         tx.seq = tx.bump_seq().await?;
         tx.writes = true;
@@ -266,7 +270,7 @@ impl Store for SqlStore {
     }
 
     async fn heartbeat(&self, r: &Replica) -> Result<(), StoreError> {
-        let _queued = self.queue_writer().await;
+        let _queued = self.queue_writer().await?;
         let update = self.dialect.sql("UPDATE replicas SET address = ?, applied_seq = ?, last_seen = ? WHERE id = ?");
         let updated = sqlx::query(&update)
             .bind(r.address.as_str())
@@ -309,7 +313,7 @@ impl Store for SqlStore {
     }
 
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError> {
-        let _queued = self.queue_writer().await;
+        let _queued = self.queue_writer().await?;
         let sql = self.dialect.sql("DELETE FROM replicas WHERE id = ?");
         sqlx::query(&sql).bind(id).execute(self.bookkeeping_writes()).await?;
         Ok(())

@@ -185,6 +185,7 @@ contract!(
     audit_pages_end_once_their_documents_pass_the_page_size,
     tokens_are_found_revoked_and_listed_newest_first,
     concurrent_writes_serialise,
+    a_write_waits_its_turn_for_at_most_the_lock_wait,
     ping_and_current_seq,
     the_database_clock_reads_in_unix_milliseconds,
     heartbeats_are_recorded_updated_and_forgotten,
@@ -1211,6 +1212,33 @@ async fn a_lock_held_elsewhere_fails_a_request_after_the_lock_wait(store: Arc<dy
     let mut tx = store.begin_write().await.unwrap();
     tx.put_flag(&flag("blocked", "", T0)).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+/// A write waits its turn behind another still open (an import of many flags holds the
+/// turn until it commits) for as long as a request waits for a lock (25 s), then fails as
+/// busy rather than leave its caller without an answer; the turn is free again after.
+async fn a_write_waits_its_turn_for_at_most_the_lock_wait(store: Arc<dyn Store>, _url: String) {
+    use flagd_server::error::ApiError;
+    use std::time::Duration;
+    use tokio::time::Instant;
+    let seq = store.current_seq().await.unwrap();
+    let held = store.begin_write().await.unwrap();
+    let started = Instant::now();
+    let bound = Duration::from_secs(40);
+    let outcome = tokio::time::timeout(bound, store.begin_write()).await;
+    let waited = started.elapsed();
+    drop(held);
+    match outcome {
+        Ok(Err(e)) => {
+            let shown = e.to_string();
+            assert!(matches!(ApiError::from(e), ApiError::Busy(_)), "not refused as busy: {shown}");
+        }
+        Ok(Ok(_)) => panic!("a second write began beside one still open"),
+        Err(_) => panic!("a write still waits its turn after {bound:?}"),
+    }
+    assert!(waited >= Duration::from_secs(20), "gave up after {waited:?}, before the 25 s wait");
+    store.begin_write().await.unwrap().commit().await.unwrap();
+    assert_eq!(store.current_seq().await.unwrap(), seq + 1, "only the last write committed");
 }
 
 async fn changes_since_name_what_later_writes_touched(store: Arc<dyn Store>, _url: String) {
