@@ -52,8 +52,9 @@ pub enum ApiError {
     #[error("the database is unavailable; evaluation continues from memory, retry writes later")]
     Unavailable(#[source] StoreError),
     /// A lock this request needs was held elsewhere (a schema change, `LOCK TABLES`, a
-    /// long transaction) for longer than the database lets it wait: retry later.
-    #[error("the database is busy: another session holds a lock this request needs; retry later")]
+    /// long transaction), or on SQLite this server's earlier writes held the write queue,
+    /// for longer than a request waits: retry later.
+    #[error("the database is busy: a lock or the writes ahead of this request held it up for too long; retry later")]
     Busy(#[source] StoreError),
     /// A change was not applied within the time the caller was willing to wait;
     /// `laggards` names each replica behind and how far it got.

@@ -499,7 +499,7 @@ fn errors(list: &[(&str, &str)]) -> Responses {
 const UNAUTHORIZED: (&str, &str) = ("401", "No token, or an unknown or revoked one");
 const UNAVAILABLE: (&str, &str) = (
     "503",
-    "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, another session holding a lock the request needs (`DATABASE_BUSY`); retry later",
+    "The database is unavailable (`DATABASE_UNAVAILABLE`) or busy, a lock or the writes ahead of the request holding it up for too long (`DATABASE_BUSY`); retry later",
 );
 const BAD_BODY: (&str, &str) = (
     "400",

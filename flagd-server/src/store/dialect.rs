@@ -27,7 +27,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 /// change) and no bound on PostgreSQL: a request and its pooled connection waited as long
 /// as such a lock lasted. The wait covers a write's turn at the change-sequence row too,
 /// behind other writes (an import holds it throughout), so it is not short; it is under
-/// flagctl's 30 s request timeout, so a write held up that long is answered, saying why.
+/// flagctl's 30 s request timeout, so a write held up that long by one wait is answered,
+/// saying why.
 pub const REQUEST_LOCK_WAIT_S: u32 = 25;
 
 /// SQLite's busy timeout: a writer from another process waits this long for the write
@@ -96,7 +97,8 @@ impl SqlDialect {
     }
 
     /// Statements run on every new connection of the request pools: lock waits end after
-    /// [`REQUEST_LOCK_WAIT_S`].
+    /// [`REQUEST_LOCK_WAIT_S`] (on SQLite after its busy timeout; there the constant bounds
+    /// a writer's wait in the process's queue instead).
     pub fn session_setup(self) -> Vec<String> {
         self.setup_waiting(REQUEST_LOCK_WAIT_S)
     }

@@ -135,10 +135,12 @@ impl SqlStore {
     async fn migrate_apart(&self, session_lock: Option<(&str, &str)>) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?.detach();
         let migrated = self.migrate_on(&mut conn, session_lock).await;
-        let closed = conn.close().await;
-        migrated?;
-        closed?;
-        Ok(())
+        // Once the migrations are in, a failed goodbye matters to no one: the connection is
+        // gone either way, and with it any lock it held.
+        if let Err(e) = conn.close().await {
+            tracing::debug!(error = %e, "closing the migrations' connection failed");
+        }
+        migrated
     }
 
     /// See [`Self::migrate_apart`].
