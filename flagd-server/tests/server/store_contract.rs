@@ -1077,6 +1077,15 @@ async fn heartbeats_are_recorded_updated_and_forgotten(store: Arc<dyn Store>, _u
     assert_eq!(store.replicas(0).await.unwrap(), vec![beat("c", 9, later)]);
 }
 
+/// Fails unless `e` is what the API answers 503 `DATABASE_BUSY`: a wait that ran out.
+fn assert_busy(e: StoreError, what: &str) {
+    let shown = e.to_string();
+    assert!(
+        matches!(flagd_server::error::ApiError::from(e), flagd_server::error::ApiError::Busy(_)),
+        "{what}: not a lock wait that ran out: {shown}"
+    );
+}
+
 /// With the `replicas` table locked by another session (`LOCK TABLES`, an `ALTER TABLE`
 /// in life), heartbeats and cluster-view reads fail within seconds, as busy, instead of
 /// waiting for as long as the lock lasts; and many such reads at once leave writes their
@@ -1106,10 +1115,7 @@ async fn a_lock_on_the_replicas_table_fails_bookkeeping_not_writes(store: Arc<dy
     let bounded = Duration::from_secs(10);
     fn busy<T>(outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>, what: &str) {
         match outcome {
-            Ok(Err(e)) => {
-                let shown = e.to_string();
-                assert!(matches!(ApiError::from(e), ApiError::Busy(_)), "{what}: not a lock timeout: {shown}");
-            }
+            Ok(Err(e)) => assert_busy(e, what),
             Ok(Ok(_)) => panic!("{what} went through a locked table"),
             Err(_) => panic!("{what} still waits on the lock after 10 s"),
         }
@@ -1154,7 +1160,6 @@ async fn a_lock_on_the_replicas_table_fails_bookkeeping_not_writes(store: Arc<dy
 /// fails a request as busy once its lock wait (25 s) has passed, instead of holding it and
 /// its connection for as long as the lock lasts; the failed write leaves nothing behind.
 async fn a_lock_held_elsewhere_fails_a_request_after_the_lock_wait(store: Arc<dyn Store>, url: String) {
-    use flagd_server::error::ApiError;
     use std::time::Duration;
     use tokio::time::Instant;
     let on_the_table: &[&str] = if url.starts_with("postgres") {
@@ -1196,10 +1201,7 @@ async fn a_lock_held_elsewhere_fails_a_request_after_the_lock_wait(store: Arc<dy
     let Ok((read, write)) = outcomes else { panic!("a request still waits on a lock held elsewhere after {bound:?}") };
     for (what, (outcome, waited)) in [("a read under a table lock", read), ("a write under a row lock", write)] {
         match outcome {
-            Err(e) => {
-                let shown = e.to_string();
-                assert!(matches!(ApiError::from(e), ApiError::Busy(_)), "{what}: not a lock timeout: {shown}");
-            }
+            Err(e) => assert_busy(e, what),
             Ok(()) => panic!("{what} went through"),
         }
         assert!(waited >= Duration::from_secs(20), "{what} gave up after {waited:?}, before the 25 s lock wait");
@@ -1218,7 +1220,6 @@ async fn a_lock_held_elsewhere_fails_a_request_after_the_lock_wait(store: Arc<dy
 /// turn until it commits) for as long as a request waits for a lock (25 s), then fails as
 /// busy rather than leave its caller without an answer; the turn is free again after.
 async fn a_write_waits_its_turn_for_at_most_the_lock_wait(store: Arc<dyn Store>, _url: String) {
-    use flagd_server::error::ApiError;
     use std::time::Duration;
     use tokio::time::Instant;
     let seq = store.current_seq().await.unwrap();
@@ -1229,10 +1230,7 @@ async fn a_write_waits_its_turn_for_at_most_the_lock_wait(store: Arc<dyn Store>,
     let waited = started.elapsed();
     drop(held);
     match outcome {
-        Ok(Err(e)) => {
-            let shown = e.to_string();
-            assert!(matches!(ApiError::from(e), ApiError::Busy(_)), "not refused as busy: {shown}");
-        }
+        Ok(Err(e)) => assert_busy(e, "a write behind one still open"),
         Ok(Ok(_)) => panic!("a second write began beside one still open"),
         Err(_) => panic!("a write still waits its turn after {bound:?}"),
     }
