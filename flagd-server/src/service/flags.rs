@@ -250,9 +250,9 @@ impl Service {
 /// The most JSON a `flag.delete` event's `before` holds (unless its definition alone is
 /// larger, as one stored before the document limit may be): what one page of the audit log
 /// carries, and half of what MariaDB takes in one statement (`max_allowed_packet`, 16 MiB
-/// by default) and MySQL in one `MEDIUMTEXT` column. Each configuration is at most 1 MiB, but a flag
-/// may have one in any number of environments, and a delete that could not record its
-/// event could not happen at all.
+/// by default) and MySQL in one `MEDIUMTEXT` column. Each configuration is at most 1 MiB,
+/// but a flag may have one in any number of environments, and a delete that could not
+/// record its event could not happen at all.
 const MAX_DELETED_FLAG_BYTES: usize = MAX_AUDIT_PAGE_BYTES;
 
 /// What a `flag.delete` event records as `before`: the definition, and the configuration of
