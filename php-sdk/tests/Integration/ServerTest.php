@@ -9,6 +9,7 @@ use Flagd\Context;
 use Flagd\Contracts\Cache;
 use Flagd\EvaluationDetails;
 use Flagd\Tests\Support\MemoryLogger;
+use Flagd\Tests\Support\Misbehaving;
 use Flagd\Tests\Support\RecordingTransport;
 use Flagd\Tests\Support\Server;
 use Flagd\Tests\Support\SharedCache;
@@ -289,6 +290,16 @@ final class ServerTest extends TestCase
         $flags = $this->client();
         self::assertFalse($flags->breaker()->isOpen());
         self::assertTrue($flags->isEnabled('it_portal', Context::company(42)));
+    }
+
+    public function test_it_does_not_mistake_another_server_on_its_port_for_the_flagd_it_started(): void
+    {
+        // `php -S` holds the port and answers `/healthz` there: the flagd-server started on
+        // it cannot listen, and the support must say so rather than test against `php -S`.
+        $port = (int) parse_url(Misbehaving::shared()->url, PHP_URL_PORT);
+        $this->expectException(\RuntimeException::class);
+        $this->expectExceptionMessageMatches('/flagd-server exited:.*in use/s');
+        Server::startOn($port);
     }
 
     /** @param array<string, mixed> $context @return array<string, mixed> */

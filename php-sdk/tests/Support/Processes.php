@@ -47,6 +47,32 @@ final class Processes
     }
 
     /**
+     * Whether process $pid holds the socket listening on $port (Linux: the listening
+     * socket's inode in /proc/net/tcp among the process's open files).
+     */
+    public static function listensOn(int $pid, int $port): bool
+    {
+        $inodes = [];
+        foreach (['/proc/net/tcp', '/proc/net/tcp6'] as $table) {
+            foreach (array_slice(@file($table, FILE_IGNORE_NEW_LINES) ?: [], 1) as $line) {
+                // local address, remote address, state, …, inode (the tenth field).
+                $fields = preg_split('/\s+/', trim($line));
+                $local = explode(':', $fields[1] ?? '');
+                if (hexdec((string) end($local)) === $port && ($fields[3] ?? '') === '0A') {
+                    $inodes[] = "socket:[{$fields[9]}]";
+                }
+            }
+        }
+        foreach (glob("/proc/{$pid}/fd/*") ?: [] as $fd) {
+            if (in_array(@readlink($fd), $inodes, true)) {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /**
      * @param list<string> $command
      * @param array<string, string>|null $env
      * @return resource

@@ -39,7 +39,10 @@ final class Server
                     throw new \RuntimeException("flagd-server exited:\n" . $this->log());
                 }
 
-                return self::get($this->url . '/healthz') === 200;
+                // A `/healthz` alone could be another server's, one that took the port
+                // first: this process must be the one listening.
+                return self::get($this->url . '/healthz') === 200
+                    && Processes::listensOn(proc_get_status($this->process)['pid'], $this->port);
             }, 30.0, "flagd-server on port {$port}");
         } catch (\Throwable $e) {
             $this->stop();
@@ -61,7 +64,12 @@ final class Server
 
     public static function start(): self
     {
-        return new self(Processes::freePort(), Processes::tempDir('server'));
+        return self::startOn(Processes::freePort());
+    }
+
+    public static function startOn(int $port): self
+    {
+        return new self($port, Processes::tempDir('server'));
     }
 
     public function stop(): void

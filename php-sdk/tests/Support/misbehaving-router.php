@@ -6,6 +6,7 @@ declare(strict_types=1);
 $mode = explode('/', trim((string) parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH), '/'))[0];
 switch ($mode) {
     case 'ready':
+    case 'healthz':
         echo 'ok';
         break;
     case '500':
