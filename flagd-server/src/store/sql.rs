@@ -110,7 +110,6 @@ impl SqlStore {
     }
 
     async fn prepare_schema(&self) -> Result<(), StoreError> {
-        let migrator = self.dialect.migrator();
         match self.dialect.migration_turns() {
             MigrationTurns::Sqlx => self.migrate_apart(None).await?,
             MigrationTurns::SessionLock { take, release } => self.migrate_apart(Some((take, release))).await?,
@@ -119,7 +118,7 @@ impl SqlStore {
                 let mut tx = self.writer.begin_with(begin).await?;
                 // `run_direct`, not `run`: sqlx's own way around rustc failing to prove
                 // `run(&mut *tx)`'s future `Send` ("`Acquire` is not general enough").
-                migrator.run_direct(&mut *tx).await?;
+                self.dialect.migrator().run_direct(&mut *tx).await?;
                 tx.commit().await?;
             }
         }

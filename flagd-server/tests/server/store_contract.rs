@@ -1077,6 +1077,25 @@ async fn heartbeats_are_recorded_updated_and_forgotten(store: Arc<dyn Store>, _u
     assert_eq!(store.replicas(0).await.unwrap(), vec![beat("c", 9, later)]);
 }
 
+/// The statements with which a session locks `table` against every other, as a schema
+/// change does, on MariaDB/MySQL or PostgreSQL.
+fn table_lock(url: &str, table: &str) -> Vec<String> {
+    if url.starts_with("postgres") {
+        vec!["BEGIN".to_owned(), format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")]
+    } else {
+        vec![format!("LOCK TABLES {table} WRITE")]
+    }
+}
+
+/// A session of its own that has run `statements`, holding their locks until closed.
+async fn hold(url: &str, statements: &[String]) -> AnyConnection {
+    let mut holder = connect_raw(url).await;
+    for statement in statements {
+        holder.execute(statement.as_str()).await.unwrap();
+    }
+    holder
+}
+
 /// Fails unless `e` is what the API answers 503 `DATABASE_BUSY`: a wait that ran out.
 fn assert_busy(e: StoreError, what: &str) {
     let shown = e.to_string();
@@ -1096,22 +1115,13 @@ async fn a_lock_on_the_replicas_table_fails_bookkeeping_not_writes(store: Arc<dy
     let beat =
         |id: &str| Replica { id: id.to_owned(), address: String::new(), applied_seq: 1, started_at: T0, last_seen: T0 };
     store.heartbeat(&beat("a")).await.unwrap();
-    let mut holder = connect_raw(&url).await;
-    let (lock, waiting): (&[&str], &str) = if url.starts_with("postgres") {
-        (
-            &["BEGIN", "LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE"],
-            "SELECT count(*) FROM pg_locks WHERE relation = 'replicas'::regclass AND NOT granted",
-        )
+    let holder = hold(&url, &table_lock(&url, "replicas")).await;
+    let waiting = if url.starts_with("postgres") {
+        "SELECT count(*) FROM pg_locks WHERE relation = 'replicas'::regclass AND NOT granted"
     } else {
-        (
-            &["LOCK TABLES replicas WRITE"],
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE DB = DATABASE() AND STATE = 'Waiting for table metadata lock'",
-        )
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE DB = DATABASE() AND STATE = 'Waiting for table metadata lock'"
     };
-    for statement in lock {
-        holder.execute(*statement).await.unwrap();
-    }
     let bounded = Duration::from_secs(10);
     fn busy<T>(outcome: Result<Result<T, StoreError>, tokio::time::error::Elapsed>, what: &str) {
         match outcome {
@@ -1162,20 +1172,8 @@ async fn a_lock_on_the_replicas_table_fails_bookkeeping_not_writes(store: Arc<dy
 async fn a_lock_held_elsewhere_fails_a_request_after_the_lock_wait(store: Arc<dyn Store>, url: String) {
     use std::time::Duration;
     use tokio::time::Instant;
-    let on_the_table: &[&str] = if url.starts_with("postgres") {
-        &["BEGIN", "LOCK TABLE flags IN ACCESS EXCLUSIVE MODE"]
-    } else {
-        &["LOCK TABLES flags WRITE"]
-    };
-    let on_the_row: &[&str] = &["BEGIN", "UPDATE change_seq SET seq = seq WHERE id = 1"];
-    let mut holders = Vec::new();
-    for hold in [on_the_table, on_the_row] {
-        let mut holder = connect_raw(&url).await;
-        for statement in hold {
-            holder.execute(*statement).await.unwrap();
-        }
-        holders.push(holder);
-    }
+    let on_the_row = ["BEGIN".to_owned(), "UPDATE change_seq SET seq = seq WHERE id = 1".to_owned()];
+    let holders = [hold(&url, &table_lock(&url, "flags")).await, hold(&url, &on_the_row).await];
     let seq = store.current_seq().await.unwrap();
     // The read needs the locked table; the write first needs its turn at the locked row.
     let read = async {
