@@ -351,6 +351,10 @@ fn wait_confirms_applied_changes_and_times_out_with_exit_5() {
         "{}",
         applied.stderr
     );
+    let answer = flagctl(&server, &["wait", &seq.to_string(), "-o", "json"]).ok();
+    let answer = answer.json();
+    assert_eq!((&answer["seq"], &answer["scope"]), (&json!(seq), &json!("cluster")), "{answer}");
+    assert_eq!(answer["replicas"].as_array().map(Vec::len), Some(1), "{answer}");
     // A change that has not been written yet: said at once, not "stored and will apply".
     let future = (seq + 1000).to_string();
     let started = Instant::now();
@@ -837,6 +841,12 @@ fn tokens_are_created_listed_and_revoked() {
     let listed = flagctl(&server, &["token", "list", "-o", "json"]).ok().json();
     assert!(listed["tokens"].as_array().unwrap().iter().any(|t| t["id"] == id && t["role"] == "read"), "{listed}");
     assert!(flagctl(&server, &["token", "list"]).ok().stdout.contains("ci-reader"));
+    flagctl_as(server.url(), Some(value), &["list"]).ok();
+
+    let scoped = flagctl(&server, &["token", "list", "--env", "staging"]).code(2);
+    assert!(scoped.stderr.contains("`flagctl token list` takes no --env"), "{}", scoped.stderr);
+    let scoped = flagctl(&server, &["token", "revoke", id, "--env", "staging"]).code(2);
+    assert!(scoped.stderr.contains("`flagctl token revoke` takes no --env"), "{}", scoped.stderr);
     flagctl_as(server.url(), Some(value), &["list"]).ok();
 
     flagctl(&server, &["token", "revoke", id]).ok();

@@ -18,8 +18,9 @@ Connects to FLAGD_URL (default http://127.0.0.1:8013) with the token in FLAGD_TO
 
 Every command that changes what an environment serves needs --env ENV, so nobody
 changes production by accident; reads without --env show every environment.
-(`create` makes a flag that is disabled everywhere and `token` is not per environment:
-they take no --env and refuse one; `promote` names its target with --to.)
+(`create` makes a flag that is disabled everywhere and takes no --env; `token create`
+takes --env for an evaluate token, the environment it evaluates in, and refuses one for
+read and admin tokens; `promote` names its target with --to.)
 
 Output is a table for people; --output json prints the server's JSON for scripts.
 --wait makes a write return only once every live replica serves the change.";

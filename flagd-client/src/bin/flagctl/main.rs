@@ -71,7 +71,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Import(args) => transfer::import(s, args).await,
         Command::Token(command) => tokens::run(s, command).await,
         Command::Environments => flags::environments(s).await,
-        Command::Wait { seq } => wait::report(s, *seq).await,
+        Command::Wait { seq } => wait::command(s, *seq).await,
         Command::Ramp(args) => ramp::run(s, args).await,
     }
 }

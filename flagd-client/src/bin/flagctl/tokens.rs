@@ -13,8 +13,26 @@ use crate::session::Session;
 pub async fn run(session: &Session, command: &TokenCommand) -> Result<(), Failure> {
     match command {
         TokenCommand::Create { name, role } => create(session, name, *role).await,
-        TokenCommand::List => list(session).await,
-        TokenCommand::Revoke { id } => revoke(session, id).await,
+        TokenCommand::List => {
+            refuse_env(session, "token list")?;
+            list(session).await
+        }
+        TokenCommand::Revoke { id } => {
+            refuse_env(session, "token revoke")?;
+            revoke(session, id).await
+        }
+    }
+}
+
+/// --env is global: a token listed or revoked is not per environment, and an --env that
+/// did nothing would read as if only that environment's tokens were shown or touched.
+fn refuse_env(session: &Session, command: &str) -> Result<(), Failure> {
+    match &session.env {
+        Some(env) => Err(Failure::Usage(format!(
+            "`flagctl {command}` takes no --env: tokens are listed and revoked across environments (the \
+             ENVIRONMENT column names an evaluate token's); drop --env {env}; nothing was changed"
+        ))),
+        None => Ok(()),
     }
 }
 

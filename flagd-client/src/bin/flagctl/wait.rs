@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::api::{Refusal, Request, Target, explain};
 use crate::exit::Failure;
@@ -24,10 +24,24 @@ const REQUEST_SLACK: Duration = Duration::from_secs(5);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// A change confirmed applied.
+#[derive(Debug)]
+pub struct Confirmed {
+    /// How far the confirmation reaches, for people.
+    pub sentence: String,
+    /// The server's answer (`seq`, `scope`, `replicas`), for `--output json`.
+    pub answer: Value,
+}
+
 /// Waits until change `seq` is applied or `--wait-timeout` passes; returns the sentence
 /// that says how far the confirmation reaches. A `seq` no write has reached is refused at
 /// once (the server's 404 `CHANGE_NOT_FOUND`, see [`explain`]).
 pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
+    Ok(confirm(session, seq).await?.sentence)
+}
+
+/// [`applied`], with the server's answer.
+async fn confirm(session: &Session, seq: i64) -> Result<Confirmed, Failure> {
     let deadline = Instant::now() + session.wait_timeout;
     let mut outage = Outage::new(seq, session.wait_timeout);
     // The server caps one wait (at 60 s): ask again until our own deadline.
@@ -39,7 +53,7 @@ pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
             .query("timeoutMs", remaining_ms.to_string())
             .timeout(remaining + REQUEST_SLACK);
         let trouble = match session.api.exchange(request).await {
-            Ok(Ok(reply)) => return Ok(confirmation(seq, &reply.body)),
+            Ok(Ok(reply)) => return Ok(Confirmed { sentence: confirmation(seq, &reply.body), answer: reply.body }),
             Ok(Err(r)) if r.code == "WAIT_TIMEOUT" && Instant::now() < deadline => continue,
             Ok(Err(r)) if r.code == "WAIT_TIMEOUT" => {
                 return Err(timed_out(seq, session.wait_timeout, &lagging(&r)));
@@ -62,6 +76,16 @@ pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
 pub async fn report(session: &Session, seq: i64) -> Result<(), Failure> {
     let sentence = applied(session, seq).await?;
     output::note(&sentence);
+    Ok(())
+}
+
+/// `flagctl wait SEQ`: [`report`], and with `--output json` the server's answer on stdout,
+/// which is then the command's only output.
+pub async fn command(session: &Session, seq: i64) -> Result<(), Failure> {
+    if !session.json() {
+        return report(session, seq).await;
+    }
+    output::json(&confirm(session, seq).await?.answer);
     Ok(())
 }
 
@@ -178,7 +202,7 @@ impl Outage {
     }
 }
 
-async fn poll_readyz(session: &Session, seq: i64, deadline: Instant, mut outage: Outage) -> Result<String, Failure> {
+async fn poll_readyz(session: &Session, seq: i64, deadline: Instant, mut outage: Outage) -> Result<Confirmed, Failure> {
     loop {
         let request = Request::new(Method::GET, "/readyz", Target::default());
         let reply = match session.api.exchange(request).await {
@@ -202,7 +226,8 @@ async fn poll_readyz(session: &Session, seq: i64, deadline: Instant, mut outage:
             ))
         })?;
         if applied >= seq {
-            return Ok(server_only(seq));
+            // The shape of the wait route's answer, as far as `/readyz` tells it.
+            return Ok(Confirmed { sentence: server_only(seq), answer: json!({ "seq": seq, "scope": "server" }) });
         }
         let now = Instant::now();
         if now >= deadline {
