@@ -530,6 +530,25 @@ pub fn signal(pid: u32, signal: &str) -> Result<()> {
     run_checked("kill", &[signal, &pid.to_string()], Path::new(".")).map(drop)
 }
 
+/// A server stopped with SIGSTOP: it keeps its port and accepts connections but answers
+/// nothing, as a hung server does. SIGCONT on drop, also when an assertion failed.
+#[derive(Debug)]
+pub struct Hung(u32);
+
+impl Hung {
+    /// Stops `server` until the result is dropped.
+    pub fn new(server: &Server) -> Result<Self> {
+        signal(server.pid(), "-STOP")?;
+        Ok(Self(server.pid()))
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        let _ = signal(self.0, "-CONT");
+    }
+}
+
 /// A loopback port nobody listened on a moment ago, and never handed out before by this
 /// process: tests run side by side, and the kernel may offer a port it gave one of them to
 /// another before the first server has bound it.

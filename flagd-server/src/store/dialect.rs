@@ -26,8 +26,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 /// (MariaDB) or a year (MySQL) for metadata locks (`LOCK TABLES`, a schema change) and no
 /// bound on PostgreSQL: a request and its pooled connection waited as long as such a lock
 /// lasted. The wait covers a write's turn at the change-sequence row too, behind other
-/// writes (an import holds it throughout), so it is not short; it is under flagctl's 30 s
-/// request timeout, so a write held up that long by one wait is answered, saying why.
+/// writes (an import holds it throughout), so it is not short; two such waits in one write
+/// still end within flagctl's 60 s request timeout, so a write held up is answered, saying why.
 pub const REQUEST_LOCK_WAIT_S: u32 = 25;
 
 /// SQLite's busy timeout: a writer from another process waits this long for the write

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason};
 use flagd_client::{ClientError, ClientOptions, Details, InProcessClient, RemoteClient};
-use flagd_tests::{Client, Proxy, Server, ServerOptions, free_port, signal};
+use flagd_tests::{Client, Hung, Proxy, Server, ServerOptions, free_port};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
@@ -416,23 +416,6 @@ fn concurrent_remote_callers_share_one_request_for_a_new_context_and_one_revalid
     assert_eq!(requests, (1, 1), "bulk requests for 200 callers of a new context, then of an expired one");
 }
 
-/// Stops the server with SIGSTOP: it keeps its port and accepts connections but answers
-/// nothing, as a hung server does. SIGCONT on drop, also when an assertion failed.
-struct Hung(u32);
-
-impl Hung {
-    fn new(server: &Server) -> Self {
-        signal(server.pid(), "-STOP").expect("cannot stop the server");
-        Self(server.pid())
-    }
-}
-
-impl Drop for Hung {
-    fn drop(&mut self) {
-        let _ = signal(self.0, "-CONT");
-    }
-}
-
 /// Well under the request timeout (500 ms), well over a call served from memory.
 const QUICK: Duration = Duration::from_millis(200);
 
@@ -446,7 +429,7 @@ fn a_hung_server_costs_remote_callers_one_timeout_then_none_until_it_answers_aga
     let client = RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(ttl)).unwrap();
     assert!(rt.block_on(client.bool_value(FLAG, &ctx(), false)));
 
-    let hung = Hung::new(&server);
+    let hung = Hung::new(&server).unwrap();
     std::thread::sleep(ttl);
     let slow = |calls: &[(bool, Duration)]| -> Vec<Duration> {
         assert!(calls.iter().all(|(on, _)| *on), "the held answer is served");

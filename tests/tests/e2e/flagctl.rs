@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flagd_tests::{Client, Run, Server, ServerOptions, TempDir, flagctl_binary, free_port, run_checked, signal};
+use flagd_tests::{Client, Hung, Run, Server, ServerOptions, TempDir, flagctl_binary, free_port, run_checked, signal};
 use serde_json::{Value, json};
 
 fn command(url: &str, token: Option<&str>, args: &[&str]) -> Command {
@@ -337,6 +337,27 @@ fn a_promotion_the_server_refuses_says_what_flagctl_can_do() {
     assert!(!stderr.contains("exists already"), "nothing was created: {stderr}");
     assert_eq!(audit(&admin), before, "nothing was changed");
     assert_eq!(config(&admin, "customer_portal", "production")["allow"], json!(["42"]));
+}
+
+#[test]
+fn a_server_that_does_not_answer_in_time_is_told_from_one_that_cannot_be_reached() {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f"})).unwrap();
+    let zero = flagctl(&server, &["list", "--request-timeout", "0s"]).code(2);
+    assert!(zero.stderr.contains("would give up before starting"), "{}", zero.stderr);
+
+    let hung = Hung::new(&server).unwrap();
+    let started = Instant::now();
+    let write = flagctl(&server, &["enable", "f", "--env", "staging", "--request-timeout", "1s"]);
+    let write = write.code(1);
+    assert!(started.elapsed() < Duration::from_secs(10), "gave up after {:?}", started.elapsed());
+    let said = "did not answer within 1s (--request-timeout); the change may have been made all the same";
+    assert!(write.stderr.contains(said), "{}", write.stderr);
+    assert!(!write.stderr.contains("cannot reach"), "it was reached: {}", write.stderr);
+    let read = flagctl(&server, &["list", "--request-timeout", "1s"]).code(1);
+    assert!(read.stderr.contains("did not answer within 1s (--request-timeout); try again later"), "{}", read.stderr);
+    drop(hung);
+    flagctl(&server, &["list"]).ok();
 }
 
 #[test]

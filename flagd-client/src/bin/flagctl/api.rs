@@ -8,9 +8,6 @@ use serde_json::Value;
 
 use crate::exit::Failure;
 
-/// How long one request may take unless the caller says otherwise.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// What a request is about, so that an error can name it and point at the next command.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Target<'a> {
@@ -53,22 +50,15 @@ pub struct Request<'a> {
     body: Option<Value>,
     query: Vec<(&'static str, String)>,
     if_match: Option<String>,
-    timeout: Duration,
+    /// `None`: the session's `--request-timeout`.
+    timeout: Option<Duration>,
     target: Target<'a>,
 }
 
 impl<'a> Request<'a> {
     /// `method path`, about `target`.
     pub fn new(method: Method, path: impl Into<String>, target: Target<'a>) -> Self {
-        Self {
-            method,
-            path: path.into(),
-            body: None,
-            query: Vec::new(),
-            if_match: None,
-            timeout: REQUEST_TIMEOUT,
-            target,
-        }
+        Self { method, path: path.into(), body: None, query: Vec::new(), if_match: None, timeout: None, target }
     }
 
     /// With a JSON body.
@@ -89,9 +79,9 @@ impl<'a> Request<'a> {
         self
     }
 
-    /// With another overall timeout.
+    /// With another overall timeout than `--request-timeout`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 }
@@ -115,6 +105,8 @@ pub struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// `--request-timeout`.
+    request_timeout: Duration,
 }
 
 /// A URL path segment with everything but unreserved characters percent-encoded.
@@ -133,14 +125,16 @@ pub fn config_path(key: &str, env: &str) -> String {
 }
 
 impl Api {
-    /// A client for the server at `base` (`http://host:port`).
-    pub fn new(base: &str, token: Option<String>) -> Result<Self, Failure> {
+    /// A client for the server at `base` (`http://host:port`) whose requests give up
+    /// after `request_timeout` unless they say otherwise.
+    pub fn new(base: &str, token: Option<String>, request_timeout: Duration) -> Result<Self, Failure> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("flagctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::Server(format!("cannot set up HTTP: {e}; check the TLS setup of this machine")))?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token: token.filter(|t| !t.is_empty()) })
+        let base = base.trim_end_matches('/').to_owned();
+        Ok(Self { http, base, token: token.filter(|t| !t.is_empty()), request_timeout })
     }
 
     /// The server's base URL.
@@ -157,7 +151,8 @@ impl Api {
     /// Sends `request`; a non-2xx answer is returned for the caller to interpret.
     pub async fn exchange(&self, request: Request<'_>) -> Result<Result<Reply, Refusal>, Failure> {
         let url = format!("{}{}", self.base, request.path);
-        let mut builder = self.http.request(request.method.clone(), &url).timeout(request.timeout);
+        let timeout = request.timeout.unwrap_or(self.request_timeout);
+        let mut builder = self.http.request(request.method.clone(), &url).timeout(timeout);
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }
@@ -170,10 +165,11 @@ impl Api {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
+        let unanswered = |e: reqwest::Error| self.unanswered(&e, &request.method, timeout);
+        let response = builder.send().await.map_err(unanswered)?;
         let status = response.status().as_u16();
         let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let text = response.text().await.map_err(|e| self.unreachable(&e))?;
+        let text = response.text().await.map_err(unanswered)?;
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -185,7 +181,21 @@ impl Api {
         Ok(Err(refusal(status, body)))
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> Failure {
+    /// No answer to a request: a server that could not be reached, or one that took longer
+    /// than `timeout` to answer, in which case a write may have been made all the same.
+    fn unanswered(&self, e: &reqwest::Error, method: &Method, timeout: Duration) -> Failure {
+        if e.is_timeout() && !e.is_connect() {
+            let after = if *method == Method::GET {
+                "try again later"
+            } else {
+                "the change may have been made all the same: look before trying again (`flagctl get`, `flagctl audit`)"
+            };
+            return Failure::Server(format!(
+                "flagd at {} did not answer within {} (--request-timeout); {after}",
+                self.base,
+                crate::duration::show(timeout)
+            ));
+        }
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(cause) = source {

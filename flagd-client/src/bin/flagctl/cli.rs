@@ -41,6 +41,10 @@ pub struct Cli {
     /// `table` for people, `json` for scripts (the server's JSON).
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
+    /// How long one request may take. The default outlasts the server's own lock waits
+    /// (25 s each), so that a write held up there gets the server's answer.
+    #[arg(long, global = true, default_value = "60s", value_parser = crate::duration::positive, value_name = "DURATION")]
+    pub request_timeout: Duration,
     /// How long --wait (and `wait`) may take before giving up with exit code 5.
     #[arg(long, global = true, default_value = "30s", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub wait_timeout: Duration,

@@ -26,6 +26,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total))
 }
 
+/// [`parse`], refusing `0s`: for a time limit that would give up before starting.
+pub fn positive(text: &str) -> Result<Duration, String> {
+    match parse(text)? {
+        Duration::ZERO => Err(format!("`{text}` would give up before starting: give a duration above zero, e.g. 60s")),
+        duration => Ok(duration),
+    }
+}
+
 /// A duration the way [`parse`] reads it: `1h30m`, `45s`, `0s`.
 pub fn show(duration: Duration) -> String {
     let mut millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
@@ -56,6 +64,9 @@ mod tests {
         }
         for bad in ["", "10", "m", "1x", "-5s", "1.5h"] {
             assert!(parse(bad).is_err(), "{bad}");
+            assert!(positive(bad).is_err(), "{bad}");
         }
+        assert_eq!(positive("1ms"), Ok(Duration::from_millis(1)));
+        assert!(positive("0s").is_err() && positive("0ms").is_err());
     }
 }

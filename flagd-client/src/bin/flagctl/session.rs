@@ -24,7 +24,7 @@ impl Session {
     /// From the parsed command line.
     pub fn new(cli: &Cli) -> Result<Self, Failure> {
         Ok(Self {
-            api: Api::new(&cli.url, cli.token.clone())?,
+            api: Api::new(&cli.url, cli.token.clone(), cli.request_timeout)?,
             format: cli.output,
             env: cli.env.clone(),
             wait_timeout: cli.wait_timeout,
