@@ -22,7 +22,8 @@ return [
     // 'auto' (APCu when enabled, else none), 'apcu', or 'none'.
     'cache' => env('FLAGD_CACHE', 'auto'),
 
-    // How long the last known answer is kept to serve during outages, in seconds.
+    // Seconds after cache_ttl runs out that the last known answer may still be served while
+    // flagd fails; 0 (or less): never, failures serve the caller's default.
     'stale_ttl' => (int) env('FLAGD_STALE_TTL', 86400),
 
     // Failures in a row that open the circuit breaker, and how long it stays open (seconds).

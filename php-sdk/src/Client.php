@@ -22,8 +22,21 @@ use Flagd\Http\TransportException;
  */
 final class Client
 {
-    /** How long the last known answer is kept for outages, in seconds. */
+    /** How long, past `cacheTtl`, the last known answer may be served through an outage, in seconds. */
     public const DEFAULT_STALE_TTL = 86400;
+
+    /**
+     * How long an answer is kept past its freshness even when it may not be served stale
+     * (a small `staleTtl`): long enough for the next revalidation to be a `304` rather
+     * than the whole answer again.
+     */
+    private const KEEP_FOR_REVALIDATION = 3600;
+
+    /** How long one worker's revalidation holds off the others, in seconds. */
+    private const LOCK_TTL = 1;
+
+    /** Cache TTLs stay well inside int range (a TTL that overflowed would be a float). */
+    private const MAX_KEEP = PHP_INT_MAX >> 2;
 
     /** What each optional field of an OFREP evaluation may hold when present. */
     private const FIELD_TYPES = [
@@ -39,6 +52,8 @@ final class Client
     private readonly Cache $cache;
     private readonly Transport $transport;
     private readonly CircuitBreaker $breaker;
+    /** Seconds, never negative: how long past `cacheTtl` the last known answer may be served. */
+    private readonly int $staleTtl;
     /** @var \Closure(): float */
     private readonly \Closure $clock;
 
@@ -71,6 +86,8 @@ final class Client
      * @param int $timeoutMs total time for one request
      * @param Cache|null $cache shared cache; APCu when available, else none
      * @param object|null $logger anything with PSR-3 `warning`/`error` methods
+     * @param int $staleTtl seconds past `cacheTtl` the last known answer may be served when
+     *     flagd fails; 0 (or less): never, failures give the caller's default
      * @param (callable(): float)|null $clock seconds (tests)
      */
     public function __construct(
@@ -85,10 +102,11 @@ final class Client
         private readonly bool $strict = false,
         int $breakerThreshold = 3,
         float $breakerCooldown = 5.0,
-        private readonly int $staleTtl = self::DEFAULT_STALE_TTL,
+        int $staleTtl = self::DEFAULT_STALE_TTL,
         ?callable $clock = null,
         ?CircuitBreaker $breaker = null,
     ) {
+        $this->staleTtl = max(0, $staleTtl);
         $this->bulkUrl = rtrim($url, '/') . '/ofrep/v1/evaluate/flags';
         $this->namespace = 'v1:' . hash('xxh128', $token);
         $this->cache = $cache ?? (ApcuCache::isAvailable() ? new ApcuCache() : new NullCache());
@@ -469,23 +487,54 @@ final class Client
         }
 
         // Only one worker revalidates an expired entry; the others keep serving it meanwhile
-        // (unless flagd refused the token: then nobody serves what it said before).
+        // (unless flagd refused the token: then nobody serves what it said before). Past
+        // `staleTtl` an entry is kept only for its ETag, not to be served: they ask flagd
+        // themselves. Within the lock's lifetime past the TTL it is served whatever
+        // `staleTtl`: all workers waiting out a hanging flagd at once is what the lock is for.
         $lockKey = 'lock:' . $entryKey;
-        if ($entry !== null && $this->cache->isShared() && !$this->cache->add($lockKey, 1, 1)) {
-            $refused = $this->tokenRefusal();
+        $locked = false;
+        if ($entry !== null && $this->cache->isShared()) {
+            $locked = $this->cache->add($lockKey, 1, self::LOCK_TTL);
+            if (!$locked && $this->isServable($entry, $now, max($this->staleTtl, self::LOCK_TTL))) {
+                $refused = $this->tokenRefusal();
 
-            return $this->memo[$contextKey] = $refused === null
-                ? ['flags' => $entry['flags'], 'stale' => false, 'error' => null]
-                : ['flags' => [], 'stale' => false, 'error' => $refused, 'code' => EvaluationDetails::GENERAL];
+                return $this->memo[$contextKey] = $refused === null
+                    ? ['flags' => $entry['flags'], 'stale' => false, 'error' => null]
+                    : ['flags' => [], 'stale' => false, 'error' => $refused, 'code' => EvaluationDetails::GENERAL];
+            }
         }
 
         try {
             return $this->memo[$contextKey] = $this->fetch($context, $entryKey, $entry);
         } finally {
-            if ($entry !== null && $this->cache->isShared()) {
+            if ($locked) {
                 $this->cache->delete($lockKey);
             }
         }
+    }
+
+    /**
+     * Whether an entry may still be served, `$pastFreshness` seconds after its `cacheTtl`
+     * ran out. Its age counts from when flagd last gave or confirmed it (a `304`).
+     *
+     * @param array{at: float} $entry
+     */
+    private function isServable(array $entry, float $now, int $pastFreshness): bool
+    {
+        return $now - $entry['at'] < $this->cacheTtl + $pastFreshness;
+    }
+
+    /**
+     * How long the cache keeps an entry (and the token-refusal marker, which must outlive
+     * every entry it withholds): its fresh period, then the longer of the stale window and
+     * the time it is worth keeping for an ETag revalidation. Never 0, which caches read as
+     * "forever".
+     */
+    private function keepSeconds(): int
+    {
+        $seconds = ceil(max(0.0, $this->cacheTtl)) + max($this->staleTtl, self::KEEP_FOR_REVALIDATION);
+
+        return $seconds < self::MAX_KEEP ? (int) $seconds : self::MAX_KEEP;
     }
 
     /**
@@ -522,7 +571,7 @@ final class Client
         if ($status === 304 && $entry !== null) {
             $entry['at'] = ($this->clock)();
             $entry['etag'] = $response->header('etag') ?? $entry['etag'];
-            $this->cache->set($entryKey, $entry, $this->staleTtl);
+            $this->cache->set($entryKey, $entry, $this->keepSeconds());
             $this->breaker->recordSuccess();
             $this->cache->delete($this->refusedKey());
 
@@ -536,7 +585,7 @@ final class Client
             $this->cache->set(
                 $entryKey,
                 ['flags' => $flags, 'etag' => $response->header('etag'), 'at' => ($this->clock)()],
-                $this->staleTtl,
+                $this->keepSeconds(),
             );
             $this->breaker->recordSuccess();
             $this->cache->delete($this->refusedKey());
@@ -557,7 +606,7 @@ final class Client
             // Defaults, never the last known values: a revoked token must stop serving flags
             // at once, not for `staleTtl`. The refusal is shared (the breaker-open path reads
             // it); the entry is kept, so once the token works again a 304 revalidates it.
-            $this->cache->set($this->refusedKey(), $message, $this->staleTtl);
+            $this->cache->set($this->refusedKey(), $message, $this->keepSeconds());
 
             return $this->failure(null, $message, true, 'error');
         }
@@ -593,7 +642,7 @@ final class Client
             throw new FlagdException($message);
         }
         $context = ['url' => $this->bulkUrl, 'stale' => $result['stale']];
-        $this->log($level, $message . ($result['stale'] ? '; serving the last known values' : '; serving defaults'), $context);
+        $this->log($level, $result['error'] . ($result['stale'] ? '; serving the last known values' : '; serving defaults'), $context);
         if (!$wasOpen && $this->breaker->isOpen() && $countsForBreaker) {
             $this->log('warning', sprintf('flagd: circuit breaker open for %.1f s, no requests until then', $this->breaker->cooldown), $context);
         }
@@ -602,11 +651,19 @@ final class Client
     }
 
     /**
-     * @param array{flags: array<string, array<string, mixed>>}|null $entry
+     * The last known answer while it is within `staleTtl` past its freshness, else nothing
+     * (the caller's default).
+     *
+     * @param array{flags: array<string, array<string, mixed>>, at: float}|null $entry
      * @return array{flags: array<string, array<string, mixed>>, stale: bool, error: string, code: string}
      */
     private function fallback(?array $entry, string $message, string $code = EvaluationDetails::GENERAL): array
     {
+        if ($entry !== null && !$this->isServable($entry, ($this->clock)(), $this->staleTtl)) {
+            // Kept for its ETag only: saying so explains defaults where STALE was expected.
+            $message .= sprintf('; the last known values are past staleTtl (%d s)', $this->staleTtl);
+            $entry = null;
+        }
         if ($entry !== null) {
             $refused = $this->tokenRefusal();
             if ($refused === null) {

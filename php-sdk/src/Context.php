@@ -8,25 +8,65 @@ namespace Flagd;
  * The evaluation context sent to flagd: the company (rollouts bucket by it), an optional
  * targeting key (usually the user) and free attributes for rule conditions.
  *
+ * An attribute named `companyId` or `targetingKey` sets that field rather than staying an
+ * attribute, whichever way it is given (`with()`, `withAttributes()`, the constructor), so
+ * that a model's `only([...])` or an artisan `--attr` cannot break a page. A value of the
+ * wrong type for the field (an array, a float, a bool, an int targeting key) is sent as
+ * given: flagd refuses such a context, and the caller's default is served with
+ * `INVALID_CONTEXT`, rather than the flags of no company or of a company guessed from it.
+ *
  * Immutable: the `with*` methods return a copy.
  */
 final class Context
 {
+    /** The context members that are fields, not attributes. */
+    private const FIELDS = ['companyId', 'targetingKey'];
+
+    public readonly int|string|null $companyId;
+    public readonly ?string $targetingKey;
+    /** @var array<string, mixed> every attribute but the fields */
+    public readonly array $attributes;
+
+    /**
+     * Field values of the wrong type, sent as given for flagd to refuse. The field itself
+     * is null then: it cannot hold them.
+     *
+     * @var array<string, mixed>
+     */
+    private readonly array $malformed;
+
     private ?string $cacheKey = null;
 
     /**
-     * @param array<string, mixed> $attributes
+     * @param array<string, mixed> $attributes a `companyId` or `targetingKey` among them sets
+     *     that field, unless the argument of the same name is given (not null)
      */
     public function __construct(
-        public readonly int|string|null $companyId = null,
-        public readonly ?string $targetingKey = null,
-        public readonly array $attributes = [],
+        int|string|null $companyId = null,
+        ?string $targetingKey = null,
+        array $attributes = [],
     ) {
-        foreach (['companyId', 'targetingKey'] as $reserved) {
-            if (array_key_exists($reserved, $attributes)) {
-                throw new \InvalidArgumentException("`{$reserved}` is not an attribute: pass it as the constructor argument");
+        $fields = ['companyId' => $companyId, 'targetingKey' => $targetingKey];
+        $malformed = [];
+        foreach (self::FIELDS as $name) {
+            if (!array_key_exists($name, $attributes)) {
+                continue;
+            }
+            $value = $attributes[$name];
+            unset($attributes[$name]);
+            if ($fields[$name] !== null) {
+                continue;
+            }
+            if ($value === null || is_string($value) || ($name === 'companyId' && is_int($value))) {
+                $fields[$name] = $value;
+            } else {
+                $malformed[$name] = $value;
             }
         }
+        $this->companyId = $fields['companyId'];
+        $this->targetingKey = $fields['targetingKey'];
+        $this->attributes = $attributes;
+        $this->malformed = $malformed;
     }
 
     /** An empty context: only flags without targeting give a meaningful answer. */
@@ -47,28 +87,45 @@ final class Context
 
     public function withCompany(int|string|null $companyId): self
     {
-        return new self($companyId, $this->targetingKey, $this->attributes);
+        return $this->merged(['companyId' => $companyId]);
     }
 
     public function withTargetingKey(?string $targetingKey): self
     {
-        return new self($this->companyId, $targetingKey, $this->attributes);
+        return $this->merged(['targetingKey' => $targetingKey]);
     }
 
+    /** An attribute; `companyId` and `targetingKey` set those fields (`withCompany()`, `withTargetingKey()`). */
     public function with(string $attribute, mixed $value): self
     {
-        $attributes = $this->attributes;
-        $attributes[$attribute] = $value;
-
-        return new self($this->companyId, $this->targetingKey, $attributes);
+        return $this->merged([$attribute => $value]);
     }
 
     /**
+     * These attributes added, replacing those of the same names; a `companyId` or
+     * `targetingKey` among them sets that field.
+     *
      * @param array<string, mixed> $attributes
      */
     public function withAttributes(array $attributes): self
     {
-        return new self($this->companyId, $this->targetingKey, array_merge($this->attributes, $attributes));
+        return $this->merged($attributes);
+    }
+
+    /**
+     * A copy with these members set: a field named here takes the given value, through the
+     * constructor's rules, and every other field stays as it was, malformed or not.
+     *
+     * @param array<string, mixed> $changes
+     */
+    private function merged(array $changes): self
+    {
+        return new self(
+            array_key_exists('companyId', $changes) ? null : $this->companyId,
+            array_key_exists('targetingKey', $changes) ? null : $this->targetingKey,
+            // array_replace, not array_merge: an attribute named with digits keeps its name.
+            array_replace($this->malformed, $this->attributes, $changes),
+        );
     }
 
     /**
@@ -78,7 +135,7 @@ final class Context
      */
     public function toArray(): array
     {
-        $context = $this->attributes;
+        $context = $this->attributes + $this->malformed;
         if ($this->companyId !== null) {
             $context['companyId'] = $this->companyId;
         }
@@ -115,7 +172,10 @@ final class Context
             // Text read from a legacy Latin-1 column is not UTF-8: send U+FFFD in place of its
             // stray bytes rather than lose every flag of the page.
             return json_encode($value, JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION | JSON_INVALID_UTF8_SUBSTITUTE);
-        } catch (\JsonException $e) {
+        } catch (\Throwable $e) {
+            // Not only \JsonException: an attribute's jsonSerialize() may throw anything (an
+            // Eloquent model asked for an attribute it did not load), and the client turns only
+            // this exception into defaults.
             throw new InvalidContextException('the evaluation context cannot be sent as JSON: ' . $e->getMessage(), 0, $e);
         }
     }

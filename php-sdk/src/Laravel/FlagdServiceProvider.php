@@ -72,7 +72,9 @@ final class FlagdServiceProvider extends ServiceProvider
         if (class_exists($manager)) {
             $this->callAfterResolving($manager, function ($features): void {
                 $app = $this->app;
-                $features->extend('flagd', static fn ($container = null, array $config = []): FlagdPennantDriver => new FlagdPennantDriver(
+                // Not static: Pennant's extend() binds the creator to the manager, and binding a
+                // static closure fails (a warning, then "driver not supported").
+                $features->extend('flagd', fn ($container = null, array $config = []): FlagdPennantDriver => new FlagdPennantDriver(
                     $app->make(Client::class),
                     isset($config['resolver']) && is_string($config['resolver']) ? $config['resolver'] : null,
                 ));

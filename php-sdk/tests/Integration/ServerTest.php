@@ -153,6 +153,39 @@ final class ServerTest extends TestCase
         self::assertFalse($flags->isEnabled('it_targeted', Context::company(5)), 'missing attribute');
     }
 
+    public function test_it_evaluates_for_the_company_and_user_given_as_attributes(): void
+    {
+        $flags = $this->client();
+        // A model's only([...]) handed over as attributes.
+        $ctx = Context::empty()->withAttributes(['companyId' => 5, 'targetingKey' => 'u1', 'plan' => 'pro']);
+        self::assertTrue($flags->isEnabled('it_targeted', $ctx));
+        self::assertFalse($flags->isEnabled('it_targeted', $ctx->with('companyId', 13)), 'deny list: company 13');
+        self::assertTrue($flags->isEnabled('it_portal', Context::empty()->with('companyId', '42')));
+    }
+
+    public function test_it_serves_defaults_with_invalid_context_for_a_company_or_targeting_key_of_the_wrong_type(): void
+    {
+        $logger = new MemoryLogger();
+        foreach ([
+            'companyId' => [[42], 42.0, true],
+            'targetingKey' => [17, ['u1'], false],
+        ] as $field => $values) {
+            foreach ($values as $value) {
+                $label = $field . ' ' . json_encode($value, JSON_PRESERVE_ZERO_FRACTION);
+                // 42 is on it_portal's allow list: a guess at the company would turn it on.
+                $ctx = Context::company(42)->with($field, $value);
+                $flags = new Client($this->server->url, $this->server->evaluateToken(), cache: $this->cache, logger: $logger, connectTimeoutMs: 1000, timeoutMs: 2000);
+
+                $details = $flags->details('it_portal', $ctx, 'default');
+                self::assertSame(['default', EvaluationDetails::REASON_ERROR, EvaluationDetails::INVALID_CONTEXT], [$details->value, $details->reason, $details->errorCode], $label);
+                self::assertStringContainsString('(400)', (string) $details->errorMessage, $label);
+                self::assertStringContainsString($field, (string) $details->errorMessage, $label);
+                self::assertSame(1, $flags->requestCount(), $label);
+                self::assertFalse($flags->breaker()->isOpen(), $label);
+            }
+        }
+    }
+
     public function test_it_rolls_out_by_company_the_same_way_as_single_evaluation(): void
     {
         $flags = $this->client();

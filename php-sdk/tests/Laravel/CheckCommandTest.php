@@ -59,4 +59,33 @@ final class CheckCommandTest extends TestCase
         self::assertSame(1, $code);
         self::assertStringContainsString('FLAG_NOT_FOUND', $output->fetch());
     }
+
+    public function test_it_evaluates_for_the_company_given_as_an_attribute(): void
+    {
+        $server = Server::shared();
+        $server->createEnabledFlag('cmd_attr_portal');
+        $server->admin('POST', '/api/v1/flags/cmd_attr_portal/environments/production/allow', ['companies' => ['5']]);
+        $app = LaravelApp::create([
+            'url' => $server->url,
+            'token' => $server->evaluateToken(),
+            'timeout_ms' => 2000,
+            'connect_timeout_ms' => 1000,
+            'cache' => 'none',
+            'log' => false,
+        ], __DIR__ . '/views');
+        $artisan = new Artisan($app, $app['events'], 'test');
+        $artisan->setAutoExit(false);
+        $artisan->setCatchExceptions(false);
+        $artisan->resolve(CheckCommand::class);
+        $output = new BufferedOutput();
+
+        $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_attr_portal', '--attr' => ['companyId=5', 'plan=pro']]), $output);
+        $text = $output->fetch();
+        self::assertSame(0, $code, $text);
+        self::assertStringContainsString('value:   true', $text);
+        self::assertStringContainsString('reason:  TARGETING_MATCH', $text);
+
+        $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_attr_portal', '--attr' => ['companyId=6']]), $output);
+        self::assertStringContainsString('value:   false', $output->fetch(), 'another company');
+    }
 }

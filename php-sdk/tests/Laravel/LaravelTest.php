@@ -9,6 +9,7 @@ use Flagd\Context;
 use Flagd\Laravel\Facades\Flagd;
 use Flagd\Laravel\FlagdServiceProvider;
 use Flagd\Laravel\Middleware\EnsureFlagIsOn;
+use Flagd\Laravel\Pennant\FlagdPennantDriver;
 use Flagd\Tests\Support\FlagCheckingJob;
 use Flagd\Tests\Support\LaravelApp;
 use Flagd\Tests\Support\MemoryQueue;
@@ -18,6 +19,7 @@ use Illuminate\Http\Request;
 use Illuminate\Queue\Connectors\ConnectorInterface;
 use Illuminate\Queue\QueueServiceProvider;
 use Illuminate\Queue\WorkerOptions;
+use Laravel\Pennant\FeatureManager;
 use PHPUnit\Framework\TestCase;
 
 /** The Laravel glue in a real application: container, router, middleware, Blade. */
@@ -34,7 +36,14 @@ final class LaravelTest extends TestCase
             $server->admin('POST', '/api/v1/flags/lv_portal/environments/production/allow', ['companies' => ['42']]);
             self::$seeded = true;
         }
-        $this->app = LaravelApp::create([
+        $this->app = self::createApp();
+    }
+
+    private static function createApp(): Application
+    {
+        $server = Server::shared();
+
+        return LaravelApp::create([
             'url' => $server->url,
             'token' => $server->evaluateToken(),
             'timeout_ms' => 2000,
@@ -147,6 +156,32 @@ final class LaravelTest extends TestCase
 
         // The kill switch reached the worker's next job: the same process, the same client.
         self::assertSame([true, false], FlagCheckingJob::$seen);
+    }
+
+    public function test_it_registers_a_pennant_store_that_answers_from_flagd_without_a_warning(): void
+    {
+        require_once dirname(__DIR__) . '/Support/pennant-feature-manager.php';
+        // The provider hooks Pennant only when its manager exists as it boots: a new app.
+        $app = self::createApp();
+        $app['config']->set('pennant.stores.flagd', ['driver' => 'flagd']);
+        // What Pennant's own provider binds.
+        $app->singleton(FeatureManager::class, static fn (Application $app): FeatureManager => new FeatureManager($app));
+
+        // As Laravel's HandleExceptions does, a warning throws: the first resolution of the
+        // manager in a page must not.
+        set_error_handler(static function (int $level, string $message, string $file, int $line): bool {
+            throw new \ErrorException($message, 0, $level, $file, $line);
+        });
+        try {
+            $store = $app->make(FeatureManager::class)->store('flagd');
+
+            self::assertInstanceOf(FlagdPennantDriver::class, $store);
+            self::assertTrue($store->get('lv_portal', 42));
+            self::assertFalse($store->get('lv_portal', 7));
+        } finally {
+            restore_error_handler();
+        }
+        self::assertSame(2, $app->make(Client::class)->requestCount(), 'through the app\'s client');
     }
 
     /** What the HTTP kernel does: bind the request, route it. */

@@ -32,7 +32,7 @@ final class ClientTest extends TestCase
     }
 
     /** A new client on the same shared cache: what the next PHP request sees. */
-    private function client(bool $strict = false, float $ttl = 1.0): Client
+    private function client(bool $strict = false, float $ttl = 1.0, int $staleTtl = Client::DEFAULT_STALE_TTL): Client
     {
         return new Client(
             url: 'http://flagd.test:8013/',
@@ -44,6 +44,7 @@ final class ClientTest extends TestCase
             strict: $strict,
             breakerThreshold: 3,
             breakerCooldown: 5.0,
+            staleTtl: $staleTtl,
             clock: $this->clock,
         );
     }
@@ -203,6 +204,68 @@ final class ClientTest extends TestCase
         self::assertCount(4, $this->transport->requests);
         self::assertStringContainsString('HTTP 500', $this->logger->messages());
         self::assertStringContainsString('not an OFREP bulk evaluation', $this->logger->messages());
+    }
+
+    public function test_it_serves_the_default_not_the_last_known_value_when_stale_ttl_is_0_or_less(): void
+    {
+        foreach ([0, -30] as $staleTtl) {
+            $this->setUp();
+            $this->transport->then(
+                FakeTransport::bulk(['portal' => true], '"v1"'),
+                FakeTransport::down(),
+                new Response(500, [], 'oops'),
+                FakeTransport::down(),
+                FakeTransport::notModified('"v1"'),
+            );
+            $ctx = Context::company(42);
+            self::assertTrue($this->client(staleTtl: $staleTtl)->isEnabled('portal', $ctx), "staleTtl {$staleTtl}");
+
+            // Failures, then the breaker they opened: the default every time.
+            for ($i = 0; $i < 4; $i++) {
+                $this->clock->advance(1.5);
+                $details = $this->client(staleTtl: $staleTtl)->details('portal', $ctx, false);
+                self::assertSame(
+                    [false, EvaluationDetails::REASON_ERROR, EvaluationDetails::GENERAL],
+                    [$details->value, $details->reason, $details->errorCode],
+                    "staleTtl {$staleTtl}, failure {$i}",
+                );
+            }
+            self::assertCount(4, $this->transport->requests, 'the fourth check met the open breaker');
+            self::assertStringContainsString('past staleTtl (0 s)', $this->logger->messages());
+
+            // The answer was kept for its ETag: once flagd is back, a 304 serves it again.
+            $this->clock->advance(5);
+            $flags = $this->client(staleTtl: $staleTtl);
+            $details = $flags->details('portal', $ctx, false);
+            self::assertSame([true, 'STATIC'], [$details->value, $details->reason], "staleTtl {$staleTtl}");
+            self::assertSame('"v1"', $this->transport->requests[4]['headers']['If-None-Match'] ?? null);
+        }
+    }
+
+    public function test_it_serves_the_last_known_value_for_stale_ttl_seconds_after_the_cache_ttl_then_the_default(): void
+    {
+        $this->transport->then(
+            FakeTransport::bulk(['portal' => true]),
+            FakeTransport::down(),
+            FakeTransport::down(),
+        );
+        $ctx = Context::company(42);
+        self::assertTrue($this->client(staleTtl: 10)->isEnabled('portal', $ctx));
+
+        // Fresh for the 1 s cache TTL, then served through the outage for 10 s more.
+        $this->clock->advance(1 + 9.5);
+        $details = $this->client(staleTtl: 10)->details('portal', $ctx, false);
+        self::assertSame([true, EvaluationDetails::REASON_STALE], [$details->value, $details->reason]);
+
+        $this->clock->advance(1);
+        $flags = $this->client(staleTtl: 10);
+        $details = $flags->details('portal', $ctx, false);
+        self::assertSame(
+            [false, EvaluationDetails::REASON_ERROR, EvaluationDetails::GENERAL],
+            [$details->value, $details->reason, $details->errorCode],
+        );
+        self::assertNull($flags->knows('portal', $ctx), 'no answer left to read');
+        self::assertCount(3, $this->transport->requests);
     }
 
     public function test_it_opens_the_breaker_after_repeated_failures_and_a_probe_closes_it(): void
@@ -458,6 +521,34 @@ final class ClientTest extends TestCase
 
         $this->expectException(FlagdException::class);
         $this->client(strict: true)->isEnabled('portal', $context);
+    }
+
+    public function test_it_answers_defaults_for_an_attribute_that_throws_when_encoded(): void
+    {
+        // What an Eloquent model does under Model::preventAccessingMissingAttributes() when
+        // it was loaded without a column its serialization reads.
+        $user = new class () implements \JsonSerializable {
+            public function jsonSerialize(): mixed
+            {
+                throw new \OutOfBoundsException('The attribute [plan] either does not exist or was not retrieved for model [App\Models\User].');
+            }
+        };
+        $context = Context::company(42, null, ['user' => $user]);
+        $flags = $this->client();
+
+        self::assertTrue($flags->isEnabled('portal', $context, true));
+        $details = $flags->details('theme', $context, 'classic');
+        self::assertSame(['classic', EvaluationDetails::REASON_ERROR, EvaluationDetails::INVALID_CONTEXT], [$details->value, $details->reason, $details->errorCode]);
+        self::assertStringContainsString('was not retrieved', (string) $details->errorMessage);
+        self::assertCount(0, $this->transport->requests, 'nothing is sent');
+        self::assertCount(1, $this->logger->records, $this->logger->messages());
+
+        try {
+            $this->client(strict: true)->isEnabled('portal', $context);
+            self::fail('strict mode throws');
+        } catch (FlagdException $e) {
+            self::assertInstanceOf(\OutOfBoundsException::class, $e->getPrevious()?->getPrevious(), 'the cause is kept');
+        }
     }
 
     public function test_it_sends_text_that_is_not_utf8_with_replacement_characters(): void
