@@ -299,6 +299,22 @@ impl FromRequestParts<Arc<Service>> for Principal {
     }
 }
 
+/// The principal of a write: an `admin` token (or a console session of one), checked as the
+/// request's head is read and so before its body: a token that may not write is told so
+/// (403), not what is wrong with a body it may not send.
+#[derive(Debug)]
+pub struct Writer(pub Principal);
+
+impl FromRequestParts<Arc<Service>> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, service).await?;
+        principal.require(Access::Write)?;
+        Ok(Self(principal))
+    }
+}
+
 /// The 401 for a request without a usable token, naming what it sent instead: an
 /// `Authorization` header of another scheme (`Basic …`) is a token in the wrong place.
 fn no_token(parts: &Parts) -> ApiError {

@@ -503,7 +503,8 @@ const UNAVAILABLE: (&str, &str) = (
 );
 const BAD_BODY: (&str, &str) = (
     "400",
-    "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_REASON`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)",
+    "Malformed body, header, path or query (`INVALID_BODY`, `TOO_DEEP`, `INVALID_REASON`, `INVALID_IF_MATCH`, `INVALID_PATH`, \
+     `INVALID_QUERY`: a write other than an import takes no query parameters, ...)",
 );
 const BAD_PATH: (&str, &str) = ("400", "A path parameter that does not decode (`INVALID_PATH`)");
 const TOO_LARGE: (&str, &str) = ("413", "Body larger than 1 MiB");

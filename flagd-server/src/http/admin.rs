@@ -10,8 +10,8 @@ use axum::routing::{delete, get};
 use serde::Deserialize;
 
 use super::json::JsonBody;
-use super::params::{NoIfMatch, PathParams, QueryParams};
-use crate::auth::{Access, Principal};
+use super::params::{NoIfMatch, NoQuery, PathParams, QueryParams};
+use crate::auth::{Access, Principal, Writer};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{AuditPage, DatabaseErrors, ReadErrors, TokenList};
 use crate::service::{CreatedToken, NewToken, Service};
@@ -136,10 +136,11 @@ async fn list_tokens(State(s): State<Arc<Service>>, p: Principal) -> Result<Resp
 )]
 async fn create_token(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
+    _: NoIfMatch,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     Ok((StatusCode::CREATED, axum::Json(s.create_token(&p, body).await?)).into_response())
 }
 
@@ -167,11 +168,11 @@ async fn create_token(
 )]
 async fn revoke_token(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(id): PathParams<String>,
     _: NoIfMatch,
 ) -> Result<StatusCode, ApiError> {
-    p.require(Access::Write)?;
     s.revoke_token(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

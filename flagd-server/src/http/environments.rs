@@ -11,9 +11,9 @@ use flagd_core::Segment;
 use serde::Deserialize;
 
 use super::json::{JsonBody, UnreadBody, check_body};
-use super::params::{IfMatch, PathParams, QueryParams};
+use super::params::{IfMatch, NoIfMatch, NoQuery, PathParams, QueryParams};
 use super::with_etag;
-use crate::auth::{Access, Principal};
+use crate::auth::{Access, Principal, Writer};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{DatabaseErrors, EnvironmentList, ImportFile, PathErrors, ReadErrors, SegmentList, SegmentUpdate};
 use crate::service::{ExportFormat, ImportMode, ImportReport, SegmentView, Service};
@@ -126,12 +126,12 @@ struct ImportParams {
 )]
 async fn import(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoIfMatch,
     PathParams(env): PathParams<String>,
     QueryParams(params): QueryParams<ImportParams>,
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     let body = body.read_up_to(s.import_limit(), IMPORT_TOO_LARGE).await?;
     check_body(&body)?;
     let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
@@ -187,10 +187,11 @@ async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, A
 )]
 async fn create(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
+    _: NoIfMatch,
     JsonBody(body): JsonBody<NewEnvironment>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     Ok((StatusCode::CREATED, axum::Json(s.create_environment(&p, &body.name).await?)).into_response())
 }
 
@@ -241,11 +242,12 @@ async fn list_segments(
 )]
 async fn create_segment(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
+    _: NoIfMatch,
     PathParams(env): PathParams<String>,
     JsonBody(segment): JsonBody<Segment>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     let view = s.put_segment(&p, &env, segment, true, None).await?;
     Ok((StatusCode::CREATED, with_etag(view.version, axum::Json(view))).into_response())
 }
@@ -301,12 +303,12 @@ async fn read_segment(
 )]
 async fn replace_segment(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams((env, key)): PathParams<(String, String)>,
     IfMatch(if_match): IfMatch,
     JsonBody(mut body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     let version = if_match.ok_or(ApiError::PreconditionRequired)?;
     if let Some(fields) = body.as_object_mut() {
         for read_only in SegmentView::READ_ONLY {
@@ -346,11 +348,11 @@ async fn replace_segment(
 )]
 async fn delete_segment(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams((env, key)): PathParams<(String, String)>,
     IfMatch(if_match): IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    p.require(Access::Write)?;
     s.delete_segment(&p, &env, &key, if_match).await?;
     Ok(StatusCode::NO_CONTENT)
 }

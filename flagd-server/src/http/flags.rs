@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::json::{JsonBody, OptionalJsonBody};
-use super::params::{IfMatch, PathParams};
+use super::params::{IfMatch, NoIfMatch, NoQuery, PathParams};
 use super::with_etag;
-use crate::auth::{Access, Principal};
+use crate::auth::{Access, Principal, Writer};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{ConfigChangeResponses, ConfigUpdate, FlagList, PathErrors, ReadErrors, WriteErrors};
 use crate::service::{ConfigView, FlagPatch, FlagView, QuickOp, RolloutRequest, Service};
@@ -131,10 +131,11 @@ async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, A
 )]
 async fn create(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
+    _: NoIfMatch,
     JsonBody(def): JsonBody<FlagDefinition>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     let view = s.create_flag(&p, def).await?;
     Ok((StatusCode::CREATED, with_etag(view.version, axum::Json(view))).into_response())
 }
@@ -182,12 +183,12 @@ async fn read(
 )]
 async fn update(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(key): PathParams<String>,
     IfMatch(if_match): IfMatch,
     JsonBody(patch): JsonBody<FlagPatch>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     let view = s.update_flag(&p, &key, patch, if_match).await?;
     Ok(with_etag(view.version, axum::Json(view)))
 }
@@ -212,12 +213,12 @@ async fn update(
 )]
 async fn remove(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(key): PathParams<String>,
     IfMatch(if_match): IfMatch,
     OptionalJsonBody(body): OptionalJsonBody<Reason>,
 ) -> Result<StatusCode, ApiError> {
-    p.require(Access::Write)?;
     s.delete_flag(&p, &key, body.reason, if_match).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -266,12 +267,12 @@ async fn read_config(
 )]
 async fn write_config(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(path): PathParams<ConfigPath>,
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     let version = if_match.ok_or(ApiError::PreconditionRequired)?;
     let Value::Object(mut fields) = body else {
         return Err(ApiError::bad_request("INVALID_BODY", "the body must be a configuration object"));
@@ -297,7 +298,6 @@ async fn quick(
     reason: Option<String>,
     IfMatch(if_match): IfMatch,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     Ok(config_response(s.quick(p, (&path.key, &path.env), op, reason, if_match).await?))
 }
 
@@ -314,7 +314,8 @@ async fn quick(
 )]
 async fn enable(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
     OptionalJsonBody(body): OptionalJsonBody<Reason>,
@@ -335,7 +336,8 @@ async fn enable(
 )]
 async fn disable(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
     OptionalJsonBody(body): OptionalJsonBody<Reason>,
@@ -360,7 +362,8 @@ async fn disable(
 )]
 async fn rollout(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(path): PathParams<ConfigPath>,
     if_match: IfMatch,
     JsonBody(body): JsonBody<RolloutRequest>,
@@ -386,7 +389,8 @@ macro_rules! company_list_handlers {
         )]
         async fn $name(
             State(s): State<Arc<Service>>,
-            p: Principal,
+            Writer(p): Writer,
+            _: NoQuery,
             PathParams(path): PathParams<ConfigPath>,
             if_match: IfMatch,
             JsonBody(body): JsonBody<Companies>,
@@ -426,12 +430,12 @@ company_list_handlers! {
 )]
 async fn promote(
     State(s): State<Arc<Service>>,
-    p: Principal,
+    Writer(p): Writer,
+    _: NoQuery,
     PathParams(key): PathParams<String>,
     IfMatch(if_match): IfMatch,
     JsonBody(body): JsonBody<Promotion>,
 ) -> Result<Response, ApiError> {
-    p.require(Access::Write)?;
     let envs = (body.from.as_str(), body.to.as_str());
     Ok(config_response(s.promote(&p, &key, envs, body.include_state, body.reason, if_match).await?))
 }

@@ -61,6 +61,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// For a write that reads no query parameters: a query string is refused with 400
+/// `INVALID_QUERY`. Ignored, `?dryRun=true` on a delete would delete, and `?reason=…` on a
+/// kill switch would leave the audit log without the reason.
+#[derive(Debug)]
+pub struct NoQuery;
+
+/// What a caller who sent a query parameter to a write that has none was likely after.
+const QUERY_HINTS: [(&str, &str); 2] = [
+    ("reason", "; a reason goes in the JSON body, as {\"reason\": \"…\"}"),
+    ("dryRun", "; only an import has a dry run"),
+];
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let Some((name, _)) = form_urlencoded::parse(query.as_bytes()).find(|(name, _)| !name.is_empty()) else {
+            return Ok(Self);
+        };
+        let hint = QUERY_HINTS.iter().find(|(known, _)| name.eq_ignore_ascii_case(known)).map_or("", |(_, hint)| hint);
+        Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("this write takes no query parameters, and `{name}` would be ignored: nothing was changed{hint}"),
+        ))
+    }
+}
+
 /// An `If-Match` header: the version a write expects to replace or delete, if one was sent.
 /// A value that is no ETag of this API is refused with 400 `INVALID_IF_MATCH` by every
 /// write alike, rather than read as a version that never matches.

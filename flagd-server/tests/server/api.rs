@@ -1671,6 +1671,102 @@ async fn a_token_revocation_with_if_match_is_refused_and_revokes_nothing() {
     assert_eq!(api.admin(Method::DELETE, &path, None).await.status, StatusCode::NO_CONTENT);
 }
 
+/// Every admin write, with a body it accepts, on a flag `portal` and a segment `pilot` in
+/// staging; the delete of the flag last.
+fn every_write() -> Vec<(Method, String, Option<Value>)> {
+    let config = "/api/v1/flags/portal/environments/staging";
+    let companies = json!({"companies": ["7"]});
+    vec![
+        (Method::POST, "/api/v1/flags".to_owned(), Some(json!({"key": "other"}))),
+        (Method::PATCH, "/api/v1/flags/portal".to_owned(), Some(json!({"description": "x"}))),
+        (Method::PUT, config.to_owned(), Some(json!({"state": "ENABLED"}))),
+        (Method::POST, format!("{config}/enable"), None),
+        (Method::POST, format!("{config}/disable"), Some(json!({"reason": "r"}))),
+        (Method::PUT, format!("{config}/rollout"), Some(json!({"percentage": 5}))),
+        (Method::POST, format!("{config}/allow"), Some(companies.clone())),
+        (Method::DELETE, format!("{config}/allow"), Some(companies.clone())),
+        (Method::POST, format!("{config}/deny"), Some(companies.clone())),
+        (Method::DELETE, format!("{config}/deny"), Some(companies)),
+        (Method::POST, "/api/v1/flags/portal/promote".to_owned(), Some(json!({"from": "staging", "to": "production"}))),
+        (Method::POST, "/api/v1/environments".to_owned(), Some(json!({"name": "qa"}))),
+        (Method::POST, "/api/v1/environments/staging/segments".to_owned(), Some(json!({"key": "beta"}))),
+        (Method::PUT, "/api/v1/environments/staging/segments/pilot".to_owned(), Some(json!({"companies": ["2"]}))),
+        (Method::DELETE, "/api/v1/environments/staging/segments/pilot".to_owned(), None),
+        (Method::POST, "/api/v1/tokens".to_owned(), Some(json!({"name": "ci", "role": "read"}))),
+        (Method::POST, "/api/v1/environments/staging/import".to_owned(), Some(json!({"flags": {}}))),
+        (Method::DELETE, "/api/v1/flags/portal".to_owned(), None),
+    ]
+}
+
+/// A query parameter a write does not read would be ignored: `?dryRun=true` on a delete
+/// would delete, `?reason=…` on a kill switch would record no reason. Refused instead.
+#[tokio::test]
+async fn a_write_refuses_query_parameters_it_does_not_read_and_changes_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1"]})).await;
+    let events = api.audit_count().await;
+    for (method, path, body) in every_write().into_iter().filter(|(_, path, _)| !path.ends_with("/import")) {
+        for (query, hint) in
+            [("dryRun=true", "only an import has a dry run"), ("reason=incident", "JSON body"), ("x", "")]
+        {
+            let at = format!("{path}?{query}");
+            let r = api.call(method.clone(), &at, Some(ADMIN), body.clone(), &[]).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {at}: {}", r.body);
+            assert_eq!(r.body["error"]["code"], "INVALID_QUERY", "{method} {at}");
+            let message = r.body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("nothing was changed") && message.contains(hint), "{method} {at}: {message}");
+        }
+    }
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+    assert_eq!(api.admin(Method::GET, "/api/v1/flags/portal", None).await.status, StatusCode::OK, "not deleted");
+    let enabled = api.call(Method::POST, "/api/v1/flags/portal/environments/staging/enable?", Some(ADMIN), None, &[]);
+    assert_eq!(enabled.await.status, StatusCode::OK, "an empty query is no parameter");
+}
+
+/// A create or an import has no version to match: `If-Match` asks for a check that cannot
+/// be made, and is refused rather than the write made without it.
+#[tokio::test]
+async fn a_create_or_import_with_if_match_is_refused_and_creates_nothing() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    let creates = every_write().into_iter().filter(|(method, path, _)| {
+        *method == Method::POST
+            && ["/flags", "/environments", "/segments", "/tokens", "/import"].iter().any(|end| path.ends_with(end))
+    });
+    let events = api.audit_count().await;
+    let mut seen = 0;
+    for (method, path, body) in creates {
+        seen += 1;
+        for sent in ["\"1\"", "*"] {
+            let r = api.call(method.clone(), &path, Some(ADMIN), body.clone(), &[("if-match", sent)]).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path} with If-Match {sent}: {}", r.body);
+            assert_eq!(r.body["error"]["code"], "INVALID_IF_MATCH", "{path}");
+        }
+    }
+    assert_eq!(seen, 5, "flags, environments, segments, tokens, import");
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+}
+
+/// Authorisation comes before the body: a token that may not write hears so, not what is
+/// wrong with a body it may not send.
+#[tokio::test]
+async fn a_token_that_may_not_write_is_refused_before_its_body_is_read() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1"]})).await;
+    let reader = api.token("read", None).await;
+    let events = api.audit_count().await;
+    for (method, path, _) in every_write() {
+        for body in [json!({"companies": [""], "percentage": "many", "key": "Not A Key"}), json!([1])] {
+            let r = api.call(method.clone(), &path, Some(&reader), Some(body), &[]).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}: {}", r.body);
+            assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("needs an `admin` token"));
+        }
+    }
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+}
+
 #[tokio::test]
 async fn an_empty_body_replaces_nothing() {
     let api = Api::new().await;
