@@ -176,9 +176,12 @@ impl Service {
         }
         if dry_run {
             self.validate(&mut write).await.map_err(|e| in_terms_of(format, env, e))?;
-        } else {
+        } else if !changes.is_empty() {
             self.commit(write).await.map_err(|e| in_terms_of(format, env, e))?;
         }
+        // An import that changes nothing (a deploy importing the same file again) is an
+        // unchanged write like any other: dropping it rolls it back, so there is no new
+        // version for replicas and clients to reload and no gap in the audit log's sequence.
         Ok(ImportReport { dry_run, changes })
     }
 }

@@ -983,6 +983,41 @@ async fn export_and_import_move_an_environment_and_dry_runs_change_nothing() {
     assert_eq!(api.audit_count().await, before, "an invalid file changes nothing");
 }
 
+/// Importing what an environment already holds (a deploy that imports the same file every
+/// time) is an unchanged write: no new version, nothing for replicas and clients to reload,
+/// no audit event.
+#[tokio::test]
+async fn an_import_that_changes_nothing_makes_no_new_version() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "portal"})).await;
+    api.create_segment("staging", json!({"key": "pilot", "companies": ["1"]})).await;
+    api.admin(Method::POST, "/api/v1/flags/portal/environments/staging/enable", None).await;
+    // The first flagd import of what our own format built spells out its implicit parts
+    // (README, "flagd format"); from then on the file is what the environment holds.
+    let flagd = api.admin(Method::GET, "/api/v1/environments/staging/export", None).await;
+    api.admin(Method::POST, "/api/v1/environments/staging/import", Some(flagd.body)).await;
+    let snapshot = "/api/v1/environments/staging/snapshot";
+    let version = |r: &Reply| r.headers[header::ETAG].to_str().unwrap().to_owned();
+    let before = version(&api.admin(Method::GET, snapshot, None).await);
+    let applied = api.call(Method::GET, "/readyz", None, None, &[]).await.body["appliedSeq"].clone();
+    let events = api.audit_count().await;
+    for format in ["flagd", "native"] {
+        let exported =
+            api.admin(Method::GET, &format!("/api/v1/environments/staging/export?format={format}"), None).await;
+        // A flagd file has no segments (it inlines them), so a replace with one would delete them.
+        let modes: &[&str] = if format == "native" { &["merge", "replace"] } else { &["merge"] };
+        for mode in modes {
+            let path = format!("/api/v1/environments/staging/import?mode={mode}");
+            let r = api.admin(Method::POST, &path, Some(exported.body.clone())).await;
+            assert_eq!((r.status, &r.body["changes"]), (StatusCode::OK, &json!([])), "{format} {mode}: {}", r.body);
+        }
+    }
+    assert_eq!(version(&api.admin(Method::GET, snapshot, None).await), before, "the same version");
+    let now = api.call(Method::GET, "/readyz", None, None, &[]).await.body["appliedSeq"].clone();
+    assert_eq!(now, applied, "no change sequence number taken");
+    assert_eq!(api.audit_count().await, events, "nothing recorded");
+}
+
 /// A flagd file cannot carry a flag's on variant: importing one (here, another
 /// environment's export) keeps the stored on variant, so allow lists, wherever they are,
 /// and percentage rollouts go on working. A native file, which can carry it, decides.
