@@ -97,7 +97,8 @@ pub struct ChangeEvent<'a> {
 /// Server-sent events announcing the environment's changes. The first `change` event
 /// comes at once with the current sequence number; each later one means "fetch the
 /// snapshot again". Keep-alive comments every 15 s. The stream ends when the server
-/// shuts down; reconnect with backoff and keep serving the snapshot you hold meanwhile.
+/// shuts down, or once the token that opened it is revoked; reconnect with backoff and keep
+/// serving the snapshot you hold meanwhile.
 #[utoipa::path(
     get,
     path = "/api/v1/stream",
@@ -124,14 +125,24 @@ async fn stream(
     })?;
     p.require_rulesets_of(&env)?;
     s.snapshot(&env)?;
-    Ok(Sse::new(changes(s, env)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+    Ok(Sse::new(changes(s, p, env)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
 }
 
-/// A `change` event whenever the environment's snapshot advances, until the server closes.
-fn changes(service: Arc<Service>, env: String) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+/// A `change` event whenever the environment's snapshot advances, until the server closes
+/// or `principal`'s token is revoked: a revoked token must stop learning of changes, as it
+/// stops reading snapshots. A revocation is a change too, so it wakes the stream to see it.
+fn changes(
+    service: Arc<Service>,
+    principal: Principal,
+    env: String,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
     let applied = service.snapshots().subscribe();
-    futures_util::stream::unfold((service, env, applied, i64::MIN), |(service, env, mut applied, sent)| async move {
+    let state = (service, principal, env, applied, i64::MIN);
+    futures_util::stream::unfold(state, |(service, principal, env, mut applied, sent)| async move {
         loop {
+            if !principal.is_live(&service) {
+                return None;
+            }
             let seq = service.snapshots().get(&env).map_or(sent, |s| s.seq());
             if seq > sent {
                 let event = Event::default()
@@ -139,7 +150,7 @@ fn changes(service: Arc<Service>, env: String) -> impl Stream<Item = Result<Even
                     .id(seq.to_string())
                     .json_data(ChangeEvent { environment: &env, seq })
                     .unwrap_or_else(|_| Event::default().event("change").id(seq.to_string()));
-                return Some((Ok(event), (service, env, applied, seq)));
+                return Some((Ok(event), (service, principal, env, applied, seq)));
             }
             tokio::select! {
                 changed = applied.changed() => changed.ok()?,

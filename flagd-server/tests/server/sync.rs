@@ -153,6 +153,46 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Waits at most five seconds for the stream to end, returning the `change` events'
+    /// data sent before it did.
+    async fn end(&mut self) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Some(chunk) = tokio::time::timeout_at(deadline, self.body.next()).await.expect("still open after 5 s")
+        {
+            self.buffer.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+        let data = self.buffer.lines().filter_map(|l| l.strip_prefix("data: "));
+        data.map(|d| serde_json::from_str(d).unwrap()).collect()
+    }
+}
+
+/// A revoked token stops reading snapshots at once; it must stop hearing of changes too.
+#[tokio::test]
+async fn a_stream_ends_when_its_token_is_revoked() {
+    let api = Api::new().await;
+    let version = pilot(&api).await;
+    let created = api
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "replica", "role": "evaluate", "environment": "production"})),
+        )
+        .await;
+    let (id, value) = (created.body["id"].as_str().unwrap(), created.body["value"].as_str().unwrap());
+    let mut events = Events::open(&api, "", value).await;
+    assert_eq!(events.next_change().await["seq"], version);
+
+    let revoked = api.admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "incident"}))).await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    let after = events.end().await;
+    assert!(after.iter().all(|e| e["seq"] != off.body["version"]), "the change after the revocation: {after:?}");
+    let again = api.call(Method::GET, "/api/v1/stream", Some(value), None, &[]).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+}
+
 #[tokio::test]
 async fn the_stream_announces_each_change_of_its_environment_only() {
     let api = Api::new().await;
