@@ -375,9 +375,10 @@ pub fn percent_milli(percent: f64) -> Result<u64, PercentError> {
         return Err(PercentError::OutOfRange);
     }
     let milli = percent * 1000.0;
-    // Decimal fractions are inexact in binary: a share of three decimals times 1000 may
-    // land a hair off a whole number.
-    if (milli - milli.round()).abs() > 1e-6 {
+    // Decimal fractions are inexact in binary: a share of three decimals times 1000 (or
+    // a client's 100 - 12.345) lands up to about 1e-11 off a whole number. More than that
+    // is more decimals (99.9999999999 is not 100).
+    if (milli - milli.round()).abs() > 1e-8 {
         return Err(PercentError::TooPrecise);
     }
     Ok(milli.round() as u64)
@@ -639,6 +640,10 @@ mod tests {
             (100.0, Ok(100_000)),
             (12.3456, Err(PercentError::TooPrecise)),
             (0.0001, Err(PercentError::TooPrecise)),
+            (99.9999999999, Err(PercentError::TooPrecise)),
+            (0.000_000_1, Err(PercentError::TooPrecise)),
+            (100.0 - 12.345, Ok(87_655)),
+            (0.1 + 0.2, Ok(300)),
             (-0.001, Err(PercentError::OutOfRange)),
             (100.001, Err(PercentError::OutOfRange)),
             (f64::NAN, Err(PercentError::OutOfRange)),
