@@ -10,7 +10,7 @@ use axum::routing::get;
 use flagd_core::Segment;
 use serde::Deserialize;
 
-use super::json::{JsonBody, UnreadBody, check_body};
+use super::json::{JsonBody, UnreadBody, check_body, without_bom};
 use super::params::{IfMatch, NoIfMatch, NoQuery, PathParams, QueryParams};
 use super::with_etag;
 use crate::auth::{Access, Principal, Writer};
@@ -133,8 +133,9 @@ async fn import(
     body: UnreadBody,
 ) -> Result<Response, ApiError> {
     let body = body.read_up_to(s.import_limit(), IMPORT_TOO_LARGE).await?;
-    check_body(&body)?;
-    let report = s.import(&p, &env, &body, params.mode, params.dry_run, params.reason).await?;
+    let body = without_bom(&body);
+    check_body(body)?;
+    let report = s.import(&p, &env, body, params.mode, params.dry_run, params.reason).await?;
     Ok(axum::Json(report).into_response())
 }
 

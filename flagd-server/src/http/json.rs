@@ -186,6 +186,7 @@ impl Pieces {
 /// anything else is refused here, because serde would read a struct from an array of its
 /// fields in order (`["k"]` as a flag keyed `k`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = without_bom(bytes);
     check_body(bytes)?;
     let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => b"{}",
@@ -193,6 +194,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Some(_) => return Err(ApiError::bad_request("INVALID_BODY", "the body must be a JSON object")),
     };
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("INVALID_BODY", format!("invalid JSON body: {e}")))
+}
+
+/// `bytes` without a leading UTF-8 byte order mark, which editors on Windows write at the
+/// start of a file saved as UTF-8. JSON parsers may ignore it (RFC 8259, 8.1); serde_json
+/// does not, and a file or body that is otherwise fine was refused as "not JSON".
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// Checks an admin body before it is parsed: its depth ([`check_depth`]), and that no

@@ -1094,6 +1094,27 @@ async fn an_imported_flagd_flag_without_default_variant_serves_no_off_variant() 
 
 /// A file that lists a flag or a segment twice is refused as a whole, in either format,
 /// with each repeated key named, instead of the last entry silently winning.
+/// A file saved as UTF-8 by an editor on Windows starts with a byte order mark: it is
+/// read as the JSON after it, for an import as for any admin body.
+#[tokio::test]
+async fn a_body_starting_with_a_byte_order_mark_is_read_as_the_json_after_it() {
+    let api = Api::new().await;
+    let admin = |path: &str, json: &str| {
+        Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+            .body(Body::from(format!("\u{feff}{json}")))
+            .unwrap()
+    };
+    let created = api.send(admin("/api/v1/flags", r#"{"key": "portal"}"#)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let file = r#"{"flags": {"theme": {"state": "ENABLED", "variants": {"a": "a"}, "defaultVariant": "a"}}}"#;
+    let imported = api.send(admin("/api/v1/environments/staging/import", file)).await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
+    assert_eq!(imported.body["changes"][0]["key"], "theme", "{}", imported.body);
+    let twice = api.send(admin("/api/v1/flags", &format!("\u{feff}{}", r#"{"key": "other"}"#))).await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST, "one mark, not two: {}", twice.body);
+}
+
 #[tokio::test]
 async fn an_import_listing_a_key_twice_is_refused_and_changes_nothing() {
     let api = Api::new().await;

@@ -45,8 +45,14 @@ pub fn read_json_file(file: &Path) -> Result<Value, Failure> {
         std::fs::read_to_string(file).map(|t| text = t)
     };
     read.map_err(|e| Failure::Usage(format!("cannot read {shown}: {e}; check the path; nothing was changed")))?;
-    serde_json::from_str(&text)
+    parse_json_text(&text)
         .map_err(|e| Failure::Usage(format!("{shown} is not JSON ({e}); fix the file; nothing was changed")))
+}
+
+/// JSON text, after the byte order mark an editor on Windows may put at the start of a file
+/// saved as UTF-8 (JSON parsers may ignore it, RFC 8259 8.1; serde_json does not).
+fn parse_json_text(text: &str) -> serde_json::Result<Value> {
+    serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
 /// `flagctl import FILE --env ENV [--dry-run] [--replace]`.
@@ -134,4 +140,16 @@ fn changed_fields(before: &Value, after: &Value) -> String {
         })
         .collect();
     if diffs.is_empty() { "-".to_owned() } else { diffs.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_saved_with_a_byte_order_mark_reads_as_the_json_after_it() {
+        assert_eq!(parse_json_text("\u{feff}{\"flags\": []}").ok(), Some(serde_json::json!({"flags": []})));
+        assert!(parse_json_text("\u{feff}\u{feff}{}").is_err(), "one mark, not two");
+        assert!(parse_json_text("{} x").is_err());
+    }
 }
