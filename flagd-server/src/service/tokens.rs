@@ -116,7 +116,11 @@ impl Service {
         }
         let at = write.now;
         write.tx.revoke_token(id, at).await?;
-        write.audit("token.revoke", Subject::default(), Some(serde_json::json!({ "id": id })), None);
+        // The whole token, as `token.create` records it, so that the log says whose token
+        // went and, for an evaluate token, is found by its environment.
+        let revoked = Token { revoked_at: Some(at), ..token.clone() };
+        let environment = token.environment.as_deref();
+        write.audit("token.revoke", Subject { environment, ..Subject::default() }, to_json(token), to_json(&revoked));
         self.commit(write).await?;
         Ok(())
     }

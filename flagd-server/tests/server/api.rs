@@ -546,6 +546,25 @@ async fn the_last_admin_token_cannot_be_revoked() {
     assert_eq!(own.body["error"]["code"], "LAST_ADMIN_TOKEN", "the one admin left keeps its token");
 }
 
+/// The audit log names whose token was revoked, and finds an evaluate token's revocation
+/// by its environment, as it finds its creation.
+#[tokio::test]
+async fn a_revocation_is_logged_with_the_token_and_its_environment() {
+    let api = Api::new().await;
+    let body = json!({"name": "edge", "role": "evaluate", "environment": "staging"});
+    let created = api.admin(Method::POST, "/api/v1/tokens", Some(body)).await;
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(api.admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    let logged = api.admin(Method::GET, "/api/v1/audit?environment=staging", None).await;
+    let actions = logged.body["events"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str());
+    let tokens: Vec<&str> = actions.filter(|a| a.starts_with("token.")).collect();
+    assert_eq!(tokens, ["token.revoke", "token.create"], "{}", logged.body);
+    let revoke = &logged.body["events"][0];
+    assert_eq!((&revoke["before"]["name"], &revoke["before"]["id"]), (&json!("edge"), &json!(id)), "{revoke}");
+    assert!(revoke["before"]["revokedAt"].is_null() && revoke["after"]["revokedAt"].is_i64(), "{revoke}");
+    assert!(revoke.to_string().find("hash").is_none(), "no secret in the log: {revoke}");
+}
+
 #[tokio::test]
 async fn revoking_a_revoked_token_again_changes_nothing() {
     let api = Api::new().await;
