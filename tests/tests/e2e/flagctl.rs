@@ -582,7 +582,7 @@ fn segments_belong_to_one_environment() {
     assert_eq!((&created["environment"], &created["companies"]), (&json!("staging"), &json!(["1", "2"])));
     assert_eq!(created["conditions"], json!([{"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]}]));
     let replaced = flagctl(&server, &["segment", "set", "pilot", "--env", "staging", "--company", "3", "--wait"]).ok();
-    assert!(replaced.stdout.contains("replaced segment `pilot` in staging"), "{}", replaced.stdout);
+    assert!(replaced.stdout.contains("updated segment `pilot` in staging"), "{}", replaced.stdout);
     let again = flagctl(&server, &["segment", "set", "pilot", "--env", "staging", "--company", "3"]).ok();
     assert!(again.stdout.contains("already was so, nothing changed"), "{}", again.stdout);
 
@@ -609,6 +609,109 @@ fn segments_belong_to_one_environment() {
     flagctl(&server, &["segment", "delete", "pilot", "--env", "staging"]).ok();
     let gone = flagctl(&server, &["segment", "get", "pilot"]).code(4);
     assert!(gone.stderr.contains("flagctl segment list"), "{}", gone.stderr);
+}
+
+/// `segment set` on an existing segment changes only the parts its options name, so that
+/// changing a description cannot empty the cohort of a flag's rule and take the feature
+/// from every company in it.
+#[test]
+fn segment_set_changes_only_the_parts_it_names() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    let set = |options: &[&str]| {
+        let mut args = vec!["segment", "set", "pilot", "--env", "staging"];
+        args.extend_from_slice(options);
+        flagctl(&server, &args).ok()
+    };
+    let stored = || flagctl(&server, &["segment", "get", "pilot", "--env", "staging", "-o", "json"]).ok().json();
+    // The variant `portal` serves in staging to this company with these attributes.
+    let variant = |company: &str, attrs: &[&str]| {
+        let mut args = vec!["eval", "portal", "--env", "staging", "--company", company, "-o", "json"];
+        for attr in attrs {
+            args.extend(["--attr", attr]);
+        }
+        flagctl(&server, &args).ok().json()["variant"].clone()
+    };
+    let (on, off) = (json!("on"), json!("off"));
+    set(&["--company", "1", "--company", "2", "--condition", "plan in pro,enterprise", "--description", "Pilots"]);
+    admin.create_flag(&json!({"key": "portal"})).unwrap();
+    let uses = json!({"state": "ENABLED", "rules": [{"segments": ["pilot"], "serve": {"variant": "on"}}]});
+    admin.set_config("portal", "staging", &uses).unwrap();
+    assert_eq!(
+        (variant("1", &[]), variant("9", &["plan=pro"]), variant("9", &[])),
+        (on.clone(), on.clone(), off.clone())
+    );
+
+    let described = set(&["--description", "pilot companies"]).stdout;
+    assert_eq!(variant("1", &[]), on, "a listed company still gets the feature");
+    assert_eq!(variant("9", &["plan=pro"]), on, "so does a company the conditions match");
+    let plan = json!([{"attribute": "plan", "op": "in", "value": ["pro", "enterprise"]}]);
+    let segment = stored();
+    assert_eq!(segment["companies"], json!(["1", "2"]), "the companies are kept");
+    assert_eq!(segment["conditions"], plan, "the conditions are kept");
+    assert_eq!(segment["description"], "pilot companies");
+    // The confirmation says what was kept, and shows the resulting segment.
+    assert!(
+        described.contains("updated segment `pilot` in staging")
+            && described.contains("set its description; kept its companies and conditions")
+            && described.contains("1, 2")
+            && described.contains("plan in"),
+        "{described}"
+    );
+
+    set(&["--company", "3"]);
+    let segment = stored();
+    assert_eq!(segment["companies"], json!(["3"]), "--company replaces the companies");
+    assert_eq!((&segment["conditions"], &segment["description"]), (&plan, &json!("pilot companies")));
+    assert_eq!(
+        (variant("3", &[]), variant("1", &[]), variant("9", &["plan=pro"])),
+        (on.clone(), off.clone(), on.clone())
+    );
+
+    let conditioned = set(&["--condition", "seats gte 10", "-o", "json"]).json();
+    let seats = json!([{"attribute": "seats", "op": "gte", "value": 10}]);
+    assert_eq!(conditioned["conditions"], seats, "--condition replaces the conditions");
+    assert_eq!((&conditioned["companies"], &conditioned["description"]), (&json!(["3"]), &json!("pilot companies")));
+    assert_eq!(stored()["conditions"], seats);
+    assert_eq!((variant("3", &[]), variant("9", &["seats=20"]), variant("9", &["plan=pro"])), (on.clone(), on, off));
+}
+
+/// With no part named, `segment set` leaves an existing segment as it is and says how to
+/// change it; `--file` is the whole segment, so what it leaves out is removed.
+#[test]
+fn segment_set_without_options_changes_nothing_and_a_file_replaces_everything() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    fn with<'a>(options: &[&'a str]) -> Vec<&'a str> {
+        [["segment", "set", "pilot", "--env", "staging"].as_slice(), options].concat()
+    }
+    let stored = || flagctl(&server, &["segment", "get", "pilot", "--env", "staging", "-o", "json"]).ok().json();
+    flagctl(&server, &with(&["--company", "1", "--condition", "seats gte 10", "--description", "Pilots"])).ok();
+    let before = (audit(&admin), stored());
+
+    let nothing = flagctl(&server, &with(&[])).ok().stdout;
+    assert!(
+        nothing.contains("segment `pilot` in staging unchanged: give --company, --condition, --description or --file")
+            && nothing.contains("Pilots"),
+        "{nothing}"
+    );
+    let nothing = flagctl(&server, &with(&["-o", "json"])).ok().json();
+    assert_eq!((&nothing["unchanged"], &nothing["companies"]), (&json!(true), &json!(["1"])));
+    assert_eq!((audit(&admin), stored()), before, "nothing was written");
+
+    let dir = TempDir::new("flagctl").unwrap();
+    let file = dir.path().join("pilot.json");
+    std::fs::write(&file, r#"{"companies": ["5"]}"#).unwrap();
+    let file = file.to_str().unwrap();
+    flagctl(&server, &with(&["--file", file, "--company", "6"])).code(2);
+    assert_eq!((audit(&admin), stored()), before, "a file with other options is refused before anything is sent");
+    let replaced = flagctl(&server, &with(&["--file", file])).ok().stdout;
+    assert!(replaced.contains("replaced segment `pilot` in staging"), "{replaced}");
+    let segment = stored();
+    let list = |value: &Value| value.as_array().cloned().unwrap_or_default();
+    assert_eq!(segment["companies"], json!(["5"]));
+    assert_eq!(list(&segment["conditions"]), Vec::<Value>::new(), "the file has no conditions: {segment}");
+    assert_eq!(segment["description"].as_str().unwrap_or_default(), "", "nor a description: {segment}");
 }
 
 /// `get KEY --env` shows the whole configuration: every rule, in order, with what a context

@@ -226,7 +226,13 @@ pub enum SegmentCommand {
         /// Segment key.
         key: String,
     },
-    /// Create or replace a segment of --env.
+    /// Create a segment of --env, or change the parts of one that the options name.
+    ///
+    /// On an existing segment, --company replaces its companies, --condition its conditions
+    /// and --description its description; a part no option names is kept as it is. With
+    /// none of them (and no --file) an existing segment is left unchanged. --file replaces
+    /// the whole segment with the file's: what the file leaves out is removed, and it takes
+    /// none of --company, --condition, --description.
     Set(SegmentSetArgs),
     /// Delete a segment of --env (no flag may use it).
     Delete {
@@ -240,16 +246,18 @@ pub enum SegmentCommand {
 pub struct SegmentSetArgs {
     /// Segment key.
     pub key: String,
-    /// A member company (repeat).
+    /// A member company (repeat); together they replace an existing segment's companies.
     #[arg(long = "company", value_name = "ID")]
     pub companies: Vec<String>,
     /// An attribute condition, `ATTRIBUTE OP VALUE` (e.g. 'plan in pro,enterprise'); repeat.
+    /// Together they replace an existing segment's conditions.
     #[arg(long = "condition", value_name = "'ATTR OP VALUE'")]
     pub conditions: Vec<String>,
-    /// What the cohort is.
+    /// What the cohort is; replaces an existing segment's description.
     #[arg(long)]
     pub description: Option<String>,
-    /// Read the whole segment (JSON) from this file instead (`-` for stdin).
+    /// Read the whole segment (JSON) from this file instead (`-` for stdin); it replaces an
+    /// existing segment entirely, so this is how to empty its companies or conditions.
     #[arg(long, conflicts_with_all = ["companies", "conditions", "description"])]
     pub file: Option<PathBuf>,
     /// Return only when every live replica serves the change (see --wait-timeout).

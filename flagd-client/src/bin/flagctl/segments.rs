@@ -115,40 +115,138 @@ fn describe(s: &Value) {
     ]);
 }
 
+/// What `segment set` writes over a stored segment.
+enum Change {
+    /// `--file`: the whole segment.
+    Whole(Value),
+    /// The parts the options name (`companies`, `conditions`, `description`); the stored
+    /// segment keeps the others.
+    Parts(Map<String, Value>),
+}
+
+/// The parts `segment set` can name, in the order messages list them.
+const PARTS: [&str; 3] = ["companies", "conditions", "description"];
+
+/// The fields a segment's view adds; sent back they would be ignored, so they are left out.
+const READ_ONLY: [&str; 3] = ["environment", "version", "unchanged"];
+
 async fn set(session: &Session, args: &SegmentSetArgs) -> Result<(), Failure> {
     let env = session.write_env("segment set")?;
-    let body = match &args.file {
-        Some(file) => segment_from_file(file, &args.key)?,
-        None => segment_from_args(args)?,
+    // Read and checked before anything is sent, so that a mistake changes nothing.
+    let change = match &args.file {
+        Some(file) => Change::Whole(segment_from_file(file, &args.key)?),
+        None => Change::Parts(named_parts(args)?),
     };
     let path = segment_path(env, &args.key);
-    // Read first: create when absent, otherwise replace exactly the version we read.
-    let existing = session.api.exchange(Request::new(Method::GET, path.clone(), target(env, &args.key))).await?;
-    let (request, verb) = match existing {
-        Ok(reply) => (Request::new(Method::PUT, path, target(env, &args.key)).if_match(reply.etag), "replaced"),
-        Err(r) if r.code == "SEGMENT_NOT_FOUND" => {
-            (Request::new(Method::POST, segments_path(env), target(env, &args.key)), "created")
+    let key = &args.key;
+    // Read first: create when absent, otherwise write over exactly the version we read, so
+    // that a change made meanwhile is refused (412) rather than lost.
+    let existing = session.api.exchange(Request::new(Method::GET, path.clone(), target(env, key))).await?;
+    // What the confirmation says, around the new version: `{done} (seq N){detail}`.
+    let (request, done, detail) = match existing {
+        Ok(reply) => {
+            let (body, done, detail) = match change {
+                Change::Whole(body) => (body, "replaced", " with the file's".to_owned()),
+                Change::Parts(named) if named.is_empty() => return unchanged(session, env, args, reply.body).await,
+                Change::Parts(named) => {
+                    let detail = format!(": {}", parts_summary(&named));
+                    (merged(reply.body, named)?, "updated", detail)
+                }
+            };
+            (Request::new(Method::PUT, path, target(env, key)).if_match(reply.etag).json(body), done, detail)
         }
-        Err(r) => return Err(crate::api::explain(&r, &target(env, &args.key))),
+        Err(r) if r.code == "SEGMENT_NOT_FOUND" => {
+            let body = match change {
+                Change::Whole(body) => body,
+                Change::Parts(named) => new_segment(key, named),
+            };
+            (Request::new(Method::POST, segments_path(env), target(env, key)).json(body), "created", String::new())
+        }
+        Err(r) => return Err(crate::api::explain(&r, &target(env, key))),
     };
-    let view = session.api.send(request.json(body)).await?.body;
+    let view = session.api.send(request).await?.body;
     if session.json() {
         output::json(&view);
     } else {
         let version = output::cell(&view["version"]);
         if view["unchanged"] == true {
-            output::line(&format!("segment `{}` in {env} already was so, nothing changed (seq {version})", args.key));
+            output::line(&format!("segment `{key}` in {env} already was so, nothing changed (seq {version})"));
         } else {
-            output::line(&format!("{verb} segment `{}` in {env} (seq {version})", args.key));
+            output::line(&format!("{done} segment `{key}` in {env} (seq {version}){detail}"));
         }
         describe(&view);
     }
+    wait_if_asked(session, args, &view).await
+}
+
+/// An existing segment and no option to change it: a no-op, as setting what already is,
+/// rather than a usage error, since the same command line creates the segment when absent.
+async fn unchanged(session: &Session, env: &str, args: &SegmentSetArgs, mut view: Value) -> Result<(), Failure> {
+    if session.json() {
+        // The shape of the server's answer to a write that changed nothing.
+        view["unchanged"] = json!(true);
+        output::json(&view);
+    } else {
+        output::line(&format!(
+            "segment `{}` in {env} unchanged: give --company, --condition, --description or --file to change it",
+            args.key
+        ));
+        describe(&view);
+    }
+    wait_if_asked(session, args, &view).await
+}
+
+async fn wait_if_asked(session: &Session, args: &SegmentSetArgs, view: &Value) -> Result<(), Failure> {
     if args.wait {
         if let Some(seq) = view["version"].as_i64() {
             wait::report(session, seq).await?;
         }
     }
     Ok(())
+}
+
+/// `set its description; kept its companies and conditions`.
+fn parts_summary(named: &Map<String, Value>) -> String {
+    let (set, kept): (Vec<&str>, Vec<&str>) = PARTS.into_iter().partition(|part| named.contains_key(*part));
+    match kept.as_slice() {
+        [] => format!("set its {}", words(&set)),
+        _ => format!("set its {}; kept its {}", words(&set), words(&kept)),
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn words(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// The stored segment with the named parts written over it. Built from what the server
+/// sent rather than from the parts flagctl knows, so that a field of a newer server
+/// survives too.
+fn merged(stored: Value, named: Map<String, Value>) -> Result<Value, Failure> {
+    let Value::Object(mut fields) = stored else {
+        return Err(Failure::Server(format!(
+            "the server's answer for the segment is not a JSON object ({stored}); nothing was changed: upgrade flagctl \
+             or report this"
+        )));
+    };
+    for read_only in READ_ONLY {
+        fields.remove(read_only);
+    }
+    fields.extend(named);
+    Ok(Value::Object(fields))
+}
+
+fn new_segment(key: &str, named: Map<String, Value>) -> Value {
+    let mut body = Map::new();
+    body.insert("key".into(), json!(key));
+    body.insert("companies".into(), json!([]));
+    body.insert("conditions".into(), json!([]));
+    body.extend(named);
+    Value::Object(body)
 }
 
 fn segment_from_file(file: &Path, key: &str) -> Result<Value, Failure> {
@@ -159,23 +257,28 @@ fn segment_from_file(file: &Path, key: &str) -> Result<Value, Failure> {
             file.display()
         )));
     };
-    for read_only in ["environment", "version"] {
+    for read_only in READ_ONLY {
         fields.remove(read_only);
     }
     fields.entry("key").or_insert_with(|| json!(key));
     Ok(body)
 }
 
-fn segment_from_args(args: &SegmentSetArgs) -> Result<Value, Failure> {
-    let conditions: Vec<Value> = args.conditions.iter().map(|c| condition(c)).collect::<Result<_, _>>()?;
-    let mut body = Map::new();
-    body.insert("key".into(), json!(args.key));
-    body.insert("companies".into(), json!(args.companies));
-    body.insert("conditions".into(), Value::Array(conditions));
-    if let Some(description) = &args.description {
-        body.insert("description".into(), json!(description));
+/// The parts named on the command line; an option not given names nothing (it cannot
+/// empty a list: that takes --file).
+fn named_parts(args: &SegmentSetArgs) -> Result<Map<String, Value>, Failure> {
+    let mut named = Map::new();
+    if !args.companies.is_empty() {
+        named.insert("companies".into(), json!(args.companies));
     }
-    Ok(Value::Object(body))
+    if !args.conditions.is_empty() {
+        let conditions: Vec<Value> = args.conditions.iter().map(|c| condition(c)).collect::<Result<_, _>>()?;
+        named.insert("conditions".into(), Value::Array(conditions));
+    }
+    if let Some(description) = &args.description {
+        named.insert("description".into(), json!(description));
+    }
+    Ok(named)
 }
 
 /// Operators whose value is a list (comma-separated on the command line).
