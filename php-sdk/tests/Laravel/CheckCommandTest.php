@@ -21,19 +21,7 @@ final class CheckCommandTest extends TestCase
         $server->admin('POST', '/api/v1/flags/cmd_theme/environments/production/allow', ['companies' => ['42', '007']]);
         // Enabled with no off variant and nothing serving: flagd answers without a value.
         $server->createEnabledFlag('cmd_nooff', ['variants' => ['x' => 'X', 'y' => 'Y'], 'noOffVariant' => true]);
-        $app = LaravelApp::create([
-            'url' => $server->url,
-            'token' => $server->evaluateToken(),
-            'timeout_ms' => 2000,
-            'connect_timeout_ms' => 1000,
-            'cache' => 'none',
-            'log' => false,
-        ], __DIR__ . '/views');
-
-        $artisan = new Artisan($app, $app['events'], 'test');
-        $artisan->setAutoExit(false);
-        $artisan->resolve(CheckCommand::class);
-
+        $artisan = self::artisan();
         $output = new BufferedOutput();
         $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_theme', '--company' => '42']), $output);
         $text = $output->fetch();
@@ -65,18 +53,9 @@ final class CheckCommandTest extends TestCase
         $server = Server::shared();
         $server->createEnabledFlag('cmd_attr_portal');
         $server->admin('POST', '/api/v1/flags/cmd_attr_portal/environments/production/allow', ['companies' => ['5']]);
-        $app = LaravelApp::create([
-            'url' => $server->url,
-            'token' => $server->evaluateToken(),
-            'timeout_ms' => 2000,
-            'connect_timeout_ms' => 1000,
-            'cache' => 'none',
-            'log' => false,
-        ], __DIR__ . '/views');
-        $artisan = new Artisan($app, $app['events'], 'test');
-        $artisan->setAutoExit(false);
+        $artisan = self::artisan();
+        // An exception must fail the test, not become an exit code.
         $artisan->setCatchExceptions(false);
-        $artisan->resolve(CheckCommand::class);
         $output = new BufferedOutput();
 
         $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_attr_portal', '--attr' => ['companyId=5', 'plan=pro']]), $output);
@@ -87,5 +66,16 @@ final class CheckCommandTest extends TestCase
 
         $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_attr_portal', '--attr' => ['companyId=6']]), $output);
         self::assertStringContainsString('value:   false', $output->fetch(), 'another company');
+    }
+
+    /** Artisan with the check command, on an application asking the shared test server. */
+    private static function artisan(): Artisan
+    {
+        $app = LaravelApp::onSharedServer(__DIR__ . '/views');
+        $artisan = new Artisan($app, $app['events'], 'test');
+        $artisan->setAutoExit(false);
+        $artisan->resolve(CheckCommand::class);
+
+        return $artisan;
     }
 }

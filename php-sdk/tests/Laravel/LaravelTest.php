@@ -41,16 +41,7 @@ final class LaravelTest extends TestCase
 
     private static function createApp(): Application
     {
-        $server = Server::shared();
-
-        return LaravelApp::create([
-            'url' => $server->url,
-            'token' => $server->evaluateToken(),
-            'timeout_ms' => 2000,
-            'connect_timeout_ms' => 1000,
-            'cache' => 'none',
-            'log' => false,
-        ], __DIR__ . '/views');
+        return LaravelApp::onSharedServer(__DIR__ . '/views');
     }
 
     public function test_it_merges_the_config_and_binds_the_client_as_a_singleton(): void

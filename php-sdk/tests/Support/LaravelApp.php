@@ -27,6 +27,24 @@ final class LaravelApp
         }
     }
 
+    /**
+     * An application whose flagd client asks the shared test server as production's
+     * evaluate token, with no cache and no log: each check reaches the server.
+     */
+    public static function onSharedServer(string $views): Application
+    {
+        $server = Server::shared();
+
+        return self::create([
+            'url' => $server->url,
+            'token' => $server->evaluateToken(),
+            'timeout_ms' => 2000,
+            'connect_timeout_ms' => 1000,
+            'cache' => 'none',
+            'log' => false,
+        ], $views);
+    }
+
     /** @param array<string, mixed> $flagd config values set before the provider merges its defaults */
     public static function create(array $flagd, string $views): Application
     {
