@@ -125,7 +125,7 @@ async fn list_tokens(State(s): State<Arc<Service>>, p: Principal) -> Result<Resp
     request_body(content = NewToken),
     responses(
         (status = 201, description = "Created, with its value", body = CreatedToken),
-        (status = 400, description = "Malformed body, or a role and environment that do not go together", body = ErrorBody),
+        (status = 400, description = "Malformed body, or a role and environment that do not go together (`INVALID_BODY`), an `If-Match` header (`INVALID_IF_MATCH`: a creation has no version to match), or a query parameter (`INVALID_QUERY`: this write takes none)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "The `evaluate` token's environment does not exist (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
@@ -157,7 +157,7 @@ async fn create_token(
     params(("id" = String, Path, description = "Token id")),
     responses(
         (status = 204, description = "Revoked (or revoked already)"),
-        (status = 400, description = "An `If-Match` header, which a token has no version for (`INVALID_IF_MATCH`), or a path parameter that does not decode (`INVALID_PATH`)", body = ErrorBody),
+        (status = 400, description = "An `If-Match` header, which a token has no version for (`INVALID_IF_MATCH`), a query parameter (`INVALID_QUERY`: this write takes none), or a path parameter that does not decode (`INVALID_PATH`)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such token (`TOKEN_NOT_FOUND`)", body = ErrorBody),

@@ -113,7 +113,7 @@ struct ImportParams {
     request_body(content = ImportFile, description = "The file, in either format"),
     responses(
         (status = 200, description = "What the import did, or would do in a dry run", body = ImportReport),
-        (status = 400, description = "Not a flagd file nor a flagd-server file (`INVALID_BODY`), or bad query (`INVALID_QUERY`, `INVALID_REASON`) or path (`INVALID_PATH`) parameters", body = ErrorBody),
+        (status = 400, description = "Not a flagd file nor a flagd-server file (`INVALID_BODY`), bad query (`INVALID_QUERY`, `INVALID_REASON`) or path (`INVALID_PATH`) parameters, or an `If-Match` header (`INVALID_IF_MATCH`: an import has no version to match)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
@@ -177,7 +177,7 @@ async fn list(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, A
     request_body(content = NewEnvironment),
     responses(
         (status = 201, description = "Created", body = Environment),
-        (status = 400, description = "Malformed body (`INVALID_BODY`, `TOO_DEEP`) or an invalid name (`INVALID_NAME`)", body = ErrorBody),
+        (status = 400, description = "Malformed body (`INVALID_BODY`, `TOO_DEEP`), an invalid name (`INVALID_NAME`), an `If-Match` header (`INVALID_IF_MATCH`: a creation has no version to match), or a query parameter (`INVALID_QUERY`: this write takes none)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 409, description = "It exists already (`ALREADY_EXISTS`)", body = ErrorBody),
@@ -230,7 +230,7 @@ async fn list_segments(
     request_body(content = Segment),
     responses(
         (status = 201, description = "Created", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`, `INVALID_PATH`, ...)", body = ErrorBody),
+        (status = 400, description = "Malformed body, header, path or query (`INVALID_BODY`, `TOO_DEEP`, `INVALID_IF_MATCH`: a creation has no version to match, `INVALID_PATH`, `INVALID_QUERY`: this write takes no query parameters, ...)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment (`ENVIRONMENT_NOT_FOUND`)", body = ErrorBody),
@@ -290,7 +290,7 @@ async fn read_segment(
     request_body(content = SegmentUpdate),
     responses(
         (status = 200, description = "The segment after the change", body = SegmentView, headers(("ETag" = String, description = "The version, for `If-Match`"))),
-        (status = 400, description = "Malformed body, header or path (`INVALID_BODY`, `TOO_DEEP`, `KEY_MISMATCH`, `INVALID_IF_MATCH`, `INVALID_PATH`)", body = ErrorBody),
+        (status = 400, description = "Malformed body, header, path or query (`INVALID_BODY`, `TOO_DEEP`, `KEY_MISMATCH`, `INVALID_IF_MATCH`, `INVALID_PATH`, `INVALID_QUERY`: this write takes no query parameters)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),
@@ -337,7 +337,7 @@ async fn replace_segment(
     params(("env" = String, Path, description = "Environment name"), ("key" = String, Path, description = "Segment key"), IfMatch),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed header or path (`INVALID_IF_MATCH`, `INVALID_PATH`)", body = ErrorBody),
+        (status = 400, description = "Malformed header, path or query (`INVALID_IF_MATCH`, `INVALID_PATH`, `INVALID_QUERY`: this write takes no query parameters)", body = ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
         (status = 404, description = "No such environment or segment (`ENVIRONMENT_NOT_FOUND`, `SEGMENT_NOT_FOUND`)", body = ErrorBody),

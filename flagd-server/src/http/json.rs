@@ -48,7 +48,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
 /// Reads a JSON object body; an empty one is refused when `needed`, else read as `{}`.
 async fn read_object<T: DeserializeOwned>(req: Request, needed: bool) -> Result<T, ApiError> {
     let bytes = UnreadBody::from(req).read().await?;
-    if needed && bytes.iter().all(u8::is_ascii_whitespace) {
+    // A byte order mark alone (an emptied file saved by an editor on Windows) is no body
+    // either: read as `{}`, it would reset what a `PUT` was meant to replace.
+    if needed && without_bom(&bytes).iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("INVALID_BODY", "this request needs a JSON object body"));
     }
     parse(&bytes)
