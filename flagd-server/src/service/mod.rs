@@ -308,12 +308,12 @@ impl Service {
         let environments: BTreeSet<String> = if everywhere {
             tx.environments().await?.into_iter().map(|e| e.name).collect()
         } else {
-            changes.iter().filter_map(|c| c.environment.clone()).collect()
+            changes.iter().filter_map(|c| c.rebuilds().map(str::to_owned)).collect()
         };
         for env in &environments {
             self.install(compile_environment(tx.as_mut(), env, seq).await?);
         }
-        if changes.iter().any(|c| c.action.starts_with("token.")) {
+        if changes.iter().any(ChangeScope::is_token_change) {
             self.tokens.replace(tx.tokens().await?);
         }
         self.snapshots.mark_applied(seq);

@@ -240,9 +240,22 @@ impl ChangeScope {
     /// one. Tokens are not in any snapshot.
     pub fn reaches_every_environment(&self) -> bool {
         match &self.environment {
-            None => !self.action.starts_with("token."),
+            None => !self.is_token_change(),
             Some(_) => self.action.starts_with("import.flag."),
         }
+    }
+
+    /// The environment whose snapshot must be rebuilt, if just one. A token is in no
+    /// snapshot, though an evaluate token's creation and revocation are recorded under its
+    /// environment (for the audit log's filter): rebuilding that environment for them
+    /// would send every stream a change and every client a new version for nothing.
+    pub fn rebuilds(&self) -> Option<&str> {
+        self.environment.as_deref().filter(|_| !self.is_token_change())
+    }
+
+    /// Whether the change is to a token.
+    pub fn is_token_change(&self) -> bool {
+        self.action.starts_with("token.")
     }
 }
 

@@ -167,6 +167,34 @@ impl Events {
     }
 }
 
+/// An evaluate token's creation and revocation are logged under its environment, but a
+/// token is in no snapshot: a replica applying them reloads its tokens and leaves the
+/// environment's snapshot, its version and its streams as they were.
+#[tokio::test]
+async fn a_replica_applying_token_changes_rebuilds_no_environment() {
+    let api = Api::new().await;
+    pilot(&api).await;
+    let replica = api.replica().await;
+    let before = replica.snapshot("production").unwrap().seq();
+    let body = json!({"name": "edge", "role": "evaluate", "environment": "production"});
+    let created = api.admin(Method::POST, "/api/v1/tokens", Some(body)).await;
+    let (id, value) = (created.body["id"].as_str().unwrap(), created.body["value"].as_str().unwrap());
+    assert!(replica.catch_up().await.unwrap(), "the replica found the change");
+    let app = flagd_server::app(Arc::clone(&replica));
+    let read = |token: &str| {
+        let request = Request::get("/api/v1/environments/production/snapshot")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        reply(app.clone(), request)
+    };
+    assert_eq!(read(value).await.status, StatusCode::OK, "the replica knows the new token");
+    assert_eq!(api.admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    assert!(replica.catch_up().await.unwrap(), "the replica found the revocation");
+    assert_eq!(read(value).await.status, StatusCode::UNAUTHORIZED, "the replica refuses the revoked token");
+    assert_eq!(replica.snapshot("production").unwrap().seq(), before, "production's snapshot was not rebuilt");
+}
+
 /// A revoked token stops reading snapshots at once; it must stop hearing of changes too.
 #[tokio::test]
 async fn a_stream_ends_when_its_token_is_revoked() {
