@@ -569,11 +569,19 @@ final class Client
 
         $status = $response->status;
         if ($status === 304 && $entry !== null) {
+            $this->breaker->recordSuccess();
+            $this->cache->delete($this->refusedKey());
+            // Another worker may have stored a newer answer while this request was in flight
+            // (one that could not wait for the lock, or came after it expired): the 304 only
+            // confirms the copy read before sending, and writing that back would replace the
+            // newer flags with older ones marked fresh.
+            $current = $this->newerEntry($entryKey, $entry);
+            if ($current !== null) {
+                return ['flags' => $current['flags'], 'stale' => false, 'error' => null];
+            }
             $entry['at'] = ($this->clock)();
             $entry['etag'] = $response->header('etag') ?? $entry['etag'];
             $this->cache->set($entryKey, $entry, $this->keepSeconds());
-            $this->breaker->recordSuccess();
-            $this->cache->delete($this->refusedKey());
 
             return ['flags' => $entry['flags'], 'stale' => false, 'error' => null];
         }
@@ -620,6 +628,28 @@ final class Client
         }
 
         return $this->failure($entry, sprintf('flagd answered HTTP %d', $status) . self::errorSuffix($response));
+    }
+
+    /**
+     * The entry now cached under `$entryKey` when another worker replaced `$revalidated`
+     * with it (another answer, or the same one stored or confirmed later); null when it is
+     * still the one revalidated, or gone. A per-process cache gives back what this worker
+     * read, and `NullCache` nothing: both refresh as before.
+     *
+     * @param array{flags: array<string, array<string, mixed>>, etag: ?string, at: float} $revalidated
+     * @return array{flags: array<string, array<string, mixed>>, etag: ?string, at: float}|null
+     */
+    private function newerEntry(string $entryKey, array $revalidated): ?array
+    {
+        $current = $this->cache->get($entryKey);
+        if (!is_array($current) || !isset($current['flags'], $current['at'])) {
+            return null;
+        }
+        if (($current['etag'] ?? null) !== ($revalidated['etag'] ?? null) || $current['at'] > $revalidated['at']) {
+            return $current;
+        }
+
+        return null;
     }
 
     /**

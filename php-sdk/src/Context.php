@@ -46,6 +46,55 @@ final class Context
         ?string $targetingKey = null,
         array $attributes = [],
     ) {
+        $this->assign($companyId, $targetingKey, $attributes);
+    }
+
+    /**
+     * The fields and attributes, ready for `__unserialize()` to read back through the
+     * constructor's rules. Malformed field values go back among the attributes, where they
+     * came from: the members are then those the first release had, so that a release before
+     * this one still reads the payload during a rolling deploy (a job queued by a newer web
+     * node). The cache key memo is left out: it is recomputed on first use.
+     *
+     * @return array{companyId: int|string|null, targetingKey: ?string, attributes: array<string, mixed>}
+     */
+    public function __serialize(): array
+    {
+        return [
+            'companyId' => $this->companyId,
+            'targetingKey' => $this->targetingKey,
+            'attributes' => array_replace($this->malformed, $this->attributes),
+        ];
+    }
+
+    /**
+     * Reads what `__serialize()` wrote, and the properties earlier versions serialized (with
+     * or without private `malformed` values, a cache key memo that is dropped), through the
+     * constructor's rules: a payload written before a rule changed gets today's fields, never
+     * uninitialised ones.
+     *
+     * @param array<string, mixed> $data
+     */
+    public function __unserialize(array $data): void
+    {
+        $malformed = $data["\0" . self::class . "\0malformed"] ?? [];
+        $attributes = array_replace(
+            is_array($malformed) ? $malformed : [],
+            is_array($data['attributes'] ?? null) ? $data['attributes'] : [],
+        );
+        // Through the attributes, not the arguments: a field value of a type the field does
+        // not take (a payload of some other version) is then kept as malformed, not a TypeError.
+        foreach (self::FIELDS as $name) {
+            if (isset($data[$name])) {
+                $attributes[$name] = $data[$name];
+            }
+        }
+        $this->assign(null, null, $attributes);
+    }
+
+    /** @param array<string, mixed> $attributes */
+    private function assign(int|string|null $companyId, ?string $targetingKey, array $attributes): void
+    {
         $fields = ['companyId' => $companyId, 'targetingKey' => $targetingKey];
         $malformed = [];
         foreach (self::FIELDS as $name) {

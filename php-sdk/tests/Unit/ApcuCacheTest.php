@@ -98,17 +98,60 @@ final class ApcuCacheTest extends TestCase
 
             return FakeTransport::notModified();
         };
-        $transport->then(FakeTransport::bulk(['portal' => true]), $meanwhile, $meanwhile, FakeTransport::bulk(['portal' => false]));
+        $transport->then(FakeTransport::bulk(['portal' => true]), $meanwhile, $meanwhile, FakeTransport::bulk(['portal' => false], '"e2"'));
         self::assertTrue($worker()->isEnabled('portal', $ctx));
 
         // Just past the 1 s TTL: the other worker serves the answer rather than ask too.
         $clock->advance(1.2);
         self::assertTrue($worker()->isEnabled('portal', $ctx));
         // Long past it, with a stale TTL of 0, the answer is kept only for its ETag: the
-        // other worker asks flagd itself rather than serve it.
+        // other worker asks flagd itself rather than serve it. Its answer is newer than the
+        // one the 304 confirms, so the revalidating worker serves it too.
         $clock->advance(30);
-        self::assertTrue($worker()->isEnabled('portal', $ctx));
+        self::assertFalse($worker()->isEnabled('portal', $ctx));
 
         self::assertSame([[true, 0], [false, 1]], $seen);
+    }
+
+    public function test_it_keeps_the_newer_answer_another_worker_stored_while_a_revalidation_was_in_flight(): void
+    {
+        $clock = new Clock();
+        $transport = new FakeTransport();
+        $worker = fn (): Client => new Client('http://flagd.test', 'token', cache: $this->cache, transport: $transport, staleTtl: 0, clock: $clock);
+        $ctx = Context::company(42);
+        // While this worker waits on its revalidation, flagd's flags change and another
+        // worker (which may not serve an answer this old) stores the new answer; flagd's 304
+        // to the first request was sent before the change.
+        $meanwhile = static function () use ($worker, $ctx): Response {
+            $worker()->isEnabled('portal', $ctx);
+
+            return FakeTransport::notModified('"e1"');
+        };
+        $transport->then(
+            FakeTransport::bulk(['portal' => true], '"e1"'),
+            $meanwhile,
+            FakeTransport::bulk(['portal' => false], '"e2"'),
+        );
+        self::assertTrue($worker()->isEnabled('portal', $ctx));
+        $clock->advance(30);
+        $revalidating = $worker();
+        self::assertFalse($revalidating->isEnabled('portal', $ctx));
+        self::assertSame('"e1"', $transport->requests[1]['headers']['If-None-Match']);
+
+        $answers = [];
+        foreach (apcu_cache_info()['cache_list'] as $entry) {
+            $value = apcu_fetch($entry['info']);
+            if (str_starts_with($entry['info'], $this->prefix) && is_array($value) && isset($value['flags'])) {
+                $answers[] = [$value['etag'], $value['flags']['portal']['value']];
+            }
+        }
+        self::assertSame([['"e2"', false]], $answers);
+
+        // Inside the TTL a later request serves the newer answer from the cache.
+        $clock->advance(0.5);
+        $later = $worker();
+        self::assertFalse($later->isEnabled('portal', $ctx));
+        self::assertSame(0, $later->requestCount());
+        self::assertCount(3, $transport->requests);
     }
 }

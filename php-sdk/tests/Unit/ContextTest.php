@@ -64,4 +64,64 @@ final class ContextTest extends TestCase
         self::assertSame(['plan' => 'pro', 'companyId' => 5, 'targetingKey' => 'u1'], $ctx->withCompany(5)->toArray());
         self::assertSame(['plan' => 'pro', 'targetingKey' => 'u1'], $ctx->withCompany(null)->toArray());
     }
+
+    public function test_it_unserializes_a_context_it_serialized_as_an_equal_context(): void
+    {
+        foreach ([
+            Context::empty(),
+            Context::company(42, 'u1', ['plan' => 'pro', '7' => 'digits']),
+            Context::company('007'),
+            Context::empty()->with('companyId', [5])->withTargetingKey('u1')->with('plan', 'pro'),
+            new Context(attributes: ['targetingKey' => 17, 'plan' => 'pro']),
+        ] as $ctx) {
+            $label = json_encode($ctx->toArray());
+            $key = $ctx->cacheKey();
+            $payload = serialize($ctx);
+            self::assertStringNotContainsString($key, $payload, $label);
+
+            $copy = unserialize($payload);
+            self::assertInstanceOf(Context::class, $copy);
+            self::assertSame([$ctx->companyId, $ctx->targetingKey, $ctx->attributes], [$copy->companyId, $copy->targetingKey, $copy->attributes], $label);
+            self::assertSame($ctx->toArray(), $copy->toArray(), $label);
+            self::assertSame($ctx->cacheKey(), $copy->cacheKey(), $label);
+            self::assertSame($ctx->requestBody(), $copy->requestBody(), $label);
+            // Still malformed after the round trip: setting the other field keeps the bad value.
+            self::assertSame($ctx->withTargetingKey('u9')->toArray(), $copy->withTargetingKey('u9')->toArray(), $label);
+        }
+    }
+
+    public function test_it_unserializes_a_context_serialized_by_the_previous_version(): void
+    {
+        // What the previous Context (public readonly companyId, targetingKey and attributes; a
+        // private cacheKey memo; no malformed values) gave serialize(), as a queued job or a
+        // cache entry written before an upgrade holds it. The memo is not one this version
+        // computes: it must not be served.
+        $previous = static fn (string $members): string => str_replace('~', "\0", 'O:13:"Flagd\Context":4:{s:23:"~Flagd\Context~cacheKey";'
+            . 's:32:"ffffffffffffffffffffffffffffffff";' . $members . '}');
+        $cases = [
+            [$previous('s:9:"companyId";i:42;s:12:"targetingKey";s:2:"u1";s:10:"attributes";a:1:{s:4:"plan";s:3:"pro";}'), Context::company(42, 'u1', ['plan' => 'pro'])],
+            [$previous('s:9:"companyId";N;s:12:"targetingKey";N;s:10:"attributes";a:0:{}'), Context::empty()],
+            // The payload of an object the previous version never built, read by today's rules:
+            // an attribute named like a field sets it, a value of the wrong type stays malformed.
+            [$previous('s:9:"companyId";N;s:12:"targetingKey";N;s:10:"attributes";a:2:{s:9:"companyId";s:1:"5";s:4:"plan";s:3:"pro";}'), Context::company('5', attributes: ['plan' => 'pro'])],
+            [$previous('s:9:"companyId";d:5.5;s:12:"targetingKey";s:2:"u1";s:10:"attributes";a:0:{}'), new Context(targetingKey: 'u1', attributes: ['companyId' => 5.5])],
+            // Serialized by the release that kept malformed values in a private property of its own.
+            [
+                str_replace('~', "\0", 'O:13:"Flagd\Context":5:{s:9:"companyId";N;s:12:"targetingKey";s:2:"u1";s:10:"attributes";a:1:{s:4:"plan";s:3:"pro";}'
+                    . 's:24:"~Flagd\Context~malformed";a:1:{s:9:"companyId";a:1:{i:0;i:5;}}s:23:"~Flagd\Context~cacheKey";N;}'),
+                new Context(targetingKey: 'u1', attributes: ['companyId' => [5], 'plan' => 'pro']),
+            ],
+        ];
+        foreach ($cases as [$payload, $expected]) {
+            $label = json_encode($expected->toArray());
+            $ctx = unserialize($payload);
+
+            self::assertInstanceOf(Context::class, $ctx);
+            self::assertSame([$expected->companyId, $expected->targetingKey, $expected->attributes], [$ctx->companyId, $ctx->targetingKey, $ctx->attributes], $label);
+            self::assertSame($expected->toArray(), $ctx->toArray(), $label);
+            self::assertSame($expected->cacheKey(), $ctx->cacheKey(), $label);
+            self::assertSame($expected->requestBody(), $ctx->requestBody(), $label);
+            self::assertEquals($expected->with('beta', true), $ctx->with('beta', true), $label);
+        }
+    }
 }
