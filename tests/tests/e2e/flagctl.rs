@@ -356,6 +356,9 @@ fn a_server_that_does_not_answer_in_time_is_told_from_one_that_cannot_be_reached
     assert!(!write.stderr.contains("cannot reach"), "it was reached: {}", write.stderr);
     let read = flagctl(&server, &["list", "--request-timeout", "1s"]).code(1);
     assert!(read.stderr.contains("did not answer within 1s (--request-timeout); try again later"), "{}", read.stderr);
+    // A POST that only evaluates changes nothing, and says so.
+    let eval = flagctl(&server, &["eval", "f", "--company", "1", "--env", "staging", "--request-timeout", "1s"]);
+    assert!(eval.code(1).stderr.contains("try again later"), "an evaluation is no change");
     drop(hung);
     flagctl(&server, &["list"]).ok();
 }

@@ -8,6 +8,10 @@ use serde_json::Value;
 
 use crate::exit::Failure;
 
+/// How long a connection may take to open; at most half the request timeout, so that a
+/// server that cannot be reached is told from one that was sent a request and did not answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What a request is about, so that an error can name it and point at the next command.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Target<'a> {
@@ -52,13 +56,16 @@ pub struct Request<'a> {
     if_match: Option<String>,
     /// `None`: the session's `--request-timeout`.
     timeout: Option<Duration>,
+    /// Whether the request may change something (a `POST` that only evaluates does not).
+    writes: bool,
     target: Target<'a>,
 }
 
 impl<'a> Request<'a> {
     /// `method path`, about `target`.
     pub fn new(method: Method, path: impl Into<String>, target: Target<'a>) -> Self {
-        Self { method, path: path.into(), body: None, query: Vec::new(), if_match: None, timeout: None, target }
+        let writes = method != Method::GET;
+        Self { method, path: path.into(), body: None, query: Vec::new(), if_match: None, timeout: None, writes, target }
     }
 
     /// With a JSON body.
@@ -76,6 +83,12 @@ impl<'a> Request<'a> {
     /// With `If-Match`.
     pub fn if_match(mut self, etag: Option<String>) -> Self {
         self.if_match = etag;
+        self
+    }
+
+    /// A request that changes nothing, whatever its method (an evaluation, a dry run).
+    pub fn read_only(mut self) -> Self {
+        self.writes = false;
         self
     }
 
@@ -129,7 +142,7 @@ impl Api {
     /// after `request_timeout` unless they say otherwise.
     pub fn new(base: &str, token: Option<String>, request_timeout: Duration) -> Result<Self, Failure> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT.min(request_timeout / 2))
             .user_agent(concat!("flagctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::Server(format!("cannot set up HTTP: {e}; check the TLS setup of this machine")))?;
@@ -165,7 +178,7 @@ impl Api {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let unanswered = |e: reqwest::Error| self.unanswered(&e, &request.method, timeout);
+        let unanswered = |e: reqwest::Error| self.unanswered(&e, &request);
         let response = builder.send().await.map_err(unanswered)?;
         let status = response.status().as_u16();
         let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -182,19 +195,21 @@ impl Api {
     }
 
     /// No answer to a request: a server that could not be reached, or one that took longer
-    /// than `timeout` to answer, in which case a write may have been made all the same.
-    fn unanswered(&self, e: &reqwest::Error, method: &Method, timeout: Duration) -> Failure {
+    /// than its timeout to answer, in which case a write may have been made all the same.
+    /// (The connect timeout is shorter than any request timeout, so a timeout that is not
+    /// the connect's came after the request could be sent.)
+    fn unanswered(&self, e: &reqwest::Error, request: &Request<'_>) -> Failure {
         if e.is_timeout() && !e.is_connect() {
-            let after = if *method == Method::GET {
-                "try again later"
-            } else {
-                "the change may have been made all the same: look before trying again (`flagctl get`, `flagctl audit`)"
+            let within = match request.timeout {
+                Some(timeout) => crate::duration::show(timeout),
+                None => format!("{} (--request-timeout)", crate::duration::show(self.request_timeout)),
             };
-            return Failure::Server(format!(
-                "flagd at {} did not answer within {} (--request-timeout); {after}",
-                self.base,
-                crate::duration::show(timeout)
-            ));
+            let after = if request.writes {
+                "the change may have been made all the same: look before trying again (`flagctl get`, `flagctl audit`)"
+            } else {
+                "try again later"
+            };
+            return Failure::Server(format!("flagd at {} did not answer within {within}; {after}", self.base));
         }
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(e);

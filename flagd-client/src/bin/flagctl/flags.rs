@@ -482,8 +482,9 @@ pub async fn eval(session: &Session, args: &EvalArgs) -> Result<(), Failure> {
     let mut results = Map::new();
     for env in &envs {
         let path = format!("{}/evaluate", config_path(&args.key, env));
-        let request =
-            Request::new(Method::POST, path, Target::flag(&args.key, Some(env))).json(json!({ "context": context }));
+        let request = Request::new(Method::POST, path, Target::flag(&args.key, Some(env)))
+            .json(json!({ "context": context }))
+            .read_only();
         results.insert(env.clone(), session.api.send(request).await?.body);
     }
     match (&session.env, session.json()) {

@@ -68,6 +68,9 @@ pub async fn import(session: &Session, args: &ImportArgs) -> Result<(), Failure>
     if let Some(reason) = &args.reason {
         request = request.query("reason", reason.clone());
     }
+    if args.dry_run {
+        request = request.read_only();
+    }
     let report = match session.api.exchange(request).await? {
         Ok(reply) => reply.body,
         // The file is what was refused, not flagctl's arguments.
