@@ -541,13 +541,19 @@ pub enum CompanyId {
 /// Company ids may be written as strings or integers; they are kept as strings.
 fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
     let raw = Vec::<Value>::deserialize(de)?;
-    raw.iter()
-        .map(|v| {
-            company_key(v).ok_or_else(|| {
-                serde::de::Error::custom(format!("company ids must be non-empty strings or integers, got {v}"))
-            })
-        })
-        .collect()
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
+    let mut ids = Vec::with_capacity(raw.len());
+    for v in &raw {
+        let id = company_key(v).ok_or_else(|| {
+            serde::de::Error::custom(format!("company ids must be non-empty strings or integers, got {v}"))
+        })?;
+        // A list of companies is a set: one listed twice (`"7"` and `7`, say) is kept once,
+        // where it first appears, as adding it through the allow and deny operations does.
+        if seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -701,6 +707,15 @@ mod tests {
         assert_eq!(colours.on_percentage(Some(&serve(json!({"variant": "red"})))), None);
         let no_on: FlagDefinition = serde_json::from_value(json!({"key": "n", "variants": {"a": 1, "b": 2}})).unwrap();
         assert_eq!(no_on.on_percentage(None), None);
+    }
+
+    #[test]
+    fn a_company_listed_twice_is_kept_once_where_it_first_appears() {
+        let config: EnvironmentConfig =
+            serde_json::from_value(json!({"allow": ["2", "1", 2, "1"], "deny": [7, "7"]})).unwrap();
+        assert_eq!((config.allow, config.deny), (vec!["2".to_owned(), "1".to_owned()], vec!["7".to_owned()]));
+        let segment: Segment = serde_json::from_value(json!({"key": "pilot", "companies": ["5", 5, "6"]})).unwrap();
+        assert_eq!(segment.companies, ["5", "6"]);
     }
 
     proptest::proptest! {
