@@ -116,9 +116,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 }
 
 /// For a write on what has no version to match (a creation, an import, a token's
-/// revocation): any `If-Match` is refused with 400
-/// `INVALID_IF_MATCH`. No value could match, and the caller who sent one asked for a check
-/// that cannot be made; acting without it would let them believe it was.
+/// revocation): any `If-Match` is refused with 400 `INVALID_IF_MATCH`. No value could
+/// match, and the caller who sent one asked for a check that cannot be made; acting without
+/// it would let them believe it was.
 #[derive(Debug)]
 pub struct NoIfMatch;
 
