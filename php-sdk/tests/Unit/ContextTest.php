@@ -80,11 +80,7 @@ final class ContextTest extends TestCase
             self::assertStringNotContainsString($key, $payload, $label);
 
             $copy = unserialize($payload);
-            self::assertInstanceOf(Context::class, $copy);
-            self::assertSame([$ctx->companyId, $ctx->targetingKey, $ctx->attributes], [$copy->companyId, $copy->targetingKey, $copy->attributes], $label);
-            self::assertSame($ctx->toArray(), $copy->toArray(), $label);
-            self::assertSame($ctx->cacheKey(), $copy->cacheKey(), $label);
-            self::assertSame($ctx->requestBody(), $copy->requestBody(), $label);
+            self::assertSameContext($ctx, $copy, $label);
             // Still malformed after the round trip: setting the other field keeps the bad value.
             self::assertSame($ctx->withTargetingKey('u9')->toArray(), $copy->withTargetingKey('u9')->toArray(), $label);
         }
@@ -116,12 +112,18 @@ final class ContextTest extends TestCase
             $label = json_encode($expected->toArray());
             $ctx = unserialize($payload);
 
-            self::assertInstanceOf(Context::class, $ctx);
-            self::assertSame([$expected->companyId, $expected->targetingKey, $expected->attributes], [$ctx->companyId, $ctx->targetingKey, $ctx->attributes], $label);
-            self::assertSame($expected->toArray(), $ctx->toArray(), $label);
-            self::assertSame($expected->cacheKey(), $ctx->cacheKey(), $label);
-            self::assertSame($expected->requestBody(), $ctx->requestBody(), $label);
+            self::assertSameContext($expected, $ctx, $label);
             self::assertEquals($expected->with('beta', true), $ctx->with('beta', true), $label);
         }
+    }
+
+    /** What an unserialized context must be: the expected one, field by field and as sent. */
+    private static function assertSameContext(Context $expected, mixed $actual, string $label): void
+    {
+        self::assertInstanceOf(Context::class, $actual, $label);
+        self::assertSame([$expected->companyId, $expected->targetingKey, $expected->attributes], [$actual->companyId, $actual->targetingKey, $actual->attributes], $label);
+        self::assertSame($expected->toArray(), $actual->toArray(), $label);
+        self::assertSame($expected->cacheKey(), $actual->cacheKey(), $label);
+        self::assertSame($expected->requestBody(), $actual->requestBody(), $label);
     }
 }

@@ -26,11 +26,11 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// A change confirmed applied.
 #[derive(Debug)]
-pub struct Confirmed {
+struct Confirmed {
     /// How far the confirmation reaches, for people.
-    pub sentence: String,
+    sentence: String,
     /// The server's answer (`seq`, `scope`, `replicas`), for `--output json`.
-    pub answer: Value,
+    answer: Value,
 }
 
 /// Waits until change `seq` is applied or `--wait-timeout` passes; returns the sentence
