@@ -35,6 +35,33 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A JSON object that names a key twice (see [`crate::find_repeated_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}` is named twice in {} (line {line}, column {column})", ObjectAt(object))]
+pub struct RepeatedKey {
+    /// The key.
+    pub key: String,
+    /// JSON path of the object that names it, e.g. `flags.checkout.variants`; empty for
+    /// the top-level object.
+    pub object: String,
+    /// Line of its second naming, from 1.
+    pub line: usize,
+    /// Column where that naming ends, from 1.
+    pub column: usize,
+}
+
+/// An object's path, in words.
+struct ObjectAt<'a>(&'a str);
+
+impl fmt::Display for ObjectAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            "" => f.write_str("the top-level object"),
+            path => write!(f, "`{path}`"),
+        }
+    }
+}
+
 /// Every problem found in a set of definitions (never just the first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {

@@ -18,6 +18,8 @@
 //!   with JSON Logic ([`logic`]) and flagd's `fractional`, `sem_ver`, `starts_with`,
 //!   `ends_with`.
 //! - [`hash`]: flagd's v2 bucketing, the one place that hashes.
+//! - [`find_repeated_key`]: finds a JSON object that names a key twice, which serde would
+//!   read as its last value.
 //!
 //! # Example
 //!
@@ -61,9 +63,10 @@ mod evaluate;
 mod problems;
 mod resolution;
 mod ruleset;
+mod unique_keys;
 
 pub use context::EvaluationContext;
-pub use error::{ContextError, Error, LogicError, PercentError, Problem, ValidationError};
+pub use error::{ContextError, Error, LogicError, PercentError, Problem, RepeatedKey, ValidationError};
 #[cfg(feature = "openapi")]
 pub use model::CompanyId;
 pub use model::{
@@ -74,3 +77,4 @@ pub use resolution::{
     ErrorCode, FlagValue, Outcome, Reason, Resolution, ResolutionError, Typed, flag_not_found, ofrep_metadata,
 };
 pub use ruleset::{CompileOptions, Dialect, Ruleset, TOTAL_WEIGHT, check_keys, is_strict_key};
+pub use unique_keys::find_repeated_key;

@@ -165,7 +165,10 @@ async fn read(
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
-/// Changes a definition: fields given replace the stored ones.
+/// Changes a definition, as a JSON merge patch.
+///
+/// A field given replaces the stored one, a field given as `null` goes back to what a flag
+/// created without it has, a field left out stays.
 #[utoipa::path(
     patch,
     path = "/api/v1/flags/{key}",

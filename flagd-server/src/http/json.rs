@@ -205,16 +205,20 @@ pub fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
-/// Checks an admin body before it is parsed: its depth ([`check_depth`]), and that no
-/// string in it holds the NUL character. PostgreSQL cannot store NUL in text and answers
-/// an error for any text that holds it, even in a lookup, so it is refused on every
-/// backend alike, before anything is read or written.
+/// Checks an admin body before it is parsed: its depth ([`check_depth`]), that no object
+/// in it names a key twice (serde would keep the last), and that no string in it holds
+/// the NUL character. PostgreSQL cannot store NUL in text and answers an error for any
+/// text that holds it, even in a lookup, so it is refused on every backend alike, before
+/// anything is read or written.
 pub fn check_body(bytes: &[u8]) -> Result<(), ApiError> {
     check_depth(bytes)?;
     if holds_nul(bytes) {
         return Err(ApiError::bad_request("INVALID_BODY", "text may not contain the NUL character (`\\u0000`)"));
     }
-    Ok(())
+    match flagd_core::find_repeated_key(bytes) {
+        Some(repeated) => Err(ApiError::bad_request("INVALID_BODY", repeated.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Whether JSON text holds the escape `\u0000`, the only way it can carry a NUL. After an
@@ -370,6 +374,15 @@ mod tests {
         for body in [r#"{"reason": "\\u0000"}"#, r#"{"a": "\u0001 \\\\u0000"}"#] {
             assert!(parse::<serde_json::Value>(body.as_bytes()).is_ok(), "{body}");
         }
+    }
+
+    #[test]
+    fn a_key_named_twice_is_refused_with_where_it_is() {
+        let refused = parse::<serde_json::Value>(br#"{"key": "a", "variants": {"on": 1, "on": 2}}"#);
+        let Err(ApiError::BadRequest { code: "INVALID_BODY", message }) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(message, "`on` is named twice in `variants` (line 1, column 39)");
     }
 
     mod properties {

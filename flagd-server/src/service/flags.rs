@@ -47,52 +47,90 @@ pub struct EnvironmentSummary {
     pub updated_at: i64,
 }
 
-/// A partial update of a definition: fields given replace the stored ones.
+/// A partial update of a definition, as a JSON merge patch (RFC 7396): a field given
+/// replaces the stored one, a field given as `null` goes back to what a flag created
+/// without it has (no description, no tags, boolean variants, the variant named `off` or
+/// `on`, an off variant), a field left out stays.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlagPatch {
     /// What the flag is for.
-    description: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<String>, nullable)]
+    description: Option<Option<String>>,
     /// Who to ask about it.
-    owner: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<String>, nullable)]
+    owner: Option<Option<String>>,
     /// Free-form labels.
-    tags: Option<Vec<String>>,
-    /// Variant name → value, all of one JSON type.
-    variants: Option<IndexMap<String, Value>>,
-    /// The variant served when disabled, denied or nothing else applies.
-    off_variant: Option<String>,
-    /// The variant served to allowed companies and by percentage rollouts.
-    on_variant: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    tags: Option<Option<Vec<String>>>,
+    /// Variant name → value, all of one JSON type; `null` makes the flag boolean.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<IndexMap<String, Value>>, nullable)]
+    variants: Option<Option<IndexMap<String, Value>>>,
+    /// The variant served when disabled, denied or nothing else applies; `null` makes it
+    /// the variant named `off` again (none with `noOffVariant`).
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<String>, nullable)]
+    off_variant: Option<Option<String>>,
+    /// Whether the flag has no off variant when `offVariant` is unset, even one named
+    /// `off` (see the definition's field).
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<bool>, nullable)]
+    no_off_variant: Option<Option<bool>>,
+    /// The variant served to allowed companies and by percentage rollouts; `null` makes it
+    /// the variant named `on` again.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<String>, nullable)]
+    on_variant: Option<Option<String>>,
     /// Reported with every evaluation.
-    metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<Map<String, Value>>, nullable)]
+    metadata: Option<Option<Map<String, Value>>>,
     /// Why, for the audit log.
     pub reason: Option<String>,
 }
 
+/// Reads a field that is present, `null` included, as `Some`: serde reads a present `null`
+/// and a missing field alike as `None`, and a merge patch tells them apart.
+fn given<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(de: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// Applies one field of a patch: left out keeps `field`, `null` resets it to its default.
+fn merge<T: Default>(field: &mut T, patch: Option<Option<T>>) {
+    if let Some(value) = patch {
+        *field = value.unwrap_or_default();
+    }
+}
+
 impl FlagPatch {
     fn apply(self, def: &mut FlagDefinition) {
-        let FlagPatch { description, owner, tags, variants, off_variant, on_variant, metadata, reason: _ } = self;
-        if let Some(v) = description {
-            def.description = v;
+        let FlagPatch {
+            description,
+            owner,
+            tags,
+            variants,
+            off_variant,
+            no_off_variant,
+            on_variant,
+            metadata,
+            reason: _,
+        } = self;
+        merge(&mut def.description, description);
+        merge(&mut def.owner, owner);
+        merge(&mut def.tags, tags);
+        merge(&mut def.variants, variants);
+        if let Some(name) = off_variant {
+            def.off_variant = name;
         }
-        if let Some(v) = owner {
-            def.owner = v;
+        merge(&mut def.no_off_variant, no_off_variant);
+        if let Some(name) = on_variant {
+            def.on_variant = name;
         }
-        if let Some(v) = tags {
-            def.tags = v;
-        }
-        if let Some(v) = variants {
-            def.variants = v;
-        }
-        if let Some(v) = off_variant {
-            def.off_variant = Some(v);
-        }
-        if let Some(v) = on_variant {
-            def.on_variant = Some(v);
-        }
-        if let Some(v) = metadata {
-            def.metadata = v;
-        }
+        merge(&mut def.metadata, metadata);
     }
 }
 

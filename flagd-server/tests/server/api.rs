@@ -1467,6 +1467,48 @@ async fn a_definition_problem_is_named_once_not_per_environment() {
     assert_eq!(paths, ["flags.t.onVariant", "environments.qa.flags.t.allow"], "{}", r.body);
 }
 
+/// A `PATCH` is a JSON merge patch: a field given as `null` goes back to what a flag
+/// created without it has, so an off or on variant once named can be unnamed again, and a
+/// field left out stays. Each change that changes something is one audit event.
+#[tokio::test]
+async fn a_patch_field_given_null_goes_back_to_its_default() {
+    let api = Api::new().await;
+    let variants = json!({"on": "blue", "off": "grey", "dark": "black"});
+    let flag = json!({"key": "theme", "owner": "web", "tags": ["ui"], "variants": variants, "offVariant": "dark"});
+    api.create_flag(flag).await;
+    let token = api.token("evaluate", Some("production")).await;
+    let served = || async { api.ofrep(&token, "theme", json!({"companyId": "1"})).await.body["variant"].clone() };
+    assert_eq!(served().await, "dark", "disabled, the flag serves its off variant");
+
+    let patch = |body: Value| api.admin(Method::PATCH, "/api/v1/flags/theme", Some(body));
+    let events = api.audit_count().await;
+    let unnamed = patch(json!({"offVariant": null, "tags": null})).await;
+    assert_eq!(unnamed.status, StatusCode::OK, "{}", unnamed.body);
+    for field in ["offVariant", "tags", "noOffVariant"] {
+        assert_eq!(unnamed.body.get(field), None, "{field}: {}", unnamed.body);
+    }
+    assert_eq!((&unnamed.body["owner"], &unnamed.body["variants"]), (&json!("web"), &variants), "left out, kept");
+    assert_eq!(served().await, "off", "the variant named `off` is the off variant again");
+
+    let none = patch(json!({"noOffVariant": true})).await;
+    assert_eq!(none.body["noOffVariant"], true, "{}", none.body);
+    assert_eq!(served().await, Value::Null, "no off variant: nothing is served");
+    let back = patch(json!({"noOffVariant": null, "onVariant": "dark"})).await;
+    assert_eq!((back.body.get("noOffVariant"), &back.body["onVariant"]), (None, &json!("dark")), "{}", back.body);
+    assert_eq!(served().await, "off");
+    let boolean = patch(json!({"onVariant": null, "variants": null, "owner": null})).await;
+    assert_eq!(boolean.status, StatusCode::OK, "{}", boolean.body);
+    for field in ["onVariant", "variants", "owner"] {
+        assert_eq!(boolean.body.get(field), None, "{field}: {}", boolean.body);
+    }
+    let evaluated = api.ofrep(&token, "theme", json!({"companyId": "1"})).await.body;
+    assert_eq!((&evaluated["variant"], &evaluated["value"]), (&json!("off"), &json!(false)), "{evaluated}");
+
+    let again = patch(json!({"offVariant": null, "tags": null})).await;
+    assert_eq!(again.body["unchanged"], true, "null where nothing is set changes nothing: {}", again.body);
+    assert_eq!(api.audit_count().await, events + 4, "one event per change");
+}
+
 /// A flagd-server file that cannot be read says where: which flag or segment (a flag's
 /// definition and configuration share one object, so the path stops at the flag), and the
 /// line and column, not only what.

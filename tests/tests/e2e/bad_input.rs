@@ -171,6 +171,26 @@ fn refuses_bad_input(server: &Server) {
     }
     let malformed = admin.request_raw("POST", "/api/v1/flags", b"{\"key\": ".to_vec()).unwrap();
     assert_eq!((malformed.status, &malformed.body["error"]["code"]), (400, &json!("INVALID_BODY")));
+    // A key named twice would keep only the last; which one was meant cannot be known.
+    let repeats = [
+        (
+            "/api/v1/flags",
+            r#"{"key": "r", "variants": {"on": 1, "off": 0, "on": 2}}"#,
+            "`on` is named twice in `variants`",
+        ),
+        (
+            "/api/v1/environments/production/import",
+            r#"{"flags": {"r": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"},
+                          "r": {"state": "DISABLED", "variants": {"a": 1}, "defaultVariant": "a"}}}"#,
+            "`r` is named twice in `flags`",
+        ),
+    ];
+    for (path, body, message) in repeats {
+        let repeated = admin.request_raw("POST", path, body.as_bytes().to_vec()).unwrap();
+        assert_eq!((repeated.status, &repeated.body["error"]["code"]), (400, &json!("INVALID_BODY")), "{path}");
+        let said = repeated.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(said.starts_with(message), "{path}: {said}");
+    }
     let deep = format!("{{\"key\": \"d\", \"metadata\": {{\"x\": {}{}}}}}", "[".repeat(100), "]".repeat(100));
     let too_deep = admin.request_raw("POST", "/api/v1/flags", deep.into_bytes()).unwrap();
     assert_eq!((too_deep.status, &too_deep.body["error"]["code"]), (400, &json!("TOO_DEEP")));
@@ -191,7 +211,7 @@ fn refuses_bad_input(server: &Server) {
     assert_eq!(audit_len(&admin), audit_before, "nothing refused reached the audit log");
     let flags = admin.get("/api/v1/flags").unwrap().body;
     assert_eq!(flags["flags"].as_array().map(Vec::len), Some(2), "only `f` and `big`: {flags}");
-    for key in ["g", "d", "h"] {
+    for key in ["g", "d", "h", "r"] {
         assert_eq!(admin.get(&format!("/api/v1/flags/{key}")).unwrap().status, 404);
     }
 }

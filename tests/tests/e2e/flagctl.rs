@@ -891,6 +891,14 @@ fn export_and_import_refusals_say_what_to_do_with_the_file() {
     let before = audit(&admin);
     let bad = flagctl(&server, &["import", file.to_str().unwrap(), "--env", "production"]).code(2);
     assert!(bad.stderr.contains("wrong.json") && bad.stderr.contains("fix the file"), "{}", bad.stderr);
+    // Read as JSON, a flag named twice would be the last of the two, and sent so the
+    // server could not tell: flagctl refuses the file itself.
+    let twice = dir.path().join("twice.json");
+    let flag = r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}"#;
+    std::fs::write(&twice, format!(r#"{{"flags": {{"b": {flag}, "b": {flag}}}}}"#)).unwrap();
+    let repeated = flagctl(&server, &["import", twice.to_str().unwrap(), "--env", "production"]).code(2);
+    let said = "twice.json: `b` is named twice in `flags` (line 1, column ";
+    assert!(repeated.stderr.contains(said) && repeated.stderr.contains("fix the file"), "{}", repeated.stderr);
     assert_eq!(audit(&admin), before, "nothing imported");
 }
 

@@ -45,14 +45,23 @@ pub fn read_json_file(file: &Path) -> Result<Value, Failure> {
         std::fs::read_to_string(file).map(|t| text = t)
     };
     read.map_err(|e| Failure::Usage(format!("cannot read {shown}: {e}; check the path; nothing was changed")))?;
-    parse_json_text(&text)
-        .map_err(|e| Failure::Usage(format!("{shown} is not JSON ({e}); fix the file; nothing was changed")))
+    parse_json_text(&text, &shown)
 }
 
-/// JSON text, after the byte order mark an editor on Windows may put at the start of a file
-/// saved as UTF-8 (JSON parsers may ignore it, RFC 8259 8.1; serde_json does not).
-fn parse_json_text(text: &str) -> serde_json::Result<Value> {
-    serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(text))
+/// The JSON in the file `shown`, after the byte order mark an editor on Windows may put at
+/// the start of a file saved as UTF-8 (JSON parsers may ignore it, RFC 8259 8.1; serde_json
+/// does not). An object that names a key twice is refused here: read, it keeps the last
+/// value, and the server, which refuses it, would never see the repeat.
+fn parse_json_text(text: &str, shown: &dyn std::fmt::Display) -> Result<Value, Failure> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value = serde_json::from_str(text)
+        .map_err(|e| Failure::Usage(format!("{shown} is not JSON ({e}); fix the file; nothing was changed")))?;
+    match flagd_core::find_repeated_key(text.as_bytes()) {
+        Some(repeated) => Err(Failure::Usage(format!(
+            "{shown}: {repeated}, so which of its values was meant is unknown; fix the file; nothing was changed"
+        ))),
+        None => Ok(value),
+    }
 }
 
 /// `flagctl import FILE --env ENV [--dry-run] [--replace]`.
@@ -151,8 +160,16 @@ mod tests {
 
     #[test]
     fn a_file_saved_with_a_byte_order_mark_reads_as_the_json_after_it() {
-        assert_eq!(parse_json_text("\u{feff}{\"flags\": []}").ok(), Some(serde_json::json!({"flags": []})));
-        assert!(parse_json_text("\u{feff}\u{feff}{}").is_err(), "one mark, not two");
-        assert!(parse_json_text("{} x").is_err());
+        let parse = |text: &str| parse_json_text(text, &"f.json");
+        assert_eq!(parse("\u{feff}{\"flags\": []}").ok(), Some(serde_json::json!({"flags": []})));
+        assert!(parse("\u{feff}\u{feff}{}").is_err(), "one mark, not two");
+        assert!(parse("{} x").is_err());
+    }
+
+    #[test]
+    fn a_file_naming_a_key_twice_is_refused_with_where() {
+        let refused = parse_json_text("\u{feff}{\"flags\": {\"a\": {}, \"a\": {}}}", &"f.json");
+        let Err(Failure::Usage(message)) = refused else { panic!("{refused:?}") };
+        assert!(message.starts_with("f.json: `a` is named twice in `flags` (line 1, column 23)"), "{message}");
     }
 }
