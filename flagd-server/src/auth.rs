@@ -179,7 +179,7 @@ impl Principal {
         &self.token.name
     }
 
-    /// The token's id.
+    /// The token's id, which the audit log keeps beside its name; empty for the server.
     pub fn token_id(&self) -> &str {
         &self.token.id
     }

@@ -424,7 +424,7 @@ async function auditPage(query) {
   AUDIT_FILTERS.map(([name, label], i) => el('div', {}, el('label', { for: `audit-${name}` }, label), inputs[i])),
   el('button', { type: 'submit' }, 'Filter'));
   const rows = data.events.map((e) => el('tr', { 'data-action': e.action },
-    el('td', {}, when(e.at)), el('td', {}, e.actor), el('td', {}, e.action), el('td', {}, e.flag || e.segment || '—'),
+    el('td', {}, when(e.at)), el('td', { title: e.actorToken && `token ${e.actorToken}` }, e.actor), el('td', {}, e.action), el('td', {}, e.flag || e.segment || '—'),
     el('td', {}, e.environment || '—'), el('td', { 'data-field': 'reason' }, e.reason || '—'), el('td', {}, change(e))));
   const older = new URLSearchParams(params);
   if (data.nextCursor !== null && data.nextCursor !== undefined) older.set('cursor', data.nextCursor);

@@ -350,6 +350,7 @@ impl Service {
         Ok(Write {
             tx,
             actor: actor.name().to_owned(),
+            actor_token: Some(actor.token_id()).filter(|id| !id.is_empty()).map(str::to_owned),
             reason,
             events: Vec::new(),
             touched: BTreeSet::new(),
@@ -404,6 +405,7 @@ impl Service {
 pub(crate) struct Write {
     pub(crate) tx: Box<dyn Tx>,
     actor: String,
+    actor_token: Option<String>,
     reason: Option<String>,
     events: Vec<AuditEvent>,
     touched: BTreeSet<String>,
@@ -440,6 +442,7 @@ impl Write {
             id: 0,
             seq: self.tx.seq(),
             actor: self.actor.clone(),
+            actor_token: self.actor_token.clone(),
             at: self.now,
             action: action.to_owned(),
             environment: subject.environment.map(str::to_owned),

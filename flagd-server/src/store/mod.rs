@@ -145,8 +145,13 @@ pub struct AuditEvent {
     pub id: i64,
     /// The change sequence number of the write that made it.
     pub seq: i64,
-    /// Who: a token's name (or id).
+    /// Who: a token's name, or `flagd-server` for the server's own changes.
     pub actor: String,
+    /// The id of the token that made the change, as the token list shows it: names may
+    /// repeat (a token rotated under the same name), ids do not. Absent for the server's
+    /// own changes and for events recorded before it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_token: Option<String>,
     /// Unix milliseconds.
     pub at: i64,
     /// What, e.g. `flag.create`, `config.disable`, `segment.update`, `token.revoke`.

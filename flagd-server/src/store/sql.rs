@@ -379,8 +379,8 @@ impl fmt::Debug for SqlTx {
 const FLAG_COLUMNS: &str = "SELECT \"key\", definition, version, created_at, updated_at FROM flags";
 const CONFIG_COLUMNS: &str = "SELECT flag, environment, config, version, updated_at, updated_by FROM configs";
 const SEGMENT_COLUMNS: &str = "SELECT environment, \"key\", definition, version FROM segments";
-const AUDIT_COLUMNS: &str =
-    "SELECT id, seq, actor, at, action, environment, flag, segment, before_doc, after_doc, reason FROM audit";
+const AUDIT_COLUMNS: &str = "SELECT id, seq, actor, actor_token, at, action, environment, flag, segment, before_doc, after_doc, reason \
+     FROM audit";
 const TOKEN_COLUMNS: &str = "SELECT id, name, role, environment, hash, created_at, revoked_at FROM tokens";
 
 impl SqlTx {
@@ -489,8 +489,8 @@ impl SqlTx {
 
     /// Inserts an audit row and returns its generated id.
     async fn insert_audit(&mut self, event: &NewAuditEvent) -> Result<i64, StoreError> {
-        let mut sql = "INSERT INTO audit (seq, actor, at, action, environment, flag, segment, before_doc, after_doc, \
-                       reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        let mut sql = "INSERT INTO audit (seq, actor, actor_token, at, action, environment, flag, segment, \
+                       before_doc, after_doc, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             .to_owned();
         if self.dialect.has_returning() {
             sql.push_str(" RETURNING id");
@@ -499,6 +499,7 @@ impl SqlTx {
         let query = sqlx::query(&sql)
             .bind(event.seq)
             .bind(event.actor.as_str())
+            .bind(event.actor_token.as_deref())
             .bind(event.at)
             .bind(event.action.as_str())
             .bind(event.environment.as_deref())
@@ -897,6 +898,7 @@ fn decode_audit(row: &AnyRow) -> Result<AuditEvent, StoreError> {
         id: row.try_get("id")?,
         seq: row.try_get("seq")?,
         actor: text(row, "actor")?,
+        actor_token: optional_text(row, "actor_token")?,
         at: row.try_get("at")?,
         action: text(row, "action")?,
         environment: optional_text(row, "environment")?,

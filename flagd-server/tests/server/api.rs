@@ -766,6 +766,37 @@ async fn the_audit_log_records_each_change_with_actor_reason_and_diff() {
     assert!(next.body["events"][0]["id"].as_i64().unwrap() < cursor);
 }
 
+/// Token names may repeat (a token rotated under the same name), so each event also keeps
+/// the id of the token that made it, as the token list shows it.
+#[tokio::test]
+async fn the_audit_log_tells_apart_two_tokens_of_one_name() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let mut ids = Vec::new();
+    for reason in ["old deploy token", "new deploy token"] {
+        let body = json!({"name": "deploy", "role": "admin"});
+        let created = api.admin(Method::POST, "/api/v1/tokens", Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let (id, value) = (created.body["id"].as_str().unwrap(), created.body["value"].as_str().unwrap());
+        let path = "/api/v1/flags/f/environments/staging/enable";
+        let op = if ids.is_empty() { path.to_owned() } else { path.replace("enable", "disable") };
+        let r = api.call(Method::POST, &op, Some(value), Some(json!({ "reason": reason })), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        ids.push(id.to_owned());
+    }
+    let tokens = api.admin(Method::GET, "/api/v1/tokens", None).await.body;
+    let listed: Vec<_> = tokens["tokens"].as_array().unwrap().iter().filter(|t| t["name"] == "deploy").collect();
+    assert!(ids.iter().all(|id| listed.iter().any(|t| t["id"] == json!(id))), "{tokens}");
+
+    let events = api.admin(Method::GET, "/api/v1/audit?actor=deploy", None).await.body;
+    let by: Vec<_> = events["events"].as_array().unwrap().iter().map(|e| (&e["actorToken"], &e["reason"])).collect();
+    let expected = [(json!(ids[1]), json!("new deploy token")), (json!(ids[0]), json!("old deploy token"))];
+    assert_eq!(by, expected.iter().map(|(a, b)| (a, b)).collect::<Vec<_>>(), "{events}");
+    // The server's own changes (the environments of its first start) name no token.
+    let first = api.admin(Method::GET, "/api/v1/audit?actor=flagd-server&limit=1", None).await.body;
+    assert_eq!((&first["events"][0]["actor"], first["events"][0].get("actorToken")), (&json!("flagd-server"), None));
+}
+
 #[tokio::test]
 async fn the_audit_log_of_an_unknown_environment_is_not_found_and_a_quiet_one_is_an_empty_page() {
     let api = Api::new().await;

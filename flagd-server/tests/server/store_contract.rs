@@ -274,6 +274,7 @@ fn event(seq: i64, actor: &str, at: i64, environment: Option<&str>, flag: Option
         id: 0,
         seq,
         actor: actor.to_owned(),
+        actor_token: None,
         at,
         action: "config.update".to_owned(),
         environment: environment.map(str::to_owned),
@@ -832,6 +833,7 @@ async fn audit_is_filtered_and_paged_newest_first(store: Arc<dyn Store>, _url: S
             before: Some(json!({"companies": ["1"]})),
             after: None,
             reason: Some("pilot grows — ✓".to_owned()),
+            actor_token: Some("5f0c9e2a7b3d1e84".to_owned()),
             ..event(seq, "alice", T0 + 20, Some("prod"), None)
         },
         AuditEvent { action: "token.create".to_owned(), after: None, ..event(seq, "carol", T0 + 30, None, None) },

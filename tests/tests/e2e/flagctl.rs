@@ -538,6 +538,29 @@ fn audit_of_an_unknown_environment_is_not_found_and_a_deleted_flag_keeps_its_his
     assert!(actions.contains(&"flag.delete") && actions.contains(&"config.enable"), "{history}");
     let table = flagctl(&server, &["audit", "f", "--env", "staging"]).ok().stdout;
     assert!(table.contains("config.enable") && table.contains("pilot"), "{table}");
+
+    // Two tokens of one name (one rotated into the other): the table tells them apart by
+    // the ids `flagctl token list` shows; a name only one token goes by stays as it is.
+    admin.create_flag(&json!({"key": "g"})).unwrap();
+    for op in ["enable", "disable"] {
+        let value = admin.create_token("deploy", "admin", None).unwrap();
+        flagctl_as(server.url(), Some(&value), &[op, "g", "--env", "staging", "--reason", "deploy"]).ok();
+    }
+    flagctl(&server, &["enable", "g", "--env", "production"]).ok();
+    let tokens = flagctl(&server, &["token", "list", "-o", "json"]).ok().json();
+    let ids: Vec<&str> = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "deploy")
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{tokens}");
+    let table = flagctl(&server, &["audit", "g"]).ok().stdout;
+    for id in ids {
+        assert!(table.contains(&format!("deploy ({id})")), "{table}");
+    }
+    assert!(table.contains("admin (--admin-token) ") || table.contains("admin (generated"), "{table}");
 }
 
 #[test]

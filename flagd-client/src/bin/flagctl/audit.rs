@@ -1,5 +1,7 @@
 //! `flagctl audit [KEY]`: the audit log, newest first, across as many pages as asked.
 
+use std::collections::{HashMap, HashSet};
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -43,13 +45,18 @@ pub async fn run(session: &Session, args: &AuditArgs) -> Result<(), Failure> {
         output::json(&json!({ "events": events, "nextCursor": next_cursor }));
         return Ok(());
     }
+    let shared = names_of_several_tokens(&events);
     let mut table = Table::new(&["TIME", "SEQ", "ACTOR", "ACTION", "ENVIRONMENT", "SUBJECT", "REASON"]);
     for e in &events {
         let subject = if e["flag"].is_string() { &e["flag"] } else { &e["segment"] };
+        let actor = match (e["actor"].as_str(), e["actorToken"].as_str()) {
+            (Some(name), Some(token)) if shared.contains(name) => format!("{name} ({token})"),
+            _ => output::cell(&e["actor"]),
+        };
         table.row(vec![
             output::time_cell(&e["at"]),
             output::cell(&e["seq"]),
-            output::cell(&e["actor"]),
+            actor,
             output::cell(&e["action"]),
             output::cell(&e["environment"]),
             output::cell(subject),
@@ -58,6 +65,19 @@ pub async fn run(session: &Session, args: &AuditArgs) -> Result<(), Failure> {
     }
     table.print("no audit events match");
     Ok(())
+}
+
+/// The actor names that more than one token among `events` goes by (a token rotated under
+/// the same name): those actors are shown with their token's id, as `flagctl token list`
+/// lists it.
+fn names_of_several_tokens(events: &[Value]) -> HashSet<&str> {
+    let mut tokens: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for e in events {
+        if let (Some(name), Some(token)) = (e["actor"].as_str(), e["actorToken"].as_str()) {
+            tokens.entry(name).or_default().insert(token);
+        }
+    }
+    tokens.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(name, _)| name).collect()
 }
 
 /// `--since`: a duration ago (`1h`) becomes Unix milliseconds; times are passed on as
