@@ -100,7 +100,7 @@ pub enum ContextError {
     #[error("the evaluation context must be a JSON object, got {0}")]
     NotAnObject(&'static str),
     /// `companyId` is neither a string nor an integer.
-    #[error("companyId must be a string or an integer, got {0}")]
+    #[error("companyId must be a string or an integer from -2^63 to 2^64 - 1, got {0}")]
     CompanyId(&'static str),
     /// `targetingKey` is not a string.
     #[error("targetingKey must be a string, got {0}")]

@@ -544,9 +544,7 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
     let mut seen = std::collections::HashSet::with_capacity(raw.len());
     let mut ids = Vec::with_capacity(raw.len());
     for v in &raw {
-        let id = company_key(v).ok_or_else(|| {
-            serde::de::Error::custom(format!("company ids must be non-empty strings or integers, got {v}"))
-        })?;
+        let id = company_key(v).ok_or_else(|| serde::de::Error::custom(not_a_company_id(v)))?;
         // A list of companies is a set: one listed twice (`"7"` and `7`, say) is kept once,
         // where it first appears, as adding it through the allow and deny operations does.
         if seen.insert(id.clone()) {
@@ -554,6 +552,19 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
         }
     }
     Ok(ids)
+}
+
+/// Why `v` is no company id. A JSON number past 64 bits was read as the nearest float,
+/// which is shown rather than the digits written, so the message says what to do instead.
+fn not_a_company_id(v: &Value) -> String {
+    match v {
+        Value::Number(_) => {
+            format!(
+                "company ids must be strings or integers from -2^63 to 2^64 - 1, got {v}; write a longer id as a string"
+            )
+        }
+        _ => format!("company ids must be non-empty strings or integers, got {v}"),
+    }
 }
 
 #[cfg(test)]
@@ -716,6 +727,22 @@ mod tests {
         assert_eq!((config.allow, config.deny), (vec!["2".to_owned(), "1".to_owned()], vec!["7".to_owned()]));
         let segment: Segment = serde_json::from_value(json!({"key": "pilot", "companies": ["5", 5, "6"]})).unwrap();
         assert_eq!(segment.companies, ["5", "6"]);
+    }
+
+    #[test]
+    fn a_company_id_that_is_no_id_says_why() {
+        let cases = [
+            ("[18446744073709551616]", "company ids must be strings or integers from -2^63 to 2^64 - 1, got 1.8"),
+            ("[1.5]", "company ids must be strings or integers from -2^63 to 2^64 - 1, got 1.5;"),
+            ("[\"\"]", "company ids must be non-empty strings or integers, got \"\""),
+        ];
+        for (allow, expected) in cases {
+            let read = serde_json::from_str::<EnvironmentConfig>(&format!("{{\"allow\": {allow}}}"));
+            let message = read.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.starts_with(expected), "{allow}: {message}");
+        }
+        let largest: EnvironmentConfig = serde_json::from_str(r#"{"allow": [18446744073709551615]}"#).unwrap();
+        assert_eq!(largest.allow, ["18446744073709551615"]);
     }
 
     proptest::proptest! {

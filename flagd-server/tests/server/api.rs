@@ -606,6 +606,8 @@ async fn ofrep_follows_the_protocol() {
     assert_eq!((missing.status, &missing.body["errorCode"]), (StatusCode::NOT_FOUND, &json!("FLAG_NOT_FOUND")));
     let bad_ctx = api.ofrep(&eval, "theme", json!({"companyId": 1.5})).await;
     assert_eq!((bad_ctx.status, &bad_ctx.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("INVALID_CONTEXT")));
+    let details = bad_ctx.body["errorDetails"].as_str().unwrap_or_default();
+    assert!(details.contains("a string or an integer from -2^63 to 2^64 - 1, got number"), "{details}");
     let undecodable = api.ofrep(&eval, "%FF", json!({})).await;
     assert_eq!((undecodable.status, &undecodable.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("PARSE_ERROR")));
     assert_eq!(undecodable.body["key"], "%FF", "OFREP's failure names the flag as the path gave it");
