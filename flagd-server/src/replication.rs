@@ -27,8 +27,10 @@ pub const REMEMBERED_FOR: Duration = Duration::from_secs(30);
 const CLOCK_MEASURED_EVERY: Duration = Duration::from_secs(60);
 /// Who a wait names as behind when the heartbeats could not be read before its timeout.
 const HEARTBEATS_UNREAD: &str = "the replicas whose heartbeats the database did not return in time";
-/// How long a wait may take to read the heartbeats past its own timeout.
-const HEARTBEATS_READ_AT_LEAST: Duration = Duration::from_secs(1);
+/// How long a wait may take past its own timeout for each database read it needs to answer
+/// (whether the change exists, the heartbeats): a short timeout is the time to wait for the
+/// replicas, not for the database to answer at all.
+const READ_AT_LEAST: Duration = Duration::from_secs(1);
 /// How often a cluster-wide wait rereads the heartbeats.
 const WAIT_POLL: Duration = Duration::from_millis(10);
 
@@ -297,10 +299,12 @@ impl Service {
 
     /// Refuses `seq` if no write has reached it. The database decides, not this server's
     /// progress: a write committed on another replica is there before this one applies it.
-    /// When the database cannot answer (before `deadline`), the change may well be written,
-    /// so the wait goes on and ends as the database allows.
+    /// It gets [`READ_AT_LEAST`] to answer, however short the wait: a change that does not
+    /// exist must not time out as one the replicas are behind on. When it cannot answer,
+    /// the change may well be written, so the wait goes on and ends as the database allows.
     async fn require_written(&self, seq: i64, deadline: tokio::time::Instant) -> Result<(), ApiError> {
-        match tokio::time::timeout_at(deadline, self.store().current_seq()).await {
+        let read_by = deadline.max(tokio::time::Instant::now() + READ_AT_LEAST);
+        match tokio::time::timeout_at(read_by, self.store().current_seq()).await {
             Ok(Ok(latest)) if seq > latest => Err(ApiError::change_not_found(seq, latest)),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
@@ -353,7 +357,7 @@ impl Service {
         loop {
             // At least a moment to read the heartbeats, however short the timeout: a wait
             // with nothing behind answers yes, and one that runs out names who is behind.
-            let read_by = deadline.max(tokio::time::Instant::now() + HEARTBEATS_READ_AT_LEAST);
+            let read_by = deadline.max(tokio::time::Instant::now() + READ_AT_LEAST);
             let view = match tokio::time::timeout_at(read_by, self.cluster()).await {
                 Ok(Ok(view)) => view,
                 // The change is committed; a database blip only delays the answer. Keep

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod faults;
 mod flag_set_metadata;
 mod openapi;
 mod session;

@@ -2,16 +2,19 @@
 //! wait for a change, and the admin API's diagnostic evaluation.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use flagd_core::{EnvironmentSnapshot, EvaluationContext, Reason, Ruleset};
+use flagd_server::store::Store;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::api::{ADMIN, Api, Reply, reply};
+use crate::faults::{Faults, Faulty};
 
 const PORTAL: &str = "/api/v1/flags/portal/environments/production";
 
@@ -302,6 +305,24 @@ async fn a_wait_for_a_change_no_write_has_reached_is_refused_at_once_naming_the_
     );
 
     let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={latest}&timeoutMs=30000"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// However short the wait, the database gets its moment to say that a change does not
+/// exist: a database slow to answer (busy with writes) must not turn "no such change" into
+/// "the replicas are behind on it", a 504 that sends an operator looking for a laggard.
+#[tokio::test]
+async fn a_short_wait_for_a_change_no_write_has_reached_is_refused_even_when_the_database_is_slow() {
+    let faults = Arc::new(Faults::default());
+    let (api, _) = Api::over(|inner| Arc::new(Faulty { inner, faults: Arc::clone(&faults) }) as Arc<dyn Store>).await;
+    let latest = pilot(&api).await;
+    faults.seq_read_ms.store(50, Ordering::SeqCst);
+    for timeout in [0, 20] {
+        let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={}&timeoutMs={timeout}", latest + 1), None).await;
+        let code = r.body["error"]["code"].as_str();
+        assert_eq!((r.status, code), (StatusCode::NOT_FOUND, Some("CHANGE_NOT_FOUND")), "{timeout} ms: {}", r.body);
+    }
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={latest}&timeoutMs=0"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
