@@ -42,21 +42,22 @@ fn failure(key: Option<&str>, code: ErrorCode, details: String) -> Response {
 }
 
 /// The flag key of the path. One that does not decode (not UTF-8 once percent-decoded)
-/// names no flag; it is refused in OFREP's shape, not with axum's plain-text 400.
+/// names no flag; it is refused in OFREP's shape, not with axum's plain-text 400, as is
+/// one holding NUL, which every path of the API refuses.
 struct FlagKey(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for FlagKey {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(key)) => Ok(Self(key)),
-            // OFREP's failure names the flag: the path's segment as sent.
-            Err(e) => {
-                let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
-                Err(failure(Some(raw), ErrorCode::ParseError, e.body_text()))
-            }
-        }
+        let details = match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(key)) if !key.contains('\0') => return Ok(Self(key)),
+            Ok(_) => "a flag key may not contain the NUL character (`%00`)".to_owned(),
+            Err(e) => e.body_text(),
+        };
+        // OFREP's failure names the flag: the path's segment as sent.
+        let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
+        Err(failure(Some(raw), ErrorCode::ParseError, details))
     }
 }
 

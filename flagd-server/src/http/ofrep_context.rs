@@ -47,6 +47,11 @@ fn parsed(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
         RequestBody::Object(ContextMember::Object(context)) => context,
         RequestBody::Object(ContextMember::Other(kind)) => Err(ContextError::NotAnObject(kind)),
     };
+    // Read, a name given twice keeps its last value: which one the caller meant cannot be
+    // known (`{"companyId": 42, "companyId": 13}` would be evaluated for 13).
+    if let Some(repeated) = flagd_core::find_repeated_key(bytes) {
+        return Err((ErrorCode::InvalidContext, format!("the request body is ambiguous: {repeated}")));
+    }
     context.map_err(|e| (ErrorCode::InvalidContext, e.to_string()))
 }
 
@@ -67,19 +72,21 @@ fn flat(bytes: &[u8]) -> Option<EvaluationContext> {
         cursor.expect(b'{')?;
     }
     let mut context = EvaluationContext::new();
-    let mut first = true;
+    let mut names = 0;
     while !cursor.eat(b'}') {
-        if !first {
+        if names > 0 {
             cursor.expect(b',')?;
         }
-        first = false;
+        names += 1;
         let name = cursor.name()?;
         cursor.expect(b':')?;
         context.set(Cow::Borrowed(name), cursor.scalar()?).ok()?;
     }
     cursor.expect(b'}')?;
     cursor.skip_space();
-    (cursor.at == cursor.text.len()).then_some(context)
+    // A context that holds fewer attributes than were named named one twice (or set the
+    // company or targeting key to null, which unsets it): [`parsed`] tells which.
+    (cursor.at == cursor.text.len() && context.attributes().count() == names).then_some(context)
 }
 
 /// How nearly every body begins.
@@ -432,6 +439,25 @@ mod tests {
         ] {
             assert_eq!(flat(body.as_bytes()), None, "{body}");
         }
+    }
+
+    #[test]
+    fn a_name_given_twice_anywhere_is_an_invalid_context() {
+        let cases = [
+            (r#"{"context":{"companyId":42,"companyId":13}}"#, "`companyId` is named twice in `context`"),
+            (r#"{"context":{"plan":"pro","beta":true,"plan":"free"}}"#, "`plan` is named twice in `context`"),
+            (r#"{"context":{"user":{"id":1,"id":2}}}"#, "`id` is named twice in `context.user`"),
+            (r#"{"context":{"companyId":42},"context":{"companyId":13}}"#, "`context` is named twice in the top"),
+        ];
+        for (body, expected) in cases {
+            let refused = context(body.as_bytes());
+            let Err((ErrorCode::InvalidContext, details)) = &refused else { panic!("{body}: {refused:?}") };
+            assert!(details.starts_with(&format!("the request body is ambiguous: {expected}")), "{body}: {details}");
+        }
+        // A company or targeting key set to null is unset, which the flat path leaves to
+        // serde_json, and no repeat.
+        let unset = context(br#"{"context":{"companyId":null,"targetingKey":null,"plan":"pro"}}"#).unwrap();
+        assert_eq!((unset.company_id(), unset.attributes().count()), (None, 1));
     }
 
     /// A JSON scalar, or something near one: each of serde_json's special cases and a few

@@ -121,9 +121,17 @@ fn in_terms_of(format: ExportFormat, env: &str, e: ApiError) -> ApiError {
             });
             ApiError::Invalid { problems: named_once(in_file.collect()) }
         }
+        (ExportFormat::Flagd, ApiError::TooLarge(message)) => {
+            ApiError::TooLarge(format!("{message}{FLAGD_LISTS_HINT}"))
+        }
         (_, e) => e,
     }
 }
+
+/// Why a flagd file may not fit where the environment it was exported from did.
+const FLAGD_LISTS_HINT: &str = "; if the flag lists many company ids: a flagd file writes each id twice (as text and \
+    as a number, since flagd compares them strictly), so a list of more than about 50,000 ids imports only in \
+    flagd-server's own format (export with format=native)";
 
 impl Service {
     /// The environment as a file of `format`.
@@ -149,7 +157,27 @@ impl Service {
         reason: Option<String>,
     ) -> Result<ImportReport, ApiError> {
         let (source, format) = parse(body)?;
-        let mut write = self.begin(actor, reason).await?;
+        let write = self.begin(actor, reason).await?;
+        let changes = self
+            .import_source(write, env, (source, format), mode, dry_run)
+            .await
+            .map_err(|e| in_terms_of(format, env, e))?;
+        // An import that changes nothing (a deploy importing the same file again) is an
+        // unchanged write like any other: dropping it rolls it back, so there is no new
+        // version for replicas and clients to reload and no gap in the audit log's sequence.
+        Ok(ImportReport { dry_run, changes })
+    }
+
+    /// Writes `source` into `env` (a dry run validates and rolls back), returning what it
+    /// changed; errors are in the model's terms, for the caller to put in the file's.
+    async fn import_source(
+        &self,
+        mut write: Write,
+        env: &str,
+        (source, format): (RulesetSource, ExportFormat),
+        mode: ImportMode,
+        dry_run: bool,
+    ) -> Result<Vec<ImportChange>, ApiError> {
         write.require_environment(env).await?;
         let mut changes = Vec::new();
         let mut named = HashSet::new();
@@ -175,14 +203,11 @@ impl Service {
             );
         }
         if dry_run {
-            self.validate(&mut write).await.map_err(|e| in_terms_of(format, env, e))?;
+            self.validate(&mut write).await?;
         } else if !changes.is_empty() {
-            self.commit(write).await.map_err(|e| in_terms_of(format, env, e))?;
+            self.commit(write).await?;
         }
-        // An import that changes nothing (a deploy importing the same file again) is an
-        // unchanged write like any other: dropping it rolls it back, so there is no new
-        // version for replicas and clients to reload and no gap in the audit log's sequence.
-        Ok(ImportReport { dry_run, changes })
+        Ok(changes)
     }
 }
 

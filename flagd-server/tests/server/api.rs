@@ -608,9 +608,32 @@ async fn ofrep_follows_the_protocol() {
     assert_eq!((bad_ctx.status, &bad_ctx.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("INVALID_CONTEXT")));
     let details = bad_ctx.body["errorDetails"].as_str().unwrap_or_default();
     assert!(details.contains("a string or an integer from -2^63 to 2^64 - 1, got number"), "{details}");
+    // A company named twice would be evaluated as the last one: refused, on every route
+    // that reads a context.
+    let twice = r#"{"context":{"companyId":42,"companyId":13}}"#;
+    for path in ["/ofrep/v1/evaluate/flags/theme", "/ofrep/v1/evaluate/flags"] {
+        let req = Request::post(path).header(header::AUTHORIZATION, format!("Bearer {eval}")).body(Body::from(twice));
+        let r = api.send(req.unwrap()).await;
+        assert_eq!((r.status, &r.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("INVALID_CONTEXT")), "{path}");
+    }
+    let diagnostic = "/api/v1/flags/theme/environments/production/evaluate";
+    let req =
+        Request::post(diagnostic).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::from(twice));
+    let r = api.send(req.unwrap()).await;
+    assert_eq!(
+        (r.status, &r.body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("INVALID_CONTEXT")),
+        "{}",
+        r.body
+    );
     let undecodable = api.ofrep(&eval, "%FF", json!({})).await;
     assert_eq!((undecodable.status, &undecodable.body["errorCode"]), (StatusCode::BAD_REQUEST, &json!("PARSE_ERROR")));
     assert_eq!(undecodable.body["key"], "%FF", "OFREP's failure names the flag as the path gave it");
+    let nul = api.ofrep(&eval, "f%00x", json!({})).await;
+    assert_eq!(
+        (nul.status, &nul.body["errorCode"], &nul.body["key"]),
+        (StatusCode::BAD_REQUEST, &json!("PARSE_ERROR"), &json!("f%00x"))
+    );
     let admin_eval = api.ofrep(ADMIN, "theme", json!({})).await;
     assert_eq!(admin_eval.status, StatusCode::FORBIDDEN);
     let by_key = api
