@@ -165,6 +165,7 @@ fn changes(
 #[into_params(parameter_in = Query)]
 struct WaitParams {
     /// The sequence number to wait for: a write response's `version`.
+    #[param(minimum = 0)]
     seq: i64,
     /// How long to wait, in milliseconds (default 10000); a longer wait is cut to 60000.
     // Documented as u128 (no format): u64's `int64` would claim an upper bound that
@@ -216,6 +217,9 @@ async fn wait(
     QueryParams(q): QueryParams<WaitParams>,
 ) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
+    if q.seq < 0 {
+        return Err(ApiError::bad_request("INVALID_QUERY", "`seq` is a write's `version`, a number from 0 up"));
+    }
     let timeout = q.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
     // A wait may last a minute: a stopping server ends it at once (503, which flagctl asks
     // again after, reaching another replica) instead of holding its shutdown up that long.

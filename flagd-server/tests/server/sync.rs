@@ -264,7 +264,7 @@ async fn a_wait_returns_once_the_change_is_served_and_times_out_naming_how_far_i
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("WAIT_TIMEOUT")));
     assert!(r.body["error"]["message"].as_str().unwrap().contains(&format!("applied up to {version}")), "{}", r.body);
 
-    let bad = ["/api/v1/wait", "/api/v1/wait?seq=x", "/api/v1/wait?seq=1&timeoutMs=-5"];
+    let bad = ["/api/v1/wait", "/api/v1/wait?seq=x", "/api/v1/wait?seq=1&timeoutMs=-5", "/api/v1/wait?seq=-1"];
     for path in bad {
         assert_eq!(api.admin(Method::GET, path, None).await.status, StatusCode::BAD_REQUEST, "{path}");
     }
