@@ -233,6 +233,19 @@ pub fn company_key(value: &Value) -> Option<String> {
     }
 }
 
+/// Why `value`, which [`company_key`] refused, is no company id, for a person to act on. A
+/// JSON number past 64 bits is read as the nearest float, which is shown rather than the
+/// digits written, so the message says what to do instead.
+pub fn not_a_company_id(value: &Value) -> String {
+    match value.as_f64() {
+        Some(n) if n.fract() != 0.0 => format!("company ids are strings or integers, got {value}, not an integer"),
+        Some(_) => format!(
+            "company ids are strings or integers from -2^63 to 2^64 - 1, got {value}; write a longer id as a string"
+        ),
+        None => format!("company ids are non-empty strings or integers, got {value}"),
+    }
+}
+
 /// The JSON type of a value, for error messages.
 pub fn json_type_name(value: &Value) -> &'static str {
     match value {

@@ -10,52 +10,26 @@
 //! `DISABLED` flag serves its off variant (flagd serves the caller's default and no
 //! variant), because OFREP clients treat a missing value as an error.
 
-use std::fmt;
-
 use indexmap::IndexMap;
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Problem, ValidationError};
 use crate::model::{Flag, FlagState, Rule, RulesetSource, Serve};
 use crate::problems::Problems;
 use crate::ruleset::{CompileOptions, Dialect, Ruleset};
+use crate::unique_keys::find_repeated_key;
 
-/// A flagd document as written: `flags` kept as an ordered list so duplicate keys are seen.
+/// A flagd document as written.
 #[derive(Debug, Deserialize)]
 struct Document {
-    flags: Option<Entries>,
+    flags: Option<IndexMap<String, Value>>,
     #[serde(rename = "$evaluators", default)]
     evaluators: Option<Value>,
     #[serde(default)]
     metadata: Option<Value>,
     #[serde(rename = "$schema", default)]
     _schema: Option<Value>,
-}
-
-/// A JSON object read as its entries in order, duplicates included.
-#[derive(Debug, Default)]
-struct Entries(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of flags")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Value>()? {
-                    out.push(entry);
-                }
-                Ok(Entries(out))
-            }
-        }
-        de.deserialize_map(EntriesVisitor)
-    }
 }
 
 /// Reads a flagd document into a [`RulesetSource`] (flagd dialect), reporting every
@@ -70,20 +44,24 @@ pub fn import(text: &str) -> Result<RulesetSource, Error> {
 fn read(text: &str) -> Result<(RulesetSource, Problems), Error> {
     let doc: Document = serde_json::from_str(text)?;
     let mut problems = Problems::default();
+    // Read, a name given twice (a flag, a variant, …) keeps its last value, and which one
+    // the author meant cannot be known: the first such repeat is one more problem.
+    if let Some(repeated) = find_repeated_key(text.as_bytes()) {
+        let path = match repeated.object.as_str() {
+            "" => repeated.key.clone(),
+            object => format!("{object}.{}", repeated.key),
+        };
+        problems.push(path, repeated.to_string());
+    }
     let evaluators = object_field(doc.evaluators, "$evaluators", &mut problems);
     let metadata = object_field(doc.metadata, "metadata", &mut problems);
     let entries = doc.flags.unwrap_or_else(|| {
         problems.push("flags", "a flagd document needs a `flags` object");
-        Entries::default()
+        IndexMap::new()
     });
-    let mut flags = Vec::with_capacity(entries.0.len());
-    let mut seen = std::collections::HashSet::new();
-    for (key, value) in entries.0 {
+    let mut flags = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
         problems.set_key(Some(&key));
-        if !seen.insert(key.clone()) {
-            problems.push(format!("flags.{key}"), format!("duplicate flag key `{key}`"));
-            continue;
-        }
         if let Some(flag) = import_flag(key, value, &mut problems) {
             flags.push(flag);
         }

@@ -30,7 +30,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::context::company_key;
+use crate::context::{company_key, not_a_company_id};
 use crate::error::PercentError;
 use crate::ruleset::TOTAL_WEIGHT;
 
@@ -554,19 +554,6 @@ fn company_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
     Ok(ids)
 }
 
-/// Why `v` is no company id. A JSON number past 64 bits was read as the nearest float,
-/// which is shown rather than the digits written, so the message says what to do instead.
-fn not_a_company_id(v: &Value) -> String {
-    match v {
-        Value::Number(_) => {
-            format!(
-                "company ids must be strings or integers from -2^63 to 2^64 - 1, got {v}; write a longer id as a string"
-            )
-        }
-        _ => format!("company ids must be non-empty strings or integers, got {v}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -731,15 +718,17 @@ mod tests {
 
     #[test]
     fn a_company_id_that_is_no_id_says_why() {
+        let range = "company ids are strings or integers from -2^63 to 2^64 - 1";
         let cases = [
-            ("[18446744073709551616]", "company ids must be strings or integers from -2^63 to 2^64 - 1, got 1.8"),
-            ("[1.5]", "company ids must be strings or integers from -2^63 to 2^64 - 1, got 1.5;"),
-            ("[\"\"]", "company ids must be non-empty strings or integers, got \"\""),
+            ("[18446744073709551616]", format!("{range}, got 1.8446744073709552e+19; write a longer id as a string")),
+            ("[-9223372036854775809]", format!("{range}, got -9.223372036854776e+18; write a longer id as a string")),
+            ("[1.5]", "company ids are strings or integers, got 1.5, not an integer".to_owned()),
+            ("[\"\"]", "company ids are non-empty strings or integers, got \"\"".to_owned()),
         ];
         for (allow, expected) in cases {
             let read = serde_json::from_str::<EnvironmentConfig>(&format!("{{\"allow\": {allow}}}"));
             let message = read.err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(message.starts_with(expected), "{allow}: {message}");
+            assert!(message.starts_with(&expected), "{allow}: {message}");
         }
         let largest: EnvironmentConfig = serde_json::from_str(r#"{"allow": [18446744073709551615]}"#).unwrap();
         assert_eq!(largest.allow, ["18446744073709551615"]);

@@ -10,9 +10,9 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess,
 
 use crate::error::RepeatedKey;
 
-/// The first object in `json` that names a key twice, if any. Text that is not JSON has
-/// none: reading it for what it should be reports what is wrong with it. Recursion is
-/// bounded by serde_json's own nesting limit.
+/// The first object in `json` that names a key twice, if any. In text that is not JSON,
+/// only a repeat before its first syntax error is found; reading the text for what it
+/// should be reports that error. Recursion is bounded by serde_json's own nesting limit.
 pub fn find_repeated_key(json: &[u8]) -> Option<RepeatedKey> {
     let mut walk = Walk::default();
     let mut de = serde_json::Deserializer::from_slice(json);
@@ -34,7 +34,8 @@ enum Segment {
 }
 
 impl Walk {
-    /// The path as JSON text reaches it, `flags.x.variants` or `rules[2]`; empty at the top.
+    /// The path as JSON text reaches it, `flags.x.variants` or `rules[2]`; empty at the
+    /// top.
     fn describe(&self) -> String {
         let mut out = String::new();
         for segment in &self.path {
@@ -157,11 +158,17 @@ mod tests {
     }
 
     #[test]
-    fn the_same_key_in_different_objects_or_no_json_at_all_is_not_a_repeat() {
+    fn the_same_key_in_different_objects_is_no_repeat_and_text_is_read_to_its_first_error() {
         for json in [r#"{"a": {"k": 1}, "b": [{"k": 1}, {"k": 2}], "c": {"k": [1, 2]}, "k": 3}"#, "{\"a\": ", "", "nul"]
         {
             assert_eq!(repeated(json), None, "{json}");
         }
+        // Before a syntax error a repeat is still a repeat; after one, nothing is read.
+        assert_eq!(
+            repeated(r#"{"a": 1, "a": 2,"#).as_deref(),
+            Some("`a` is named twice in the top-level object (line 1, column 12)")
+        );
+        assert_eq!(repeated(r#"{"a": 1,, "a": 2}"#), None);
     }
 
     /// JSON as written, where an object may name a key twice (a `Value` cannot hold that).

@@ -370,8 +370,10 @@ impl Service {
                 // Out of time with the database away, or failing: say so.
                 Ok(Err(e)) if !matches!(e, ApiError::Busy(_)) => return Err(e),
                 // Out of time with the heartbeats' table locked, whether the last read gave
-                // up on the lock or did not come back: the wait ends, at most a second
-                // late, naming whom it last saw behind.
+                // up on the lock or did not come back: the wait ends, late by no more than
+                // its reads were given (a second each, and at most two of them run past
+                // the deadline: this one and the check that the change exists), naming
+                // whom it last saw behind.
                 Ok(Err(_)) | Err(_) => return Err(self.wait_timeout(seq, last.as_ref())),
             };
             if view.replicas.iter().all(|r| r.applied_seq >= seq) {

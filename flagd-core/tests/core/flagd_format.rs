@@ -38,9 +38,10 @@ fn invalid_flagd_documents_are_refused_with_every_problem() {
     let doc = r#"{"flags": {
         "a": {"state": "ON", "variants": {"x": 1}},
         "b": {"state": "ENABLED", "variants": {"x": 1}, "defaultVariant": "y"},
-        "c": {"state": "ENABLED", "variants": {"x": 1}, "targeting": {"no_such_op": [1]}},
         "c": {"state": "ENABLED", "variants": {"x": 1}},
-        "d": {"variants": {"x": 1}}
+        "c": {"state": "ENABLED", "variants": {"x": 1}},
+        "d": {"variants": {"x": 1}},
+        "e": {"state": "ENABLED", "variants": {"x": 1}, "targeting": {"no_such_op": [1]}}
     }}"#;
     let Err(Error::Invalid(e)) = Ruleset::from_flagd_str(doc) else { panic!("must be refused") };
     let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
@@ -49,8 +50,23 @@ fn invalid_flagd_documents_are_refused_with_every_problem() {
     assert_eq!(message("flags.a.state").as_deref(), Some("state must be ENABLED or DISABLED, got `ON`"));
     assert_eq!(message("flags.d.state").as_deref(), Some("state is missing: ENABLED or DISABLED"));
     assert!(paths.contains(&"flags.b.defaultVariant"), "{paths:?}");
-    assert!(paths.iter().any(|p| p.starts_with("flags.c.targeting")), "{paths:?}");
-    assert!(e.problems.iter().any(|p| p.message.contains("duplicate flag key `c`")), "{e}");
+    assert!(paths.iter().any(|p| p.starts_with("flags.e.targeting")), "{paths:?}");
+    assert!(
+        e.problems.iter().any(|p| p.path == "flags.c" && p.message.starts_with("`c` is named twice in `flags`")),
+        "{e}"
+    );
+}
+
+/// Read, a variant named twice would be its last value: the document is refused instead,
+/// naming where.
+#[test]
+fn a_name_given_twice_in_a_flagd_document_is_a_problem() {
+    let doc = r##"{"flags": {"theme": {"state": "ENABLED", "defaultVariant": "dark",
+        "variants": {"dark": "#000", "light": "#fff", "dark": "#111"}}}}"##;
+    let Err(Error::Invalid(e)) = Ruleset::from_flagd_str(doc) else { panic!("must be refused") };
+    let problem = e.problems.iter().find(|p| p.path == "flags.theme.variants.dark");
+    let message = problem.map(|p| p.message.as_str()).unwrap_or_default();
+    assert!(message.starts_with("`dark` is named twice in `flags.theme.variants` (line 2"), "{e}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use flagd_core::context::not_a_company_id;
 use flagd_core::{CompanyId, EnvironmentConfig, FlagDefinition};
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,12 +63,8 @@ impl Companies {
         self.companies
             .iter()
             .map(|v| {
-                flagd_core::context::company_key(v).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "INVALID_COMPANY_ID",
-                        format!("company ids are non-empty strings or integers, got {v}"),
-                    )
-                })
+                flagd_core::context::company_key(v)
+                    .ok_or_else(|| ApiError::bad_request("INVALID_COMPANY_ID", not_a_company_id(v)))
             })
             .collect()
     }
@@ -165,10 +162,11 @@ async fn read(
     Ok(with_etag(view.version, axum::Json(view)))
 }
 
-/// Changes a definition, as a JSON merge patch.
+/// Changes a definition, field by field.
 ///
-/// A field given replaces the stored one, a field given as `null` goes back to what a flag
-/// created without it has, a field left out stays.
+/// A field left out stays, a field given replaces the stored one whole (`variants`, `tags`
+/// and `metadata` included), and a field given as `null` goes back to what a flag created
+/// without it has.
 #[utoipa::path(
     patch,
     path = "/api/v1/flags/{key}",

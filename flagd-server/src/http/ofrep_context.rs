@@ -58,8 +58,10 @@ fn parsed(bytes: &[u8]) -> Result<EvaluationContext, (ErrorCode, String)> {
 /// The context of a body that is exactly `{"context":{…}}` with every attribute a string
 /// without escapes, an integer of at most 18 digits, a boolean or null (whitespace
 /// anywhere JSON allows it), read in one pass over the bytes. `None` for any other body,
-/// valid or not, and for one whose attribute the context refuses: [`parsed`] reads those,
-/// and gives the same context for every body read here.
+/// valid or not, for one whose attribute the context refuses, and for one that names an
+/// attribute twice or sets `companyId` or `targetingKey` to null: [`parsed`] reads those
+/// (and parses a body a second time, to find a repeated name), and gives the same context
+/// for every body read here.
 fn flat(bytes: &[u8]) -> Option<EvaluationContext> {
     let mut cursor = Cursor { text: std::str::from_utf8(bytes).ok()?, at: 0 };
     // Providers send the opening without spaces: one comparison instead of four tokens.

@@ -47,10 +47,11 @@ pub struct EnvironmentSummary {
     pub updated_at: i64,
 }
 
-/// A partial update of a definition, as a JSON merge patch (RFC 7396): a field given
-/// replaces the stored one, a field given as `null` goes back to what a flag created
+/// A partial update of a definition, field by field: a field left out stays, a field given
+/// replaces the stored one whole (`variants`, `tags` and `metadata` included: they are not
+/// merged key by key), and a field given as `null` goes back to what a flag created
 /// without it has (no description, no tags, boolean variants, the variant named `off` or
-/// `on`, an off variant), a field left out stays.
+/// `on`, an off variant).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlagPatch {
@@ -94,7 +95,7 @@ pub struct FlagPatch {
 }
 
 /// Reads a field that is present, `null` included, as `Some`: serde reads a present `null`
-/// and a missing field alike as `None`, and a merge patch tells them apart.
+/// and a missing field alike as `None`, and a patch tells them apart.
 fn given<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(de: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(de).map(Some)
 }

@@ -129,9 +129,9 @@ fn in_terms_of(format: ExportFormat, env: &str, e: ApiError) -> ApiError {
 }
 
 /// Why a flagd file may not fit where the environment it was exported from did.
-const FLAGD_LISTS_HINT: &str = "; if the flag lists many company ids: a flagd file writes each id twice (as text and \
-    as a number, since flagd compares them strictly), so a list of more than about 50,000 ids imports only in \
-    flagd-server's own format (export with format=native)";
+const FLAGD_LISTS_HINT: &str = "; if the flag lists many company ids: a flagd file writes each integer id twice (as \
+    text and as a number, since flagd compares them strictly), so a list of more than about 50,000 of them imports \
+    only in flagd-server's own format (export with format=native)";
 
 impl Service {
     /// The environment as a file of `format`.
@@ -162,9 +162,6 @@ impl Service {
             .import_source(write, env, (source, format), mode, dry_run)
             .await
             .map_err(|e| in_terms_of(format, env, e))?;
-        // An import that changes nothing (a deploy importing the same file again) is an
-        // unchanged write like any other: dropping it rolls it back, so there is no new
-        // version for replicas and clients to reload and no gap in the audit log's sequence.
         Ok(ImportReport { dry_run, changes })
     }
 
@@ -202,6 +199,9 @@ impl Service {
                 change.after.clone(),
             );
         }
+        // An import that changes nothing (a deploy importing the same file again) is an
+        // unchanged write like any other: dropping it rolls it back, so there is no new
+        // version for replicas and clients to reload and no gap in the audit log's sequence.
         if dry_run {
             self.validate(&mut write).await?;
         } else if !changes.is_empty() {

@@ -151,6 +151,7 @@ pub struct AuditEvent {
     /// repeat (a token rotated under the same name), ids do not. Absent for the server's
     /// own changes and for events recorded before it was kept.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub actor_token: Option<String>,
     /// Unix milliseconds.
     pub at: i64,

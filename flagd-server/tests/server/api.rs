@@ -791,6 +791,27 @@ async fn the_audit_log_records_each_change_with_actor_reason_and_diff() {
     assert!(next.body["events"][0]["id"].as_i64().unwrap() < cursor);
 }
 
+/// A company id written as a number past 64 bits arrives as a float: the allow and deny
+/// operations, like a configuration, say which ids they take and what to do instead.
+#[tokio::test]
+async fn a_company_id_past_64_bits_is_refused_with_what_to_do() {
+    let api = Api::new().await;
+    api.create_flag(json!({"key": "f"})).await;
+    let events = api.audit_count().await;
+    let body: Value = serde_json::from_str(r#"{"companies": ["7", 18446744073709551616]}"#).unwrap();
+    for op in ["allow", "deny"] {
+        let r =
+            api.admin(Method::POST, &format!("/api/v1/flags/f/environments/staging/{op}"), Some(body.clone())).await;
+        assert_eq!((r.status, &r.body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("INVALID_COMPANY_ID")));
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("from -2^63 to 2^64 - 1") && message.ends_with("write a longer id as a string"),
+            "{message}"
+        );
+    }
+    assert_eq!(api.audit_count().await, events, "nothing changed");
+}
+
 /// Token names may repeat (a token rotated under the same name), so each event also keeps
 /// the id of the token that made it, as the token list shows it.
 #[tokio::test]

@@ -41,7 +41,7 @@ fn an_export_larger_than_a_body_goes_back_in_under_a_raised_import_limit() {
     let other = admin.request_raw("POST", "/api/v1/flags", file).unwrap();
     assert_eq!((other.status, &other.body["error"]["code"]), (413, &json!("PAYLOAD_TOO_LARGE")), "{}", other.body);
 
-    // flagd's format writes each id twice (as text and as a number): lists this long pass
+    // flagd's format writes each integer id twice (as text and as a number): lists this long pass
     // what a stored document may take, and the refusal says which format carries them.
     let flagd = admin.get("/api/v1/environments/production/export").unwrap().success("flagd export").unwrap().body;
     let flagd = serde_json::to_vec(&flagd).unwrap();
@@ -49,7 +49,7 @@ fn an_export_larger_than_a_body_goes_back_in_under_a_raised_import_limit() {
     let code = &too_large.body["error"]["code"];
     assert_eq!((too_large.status, code), (422, &json!("DOCUMENT_TOO_LARGE")), "{}", too_large.body);
     let message = too_large.body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("each id twice") && message.contains("format=native"), "{message}");
+    assert!(message.contains("each integer id twice") && message.contains("format=native"), "{message}");
 
     let plain = Server::start().unwrap();
     let file = large_export(&plain.admin());
