@@ -252,13 +252,19 @@ final class Client
         return $answered ? false : null;
     }
 
-    /** @return array<string, EvaluationDetails> */
+    /**
+     * Every flag's details for a context, those that failed to evaluate for it included (with
+     * their error). A flag failing is part of the answer here, not a failure of the call: in
+     * strict mode neither this nor `all()` throws for it.
+     *
+     * @return array<string, EvaluationDetails>
+     */
     public function allDetails(?Context $context = null): array
     {
         $result = $this->resultFor($context ?? $this->currentContext());
         $details = [];
         foreach ($result['flags'] as $key => $item) {
-            $details[(string) $key] = $this->detailsFromItem((string) $key, $item, null, null, $result['stale']);
+            $details[(string) $key] = $this->detailsFromItem((string) $key, $item, null, null, $result['stale'], false);
         }
 
         return $details;
@@ -371,15 +377,21 @@ final class Client
     /**
      * @param array<string, mixed> $item
      */
-    private function detailsFromItem(string $key, array $item, mixed $default, ?string $type, bool $stale): EvaluationDetails
-    {
+    private function detailsFromItem(
+        string $key,
+        array $item,
+        mixed $default,
+        ?string $type,
+        bool $stale,
+        bool $throwable = true,
+    ): EvaluationDetails {
         if (isset($item['errorCode'])) {
             return $this->failed(
                 $key,
                 $default,
                 (string) $item['errorCode'],
                 (string) ($item['errorDetails'] ?? 'evaluation failed'),
-                true,
+                $throwable,
             );
         }
         $metadata = is_array($item['metadata'] ?? null) ? $item['metadata'] : [];

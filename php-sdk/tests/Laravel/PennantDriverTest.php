@@ -108,6 +108,11 @@ final class PennantDriverTest extends TestCase
         self::assertEquals(new Context(null, '9'), FlagdPennantDriver::contextFor($model(['id' => 9, 'company_id' => null])), 'not company 9');
         self::assertEquals(Context::company(42, '9'), FlagdPennantDriver::contextFor($model(['id' => 9, 'company_id' => 42])));
         self::assertEquals(Context::company(42), FlagdPennantDriver::contextFor($model(['id' => 42, 'name' => 'Acme'])), 'a company');
+        // A company id of a type flagd does not take is sent as given, for flagd to refuse,
+        // not read as no company.
+        $float = FlagdPennantDriver::contextFor($model(['id' => 9, 'company_id' => 42.0]));
+        self::assertSame(['companyId' => 42.0, 'targetingKey' => '9'], $float->toArray());
+        self::assertNull($float->companyId);
     }
 
     public function test_it_gets_all_features_with_one_bulk_request_per_scope(): void

@@ -438,6 +438,23 @@ final class ClientTest extends TestCase
         $this->client(strict: true)->isEnabled('portal', Context::company(1));
     }
 
+    public function test_it_lists_the_other_flags_in_strict_mode_when_one_fails_for_the_context(): void
+    {
+        // A rollout by company fails for a context without one; the rest of the answer stands,
+        // as all() documents, in strict mode too: a guest's page in development must not break.
+        $this->transport->then(new Response(200, ['etag' => '"x"'], json_encode(['flags' => [
+            ['key' => 'portal', 'value' => true, 'variant' => 'on', 'reason' => 'STATIC', 'metadata' => []],
+            ['key' => 'rollout', 'errorCode' => 'TARGETING_KEY_MISSING', 'errorDetails' => 'no company'],
+        ]])));
+        $flags = $this->client(strict: true);
+
+        self::assertSame(['portal' => true], $flags->all(Context::empty()));
+        $details = $flags->allDetails(Context::empty());
+        self::assertSame('TARGETING_KEY_MISSING', $details['rollout']->errorCode);
+        $this->expectException(FlagdException::class);
+        $flags->isEnabled('rollout', Context::empty());
+    }
+
     public function test_it_never_throws_when_the_logger_throws(): void
     {
         $logger = new class () {

@@ -15,7 +15,8 @@ use Laravel\Pennant\Contracts\Driver;
  * `'stores' => ['flagd' => ['driver' => 'flagd']]`). Flags are defined in flagd, not with
  * `Feature::define`. A scope maps to a context: a Context as is; a company id; a model
  * implementing ProvidesFlagdContext; a model with a `company_id` attribute, even a null one
- * (its key becomes the targeting key; null is no company); a model without one is taken as
+ * (its key becomes the targeting key; null is no company; another type than an int or a
+ * string is refused by flagd, as the client's own contexts are); a model without one is taken as
  * the company itself (its key), so a user loaded without its `company_id` column should
  * implement ProvidesFlagdContext. Values come from one bulk evaluation per scope.
  */
@@ -136,7 +137,10 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
                 // A member of a company, or of none (null): never the company with its own id.
                 $company = method_exists($scope, 'getAttribute') ? $scope->getAttribute('company_id') : ($scope->company_id ?? null);
 
-                return new Context(self::companyId($company), is_scalar($key) ? (string) $key : null);
+                // Through the attributes, as the client reads one: a company id of another
+                // type (a float, a bool) is sent as given and flagd refuses the context
+                // (the defaults, logged), rather than the flags of no company.
+                return new Context(null, is_scalar($key) ? (string) $key : null, ['companyId' => $company]);
             }
             if (self::companyId($key) !== null) {
                 return Context::company($key);
