@@ -349,8 +349,7 @@ impl Service {
         let tx = self.store.begin_write().await?;
         Ok(Write {
             tx,
-            actor: actor.name().to_owned(),
-            actor_token: Some(actor.token_id()).filter(|id| !id.is_empty()).map(str::to_owned),
+            actor: actor.clone(),
             reason,
             events: Vec::new(),
             touched: BTreeSet::new(),
@@ -404,8 +403,7 @@ impl Service {
 /// A write in progress; dropping it rolls everything back.
 pub(crate) struct Write {
     pub(crate) tx: Box<dyn Tx>,
-    actor: String,
-    actor_token: Option<String>,
+    actor: Principal,
     reason: Option<String>,
     events: Vec<AuditEvent>,
     touched: BTreeSet<String>,
@@ -433,7 +431,7 @@ impl Write {
 
     /// The actor's name.
     pub(crate) fn actor(&self) -> &str {
-        &self.actor
+        self.actor.name()
     }
 
     /// Records an audit event (appended at commit).
@@ -441,8 +439,9 @@ impl Write {
         self.events.push(AuditEvent {
             id: 0,
             seq: self.tx.seq(),
-            actor: self.actor.clone(),
-            actor_token: self.actor_token.clone(),
+            actor: self.actor.name().to_owned(),
+            // The server's own changes have no token (its principal's id is empty).
+            actor_token: Some(self.actor.token_id()).filter(|id| !id.is_empty()).map(str::to_owned),
             at: self.now,
             action: action.to_owned(),
             environment: subject.environment.map(str::to_owned),
@@ -507,7 +506,7 @@ impl Write {
             config,
             version: self.seq(),
             updated_at: self.now,
-            updated_by: self.actor.clone(),
+            updated_by: self.actor.name().to_owned(),
         };
         Ok(self.tx.put_config(&stored).await?)
     }
