@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -25,7 +24,8 @@ async fn server(dir: &std::path::Path) -> (String, String) {
     let (service, _) = flagd_server::service::Service::start(store, Some(ADMIN)).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(flagd_server::run(listener, Arc::clone(&service), std::future::pending()));
+    let options = flagd_server::HttpOptions::default();
+    tokio::spawn(async move { flagd_server::run(listener, service, &options, std::future::pending()).await });
 
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| http.post(format!("{url}{path}")).bearer_auth(ADMIN).json(&body).send();

@@ -50,6 +50,14 @@ pub struct Config {
         value_parser = clap::value_parser!(u16).range(1..=256))]
     pub max_import_mib: u16,
 
+    /// A browser origin allowed to call the OFREP endpoints from a page
+    /// (`https://app.example.com`, exactly as the browser sends it: no path, no default
+    /// port), or `*` for any; repeat the option or separate origins with commas. Without it
+    /// no cross-origin request is allowed. The admin API never allows one.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "FLAGD_CORS_ORIGIN", value_delimiter = ',',
+        value_parser = crate::http::cors::parse_origin)]
+    pub cors_origins: Vec<crate::http::cors::AllowedOrigin>,
+
     /// Log format.
     #[arg(long, env = "FLAGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

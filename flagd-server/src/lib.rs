@@ -14,7 +14,8 @@
 //! - [`snapshot`]: the per-environment compiled rulesets behind `ArcSwap`.
 //! - [`metrics`]: Prometheus counters and latency histograms, lock-free where evaluation counts.
 //! - [`auth`]: tokens and roles.
-//! - [`http`]: the axum router ([`app`]), OFREP and admin handlers.
+//! - [`http`]: the axum router ([`app`], [`app_with`] for [`HttpOptions`] such as the
+//!   browser origins allowed to call OFREP), OFREP and admin handlers.
 //! - [`error`]: the API error type and its JSON form.
 //! - [`openapi`]: the OpenAPI document ([`openapi::ApiDoc`]), served at `/openapi.json`.
 //!
@@ -25,7 +26,8 @@
 //! let store = flagd_server::store::connect("sqlite:./data/flagd.db").await?;
 //! let (service, _startup) = flagd_server::service::Service::start(store, Some("secret-admin-token")).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8013").await?;
-//! flagd_server::run(listener, service, std::future::pending()).await?;
+//! let options = flagd_server::HttpOptions::default();
+//! flagd_server::run(listener, service, &options, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -45,12 +47,13 @@ pub mod store;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use http::{App, app};
+pub use http::{App, HttpOptions, app, app_with};
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn run(
     listener: tokio::net::TcpListener,
     service: Arc<service::Service>,
+    options: &HttpOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let closing = Arc::clone(&service);
@@ -58,7 +61,8 @@ pub async fn run(
         shutdown.await;
         closing.close();
     };
-    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app(service)))
+    let app = app_with(service, options);
+    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -4,6 +4,7 @@
 
 // Visible to the crate so that `crate::openapi` can name the handlers' path attributes.
 pub(crate) mod admin;
+pub mod cors;
 pub(crate) mod environments;
 pub(crate) mod evaluate;
 pub(crate) mod flags;
@@ -32,10 +33,22 @@ use crate::service::Service;
 /// The whole API: the router inside the one observing middleware.
 pub type App = observe::Observed<Router>;
 
+/// What the HTTP layer takes beyond the service.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Browser origins allowed to call OFREP (`--cors-origin`); none: no CORS headers.
+    pub cors_origins: Vec<cors::AllowedOrigin>,
+}
+
+/// The whole API for one service, with the default [`HttpOptions`].
+pub fn app(service: Arc<Service>) -> App {
+    app_with(service, &HttpOptions::default())
+}
+
 /// The whole API for one service. OFREP and `/healthz` are answered on the thread that
 /// reads the request; every other route runs on the service's control plane (see
 /// [`crate::control`]).
-pub fn app(service: Arc<Service>) -> App {
+pub fn app_with(service: Arc<Service>, options: &HttpOptions) -> App {
     let control_plane = Router::new()
         .merge(ops::routes())
         .merge(flags::routes())
@@ -47,8 +60,15 @@ pub fn app(service: Arc<Service>) -> App {
         .merge(session::routes())
         .merge(ui::routes())
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&service), on_control_plane));
+    // Only when asked for: the layer wraps each OFREP route once more. Their 405 fallback is
+    // set before it, so that the layer wraps it too and answers the preflight (`OPTIONS`);
+    // the router-wide one below only replaces fallbacks still unset.
+    let ofrep = match cors::layer(&options.cors_origins) {
+        Some(cors) => ofrep::routes().method_not_allowed_fallback(method_not_allowed).layer(cors),
+        None => ofrep::routes(),
+    };
     let router = Router::new()
-        .merge(ofrep::routes())
+        .merge(ofrep)
         .merge(ops::liveness_routes())
         .merge(control_plane)
         .fallback(not_found)

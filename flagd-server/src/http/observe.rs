@@ -1,6 +1,7 @@
 //! The one middleware every request runs through: a tracing span per request (at debug
-//! level), the latency histogram of the request's route class, and an error log for server
-//! errors. (The body limit is applied where bodies are read: `json::UnreadBody`.)
+//! level), the latency histogram of the request's route class, and a log line for server
+//! errors (ERROR for a 500, WARN for the other 5xx, which the server answers on purpose).
+//! (The body limit is applied where bodies are read: `json::UnreadBody`.)
 //!
 //! Hand-written rather than `TraceLayer` plus `middleware::from_fn` plus `DefaultBodyLimit`,
 //! and wrapped around the router rather than given to it: axum boxes each route again for
@@ -15,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::response::Response;
 use tower::{Layer, Service};
 use tracing::Span;
@@ -102,14 +104,22 @@ where
             let latency = this.started.elapsed();
             let status = response.status();
             this.service.metrics().observe_request(this.route, status.as_u16(), latency);
-            if status.is_server_error() {
-                tracing::error!(status = status.as_u16(), latency_ms = latency.as_millis(), "response failed");
-            } else {
-                tracing::debug!(
+            match status {
+                // A fault of this server's own: the handler logged its detail too.
+                StatusCode::INTERNAL_SERVER_ERROR => {
+                    tracing::error!(status = status.as_u16(), latency_ms = latency.as_millis(), "response failed")
+                }
+                // A condition the answer reports and the caller can act on (a wait that ran
+                // out, a database that is down, a server that is stopping): worth a warning,
+                // not an alert.
+                s if s.is_server_error() => {
+                    tracing::warn!(status = status.as_u16(), latency_ms = latency.as_millis(), "response failed")
+                }
+                _ => tracing::debug!(
                     status = status.as_u16(),
                     latency_us = latency.as_micros(),
                     "finished processing request"
-                );
+                ),
             }
         }
         Poll::Ready(result)

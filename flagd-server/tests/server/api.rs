@@ -130,6 +130,12 @@ impl Api {
     }
 }
 
+/// `app`'s answer to a GET of `path` with the admin token.
+pub(crate) async fn admin_get(app: flagd_server::App, path: &str) -> Reply {
+    let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
+    reply(app, req.unwrap()).await
+}
+
 /// `app`'s answer to `req`.
 pub(crate) async fn reply(app: flagd_server::App, req: Request<Body>) -> Reply {
     let res = app.oneshot(req).await.unwrap();

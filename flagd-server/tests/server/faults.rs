@@ -26,6 +26,9 @@ pub(crate) struct Faults {
     pub(crate) failing: AtomicBool,
     /// How many token reads failed.
     pub(crate) failed: AtomicUsize,
+    /// The next token read fails with an error that is no outage: a fault of the server's
+    /// own as far as a caller can tell (500).
+    pub(crate) broken: AtomicBool,
     /// Reading the change sequence takes this long (a database busy with writes).
     pub(crate) seq_read_ms: AtomicU64,
 }
@@ -95,6 +98,9 @@ impl Tx for FaultyTx {
             self.faults.failed.fetch_add(1, Ordering::SeqCst);
             let dropped = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the database dropped (test)");
             return Err(StoreError::Database(sqlx::Error::Io(dropped)));
+        }
+        if self.faults.broken.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Database(sqlx::Error::Protocol("an answer no driver expects (test)".into())));
         }
         self.inner.tokens().await
     }

@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod cors;
 mod faults;
 mod flag_set_metadata;
+mod logs;
 mod openapi;
 mod session;
 mod store_contract;

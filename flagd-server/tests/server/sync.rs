@@ -13,16 +13,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::api::{ADMIN, Api, Reply, reply};
+use crate::api::{ADMIN, Api, admin_get, reply};
 use crate::faults::{Faults, Faulty};
 
 const PORTAL: &str = "/api/v1/flags/portal/environments/production";
-
-/// `app`'s answer to a GET of `path` with the admin token.
-async fn admin_get(app: flagd_server::App, path: &str) -> Reply {
-    let req = Request::get(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}")).body(Body::empty());
-    reply(app, req.unwrap()).await
-}
 
 fn system_ms() -> i64 {
     i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()

@@ -2,8 +2,8 @@
 //! back: the caller still hears that the change was made (a new token's value is shown
 //! only in that answer), and the next sync applies it.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::http::{Method, StatusCode};
 use flagd_server::store::Store;
@@ -11,31 +11,7 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::faults::{Faults, Faulty};
-
-/// What is logged at WARN and above on this thread (a current-thread test runtime runs
-/// every task here) while the guard lives.
-fn capture_warnings() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    let logged = Arc::new(Mutex::new(Vec::new()));
-    let writer = Arc::clone(&logged);
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || Captured(Arc::clone(&writer)))
-        .finish();
-    (logged, tracing::subscriber::set_default(subscriber))
-}
-
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::logs::capture_warnings;
 
 #[tokio::test]
 async fn a_new_tokens_value_is_shown_even_if_the_database_drops_right_after_its_commit() {
@@ -51,7 +27,7 @@ async fn a_new_tokens_value_is_shown_even_if_the_database_drops_right_after_its_
     assert_eq!(faults.failed.load(Ordering::SeqCst), 1, "the token read after the commit failed");
     assert_eq!(created.status, StatusCode::CREATED, "the committed token was answered {}", created.body);
     let value = created.body["value"].as_str().expect("the new token's value is in the answer").to_owned();
-    let logged = String::from_utf8(logged.lock().unwrap().clone()).unwrap();
+    let logged = logged.text();
     assert!(logged.contains("WARN") && logged.contains("cannot reload the tokens after a write"), "{logged}");
 
     // The sync that replicas run every --sync-interval.

@@ -6,6 +6,7 @@
 
 mod api_conformance;
 mod bad_input;
+mod browser_ofrep;
 mod client;
 mod deploy;
 mod flagctl;
