@@ -54,13 +54,20 @@ pub struct Config {
     /// (`https://app.example.com`, exactly as the browser sends it: no path, no default
     /// port), or `*` for any; repeat the option or separate origins with commas. Without it
     /// no cross-origin request is allowed. The admin API never allows one.
-    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "FLAGD_CORS_ORIGIN", value_delimiter = ',',
-        value_parser = crate::http::cors::parse_origin)]
-    pub cors_origins: Vec<crate::http::cors::AllowedOrigin>,
+    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "FLAGD_CORS_ORIGIN",
+        value_parser = crate::http::cors::parse_origins)]
+    cors_origins: Vec<crate::http::cors::OriginList>,
 
     /// Log format.
     #[arg(long, env = "FLAGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Every origin of every `--cors-origin`.
+    pub fn cors_origins(&self) -> Vec<crate::http::cors::AllowedOrigin> {
+        self.cors_origins.iter().flat_map(|list| list.0.iter().cloned()).collect()
+    }
 }
 
 /// How logs are written.

@@ -120,11 +120,11 @@ async fn serve(config: Config, control: tokio::runtime::Handle) -> Result<(), Bo
     };
     let replica = flagd_server::replication::spawn(Arc::clone(&service), options);
     tracing::info!(listen = %address, database = %redact(&config.database_url), replica = service.id(), "flagd-server ready");
-    if !config.cors_origins.is_empty() {
-        let origins: Vec<String> = config.cors_origins.iter().map(ToString::to_string).collect();
+    let http = flagd_server::HttpOptions { cors_origins: config.cors_origins() };
+    if !http.cors_origins.is_empty() {
+        let origins: Vec<String> = http.cors_origins.iter().map(ToString::to_string).collect();
         tracing::info!(origins = %origins.join(", "), "OFREP answers browsers on these origins");
     }
-    let http = flagd_server::HttpOptions { cors_origins: config.cors_origins.clone() };
     flagd_server::run(listener, Arc::clone(&service), &http, shutdown_signal()).await?;
     // The cache loop stopped when the server began to stop; a write acknowledged while the
     // requests drained is in the database, and must be in the cache a boot without the

@@ -57,7 +57,17 @@ pub fn layer(origins: &[AllowedOrigin]) -> Option<CorsLayer> {
     })
 }
 
-/// Reads one `--cors-origin` value. Browsers send an origin without path and without the
+/// The origins of one `--cors-origin` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginList(pub Vec<AllowedOrigin>);
+
+/// Reads one `--cors-origin` value: origins separated by commas. An empty one is none, as
+/// from a variable left empty in a unit or compose file, or a trailing comma.
+pub fn parse_origins(text: &str) -> Result<OriginList, String> {
+    text.split(',').filter(|o| !o.trim().is_empty()).map(parse_origin).collect::<Result<_, _>>().map(OriginList)
+}
+
+/// Reads one origin. Browsers send an origin without path and without the
 /// scheme's default port, so a value that differs from that would never match: it is
 /// refused at start, saying what to write instead.
 pub fn parse_origin(text: &str) -> Result<AllowedOrigin, String> {
@@ -137,6 +147,17 @@ mod tests {
                 _ => panic!("{given}: got {got:?}, expected {expected:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_list_skips_empty_entries_and_refuses_a_wrong_one() {
+        let read = |s: &str| parse_origins(s).map(|list| list.0.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert_eq!(read(""), Ok(vec![]));
+        assert_eq!(
+            read("https://a.example, http://localhost:3000,"),
+            Ok(vec!["https://a.example".to_owned(), "http://localhost:3000".to_owned()])
+        );
+        assert!(read("https://a.example,https://b.example/").unwrap_err().contains("`https://b.example/`"));
     }
 
     #[test]
