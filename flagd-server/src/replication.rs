@@ -270,8 +270,18 @@ impl Service {
     /// The replicas heard from within [`REMEMBERED_FOR`] and how far each has applied the
     /// change sequence. Without cluster mode (no heartbeats), this server alone.
     pub async fn cluster(&self) -> Result<ClusterView, ApiError> {
+        self.cluster_heard_since(self.remembered_since()).await
+    }
+
+    /// The cluster-clock time (Unix ms) from which a replica heard since is in the view.
+    fn remembered_since(&self) -> i64 {
+        self.cluster_now_ms() - i64::try_from(REMEMBERED_FOR.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// [`Self::cluster`] with the replicas heard from since `since` (cluster-clock Unix ms).
+    async fn cluster_heard_since(&self, since: i64) -> Result<ClusterView, ApiError> {
         let current_seq = self.store().current_seq().await?;
-        let mut replicas = self.replicas_heard_within(REMEMBERED_FOR).await?;
+        let mut replicas = self.replicas_heard_since(since).await?;
         // This server's own progress is known here more recently than its last heartbeat.
         let own = self.snapshots().applied_seq();
         match replicas.iter_mut().find(|r| r.id == self.id()) {
@@ -321,10 +331,13 @@ impl Service {
     }
 
     async fn replicas_heard_within(&self, window: Duration) -> Result<Vec<Replica>, ApiError> {
+        self.replicas_heard_since(self.cluster_now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX)).await
+    }
+
+    async fn replicas_heard_since(&self, since: i64) -> Result<Vec<Replica>, ApiError> {
         if !self.cluster_enabled() {
             return Ok(Vec::new());
         }
-        let since = self.cluster_now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         Ok(self.store().replicas(since).await?)
     }
 
@@ -343,8 +356,12 @@ impl Service {
 
     /// Waits until every replica in the cluster view serves change `seq`; on timeout, the
     /// error names the replicas behind. A change no write has reached is refused at once.
+    /// The view is the one of the wait's start: a replica that falls silent while the wait
+    /// runs stays in it, behind, rather than leave it [`REMEMBERED_FOR`] after it was last
+    /// heard and so let a wait as long as that pass it by (one that stops cleanly leaves).
     pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let since = self.remembered_since();
         tracing::debug!(seq, timeout_ms = timeout.as_millis(), "waiting until every replica serves the change");
         // This server's own progress is a watch channel: wait on it without touching the
         // database, and read the other replicas' heartbeats only once it is there.
@@ -358,7 +375,7 @@ impl Service {
             // At least a moment to read the heartbeats, however short the timeout: a wait
             // with nothing behind answers yes, and one that runs out names who is behind.
             let read_by = deadline.max(tokio::time::Instant::now() + READ_AT_LEAST);
-            let view = match tokio::time::timeout_at(read_by, self.cluster()).await {
+            let view = match tokio::time::timeout_at(read_by, self.cluster_heard_since(since)).await {
                 Ok(Ok(view)) => view,
                 // The change is committed; a database blip only delays the answer. Keep
                 // asking until the deadline rather than fail a wait that may yet succeed.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use flagd_core::{EnvironmentSnapshot, EvaluationContext, Reason, Ruleset};
-use flagd_server::store::Store;
+use flagd_server::store::{Replica, Store};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -355,4 +355,37 @@ async fn diagnostic_evaluation_reports_value_variant_reason_and_errors() {
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("FLAG_NOT_FOUND")));
     let r = api.admin(Method::POST, &path, Some(json!({"context": [1]}))).await;
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_CONTEXT")));
+}
+
+#[tokio::test]
+async fn a_replica_that_falls_silent_while_a_wait_runs_is_waited_for_until_its_timeout() {
+    let (api, service) = Api::over(|store| store).await;
+    let options = flagd_server::replication::ReplicaOptions {
+        sync_interval: Duration::from_millis(200),
+        address: "127.0.0.1:8013".into(),
+        snapshot_cache: None,
+    };
+    let _following = flagd_server::replication::spawn(Arc::clone(&service), options);
+    pilot(&api).await;
+    // Another replica, last heard 27 s ago (cut off from the database, still serving what
+    // it had): in the cluster view for 3 s more, less than the wait below lasts.
+    let now = service.cluster_now_ms();
+    let ghost = Replica {
+        id: "ghost-replica".into(),
+        address: "10.0.0.9:8013".into(),
+        applied_seq: 0,
+        started_at: now - 60_000,
+        last_seen: now - 27_000,
+    };
+    service.store().heartbeat(&ghost).await.unwrap();
+
+    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "incident"}))).await;
+    let seq = off.body["version"].as_i64().unwrap();
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=5000"), None).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "the wait passed the silent replica by: {}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ghost-replica") && message.contains("silent for"), "{message}");
+    // The view itself has let it go by now: the wait kept the view it started with.
+    let view = api.admin(Method::GET, "/api/v1/cluster", None).await;
+    assert!(!view.body.to_string().contains("ghost-replica"), "{}", view.body);
 }
