@@ -65,6 +65,10 @@ pub struct ImportReport {
     pub dry_run: bool,
     /// Every difference: flags first, then segments, then the flag-set metadata.
     pub changes: Vec<ImportChange>,
+    /// The change sequence number of the import, when it changed something: what
+    /// `GET /api/v1/wait?seq=` waits for until every replica serves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
 }
 
 /// Reads a file in either format, both JSON objects: flagd's (`flags` is an object) or ours
@@ -158,15 +162,16 @@ impl Service {
     ) -> Result<ImportReport, ApiError> {
         let (source, format) = parse(body)?;
         let write = self.begin(actor, reason).await?;
-        let changes = self
+        let (changes, version) = self
             .import_source(write, env, (source, format), mode, dry_run)
             .await
             .map_err(|e| in_terms_of(format, env, e))?;
-        Ok(ImportReport { dry_run, changes })
+        Ok(ImportReport { dry_run, changes, version })
     }
 
     /// Writes `source` into `env` (a dry run validates and rolls back), returning what it
-    /// changed; errors are in the model's terms, for the caller to put in the file's.
+    /// changed and, when it committed, its version; errors are in the model's terms, for the
+    /// caller to put in the file's.
     async fn import_source(
         &self,
         mut write: Write,
@@ -174,7 +179,7 @@ impl Service {
         (source, format): (RulesetSource, ExportFormat),
         mode: ImportMode,
         dry_run: bool,
-    ) -> Result<Vec<ImportChange>, ApiError> {
+    ) -> Result<(Vec<ImportChange>, Option<i64>), ApiError> {
         write.require_environment(env).await?;
         let mut changes = Vec::new();
         let mut named = HashSet::new();
@@ -202,12 +207,13 @@ impl Service {
         // An import that changes nothing (a deploy importing the same file again) is an
         // unchanged write like any other: dropping it rolls it back, so there is no new
         // version for replicas and clients to reload and no gap in the audit log's sequence.
+        let mut version = None;
         if dry_run {
             self.validate(&mut write).await?;
         } else if !changes.is_empty() {
-            self.commit(write).await?;
+            version = Some(self.commit(write).await?);
         }
-        Ok(changes)
+        Ok((changes, version))
     }
 }
 

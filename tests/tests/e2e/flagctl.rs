@@ -1291,3 +1291,180 @@ fn sigterm_stops_a_ramp_at_the_last_step_set() {
     let production = config(&admin, "billing", "production");
     assert_eq!((production["state"].clone(), weights(&production)), (json!("ENABLED"), on_off(10.0)));
 }
+
+/// A web server that is not flagd: it answers every request with `response` (status line,
+/// headers and body, without `Content-Length` and `Connection`, which it adds). Returns its
+/// URL; it lives as long as the test process.
+fn impostor(status: &str, headers: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let response =
+        format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            // The request's head (and a small body) arrive in the first read or two.
+            let mut buf = [0u8; 8192];
+            let mut read = Vec::new();
+            while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn an_address_that_is_not_flagd_or_redirects_elsewhere_is_refused_saying_so() {
+    let html = impostor("200 OK", "Content-Type: text/html\r\n", "<html>hello</html>");
+    let run = flagctl_as(&html, Some("t"), &["disable", "f", "--env", "production", "--reason", "r"]).code(1);
+    assert!(run.stderr.contains("something other than flagd's JSON (`<html>hello</html>…`)"), "{}", run.stderr);
+    assert!(!run.stdout.contains("disabled"), "nothing was disabled: {}", run.stdout);
+    // Another API's 404 says nothing about the flag: not "not found" (4), which a deploy
+    // script reads as "create it".
+    let other_api = impostor("404 Not Found", "Content-Type: application/json\r\n", r#"{"message":"no route"}"#);
+    let run = flagctl_as(&other_api, Some("t"), &["get", "f"]).code(1);
+    assert!(run.stderr.contains("check that FLAGD_URL (or --url) names flagd-server"), "{}", run.stderr);
+
+    let redirect = impostor("308 Permanent Redirect", "Location: https://flagd.example.com/\r\n", "");
+    let run = flagctl_as(&redirect, Some("t"), &["enable", "f", "--env", "staging"]).code(2);
+    assert!(run.stderr.contains("redirects to https://flagd.example.com/ (HTTP 308)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("refused the token"), "the token is not to blame: {}", run.stderr);
+
+    for (url, said) in [
+        ("127.0.0.1:8013", "is not an http:// or https:// address"),
+        ("flagd:8013", "is not an http:// or https:// address"),
+        ("http://", "is not a URL"),
+        ("http://127.0.0.1:8013/?x=1", "has a query or fragment"),
+    ] {
+        let run = flagctl_as(url, Some("t"), &["list"]).code(2);
+        assert!(run.stderr.contains(&format!("FLAGD_URL (or --url) `{url}` {said}")), "{url}: {}", run.stderr);
+    }
+
+    // A token read from a file with its line break still works; one broken inside is refused.
+    let server = Server::start().unwrap();
+    let token = format!("{}\n", server.admin_token());
+    flagctl_as(server.url(), Some(&token), &["environments"]).ok();
+    let broken = format!("{}\nx", server.admin_token());
+    let run = flagctl_as(server.url(), Some(&broken), &["environments"]).code(2);
+    assert!(run.stderr.contains("FLAGD_TOKEN (or --token) holds a control character"), "{}", run.stderr);
+}
+
+#[test]
+fn a_name_given_twice_or_a_file_naming_another_segment_is_refused_and_changes_nothing() {
+    let server = Server::start().unwrap();
+    let admin = server.admin();
+    let events = audit(&admin).len();
+    let run =
+        flagctl(&server, &["create", "twice", "--variant", "on=true", "--variant", "off=false", "--variant", "on=1"]);
+    assert!(run.code(2).stderr.contains("--variant names `on` twice"));
+    let object = ["create", "shape", "--type", "object", "--variant", r#"a={"x":1,"x":2}"#, "--variant", "b={}"];
+    let run = flagctl(&server, &object).code(2);
+    assert!(run.stderr.contains("variant `a`: `x` is named twice"), "{}", run.stderr);
+    flagctl(&server, &["get", "twice"]).code(4);
+    flagctl(&server, &["get", "shape"]).code(4);
+
+    admin.create_flag(&json!({"key": "f"})).unwrap();
+    let eval = |attrs: &[&str]| {
+        let mut args = vec!["eval", "f", "--env", "staging", "--company", "42"];
+        args.extend_from_slice(attrs);
+        flagctl(&server, &args).code(2).stderr
+    };
+    assert!(eval(&["--attr", "plan=pro", "--attr", "plan=free"]).contains("--attr names `plan` twice"));
+    assert!(eval(&["--attr", "companyId=13"]).contains("give the companyId with --company"));
+
+    let dir = TempDir::new("flagctl-segment").unwrap();
+    let file = dir.path().join("segment.json");
+    std::fs::write(&file, r#"{"key": "other", "companies": ["5"]}"#).unwrap();
+    let args = ["segment", "set", "pilot", "--env", "staging", "--file", file.to_str().unwrap()];
+    let run = flagctl(&server, &args).code(2);
+    assert!(run.stderr.contains(r#"names the segment "other", the command line `pilot`"#), "{}", run.stderr);
+    let segments = admin.get("/api/v1/environments/staging/segments").unwrap().body;
+    assert_eq!(segments["segments"], json!([]), "{segments}");
+    assert_eq!(audit(&admin).len(), events + 1, "only the flag `f` was created");
+}
+
+#[test]
+fn tables_show_control_characters_escaped_and_json_keeps_them() {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f", "description": "two\nlines \u{1b}[31mRED"})).unwrap();
+    flagctl(&server, &["enable", "f", "--env", "development", "--reason", "line1\nline2\ttab"]).ok();
+    let table = flagctl(&server, &["audit", "f", "--limit", "1"]).ok();
+    assert!(table.stdout.contains(r"line1\nline2\ttab"), "{}", table.stdout);
+    assert_eq!(table.stdout.lines().count(), 2, "one header and one row: {}", table.stdout);
+    let listed = flagctl(&server, &["list"]).ok();
+    assert!(listed.stdout.contains(r"two\nlines \u{1b}[31mRED"), "{}", listed.stdout);
+    assert!(!listed.stdout.contains('\u{1b}'), "no escape sequence reaches the terminal");
+    let json = flagctl(&server, &["audit", "f", "--limit", "1", "-o", "json"]).ok().json();
+    assert_eq!(json["events"][0]["reason"], "line1\nline2\ttab");
+}
+
+/// Whether process `pid` has a handler for SIGINT (bit 2 of `SigCgt`): flagctl installs
+/// one as its wait begins.
+fn catches_sigint(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
+    u64::from_str_radix(caught, 16).is_ok_and(|mask| mask & (1 << (2 - 1)) != 0)
+}
+
+#[test]
+fn an_interrupted_wait_ends_with_130_saying_the_change_is_stored() {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f"})).unwrap();
+    let seq =
+        flagctl(&server, &["enable", "f", "--env", "staging", "-o", "json"]).ok().json()["version"].as_i64().unwrap();
+    stick_replica(&server);
+    for (signal_name, said) in [("-INT", "SIGINT"), ("-TERM", "SIGTERM")] {
+        let args = ["wait", &seq.to_string(), "--wait-timeout", "60s"];
+        let child = spawn_flagctl(&server, &args);
+        wait_until("flagctl to wait", Duration::from_secs(10), || catches_sigint(child.id()));
+        signal(child.id(), signal_name).unwrap();
+        let run = finish(child, &args).code(130);
+        assert!(
+            run.stderr.contains(&format!("{said} before change seq {seq} was confirmed applied")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(&format!("check with `flagctl wait {seq}`")), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn an_import_answers_its_version_and_is_waited_for_like_any_write() {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f"})).unwrap();
+    let dir = TempDir::new("flagctl-import-wait").unwrap();
+    let file = dir.path().join("flags.json");
+    let write_file = |default: &str| {
+        let doc = json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": default}}});
+        std::fs::write(&file, doc.to_string()).unwrap();
+    };
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import", file.to_str().unwrap(), "--env", "production"];
+        args.extend_from_slice(extra);
+        flagctl(&server, &args)
+    };
+    write_file("on");
+    let run = import(&["--wait"]).ok();
+    let seq = config(&server.admin(), "f", "production")["version"].as_i64().unwrap();
+    assert!(
+        run.stdout.contains(&format!("imported into production (merge, seq {seq}): 1 change(s)")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains(&format!("applied by every live replica (1 replica, seq {seq})")), "{}", run.stderr);
+    // The same file again changes nothing: there is nothing to wait for.
+    let again = import(&["--wait", "-o", "json"]).ok();
+    assert_eq!((again.json()["changes"].clone(), again.json().get("version").cloned()), (json!([]), None));
+    assert!(!again.stderr.contains("applied"), "{}", again.stderr);
+
+    stick_replica(&server);
+    write_file("off");
+    let late = import(&["--wait", "--wait-timeout", "300ms"]).code(5);
+    assert!(late.stderr.contains("stuck-replica"), "{}", late.stderr);
+    assert_eq!(config(&server.admin(), "f", "production")["fallthrough"]["variant"], "off", "the import is stored");
+}

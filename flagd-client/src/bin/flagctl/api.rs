@@ -132,6 +132,50 @@ pub fn segment(text: &str) -> String {
         .collect()
 }
 
+/// `FLAGD_URL` without its trailing `/`, once it is known to be an HTTP(S) address that a
+/// path can be added to: anything else would fail every request with the HTTP library's
+/// words, or reach somewhere unintended.
+fn checked_base(base: &str) -> Result<String, Failure> {
+    let given = base.trim();
+    let wrong = |why: &str| {
+        Failure::Usage(format!(
+            "FLAGD_URL (or --url) `{given}` {why}: write http://HOST[:PORT][/PREFIX] or https://…, \
+             such as http://127.0.0.1:8013"
+        ))
+    };
+    if !given.contains("://") {
+        return Err(wrong("is not an http:// or https:// address"));
+    }
+    let url = reqwest::Url::parse(given).map_err(|_| wrong("is not a URL"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        _ => return Err(wrong("is not an http:// or https:// address")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(wrong("names no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(wrong("has a query or fragment, which paths cannot follow"));
+    }
+    Ok(given.trim_end_matches('/').to_owned())
+}
+
+/// The token as it is sent: without surrounding whitespace (a value read from a file often
+/// ends in a newline; the server reads headers trimmed), none when empty, and refused when
+/// it holds a control character, which no header may carry.
+fn checked_token(token: Option<String>) -> Result<Option<String>, Failure> {
+    let Some(token) = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if token.chars().any(char::is_control) {
+        return Err(Failure::Usage(
+            "FLAGD_TOKEN (or --token) holds a control character (a line break?); set it to the token's value alone"
+                .into(),
+        ));
+    }
+    Ok(Some(token))
+}
+
 /// `/api/v1/flags/{key}/environments/{env}`.
 pub fn config_path(key: &str, env: &str) -> String {
     format!("/api/v1/flags/{}/environments/{}", segment(key), segment(env))
@@ -144,10 +188,13 @@ impl Api {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(request_timeout / 2))
             .user_agent(concat!("flagctl/", env!("CARGO_PKG_VERSION")))
+            // A redirect followed would drop the token on another host or port, or replay a
+            // write as a GET: it is reported instead (see `exchange`).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Failure::Server(format!("cannot set up HTTP: {e}; check the TLS setup of this machine")))?;
-        let base = base.trim_end_matches('/').to_owned();
-        Ok(Self { http, base, token: token.filter(|t| !t.is_empty()), request_timeout })
+        let base = checked_base(base)?;
+        Ok(Self { http, base, token: checked_token(token)?, request_timeout })
     }
 
     /// The server's base URL.
@@ -182,16 +229,45 @@ impl Api {
         let response = builder.send().await.map_err(unanswered)?;
         let status = response.status().as_u16();
         let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if (300..400).contains(&status) {
+            return Err(self.redirected(status, response.headers().get(reqwest::header::LOCATION)));
+        }
         let text = response.text().await.map_err(unanswered)?;
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            serde_json::from_str(&text).map_err(|_| self.not_flagd(status, &text))?
         };
         if (200..300).contains(&status) {
             return Ok(Ok(Reply { etag, body }));
         }
+        // flagd-server refuses in one of two shapes (its API's, OFREP's); any other refusal
+        // came from something else at that address, and says nothing about the flag.
+        if !body["error"].is_object() && !body["errorCode"].is_string() {
+            return Err(self.not_flagd(status, &text));
+        }
         Ok(Err(refusal(status, body)))
+    }
+
+    /// A redirect, which flagctl does not follow: `FLAGD_URL` should name where it leads.
+    fn redirected(&self, status: u16, location: Option<&reqwest::header::HeaderValue>) -> Failure {
+        let to = location.and_then(|v| v.to_str().ok()).unwrap_or("another address");
+        Failure::Usage(format!(
+            "{} redirects to {to} (HTTP {status}); set FLAGD_URL (or --url) to the address it redirects to: \
+             flagctl does not follow redirects, which would drop its token or turn a write into a read",
+            self.base
+        ))
+    }
+
+    /// An answer that is not JSON: no flagd-server (every answer of which is JSON) sent it,
+    /// so the command cannot have done what it was asked.
+    fn not_flagd(&self, status: u16, text: &str) -> Failure {
+        let start: String = text.trim().chars().take(60).map(|c| if c.is_control() { ' ' } else { c }).collect();
+        Failure::Server(format!(
+            "{} answered HTTP {status} with something other than flagd's JSON (`{start}…`); check that FLAGD_URL \
+             (or --url) names flagd-server, such as http://flagd:8013 (without /api/v1), or the proxy in front of it",
+            self.base
+        ))
     }
 
     /// No answer to a request: a server that could not be reached, or one that took longer
@@ -232,7 +308,7 @@ fn refusal(status: u16, body: Value) -> Refusal {
     let (code, message) = match (&body["error"], &body["errorCode"]) {
         (Value::Object(e), _) => (e.get("code").and_then(text), e.get("message").and_then(text)),
         (_, Value::String(code)) => (Some(code.clone()), text(&body["errorDetails"])),
-        _ => (None, text(&body)),
+        _ => (None, None),
     };
     Refusal {
         status,

@@ -25,12 +25,15 @@ read and admin tokens; `promote` names its target with --to.)
 Output is a table for people; --output json prints the server's JSON for scripts.
 --wait makes a write return only once every live replica serves the change.";
 
+/// Where flagd-server listens by default; also what an empty `FLAGD_URL` means.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8013";
+
 /// The whole command line.
 #[derive(Debug, Parser)]
 #[command(name = "flagctl", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// The flagd server.
-    #[arg(long, env = "FLAGD_URL", default_value = "http://127.0.0.1:8013", global = true)]
+    #[arg(long, env = "FLAGD_URL", default_value = DEFAULT_URL, global = true)]
     pub url: String,
     /// The API token (read role for reads, admin for writes).
     #[arg(long, env = "FLAGD_TOKEN", hide_env_values = true, global = true)]
@@ -331,6 +334,9 @@ pub struct ImportArgs {
     /// Why, for the audit log.
     #[arg(long, value_parser = reason)]
     pub reason: Option<String>,
+    /// Return only when every live replica serves the import (see --wait-timeout).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub wait: bool,
 }
 
 /// `token …`.

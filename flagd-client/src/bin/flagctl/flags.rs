@@ -253,8 +253,7 @@ pub async fn create(session: &Session, args: &CreateArgs) -> Result<(), Failure>
 }
 
 fn variants(args: &CreateArgs) -> Result<Map<String, Value>, Failure> {
-    let pairs: Vec<(&str, &str)> =
-        args.variants.iter().map(|v| split_pair(v, "--variant", "NAME=VALUE")).collect::<Result<_, _>>()?;
+    let pairs = split_pairs(&args.variants, "--variant", "NAME=VALUE")?;
     let flag_type = args.flag_type.unwrap_or_else(|| infer_type(pairs.iter().map(|(_, raw)| *raw)));
     if pairs.is_empty() && flag_type != FlagType::Bool {
         return Err(Failure::Usage(format!(
@@ -264,6 +263,11 @@ fn variants(args: &CreateArgs) -> Result<Map<String, Value>, Failure> {
     pairs
         .into_iter()
         .map(|(name, raw)| {
+            if let Some(repeated) = flagd_core::find_repeated_key(raw.as_bytes()) {
+                return Err(Failure::Usage(format!(
+                    "variant `{name}`: {repeated}, so which of its values was meant is unknown; nothing was changed"
+                )));
+            }
             let value = typed_value(flag_type, raw).ok_or_else(|| {
                 Failure::Usage(format!(
                     "variant `{name}`: `{raw}` is not a {flag_type:?} value; fix the value or --type; nothing was changed"
@@ -297,6 +301,20 @@ pub fn split_pair<'a>(text: &'a str, option: &str, shape: &str) -> Result<(&'a s
     text.split_once('=')
         .filter(|(name, _)| !name.is_empty())
         .ok_or_else(|| Failure::Usage(format!("{option} `{text}`: write it as {shape}; nothing was changed")))
+}
+
+/// Splits every `NAME=VALUE` of a repeated option, refusing a name given twice: which of
+/// its values was meant is unknown, as for a key repeated in a file.
+pub fn split_pairs<'a>(texts: &'a [String], option: &str, shape: &str) -> Result<Vec<(&'a str, &'a str)>, Failure> {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(texts.len());
+    for text in texts {
+        let (name, value) = split_pair(text, option, shape)?;
+        if pairs.iter().any(|(seen, _)| *seen == name) {
+            return Err(Failure::Usage(format!("{option} names `{name}` twice: give each once; nothing was changed")));
+        }
+        pairs.push((name, value));
+    }
+    Ok(pairs)
 }
 
 /// A quick operation's request: `POST`/`PUT`/`DELETE …/{op}` with `body`.
@@ -412,11 +430,13 @@ pub async fn rollout(session: &Session, args: &RolloutArgs) -> Result<(), Failur
 }
 
 fn weights(raw: &[String]) -> Result<Vec<Value>, Failure> {
-    raw.iter()
-        .map(|w| {
-            let (variant, weight) = split_pair(w, "--weight", "VARIANT=PERCENT")?;
+    split_pairs(raw, "--weight", "VARIANT=PERCENT")?
+        .into_iter()
+        .map(|(variant, weight)| {
             let weight: f64 = weight.parse().map_err(|_| {
-                Failure::Usage(format!("--weight `{w}`: `{weight}` is not a number; nothing was changed"))
+                Failure::Usage(format!(
+                    "--weight `{variant}={weight}`: `{weight}` is not a number; nothing was changed"
+                ))
             })?;
             check_percentage(weight, "--weight")?;
             Ok(json!({ "variant": variant, "weight": weight }))
@@ -525,8 +545,14 @@ fn describe_evaluation(result: &Value) {
 
 fn eval_context(args: &EvalArgs) -> Result<Value, Failure> {
     let mut context = Map::new();
-    for attr in &args.attrs {
-        let (name, raw) = split_pair(attr, "--attr", "NAME=VALUE")?;
+    for (name, raw) in split_pairs(&args.attrs, "--attr", "NAME=VALUE")? {
+        // The company and the targeting key have options of their own, which would win.
+        if let Some(option) = [("companyId", "--company"), ("targetingKey", "--targeting-key")]
+            .into_iter()
+            .find_map(|(field, option)| (name == field).then_some(option))
+        {
+            return Err(Failure::Usage(format!("--attr {name}=…: give the {name} with {option} instead")));
+        }
         context.insert(name.to_owned(), attribute_value(raw));
     }
     context.insert("companyId".into(), json!(args.company));

@@ -15,6 +15,7 @@ mod output;
 mod ramp;
 mod segments;
 mod session;
+mod signals;
 mod tokens;
 mod transfer;
 mod wait;

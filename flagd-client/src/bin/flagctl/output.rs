@@ -53,9 +53,9 @@ impl Table {
         Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
-    /// Adds a row, each cell cut to [`MAX_CELL`] characters.
+    /// Adds a row, each cell [`printable`] and cut to [`MAX_CELL`] characters.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells.into_iter().map(shorten).collect());
+        self.rows.push(cells.into_iter().map(|c| shorten(printable(&c))).collect());
     }
 
     /// Prints it; an empty table prints `empty` instead, so silence never means "no rows".
@@ -92,8 +92,20 @@ impl Table {
 pub fn fields(pairs: &[(&str, String)]) {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in pairs {
-        line(&format!("{k:<width$}  {v}"));
+        // A value may span lines on purpose (a flag's rules, one per line).
+        let v: Vec<String> = v.split('\n').map(printable).collect();
+        line(&format!("{k:<width$}  {}", v.join("\n")));
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`): a reason, a
+/// description or a company id may hold them, and printed raw a line break would pass for
+/// another row and an escape sequence would reach the terminal. `-o json` has them as sent.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// A JSON value as a table cell: strings bare, `-` for nothing, anything else as JSON.
@@ -193,6 +205,12 @@ pub fn time_cell(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped_and_other_text_as_it_is() {
+        assert_eq!(printable("line1\nline2\ttab \u{1b}[31mRED"), "line1\\nline2\\ttab \\u{1b}[31mRED");
+        assert_eq!(printable("Zürich · 42"), "Zürich · 42");
+    }
 
     #[test]
     fn long_cells_are_cut_and_long_lists_counted() {

@@ -12,7 +12,6 @@ use std::process::Stdio;
 
 use rustix::process::{Pid, kill_process_group};
 use serde_json::{Value, json};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use flagd_core::{FlagDefinition, Serve};
 
@@ -22,6 +21,7 @@ use crate::exit::Failure;
 use crate::flags::{check_percentage, disable_request, enable_request, percentage_request, send_change, serve_text};
 use crate::output;
 use crate::session::Session;
+use crate::signals::Signals;
 use crate::{duration, wait};
 
 /// `flagctl ramp --help`.
@@ -73,37 +73,6 @@ impl Ending {
             Self::CheckFailed => "check-failed",
             Self::Interrupted => "interrupted",
             Self::Failed => "failed",
-        }
-    }
-}
-
-/// SIGINT and SIGTERM, listened to for the whole ramp.
-struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Self, Failure> {
-        let listen = |kind| {
-            signal(kind).map_err(|e| Failure::Server(format!("cannot listen for signals ({e}); nothing was changed")))
-        };
-        Ok(Self { interrupt: listen(SignalKind::interrupt())?, terminate: listen(SignalKind::terminate())? })
-    }
-
-    async fn received(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
-        }
-    }
-
-    /// Runs `work` unless a signal arrives first (then `work` is dropped: a running
-    /// check is killed, a request abandoned).
-    async fn guard<T>(&mut self, work: impl Future<Output = T>) -> Result<T, &'static str> {
-        tokio::select! {
-            value = work => Ok(value),
-            name = self.received() => Err(name),
         }
     }
 }

@@ -260,8 +260,16 @@ fn segment_from_file(file: &Path, key: &str) -> Result<Value, Failure> {
     for read_only in READ_ONLY {
         fields.remove(read_only);
     }
-    fields.entry("key").or_insert_with(|| json!(key));
-    Ok(body)
+    // The server refuses a mismatch on update but, creating, takes the body's key: the
+    // segment would be made under another name than the one the command line gave.
+    match fields.entry("key").or_insert_with(|| json!(key)) {
+        Value::String(named) if named == key => Ok(body),
+        named => Err(Failure::Usage(format!(
+            "{} names the segment {named}, the command line `{key}`: make them agree (or leave `key` out of \
+             the file); nothing was changed",
+            file.display()
+        ))),
+    }
 }
 
 /// The parts named on the command line; an option not given names nothing (it cannot

@@ -24,7 +24,12 @@ impl Session {
     /// From the parsed command line.
     pub fn new(cli: &Cli) -> Result<Self, Failure> {
         Ok(Self {
-            api: Api::new(&cli.url, cli.token.clone(), cli.request_timeout)?,
+            // An empty FLAGD_URL, as from a variable left empty in CI, is no address.
+            api: Api::new(
+                if cli.url.trim().is_empty() { crate::cli::DEFAULT_URL } else { &cli.url },
+                cli.token.clone(),
+                cli.request_timeout,
+            )?,
             format: cli.output,
             env: cli.env.clone(),
             wait_timeout: cli.wait_timeout,

@@ -109,14 +109,24 @@ pub async fn import(session: &Session, args: &ImportArgs) -> Result<(), Failure>
     };
     if session.json() {
         output::json(&report);
-        return Ok(());
+    } else {
+        show_import(&report, env, mode, args.dry_run);
     }
+    match report["version"].as_i64() {
+        Some(seq) if args.wait => crate::wait::report(session, seq).await,
+        // Nothing changed: every replica serves the file already, as far as it goes.
+        _ => Ok(()),
+    }
+}
+
+/// What an import did, as a headline and a table of its changes.
+fn show_import(report: &Value, env: &str, mode: &str, dry_run: bool) {
     let changes = report["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let headline = match (args.dry_run, changes.len()) {
+    let headline = match (dry_run, changes.len()) {
         (true, 0) => format!("dry run: importing into {env} ({mode}) would change nothing"),
         (true, n) => format!("dry run: nothing was changed; importing into {env} ({mode}) would make {n} change(s):"),
         (false, 0) => format!("imported into {env} ({mode}): nothing to change"),
-        (false, n) => format!("imported into {env} ({mode}): {n} change(s):"),
+        (false, n) => format!("imported into {env} ({mode}, seq {}): {n} change(s):", output::cell(&report["version"])),
     };
     output::line(&headline);
     let mut table = Table::new(&["ACTION", "KIND", "KEY", "CHANGED"]);
@@ -131,7 +141,6 @@ pub async fn import(session: &Session, args: &ImportArgs) -> Result<(), Failure>
     if !changes.is_empty() {
         table.print("");
     }
-    Ok(())
 }
 
 /// The top-level fields that differ between `before` and `after`, with their values when

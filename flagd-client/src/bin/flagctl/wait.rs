@@ -5,6 +5,7 @@
 //! server without that route is polled on `/readyz`, whose `appliedSeq` is the highest
 //! change it serves.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -14,11 +15,14 @@ use crate::api::{Refusal, Request, Target, explain};
 use crate::exit::Failure;
 use crate::output;
 use crate::session::Session;
+use crate::signals::Signals;
 
 /// Pause between two `/readyz` polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Extra time the HTTP request gets over the server-side wait.
-const REQUEST_SLACK: Duration = Duration::from_secs(5);
+/// Extra time the HTTP request gets over the server-side wait, which ends up to two of its
+/// database reads (a second each) past its timeout; a server that hung meanwhile costs the
+/// wait no more than this past `--wait-timeout`.
+const REQUEST_SLACK: Duration = Duration::from_secs(2);
 /// First pause after the server could not answer; it doubles up to [`RETRY_MAX`]. Short,
 /// because a restarting server is usually back within a second or two.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -51,7 +55,7 @@ async fn confirm(session: &Session, seq: i64) -> Result<Confirmed, Failure> {
         let request = Request::new(Method::GET, "/api/v1/wait", Target::default())
             .query("seq", seq.to_string())
             .query("timeoutMs", remaining_ms.to_string())
-            .timeout(remaining + REQUEST_SLACK);
+            .timeout(whole_seconds(remaining) + REQUEST_SLACK);
         let trouble = match session.api.exchange(request).await {
             Ok(Ok(reply)) => return Ok(Confirmed { sentence: confirmation(seq, &reply.body), answer: reply.body }),
             Ok(Err(r)) if r.code == "WAIT_TIMEOUT" && Instant::now() < deadline => continue,
@@ -72,9 +76,14 @@ async fn confirm(session: &Session, seq: i64) -> Result<Confirmed, Failure> {
     }
 }
 
+/// `d` rounded up to whole seconds, as a request's timeout is named in its error.
+fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
 /// Waits, and tells the user (stderr) when confirmed.
 pub async fn report(session: &Session, seq: i64) -> Result<(), Failure> {
-    let sentence = applied(session, seq).await?;
+    let sentence = interruptible(seq, applied(session, seq)).await?;
     output::note(&sentence);
     Ok(())
 }
@@ -85,8 +94,19 @@ pub async fn command(session: &Session, seq: i64) -> Result<(), Failure> {
     if !session.json() {
         return report(session, seq).await;
     }
-    output::json(&confirm(session, seq).await?.answer);
+    output::json(&interruptible(seq, confirm(session, seq)).await?.answer);
     Ok(())
+}
+
+/// `wait` unless SIGINT or SIGTERM comes first: then the command ends (exit 130) saying
+/// that the change is stored and how to go on waiting for it.
+async fn interruptible<T>(seq: i64, wait: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    Signals::install()?.guard(wait).await.unwrap_or_else(|signal| {
+        Err(Failure::Interrupted(format!(
+            "{signal} before change seq {seq} was confirmed applied; the change is stored: \
+             check with `flagctl wait {seq}`"
+        )))
+    })
 }
 
 fn confirmation(seq: i64, body: &Value) -> String {
