@@ -618,7 +618,13 @@ fn segments_belong_to_one_environment() {
         everywhere.contains("ENVIRONMENT") && everywhere.contains("staging") && everywhere.contains("pilot"),
         "{everywhere}"
     );
+    // Without --env, the segments of that key in every environment, however many: one here.
     let got = flagctl(&server, &["segment", "get", "pilot", "-o", "json"]).ok().json();
+    assert_eq!(
+        got["segments"].as_array().map(|all| all.iter().map(|s| s["environment"].clone()).collect()),
+        Some(vec![json!("staging")])
+    );
+    let got = flagctl(&server, &["segment", "get", "pilot", "--env", "staging", "-o", "json"]).ok().json();
     assert_eq!(got["environment"], "staging");
     flagctl(&server, &["segment", "get", "pilot", "--env", "production"]).code(4);
 
@@ -1161,6 +1167,13 @@ fn a_rollout_of_a_disabled_flag_says_it_serves_the_off_variant_until_enabled() {
     flagctl(&server, &["enable", "checkout", "--env", "staging"]).ok();
     let enabled = flagctl(&server, &["rollout", "checkout", "20", "--env", "staging"]).ok().stdout;
     assert!(enabled.contains("`checkout` in staging now serves rollout on 20% / off 80%"), "{enabled}");
+    // Rules come first: the share goes only to the contexts they leave.
+    let rule =
+        json!([{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": {"variant": "on"}}]);
+    server.admin().set_config("checkout", "staging", &json!({"state": "ENABLED", "rules": rule})).unwrap();
+    let ruled = flagctl(&server, &["rollout", "checkout", "30", "--env", "staging"]).ok().stdout;
+    let said = "to the contexts none of its 1 rule(s) matches";
+    assert!(ruled.contains("now serves rollout on 30% / off 70%") && ruled.contains(said), "{ruled}");
 }
 
 #[test]
@@ -1467,4 +1480,17 @@ fn an_import_answers_its_version_and_is_waited_for_like_any_write() {
     let late = import(&["--wait", "--wait-timeout", "300ms"]).code(5);
     assert!(late.stderr.contains("stuck-replica"), "{}", late.stderr);
     assert_eq!(config(&server.admin(), "f", "production")["fallthrough"]["variant"], "off", "the import is stored");
+}
+
+#[test]
+fn commands_that_cover_every_environment_refuse_env() {
+    let server = Server::start().unwrap();
+    for (args, said) in [
+        (&["environments", "--env", "nosuch"][..], "`flagctl environments` takes no --env: it lists every environment"),
+        (&["wait", "1", "--env", "staging"], "`flagctl wait` takes no --env: a change's sequence number is the whole"),
+        (&["token", "list", "--env", "staging"], "`flagctl token list` takes no --env: tokens are listed and revoked"),
+    ] {
+        let run = flagctl(&server, args).code(2);
+        assert!(run.stderr.contains(said), "{args:?}: {}", run.stderr);
+    }
 }

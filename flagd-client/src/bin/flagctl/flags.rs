@@ -68,6 +68,7 @@ pub async fn checked_env(session: &Session, env: &str) -> Result<String, Failure
 
 /// `flagctl environments`.
 pub async fn environments(session: &Session) -> Result<(), Failure> {
+    session.refuse_env("environments", "it lists every environment")?;
     let reply = session.api.send(Request::new(Method::GET, "/api/v1/environments", Target::default())).await?;
     if session.json() {
         output::json(&reply.body);
@@ -416,9 +417,16 @@ pub async fn rollout(session: &Session, args: &RolloutArgs) -> Result<(), Failur
     }
     let config = send_change(session, quick(Method::PUT, &args.key, env, "rollout", body)).await?;
     let (key, rollout) = (&args.key, serve_text(&config["fallthrough"]));
+    let rules = config["rules"].as_array().map_or(0, Vec::len);
     // The kill switch beats the rollout: "now serves" would tell someone who has yet to
-    // enable the flag that companies get it.
-    let done = if config["state"] == "ENABLED" {
+    // enable the flag that companies get it. Rules come before the fallthrough: with one
+    // that matches every context, the share set here is served to nobody.
+    let done = if config["state"] == "ENABLED" && rules > 0 {
+        format!(
+            "`{key}` in {env} now serves {rollout} to the contexts none of its {rules} rule(s) matches \
+             (`flagctl get {key} --env {env}` lists them)"
+        )
+    } else if config["state"] == "ENABLED" {
         format!("`{key}` in {env} now serves {rollout}")
     } else {
         format!(

@@ -96,9 +96,11 @@ async fn get(session: &Session, key: &str) -> Result<(), Failure> {
             "segment `{key}` not found in any environment; list segments with `flagctl segment list`"
         )));
     }
-    match (session.json(), found.len()) {
-        (true, 1) => output::json(&found[0]),
-        (true, _) => output::json(&json!({ "segments": found })),
+    // Without --env the shape must not depend on how many environments hold the segment
+    // today: a script reading it would break when another one gets a segment of that name.
+    match (session.json(), &session.env) {
+        (true, Some(_)) => output::json(&found[0]),
+        (true, None) => output::json(&json!({ "segments": found })),
         (false, _) => found.iter().for_each(describe),
     }
     Ok(())

@@ -57,6 +57,16 @@ impl Session {
         })
     }
 
+    /// Refuses --env (a global option) for `command`, which it would mean nothing to:
+    /// silently ignored, it would read as if only that environment had been shown or
+    /// touched. `why` says what the command covers instead.
+    pub fn refuse_env(&self, command: &str, why: &str) -> Result<(), Failure> {
+        match &self.env {
+            Some(env) => Err(Failure::Usage(format!("`flagctl {command}` takes no --env: {why}; drop --env {env}"))),
+            None => Ok(()),
+        }
+    }
+
     /// Whether output is JSON.
     pub fn json(&self) -> bool {
         self.format == Format::Json

@@ -14,27 +14,19 @@ pub async fn run(session: &Session, command: &TokenCommand) -> Result<(), Failur
     match command {
         TokenCommand::Create { name, role } => create(session, name, *role).await,
         TokenCommand::List => {
-            refuse_env(session, "token list")?;
+            session.refuse_env("token list", ACROSS_ENVIRONMENTS)?;
             list(session).await
         }
         TokenCommand::Revoke { id } => {
-            refuse_env(session, "token revoke")?;
+            session.refuse_env("token revoke", ACROSS_ENVIRONMENTS)?;
             revoke(session, id).await
         }
     }
 }
 
-/// --env is global: a token listed or revoked is not per environment, and an --env that
-/// did nothing would read as if only that environment's tokens were shown or touched.
-fn refuse_env(session: &Session, command: &str) -> Result<(), Failure> {
-    match &session.env {
-        Some(env) => Err(Failure::Usage(format!(
-            "`flagctl {command}` takes no --env: tokens are listed and revoked across environments (the \
-             ENVIRONMENT column names an evaluate token's); drop --env {env}; nothing was changed"
-        ))),
-        None => Ok(()),
-    }
-}
+/// What `token list` and `token revoke` cover instead of one environment.
+const ACROSS_ENVIRONMENTS: &str = "tokens are listed and revoked across environments (the ENVIRONMENT column \
+     names an evaluate token's); nothing was changed";
 
 async fn create(session: &Session, name: &str, role: Role) -> Result<(), Failure> {
     let env = match (role, session.env.as_deref()) {

@@ -91,6 +91,7 @@ pub async fn report(session: &Session, seq: i64) -> Result<(), Failure> {
 /// `flagctl wait SEQ`: [`report`], and with `--output json` the server's answer on stdout,
 /// which is then the command's only output.
 pub async fn command(session: &Session, seq: i64) -> Result<(), Failure> {
+    session.refuse_env("wait", "a change's sequence number is the whole server's, whichever environment it changed")?;
     if !session.json() {
         return report(session, seq).await;
     }
