@@ -95,4 +95,14 @@ impl ClientError {
             _ => false,
         }
     }
+
+    /// Whether the server refused the token itself (401/403) rather than this one request:
+    /// then nothing it said before may be served, as a revoked token must stop serving flags.
+    pub(crate) fn refuses_token(&self) -> bool {
+        match self {
+            Self::Shared(e) => e.refuses_token(),
+            Self::Status { status, .. } => matches!(status, 401 | 403),
+            _ => false,
+        }
+    }
 }

@@ -31,12 +31,7 @@ pub(crate) enum Pool {
 impl Http {
     /// A pool for `options.url` and `options.token`, its time limits set by `pool`.
     pub(crate) fn new(options: &ClientOptions, pool: Pool) -> Result<Self, ClientError> {
-        let base = options.url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Options(format!(
-                "the server URL must start with http:// or https://, not `{base}`"
-            )));
-        }
+        let base = checked_base(&options.url)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", options.token))
             .map_err(|_| ClientError::Options("the token contains characters a header cannot carry".into()))?;
         auth.set_sensitive(true);
@@ -65,6 +60,22 @@ impl Http {
     }
 }
 
+/// `url` without its trailing `/`, once it is known to be an HTTP(S) address a path can be
+/// added to: anything else would only fail later, at every request, in the HTTP library's
+/// words ("builder error"), which name neither the option nor the URL.
+fn checked_base(url: &str) -> Result<String, ClientError> {
+    let base = url.trim_end_matches('/');
+    let wrong = |why: String| ClientError::Options(format!("the server URL `{url}` {why}"));
+    let parsed = reqwest::Url::parse(base).map_err(|e| wrong(format!("is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(wrong("must start with http:// or https://".into()));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(wrong("may not have a query or fragment: the client adds paths to it".into()));
+    }
+    Ok(base.to_owned())
+}
+
 /// Sends a request; network failures become [`ClientError::Unreachable`].
 pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ClientError> {
     let (client, request) = request.build_split();
@@ -79,20 +90,52 @@ pub(crate) async fn expect(response: Response, also: &[StatusCode]) -> Result<Re
     if status.is_success() || also.contains(&status) {
         return Ok(response);
     }
-    let url = response.url().to_string();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    // Admin-API errors are `{"error": {code, message}}`; OFREP's are `{errorCode, errorDetails}`.
-    let (code, message) = match (&body["error"], &body["errorCode"]) {
-        (Value::Object(e), _) => (e.get("code").and_then(Value::as_str), e.get("message").and_then(Value::as_str)),
-        (_, Value::String(code)) => (Some(code.as_str()), body["errorDetails"].as_str()),
-        _ => (None, None),
-    };
-    Err(ClientError::Status {
-        url,
-        status: status.as_u16(),
-        code: code.map(str::to_owned),
-        message: message.unwrap_or_else(|| status.canonical_reason().unwrap_or("error")).to_owned(),
-    })
+    Err(Failure::read(response).await.into_error())
+}
+
+/// An answer with an error status, its body read.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    url: String,
+    status: StatusCode,
+    body: Value,
+}
+
+impl Failure {
+    pub(crate) async fn read(response: Response) -> Self {
+        let url = response.url().to_string();
+        let status = response.status();
+        // A body that is no JSON (a proxy's HTML page) says nothing more than the status.
+        let body = response.json().await.unwrap_or(Value::Null);
+        Self { url, status, body }
+    }
+
+    /// OFREP's verdict on one flag (`{errorCode, errorDetails}` with 400 or 404: no such
+    /// flag, an unusable context), as opposed to a refusal of the request itself.
+    pub(crate) fn evaluation_error(&self) -> Option<(&str, Option<&str>)> {
+        if !matches!(self.status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND) {
+            return None;
+        }
+        let code = self.body["errorCode"].as_str()?;
+        Some((code, self.body["errorDetails"].as_str()))
+    }
+
+    /// The failure as a [`ClientError::Status`], with the server's code and message.
+    pub(crate) fn into_error(self) -> ClientError {
+        let body = &self.body;
+        // Admin-API errors are `{"error": {code, message}}`; OFREP's are `{errorCode, errorDetails}`.
+        let (code, message) = match (&body["error"], &body["errorCode"]) {
+            (Value::Object(e), _) => (e.get("code").and_then(Value::as_str), e.get("message").and_then(Value::as_str)),
+            (_, Value::String(code)) => (Some(code.as_str()), body["errorDetails"].as_str()),
+            _ => (None, None),
+        };
+        ClientError::Status {
+            url: self.url,
+            status: self.status.as_u16(),
+            code: code.map(str::to_owned),
+            message: message.unwrap_or_else(|| self.status.canonical_reason().unwrap_or("error")).to_owned(),
+        }
+    }
 }
 
 /// Reads a JSON body.
@@ -100,4 +143,16 @@ pub(crate) async fn json<T: serde::de::DeserializeOwned>(response: Response) -> 
     let url = response.url().to_string();
     let bytes = response.bytes().await.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url, message: e.to_string() })
+}
+
+/// `text` (a flag key, an environment or segment name) as one URL path segment or query
+/// value of flagd's API: everything but the unreserved characters percent-encoded, so that
+/// a `/`, `?`, `#` or `%` in it names that thing rather than another route.
+pub fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -8,6 +8,10 @@
 //! change yet: the client asks again until the snapshot reaches the change. And a server
 //! whose sequence went back (its database restored from a backup, or replaced) announces
 //! numbers below the snapshot held: a stream that starts there is followed, not ignored.
+//!
+//! A server that refuses the token on reconnecting (401/403: it was revoked) gets no more
+//! say than one that answers: the snapshot stops being served, and callers get their
+//! default with the refusal, until the server accepts the token again.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use crate::clock;
 use crate::details::{Details, FlagType};
 use crate::error::ClientError;
 use crate::http::{self, Http, Pool};
@@ -90,11 +95,33 @@ struct Shared {
     current: ArcSwapOption<Loaded>,
     applied: watch::Sender<i64>,
     connected: AtomicBool,
+    /// Set while the server refuses the token: nothing is served meanwhile. A flag apart
+    /// from `refusal`, as every getter checks it and a plain load costs next to nothing.
+    refused: AtomicBool,
+    /// Why the server refuses the token.
+    refusal: ArcSwapOption<ClientError>,
 }
 
 impl Shared {
     fn seq(&self) -> Option<i64> {
         self.current.load().as_ref().map(|l| l.seq)
+    }
+
+    fn is_refused(&self) -> bool {
+        self.refused.load(Ordering::Acquire)
+    }
+
+    /// Stops serving for `refusal`; whether the token was accepted until now.
+    fn refuse(&self, refusal: ClientError) -> bool {
+        self.refusal.store(Some(Arc::new(refusal)));
+        !self.refused.swap(true, Ordering::AcqRel)
+    }
+
+    /// Serves again; whether the token had been refused.
+    fn accept(&self) -> bool {
+        let was = self.refused.swap(false, Ordering::AcqRel);
+        self.refusal.store(None);
+        was
     }
 }
 
@@ -130,10 +157,15 @@ impl InProcessClient {
     /// restarting, answering 5xx) it tries again with backoff; if no snapshot is loaded
     /// within `options.connect_timeout` it fails with [`ClientError::NotReady`], naming
     /// the last attempt's failure. A refusal (a wrong token: 401/403, or another 4xx) fails
-    /// at once, with the server's reason.
+    /// at once, with the server's reason, as do unusable options
+    /// ([`ClientError::Options`]: a URL that is no HTTP(S) address).
+    ///
+    /// Once connected, a server that refuses the token on a reconnection (it was revoked)
+    /// stops the snapshot being served: every getter answers the caller's default with a
+    /// `GENERAL` error naming the refusal, until the server accepts the token again.
     pub async fn connect(options: &ClientOptions) -> Result<Self, ClientError> {
         let stream_path = match &options.environment {
-            Some(env) => format!("/api/v1/stream?environment={env}"),
+            Some(env) => format!("/api/v1/stream?environment={}", http::segment(env)),
             None => "/api/v1/stream".to_owned(),
         };
         let link = Link {
@@ -147,15 +179,17 @@ impl InProcessClient {
             current: ArcSwapOption::empty(),
             applied: watch::Sender::new(i64::MIN),
             connected: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
+            refusal: ArcSwapOption::empty(),
         });
         let first = link.open_first(&shared, options.connect_timeout).await?;
         let task = tokio::spawn(follow(Following(Arc::clone(&shared)), link, first));
         Ok(Self { shared, task })
     }
 
-    /// The snapshot served now.
+    /// The snapshot served now; `None` while none is (not loaded, or the token refused).
     pub fn snapshot(&self) -> Option<Arc<Loaded>> {
-        self.shared.current.load_full()
+        if self.shared.is_refused() { None } else { self.shared.current.load_full() }
     }
 
     /// The change sequence number of the snapshot served now.
@@ -171,6 +205,12 @@ impl InProcessClient {
 
     /// Waits until the snapshot served reflects change `seq` (e.g. a write's `version`);
     /// false if `timeout` passes first.
+    ///
+    /// Only writes to the followed environment count: the change stream announces that
+    /// environment's changes and no others, so the client cannot tell when it has passed
+    /// the version of a write to another environment (a staging write while following
+    /// production), and waiting for one returns true only once the followed environment
+    /// changes after it. Wait for such a write on the server (`GET /api/v1/wait`).
     pub async fn wait_for_seq(&self, seq: i64, timeout: Duration) -> bool {
         let mut applied = self.shared.applied.subscribe();
         matches!(tokio::time::timeout(timeout, applied.wait_for(|a| *a >= seq)).await, Ok(Ok(_)))
@@ -204,6 +244,12 @@ impl InProcessClient {
 
     /// One flag with variant, reason and error.
     pub fn details<T: FlagType>(&self, key: &str, ctx: &EvaluationContext, default: T) -> Details<T> {
+        if self.shared.is_refused() {
+            let refusal = self.shared.refusal.load().as_ref().map(ToString::to_string);
+            // `None` only if the token was accepted again just now.
+            let message = refusal.unwrap_or_else(|| "flagd-server refused the token".to_owned());
+            return Details::failed(default, ErrorCode::General, message);
+        }
         match self.shared.current.load().as_ref() {
             Some(l) => l.with_time(ctx, |ctx| Details::from_resolution(key, &l.ruleset.evaluate(key, ctx), default)),
             None => Details::failed(default, ErrorCode::General, "no snapshot loaded"),
@@ -218,6 +264,9 @@ impl InProcessClient {
     }
 
     fn read<R>(&self, default: R, f: impl FnOnce(&Loaded) -> R) -> R {
+        if self.shared.is_refused() {
+            return default;
+        }
         self.shared.current.load().as_ref().map_or(default, |l| f(l))
     }
 }
@@ -227,7 +276,7 @@ impl Link {
     /// with backoff until `timeout` unless the server refused or the snapshot is unusable,
     /// which asking again does not change.
     async fn open_first(&self, shared: &Shared, timeout: Duration) -> Result<Open, ClientError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = clock::later_tokio(tokio::time::Instant::now(), timeout);
         let mut backoff = Backoff::new(self.max_backoff);
         let mut cause = None;
         loop {
@@ -247,7 +296,7 @@ impl Link {
                 return Err(ClientError::NotReady { timeout, cause });
             }
             // The last attempt comes at the deadline, so a server up by then is not missed.
-            tokio::time::sleep_until((now + backoff.pause()).min(deadline)).await;
+            tokio::time::sleep_until(clock::later_tokio(now, backoff.pause()).min(deadline)).await;
         }
     }
 
@@ -303,7 +352,7 @@ impl Link {
                 "flagd's change sequence went back (its database restored or replaced?): following it"
             );
         }
-        let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
+        let deadline = clock::later_tokio(tokio::time::Instant::now(), CATCH_UP_LIMIT);
         let mut backoff = Backoff::new(self.max_backoff);
         loop {
             let held = if went_back { None } else { shared.seq() };
@@ -320,7 +369,7 @@ impl Link {
             }
             // Answered by a replica that has not applied the change yet: ask again.
             let pause = backoff.pause();
-            if tokio::time::Instant::now() + pause > deadline {
+            if clock::later_tokio(tokio::time::Instant::now(), pause) > deadline {
                 return Err(ClientError::Protocol {
                     url: self.downloads.url(&snapshot_path(&change.environment)),
                     message: format!("the snapshot stayed behind change {} for {CATCH_UP_LIMIT:?}", change.seq),
@@ -363,13 +412,13 @@ impl Backoff {
     /// The pause before the next attempt.
     fn pause(&mut self) -> Duration {
         let pause = self.next;
-        self.next = (pause * 2).min(self.max);
+        self.next = pause.saturating_mul(2).min(self.max);
         pause
     }
 }
 
 fn snapshot_path(environment: &str) -> String {
-    format!("/api/v1/environments/{environment}/snapshot")
+    format!("/api/v1/environments/{}/snapshot", http::segment(environment))
 }
 
 fn install(shared: &Shared, snapshot: EnvironmentSnapshot) -> Result<(), ClientError> {
@@ -397,37 +446,82 @@ impl Drop for Following {
 async fn follow(following: Following, link: Link, first: Open) {
     let shared = &*following.0;
     let mut open = Some(first);
-    let mut backoff = Backoff::new(link.max_backoff);
+    let mut reopening = Reopening(Backoff::new(link.max_backoff));
+    // Paces the attempts of one outage; each outage starts again from the first pause.
+    let mut retrying = Backoff::new(link.max_backoff);
     let mut failures = 0_u32;
     loop {
-        if let Some(stream) = open.take() {
-            let opened = tokio::time::Instant::now();
-            if let Err(e) = read_changes(shared, &link, stream).await {
-                tracing::warn!(error = %e, "flagd change stream lost; serving the last snapshot while reconnecting");
-            }
-            // Only a stream that lasted earns a quick reconnection: one dropped at once
-            // (a failing snapshot, a proxy cutting it) must not be reopened 20 times a second.
-            if opened.elapsed() >= link.max_backoff {
-                backoff = Backoff::new(link.max_backoff);
-            }
-        }
+        let pause = match open.take() {
+            Some(stream) => reopening.after(follow_stream(shared, &link, stream).await),
+            // Asking again soon would only be refused again soon.
+            None if shared.is_refused() => link.max_backoff,
+            None => retrying.pause(),
+        };
         shared.connected.store(false, Ordering::Relaxed);
-        tokio::time::sleep(backoff.pause()).await;
+        tokio::time::sleep(pause).await;
         match link.open(shared).await {
             Ok(stream) => {
                 failures = 0;
+                retrying = Backoff::new(link.max_backoff);
+                if shared.accept() {
+                    tracing::info!("flagd accepts the token again; serving flags");
+                }
                 open = Some(stream);
             }
             Err(e) => {
                 failures += 1;
-                // The first failure of an outage is news; the retries after it are not.
-                if failures == 1 {
-                    tracing::warn!(error = %e, retry_in = ?backoff.next, "flagd reconnect failed; retrying with backoff");
-                } else {
-                    tracing::debug!(error = %e, retry_in = ?backoff.next, failures, "flagd reconnect failed");
-                }
+                reconnect_failed(shared, e, failures, retrying.next);
             }
         }
+    }
+}
+
+/// Reads `stream` until it ends; how long it lasted.
+async fn follow_stream(shared: &Shared, link: &Link, stream: Open) -> Duration {
+    let opened = tokio::time::Instant::now();
+    if let Err(e) = read_changes(shared, link, stream).await {
+        tracing::warn!(error = %e, "flagd change stream lost; serving the last snapshot while reconnecting");
+    }
+    opened.elapsed()
+}
+
+/// Reports a failed reconnection: the first of an outage is news, the retries after it are
+/// not, and a refused token is news once, as from then on it stops the snapshot being served.
+fn reconnect_failed(shared: &Shared, e: ClientError, failures: u32, retry_in: Duration) {
+    if !e.refuses_token() {
+        if failures == 1 {
+            tracing::warn!(error = %e, ?retry_in, "flagd reconnect failed; retrying with backoff");
+        } else {
+            tracing::debug!(error = %e, ?retry_in, failures, "flagd reconnect failed");
+        }
+        return;
+    }
+    let message = e.to_string();
+    if shared.refuse(e) {
+        tracing::warn!(
+            error = %message,
+            "flagd refuses the token; serving callers' defaults until it accepts it again"
+        );
+    } else {
+        tracing::debug!(error = %message, failures, "flagd still refuses the token");
+    }
+}
+
+/// Paces the reopening of streams that end. A stream that lasted is reopened after the
+/// first pause however long the outage before it was; streams that drop as soon as they
+/// open (a failing snapshot, a proxy cutting them) are reopened ever more slowly, not 20
+/// times a second.
+#[derive(Debug)]
+struct Reopening(Backoff);
+
+impl Reopening {
+    /// The pause before reopening a stream that lasted `lasted`.
+    fn after(&mut self, lasted: Duration) -> Duration {
+        // One that outlived the pause it would now cost was no stream dropped at once.
+        if lasted >= self.0.next {
+            self.0 = Backoff::new(self.0.max);
+        }
+        self.0.pause()
     }
 }
 
@@ -436,4 +530,22 @@ async fn read_changes(shared: &Shared, link: &Link, mut open: Open) -> Result<()
         link.apply(shared, &change, false).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn streams_dropped_at_once_are_reopened_ever_more_slowly_and_one_that_lasted_at_once() {
+        let mut reopening = Reopening(Backoff::new(MAX));
+        let at_once: Vec<Duration> = (0..7).map(|_| reopening.after(Duration::ZERO)).collect();
+        let expected: Vec<Duration> = [50, 100, 200, 400, 800, 1600, 2000].map(Duration::from_millis).into();
+        assert_eq!(at_once, expected);
+        assert_eq!(reopening.after(MAX / 2), MAX, "a stream shorter than the pause it costs changes nothing");
+        assert_eq!(reopening.after(MAX), MIN_BACKOFF);
+        assert_eq!(reopening.after(Duration::from_millis(300)), MIN_BACKOFF);
+    }
 }

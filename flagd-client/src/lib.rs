@@ -9,11 +9,17 @@
 //! - [`InProcessClient`] fetches the environment's snapshot, compiles it with
 //!   [`flagd_core`] and evaluates locally, following the server's change stream so a
 //!   change (a kill switch) reaches it within milliseconds. If the stream drops it keeps
-//!   serving the last snapshot and reconnects with backoff.
+//!   serving the last snapshot and reconnects with backoff (50 ms doubling up to
+//!   [`ClientOptions::max_backoff`]; an outage that ended with a reconnection leaves no
+//!   longer pause behind, while streams that drop as soon as they open are reopened ever
+//!   more slowly). If the server refuses the token on reconnecting (401/403: revoked), it
+//!   stops serving the snapshot: getters answer the caller's default with a `GENERAL`
+//!   error naming the refusal, as the remote client does, and it asks again every
+//!   `max_backoff` and serves again once the token is accepted.
 //!
-//! Both take a [`ClientOptions`] (URL, token, timeouts) and report [`Details`]: value,
-//! variant, reason and error. The `flagctl` command line lives in this package too
-//! (`src/bin/flagctl`).
+//! Both take a [`ClientOptions`] (URL, token, timeouts), refusing a URL that is no HTTP(S)
+//! address when made, and report [`Details`]: value, variant, reason and error. The
+//! `flagctl` command line lives in this package too (`src/bin/flagctl`).
 //!
 //! # Example
 //!
@@ -36,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod clock;
 mod details;
 mod error;
 mod http;
@@ -47,6 +54,7 @@ mod sse;
 pub use details::{Details, FlagType};
 pub use error::ClientError;
 pub use flagd_core;
+pub use http::segment as path_segment;
 pub use inprocess::{InProcessClient, Loaded};
 pub use options::ClientOptions;
 pub use remote::{BulkAnswer, RemoteClient};

@@ -3,9 +3,14 @@
 use std::time::Duration;
 
 /// Options shared by both client modes. [`ClientOptions::new`] fills in the defaults.
+///
+/// Any duration is taken: one too long for the clock to count (`Duration::MAX` for
+/// "never") counts as a century.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Base URL of flagd-server, e.g. `http://127.0.0.1:8013`.
+    /// Base URL of flagd-server, e.g. `http://127.0.0.1:8013` (a path prefix may follow;
+    /// no query or fragment). A URL that is none is refused when the client is made
+    /// ([`crate::ClientError::Options`]).
     pub url: String,
     /// An `evaluate` token (it selects the environment), or a `read` token together with
     /// [`ClientOptions::environment`] for the in-process mode.

@@ -30,6 +30,7 @@ use reqwest::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::clock;
 use crate::details::{Details, FlagType, error_code_named, reason_named};
 use crate::error::ClientError;
 use crate::http::{self, Http, Pool};
@@ -168,7 +169,9 @@ impl BulkAnswer {
 }
 
 impl RemoteClient {
-    /// A client for the server and `evaluate` token in `options`. Nothing is sent yet.
+    /// A client for the server and `evaluate` token in `options`. Nothing is sent yet; a
+    /// URL that is no HTTP(S) address, or a token no header can carry, fails here
+    /// ([`ClientError::Options`]).
     pub fn new(options: &ClientOptions) -> Result<Self, ClientError> {
         let ttl = options.cache_ttl;
         let cache = Cache::builder()
@@ -249,7 +252,7 @@ impl RemoteClient {
                 fresh
             }
             Err(e) => {
-                let refused = refuses_token(&e);
+                let refused = e.refuses_token();
                 if !matches!(e, ClientError::CircuitOpen { .. }) {
                     let serving = if refused { "the default" } else { "the last answer" };
                     tracing::warn!(error = %e, serving, "flagd bulk evaluation failed");
@@ -281,13 +284,22 @@ impl RemoteClient {
 
     /// One flag straight from the server (OFREP single evaluation, not cached). Evaluation
     /// errors (`FLAG_NOT_FOUND`, `TARGETING_KEY_MISSING`, ...) come back in the details;
-    /// `Err` means the server could not be asked.
+    /// `Err` means the server could not be asked, or refused the request (any other error
+    /// status: a wrong token, a URL that reaches no OFREP endpoint), as for
+    /// [`RemoteClient::evaluate_all`].
     pub async fn evaluate(&self, key: &str, ctx: &EvaluationContext) -> Result<Details<Value>, ClientError> {
-        let path = format!("{BULK_PATH}/{key}");
+        if matches!(key, "" | "." | "..") {
+            // A URL cannot carry these as a path segment (`..` would name the parent
+            // route, even percent-encoded), so the flag is read from every flag's answer.
+            return Ok(self.fetch_all(request_body(ctx), None).await?.details(key, Value::Null));
+        }
+        let path = format!("{BULK_PATH}/{}", http::segment(key));
         let request = self.http.post(&path).header(CONTENT_TYPE, "application/json").body(request_body(ctx));
-        let evaluation_failures = [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND];
         self.guarded(&path, async {
-            let response = http::expect(http::send(request).await?, &evaluation_failures).await?;
+            let response = http::send(request).await?;
+            if !response.status().is_success() {
+                return flag_failure(http::Failure::read(response).await);
+            }
             let answer: FlagAnswer = http::json(response).await?;
             Ok(answer.details(Value::Null))
         })
@@ -312,7 +324,7 @@ impl RemoteClient {
 
 impl Slot {
     fn new(answer: Said, ttl: Duration) -> Arc<Self> {
-        let held = Held { answer, due: Instant::now() + ttl, refreshing: false };
+        let held = Held { answer, due: clock::later(Instant::now(), ttl), refreshing: false };
         Arc::new(Self(Mutex::new(held)))
     }
 
@@ -340,7 +352,7 @@ impl Refresh<'_> {
         if let Some(fresh) = fresh {
             held.answer = fresh;
         }
-        held.due = Instant::now() + wait;
+        held.due = clock::later(Instant::now(), wait);
         held.answer.clone()
     }
 }
@@ -385,7 +397,7 @@ impl Permit<'_> {
             if state.open_until.is_none() {
                 tracing::warn!(failures = state.failures, cool_down = ?BREAKER_COOL_DOWN, "flagd-server keeps failing; pausing requests");
             }
-            state.open_until = Some(Instant::now() + BREAKER_COOL_DOWN);
+            state.open_until = Some(clock::later(Instant::now(), BREAKER_COOL_DOWN));
         }
     }
 }
@@ -414,10 +426,13 @@ fn unshare(shared: Arc<ClientError>) -> ClientError {
     }
 }
 
-/// Whether the server refused the token itself (401/403) rather than this request: then
-/// nothing it said before may be served, as a revoked token must stop serving flags.
-fn refuses_token(e: &ClientError) -> bool {
-    matches!(e, ClientError::Status { status: 401 | 403, .. })
+/// An error answer to a single evaluation: OFREP's verdict on the flag if it is one, else
+/// the request's failure, as a bulk evaluation reports it.
+fn flag_failure(failure: http::Failure) -> Result<Details<Value>, ClientError> {
+    match failure.evaluation_error() {
+        Some((code, details)) => Ok(Details::failed(Value::Null, error_code_named(code), details.unwrap_or(code))),
+        None => Err(failure.into_error()),
+    }
 }
 
 /// The OFREP request body, which is also the cache key: equal contexts give equal bytes.

@@ -1048,6 +1048,20 @@ impl Client {
             .ok_or_else(|| Error(format!("creating token `{name}`: no `value` in {}", reply.body)))
     }
 
+    /// Revokes the token called `name` (the first listed, if several are): found by name, as
+    /// [`Client::create_token`] returns only the value.
+    pub fn revoke_token(&self, name: &str) -> Result<()> {
+        let listed = self.get("/api/v1/tokens")?.success("listing tokens")?.body;
+        let tokens = listed["tokens"].as_array().map_or(&[][..], Vec::as_slice);
+        let id = &tokens
+            .iter()
+            .find(|t| t["name"] == name)
+            .ok_or_else(|| Error(format!("no token called `{name}` in {listed}")))?["id"];
+        let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+        self.delete(&format!("/api/v1/tokens/{id}"))?.success(&format!("revoking token `{name}`"))?;
+        Ok(())
+    }
+
     // -- OFREP ----------------------------------------------------------------------------
 
     /// `POST /ofrep/v1/evaluate/flags/{key}` with `{"context": context}`; any status.

@@ -1,12 +1,15 @@
 //! flagd-client against the real server binary: the in-process client follows changes
-//! within 100 ms and survives the server being killed; the remote client caches,
-//! revalidates with `If-None-Match`, and falls back instead of failing; concurrent callers
-//! share its requests, and a hung server costs them no waiting beyond one request.
+//! within 100 ms, survives the server being killed, reconnects at its first pace after an
+//! outage, and serves the caller's defaults while its token is refused; the remote client
+//! caches, revalidates with `If-None-Match`, and falls back instead of failing; concurrent
+//! callers share its requests, and a hung server costs them no waiting beyond one request;
+//! its single evaluation asks for exactly the key given; and either client refuses an
+//! unusable URL up front.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason};
+use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason, flag_not_found};
 use flagd_client::{ClientError, ClientOptions, Details, InProcessClient, RemoteClient};
 use flagd_tests::{Client, Hung, Proxy, Server, ServerOptions, free_port};
 use serde_json::{Value, json};
@@ -156,6 +159,39 @@ fn the_in_process_client_serves_its_last_snapshot_while_the_server_is_gone_then_
     assert!(eventually(Duration::from_secs(5), || client.is_connected()));
 }
 
+/// Once a reconnection has succeeded, the next drop is reopened after the first pause
+/// (50 ms), not after the pause the outage before it had grown to: a kill switch written
+/// just after a server restarted twice in a row reaches the client at once.
+#[test]
+fn a_stream_lost_again_after_an_outage_is_reopened_after_the_first_pause() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let proxy = Proxy::tcp(server.address()).unwrap();
+    let rt = runtime();
+    let max_backoff = Duration::from_secs(2);
+    let options = ClientOptions::new(proxy.url(), &token).max_backoff(max_backoff);
+    let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
+
+    // 2 s of failed attempts take the pause, 50 ms doubling, past 1.5 s.
+    proxy.cut();
+    assert!(eventually(Duration::from_secs(5), || !client.is_connected()), "the cut went unnoticed");
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.restore();
+    assert!(eventually(max_backoff * 3, || client.is_connected()), "no reconnection after the outage");
+
+    // The new stream lasts a moment, shorter than `max_backoff`, then the link drops
+    // once more and comes straight back.
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.cut();
+    proxy.restore();
+    let started = Instant::now();
+    let version = toggle(&server.admin(), false);
+    assert!(rt.block_on(client.wait_for_seq(version, Duration::from_secs(10))), "the kill switch never arrived");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "the kill switch reached the client {took:?} after the write");
+    assert!(!client.bool_value(FLAG, &ctx(), true));
+}
+
 #[test]
 fn connecting_with_a_bad_token_fails_at_once_with_the_servers_reason() {
     let server = Server::start().unwrap();
@@ -164,6 +200,77 @@ fn connecting_with_a_bad_token_fails_at_once_with_the_servers_reason() {
     let err = rt.block_on(InProcessClient::connect(&ClientOptions::new(server.url(), "fdt_nope"))).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(err.to_string().contains("401") && err.to_string().contains("unknown token"), "{err}");
+}
+
+/// Whether `details` is the caller's default (`false`) with a refusal naming `words`.
+fn refused(details: &Details<bool>, words: &str) -> bool {
+    !details.value
+        && details.error_code == Some(ErrorCode::General)
+        && details.error_message.as_deref().is_some_and(|m| m.contains("401") && m.contains(words))
+}
+
+/// A revoked token stops serving flags in-process as it does remotely: once the server
+/// refuses it, every getter answers the caller's default with the server's reason.
+#[test]
+fn a_client_whose_token_is_revoked_serves_the_callers_defaults() {
+    let server = Server::start().unwrap();
+    set_up(&server);
+    let admin = server.admin();
+    let token = admin.create_token("revoked-soon", "evaluate", Some("production")).unwrap();
+    let rt = runtime();
+    let options = ClientOptions::new(server.url(), &token).max_backoff(Duration::from_millis(200));
+    let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
+    assert!(client.bool_value(FLAG, &ctx(), false));
+
+    admin.revoke_token("revoked-soon").unwrap();
+    let revoked = || refused(&client.details(FLAG, &ctx(), false), "revoked");
+    assert!(eventually(Duration::from_secs(5), revoked), "{:?}", client.details(FLAG, &ctx(), false));
+    assert!(!client.bool_value(FLAG, &ctx(), false));
+    assert_eq!(client.int_value("nope", &ctx(), 7), 7);
+    assert!(client.snapshot().is_none() && client.metadata(FLAG).is_none());
+    assert!(!client.is_connected());
+}
+
+/// A client refused meanwhile serves again, without a restart, once the server accepts its
+/// token again (here: a server started on another database, then back on its own).
+#[test]
+fn a_client_whose_token_is_accepted_again_serves_again() {
+    let mut server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let options = ClientOptions::new(server.url(), &token).max_backoff(Duration::from_millis(200));
+    let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
+
+    let another = format!("sqlite:{}", server.dir().join("another.db").display());
+    server.kill().unwrap();
+    server.restart(&ServerOptions { database_url: Some(another), ..ServerOptions::default() }).unwrap();
+    let unknown = || refused(&client.details(FLAG, &ctx(), false), "token");
+    assert!(eventually(Duration::from_secs(5), unknown), "{:?}", client.details(FLAG, &ctx(), false));
+
+    server.kill().unwrap();
+    server.restart(&ServerOptions::default()).unwrap();
+    let served = || client.details(FLAG, &ctx(), false).error_code.is_none() && client.bool_value(FLAG, &ctx(), false);
+    assert!(eventually(Duration::from_secs(5), served), "{:?}", client.details(FLAG, &ctx(), false));
+    assert!(eventually(Duration::from_secs(5), || client.is_connected()));
+}
+
+/// The change stream announces the followed environment's changes only: a write to
+/// another environment is not seen by `wait_for_seq` until the followed one changes after
+/// it (as its documentation says).
+#[test]
+fn waiting_for_another_environments_write_ends_with_the_next_change_of_ones_own() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let client = rt.block_on(InProcessClient::connect(&ClientOptions::new(server.url(), &token))).unwrap();
+    let admin = server.admin();
+    let write = admin.quick_op(FLAG, "staging", "enable", Some(&json!({"reason": "client test"}))).unwrap();
+    let staging = write["version"].as_i64().unwrap();
+    assert!(!rt.block_on(client.wait_for_seq(staging, Duration::from_millis(300))));
+
+    let production = toggle(&admin, false);
+    assert!(production > staging);
+    assert!(rt.block_on(client.wait_for_seq(staging, Duration::from_secs(5))));
 }
 
 /// The client follows changes on its runtime: once that runtime is gone it no longer
@@ -224,6 +331,46 @@ fn connecting_to_nothing_fails_not_ready_after_the_connect_timeout() {
     assert!(took >= timeout && took < timeout + Duration::from_millis(500), "failed after {took:?}");
 }
 
+/// A server URL that cannot be used is refused when the client is made, naming it, rather
+/// than failing every later request with the HTTP library's "builder error".
+#[test]
+fn a_url_that_is_no_usable_server_address_is_refused_up_front_naming_it() {
+    let rt = runtime();
+    for url in ["http://[::1", "http://exa mple.com:8013", "ftp://127.0.0.1:8013", "http://127.0.0.1:8013/?x=1"] {
+        let options = ClientOptions::new(url, "fdt_x").connect_timeout(Duration::ZERO);
+        let remote = RemoteClient::new(&options).err();
+        let local = rt.block_on(InProcessClient::connect(&options)).err();
+        for (client, error) in [("remote", remote), ("in-process", local)] {
+            let named = error.as_ref().is_some_and(|e| e.to_string().contains(&format!("`{url}`")));
+            assert!(matches!(error, Some(ClientError::Options(_))) && named, "{client}, {url}: {error:?}");
+        }
+    }
+}
+
+/// `Duration::MAX` means "for ever" for every duration option: both clients serve flags
+/// with it rather than panic on a deadline too far to represent.
+#[test]
+fn the_longest_durations_are_taken_for_ever() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let options = ClientOptions::new(server.url(), &token)
+        .timeout(Duration::MAX)
+        .cache_ttl(Duration::MAX)
+        .stale_ttl(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .max_backoff(Duration::MAX);
+    let remote = RemoteClient::new(&options).unwrap();
+    for call in ["first", "cached"] {
+        assert!(rt.block_on(remote.bool_value(FLAG, &ctx(), false)), "{call} call");
+    }
+    let local = rt.block_on(InProcessClient::connect(&options)).unwrap();
+    assert!(local.bool_value(FLAG, &ctx(), false));
+    let version = toggle(&server.admin(), false);
+    assert!(rt.block_on(local.wait_for_seq(version, Duration::from_secs(5))));
+    assert!(!local.bool_value(FLAG, &ctx(), true));
+}
+
 /// Requests the server has answered on the OFREP bulk route with a status of `class`
 /// (`3xx`, `4xx`, ...).
 fn bulk_answers(server: &Server, class: &str) -> u64 {
@@ -244,11 +391,6 @@ fn a_refused_token_costs_one_request_per_context_per_ttl() {
     let calls = |client: &RemoteClient, ctx: &EvaluationContext| -> Vec<Details<bool>> {
         (0..500).map(|_| rt.block_on(client.details(FLAG, ctx, false))).collect()
     };
-    let refused = |d: &Details<bool>, status: &str| {
-        !d.value
-            && d.error_code == Some(ErrorCode::General)
-            && d.error_message.as_ref().is_some_and(|m| m.contains(status))
-    };
 
     let wrong = ClientOptions::new(server.url(), "fdt_wrong").cache_ttl(Duration::from_secs(60));
     let wrong = RemoteClient::new(&wrong).unwrap();
@@ -263,10 +405,7 @@ fn a_refused_token_costs_one_request_per_context_per_ttl() {
     let client = RemoteClient::new(&ClientOptions::new(server.url(), &token).cache_ttl(ttl)).unwrap();
     assert!(rt.block_on(client.bool_value(FLAG, &ctx(), false)));
     let admin = server.admin();
-    let tokens = admin.get("/api/v1/tokens").unwrap().body;
-    let id = tokens["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "in-process").unwrap()["id"].clone();
-    let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
-    admin.delete(&format!("/api/v1/tokens/{id}")).unwrap().success("revoking the token").unwrap();
+    admin.revoke_token("in-process").unwrap();
     let revoked = || refused(&rt.block_on(client.details(FLAG, &ctx(), false)), "401");
     assert!(eventually(Duration::from_secs(5), revoked), "the held answer is served for a revoked token");
 
@@ -360,6 +499,51 @@ fn the_remote_client_gives_the_default_within_its_timeout_when_nothing_listens()
     let details = rt.block_on(client.details(FLAG, &ctx(), Value::from("default")));
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     assert_eq!((details.value, details.error_code), (Value::from("default"), Some(ErrorCode::General)));
+}
+
+/// A key names that flag and no other route: characters a URL gives a meaning to (`/`,
+/// `?`, `#`, `%`, dot segments) are sent as part of the key, so the server answers
+/// FLAG_NOT_FOUND for each, in the words the bulk answer uses.
+#[test]
+fn a_single_evaluation_asks_for_exactly_the_key_it_is_given() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let client = RemoteClient::new(&ClientOptions::new(server.url(), &token)).unwrap();
+    let served = rt.block_on(client.evaluate(FLAG, &ctx())).unwrap();
+    assert_eq!((served.value, served.error_code), (Value::Bool(true), None));
+
+    let keys =
+        ["zz/../portal", "portal?x=1", "portal#frag", "%70ortal", "../flags", "portal/", "por tal", "", ".", ".."];
+    for key in keys {
+        let single = rt.block_on(client.evaluate(key, &ctx()));
+        let single = single.map(|d| (d.value, d.error_code, d.error_message));
+        let expected = (Value::Null, Some(ErrorCode::FlagNotFound), Some(flag_not_found(key)));
+        assert_eq!(single.as_ref().ok(), Some(&expected), "evaluate({key:?}): {single:?}");
+        let bulk = rt.block_on(client.details(key, &ctx(), Value::Null));
+        assert_eq!((bulk.value, bulk.error_code, bulk.error_message), expected, "details({key:?})");
+    }
+}
+
+/// Only OFREP's verdict on a flag comes back as details: any other error status (a URL
+/// whose path reaches no OFREP endpoint, a wrong token) is the request's failure, for the
+/// single evaluation as for the bulk one.
+#[test]
+fn an_error_answer_that_is_no_ofrep_verdict_is_a_refusal_of_the_request() {
+    let server = Server::start().unwrap();
+    let token = set_up(&server);
+    let rt = runtime();
+    let cases = [(format!("{}/flagd", server.url()), token.as_str(), 404), (server.url().to_owned(), "fdt_wrong", 401)];
+    for (url, token, status) in cases {
+        let client = RemoteClient::new(&ClientOptions::new(&url, token)).unwrap();
+        let single = rt.block_on(client.evaluate(FLAG, &ctx())).err();
+        let bulk = rt.block_on(client.evaluate_all(&ctx())).err();
+        for (what, error) in [("evaluate", single), ("evaluate_all", bulk)] {
+            let refusal = error.as_ref().is_some_and(|e| e.is_refusal() && !e.is_transient());
+            let with_status = matches!(error, Some(ClientError::Status { status: s, .. }) if s == status);
+            assert!(refusal && with_status, "{what} at {url} with {token}: {error:?}");
+        }
+    }
 }
 
 /// Requests the server has answered on the OFREP bulk route, whatever their status.

@@ -122,15 +122,7 @@ pub struct Api {
     request_timeout: Duration,
 }
 
-/// A URL path segment with everything but unreserved characters percent-encoded.
-pub fn segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use flagd_client::path_segment as segment;
 
 /// `FLAGD_URL` without its trailing `/`, once it is known to be an HTTP(S) address that a
 /// path can be added to: anything else would fail every request with the HTTP library's
