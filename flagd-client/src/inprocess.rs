@@ -210,7 +210,9 @@ impl InProcessClient {
     /// environment's changes and no others, so the client cannot tell when it has passed
     /// the version of a write to another environment (a staging write while following
     /// production), and waiting for one returns true only once the followed environment
-    /// changes after it. Wait for such a write on the server (`GET /api/v1/wait`).
+    /// changes after it. Wait for such a write on the server (`GET /api/v1/wait`). While the
+    /// server refuses the token, this and [`Self::seq`] tell the snapshot held, which is not
+    /// served ([`Self::snapshot`] is `None`).
     pub async fn wait_for_seq(&self, seq: i64, timeout: Duration) -> bool {
         let mut applied = self.shared.applied.subscribe();
         matches!(tokio::time::timeout(timeout, applied.wait_for(|a| *a >= seq)).await, Ok(Ok(_)))
@@ -514,11 +516,16 @@ fn reconnect_failed(shared: &Shared, e: ClientError, failures: u32, retry_in: Du
 #[derive(Debug)]
 struct Reopening(Backoff);
 
+/// How long a stream must have lasted to count as one that worked.
+const STREAM_WORKED_AFTER: Duration = Duration::from_secs(1);
+
 impl Reopening {
     /// The pause before reopening a stream that lasted `lasted`.
     fn after(&mut self, lasted: Duration) -> Duration {
-        // One that outlived the pause it would now cost was no stream dropped at once.
-        if lasted >= self.0.next {
+        // One that outlived the pause it would now cost, and a second at least, was no
+        // stream dropped at once: without that floor, one cut after 100 ms every time would
+        // be reopened at the first pause every time, several times a second for ever.
+        if lasted >= self.0.next.max(STREAM_WORKED_AFTER) {
             self.0 = Backoff::new(self.0.max);
         }
         self.0.pause()
@@ -546,6 +553,8 @@ mod tests {
         assert_eq!(at_once, expected);
         assert_eq!(reopening.after(MAX / 2), MAX, "a stream shorter than the pause it costs changes nothing");
         assert_eq!(reopening.after(MAX), MIN_BACKOFF);
-        assert_eq!(reopening.after(Duration::from_millis(300)), MIN_BACKOFF);
+        let cut_after_a_moment: Vec<Duration> = (0..3).map(|_| reopening.after(Duration::from_millis(300))).collect();
+        assert_eq!(cut_after_a_moment, [100, 200, 400].map(Duration::from_millis), "cut after 300 ms each time");
+        assert_eq!(reopening.after(STREAM_WORKED_AFTER), MIN_BACKOFF);
     }
 }

@@ -270,12 +270,12 @@ impl Service {
     /// The replicas heard from within [`REMEMBERED_FOR`] and how far each has applied the
     /// change sequence. Without cluster mode (no heartbeats), this server alone.
     pub async fn cluster(&self) -> Result<ClusterView, ApiError> {
-        self.cluster_heard_since(self.remembered_since()).await
+        self.cluster_heard_since(self.heard_since(REMEMBERED_FOR)).await
     }
 
-    /// The cluster-clock time (Unix ms) from which a replica heard since is in the view.
-    fn remembered_since(&self) -> i64 {
-        self.cluster_now_ms() - i64::try_from(REMEMBERED_FOR.as_millis()).unwrap_or(i64::MAX)
+    /// The cluster-clock time (Unix ms) `window` ago.
+    fn heard_since(&self, window: Duration) -> i64 {
+        self.cluster_now_ms().saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
     }
 
     /// [`Self::cluster`] with the replicas heard from since `since` (cluster-clock Unix ms).
@@ -331,7 +331,7 @@ impl Service {
     }
 
     async fn replicas_heard_within(&self, window: Duration) -> Result<Vec<Replica>, ApiError> {
-        self.replicas_heard_since(self.cluster_now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX)).await
+        self.replicas_heard_since(self.heard_since(window)).await
     }
 
     async fn replicas_heard_since(&self, since: i64) -> Result<Vec<Replica>, ApiError> {
@@ -356,12 +356,18 @@ impl Service {
 
     /// Waits until every replica in the cluster view serves change `seq`; on timeout, the
     /// error names the replicas behind. A change no write has reached is refused at once.
-    /// The view is the one of the wait's start: a replica that falls silent while the wait
+    /// The view is the one of the wait's start, `waited` earlier when the caller has been
+    /// waiting that long already (asking again): a replica that falls silent while the wait
     /// runs stays in it, behind, rather than leave it [`REMEMBERED_FOR`] after it was last
     /// heard and so let a wait as long as that pass it by (one that stops cleanly leaves).
-    pub async fn wait_for_cluster(&self, seq: i64, timeout: Duration) -> Result<ClusterView, ApiError> {
+    pub async fn wait_for_cluster(
+        &self,
+        seq: i64,
+        timeout: Duration,
+        waited: Duration,
+    ) -> Result<ClusterView, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let since = self.remembered_since();
+        let since = self.heard_since(REMEMBERED_FOR.saturating_add(waited));
         tracing::debug!(seq, timeout_ms = timeout.as_millis(), "waiting until every replica serves the change");
         // This server's own progress is a watch channel: wait on it without touching the
         // database, and read the other replicas' heartbeats only once it is there.

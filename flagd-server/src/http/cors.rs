@@ -92,9 +92,15 @@ pub fn parse_origin(text: &str) -> Result<AllowedOrigin, String> {
     if host.is_empty() {
         return Err(not_origin("the host is missing".into()));
     }
-    match (port.map(str::parse::<u16>), scheme) {
-        (Some(Err(_) | Ok(0)), _) => Err(not_origin("the port is not a number from 1 to 65535".into())),
-        (Some(Ok(80)), "http") | (Some(Ok(443)), "https") => {
+    // As a browser writes it: digits only, no leading zero (`+8443` and `08443` would parse);
+    // 0 stands for anything else.
+    let number = |p: &str| {
+        let written = p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0');
+        if written { p.parse::<u16>().unwrap_or(0) } else { 0 }
+    };
+    match (port.map(number), scheme) {
+        (Some(0), _) => Err(not_origin("the port is not a number from 1 to 65535 as written in full".into())),
+        (Some(80), "http") | (Some(443), "https") => {
             Err(not_origin(format!("a browser leaves out the scheme's default port; write `{scheme}://{host}`")))
         }
         _ if !lower.is_ascii() => Err(not_origin("write the host in ASCII (punycode for other scripts)".into())),
@@ -135,6 +141,9 @@ mod tests {
             ("http://localhost:80", Err("default port; write `http://localhost`")),
             ("https://app.example.com:8443x", Err("the port is not a number")),
             ("https://app.example.com:0", Err("the port is not a number")),
+            ("https://app.example.com:08443", Err("the port is not a number")),
+            ("https://app.example.com:+8443", Err("the port is not a number")),
+            ("https://app.example.com:", Err("the port is not a number")),
             ("https://", Err("the host is missing")),
             ("https://user@app.example.com", Err("has no `@`")),
             ("https://bücher.example", Err("punycode")),

@@ -172,6 +172,12 @@ struct WaitParams {
     // the server does not hold callers to.
     #[param(value_type = Option<u128>)]
     timeout_ms: Option<u64>,
+    /// How long the caller has been waiting for this change already, in milliseconds, when
+    /// it asks again (after a 504 at the server's one-minute cap, a restart, a 503): the
+    /// replicas heard from within 30 s before the first request stay in the wait, so asking
+    /// again does not let one that fell silent meanwhile pass.
+    #[param(value_type = Option<u128>)]
+    waited_ms: Option<u64>,
 }
 
 /// The answer to a wait that succeeded.
@@ -188,9 +194,11 @@ pub struct WaitResult {
     pub replicas: Vec<ReplicaView>,
 }
 
-/// Returns once every replica in the cluster view (heard from within 30 s) serves change
-/// `seq`, or 504 after the timeout naming the replicas behind and those gone silent. A `seq`
-/// above the last committed change is refused at once with 404: no write has made it yet.
+/// Returns once every replica in the cluster view (heard from within 30 s before the wait
+/// began, or before `waitedMs` earlier) serves change `seq`, or 504 after the timeout naming
+/// the replicas behind and those gone silent: one that falls silent during the wait stays in
+/// it. A `seq` above the last committed change is refused at once with 404: no write has
+/// made it yet.
 #[utoipa::path(
     get,
     path = "/api/v1/wait",
@@ -224,7 +232,7 @@ async fn wait(
     // A wait may last a minute: a stopping server ends it at once (503, which flagctl asks
     // again after, reaching another replica) instead of holding its shutdown up that long.
     let view = tokio::select! {
-        view = s.wait_for_cluster(q.seq, timeout) => view?,
+        view = s.wait_for_cluster(q.seq, timeout, Duration::from_millis(q.waited_ms.unwrap_or(0))) => view?,
         () = s.closed() => return Err(ApiError::ShuttingDown),
     };
     let scope = if s.cluster_enabled() { "cluster" } else { "server" };

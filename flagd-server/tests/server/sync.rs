@@ -388,4 +388,11 @@ async fn a_replica_that_falls_silent_while_a_wait_runs_is_waited_for_until_its_t
     // The view itself has let it go by now: the wait kept the view it started with.
     let view = api.admin(Method::GET, "/api/v1/cluster", None).await;
     assert!(!view.body.to_string().contains("ghost-replica"), "{}", view.body);
+    let fresh = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=300"), None).await;
+    assert_eq!(fresh.status, StatusCode::OK, "a wait begun now no longer counts it: {}", fresh.body);
+    // A caller asking again after waiting 20 s already keeps the replicas heard from within
+    // 30 s before it began: the one that fell silent meanwhile is still waited for.
+    let again = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=300&waitedMs=20000"), None).await;
+    assert_eq!(again.status, StatusCode::GATEWAY_TIMEOUT, "asked again, the wait passed it by: {}", again.body);
+    assert!(again.body["error"]["message"].as_str().unwrap().contains("ghost-replica"), "{}", again.body);
 }

@@ -78,11 +78,21 @@ fn unstick_replica(server: &Server) {
     sqlite(server, "DELETE FROM replicas WHERE id = 'stuck-replica'");
 }
 
-fn sqlite(server: &Server, sql: &str) {
+/// Runs `sql` on the server's SQLite database; returns the rows it selected, one per line,
+/// columns separated by tabs.
+fn sqlite(server: &Server, sql: &str) -> String {
     let db = server.dir().join("flagd.db");
-    let script =
-        "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.execute(sys.argv[2])\nc.commit()";
-    run_checked("python3", &["-c", script, db.to_str().unwrap(), sql], server.dir()).unwrap();
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\n\
+                  rows = c.execute(sys.argv[2]).fetchall()\nc.commit()\n\
+                  print('\\n'.join('\\t'.join(map(str, r)) for r in rows))";
+    run_checked("python3", &["-c", script, db.to_str().unwrap(), sql], server.dir()).unwrap()
+}
+
+/// The id this server goes by in the cluster view.
+fn own_id(server: &Server) -> String {
+    let view = server.admin().get("/api/v1/cluster").unwrap().body;
+    let me = view["replicas"].as_array().unwrap().iter().find(|r| r["this"] == json!(true)).cloned().unwrap();
+    me["id"].as_str().unwrap().to_owned()
 }
 
 /// Polls `condition` until it holds, failing after `timeout`.
@@ -426,6 +436,7 @@ fn a_wait_outlives_a_server_restart_and_says_the_change_is_stored_when_it_gives_
     let child = spawn_flagctl(&server, &args);
     wait_until("the disable to be stored", Duration::from_secs(30), || disabled(&admin, "incident 1").is_some());
     let seq = disabled(&admin, "incident 1").unwrap();
+    let killed = own_id(&server);
     server.kill().unwrap();
     let gave_up = finish(child, &args).code(5);
     assert!(
@@ -438,6 +449,10 @@ fn a_wait_outlives_a_server_restart_and_says_the_change_is_stored_when_it_gives_
     assert!(gave_up.stderr.contains(&format!("flagctl wait {seq}")), "{}", gave_up.stderr);
     server.restart(&ServerOptions::default()).unwrap();
     assert_eq!(config(&admin, "f", "production")["state"], "DISABLED", "the change was stored");
+    // Killed, it left its heartbeat behind, behind the change: every wait would name it
+    // for 30 s (a stopped replica cannot be told from one cut off and serving the old
+    // value). Gone for good, it leaves the view as a replica that stopped cleanly does.
+    sqlite(&server, &format!("DELETE FROM replicas WHERE id = '{killed}'"));
 
     // Killed and restarted during the wait: flagctl asks again and confirms the change.
     admin.quick_op("f", "production", "enable", None).unwrap();
@@ -445,6 +460,14 @@ fn a_wait_outlives_a_server_restart_and_says_the_change_is_stored_when_it_gives_
     let child = spawn_flagctl(&server, &args);
     wait_until("the disable to be stored", Duration::from_secs(30), || disabled(&admin, "incident 2").is_some());
     let seq = disabled(&admin, "incident 2").unwrap();
+    // Killed once its heartbeat says it serves the change: a replica killed before it said
+    // so is one the wait cannot tell from one cut off and serving the old value, and waits
+    // for until its timeout.
+    let own = own_id(&server);
+    let recorded = || sqlite(&server, &format!("SELECT applied_seq FROM replicas WHERE id = '{own}'"));
+    wait_until("the heartbeat of the change", Duration::from_secs(10), || {
+        recorded().trim().parse::<i64>().is_ok_and(|applied| applied >= seq)
+    });
     server.kill().unwrap();
     server.restart(&ServerOptions::default()).unwrap();
     unstick_replica(&server);
@@ -1172,7 +1195,7 @@ fn a_rollout_of_a_disabled_flag_says_it_serves_the_off_variant_until_enabled() {
         json!([{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": {"variant": "on"}}]);
     server.admin().set_config("checkout", "staging", &json!({"state": "ENABLED", "rules": rule})).unwrap();
     let ruled = flagctl(&server, &["rollout", "checkout", "30", "--env", "staging"]).ok().stdout;
-    let said = "to the contexts none of its 1 rule(s) matches";
+    let said = "to the contexts its 1 rule(s) leave";
     assert!(ruled.contains("now serves rollout on 30% / off 70%") && ruled.contains(said), "{ruled}");
 }
 
@@ -1343,6 +1366,24 @@ fn an_address_that_is_not_flagd_or_redirects_elsewhere_is_refused_saying_so() {
     let run = flagctl_as(&other_api, Some("t"), &["get", "f"]).code(1);
     assert!(run.stderr.contains("check that FLAGD_URL (or --url) names flagd-server"), "{}", run.stderr);
 
+    // A JSON answer from another API, to a write: no `version`, so no sign of a change.
+    let empty = impostor("200 OK", "Content-Type: application/json\r\n", "{}");
+    let run = flagctl_as(&empty, Some("t"), &["disable", "f", "--env", "production", "--reason", "r"]).code(1);
+    assert!(
+        run.stderr.contains("answered without the `version` every flagd-server write answer has"),
+        "{}",
+        run.stderr
+    );
+    // A wait ends at once: asking such an address again until the timeout would change nothing.
+    let started = Instant::now();
+    let run = flagctl_as(&html, Some("t"), &["wait", "5", "--wait-timeout", "20s"]).code(1);
+    assert!(started.elapsed() < Duration::from_secs(10), "the wait took {:?}", started.elapsed());
+    assert!(
+        run.stderr.contains("something other than flagd's JSON") && !run.stderr.contains("stored"),
+        "{}",
+        run.stderr
+    );
+
     let redirect = impostor("308 Permanent Redirect", "Location: https://flagd.example.com/\r\n", "");
     let run = flagctl_as(&redirect, Some("t"), &["enable", "f", "--env", "staging"]).code(2);
     assert!(run.stderr.contains("redirects to https://flagd.example.com/ (HTTP 308)"), "{}", run.stderr);
@@ -1412,16 +1453,19 @@ fn tables_show_control_characters_escaped_and_json_keeps_them() {
     let listed = flagctl(&server, &["list"]).ok();
     assert!(listed.stdout.contains(r"two\nlines \u{1b}[31mRED"), "{}", listed.stdout);
     assert!(!listed.stdout.contains('\u{1b}'), "no escape sequence reaches the terminal");
+    let shown = flagctl(&server, &["get", "f"]).ok().stdout;
+    assert!(shown.contains(r"two\nlines \u{1b}[31mRED") && !shown.contains('\u{1b}'), "{shown}");
     let json = flagctl(&server, &["audit", "f", "--limit", "1", "-o", "json"]).ok().json();
     assert_eq!(json["events"][0]["reason"], "line1\nline2\ttab");
 }
 
-/// Whether process `pid` has a handler for SIGINT (bit 2 of `SigCgt`): flagctl installs
-/// one as its wait begins.
-fn catches_sigint(pid: u32) -> bool {
+/// Whether process `pid` has a handler for SIGINT and SIGTERM (signals 2 and 15 in
+/// `SigCgt`): flagctl installs both as its wait begins.
+fn catches_sigint_and_sigterm(pid: u32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
-    u64::from_str_radix(caught, 16).is_ok_and(|mask| mask & (1 << (2 - 1)) != 0)
+    let both = (1 << (2 - 1)) | (1 << (15 - 1));
+    u64::from_str_radix(caught, 16).is_ok_and(|mask| mask & both == both)
 }
 
 #[test]
@@ -1434,7 +1478,7 @@ fn an_interrupted_wait_ends_with_130_saying_the_change_is_stored() {
     for (signal_name, said) in [("-INT", "SIGINT"), ("-TERM", "SIGTERM")] {
         let args = ["wait", &seq.to_string(), "--wait-timeout", "60s"];
         let child = spawn_flagctl(&server, &args);
-        wait_until("flagctl to wait", Duration::from_secs(10), || catches_sigint(child.id()));
+        wait_until("flagctl to wait", Duration::from_secs(10), || catches_sigint_and_sigterm(child.id()));
         signal(child.id(), signal_name).unwrap();
         let run = finish(child, &args).code(130);
         assert!(

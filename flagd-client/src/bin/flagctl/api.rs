@@ -42,7 +42,7 @@ impl<'a> Target<'a> {
 pub struct Reply {
     /// The `ETag` header, if any.
     pub etag: Option<String>,
-    /// The body; `null` when empty, a JSON string when not JSON.
+    /// The body; `null` when empty (an answer that is no JSON is an error).
     pub body: Value,
 }
 
@@ -228,7 +228,10 @@ impl Api {
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|_| self.not_flagd(status, &text))?
+            match serde_json::from_str(&text) {
+                Ok(body) => body,
+                Err(_) => return self.not_flagd(status, &text),
+            }
         };
         if (200..300).contains(&status) {
             return Ok(Ok(Reply { etag, body }));
@@ -236,7 +239,7 @@ impl Api {
         // flagd-server refuses in one of two shapes (its API's, OFREP's); any other refusal
         // came from something else at that address, and says nothing about the flag.
         if !body["error"].is_object() && !body["errorCode"].is_string() {
-            return Err(self.not_flagd(status, &text));
+            return self.not_flagd(status, &text);
         }
         Ok(Err(refusal(status, body)))
     }
@@ -251,15 +254,20 @@ impl Api {
         ))
     }
 
-    /// An answer that is not JSON: no flagd-server (every answer of which is JSON) sent it,
-    /// so the command cannot have done what it was asked.
-    fn not_flagd(&self, status: u16, text: &str) -> Failure {
+    /// An answer not in flagd's JSON: no flagd-server sent it, so the command cannot have
+    /// done what it was asked. A 5xx is a refusal like flagd's own (a proxy whose flagd is
+    /// restarting: a wait asks again); anything else is [`Failure::NotFlagd`].
+    fn not_flagd(&self, status: u16, text: &str) -> Result<Result<Reply, Refusal>, Failure> {
         let start: String = text.trim().chars().take(60).map(|c| if c.is_control() { ' ' } else { c }).collect();
-        Failure::Server(format!(
+        let message = format!(
             "{} answered HTTP {status} with something other than flagd's JSON (`{start}…`); check that FLAGD_URL \
              (or --url) names flagd-server, such as http://flagd:8013 (without /api/v1), or the proxy in front of it",
             self.base
-        ))
+        );
+        if status >= 500 {
+            return Ok(Err(Refusal { status, code: format!("HTTP_{status}"), message, body: Value::Null }));
+        }
+        Err(Failure::NotFlagd(message))
     }
 
     /// No answer to a request: a server that could not be reached, or one that took longer

@@ -20,7 +20,8 @@ Every command that changes what an environment serves needs --env ENV, so nobody
 changes production by accident; reads without --env show every environment.
 (`create` makes a flag that is disabled everywhere and takes no --env; `token create`
 takes --env for an evaluate token, the environment it evaluates in, and refuses one for
-read and admin tokens; `promote` names its target with --to.)
+read and admin tokens; `token list`, `token revoke`, `environments` and `wait` cover
+every environment and refuse --env; `promote` names its target with --to.)
 
 Output is a table for people; --output json prints the server's JSON for scripts.
 --wait makes a write return only once every live replica serves the change.";

@@ -35,6 +35,10 @@ pub enum Failure {
     /// A conflict or failed precondition.
     #[error("{0}")]
     Conflict(String),
+    /// Something other than flagd answered: the address is wrong (exit 1, as for a server
+    /// error, but a wait does not ask it again).
+    #[error("{0}")]
+    NotFlagd(String),
     /// The thing named does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -53,7 +57,7 @@ impl Failure {
     /// The process exit code for this failure (see [`EXIT_CODES_HELP`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Server(_) => 1,
+            Self::Server(_) | Self::NotFlagd(_) => 1,
             Self::Usage(_) => 2,
             Self::Conflict(_) => 3,
             Self::NotFound(_) => 4,

@@ -264,7 +264,8 @@ fn variants(args: &CreateArgs) -> Result<Map<String, Value>, Failure> {
     pairs
         .into_iter()
         .map(|(name, raw)| {
-            if let Some(repeated) = flagd_core::find_repeated_key(raw.as_bytes()) {
+            let repeated = (flag_type == FlagType::Object).then(|| flagd_core::find_repeated_key(raw.as_bytes()));
+            if let Some(repeated) = repeated.flatten() {
                 return Err(Failure::Usage(format!(
                     "variant `{name}`: {repeated}, so which of its values was meant is unknown; nothing was changed"
                 )));
@@ -331,6 +332,15 @@ pub async fn send_change(session: &Session, request: Request<'_>) -> Result<Valu
 /// Prints a changed configuration (JSON, or `done` and the configuration; the server says
 /// when the write changed nothing), then waits if asked.
 async fn show_change(session: &Session, done: &str, config: &Value, wait: bool) -> Result<(), Failure> {
+    // Every write flagd-server answers carries its version: without one, something else
+    // answered (a `{}` from another API), and nothing says the change was made.
+    let Some(seq) = config["version"].as_i64() else {
+        return Err(Failure::NotFlagd(format!(
+            "{} answered without the `version` every flagd-server write answer has; check that FLAGD_URL (or --url) \
+             names flagd-server, then look whether the change was made (`flagctl get`, `flagctl audit`)",
+            session.api.base()
+        )));
+    };
     if session.json() {
         output::json(config);
     } else {
@@ -343,9 +353,6 @@ async fn show_change(session: &Session, done: &str, config: &Value, wait: bool) 
         describe_config(config);
     }
     if wait {
-        let seq = config["version"].as_i64().ok_or_else(|| {
-            Failure::Server("the server's answer has no `version` to wait for; upgrade flagd-server".to_owned())
-        })?;
         wait::report(session, seq).await?;
     }
     Ok(())
@@ -417,14 +424,15 @@ pub async fn rollout(session: &Session, args: &RolloutArgs) -> Result<(), Failur
     }
     let config = send_change(session, quick(Method::PUT, &args.key, env, "rollout", body)).await?;
     let (key, rollout) = (&args.key, serve_text(&config["fallthrough"]));
-    let rules = config["rules"].as_array().map_or(0, Vec::len);
+    let first = decided_before_fallthrough(&config);
     // The kill switch beats the rollout: "now serves" would tell someone who has yet to
-    // enable the flag that companies get it. Rules come before the fallthrough: with one
-    // that matches every context, the share set here is served to nobody.
-    let done = if config["state"] == "ENABLED" && rules > 0 {
+    // enable the flag that companies get it. Lists and rules come before the fallthrough:
+    // with a rule that matches every context, the share set here is served to nobody.
+    let done = if config["state"] == "ENABLED" && !first.is_empty() {
         format!(
-            "`{key}` in {env} now serves {rollout} to the contexts none of its {rules} rule(s) matches \
-             (`flagctl get {key} --env {env}` lists them)"
+            "`{key}` in {env} now serves {rollout} to the contexts its {} leave (`flagctl get {key} --env {env}` \
+             shows them)",
+            first.join(" and ")
         )
     } else if config["state"] == "ENABLED" {
         format!("`{key}` in {env} now serves {rollout}")
@@ -435,6 +443,18 @@ pub async fn rollout(session: &Session, args: &RolloutArgs) -> Result<(), Failur
         )
     };
     show_change(session, &done, &config, args.change.wait).await
+}
+
+/// What decides before a configuration's fallthrough: `["allow list", "2 rule(s)"]`.
+fn decided_before_fallthrough(config: &Value) -> Vec<String> {
+    let listed = |field: &str| config[field].as_array().is_some_and(|l| !l.is_empty());
+    let rules = config["rules"].as_array().map_or(0, Vec::len);
+    [("allow list", listed("allow")), ("deny list", listed("deny"))]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name.to_owned())
+        .chain((rules > 0).then(|| format!("{rules} rule(s)")))
+        .collect()
 }
 
 fn weights(raw: &[String]) -> Result<Vec<Value>, Failure> {

@@ -108,12 +108,13 @@ pub fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
-/// A JSON value as a table cell: strings bare, `-` for nothing, anything else as JSON.
+/// A JSON value as a table cell: strings bare but [`printable`], `-` for nothing, anything
+/// else as JSON (whose strings escape control characters already).
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(s) if s.is_empty() => "-".to_owned(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         other => other.to_string(),
     }
 }

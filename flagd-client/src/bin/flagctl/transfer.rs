@@ -112,10 +112,15 @@ pub async fn import(session: &Session, args: &ImportArgs) -> Result<(), Failure>
     } else {
         show_import(&report, env, mode, args.dry_run);
     }
-    match report["version"].as_i64() {
-        Some(seq) if args.wait => crate::wait::report(session, seq).await,
-        // Nothing changed: every replica serves the file already, as far as it goes.
-        _ => Ok(()),
+    let changed = report["changes"].as_array().is_some_and(|c| !c.is_empty());
+    match (args.wait && changed, report["version"].as_i64()) {
+        (true, Some(seq)) => crate::wait::report(session, seq).await,
+        (true, None) => Err(Failure::Server(
+            "the import was made, but the server's answer has no `version` to wait for: upgrade flagd-server"
+                .to_owned(),
+        )),
+        // Nothing changed (or no --wait): every replica serves the file already, as far as it goes.
+        (false, _) => Ok(()),
     }
 }
 

@@ -46,15 +46,18 @@ pub async fn applied(session: &Session, seq: i64) -> Result<String, Failure> {
 
 /// [`applied`], with the server's answer.
 async fn confirm(session: &Session, seq: i64) -> Result<Confirmed, Failure> {
-    let deadline = Instant::now() + session.wait_timeout;
+    let started = Instant::now();
+    let deadline = started + session.wait_timeout;
     let mut outage = Outage::new(seq, session.wait_timeout);
-    // The server caps one wait (at 60 s): ask again until our own deadline.
+    // The server caps one wait (at 60 s): ask again until our own deadline, saying how long
+    // we have waited, so that a replica that fell silent meanwhile stays in the wait.
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let remaining_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).to_string();
         let request = Request::new(Method::GET, "/api/v1/wait", Target::default())
             .query("seq", seq.to_string())
-            .query("timeoutMs", remaining_ms.to_string())
+            .query("timeoutMs", millis(remaining))
+            .query("waitedMs", millis(started.elapsed()))
             .timeout(whole_seconds(remaining) + REQUEST_SLACK);
         let trouble = match session.api.exchange(request).await {
             Ok(Ok(reply)) => return Ok(Confirmed { sentence: confirmation(seq, &reply.body), answer: reply.body }),
@@ -70,6 +73,8 @@ async fn confirm(session: &Session, seq: i64) -> Result<Confirmed, Failure> {
             Ok(Err(r)) if r.code == "SHUTTING_DOWN" => Trouble::Stopping(server_trouble(&r)),
             Ok(Err(r)) if r.status >= 500 => Trouble::Unanswered(server_trouble(&r)),
             Ok(Err(r)) => return Err(explain(&r, &Target::default())),
+            // The address answers, but not as flagd: asking again changes nothing.
+            Err(wrong @ (Failure::NotFlagd(_) | Failure::Usage(_))) => return Err(wrong),
             Err(unreachable) => Trouble::Unanswered(unreachable.to_string()),
         };
         outage.pause(trouble, deadline).await?;
@@ -234,6 +239,7 @@ async fn poll_readyz(session: &Session, seq: i64, deadline: Instant, mut outage:
                 continue;
             }
             Ok(Err(r)) => return Err(explain(&r, &Target::default())),
+            Err(wrong @ (Failure::NotFlagd(_) | Failure::Usage(_))) => return Err(wrong),
             Err(unreachable) => {
                 outage.pause(Trouble::Unanswered(unreachable.to_string()), deadline).await?;
                 continue;
