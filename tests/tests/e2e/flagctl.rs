@@ -1538,3 +1538,15 @@ fn commands_that_cover_every_environment_refuse_env() {
         assert!(run.stderr.contains(said), "{args:?}: {}", run.stderr);
     }
 }
+
+#[test]
+fn an_endless_or_binary_file_is_refused_without_reading_it_all() {
+    let server = Server::start().unwrap();
+    let endless = flagctl(&server, &["import", "/dev/zero", "--env", "staging"]).code(2);
+    assert!(endless.stderr.contains("/dev/zero is larger than 256 MiB"), "{}", endless.stderr);
+    let dir = TempDir::new("flagctl-binary").unwrap();
+    let binary = dir.path().join("flags.json");
+    std::fs::write(&binary, [0xff, 0xfe, 0x7b, 0x7d]).unwrap();
+    let run = flagctl(&server, &["import", binary.to_str().unwrap(), "--env", "staging"]).code(2);
+    assert!(run.stderr.contains("is not UTF-8 text"), "{}", run.stderr);
+}

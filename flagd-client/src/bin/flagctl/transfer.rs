@@ -38,15 +38,31 @@ pub async fn export(session: &Session, args: &ExportArgs) -> Result<(), Failure>
 /// Reads a JSON file (`-` is stdin).
 pub fn read_json_file(file: &Path) -> Result<Value, Failure> {
     let shown = file.display();
-    let mut text = String::new();
-    let read = if file == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    let unreadable =
+        |e: std::io::Error| Failure::Usage(format!("cannot read {shown}: {e}; check the path; nothing was changed"));
+    let source: Box<dyn Read> = if file == Path::new("-") {
+        Box::new(std::io::stdin())
     } else {
-        std::fs::read_to_string(file).map(|t| text = t)
+        Box::new(std::fs::File::open(file).map_err(unreadable)?)
     };
-    read.map_err(|e| Failure::Usage(format!("cannot read {shown}: {e}; check the path; nothing was changed")))?;
+    // Read no further than one byte past what any server takes: `/dev/zero` or a wrong
+    // pipe would otherwise fill the memory.
+    let mut bytes = Vec::new();
+    source.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Failure::Usage(format!(
+            "{shown} is larger than 256 MiB, more than any flagd-server takes (--max-import-mib is at most 256); \
+             nothing was changed"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::Usage(format!("{shown} is not UTF-8 text, so no JSON; fix the file; nothing was changed"))
+    })?;
     parse_json_text(&text, &shown)
 }
+
+/// The largest file flagctl reads: the most a flagd-server takes (`--max-import-mib 256`).
+const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The JSON in the file `shown`, after the byte order mark an editor on Windows may put at
 /// the start of a file saved as UTF-8 (JSON parsers may ignore it, RFC 8259 8.1; serde_json
