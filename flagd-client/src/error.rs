@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached, or did not answer in time.
-    #[error("cannot reach flagd-server at {url}: {source}")]
+    #[error("cannot reach flagd-server at {url}: {}", with_causes(source))]
     Unreachable {
         /// The URL requested.
         url: String,
@@ -70,6 +70,23 @@ pub enum ClientError {
     },
 }
 
+/// `error` and the causes under it, as one line: the HTTP library's own message leaves out
+/// why (a refused connection, a failed name lookup, a timeout), which is what a person
+/// reading the log or a [`crate::Details`] message needs.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// How a [`ClientError::NotReady`] message ends: the last attempt's failure, if any.
 fn last_attempt(cause: Option<&ClientError>) -> String {
     cause.map_or_else(|| "; the server did not answer".to_owned(), |e| format!("; the last attempt: {e}"))
@@ -104,5 +121,20 @@ impl ClientError {
             Self::Status { status, .. } => matches!(status, 401 | 403),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_reported_with_the_reason() {
+        // Nothing listens on port 1 of the loopback: the connection is refused at once.
+        let url = "http://127.0.0.1:1/";
+        let source = reqwest::get(url).await.unwrap_err();
+        let error = ClientError::Unreachable { url: url.to_owned(), source };
+        let message = error.to_string();
+        assert!(message.to_lowercase().contains("connection refused"), "{message}");
     }
 }
