@@ -31,7 +31,8 @@ pub(crate) enum Pool {
 impl Http {
     /// A pool for `options.url` and `options.token`, its time limits set by `pool`.
     pub(crate) fn new(options: &ClientOptions, pool: Pool) -> Result<Self, ClientError> {
-        let base = checked_base(&options.url)?;
+        let base = base_url(&options.url)
+            .map_err(|why| ClientError::Options(format!("the server URL `{}` {why}", options.url)))?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", options.token))
             .map_err(|_| ClientError::Options("the token contains characters a header cannot carry".into()))?;
         auth.set_sensitive(true);
@@ -60,20 +61,43 @@ impl Http {
     }
 }
 
-/// `url` without its trailing `/`, once it is known to be an HTTP(S) address a path can be
-/// added to: anything else would only fail later, at every request, in the HTTP library's
-/// words ("builder error"), which name neither the option nor the URL.
-fn checked_base(url: &str) -> Result<String, ClientError> {
-    let base = url.trim_end_matches('/');
-    let wrong = |why: String| ClientError::Options(format!("the server URL `{url}` {why}"));
-    let parsed = reqwest::Url::parse(base).map_err(|e| wrong(format!("is not a URL: {e}")))?;
+/// `url` without its trailing `/` (and surrounding whitespace) once it is known to be an
+/// HTTP(S) address a path can be added to, or why it is not one: anything else would only
+/// fail later, at every request, in the HTTP library's words ("builder error"), which name
+/// neither the setting nor the URL. flagctl checks `FLAGD_URL` with it too.
+pub fn base_url(url: &str) -> Result<String, BadUrl> {
+    let given = url.trim();
+    if !given.contains("://") {
+        return Err(BadUrl::NotHttp);
+    }
+    let parsed = reqwest::Url::parse(given).map_err(|_| BadUrl::NotUrl)?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(wrong("must start with http:// or https://".into()));
+        return Err(BadUrl::NotHttp);
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(BadUrl::NoHost);
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(wrong("may not have a query or fragment: the client adds paths to it".into()));
+        return Err(BadUrl::QueryOrFragment);
     }
-    Ok(base.to_owned())
+    Ok(given.trim_end_matches('/').to_owned())
+}
+
+/// Why a server URL is unusable ([`base_url`]), worded to follow the URL itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadUrl {
+    /// No `http://` or `https://` in front.
+    #[error("is not an http:// or https:// address")]
+    NotHttp,
+    /// Not a URL at all.
+    #[error("is not a URL")]
+    NotUrl,
+    /// No host to connect to.
+    #[error("names no host")]
+    NoHost,
+    /// A query or fragment, after which no path can be added.
+    #[error("has a query or fragment, which paths cannot follow")]
+    QueryOrFragment,
 }
 
 /// Sends a request; network failures become [`ClientError::Unreachable`].

@@ -54,7 +54,7 @@ mod sse;
 pub use details::{Details, FlagType};
 pub use error::ClientError;
 pub use flagd_core;
-pub use http::segment as path_segment;
+pub use http::{BadUrl, base_url, segment as path_segment};
 pub use inprocess::{InProcessClient, Loaded};
 pub use options::ClientOptions;
 pub use remote::{BulkAnswer, RemoteClient};

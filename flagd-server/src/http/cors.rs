@@ -32,6 +32,9 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// The layer for the OFREP routes, or none when no origin is allowed (no CORS headers).
 pub fn layer(origins: &[AllowedOrigin]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
     let allow = if origins.contains(&AllowedOrigin::Any) {
         AllowOrigin::any()
     } else {
@@ -41,20 +44,19 @@ pub fn layer(origins: &[AllowedOrigin]) -> Option<CorsLayer> {
         });
         AllowOrigin::list(exact.collect::<Vec<_>>())
     };
-    (!origins.is_empty()).then(|| {
-        CorsLayer::new()
-            .allow_origin(allow)
-            .allow_methods([Method::POST])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                header::IF_NONE_MATCH,
-                HeaderName::from_static("x-api-key"),
-            ])
-            // The bulk answer's version, which a browser client sends back in `If-None-Match`.
-            .expose_headers([header::ETAG])
-            .max_age(PREFLIGHT_MAX_AGE)
-    })
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("x-api-key"),
+        ])
+        // The bulk answer's version, which a browser client sends back in `If-None-Match`.
+        .expose_headers([header::ETAG])
+        .max_age(PREFLIGHT_MAX_AGE);
+    Some(layer)
 }
 
 /// The origins of one `--cors-origin` value.

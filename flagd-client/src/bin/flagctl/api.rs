@@ -124,32 +124,16 @@ pub struct Api {
 
 pub use flagd_client::path_segment as segment;
 
-/// `FLAGD_URL` without its trailing `/`, once it is known to be an HTTP(S) address that a
-/// path can be added to: anything else would fail every request with the HTTP library's
-/// words, or reach somewhere unintended.
+/// `FLAGD_URL` as the library checks a server URL ([`flagd_client::base_url`]), refused in
+/// flagctl's words.
 fn checked_base(base: &str) -> Result<String, Failure> {
-    let given = base.trim();
-    let wrong = |why: &str| {
+    flagd_client::base_url(base).map_err(|why| {
         Failure::Usage(format!(
-            "FLAGD_URL (or --url) `{given}` {why}: write http://HOST[:PORT][/PREFIX] or https://…, \
-             such as http://127.0.0.1:8013"
+            "FLAGD_URL (or --url) `{}` {why}: write http://HOST[:PORT][/PREFIX] or https://…, \
+             such as http://127.0.0.1:8013",
+            base.trim()
         ))
-    };
-    if !given.contains("://") {
-        return Err(wrong("is not an http:// or https:// address"));
-    }
-    let url = reqwest::Url::parse(given).map_err(|_| wrong("is not a URL"))?;
-    match url.scheme() {
-        "http" | "https" => {}
-        _ => return Err(wrong("is not an http:// or https:// address")),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(wrong("names no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(wrong("has a query or fragment, which paths cannot follow"));
-    }
-    Ok(given.trim_end_matches('/').to_owned())
+    })
 }
 
 /// The token as it is sent: without surrounding whitespace (a value read from a file often
