@@ -156,6 +156,8 @@ fn a_flag_from_creation_to_kill_switch() {
 
     let allowed = flagctl(&server, &["allow", "checkout", "1", "2", "--env", "staging", "-o", "json"]).ok().json();
     assert_eq!(allowed["allow"], json!(["1", "2"]));
+    let again = flagctl(&server, &["allow", "checkout", "2", "2", "--env", "staging"]).ok().stdout;
+    assert!(again.contains("added 2 to the allow list of `checkout` in staging: it already was"), "{again}");
     flagctl(&server, &["allow", "checkout", "1", "--remove", "--env", "staging"]).ok();
     flagctl(&server, &["deny", "checkout", "3", "--env", "staging", "--reason", "churned"]).ok();
     let staging = config(&admin, "checkout", "staging");
@@ -225,10 +227,14 @@ fn writes_without_env_are_usage_errors_and_change_nothing() {
     let refused: &[&[&str]] = &[
         &["disable", "f", "--env", "production"],
         &["rollout", "f", "101", "--env", "production"],
+        &["rollout", "f", "50.0000000000001", "--env", "production"],
         &["rollout", "f", "--weight", "on", "--env", "production"],
+        &["rollout", "f", "--weight", "on=12.3456", "--weight", "off=87.6544", "--env", "production"],
         &["create", "g", "--type", "number", "--variant", "a=x"],
         &["ramp", "f", "--env", "production", "--steps", "50,5", "--every", "0s", "--check", "true"],
+        &["ramp", "f", "--env", "production", "--steps", "5,1e2", "--every", "0s", "--check", "true"],
         &["enable", "f", "--env", "production", "--wait-timeout", "soon"],
+        &["enable", "f", "--env", "production", "--wait-timeout", "999999999999d"],
     ];
     for args in refused {
         flagctl(&server, args).code(2);
@@ -307,6 +313,13 @@ fn errors_have_distinct_exit_codes_and_say_what_to_do() {
     assert!(no_env.stderr.contains("`flagctl environments`"), "{}", no_env.stderr);
     flagctl(&server, &["segment", "get", "nope", "--env", "staging"]).code(4);
     flagctl(&server, &["token", "revoke", "nope"]).code(4);
+    // A URL cannot carry these as a name: sent, they would reach another route.
+    for args in
+        [&["get", ".."][..], &["enable", ".", "--env", "staging"], &["segment", "get", "..", "--env", "staging"]]
+    {
+        let unaddressable = flagctl(&server, args).code(2);
+        assert!(unaddressable.stderr.contains("is not a key") && unaddressable.stderr.contains("nothing was sent"));
+    }
 
     let conflict = flagctl(&server, &["create", "f"]).code(3);
     let said = "flagctl: flag `f` already exists: look at it with `flagctl get f`, or choose another key\n";

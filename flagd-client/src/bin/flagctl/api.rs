@@ -35,6 +35,12 @@ impl<'a> Target<'a> {
     pub fn env(env: &'a str) -> Self {
         Self { env: Some(env), ..Self::default() }
     }
+
+    /// A name no URL can carry as a path segment: `..` would name the parent route (even
+    /// percent-encoded), `.` the route itself. No flag, environment or segment is named so.
+    fn unaddressable(&self) -> Option<&'a str> {
+        [self.flag, self.env, self.segment, self.token].into_iter().flatten().find(|name| matches!(*name, "." | ".."))
+    }
 }
 
 /// A successful answer.
@@ -186,6 +192,12 @@ impl Api {
 
     /// Sends `request`; a non-2xx answer is returned for the caller to interpret.
     pub async fn exchange(&self, request: Request<'_>) -> Result<Result<Reply, Refusal>, Failure> {
+        if let Some(name) = request.target.unaddressable() {
+            return Err(Failure::Usage(format!(
+                "`{name}` is not a key: keys are lowercase letters, digits, `_`, `.` and `-`, starting with a letter \
+                 or digit; nothing was sent"
+            )));
+        }
         let url = format!("{}{}", self.base, request.path);
         let timeout = request.timeout.unwrap_or(self.request_timeout);
         let mut builder = self.http.request(request.method.clone(), &url).timeout(timeout);

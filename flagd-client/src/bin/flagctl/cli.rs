@@ -190,7 +190,7 @@ pub struct RolloutArgs {
     /// Flag key.
     pub key: String,
     /// Percent of companies that get the on variant (0 to 100, up to three decimals).
-    #[arg(required_unless_present = "weights", conflicts_with = "weights")]
+    #[arg(required_unless_present = "weights", conflicts_with = "weights", value_parser = crate::flags::percent)]
     pub percentage: Option<f64>,
     /// Explicit weights instead, in bucket order: `--weight on=10 --weight off=90`.
     #[arg(long = "weight", value_name = "VARIANT=PERCENT")]
@@ -421,7 +421,7 @@ pub struct RampArgs {
     /// Flag key.
     pub key: String,
     /// Percentages in increasing order, e.g. 1,5,25,50,100.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, value_parser = crate::flags::percent)]
     pub steps: Vec<f64>,
     /// How long to wait after each step before its health check (e.g. 10m; 0s in tests).
     #[arg(long, value_parser = crate::duration::parse, value_name = "DURATION")]

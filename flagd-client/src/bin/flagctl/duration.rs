@@ -1,5 +1,6 @@
 //! Durations on the command line: `30s`, `10m`, `1h30m`, `250ms`, `2d`, `0s`.
 
+use std::num::IntErrorKind;
 use std::time::Duration;
 
 /// Unit suffixes and their length in milliseconds. `ms` precedes `m` so the longer
@@ -17,13 +18,28 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let mut total: u64 = 0;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let number: u64 = match rest[..digits].parse() {
+            Ok(number) => number,
+            Err(e) if *e.kind() == IntErrorKind::PosOverflow => return Err(too_long(text)),
+            Err(_) => return Err(invalid()),
+        };
         rest = &rest[digits..];
         let (unit, millis) = UNITS.iter().find(|(unit, _)| rest.starts_with(unit)).ok_or_else(invalid)?;
         rest = &rest[unit.len()..];
-        total = number.checked_mul(*millis).and_then(|m| total.checked_add(m)).ok_or_else(invalid)?;
+        total = number.checked_mul(*millis).and_then(|m| total.checked_add(m)).ok_or_else(|| too_long(text))?;
+    }
+    if total > LONGEST {
+        return Err(too_long(text));
     }
     Ok(Duration::from_millis(total))
+}
+
+/// The longest duration taken: a century, past which no timer or `--since` means anything,
+/// and well inside what a clock's arithmetic holds.
+const LONGEST: u64 = 36_500 * 86_400_000;
+
+fn too_long(text: &str) -> String {
+    format!("`{text}` is too long a duration: give at most 36500d (a century)")
 }
 
 /// [`parse`], refusing `0s`: for a time limit that would give up before starting.
@@ -66,6 +82,10 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad}");
             assert!(positive(bad).is_err(), "{bad}");
         }
+        for huge in ["36501d", "36500d1ms", "213503982335d", "99999999999999999999s", "213503982334d1d"] {
+            assert!(parse(huge).is_err_and(|e| e.contains("too long")), "{huge}");
+        }
+        assert_eq!(parse("36500d"), Ok(Duration::from_millis(LONGEST)));
         assert_eq!(positive("1ms"), Ok(Duration::from_millis(1)));
         assert!(positive("0s").is_err() && positive("0ms").is_err());
     }

@@ -396,24 +396,28 @@ pub async fn disable(session: &Session, args: &DisableArgs) -> Result<(), Failur
     show_change(session, &format!("disabled `{}` in {env}", args.key), &config, args.wait).await
 }
 
-/// A percentage as the API takes it: 0 to 100, at most three decimals.
-pub fn check_percentage(percentage: f64, what: &str) -> Result<(), Failure> {
-    if flagd_core::percent_milli(percentage).is_ok() {
-        return Ok(());
+/// A percentage as the API takes it: 0 to 100, at most three decimals, written in plain
+/// decimals (clap value parser). The decimals are counted in the text, because a float
+/// cannot tell `50.0000000000001` from `50` while the API would round one to the other.
+pub fn percent(text: &str) -> Result<f64, String> {
+    let refused = || format!("`{text}` must be a percentage from 0 to 100 with at most three decimals, e.g. 12.5");
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() + fraction.len() == 0 || !digits(whole) || !digits(fraction) {
+        return Err(refused());
     }
-    Err(Failure::Usage(format!(
-        "{what} `{percentage}` must be a percentage from 0 to 100 with at most three decimals; nothing was changed"
-    )))
+    if fraction.trim_end_matches('0').len() > 3 {
+        return Err(refused());
+    }
+    let value: f64 = text.trim().parse().map_err(|_| refused())?;
+    flagd_core::percent_milli(value).map(|_| value).map_err(|_| refused())
 }
 
 /// `flagctl rollout KEY PERCENT` or `--weight VARIANT=PERCENT …`.
 pub async fn rollout(session: &Session, args: &RolloutArgs) -> Result<(), Failure> {
     let env = session.write_env("rollout")?;
     let mut body = match args.percentage {
-        Some(p) => {
-            check_percentage(p, "PERCENT")?;
-            json!({ "percentage": p })
-        }
+        Some(p) => json!({ "percentage": p }),
         None => json!({ "variants": weights(&args.weights)? }),
     };
     if let Some(by) = &args.bucket_by {
@@ -461,12 +465,8 @@ fn weights(raw: &[String]) -> Result<Vec<Value>, Failure> {
     split_pairs(raw, "--weight", "VARIANT=PERCENT")?
         .into_iter()
         .map(|(variant, weight)| {
-            let weight: f64 = weight.parse().map_err(|_| {
-                Failure::Usage(format!(
-                    "--weight `{variant}={weight}`: `{weight}` is not a number; nothing was changed"
-                ))
-            })?;
-            check_percentage(weight, "--weight")?;
+            let weight = percent(weight)
+                .map_err(|e| Failure::Usage(format!("--weight `{variant}={weight}`: {e}; nothing was changed")))?;
             Ok(json!({ "variant": variant, "weight": weight }))
         })
         .collect()
@@ -482,8 +482,15 @@ pub async fn companies(session: &Session, list: &str, args: &CompanyArgs) -> Res
     let method = if args.remove { Method::DELETE } else { Method::POST };
     let config = send_change(session, quick(method, &args.key, env, list, body)).await?;
     let (verb, preposition) = if args.remove { ("removed", "from") } else { ("added", "to") };
-    let done = format!("{verb} {} {preposition} the {list} list of `{}` in {env}", args.companies.join(", "), args.key);
+    let named = distinct(&args.companies).join(", ");
+    let done = format!("{verb} {named} {preposition} the {list} list of `{}` in {env}", args.key);
     show_change(session, &done, &config, args.change.wait).await
+}
+
+/// Each company once, in the order first given: `allow KEY 7 7` added one company.
+fn distinct(companies: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    companies.iter().map(String::as_str).filter(|company| seen.insert(*company)).collect()
 }
 
 /// `flagctl promote KEY --from A --to B`.
@@ -619,11 +626,19 @@ mod tests {
 
     #[test]
     fn percentages_take_three_decimals_at_most() {
-        for ok in [0.0, 12.5, 0.001, 100.0] {
-            assert!(check_percentage(ok, "p").is_ok(), "{ok}");
+        for (ok, value) in [
+            ("0", 0.0),
+            ("12.5", 12.5),
+            ("0.001", 0.001),
+            ("100", 100.0),
+            ("100.000", 100.0),
+            (" 7.", 7.0),
+            (".5", 0.5),
+        ] {
+            assert_eq!(percent(ok), Ok(value), "{ok}");
         }
-        for bad in [-1.0, 100.5, 0.0001, f64::NAN] {
-            assert!(check_percentage(bad, "p").is_err(), "{bad}");
+        for bad in ["-1", "100.5", "0.0001", "12.3456", "50.0000000000001", "NaN", "inf", "1e1", "", ".", "5,5", "+5"] {
+            assert!(percent(bad).is_err(), "{bad}");
         }
     }
 }
