@@ -2,16 +2,20 @@
 
 /// What can go wrong talking to the server. Getters never return these: they serve the
 /// last known value or the caller's default and report the error in [`crate::Details`].
+///
+/// Each message is whole: it names the causes under it (the HTTP library's reason, the
+/// last attempt's failure), because logs and [`crate::Details`] carry one line. So no
+/// variant also gives them as [`std::error::Error::source`], where a printer of error
+/// chains would print each twice; the fields keep them for code that looks closer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached, or did not answer in time.
-    #[error("cannot reach flagd-server at {url}: {}", with_causes(source))]
+    #[error("cannot reach flagd-server at {url}: {}", with_causes(error))]
     Unreachable {
         /// The URL requested.
         url: String,
         /// What the HTTP layer reported.
-        #[source]
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     /// The server answered with an error status.
     #[error("flagd-server answered {status} for {url}: {message}")]
@@ -35,13 +39,12 @@ pub enum ClientError {
     },
     /// The snapshot the server sent does not compile (a server and client of different
     /// versions may disagree on the flag model).
-    #[error("the snapshot of environment `{environment}` does not compile: {source}")]
+    #[error("the snapshot of environment `{environment}` does not compile: {problems}")]
     Compile {
         /// Environment name.
         environment: String,
         /// The validation problems.
-        #[source]
-        source: flagd_core::ValidationError,
+        problems: flagd_core::ValidationError,
     },
     /// The options are unusable.
     #[error("invalid client options: {0}")]
@@ -65,7 +68,6 @@ pub enum ClientError {
         /// The connect timeout.
         timeout: std::time::Duration,
         /// Why the last finished attempt failed; `None` if none finished in time.
-        #[source]
         cause: Option<Box<ClientError>>,
     },
 }
@@ -126,6 +128,8 @@ impl ClientError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
@@ -133,8 +137,31 @@ mod tests {
         // Nothing listens on port 1 of the loopback: the connection is refused at once.
         let url = "http://127.0.0.1:1/";
         let source = reqwest::get(url).await.unwrap_err();
-        let error = ClientError::Unreachable { url: url.to_owned(), source };
+        let error = ClientError::Unreachable { url: url.to_owned(), error: source };
         let message = error.to_string();
         assert!(message.to_lowercase().contains("connection refused"), "{message}");
+        let not_ready = ClientError::NotReady { timeout: Duration::from_secs(1), cause: Some(Box::new(error)) };
+        assert!(not_ready.to_string().to_lowercase().contains("connection refused"), "{not_ready}");
+    }
+
+    /// A chain printer (`anyhow`'s `{:#}`, a logger walking `source()`) prints each cause once.
+    #[tokio::test]
+    async fn no_cause_is_printed_twice_in_a_chain() {
+        let source = reqwest::get("http://127.0.0.1:1/").await.unwrap_err();
+        let unreachable = ClientError::Unreachable { url: "http://127.0.0.1:1/".to_owned(), error: source };
+        let not_ready = ClientError::NotReady { timeout: Duration::from_secs(1), cause: Some(Box::new(unreachable)) };
+        let problem =
+            flagd_core::Problem { key: None, path: "flags[0].key".to_owned(), message: "invalid key".to_owned() };
+        let problems = flagd_core::ValidationError { problems: vec![problem] };
+        let compile = ClientError::Compile { environment: "staging".to_owned(), problems };
+        for error in [not_ready, compile] {
+            let mut chain = error.to_string();
+            let mut cause = std::error::Error::source(&error);
+            while let Some(c) = cause {
+                chain.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            assert_eq!(chain, error.to_string(), "the message already names every cause");
+        }
     }
 }

@@ -105,7 +105,7 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Response, ClientErro
     let (client, request) = request.build_split();
     let request = request.map_err(|e| ClientError::Options(e.to_string()))?;
     let url = request.url().to_string();
-    client.execute(request).await.map_err(|source| ClientError::Unreachable { url, source })
+    client.execute(request).await.map_err(|error| ClientError::Unreachable { url, error })
 }
 
 /// The response if its status is a success or one of `also`; otherwise the server's error.
@@ -165,7 +165,7 @@ impl Failure {
 /// Reads a JSON body.
 pub(crate) async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, ClientError> {
     let url = response.url().to_string();
-    let bytes = response.bytes().await.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+    let bytes = response.bytes().await.map_err(|error| ClientError::Unreachable { url: url.clone(), error })?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url, message: e.to_string() })
 }
 

@@ -331,7 +331,7 @@ impl Link {
                 ClientError::Protocol { url: url(), message: format!("nothing received for {IDLE_LIMIT:?}") }
             })?;
             let Some(chunk) = chunk else { return Ok(None) };
-            let chunk = chunk.map_err(|source| ClientError::Unreachable { url: url(), source })?;
+            let chunk = chunk.map_err(|error| ClientError::Unreachable { url: url(), error })?;
             // Several events may arrive together; only the newest matters.
             let events = open.parser.push(&chunk);
             if let Some(event) = events.into_iter().rfind(|e| e.name == "change") {
@@ -427,7 +427,7 @@ fn install(shared: &Shared, snapshot: EnvironmentSnapshot) -> Result<(), ClientE
     let EnvironmentSnapshot { environment, seq, ruleset: source } = snapshot;
     let reads_clock = source.reads_clock();
     let ruleset = Ruleset::compile(&source)
-        .map_err(|source| ClientError::Compile { environment: environment.clone(), source })?;
+        .map_err(|problems| ClientError::Compile { environment: environment.clone(), problems })?;
     shared.current.store(Some(Arc::new(Loaded { environment, seq, ruleset, reads_clock })));
     shared.applied.send_replace(seq);
     Ok(())

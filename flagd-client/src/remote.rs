@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,10 @@ pub struct RemoteClient {
     ttl: Duration,
     cache: Cache<String, Arc<Slot>>,
     breaker: Arc<Breaker>,
+    /// Whether the server's last word on the token was a refusal, which was logged: the
+    /// next refusal, for this context or another, is not (one WARN per refusal, not one
+    /// per context and TTL), until an answer shows the token accepted again.
+    token_refused: Arc<AtomicBool>,
 }
 
 /// Every flag's result for one context, as the server last sent it.
@@ -179,7 +184,7 @@ impl RemoteClient {
             .time_to_live(options.stale_ttl.max(ttl).min(LONGEST_LIFETIME))
             .build();
         let http = Http::new(options, Pool::Requests)?;
-        Ok(Self { http, ttl, cache, breaker: Arc::default() })
+        Ok(Self { http, ttl, cache, breaker: Arc::default(), token_refused: Arc::default() })
     }
 
     /// A boolean flag, or `default`.
@@ -253,8 +258,10 @@ impl RemoteClient {
             }
             Err(e) => {
                 let refused = e.refuses_token();
-                if !matches!(e, ClientError::CircuitOpen { .. }) {
-                    let serving = if refused { "the default" } else { "the last answer" };
+                let told = refused && self.token_refused.swap(true, Ordering::Relaxed);
+                if !matches!(e, ClientError::CircuitOpen { .. }) && !told {
+                    let serving =
+                        if refused { "the default, for every context until it is accepted" } else { "the last answer" };
                     tracing::warn!(error = %e, serving, "flagd bulk evaluation failed");
                 }
                 // Not written to the cache again: its lifetime keeps counting from the last
@@ -316,6 +323,9 @@ impl RemoteClient {
         let permit =
             self.breaker.admit().map_err(|failures| ClientError::CircuitOpen { url: self.http.url(path), failures })?;
         let result = exchange.await;
+        if result.is_ok() {
+            self.token_refused.store(false, Ordering::Relaxed);
+        }
         // An error status other than 5xx still means the server is up and answering.
         permit.record(result.as_ref().is_err_and(ClientError::is_transient));
         result

@@ -6,7 +6,7 @@
 //! its single evaluation asks for exactly the key given; and either client refuses an
 //! unusable URL up front.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flagd_client::flagd_core::{ErrorCode, EvaluationContext, Reason, flag_not_found};
@@ -35,6 +35,52 @@ pub(crate) fn toggle(admin: &Client, on: bool) -> i64 {
 
 pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// What the client library logged at WARN, on this thread and the runtime's workers.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<u8>>>);
+
+impl Warnings {
+    /// A runtime whose threads log into the returned `Warnings`, and the guard that makes
+    /// this thread do so too (`block_on` runs the remote client's calls here).
+    fn runtime() -> (Runtime, Self, tracing::dispatcher::DefaultGuard) {
+        let warnings = Self::default();
+        let writer = warnings.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let dispatch = tracing::Dispatch::new(subscriber);
+        let worker = dispatch.clone();
+        // A worker keeps the subscriber for its whole life, so the guard is never dropped.
+        let start = move || std::mem::forget(tracing::dispatcher::set_default(&worker));
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().on_thread_start(start).build();
+        (rt.unwrap(), warnings, tracing::dispatcher::set_default(&dispatch))
+    }
+
+    /// Everything logged so far.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Lines that contain `message`.
+    fn count(&self, message: &str) -> usize {
+        self.text().lines().filter(|line| line.contains(message)).count()
+    }
+}
+
+impl std::io::Write for Warnings {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub(crate) fn ctx() -> EvaluationContext {
@@ -217,14 +263,19 @@ fn a_client_whose_token_is_revoked_serves_the_callers_defaults() {
     set_up(&server);
     let admin = server.admin();
     let token = admin.create_token("revoked-soon", "evaluate", Some("production")).unwrap();
-    let rt = runtime();
+    let (rt, warnings, _logging) = Warnings::runtime();
     let options = ClientOptions::new(server.url(), &token).max_backoff(Duration::from_millis(200));
     let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
     assert!(client.bool_value(FLAG, &ctx(), false));
 
+    let before = admin_answers(&server, "4xx");
     admin.revoke_token("revoked-soon").unwrap();
     let revoked = || refused(&client.details(FLAG, &ctx(), false), "revoked");
     assert!(eventually(Duration::from_secs(5), revoked), "{:?}", client.details(FLAG, &ctx(), false));
+    // Each reconnection is refused again; the log says so once, not once per attempt.
+    let refused_thrice = || admin_answers(&server, "4xx") - before >= 3;
+    assert!(eventually(Duration::from_secs(10), refused_thrice), "the client stopped reconnecting");
+    assert_eq!(warnings.count("flagd refuses the token"), 1, "{}", warnings.text());
     assert!(!client.bool_value(FLAG, &ctx(), false));
     assert_eq!(client.int_value("nope", &ctx(), 7), 7);
     assert!(client.snapshot().is_none() && client.metadata(FLAG).is_none());
@@ -374,9 +425,19 @@ fn the_longest_durations_are_taken_for_ever() {
 /// Requests the server has answered on the OFREP bulk route with a status of `class`
 /// (`3xx`, `4xx`, ...).
 fn bulk_answers(server: &Server, class: &str) -> u64 {
+    answers(server, "ofrep_bulk", class)
+}
+
+/// Admin API answers (the in-process client's snapshot and stream requests among them).
+fn admin_answers(server: &Server, class: &str) -> u64 {
+    answers(server, "admin", class)
+}
+
+/// The server's count of answers of `class` (`2xx`, `4xx`, ...) on `route`.
+fn answers(server: &Server, route: &str, class: &str) -> u64 {
     let reply = server.client(None).get("/metrics").unwrap();
     let metrics = reply.body.as_str().unwrap();
-    let series = format!("flagd_http_requests_total{{route=\"ofrep_bulk\",status=\"{class}\"}} ");
+    let series = format!("flagd_http_requests_total{{route=\"{route}\",status=\"{class}\"}} ");
     let line = metrics.lines().find(|l| l.starts_with(&series));
     line.and_then(|l| l.rsplit(' ').next()).map_or(0, |n| n.parse().unwrap())
 }
@@ -387,7 +448,7 @@ fn bulk_answers(server: &Server, class: &str) -> u64 {
 fn a_refused_token_costs_one_request_per_context_per_ttl() {
     let server = Server::start().unwrap();
     let token = set_up(&server);
-    let rt = runtime();
+    let (rt, warnings, _logging) = Warnings::runtime();
     let calls = |client: &RemoteClient, ctx: &EvaluationContext| -> Vec<Details<bool>> {
         (0..500).map(|_| rt.block_on(client.details(FLAG, ctx, false))).collect()
     };
@@ -416,6 +477,18 @@ fn a_refused_token_costs_one_request_per_context_per_ttl() {
     let requests = bulk_answers(&server, "4xx") - before;
     assert!(requests <= 2 * ttls, "{requests} requests for 1,000 calls of 2 contexts within {ttls} TTLs");
     assert!(answers.iter().all(|d| refused(d, "401")), "{:?}", answers[0]);
+
+    // Asked again every TTL for either context, the server refuses the token each time;
+    // the log says so once, not once per context and TTL.
+    let refused_again = || {
+        calls(&client, &ctx());
+        calls(&client, &ctx().with_attribute("plan", "pro"));
+        bulk_answers(&server, "4xx") - before >= 5
+    };
+    assert!(eventually(Duration::from_secs(10), refused_again), "the client stopped asking");
+    let said = warnings.text();
+    assert_eq!(warnings.count("flagd bulk evaluation failed"), 1, "{said}");
+    assert!(said.contains("for every context until it is accepted"), "{said}");
 }
 
 #[test]
