@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Release step: copies a flag's configuration validated in staging (rules, segments
-# used, allow/deny lists, rollout) to production, where it stays disabled unless
-# --enable is given.
+# Release step: copies a flag's configuration validated in staging (rules, allow/deny
+# lists, rollout) to production, where it stays disabled unless --enable is given. The
+# segments its rules use are not copied (each environment has its own companies): they
+# must exist in production already, or flagctl refuses the promotion naming them.
 set -euo pipefail
 
 SCRIPT="$(basename "$0")"
@@ -15,7 +16,8 @@ Usage: $SCRIPT [options] KEY
 Copies the configuration of flag KEY from staging to production and waits until the
 server applies it. The production on/off state does not change: a flag disabled in
 production stays disabled (ship dark, switch on later), one already enabled stays
-enabled. With --enable, the flag is then enabled in production too.
+enabled. With --enable, the flag is then enabled in production too. Segments the rules
+use are not copied: production must have them already (flagctl names any it lacks).
 
 Options:
   --from ENV               source environment (default: staging)

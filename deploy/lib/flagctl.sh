@@ -49,7 +49,7 @@ require_environment() {
 next_step() {
     case "$1" in
         1) echo "check that FLAGD_URL ($FLAGD_URL) answers and that FLAGD_TOKEN is an admin token, then run again" ;;
-        2) echo "fix the arguments named above; nothing was changed" ;;
+        2) echo "fix what flagctl's message above names (an argument, or what the server refused); nothing was changed" ;;
         # Exit 3 is any conflict (a change made meanwhile, a promotion the server refuses,
         # …): flagctl's message names which, so the hint must not guess.
         3) echo "flagctl's message above says what conflicts; look at the flag with \`$FLAGCTL get ${KEY:-KEY}\`, resolve the conflict, then run again" ;;

@@ -5,6 +5,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
+use crate::certificates::root_certificates;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 
@@ -38,7 +39,14 @@ impl Http {
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
-        let builder = reqwest::Client::builder().default_headers(headers).connect_timeout(options.timeout);
+        let mut builder = reqwest::Client::builder().default_headers(headers).connect_timeout(options.timeout);
+        if let Some(pem) = &options.ca_certificates {
+            let certificates = root_certificates(pem)
+                .map_err(|why| ClientError::Options(format!("the CA certificates given {why}")))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
         let builder = match pool {
             Pool::Requests => builder.timeout(options.timeout),
             Pool::Downloads => builder.read_timeout(options.timeout),

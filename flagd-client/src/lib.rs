@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod certificates;
 mod clock;
 mod details;
 mod error;
@@ -51,6 +52,7 @@ mod options;
 mod remote;
 mod sse;
 
+pub use certificates::{BadCertificates, root_certificates};
 pub use details::{Details, FlagType};
 pub use error::ClientError;
 pub use flagd_core;

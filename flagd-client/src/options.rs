@@ -36,6 +36,10 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// In-process mode: the longest pause between reconnection attempts.
     pub max_backoff: Duration,
+    /// Certificates (PEM) of certificate authorities to trust besides the system's and the
+    /// built-in public ones, for a server behind TLS whose certificate a private authority
+    /// signed. One that holds no certificate is refused when the client is made.
+    pub ca_certificates: Option<Vec<u8>>,
 }
 
 impl ClientOptions {
@@ -54,6 +58,7 @@ impl ClientOptions {
             cache_capacity: 10_000,
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
+            ca_certificates: None,
         }
     }
 
@@ -91,6 +96,13 @@ impl ClientOptions {
     /// Sets the longest pause between reconnection attempts.
     pub fn max_backoff(mut self, backoff: Duration) -> Self {
         self.max_backoff = backoff;
+        self
+    }
+
+    /// Trusts the certificate authorities in `pem` (one or more PEM certificates, as read
+    /// from a `ca.pem` file) besides the system's and the built-in public ones.
+    pub fn ca_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificates = Some(pem.into());
         self
     }
 }

@@ -237,6 +237,13 @@ fn authority(url: &str) -> Option<(usize, &str)> {
 #[derive(Debug)]
 pub struct KilledOnDrop(Child);
 
+impl KilledOnDrop {
+    /// Takes charge of `child`.
+    pub fn new(child: Child) -> Self {
+        Self(child)
+    }
+}
+
 impl Drop for KilledOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();

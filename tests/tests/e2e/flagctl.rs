@@ -360,6 +360,23 @@ fn a_promotion_the_server_refuses_says_what_flagctl_can_do() {
     assert!(!stderr.contains("exists already"), "nothing was created: {stderr}");
     assert_eq!(audit(&admin), before, "nothing was changed");
     assert_eq!(config(&admin, "customer_portal", "production")["allow"], json!(["42"]));
+
+    // Segments belong to one environment: rules using one staging has and production
+    // lacks cannot be promoted until production has it too.
+    flagctl(&server, &["segment", "set", "pilot", "--env", "staging", "--company", "7"]).ok();
+    let (_, etag) = admin.config("customer_portal", "staging").unwrap();
+    let rules = json!({"state": "ENABLED", "rules": [{"segments": ["pilot"], "serve": {"variant": "on"}}]});
+    admin
+        .request("PUT", "/api/v1/flags/customer_portal/environments/staging", Some(&rules), &[("If-Match", &etag)])
+        .unwrap();
+    let before = audit(&admin);
+    let args = ["promote", "customer_portal", "--from", "staging", "--to", "production"];
+    let missing = flagctl(&server, &args).code(2);
+    assert!(missing.stderr.contains("use segment(s) `pilot` that production does not have"), "{}", missing.stderr);
+    assert!(missing.stderr.contains("`flagctl segment set pilot --env production --company …`"), "{}", missing.stderr);
+    assert_eq!(audit(&admin), before, "nothing was changed");
+    flagctl(&server, &["segment", "set", "pilot", "--env", "production", "--company", "9"]).ok();
+    flagctl(&server, &args).ok();
 }
 
 #[test]
@@ -1208,7 +1225,7 @@ fn a_rollout_of_a_disabled_flag_says_it_serves_the_off_variant_until_enabled() {
         json!([{"conditions": [{"attribute": "plan", "op": "in", "value": ["pro"]}], "serve": {"variant": "on"}}]);
     server.admin().set_config("checkout", "staging", &json!({"state": "ENABLED", "rules": rule})).unwrap();
     let ruled = flagctl(&server, &["rollout", "checkout", "30", "--env", "staging"]).ok().stdout;
-    let said = "to the contexts its 1 rule(s) leave";
+    let said = "to the contexts left by its 1 rule(s)";
     assert!(ruled.contains("now serves rollout on 30% / off 70%") && ruled.contains(said), "{ruled}");
 }
 

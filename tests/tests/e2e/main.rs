@@ -18,4 +18,5 @@ mod replicas;
 mod round_trip;
 mod snapshot_lag;
 mod stream_faults;
+mod tls;
 mod ui;

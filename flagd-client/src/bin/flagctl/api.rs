@@ -1,6 +1,8 @@
 //! The admin API over HTTP: requests with the bearer token, and server errors turned
 //! into [`Failure`]s whose messages say what to do next.
 
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -158,6 +160,27 @@ fn checked_token(token: Option<String>) -> Result<Option<String>, Failure> {
     Ok(Some(token))
 }
 
+/// The certificates of `--ca-cert FILE`.
+fn authorities(file: &Path) -> Result<Vec<reqwest::Certificate>, Failure> {
+    let shown = file.display();
+    let refused = |why: String| {
+        Failure::Usage(format!(
+            "--ca-cert (FLAGD_CA_CERT) {shown} {why}; give the PEM file of the certificate authority that signed \
+             the certificate FLAGD_URL presents"
+        ))
+    };
+    let mut pem = Vec::new();
+    let opened = std::fs::File::open(file).map_err(|e| refused(format!("cannot be read ({e})")))?;
+    // A bundle of every public authority is about 200 KiB; a larger file is another file.
+    opened.take(MAX_CA_BYTES + 1).read_to_end(&mut pem).map_err(|e| refused(format!("cannot be read ({e})")))?;
+    if pem.len() as u64 > MAX_CA_BYTES {
+        return Err(refused("is larger than 4 MiB, more than any certificate bundle".to_owned()));
+    }
+    flagd_client::root_certificates(&pem).map_err(|why| refused(why.to_string()))
+}
+
+const MAX_CA_BYTES: u64 = 4 * 1024 * 1024;
+
 /// `/api/v1/flags/{key}/environments/{env}`.
 pub fn config_path(key: &str, env: &str) -> String {
     format!("/api/v1/flags/{}/environments/{}", segment(key), segment(env))
@@ -166,13 +189,24 @@ pub fn config_path(key: &str, env: &str) -> String {
 impl Api {
     /// A client for the server at `base` (`http://host:port`) whose requests give up
     /// after `request_timeout` unless they say otherwise.
-    pub fn new(base: &str, token: Option<String>, request_timeout: Duration) -> Result<Self, Failure> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        request_timeout: Duration,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self, Failure> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(request_timeout / 2))
             .user_agent(concat!("flagctl/", env!("CARGO_PKG_VERSION")))
             // A redirect followed would drop the token on another host or port, or replay a
             // write as a GET: it is reported instead (see `exchange`).
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(file) = ca_cert {
+            for certificate in authorities(file)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| Failure::Server(format!("cannot set up HTTP: {e}; check the TLS setup of this machine")))?;
         let base = checked_base(base)?;
@@ -263,6 +297,15 @@ impl Api {
         if status >= 500 {
             return Ok(Err(Refusal { status, code: format!("HTTP_{status}"), message, body: Value::Null }));
         }
+        if status == 413 {
+            // flagd-server answers its own 413 in JSON: this one came from a proxy's body limit.
+            return Err(Failure::Usage(format!(
+                "{} refused the request as too large (HTTP 413) before flagd-server saw it: the proxy in front of \
+                 it limits request bodies (nginx: client_max_body_size); raise that limit to flagd-server's \
+                 --max-import-mib; nothing was changed",
+                self.base
+            )));
+        }
         Err(Failure::NotFlagd(message))
     }
 
@@ -290,8 +333,15 @@ impl Api {
             detail.push_str(&cause.to_string());
             source = cause.source();
         }
+        // rustls names the case `UnknownIssuer`: a certificate a private authority signed.
+        let hint = if detail.contains("UnknownIssuer") {
+            "; if a private certificate authority signed its certificate, give its PEM file with --ca-cert (or \
+             FLAGD_CA_CERT)"
+        } else {
+            ""
+        };
         Failure::Server(format!(
-            "cannot reach flagd at {} ({detail}); check FLAGD_URL (or --url) and that flagd-server is running",
+            "cannot reach flagd at {} ({detail}); check FLAGD_URL (or --url) and that flagd-server is running{hint}",
             self.base
         ))
     }

@@ -39,6 +39,10 @@ pub struct Cli {
     /// The API token (read role for reads, admin for writes).
     #[arg(long, env = "FLAGD_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// A PEM file of certificate authorities to trust besides the system's, for an https://
+    /// FLAGD_URL whose certificate a private authority signed.
+    #[arg(long, env = "FLAGD_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// The environment (required for writes; reads without it show every environment).
     #[arg(long, global = true, value_name = "ENV")]
     pub env: Option<String>,

@@ -434,7 +434,7 @@ pub async fn rollout(session: &Session, args: &RolloutArgs) -> Result<(), Failur
     // with a rule that matches every context, the share set here is served to nobody.
     let done = if config["state"] == "ENABLED" && !first.is_empty() {
         format!(
-            "`{key}` in {env} now serves {rollout} to the contexts its {} leave (`flagctl get {key} --env {env}` \
+            "`{key}` in {env} now serves {rollout} to the contexts left by its {} (`flagctl get {key} --env {env}` \
              shows them)",
             first.join(" and ")
         )
@@ -509,6 +509,7 @@ pub async fn promote(session: &Session, args: &PromoteArgs) -> Result<(), Failur
     let config = match session.api.exchange(Request::new(Method::POST, path, target).json(body)).await? {
         Ok(reply) => reply.body,
         Err(r) if r.code == "NOTHING_TO_PROMOTE" => return Err(nothing_to_promote(&r.message, args)),
+        Err(r) if !missing_segments(&r.body).is_empty() => return Err(segments_to_create(&r.body, args)),
         Err(r) => return Err(explain(&r, &target)),
     };
     let done = format!("promoted `{}` from {} to {}", args.key, args.from, args.to);
@@ -524,6 +525,31 @@ fn nothing_to_promote(message: &str, args: &PromoteArgs) -> Failure {
          or `enable` with --env {from}), or name the right --from. To clear it in {to} instead: \
          `flagctl export --env {to} --format native > FILE`, delete the flag's `allow`, `deny`, `rules` and \
          `fallthrough` from FILE, then `flagctl import FILE --env {to}`"
+    ))
+}
+
+/// The segments a refused configuration names that its environment lacks (the server's
+/// problems say "unknown segment `pilot`").
+fn missing_segments(body: &Value) -> Vec<&str> {
+    let problems = body["error"]["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
+    problems
+        .iter()
+        .filter_map(|p| p["message"].as_str()?.strip_prefix("unknown segment `")?.strip_suffix('`'))
+        .collect()
+}
+
+/// Segments belong to one environment, so rules that use one can only be promoted to an
+/// environment that has a segment of that name too: this names them and how to make them.
+fn segments_to_create(body: &Value, args: &PromoteArgs) -> Failure {
+    let PromoteArgs { key, from, to, .. } = args;
+    let mut names = missing_segments(body);
+    names.dedup();
+    let first = names[0];
+    Failure::Usage(format!(
+        "`{key}`'s rules in {from} use segment(s) {} that {to} does not have; nothing was changed. Segments belong \
+         to one environment (each has its own companies): create each in {to} first (`flagctl segment get {first} \
+         --env {from}` shows it, `flagctl segment set {first} --env {to} --company …` makes it), then promote again",
+        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
     ))
 }
 

@@ -48,7 +48,7 @@ current percentage changes nothing (its check still runs). Every step keeps the
 rollout's bucketing (`flagctl rollout --bucket-by`).
 
 Progress goes to stderr with timestamps; with --output json, stdout gets one JSON
-event per line (plan, step, enabled, check, disabled, summary). --dry-run prints the
+event per line (plan, step, enabled, waiting, check, disabled, summary). --dry-run prints the
 plan and changes nothing. Ctrl-C or SIGTERM stops the ramp: the flag stays at the last
 step set, a running check is killed with every process it started (it runs in a process
 group of its own), flagctl says so and exits with 130.
@@ -435,11 +435,14 @@ impl Ramp<'_> {
     fn summary(&self, ending: Ending, result: &Result<(), Failure>) {
         let text = match result {
             Ok(()) => format!(
-                "ramp complete: `{}` serves {}% in {} after {} steps, every check passed",
+                "ramp complete: `{}` serves {}% in {} after {}, every check passed",
                 self.args.key,
                 self.args.steps.last().copied().unwrap_or_default(),
                 self.env,
-                self.total()
+                match self.total() {
+                    1 => "1 step".to_owned(),
+                    n => format!("{n} steps"),
+                }
             ),
             Err(_) => format!("ramp stopped: {}", ending.name()),
         };

@@ -29,6 +29,7 @@ impl Session {
                 if cli.url.trim().is_empty() { crate::cli::DEFAULT_URL } else { &cli.url },
                 cli.token.clone(),
                 cli.request_timeout,
+                cli.ca_cert.as_deref().filter(|path| !path.as_os_str().is_empty()),
             )?,
             format: cli.output,
             env: cli.env.clone(),
