@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every PHPUnit suite of the PHP SDK (unit, integration against the real
 # flagd-server, Laravel glue). Needs Debian's php-cli php-curl php-apcu phpunit
-# php-laravel-framework. FLAGD_SERVER_BIN overrides the server binary; otherwise it
-# is built with cargo (honouring CARGO_TARGET_DIR). Extra arguments go to phpunit.
+# php-laravel-framework, and nginx-light openssl for the TLS proxy test.
+# FLAGD_SERVER_BIN overrides the server binary; otherwise it is built with cargo
+# (honouring CARGO_TARGET_DIR). Extra arguments go to phpunit.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 

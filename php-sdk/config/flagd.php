@@ -9,6 +9,9 @@ return [
     // Base URL of flagd-server.
     'url' => env('FLAGD_URL', 'http://127.0.0.1:8013'),
 
+    // PEM file of the private CAs to trust for an https:// FLAGD_URL; empty: the system's bundle.
+    'ca_file' => env('FLAGD_CA_CERT', ''),
+
     // An `evaluate` token: it selects the environment (production, staging, ...).
     'token' => env('FLAGD_TOKEN', ''),
 

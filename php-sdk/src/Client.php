@@ -126,11 +126,17 @@ final class Client
 
     /**
      * Builds a client from the Laravel-style configuration array (`config/flagd.php`).
+     * A non-empty `ca_file` gives the default transport the authorities to trust; a
+     * `$transport` passed in is used as it is.
      *
      * @param array<string, mixed> $config
      */
     public static function fromConfig(array $config, ?object $logger = null, ?Transport $transport = null): self
     {
+        $caFile = $config['ca_file'] ?? null;
+        if ($transport === null && is_string($caFile) && $caFile !== '') {
+            $transport = new CurlTransport(caFile: $caFile);
+        }
         $cacheName = (string) ($config['cache'] ?? 'auto');
         $cache = match ($cacheName) {
             'none', 'null', '' => new NullCache(),

@@ -10,6 +10,16 @@ use Flagd\Contracts\Transport;
  * POST over ext-curl with millisecond timeouts. One handle is kept for the life of the
  * object, so a long-lived process (or several contexts in one request) reuses the
  * keep-alive connection.
+ *
+ * `$caFile` is curl's `CURLOPT_CAINFO`: a PEM file of the certificate authorities that
+ * verify an https:// server, for one whose certificate a private authority signed. It
+ * replaces the CA bundle file libcurl was built with (Debian's
+ * `/etc/ssl/certs/ca-certificates.crt`). It does not switch off libcurl's CA directory
+ * (`CURLOPT_CAPATH`, `/etc/ssl/certs` on Debian) where libcurl has one, which curl's
+ * OpenSSL backend still reads: the system's authorities may then stay trusted too.
+ * A file that is missing or holds no PEM certificate is not checked here (a page must
+ * not throw): curl fails each https:// request with its reason, and the client serves
+ * the last known value or the default, and logs that reason.
  */
 final class CurlTransport implements Transport
 {
@@ -18,9 +28,15 @@ final class CurlTransport implements Transport
 
     private ?\CurlHandle $handle = null;
 
-    /** @param int $maxBodyBytes a longer answer is abandoned as a failure, before it exhausts memory */
-    public function __construct(private readonly int $maxBodyBytes = self::DEFAULT_MAX_BODY_BYTES)
-    {
+    /**
+     * @param int $maxBodyBytes a longer answer is abandoned as a failure, before it exhausts memory
+     * @param string|null $caFile PEM file of the authorities to trust (`CURLOPT_CAINFO`); null
+     *     or empty: curl's default bundle
+     */
+    public function __construct(
+        private readonly int $maxBodyBytes = self::DEFAULT_MAX_BODY_BYTES,
+        private readonly ?string $caFile = null,
+    ) {
     }
 
     public function post(string $url, array $headers, string $body, int $connectTimeoutMs, int $timeoutMs): Response
@@ -73,6 +89,9 @@ final class CurlTransport implements Transport
                 return strlen($line);
             },
         ]);
+        if ($this->caFile !== null && $this->caFile !== '') {
+            curl_setopt($handle, CURLOPT_CAINFO, $this->caFile);
+        }
 
         if (curl_exec($handle) === false) {
             $errno = curl_errno($handle);

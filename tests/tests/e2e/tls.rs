@@ -49,8 +49,9 @@ impl TlsProxy {
         let temp_paths = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
             .map(|t| format!("{t}_temp_path {};", d.join(t).display()))
             .join("\n");
+        // One process (no master and workers), so that killing it stops nginx entirely.
         let config = format!(
-            "pid {d}/nginx.pid;\nerror_log stderr;\ndaemon off;\nevents {{}}\nhttp {{\naccess_log off;\n{temp_paths}\n\
+            "pid {d}/nginx.pid;\nerror_log stderr;\ndaemon off;\nmaster_process off;\nevents {{}}\nhttp {{\naccess_log off;\n{temp_paths}\n\
              client_max_body_size {PROXY_BODY_LIMIT};\nserver {{\nlisten 127.0.0.1:{port} ssl;\n\
              ssl_certificate {d}/server.pem;\nssl_certificate_key {d}/server.key;\nlocation / {{\n\
              proxy_pass http://{backend};\nproxy_http_version 1.1;\nproxy_set_header Connection \"\";\n\
