@@ -487,10 +487,10 @@ pub async fn companies(session: &Session, list: &str, args: &CompanyArgs) -> Res
     show_change(session, &done, &config, args.change.wait).await
 }
 
-/// Each company once, in the order first given: `allow KEY 7 7` added one company.
-fn distinct(companies: &[String]) -> Vec<&str> {
+/// Each name once, in the order first given: `allow KEY 7 7` added one company.
+fn distinct<S: AsRef<str>>(names: &[S]) -> Vec<&str> {
     let mut seen = std::collections::HashSet::new();
-    companies.iter().map(String::as_str).filter(|company| seen.insert(*company)).collect()
+    names.iter().map(AsRef::as_ref).filter(|name| seen.insert(*name)).collect()
 }
 
 /// `flagctl promote KEY --from A --to B`.
@@ -509,8 +509,7 @@ pub async fn promote(session: &Session, args: &PromoteArgs) -> Result<(), Failur
     let config = match session.api.exchange(Request::new(Method::POST, path, target).json(body)).await? {
         Ok(reply) => reply.body,
         Err(r) if r.code == "NOTHING_TO_PROMOTE" => return Err(nothing_to_promote(&r.message, args)),
-        Err(r) if !missing_segments(&r.body).is_empty() => return Err(segments_to_create(&r.body, args)),
-        Err(r) => return Err(explain(&r, &target)),
+        Err(r) => return Err(segments_to_create(&r.body, args).unwrap_or_else(|| explain(&r, &target))),
     };
     let done = format!("promoted `{}` from {} to {}", args.key, args.from, args.to);
     show_change(session, &done, &config, args.change.wait).await
@@ -528,29 +527,25 @@ fn nothing_to_promote(message: &str, args: &PromoteArgs) -> Failure {
     ))
 }
 
-/// The segments a refused configuration names that its environment lacks (the server's
-/// problems say "unknown segment `pilot`").
-fn missing_segments(body: &Value) -> Vec<&str> {
+/// Segments belong to one environment, so rules that use one can only be promoted to an
+/// environment that has a segment of that name too. For a refusal naming segments the
+/// target lacks (the server's problems say "unknown segment `pilot`"), this names them and
+/// how to make them; `None` for any other refusal.
+fn segments_to_create(body: &Value, args: &PromoteArgs) -> Option<Failure> {
+    let PromoteArgs { key, from, to, .. } = args;
     let problems = body["error"]["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
-    problems
+    let missing: Vec<&str> = problems
         .iter()
         .filter_map(|p| p["message"].as_str()?.strip_prefix("unknown segment `")?.strip_suffix('`'))
-        .collect()
-}
-
-/// Segments belong to one environment, so rules that use one can only be promoted to an
-/// environment that has a segment of that name too: this names them and how to make them.
-fn segments_to_create(body: &Value, args: &PromoteArgs) -> Failure {
-    let PromoteArgs { key, from, to, .. } = args;
-    let mut names = missing_segments(body);
-    names.dedup();
-    let first = names[0];
-    Failure::Usage(format!(
+        .collect();
+    let names = distinct(&missing);
+    let first = names.first()?;
+    Some(Failure::Usage(format!(
         "`{key}`'s rules in {from} use segment(s) {} that {to} does not have; nothing was changed. Segments belong \
          to one environment (each has its own companies): create each in {to} first (`flagctl segment get {first} \
          --env {from}` shows it, `flagctl segment set {first} --env {to} --company …` makes it), then promote again",
         names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-    ))
+    )))
 }
 
 /// `flagctl eval KEY --company ID [--attr k=v …]`: in `--env`, or in every environment.
