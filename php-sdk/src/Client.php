@@ -8,6 +8,7 @@ use Flagd\Cache\ApcuCache;
 use Flagd\Cache\ArrayCache;
 use Flagd\Cache\NullCache;
 use Flagd\Contracts\Cache;
+use Flagd\Contracts\ProvidesFlagdContext;
 use Flagd\Contracts\Transport;
 use Flagd\Http\CurlTransport;
 use Flagd\Http\Response;
@@ -31,6 +32,12 @@ final class Client
      * than the whole answer again.
      */
     private const KEEP_FOR_REVALIDATION = 3600;
+
+    /**
+     * What `fromConfig()` reads as `cache`, whatever the case: the documented `auto`, `apcu`
+     * and `none`; `null`, Laravel's name for no cache; `array`, a per-process cache.
+     */
+    private const CACHE_NAMES = ['auto', 'apcu', 'none', 'null', 'array'];
 
     /** How long one worker's revalidation holds off the others, in seconds. */
     private const LOCK_TTL = 1;
@@ -62,11 +69,15 @@ final class Client
 
     /**
      * Contexts that cannot be sent (they have no cache key to memoize under), so that each is
-     * reported once, not once per flag checked.
+     * reported once, not once per flag checked; and those `contextFrom()` made for a value
+     * that is no context, refused before anything is asked of flagd.
      *
      * @var \WeakMap<Context, array{flags: array{}, stale: false, error: string, code: string}>
      */
     private \WeakMap $unsendable;
+
+    /** @var array<string, true> the types of unusable contexts logged in this request (`contextFrom()`) */
+    private array $reportedKinds = [];
 
     /** @var \Closure|null */
     private ?\Closure $contextResolver = null;
@@ -137,11 +148,13 @@ final class Client
         if ($transport === null && is_string($caFile) && $caFile !== '') {
             $transport = new CurlTransport(caFile: $caFile);
         }
-        $cacheName = (string) ($config['cache'] ?? 'auto');
+        $setting = $config['cache'] ?? 'auto';
+        $cacheName = self::cacheName($setting);
         $cache = match ($cacheName) {
-            'none', 'null', '' => new NullCache(),
+            'none', 'null' => new NullCache(),
             'array' => new ArrayCache(),
-            // `apcu` and `auto`: APCu where it is enabled (the CLI needs apc.enable_cli=1).
+            // `apcu`, `auto` and anything unknown: APCu where it is enabled (the CLI needs
+            // apc.enable_cli=1).
             default => ApcuCache::isAvailable() ? new ApcuCache() : new NullCache(),
         };
 
@@ -164,8 +177,29 @@ final class Client
             $toldNoApcu = true;
             $client->log('warning', 'flagd: cache is `apcu` but APCu is not enabled here (the CLI needs apc.enable_cli=1); using no shared cache');
         }
+        if ($cacheName === null) {
+            // Said, not silently `auto`: a typo for `none` would otherwise cache anyway.
+            $client->log('warning', sprintf(
+                'flagd: cache (FLAGD_CACHE) is `%s`, which is not one of `auto`, `apcu`, `none`; using `auto`',
+                is_string($setting) ? $setting : get_debug_type($setting),
+            ));
+        }
 
         return $client;
+    }
+
+    /** The `cache` setting in lower case, empty read as unset (`auto`); null when it names no cache. */
+    private static function cacheName(mixed $setting): ?string
+    {
+        if (!is_string($setting)) {
+            return null;
+        }
+        $name = strtolower(trim($setting));
+        if ($name === '') {
+            return 'auto';
+        }
+
+        return in_array($name, self::CACHE_NAMES, true) ? $name : null;
     }
 
     // ---- typed evaluation -------------------------------------------------------------
@@ -280,8 +314,9 @@ final class Client
 
     /**
      * Sets how the context is found when a call passes none. The resolver returns a
-     * Context, a company id, or null; it receives whatever the input callable returns
-     * as arguments (the Laravel provider passes the current request).
+     * Context, a ProvidesFlagdContext, a company id, or null (anything else: see
+     * `contextFrom()`); it receives whatever the input callable returns as arguments (the
+     * Laravel provider passes the current request).
      */
     public function resolveContextUsing(?callable $resolver): void
     {
@@ -312,18 +347,19 @@ final class Client
         }
         $failed = false;
         try {
-            $resolved = self::toContext(($this->contextResolver)(...$input));
+            $resolved = $this->contextFrom(($this->contextResolver)(...$input), 'the context resolver returned');
         } catch (\Throwable $e) {
             if ($this->strict) {
-                throw new FlagdException('flagd: the context resolver failed: ' . $e->getMessage(), 0, $e);
+                throw $e instanceof FlagdException ? $e : new FlagdException('flagd: the context resolver failed: ' . $e->getMessage(), 0, $e);
             }
             $this->log('warning', 'flagd: the context resolver failed, using an empty context', ['exception' => $e]);
             $resolved = Context::empty();
             $failed = true;
         }
         // An empty answer is not kept: a check made before the user is known (a global
-        // middleware ahead of the session) must not fix the whole request's context.
-        if ($failed || $resolved->toArray() !== []) {
+        // middleware ahead of the session) must not fix the whole request's context. A
+        // refused one is: asking again would give the same.
+        if ($failed || $resolved->toArray() !== [] || isset($this->unsendable[$resolved])) {
             $this->resolvedFor = is_object($subject) || $subject === null ? $subject : null;
             $this->resolvedContext = $resolved;
         }
@@ -331,15 +367,60 @@ final class Client
         return $resolved;
     }
 
-    /** A Context from a Context, a company id, or null. */
+    /**
+     * A Context from a Context, a model implementing ProvidesFlagdContext, a company id (an
+     * int or a non-empty string), or null (the empty context).
+     *
+     * @throws InvalidContextException for anything else
+     */
     public static function toContext(mixed $value): Context
     {
         return match (true) {
             $value instanceof Context => $value,
-            is_int($value) => Context::company($value),
-            is_string($value) && $value !== '' => Context::company($value),
-            default => Context::empty(),
+            $value instanceof ProvidesFlagdContext => $value->toFlagdContext(),
+            is_int($value), is_string($value) && $value !== '' => Context::company($value),
+            $value === null => Context::empty(),
+            default => throw new InvalidContextException(sprintf(
+                '%s, not a context (one of: a Context, a ProvidesFlagdContext, a company id as an int or a non-empty string, null)',
+                self::typeOf($value),
+            )),
         };
+    }
+
+    /**
+     * The context for what a resolver returned or `@flag` was given, as `toContext()` reads
+     * it (`$from` says where it came from, for the log: "the context resolver returned").
+     * Anything else is not taken for "no context": its flags answer the caller's defaults
+     * with `INVALID_CONTEXT`, as a context flagd refuses does, and it is logged once per type
+     * in a request; in strict mode it throws.
+     *
+     * @throws FlagdException in strict mode, for a value that is no context
+     */
+    public function contextFrom(mixed $value, string $from = 'the caller gave'): Context
+    {
+        try {
+            return self::toContext($value);
+        } catch (InvalidContextException $e) {
+            $message = sprintf('flagd: %s %s', $from, $e->getMessage());
+            if ($this->strict) {
+                throw new FlagdException($message, 0, $e);
+            }
+            $kind = self::typeOf($value);
+            if (!isset($this->reportedKinds[$kind])) {
+                $this->reportedKinds[$kind] = true;
+                $this->log('warning', $message . '; serving defaults (INVALID_CONTEXT)');
+            }
+            // A context of its own, kept as refused: evaluating it asks nothing of flagd.
+            $refused = Context::empty();
+            $this->unsendable[$refused] = ['flags' => [], 'stale' => false, 'error' => $message, 'code' => EvaluationDetails::INVALID_CONTEXT];
+
+            return $refused;
+        }
+    }
+
+    private static function typeOf(mixed $value): string
+    {
+        return $value === '' ? 'an empty string' : get_debug_type($value);
     }
 
     /** Forgets what this request memoized (call between requests in long-lived workers). */
@@ -347,6 +428,7 @@ final class Client
     {
         $this->memo = [];
         $this->unsendable = new \WeakMap();
+        $this->reportedKinds = [];
         $this->resolvedContext = null;
         $this->resolvedFor = null;
     }
@@ -460,6 +542,9 @@ final class Client
      */
     private function resultFor(Context $context): array
     {
+        if (isset($this->unsendable[$context])) {
+            return $this->unsendable[$context];
+        }
         try {
             return $this->lookUp($context);
         } catch (InvalidContextException $e) {

@@ -95,7 +95,7 @@ final class CurlTransport implements Transport
 
         if (curl_exec($handle) === false) {
             $errno = curl_errno($handle);
-            $message = $tooLong ? sprintf('the answer is longer than %d bytes', $limit) : curl_error($handle);
+            $message = $tooLong ? sprintf('the answer is longer than %d bytes', $limit) : self::withoutTiming(curl_error($handle));
             // A failed connection may leave the handle in a state not worth reusing.
             curl_close($handle);
             $this->handle = null;
@@ -107,5 +107,14 @@ final class CurlTransport implements Transport
         }
 
         return new Response((int) curl_getinfo($handle, CURLINFO_RESPONSE_CODE), $received, $answer);
+    }
+
+    /**
+     * curl's message without the time it gives ("after 0 ms", "after 250 milliseconds"):
+     * the client adds the time it measured itself, finer, and one time is enough.
+     */
+    private static function withoutTiming(string $message): string
+    {
+        return (string) preg_replace('/ after \d+ (?:ms|milliseconds)\b/', '', $message);
     }
 }

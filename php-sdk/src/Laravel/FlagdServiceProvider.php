@@ -45,8 +45,11 @@ final class FlagdServiceProvider extends ServiceProvider
 
         $this->callAfterResolving('blade.compiler', function ($blade): void {
             $app = $this->app;
-            $blade->if('flag', static fn (string $key, mixed $context = null): bool => $app->make(Client::class)
-                ->isEnabled($key, $context === null ? null : Client::toContext($context)));
+            $blade->if('flag', static function (string $key, mixed $context = null) use ($app): bool {
+                $flags = $app->make(Client::class);
+
+                return $flags->isEnabled($key, $context === null ? null : $flags->contextFrom($context, '@flag was given'));
+            });
         });
 
         if ($this->app->runningInConsole()) {
@@ -64,8 +67,12 @@ final class FlagdServiceProvider extends ServiceProvider
         if (method_exists($this->app, 'terminating')) {
             $this->app->terminating($flush);
         }
-        $this->callAfterResolving('events', static function ($events) use ($flush): void {
-            $events->listen('Illuminate\Queue\Events\JobProcessing', $flush);
+        $this->callAfterResolving('events', function ($events) use ($flush): void {
+            $events->listen('Illuminate\Queue\Events\JobProcessing', function ($event) use ($flush): void {
+                if (!$this->runsInline((string) ($event->connectionName ?? ''))) {
+                    $flush();
+                }
+            });
         });
 
         $manager = 'Laravel\Pennant\FeatureManager';
@@ -80,6 +87,16 @@ final class FlagdServiceProvider extends ServiceProvider
                 ));
             });
         }
+    }
+
+    /**
+     * Whether a queue connection runs its jobs inside the current request or command (the
+     * `sync` driver, Laravel's default connection): such a job is part of that page, which
+     * must keep one answer per context from start to end.
+     */
+    private function runsInline(string $connection): bool
+    {
+        return $connection === 'sync' || $this->app['config']->get("queue.connections.{$connection}.driver") === 'sync';
     }
 
     public static function configPath(): string

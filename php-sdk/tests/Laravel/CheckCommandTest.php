@@ -8,6 +8,7 @@ use Flagd\Laravel\Console\CheckCommand;
 use Flagd\Tests\Support\LaravelApp;
 use Flagd\Tests\Support\Server;
 use Illuminate\Console\Application as Artisan;
+use Illuminate\Foundation\Application;
 use PHPUnit\Framework\TestCase;
 use Symfony\Component\Console\Input\ArrayInput;
 use Symfony\Component\Console\Output\BufferedOutput;
@@ -45,7 +46,28 @@ final class CheckCommandTest extends TestCase
 
         $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_nope', '--company' => '42']), $output);
         self::assertSame(1, $code);
-        self::assertStringContainsString('FLAG_NOT_FOUND', $output->fetch());
+        $text = $output->fetch();
+        self::assertStringContainsString('error:   FLAG_NOT_FOUND: flag `cmd_nope` not found', $text);
+        self::assertStringContainsString("value:   none (not evaluated, see the error below; the caller's default applies)", $text);
+        self::assertStringNotContainsString('null', $text, 'the default the command did not pass is no value of the flag');
+    }
+
+    public function test_it_says_once_why_flagd_could_not_be_reached_and_exits_1(): void
+    {
+        // Port 9 (discard) refuses the connection.
+        $app = LaravelApp::create(['url' => 'http://127.0.0.1:9', 'token' => 't', 'cache' => 'none', 'log' => false], __DIR__ . '/views');
+        $artisan = self::artisanFor($app);
+        $output = new BufferedOutput();
+
+        $code = $artisan->run(new ArrayInput(['command' => 'flagd:check', 'key' => 'cmd_theme', '--company' => '42']), $output);
+        $text = $output->fetch();
+
+        self::assertSame(1, $code, $text);
+        self::assertStringNotContainsString('value:   null', $text);
+        self::assertSame(1, preg_match_all('/^error: .*$/m', $text, $errors), $text);
+        self::assertStringStartsWith('error:   GENERAL: flagd unreachable at http://127.0.0.1:9/', $errors[0][0]);
+        self::assertSame(1, preg_match_all('/\bafter\b/', $text), 'one timing: ' . $text);
+        self::assertMatchesRegularExpression('/\(curl error 7\) after [0-9.]+ ms$/', $errors[0][0]);
     }
 
     public function test_it_evaluates_for_the_company_given_as_an_attribute(): void
@@ -71,7 +93,11 @@ final class CheckCommandTest extends TestCase
     /** Artisan with the check command, on an application asking the shared test server. */
     private static function artisan(): Artisan
     {
-        $app = LaravelApp::onSharedServer(__DIR__ . '/views');
+        return self::artisanFor(LaravelApp::onSharedServer(__DIR__ . '/views'));
+    }
+
+    private static function artisanFor(Application $app): Artisan
+    {
         $artisan = new Artisan($app, $app['events'], 'test');
         $artisan->setAutoExit(false);
         $artisan->resolve(CheckCommand::class);

@@ -6,14 +6,18 @@ namespace Flagd\Tests\Laravel;
 
 use Flagd\Client;
 use Flagd\Context;
+use Flagd\Contracts\ProvidesFlagdContext;
+use Flagd\EvaluationDetails;
 use Flagd\Laravel\Facades\Flagd;
 use Flagd\Laravel\FlagdServiceProvider;
 use Flagd\Laravel\Middleware\EnsureFlagIsOn;
 use Flagd\Laravel\Pennant\FlagdPennantDriver;
 use Flagd\Tests\Support\FlagCheckingJob;
 use Flagd\Tests\Support\LaravelApp;
+use Flagd\Tests\Support\MemoryLogger;
 use Flagd\Tests\Support\MemoryQueue;
 use Flagd\Tests\Support\Server;
+use Illuminate\Auth\GenericUser;
 use Illuminate\Foundation\Application;
 use Illuminate\Http\Request;
 use Illuminate\Queue\Connectors\ConnectorInterface;
@@ -102,6 +106,79 @@ final class LaravelTest extends TestCase
         self::assertStringContainsString('pilot sees it', $html, 'an explicit company as second argument');
     }
 
+    public function test_it_renders_the_blade_directive_for_a_model_that_provides_its_context_and_refuses_what_is_no_context(): void
+    {
+        $logger = new MemoryLogger();
+        $app = LaravelApp::onSharedServer(__DIR__ . '/views', $logger);
+        $pilot = new class () implements ProvidesFlagdContext {
+            public function toFlagdContext(): Context
+            {
+                return Context::company(42, 'user-17');
+            }
+        };
+        $render = static fn (mixed $context): string => trim($app['view']->make('explicit', ['context' => $context])->render());
+
+        self::assertSame('<p>on</p>', $render($pilot));
+        self::assertSame('<p>on</p>', $render(42));
+        foreach (['', 42.0, true, ['companyId' => 42], new \ArrayObject()] as $value) {
+            self::assertSame('<p>off</p>', $render($value), get_debug_type($value) . ' is not company 42 nor no company');
+        }
+        self::assertSame('<p>off</p>', $render(42.0), 'again: logged once');
+
+        $warnings = array_column($logger->records, 1);
+        self::assertCount(5, $warnings, $logger->messages());
+        foreach (['an empty string', 'float', 'bool', 'array', 'ArrayObject'] as $i => $type) {
+            self::assertStringStartsWith("flagd: @flag was given {$type}, not a context", $warnings[$i]);
+            self::assertStringContainsString('INVALID_CONTEXT', $warnings[$i]);
+        }
+        self::assertSame(2, $app->make(Client::class)->requestCount(), 'nothing asked for what is no context');
+    }
+
+    public function test_it_runs_the_readme_context_resolver_for_every_type_of_company_id(): void
+    {
+        $logger = new MemoryLogger();
+        $app = LaravelApp::onSharedServer(__DIR__ . '/views', $logger);
+        self::evalReadmeResolver();
+        $flags = $app->make(Client::class);
+        $check = static function (mixed $companyId) use ($app, $flags): array {
+            $request = Request::create('/portal');
+            $request->setUserResolver(static fn (): GenericUser => new GenericUser(['id' => 17, 'company_id' => $companyId]));
+            $app->instance('request', $request);
+
+            return [$flags->currentContext(), $flags->details('lv_portal', null, false)];
+        };
+
+        [$context, $details] = $check(null);
+        self::assertSame(['targetingKey' => '17'], $context->toArray(), 'no company');
+        self::assertFalse($details->value);
+        self::assertNotSame(EvaluationDetails::INVALID_CONTEXT, $details->errorCode);
+        foreach ([42, '42'] as $companyId) {
+            [$context, $details] = $check($companyId);
+            self::assertSame(['companyId' => $companyId, 'targetingKey' => '17'], $context->toArray());
+            self::assertTrue($details->value, 'company 42 is allowed');
+        }
+        foreach ([42.0, true] as $companyId) {
+            [$context, $details] = $check($companyId);
+            self::assertNull($context->companyId, 'not a company guessed from ' . var_export($companyId, true));
+            self::assertSame([false, EvaluationDetails::INVALID_CONTEXT], [$details->value, $details->errorCode], var_export($companyId, true));
+        }
+        self::assertStringNotContainsString('resolver failed', $logger->messages(), 'the resolver threw');
+        self::assertCount(2, $logger->records, 'flagd refusing the float and the bool: ' . $logger->messages());
+    }
+
+    /**
+     * Runs the README's resolver as written, in code without `declare(strict_types=1)` (eval
+     * does not inherit this file's), as in a Laravel application's own files.
+     */
+    private static function evalReadmeResolver(): void
+    {
+        $readme = (string) file_get_contents(dirname(__DIR__, 2) . '/README.md');
+        preg_match_all('/```php\n(.*?)```/s', $readme, $blocks);
+        $resolver = array_values(array_filter($blocks[1], static fn (string $code): bool => str_contains($code, 'Flagd::resolveContextUsing(')));
+        self::assertCount(1, $resolver, 'one resolver example in the README');
+        eval($resolver[0]);
+    }
+
     public function test_it_falls_back_to_off_in_the_middleware_when_flagd_is_down(): void
     {
         $this->app->forgetInstance(Client::class);
@@ -147,6 +224,37 @@ final class LaravelTest extends TestCase
 
         // The kill switch reached the worker's next job: the same process, the same client.
         self::assertSame([true, false], FlagCheckingJob::$seen);
+    }
+
+    public function test_it_keeps_the_memo_of_the_page_through_a_job_run_on_the_sync_queue(): void
+    {
+        $server = Server::shared();
+        $server->createEnabledFlag('lv_sync');
+        $server->admin('POST', '/api/v1/flags/lv_sync/environments/production/allow', ['companies' => ['42']]);
+        // Laravel's default: the `sync` connection, jobs run inside the request.
+        $this->app['config']->set('queue', ['default' => 'sync', 'connections' => ['sync' => ['driver' => 'sync']]]);
+        $this->app->register(QueueServiceProvider::class);
+        FlagCheckingJob::$seen = [];
+        FlagCheckingJob::$afterFirst = static function () use ($server): void {
+            $server->admin('POST', '/api/v1/flags/lv_sync/environments/production/disable', ['reason' => 'incident']);
+        };
+        Flagd::resolveContextUsing(static fn (): int => 42);
+        $this->app['router']->get('/page', function (): string {
+            $before = Flagd::isEnabled('lv_sync');
+            $this->app['queue']->push(FlagCheckingJob::class . '@fire', ['flag' => 'lv_sync']);
+
+            return json_encode([$before, Flagd::isEnabled('lv_sync')]);
+        });
+
+        try {
+            $page = $this->dispatch(Request::create('/page'))->getContent();
+        } finally {
+            FlagCheckingJob::$afterFirst = null;
+        }
+
+        self::assertSame('[true,true]', $page, 'one value for the whole page');
+        self::assertSame([true], FlagCheckingJob::$seen, 'the job is part of the page');
+        self::assertSame(1, $this->app->make(Client::class)->requestCount(), 'the page\'s context fetched once');
     }
 
     public function test_it_registers_a_pennant_store_that_answers_from_flagd_without_a_warning(): void

@@ -15,6 +15,7 @@ use Flagd\Tests\Support\FakeTransport;
 use Flagd\Tests\Support\LaravelApp;
 use Flagd\Tests\Support\Server;
 use Flagd\Tests\Support\SharedCache;
+use Illuminate\Auth\GenericUser;
 use Illuminate\Database\Eloquent\Model;
 use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
 use Laravel\Pennant\Contracts\Driver;
@@ -47,6 +48,8 @@ final class PennantDriverTest extends TestCase
             // By company: a scope with no company nor user gets TARGETING_KEY_MISSING.
             $server->createEnabledFlag('pn_rollout');
             $server->admin('PUT', '/api/v1/flags/pn_rollout/environments/production/rollout', ['percentage' => 50]);
+            $server->createEnabledFlag('pn_portal');
+            $server->admin('POST', '/api/v1/flags/pn_portal/environments/production/allow', ['companies' => ['42']]);
             $seeded = true;
         }
         $this->realFlags = new Client($server->url, $server->evaluateToken(), cache: SharedCache::fresh(), connectTimeoutMs: 1000, timeoutMs: 2000);
@@ -113,6 +116,29 @@ final class PennantDriverTest extends TestCase
         $float = FlagdPennantDriver::contextFor($model(['id' => 9, 'company_id' => 42.0]));
         self::assertSame(['companyId' => 42.0, 'targetingKey' => '9'], $float->toArray());
         self::assertNull($float->companyId);
+    }
+
+    public function test_it_maps_a_generic_user_without_a_company_to_no_company(): void
+    {
+        LaravelApp::load();
+        // What the `database` user provider returns: its __isset() is false for a null.
+        self::assertEquals(new Context(null, '17'), FlagdPennantDriver::contextFor(new GenericUser(['id' => 17, 'company_id' => null])), 'not company 17');
+        self::assertEquals(Context::company(42, '9'), FlagdPennantDriver::contextFor(new GenericUser(['id' => 9, 'company_id' => 42])));
+        self::assertEquals(Context::company(42), FlagdPennantDriver::contextFor(new GenericUser(['id' => 42])), 'no such attribute: a company');
+
+        $plain = new \stdClass();
+        $plain->id = 17;
+        $plain->company_id = null;
+        self::assertEquals(new Context(null, '17'), FlagdPennantDriver::contextFor($plain));
+    }
+
+    public function test_it_does_not_give_a_generic_user_without_a_company_the_flags_of_the_company_with_its_id(): void
+    {
+        $driver = $this->realDriver();
+
+        self::assertFalse($driver->get('pn_portal', new GenericUser(['id' => 42, 'company_id' => null])));
+        self::assertTrue($driver->get('pn_portal', new GenericUser(['id' => 9, 'company_id' => 42])));
+        self::assertTrue($driver->get('pn_portal', 42), 'the company itself');
     }
 
     public function test_it_gets_all_features_with_one_bulk_request_per_scope(): void

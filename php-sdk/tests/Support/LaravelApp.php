@@ -29,20 +29,25 @@ final class LaravelApp
 
     /**
      * An application whose flagd client asks the shared test server as production's
-     * evaluate token, with no cache and no log: each check reaches the server.
+     * evaluate token, with no cache: each check reaches the server. With a logger, that is
+     * Laravel's log; else nothing is logged.
      */
-    public static function onSharedServer(string $views): Application
+    public static function onSharedServer(string $views, ?object $logger = null): Application
     {
         $server = Server::shared();
-
-        return self::create([
+        $app = self::create([
             'url' => $server->url,
             'token' => $server->evaluateToken(),
             'timeout_ms' => 2000,
             'connect_timeout_ms' => 1000,
             'cache' => 'none',
-            'log' => false,
+            'log' => $logger !== null,
         ], $views);
+        if ($logger !== null) {
+            $app->instance('log', $logger);
+        }
+
+        return $app;
     }
 
     /** @param array<string, mixed> $flagd config values set before the provider merges its defaults */

@@ -5,8 +5,10 @@ declare(strict_types=1);
 namespace Flagd\Tests\Unit;
 
 use Flagd\Cache\ArrayCache;
+use Flagd\Cache\NullCache;
 use Flagd\Client;
 use Flagd\Context;
+use Flagd\Contracts\ProvidesFlagdContext;
 use Flagd\EvaluationDetails;
 use Flagd\FlagdException;
 use Flagd\Http\Response;
@@ -507,6 +509,68 @@ final class ClientTest extends TestCase
         self::assertStringContainsString('context resolver failed', $this->logger->messages());
     }
 
+    public function test_it_uses_a_model_that_provides_its_context_from_the_resolver(): void
+    {
+        $this->transport->then(FakeTransport::bulk(['portal' => true]));
+        $flags = $this->client();
+        $user = new class () implements ProvidesFlagdContext {
+            public function toFlagdContext(): Context
+            {
+                return Context::company(42, 'user-17');
+            }
+        };
+        $flags->resolveContextUsing(static fn (): object => $user);
+
+        self::assertTrue($flags->isEnabled('portal'));
+        self::assertSame(['context' => ['companyId' => 42, 'targetingKey' => 'user-17']], json_decode($this->transport->requests[0]['body'], true));
+        self::assertEquals(Context::company(42, 'user-17'), $flags->contextFrom($user));
+    }
+
+    /** @return iterable<string, array{mixed}> */
+    public static function valuesThatAreNoContext(): iterable
+    {
+        yield 'an empty string' => [''];
+        yield 'a float' => [42.0];
+        yield 'a bool' => [true];
+        yield 'an array' => [['companyId' => 42]];
+        yield 'another object' => [new \ArrayObject()];
+    }
+
+    /** @dataProvider valuesThatAreNoContext */
+    public function test_it_refuses_a_resolver_result_that_is_no_context_as_invalid_not_as_no_context(mixed $value): void
+    {
+        $flags = $this->client();
+        $flags->resolveContextUsing(static fn (): mixed => $value);
+
+        $details = $flags->details('portal', null, 'fallback');
+        self::assertSame(['fallback', EvaluationDetails::INVALID_CONTEXT], [$details->value, $details->errorCode]);
+        self::assertTrue($flags->isEnabled('portal', null, true));
+        self::assertSame([], $flags->flagKeys());
+        self::assertCount(0, $this->transport->requests, 'nothing is asked of flagd, for no company either');
+        self::assertCount(1, $this->logger->records, 'once: ' . $this->logger->messages());
+        self::assertStringContainsString('the context resolver returned ' . (is_object($value) ? $value::class : ''), $this->logger->messages());
+        self::assertStringContainsString('not a context', $this->logger->messages());
+
+        // Given directly (as `@flag` does), the same; still one warning per type.
+        self::assertFalse($flags->isEnabled('portal', $flags->contextFrom($value, '@flag was given')));
+        self::assertCount(1, $this->logger->records, $this->logger->messages());
+    }
+
+    public function test_it_throws_for_a_value_that_is_no_context_in_strict_mode(): void
+    {
+        $flags = $this->client(strict: true);
+        $flags->resolveContextUsing(static fn (): float => 42.0);
+
+        try {
+            $flags->isEnabled('portal');
+            self::fail('no exception');
+        } catch (FlagdException $e) {
+            self::assertStringContainsString('the context resolver returned float, not a context', $e->getMessage());
+        }
+        $this->expectException(FlagdException::class);
+        $flags->contextFrom([], '@flag was given');
+    }
+
     public function test_it_does_not_trip_the_breaker_on_a_refused_context(): void
     {
         $this->transport->then(
@@ -623,6 +687,29 @@ final class ClientTest extends TestCase
         self::assertSame(2, $result['requests'], 'the breaker, kept in the process, stops the requests');
         self::assertTrue($result['open']);
         self::assertStringContainsString('APCu is not enabled', $result['log']);
+    }
+
+    public function test_it_reads_the_cache_setting_in_any_case_and_warns_once_of_an_unknown_one(): void
+    {
+        $cacheFor = function (mixed $setting): object {
+            $client = Client::fromConfig(['cache' => $setting], $this->logger);
+
+            return (new \ReflectionProperty(Client::class, 'cache'))->getValue($client);
+        };
+        $auto = $cacheFor('auto');
+        self::assertInstanceOf(NullCache::class, $cacheFor('None'));
+        self::assertInstanceOf(NullCache::class, $cacheFor(' NONE '));
+        self::assertInstanceOf(NullCache::class, $cacheFor('null'));
+        self::assertInstanceOf($auto::class, $cacheFor('APCU'));
+        self::assertInstanceOf($auto::class, $cacheFor(''), 'empty: unset');
+        self::assertStringNotContainsString('not one of', $this->logger->messages());
+
+        foreach (['bogus', false] as $i => $unknown) {
+            self::assertInstanceOf($auto::class, $cacheFor($unknown), 'an unknown value is `auto`');
+            self::assertCount($i + 1, array_filter(array_column($this->logger->records, 1), static fn (string $m): bool => str_contains($m, 'not one of')), $this->logger->messages());
+        }
+        self::assertStringContainsString('flagd: cache (FLAGD_CACHE) is `bogus`, which is not one of `auto`, `apcu`, `none`; using `auto`', $this->logger->messages());
+        self::assertStringContainsString('is `bool`', $this->logger->messages());
     }
 
     public function test_it_timestamps_a_transport_timeout_in_the_log(): void

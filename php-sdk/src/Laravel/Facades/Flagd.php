@@ -16,8 +16,12 @@ use Illuminate\Support\Facades\Facade;
  * @method static array object(string $key, array $default, ?\Flagd\Context $context = null)
  * @method static \Flagd\EvaluationDetails details(string $key, ?\Flagd\Context $context = null, mixed $default = null)
  * @method static array all(?\Flagd\Context $context = null)
+ * @method static array allDetails(?\Flagd\Context $context = null)
+ * @method static list<string> flagKeys(?\Flagd\Context $context = null)
+ * @method static bool|null knows(string $key, ?\Flagd\Context $context = null)
  * @method static void resolveContextUsing(?callable $resolver)
  * @method static \Flagd\Context currentContext()
+ * @method static \Flagd\Context contextFrom(mixed $value, string $from = 'the caller gave')
  * @method static void flush()
  *
  * @see Client

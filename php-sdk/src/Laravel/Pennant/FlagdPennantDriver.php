@@ -7,6 +7,7 @@ namespace Flagd\Laravel\Pennant;
 use Flagd\Client;
 use Flagd\Context;
 use Flagd\Contracts\ProvidesFlagdContext;
+use Illuminate\Auth\GenericUser;
 use Laravel\Pennant\Contracts\DefinesFeaturesExternally;
 use Laravel\Pennant\Contracts\Driver;
 
@@ -122,43 +123,70 @@ final class FlagdPennantDriver implements Driver, DefinesFeaturesExternally
     /** The flagd context for a Pennant scope. */
     public static function contextFor(mixed $scope): Context
     {
-        if ($scope instanceof Context) {
-            return $scope;
-        }
-        if ($scope instanceof ProvidesFlagdContext) {
-            return $scope->toFlagdContext();
-        }
-        if (self::companyId($scope) !== null) {
-            return Context::company($scope);
-        }
-        if (is_object($scope)) {
-            $key = method_exists($scope, 'getKey') ? $scope->getKey() : ($scope->id ?? null);
-            if (self::hasCompanyId($scope)) {
-                // A member of a company, or of none (null): never the company with its own id.
-                $company = method_exists($scope, 'getAttribute') ? $scope->getAttribute('company_id') : ($scope->company_id ?? null);
-
-                // Through the attributes, as the client reads one: a company id of another
-                // type (a float, a bool) is sent as given and flagd refuses the context
-                // (the defaults, logged), rather than the flags of no company.
-                return new Context(null, is_scalar($key) ? (string) $key : null, ['companyId' => $company]);
-            }
-            if (self::companyId($key) !== null) {
-                return Context::company($key);
-            }
-        }
-
-        return Context::empty();
+        return match (true) {
+            $scope instanceof Context => $scope,
+            $scope instanceof ProvidesFlagdContext => $scope->toFlagdContext(),
+            self::companyId($scope) !== null => Context::company($scope),
+            is_object($scope) => self::contextForModel($scope),
+            default => Context::empty(),
+        };
     }
 
-    /** Whether the model has a `company_id` at all (loaded, even if null). */
-    private static function hasCompanyId(object $model): bool
+    /**
+     * A member of a company, or of none (a null `company_id`), with its key as the targeting
+     * key: never the company with its own id. A model without the attribute is the company.
+     */
+    private static function contextForModel(object $model): Context
+    {
+        $key = method_exists($model, 'getKey') ? $model->getKey() : ($model->id ?? null);
+        $attributes = self::attributesOf($model);
+        $hasCompany = $attributes !== null ? array_key_exists('company_id', $attributes) : self::hasCompanyProperty($model);
+        if (!$hasCompany) {
+            return self::companyId($key) !== null ? Context::company($key) : Context::empty();
+        }
+        $company = match (true) {
+            // Through getAttribute(): the model's casts apply.
+            method_exists($model, 'getAttribute') => $model->getAttribute('company_id'),
+            $attributes !== null => $attributes['company_id'],
+            default => $model->company_id ?? null,
+        };
+
+        // Through the attributes, as the client reads one: a company id of another type (a
+        // float, a bool) is sent as given and flagd refuses the context (the defaults,
+        // logged), rather than the flags of no company.
+        return new Context(null, is_scalar($key) ? (string) $key : null, ['companyId' => $company]);
+    }
+
+    /**
+     * The attributes of a model that keeps them in an array behind `__get()`: an Eloquent
+     * model (or a Fluent), and Laravel's GenericUser, what the `database` user provider
+     * returns. Their `__isset()` is false for a null attribute, so only the array tells a
+     * null `company_id` from none at all. Null for any other object.
+     *
+     * @return array<string, mixed>|null
+     */
+    private static function attributesOf(object $model): ?array
     {
         if (method_exists($model, 'getAttributes')) {
-            // Read the loaded attributes, not getAttribute(): strict models throw for a
-            // column that was not selected.
-            return array_key_exists('company_id', (array) $model->getAttributes());
+            // The loaded attributes, not getAttribute(): strict models throw for a column
+            // that was not selected.
+            $attributes = $model->getAttributes();
+
+            return is_array($attributes) ? $attributes : null;
+        }
+        if ($model instanceof GenericUser) {
+            // GenericUser offers no accessor for its array, and reading a missing key warns.
+            $attributes = (new \ReflectionProperty(GenericUser::class, 'attributes'))->getValue($model);
+
+            return is_array($attributes) ? $attributes : null;
         }
 
+        return null;
+    }
+
+    /** Whether a plain object has a `company_id` property, declared or set, even a null one. */
+    private static function hasCompanyProperty(object $model): bool
+    {
         return property_exists($model, 'company_id') || isset($model->company_id);
     }
 

@@ -1,0 +1,5 @@
+@flag('lv_portal', $context)
+<p>on</p>
+@else
+<p>off</p>
+@endflag
