@@ -28,6 +28,14 @@ pub struct Config {
     #[arg(long, env = "FLAGD_SYNC_INTERVAL", default_value = "200ms", value_parser = parse_interval)]
     pub sync_interval: Duration,
 
+    /// How long a replica that fell silent (killed, stopped, or cut off from the database
+    /// while still serving what it had) stays in the cluster view, so that `--wait` fails
+    /// naming it rather than confirm a change it may not serve (`30s` to `7d`; a replica
+    /// that stops cleanly leaves at once). Shorter lets waits pass a killed replica by
+    /// sooner, and a cut-off one too.
+    #[arg(long, env = "FLAGD_REPLICA_MEMORY", default_value = "10m", value_parser = parse_replica_memory)]
+    pub replica_memory: Duration,
+
     /// Keep a copy of every environment's snapshot (and the token hashes) in this file,
     /// rewritten atomically after each change. If the database is down at start, the
     /// server serves evaluations from it, read-only, until the database answers.
@@ -97,7 +105,19 @@ pub fn parse_admin_token(text: &str) -> Result<String, String> {
 
 /// Reads `250ms`, `2s` or `1m` (a bare number is milliseconds), between 10 ms and 1 min.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    const UNITS: [(&str, u64); 3] = [("ms", 1), ("s", 1_000), ("m", 60_000)];
+    bounded_duration(text, 10..=60_000, "the sync interval must be between 10ms and 1m")
+}
+
+/// `--replica-memory`: from 30 s, ten heartbeats past the moment a replica stops counting
+/// as live, to a week.
+pub fn parse_replica_memory(text: &str) -> Result<Duration, String> {
+    bounded_duration(text, 30_000..=7 * 86_400_000, "the replica memory must be between 30s and 7d")
+}
+
+/// A number and a unit (`ms`, `s`, `m`, `h`, `d`; milliseconds without one) within
+/// `range` milliseconds.
+fn bounded_duration(text: &str, range: std::ops::RangeInclusive<u64>, rule: &str) -> Result<Duration, String> {
+    const UNITS: [(&str, u64); 5] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
     let text = text.trim();
     let (number, per_unit) =
         UNITS.iter().find_map(|(suffix, ms)| text.strip_suffix(suffix).map(|n| (n, *ms))).unwrap_or((text, 1));
@@ -106,9 +126,9 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(per_unit))
-        .ok_or_else(|| format!("`{text}` is not a duration; write e.g. `200ms`, `1s` or `1m`"))?;
-    if !(10..=60_000).contains(&ms) {
-        return Err(format!("`{text}` is out of range: the sync interval must be between 10ms and 1m"));
+        .ok_or_else(|| format!("`{text}` is not a duration; write e.g. `200ms`, `30s`, `10m` or `1h`"))?;
+    if !range.contains(&ms) {
+        return Err(format!("`{text}` is out of range: {rule}"));
     }
     Ok(Duration::from_millis(ms))
 }
@@ -125,6 +145,17 @@ mod tests {
         }
         for text in ["", "fast", "5ms", "2h", "-1s", "1.5s"] {
             assert!(parse_interval(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn replica_memory_reads_minutes_to_days_and_refuses_what_would_pass_a_live_replica_by() {
+        let cases = [("30s", 30_000), ("10m", 600_000), ("2h", 7_200_000), ("7d", 604_800_000)];
+        for (text, ms) in cases {
+            assert_eq!(parse_replica_memory(text), Ok(Duration::from_millis(ms)), "{text}");
+        }
+        for text in ["", "5s", "29999ms", "8d", "forever", "-1m"] {
+            assert!(parse_replica_memory(text).is_err(), "{text}");
         }
     }
 

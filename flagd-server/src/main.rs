@@ -117,6 +117,7 @@ async fn serve(config: Config, control: tokio::runtime::Handle) -> Result<(), Bo
         sync_interval: config.sync_interval,
         address: address.to_string(),
         snapshot_cache: config.snapshot_cache.clone(),
+        memory: config.replica_memory,
     };
     let replica = flagd_server::replication::spawn(Arc::clone(&service), options);
     tracing::info!(listen = %address, database = %redact(&config.database_url), replica = service.id(), "flagd-server ready");

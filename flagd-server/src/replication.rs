@@ -19,10 +19,13 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A replica whose last heartbeat is older than this is not live: it has stopped, or it
 /// cannot reach the database.
 pub const LIVE_WITHIN: Duration = Duration::from_secs(3);
-/// How long the cluster view (and so a wait) keeps a replica that fell silent. One cut off
-/// from the database goes on serving what it had, so until then a wait counts it, as
-/// behind; a replica that stops cleanly leaves at once, and one killed leaves after this.
-pub const REMEMBERED_FOR: Duration = Duration::from_secs(30);
+/// How long the cluster view (and so a wait) keeps a replica that fell silent, unless
+/// `--replica-memory` says otherwise. One cut off from the database goes on serving what it
+/// had, so until then a wait counts it, as behind, and fails naming it rather than confirm
+/// a change it may not serve; a replica that stops cleanly leaves at once, one killed
+/// leaves after this. Long enough for a network partition or a database failover, and for
+/// a saturated replica whose heartbeats stall, to be waited out rather than passed by.
+pub const DEFAULT_REPLICA_MEMORY: Duration = Duration::from_secs(10 * 60);
 /// How often a replica measures the database's clock against its own (clocks drift).
 const CLOCK_MEASURED_EVERY: Duration = Duration::from_secs(60);
 /// Who a wait names as behind when the heartbeats could not be read before its timeout.
@@ -43,12 +46,14 @@ pub struct ReplicaOptions {
     pub address: String,
     /// Where to keep a copy of what is served (`--snapshot-cache`), if anywhere.
     pub snapshot_cache: Option<std::path::PathBuf>,
+    /// How long a silent replica stays in the cluster view (`--replica-memory`).
+    pub memory: Duration,
 }
 
 /// Starts following the other replicas, on the service's control plane; stops when the
 /// service closes, removing this replica from the cluster view.
 pub fn spawn(service: Arc<Service>, options: ReplicaOptions) -> tokio::task::JoinHandle<()> {
-    service.enable_cluster();
+    service.enable_cluster(options.memory);
     service.spawn_on_control(follow(Arc::clone(&service), options))
 }
 
@@ -201,7 +206,11 @@ fn laggard(r: &ReplicaView, now: i64) -> String {
     let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };
     let silent = Duration::from_millis(u64::try_from(now - r.last_seen).unwrap_or(0));
     let heard = if silent > LIVE_WITHIN {
-        format!(", silent for {} s: stopped, or cut off from the database", silent.as_secs())
+        format!(
+            ", silent for {} s: stopped, or cut off from the database and still serving what it had; one killed \
+             leaves the cluster view --replica-memory after it was last heard",
+            silent.as_secs()
+        )
     } else {
         String::new()
     };
@@ -256,8 +265,8 @@ pub struct ReplicaView {
 pub struct ClusterView {
     /// The sequence number of the last committed change.
     pub current_seq: i64,
-    /// The replicas heard from within the last 30 s (one that stops cleanly leaves at
-    /// once), oldest first: `lastSeen` over 3 s ago means it has stopped or is cut off from
+    /// The replicas heard from within the server's `--replica-memory` (ten minutes by
+    /// default; one that stops cleanly leaves at once), oldest first: `lastSeen` over 3 s ago means it has stopped or is cut off from
     /// the database, and may still be serving what it had.
     pub replicas: Vec<ReplicaView>,
     /// The time of this answer (Unix ms) on the clock `lastSeen` is stamped with, the
@@ -267,10 +276,10 @@ pub struct ClusterView {
 }
 
 impl Service {
-    /// The replicas heard from within [`REMEMBERED_FOR`] and how far each has applied the
+    /// The replicas heard from within `--replica-memory` and how far each has applied the
     /// change sequence. Without cluster mode (no heartbeats), this server alone.
     pub async fn cluster(&self) -> Result<ClusterView, ApiError> {
-        self.cluster_heard_since(self.heard_since(REMEMBERED_FOR)).await
+        self.cluster_heard_since(self.heard_since(self.replica_memory())).await
     }
 
     /// The cluster-clock time (Unix ms) `window` ago.
@@ -358,7 +367,7 @@ impl Service {
     /// error names the replicas behind. A change no write has reached is refused at once.
     /// The view is the one of the wait's start, `waited` earlier when the caller has been
     /// waiting that long already (asking again): a replica that falls silent while the wait
-    /// runs stays in it, behind, rather than leave it [`REMEMBERED_FOR`] after it was last
+    /// runs stays in it, behind, rather than leave it `--replica-memory` after it was last
     /// heard and so let a wait as long as that pass it by (one that stops cleanly leaves).
     pub async fn wait_for_cluster(
         &self,
@@ -367,7 +376,7 @@ impl Service {
         waited: Duration,
     ) -> Result<ClusterView, ApiError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let since = self.heard_since(REMEMBERED_FOR.saturating_add(waited));
+        let since = self.heard_since(self.replica_memory().saturating_add(waited));
         tracing::debug!(seq, timeout_ms = timeout.as_millis(), "waiting until every replica serves the change");
         // This server's own progress is a watch channel: wait on it without touching the
         // database, and read the other replicas' heartbeats only once it is there.

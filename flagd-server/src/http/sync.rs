@@ -174,8 +174,8 @@ struct WaitParams {
     timeout_ms: Option<u64>,
     /// How long the caller has been waiting for this change already, in milliseconds, when
     /// it asks again (after a 504 at the server's one-minute cap, a restart, a 503): the
-    /// replicas heard from within 30 s before the first request stay in the wait, so asking
-    /// again does not let one that fell silent meanwhile pass.
+    /// replicas in the cluster view at the first request stay in the wait, so asking again
+    /// does not let one that fell silent meanwhile pass.
     #[param(value_type = Option<u128>)]
     waited_ms: Option<u64>,
 }
@@ -194,8 +194,9 @@ pub struct WaitResult {
     pub replicas: Vec<ReplicaView>,
 }
 
-/// Returns once every replica in the cluster view (heard from within 30 s before the wait
-/// began, or before `waitedMs` earlier) serves change `seq`, or 504 after the timeout naming
+/// Returns once every replica in the cluster view (heard from within the server's
+/// `--replica-memory`, ten minutes by default, before the wait began, or before `waitedMs`
+/// earlier) serves change `seq`, or 504 after the timeout naming
 /// the replicas behind and those gone silent: one that falls silent during the wait stays in
 /// it. A `seq` above the last committed change is refused at once with 404: no write has
 /// made it yet.
@@ -239,10 +240,11 @@ async fn wait(
     Ok(axum::Json(WaitResult { seq: q.seq, scope, replicas: view.replicas }).into_response())
 }
 
-/// The replicas heard from within the last 30 s (each records a heartbeat every second)
-/// and how far each has applied the change sequence. A replica that stops cleanly drops
-/// out at once; one silent for over 3 s has been killed or is cut off from the database,
-/// where it may go on serving what it had, so it stays for 30 s.
+/// The replicas heard from within the server's `--replica-memory` (ten minutes by
+/// default; each records a heartbeat every second) and how far each has applied the change
+/// sequence. A replica that stops cleanly drops out at once; one silent for over 3 s has
+/// been killed or is cut off from the database, where it may go on serving what it had, so
+/// it stays that long.
 #[utoipa::path(
     get,
     path = "/api/v1/cluster",

@@ -48,6 +48,8 @@ pub struct Service {
     /// Whether this process records heartbeats (see [`crate::replication`]), so that
     /// the cluster view and waits read them.
     cluster: std::sync::atomic::AtomicBool,
+    /// How long a silent replica stays in the cluster view, in ms (`--replica-memory`).
+    replica_memory_ms: std::sync::atomic::AtomicU64,
     /// Started from the snapshot cache and not yet from the database.
     serving_cache: std::sync::atomic::AtomicBool,
     /// Set when the server begins to shut down, so that endless responses (change
@@ -121,6 +123,7 @@ impl Service {
             metrics: Metrics::default(),
             id: crate::auth::generate_id(),
             cluster: std::sync::atomic::AtomicBool::new(false),
+            replica_memory_ms: std::sync::atomic::AtomicU64::new(millis(crate::replication::DEFAULT_REPLICA_MEMORY)),
             serving_cache: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
             control: tokio::runtime::Handle::try_current().ok(),
@@ -207,8 +210,14 @@ impl Service {
     }
 
     /// Turns on cluster mode: heartbeats are recorded and read.
-    pub(crate) fn enable_cluster(&self) {
+    pub(crate) fn enable_cluster(&self, memory: std::time::Duration) {
+        self.replica_memory_ms.store(millis(memory), std::sync::atomic::Ordering::Relaxed);
         self.cluster.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long a silent replica stays in the cluster view (`--replica-memory`).
+    pub fn replica_memory(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.replica_memory_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether cluster mode is on.
@@ -645,4 +654,8 @@ pub(crate) fn check_keys<'a>(
 /// A JSON value of something serialisable, for audit before/after.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Option<Value> {
     serde_json::to_value(value).ok()
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

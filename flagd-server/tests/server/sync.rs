@@ -357,18 +357,59 @@ async fn diagnostic_evaluation_reports_value_variant_reason_and_errors() {
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_CONTEXT")));
 }
 
-#[tokio::test]
-async fn a_replica_that_falls_silent_while_a_wait_runs_is_waited_for_until_its_timeout() {
-    let (api, service) = Api::over(|store| store).await;
+/// Follows the cluster as a server does, remembering silent replicas for `memory`.
+fn follow(service: &Arc<flagd_server::service::Service>, memory: Duration) -> tokio::task::JoinHandle<()> {
     let options = flagd_server::replication::ReplicaOptions {
         sync_interval: Duration::from_millis(200),
         address: "127.0.0.1:8013".into(),
         snapshot_cache: None,
+        memory,
     };
-    let _following = flagd_server::replication::spawn(Arc::clone(&service), options);
+    flagd_server::replication::spawn(Arc::clone(service), options)
+}
+
+/// A replica cut off from the database goes on serving what it had: until
+/// `--replica-memory` has passed since it was last heard, no wait confirms a change
+/// without it, whether it fell silent 30 s or 5 minutes ago.
+#[tokio::test]
+async fn a_replica_silent_for_minutes_is_still_waited_for_and_named() {
+    let (api, service) = Api::over(|store| store).await;
+    let _following = follow(&service, flagd_server::replication::DEFAULT_REPLICA_MEMORY);
+    pilot(&api).await;
+    let now = service.cluster_now_ms();
+    let cut_off = Replica {
+        id: "cut-off-replica".into(),
+        address: "10.0.0.9:8013".into(),
+        applied_seq: 0,
+        started_at: now - 600_000,
+        last_seen: now - 300_000,
+    };
+    service.store().heartbeat(&cut_off).await.unwrap();
+
+    let off = api.admin(Method::POST, &format!("{PORTAL}/disable"), Some(json!({"reason": "incident"}))).await;
+    let seq = off.body["version"].as_i64().unwrap();
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=300"), None).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "the wait passed the silent replica by: {}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cut-off-replica") && message.contains("silent for 300 s"), "{message}");
+    assert!(message.contains("--replica-memory"), "{message}");
+    let view = api.admin(Method::GET, "/api/v1/cluster", None).await;
+    assert!(view.body.to_string().contains("cut-off-replica"), "{}", view.body);
+
+    // Past the memory it is taken for gone.
+    let gone = Replica { last_seen: now - 700_000, ..cut_off };
+    service.store().heartbeat(&gone).await.unwrap();
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=300"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_replica_that_falls_silent_while_a_wait_runs_is_waited_for_until_its_timeout() {
+    let (api, service) = Api::over(|store| store).await;
+    let _following = follow(&service, Duration::from_secs(30));
     pilot(&api).await;
     // Another replica, last heard 27 s ago (cut off from the database, still serving what
-    // it had): in the cluster view for 3 s more, less than the wait below lasts.
+    // it had): in the cluster view, remembering 30 s, for 3 s more, less than the wait below lasts.
     let now = service.cluster_now_ms();
     let ghost = Replica {
         id: "ghost-replica".into(),
