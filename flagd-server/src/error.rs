@@ -144,6 +144,14 @@ impl ApiError {
         }
     }
 
+    /// A 404 for a replica the cluster view does not hold.
+    pub fn replica_not_found(id: &str) -> Self {
+        Self::NotFound {
+            code: "REPLICA_NOT_FOUND",
+            message: format!("no replica `{id}` in the cluster view (GET /api/v1/cluster lists them)"),
+        }
+    }
+
     /// A 404 for a segment.
     pub fn segment_not_found(env: &str, key: &str) -> Self {
         Self::NotFound { code: "SEGMENT_NOT_FOUND", message: format!("no segment `{key}` in environment `{env}`") }

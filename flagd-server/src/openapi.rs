@@ -68,6 +68,7 @@ use crate::store::{AuditEvent, Environment, Token};
         crate::http::sync::stream,
         crate::http::sync::wait,
         crate::http::sync::cluster,
+        crate::http::sync::forget_replica,
         crate::http::admin::audit,
         crate::http::admin::list_tokens,
         crate::http::admin::create_token,

@@ -208,7 +208,8 @@ fn laggard(r: &ReplicaView, now: i64) -> String {
     let heard = if silent > LIVE_WITHIN {
         format!(
             ", silent for {} s: stopped, or cut off from the database and still serving what it had; one killed \
-             leaves the cluster view --replica-memory after it was last heard",
+             leaves the cluster view --replica-memory after it was last heard, or at once when forgotten \
+             (`flagctl replica forget ID`)",
             silent.as_secs()
         )
     } else {
@@ -331,6 +332,30 @@ impl Service {
                 Ok(())
             }
             Err(_) => Ok(()),
+        }
+    }
+
+    /// Takes replica `id` out of the cluster view, so that waits no longer count it: for one
+    /// an operator knows is gone for good (killed, its host lost) before `--replica-memory`
+    /// forgets it. One heard from within [`LIVE_WITHIN`] is running and stays (409
+    /// `REPLICA_LIVE`); forgetting one only cut off from the database lets waits pass it by
+    /// until its next heartbeat brings it back.
+    pub async fn forget_replica(&self, p: &crate::auth::Principal, id: &str) -> Result<(), ApiError> {
+        if self.store().forget_silent_replica(id, self.heard_since(LIVE_WITHIN)).await? {
+            tracing::warn!(replica = id, by = p.name(), "replica forgotten by hand: waits no longer count it");
+            return Ok(());
+        }
+        let known = self.store().replicas(self.heard_since(self.replica_memory())).await?;
+        match known.iter().find(|r| r.id == id) {
+            Some(r) => Err(ApiError::Conflict {
+                code: "REPLICA_LIVE",
+                message: format!(
+                    "replica `{id}` was heard from {} ms ago: it is running, and waits count it until it stops \
+                     (a clean stop takes it out of the cluster view)",
+                    (self.cluster_now_ms() - r.last_seen).max(0)
+                ),
+            }),
+            None => Err(ApiError::replica_not_found(id)),
         }
     }
 

@@ -10,14 +10,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::params::{PathParams, QueryParams};
-use crate::auth::{Access, Principal};
+use crate::auth::{Access, Principal, Writer};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{ChangeStreamEvent, PathErrors, ReadErrors};
+use crate::openapi::{ChangeStreamEvent, DatabaseErrors, PathErrors, ReadErrors};
 use crate::replication::{ClusterView, ReplicaView};
 use crate::service::{Service, etag, parse_etag};
 
@@ -34,6 +34,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/wait", get(wait))
         .route("/api/v1/cluster", get(cluster))
+        .route("/api/v1/cluster/replicas/{id}", delete(forget_replica))
 }
 
 /// The environment's flags and segments as the server serves them now. The `ETag` is the
@@ -263,4 +264,35 @@ async fn wait(
 async fn cluster(State(s): State<Arc<Service>>, p: Principal) -> Result<Response, ApiError> {
     p.require(Access::Read)?;
     Ok(axum::Json(s.cluster().await?).into_response())
+}
+
+/// Takes a replica out of the cluster view, so that waits no longer count it: for one known
+/// to be gone for good (killed, its host lost), which would otherwise stay in the view, and
+/// make every wait fail naming it, until `--replica-memory` after it was last heard. A
+/// replica heard from within 3 s is running and is refused; one only cut off from the
+/// database comes back with its next heartbeat.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/cluster/replicas/{id}",
+    operation_id = "forgetReplica",
+    tag = "sync",
+    params(("id" = String, Path, description = "The replica's id, as `GET /api/v1/cluster` lists it")),
+    responses(
+        (status = 204, description = "Forgotten: waits no longer count it"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "Needs an `admin` token", body = ErrorBody),
+        (status = 404, description = "No such replica in the cluster view (`REPLICA_NOT_FOUND`)", body = ErrorBody),
+        (status = 409, description = "The replica was heard from within 3 s: it is running (`REPLICA_LIVE`)", body = ErrorBody),
+        PathErrors,
+        DatabaseErrors,
+    ),
+    security(("bearerAuth" = []), ("ApiKeyAuth" = [])),
+)]
+async fn forget_replica(
+    State(s): State<Arc<Service>>,
+    Writer(p): Writer,
+    PathParams(id): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    s.forget_replica(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -421,6 +421,9 @@ pub trait Store: Send + Sync + 'static {
     async fn replicas(&self, seen_since: i64) -> Result<Vec<Replica>, StoreError>;
     /// Forgets a replica (it is shutting down).
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError>;
+    /// Forgets replica `id` if its last heartbeat is before `heard_before` (Unix ms), in
+    /// one statement, so that one heard from meanwhile is kept; whether it was forgotten.
+    async fn forget_silent_replica(&self, id: &str, heard_before: i64) -> Result<bool, StoreError>;
 
     /// Wakes `wake` whenever another process commits a change, where the database can
     /// push that (PostgreSQL's LISTEN/NOTIFY); elsewhere it does nothing and replicas

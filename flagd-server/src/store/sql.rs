@@ -320,6 +320,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn forget_silent_replica(&self, id: &str, heard_before: i64) -> Result<bool, StoreError> {
+        let _queued = self.queue_writer().await?;
+        let sql = self.dialect.sql("DELETE FROM replicas WHERE id = ? AND last_seen < ?");
+        let deleted = sqlx::query(&sql).bind(id).bind(heard_before).execute(self.bookkeeping_writes()).await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
     fn watch_commits(&self, wake: Arc<tokio::sync::Notify>) {
         if self.dialect == SqlDialect::Postgres {
             tokio::spawn(listen_for_commits(self.url.clone(), wake));

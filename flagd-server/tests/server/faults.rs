@@ -76,6 +76,9 @@ impl Store for Faulty {
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError> {
         self.inner.remove_replica(id).await
     }
+    async fn forget_silent_replica(&self, id: &str, heard_before: i64) -> Result<bool, StoreError> {
+        self.inner.forget_silent_replica(id, heard_before).await
+    }
     fn watch_commits(&self, wake: Arc<tokio::sync::Notify>) {
         self.inner.watch_commits(wake);
     }

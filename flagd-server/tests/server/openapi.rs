@@ -52,6 +52,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/stream"),
     ("get", "/api/v1/wait"),
     ("get", "/api/v1/cluster"),
+    ("delete", "/api/v1/cluster/replicas/{id}"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/tokens"),
     ("post", "/api/v1/tokens"),

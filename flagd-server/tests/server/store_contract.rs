@@ -1071,6 +1071,13 @@ async fn heartbeats_are_recorded_updated_and_forgotten(store: Arc<dyn Store>, _u
     assert_eq!(store.replicas(T0 + 15).await.unwrap(), vec![beat("a", 7, T0 + 20)], "stale replicas are left out");
     store.remove_replica("a").await.unwrap();
     assert_eq!(store.replicas(T0).await.unwrap(), vec![beat("b", 1, T0 + 10)]);
+    // Forgetting by hand keeps a replica heard from at or after the cut-off.
+    store.heartbeat(&beat("z", 2, T0 + 10)).await.unwrap();
+    assert!(!store.forget_silent_replica("z", T0 + 10).await.unwrap(), "heard from at the cut-off");
+    assert!(!store.forget_silent_replica("nope", T0 + 99).await.unwrap());
+    assert!(store.forget_silent_replica("z", T0 + 11).await.unwrap());
+    assert!(!store.forget_silent_replica("z", T0 + 11).await.unwrap(), "forgotten once");
+    assert_eq!(store.replicas(T0).await.unwrap(), vec![beat("b", 1, T0 + 10)]);
 
     // A replica killed without a goodbye is deleted once silent for longer than the store
     // remembers, when another joins: crash loops do not grow the table.

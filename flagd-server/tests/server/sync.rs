@@ -397,10 +397,29 @@ async fn a_replica_silent_for_minutes_is_still_waited_for_and_named() {
     assert!(view.body.to_string().contains("cut-off-replica"), "{}", view.body);
 
     // Past the memory it is taken for gone.
-    let gone = Replica { last_seen: now - 700_000, ..cut_off };
+    let gone = Replica { last_seen: now - 700_000, ..cut_off.clone() };
     service.store().heartbeat(&gone).await.unwrap();
     let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=300"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // An operator who knows it is gone for good need not wait that long: forgotten, it no
+    // longer counts. A running replica cannot be forgotten, nor by a read token.
+    service.store().heartbeat(&cut_off).await.unwrap();
+    let forget = "/api/v1/cluster/replicas/cut-off-replica";
+    let read = api.token("read", None).await;
+    assert_eq!(api.call(Method::DELETE, forget, Some(&read), None, &[]).await.status, StatusCode::FORBIDDEN);
+    let own = format!("/api/v1/cluster/replicas/{}", service.id());
+    let live = api.admin(Method::DELETE, &own, None).await;
+    assert_eq!((live.status, live.body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("REPLICA_LIVE")));
+    let r = api.admin(Method::DELETE, forget, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=300"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let again = api.admin(Method::DELETE, forget, None).await;
+    assert_eq!(
+        (again.status, again.body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("REPLICA_NOT_FOUND"))
+    );
 }
 
 #[tokio::test]

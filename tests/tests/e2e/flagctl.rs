@@ -1580,3 +1580,33 @@ fn an_endless_or_binary_file_is_refused_without_reading_it_all() {
     let run = flagctl(&server, &["import", binary.to_str().unwrap(), "--env", "staging"]).code(2);
     assert!(run.stderr.contains("is not UTF-8 text"), "{}", run.stderr);
 }
+
+/// A replica killed without a goodbye stays in the cluster view, and every --wait fails
+/// naming it, until the server's --replica-memory forgets it or an operator does.
+#[test]
+fn a_replica_gone_for_good_is_listed_named_by_waits_and_forgotten_by_hand() {
+    let server = Server::start().unwrap();
+    server.admin().create_flag(&json!({"key": "f"})).unwrap();
+    // Last heard a minute ago: within the default ten minutes' memory.
+    sqlite(
+        &server,
+        "INSERT INTO replicas (id, address, applied_seq, started_at, last_seen) VALUES ('killed-replica', '10.0.0.9:8013', 0, 0, CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 60000)",
+    );
+    let listed = flagctl(&server, &["replica", "list"]).ok().stdout;
+    assert!(listed.contains("killed-replica") && listed.contains("s ago (silent)"), "{listed}");
+    assert!(listed.contains("(this server)"), "{listed}");
+
+    let args = ["disable", "f", "--env", "production", "--reason", "incident", "--wait", "--wait-timeout", "1s"];
+    let unconfirmed = flagctl(&server, &args).code(5);
+    assert!(unconfirmed.stderr.contains("killed-replica"), "{}", unconfirmed.stderr);
+    assert!(unconfirmed.stderr.contains("flagctl replica forget"), "{}", unconfirmed.stderr);
+
+    flagctl(&server, &["replica", "forget", &own_id(&server)]).code(3);
+    flagctl(&server, &["replica", "forget", "nope"]).code(4);
+    flagctl(&server, &["replica", "forget", "killed-replica", "--env", "production"]).code(2);
+    let forgot = flagctl(&server, &["replica", "forget", "killed-replica"]).ok().stdout;
+    assert!(forgot.contains("forgot replica killed-replica"), "{forgot}");
+    assert!(!flagctl(&server, &["replica", "list"]).ok().stdout.contains("killed-replica"));
+    let seq = config(&server.admin(), "f", "production")["version"].as_i64().unwrap().to_string();
+    flagctl(&server, &["wait", &seq]).ok();
+}

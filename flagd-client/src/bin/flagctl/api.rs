@@ -392,6 +392,7 @@ pub fn explain(r: &Refusal, t: &Target<'_>) -> Failure {
             "segment `{}` not found in {env}; list segments with `flagctl segment list --env {env}`",
             t.segment.unwrap_or("?")
         )),
+        (404, "REPLICA_NOT_FOUND") => Failure::NotFound(format!("{message}; `flagctl replica list` lists them")),
         (404, "TOKEN_NOT_FOUND") => Failure::NotFound(format!(
             "token `{}` not found; list tokens (and their ids) with `flagctl token list`",
             t.token.unwrap_or("?")

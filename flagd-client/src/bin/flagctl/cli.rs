@@ -99,6 +99,9 @@ pub enum Command {
     /// API tokens: create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The replicas every --wait waits on: list them, or forget one gone for good.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
     /// List environments.
     Environments,
     /// Wait until change SEQ (a write's `version`) is applied; a SEQ no write has reached
@@ -360,6 +363,22 @@ pub enum TokenCommand {
     /// Revoke a token by id.
     Revoke {
         /// The token's id (see `flagctl token list`).
+        id: String,
+    },
+}
+
+/// `flagctl replica`.
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// List the replicas in the cluster view: each one's applied change and when it was
+    /// last heard from (a silent one may be killed, or cut off from the database and still
+    /// serving what it had; --wait fails naming it until it is back or forgotten).
+    List,
+    /// Take a replica known to be gone for good (killed, its host lost) out of the cluster
+    /// view, so that waits stop failing on it before the server's --replica-memory forgets
+    /// it. A running one (heard from within 3 s) is refused (exit 3).
+    Forget {
+        /// The replica's id (see `flagctl replica list`).
         id: String,
     },
 }

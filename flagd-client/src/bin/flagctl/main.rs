@@ -13,6 +13,7 @@ mod exit;
 mod flags;
 mod output;
 mod ramp;
+mod replicas;
 mod segments;
 mod session;
 mod signals;
@@ -71,6 +72,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Export(args) => transfer::export(s, args).await,
         Command::Import(args) => transfer::import(s, args).await,
         Command::Token(command) => tokens::run(s, command).await,
+        Command::Replica(command) => replicas::run(s, command).await,
         Command::Environments => flags::environments(s).await,
         Command::Wait { seq } => wait::command(s, *seq).await,
         Command::Ramp(args) => ramp::run(s, args).await,
