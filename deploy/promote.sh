@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Release step: copies a flag's configuration validated in staging (rules, allow/deny
-# lists, rollout) to production, where it stays disabled unless --enable is given. The
-# segments its rules use are not copied (each environment has its own companies): they
-# must exist in production already, or flagctl refuses the promotion naming them.
+# lists, rollout) to production, where the flag keeps its on/off state unless --enable
+# switches it on. The segments its rules use are not copied (each environment has its own
+# companies): they must exist in production already, or flagctl refuses the promotion
+# naming them.
 set -euo pipefail
 
 SCRIPT="$(basename "$0")"

@@ -54,7 +54,7 @@ next_step() {
         # …): flagctl's message names which, so the hint must not guess.
         3) echo "flagctl's message above says what conflicts; look at the flag with \`$FLAGCTL get ${KEY:-KEY}\`, resolve the conflict, then run again" ;;
         4) echo "check the flag key and environment with \`$FLAGCTL list\`" ;;
-        5) echo "the change is stored but not confirmed applied; check with \`$FLAGCTL wait SEQ\` or run again" ;;
+        5) echo "the change is stored but not confirmed applied; check with \`$FLAGCTL wait SEQ\` or run again (a silent replica named above that is gone for good: \`$FLAGCTL replica forget ID\` first)" ;;
         130) echo "interrupted; run again to finish" ;;
         *) echo "see flagctl's message above" ;;
     esac

@@ -72,10 +72,11 @@ pub enum ClientError {
     },
 }
 
-/// `error` and the causes under it, as one line: the HTTP library's own message leaves out
-/// why (a refused connection, a failed name lookup, a timeout), which is what a person
-/// reading the log or a [`crate::Details`] message needs.
-fn with_causes(error: &dyn std::error::Error) -> String {
+/// `error` and the causes under it, as one line, each said once: the HTTP library's own
+/// message leaves out why (a refused connection, a failed name lookup, a timeout), which is
+/// what a person reading the log or a [`crate::Details`] message needs. flagctl words
+/// its own failures with it too.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {

@@ -54,7 +54,7 @@ mod sse;
 
 pub use certificates::{BadCertificates, root_certificates};
 pub use details::{Details, FlagType};
-pub use error::ClientError;
+pub use error::{ClientError, with_causes};
 pub use flagd_core;
 pub use http::{BadUrl, base_url, segment as path_segment};
 pub use inprocess::{InProcessClient, Loaded};

@@ -32,7 +32,8 @@ pub struct Config {
     /// while still serving what it had) stays in the cluster view, so that `--wait` fails
     /// naming it rather than confirm a change it may not serve (`30s` to `7d`; a replica
     /// that stops cleanly leaves at once). Shorter lets waits pass a killed replica by
-    /// sooner, and a cut-off one too.
+    /// sooner, and a cut-off one too. Give every replica the same value: a wait follows
+    /// that of the replica it reaches.
     #[arg(long, env = "FLAGD_REPLICA_MEMORY", default_value = "10m", value_parser = parse_replica_memory)]
     pub replica_memory: Duration,
 
@@ -108,7 +109,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     bounded_duration(text, 10..=60_000, "the sync interval must be between 10ms and 1m")
 }
 
-/// `--replica-memory`: from 30 s, ten heartbeats past the moment a replica stops counting
+/// `--replica-memory`: from 30 s, ten times the 3 s after which a replica no longer counts
 /// as live, to a week.
 pub fn parse_replica_memory(text: &str) -> Result<Duration, String> {
     bounded_duration(text, 30_000..=7 * 86_400_000, "the replica memory must be between 30s and 7d")
@@ -126,7 +127,7 @@ fn bounded_duration(text: &str, range: std::ops::RangeInclusive<u64>, rule: &str
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(per_unit))
-        .ok_or_else(|| format!("`{text}` is not a duration; write e.g. `200ms`, `30s`, `10m` or `1h`"))?;
+        .ok_or_else(|| format!("`{text}` is not a duration; write a number and a unit (ms, s, m, h, d): {rule}"))?;
     if !range.contains(&ms) {
         return Err(format!("`{text}` is out of range: {rule}"));
     }

@@ -57,9 +57,10 @@ pub enum ApiError {
     #[error("the database is busy: a lock or the writes ahead of this request held it up for too long; retry later")]
     Busy(#[source] StoreError),
     /// A change was not applied within the time the caller was willing to wait;
-    /// `laggards` names each replica behind and how far it got.
-    #[error("change {seq} is not applied yet by {}; wait again, or see GET /api/v1/cluster", laggards.join(", "))]
-    WaitTimeout { seq: i64, laggards: Vec<String> },
+    /// `laggards` names each replica behind and how far it got, `hint` (empty, or starting
+    /// with "; ") what the silence of some means.
+    #[error("change {seq} is not applied yet by {}; wait again, or see GET /api/v1/cluster{hint}", laggards.join(", "))]
+    WaitTimeout { seq: i64, laggards: Vec<String>, hint: String },
     /// The server is stopping: a long wait ends now rather than hold the shutdown up.
     #[error("this server is stopping; ask again, another replica answers")]
     ShuttingDown,

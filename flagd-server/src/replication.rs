@@ -201,21 +201,27 @@ pub async fn write_cache_at_exit(service: &Arc<Service>, path: &std::path::Path)
     write_cache(service, path, None).await;
 }
 
-/// A replica behind, in words; `now` on the database's clock, as heartbeats are.
-fn laggard(r: &ReplicaView, now: i64) -> String {
+/// A replica behind, in words, and whether it is silent; `now` on the database's clock, as
+/// heartbeats are.
+fn laggard(r: &ReplicaView, now: i64) -> (String, bool) {
     let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };
     let silent = Duration::from_millis(u64::try_from(now - r.last_seen).unwrap_or(0));
-    let heard = if silent > LIVE_WITHIN {
-        format!(
-            ", silent for {} s: stopped, or cut off from the database and still serving what it had; one killed \
-             leaves the cluster view --replica-memory after it was last heard, or at once when forgotten \
-             (`flagctl replica forget ID`)",
-            silent.as_secs()
-        )
-    } else {
-        String::new()
+    let heard = if silent > LIVE_WITHIN { format!(", silent for {} s", silent.as_secs()) } else { String::new() };
+    (format!("replica {}{at} (applied up to {}{heard})", r.id, r.applied_seq), silent > LIVE_WITHIN)
+}
+
+/// What a wait's timeout adds when it names silent replicas (`ids`): what silence means,
+/// and how one gone for good stops holding waits up.
+fn silence_explained(ids: &[&str]) -> String {
+    let id = match ids {
+        [one] => (*one).to_owned(),
+        _ => "ID".to_owned(),
     };
-    format!("replica {}{at} (applied up to {}{heard})", r.id, r.applied_seq)
+    format!(
+        "; a silent replica has stopped, was killed, or is cut off from the database and still serves what it \
+         had: waits count it until it is heard again or --replica-memory after it was last heard; one gone for \
+         good can be forgotten at once (`flagctl replica forget {id}`)"
+    )
 }
 
 /// Rewrites the snapshot cache if a change was applied since it was last written;
@@ -378,14 +384,16 @@ impl Service {
     /// The error of a wait that ran out of time, naming the replicas `view` shows behind
     /// (or, with no view read, saying that the heartbeats could not be).
     fn wait_timeout(&self, seq: i64, view: Option<&ClusterView>) -> ApiError {
-        let laggards = match view {
-            Some(view) => {
-                let now = self.cluster_now_ms();
-                view.replicas.iter().filter(|r| r.applied_seq < seq).map(|r| laggard(r, now)).collect()
-            }
-            None => vec![HEARTBEATS_UNREAD.to_owned()],
+        let Some(view) = view else {
+            return ApiError::WaitTimeout { seq, laggards: vec![HEARTBEATS_UNREAD.to_owned()], hint: String::new() };
         };
-        ApiError::WaitTimeout { seq, laggards }
+        let now = self.cluster_now_ms();
+        let behind: Vec<&ReplicaView> = view.replicas.iter().filter(|r| r.applied_seq < seq).collect();
+        let described: Vec<(String, bool)> = behind.iter().map(|r| laggard(r, now)).collect();
+        let silent: Vec<&str> =
+            behind.iter().zip(&described).filter(|(_, (_, quiet))| *quiet).map(|(r, _)| r.id.as_str()).collect();
+        let hint = if silent.is_empty() { String::new() } else { silence_explained(&silent) };
+        ApiError::WaitTimeout { seq, laggards: described.into_iter().map(|(text, _)| text).collect(), hint }
     }
 
     /// Waits until every replica in the cluster view serves change `seq`; on timeout, the

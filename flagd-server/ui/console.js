@@ -523,7 +523,7 @@ async function clusterPage() {
   return [
     el('h2', {}, 'Cluster'),
     el('div', { class: 'scroll' }, el('table', {},
-      el('caption', {}, `${data.replicas.length} replicas heard from in the last 30 s; last committed change ${data.currentSeq}`),
+      el('caption', {}, `${data.replicas.length} replicas in the cluster view (heard from within the server's --replica-memory); last committed change ${data.currentSeq}`),
       el('thead', {}, el('tr', {}, ['Replica', 'Address', 'Applied change', 'Lag (changes)', 'Started (UTC)', 'Last seen']
         .map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows))),

@@ -281,7 +281,7 @@ async fn cluster(State(s): State<Arc<Service>>, p: Principal) -> Result<Response
         (status = 204, description = "Forgotten: waits no longer count it"),
         (status = 401, description = "No token, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "Needs an `admin` token", body = ErrorBody),
-        (status = 404, description = "No such replica in the cluster view (`REPLICA_NOT_FOUND`)", body = ErrorBody),
+        (status = 404, description = "No such replica, or one forgotten already (`REPLICA_NOT_FOUND`)", body = ErrorBody),
         (status = 409, description = "The replica was heard from within 3 s: it is running (`REPLICA_LIVE`)", body = ErrorBody),
         PathErrors,
         DatabaseErrors,

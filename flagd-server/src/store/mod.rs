@@ -26,7 +26,9 @@ pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// A replica silent for this long (Unix ms; eight days) was killed or lost with its host,
 /// as one that stops cleanly deletes its own row: a joining replica deletes such rows, so
 /// that crash loops do not grow the table for ever. Longer than the longest
-/// `--replica-memory` (a week), so that no replica forgets a row another still waits on.
+/// `--replica-memory` (a week), so that no replica forgets a row another's cluster view
+/// still holds (a wait asked again with `waitedMs` may reach further back, by as long as
+/// its caller has waited already).
 pub const FORGET_REPLICAS_AFTER_MS: i64 = 8 * 86_400_000;
 
 /// What the storage layer can fail with.

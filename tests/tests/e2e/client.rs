@@ -37,38 +37,39 @@ pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-/// What the client library logged at WARN, on this thread and the runtime's workers.
+/// What the client library logged at WARN in this test process. One subscriber for the
+/// whole process, installed by the first test that asks: a subscriber per thread misses
+/// events when other tests' subscribers come and go meanwhile (tracing caches, per call
+/// site, whether anyone listens). Tests tell their own lines apart by their server's URL,
+/// which every such warning names.
 #[derive(Clone, Default)]
 struct Warnings(Arc<Mutex<Vec<u8>>>);
 
 impl Warnings {
-    /// A runtime whose threads log into the returned `Warnings`, and the guard that makes
-    /// this thread do so too (`block_on` runs the remote client's calls here).
-    fn runtime() -> (Runtime, Self, tracing::dispatcher::DefaultGuard) {
-        let warnings = Self::default();
-        let writer = warnings.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let dispatch = tracing::Dispatch::new(subscriber);
-        let worker = dispatch.clone();
-        // A worker keeps the subscriber for its whole life, so the guard is never dropped.
-        let start = move || std::mem::forget(tracing::dispatcher::set_default(&worker));
-        let rt =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().on_thread_start(start).build();
-        (rt.unwrap(), warnings, tracing::dispatcher::set_default(&dispatch))
+    fn captured() -> &'static Self {
+        static CAPTURED: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
+        CAPTURED.get_or_init(|| {
+            let warnings = Self::default();
+            let writer = warnings.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in the e2e tests");
+            warnings
+        })
     }
 
-    /// Everything logged so far.
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    /// The lines about `server` logged so far.
+    fn about(&self, server: &Server) -> String {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines().filter(|line| line.contains(server.url())).map(|line| format!("{line}\n")).collect()
     }
 
-    /// Lines that contain `message`.
-    fn count(&self, message: &str) -> usize {
-        self.text().lines().filter(|line| line.contains(message)).count()
+    /// The lines about `server` that contain `message`.
+    fn count(&self, server: &Server, message: &str) -> usize {
+        self.about(server).lines().filter(|line| line.contains(message)).count()
     }
 }
 
@@ -263,7 +264,8 @@ fn a_client_whose_token_is_revoked_serves_the_callers_defaults() {
     set_up(&server);
     let admin = server.admin();
     let token = admin.create_token("revoked-soon", "evaluate", Some("production")).unwrap();
-    let (rt, warnings, _logging) = Warnings::runtime();
+    let warnings = Warnings::captured();
+    let rt = runtime();
     let options = ClientOptions::new(server.url(), &token).max_backoff(Duration::from_millis(200));
     let client = rt.block_on(InProcessClient::connect(&options)).unwrap();
     assert!(client.bool_value(FLAG, &ctx(), false));
@@ -275,7 +277,7 @@ fn a_client_whose_token_is_revoked_serves_the_callers_defaults() {
     // Each reconnection is refused again; the log says so once, not once per attempt.
     let refused_thrice = || admin_answers(&server, "4xx") - before >= 3;
     assert!(eventually(Duration::from_secs(10), refused_thrice), "the client stopped reconnecting");
-    assert_eq!(warnings.count("flagd refuses the token"), 1, "{}", warnings.text());
+    assert_eq!(warnings.count(&server, "flagd refuses the token"), 1, "{}", warnings.about(&server));
     assert!(!client.bool_value(FLAG, &ctx(), false));
     assert_eq!(client.int_value("nope", &ctx(), 7), 7);
     assert!(client.snapshot().is_none() && client.metadata(FLAG).is_none());
@@ -448,7 +450,8 @@ fn answers(server: &Server, route: &str, class: &str) -> u64 {
 fn a_refused_token_costs_one_request_per_context_per_ttl() {
     let server = Server::start().unwrap();
     let token = set_up(&server);
-    let (rt, warnings, _logging) = Warnings::runtime();
+    let warnings = Warnings::captured();
+    let rt = runtime();
     let calls = |client: &RemoteClient, ctx: &EvaluationContext| -> Vec<Details<bool>> {
         (0..500).map(|_| rt.block_on(client.details(FLAG, ctx, false))).collect()
     };
@@ -486,8 +489,8 @@ fn a_refused_token_costs_one_request_per_context_per_ttl() {
         bulk_answers(&server, "4xx") - before >= 5
     };
     assert!(eventually(Duration::from_secs(10), refused_again), "the client stopped asking");
-    let said = warnings.text();
-    assert_eq!(warnings.count("flagd bulk evaluation failed"), 1, "{said}");
+    let said = warnings.about(&server);
+    assert_eq!(warnings.count(&server, "flagd bulk evaluation failed"), 1, "{said}");
     assert!(said.contains("for every context until it is accepted"), "{said}");
 }
 

@@ -314,11 +314,15 @@ fn errors_have_distinct_exit_codes_and_say_what_to_do() {
     flagctl(&server, &["segment", "get", "nope", "--env", "staging"]).code(4);
     flagctl(&server, &["token", "revoke", "nope"]).code(4);
     // A URL cannot carry these as a name: sent, they would reach another route.
-    for args in
-        [&["get", ".."][..], &["enable", ".", "--env", "staging"], &["segment", "get", "..", "--env", "staging"]]
-    {
-        let unaddressable = flagctl(&server, args).code(2);
-        assert!(unaddressable.stderr.contains("is not a key") && unaddressable.stderr.contains("nothing was sent"));
+    let unaddressable: [&[&str]; 4] = [
+        &["get", ".."],
+        &["enable", ".", "--env", "staging"],
+        &["segment", "get", "..", "--env", "staging"],
+        &["replica", "forget", ".."],
+    ];
+    for args in unaddressable {
+        let refused = flagctl(&server, args).code(2);
+        assert!(refused.stderr.contains("names nothing flagd has") && refused.stderr.contains("nothing was sent"));
     }
 
     let conflict = flagctl(&server, &["create", "f"]).code(3);
@@ -373,6 +377,7 @@ fn a_promotion_the_server_refuses_says_what_flagctl_can_do() {
     let args = ["promote", "customer_portal", "--from", "staging", "--to", "production"];
     let missing = flagctl(&server, &args).code(2);
     assert!(missing.stderr.contains("use segment(s) `pilot` that production does not have"), "{}", missing.stderr);
+    assert!(missing.stderr.contains("unknown segment `pilot`"), "the server's problems are kept: {}", missing.stderr);
     assert!(missing.stderr.contains("`flagctl segment set pilot --env production --company …`"), "{}", missing.stderr);
     assert_eq!(audit(&admin), before, "nothing was changed");
     flagctl(&server, &["segment", "set", "pilot", "--env", "production", "--company", "9"]).ok();
@@ -480,9 +485,9 @@ fn a_wait_outlives_a_server_restart_and_says_the_change_is_stored_when_it_gives_
     server.restart(&ServerOptions::default()).unwrap();
     assert_eq!(config(&admin, "f", "production")["state"], "DISABLED", "the change was stored");
     // Killed, it left its heartbeat behind, behind the change: every wait would name it
-    // for 30 s (a stopped replica cannot be told from one cut off and serving the old
-    // value). Gone for good, it leaves the view as a replica that stopped cleanly does.
-    sqlite(&server, &format!("DELETE FROM replicas WHERE id = '{killed}'"));
+    // for --replica-memory (a stopped replica cannot be told from one cut off and serving
+    // the old value). Gone for good, it is forgotten, as an operator would.
+    flagctl(&server, &["replica", "forget", &killed]).ok();
 
     // Killed and restarted during the wait: flagctl asks again and confirms the change.
     admin.quick_op("f", "production", "enable", None).unwrap();

@@ -21,9 +21,10 @@ const PROXY_BODY_LIMIT: &str = "4k";
 /// A private certificate authority, and nginx serving TLS with a certificate it signed for
 /// 127.0.0.1, proxying to `backend`.
 struct TlsProxy {
+    // Dropped first: nginx stops before its directory is removed.
+    _nginx: KilledOnDrop,
     dir: TempDir,
     url: String,
-    _nginx: KilledOnDrop,
 }
 
 impl TlsProxy {

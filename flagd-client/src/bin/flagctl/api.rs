@@ -25,6 +25,8 @@ pub struct Target<'a> {
     pub segment: Option<&'a str>,
     /// The token id concerned.
     pub token: Option<&'a str>,
+    /// The replica id concerned.
+    pub replica: Option<&'a str>,
 }
 
 impl<'a> Target<'a> {
@@ -39,9 +41,13 @@ impl<'a> Target<'a> {
     }
 
     /// A name no URL can carry as a path segment: `..` would name the parent route (even
-    /// percent-encoded), `.` the route itself. No flag, environment or segment is named so.
+    /// percent-encoded), `.` the route itself. No flag, environment, segment, token or
+    /// replica is named so.
     fn unaddressable(&self) -> Option<&'a str> {
-        [self.flag, self.env, self.segment, self.token].into_iter().flatten().find(|name| matches!(*name, "." | ".."))
+        [self.flag, self.env, self.segment, self.token, self.replica]
+            .into_iter()
+            .flatten()
+            .find(|name| matches!(*name, "." | ".."))
     }
 }
 
@@ -228,8 +234,9 @@ impl Api {
     pub async fn exchange(&self, request: Request<'_>) -> Result<Result<Reply, Refusal>, Failure> {
         if let Some(name) = request.target.unaddressable() {
             return Err(Failure::Usage(format!(
-                "`{name}` is not a key: keys are lowercase letters, digits, `_`, `.` and `-`, starting with a letter \
-                 or digit; nothing was sent"
+                "`{name}` names nothing flagd has: a URL path would read it as a step to another route (keys and \
+                 names are lowercase letters, digits, `_`, `.` and `-`, starting with a letter or digit); nothing \
+                 was sent"
             )));
         }
         let url = format!("{}{}", self.base, request.path);
@@ -326,13 +333,7 @@ impl Api {
             };
             return Failure::Server(format!("flagd at {} did not answer within {within}; {after}", self.base));
         }
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let detail = flagd_client::with_causes(e);
         // rustls names the case `UnknownIssuer`: a certificate a private authority signed.
         let hint = if detail.contains("UnknownIssuer") {
             "; if a private certificate authority signed its certificate, give its PEM file with --ca-cert (or \

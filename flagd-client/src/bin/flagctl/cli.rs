@@ -24,7 +24,7 @@ read and admin tokens; `token list`, `token revoke`, `environments` and `wait` c
 every environment and refuse --env; `promote` names its target with --to.)
 
 Output is a table for people; --output json prints the server's JSON for scripts.
---wait makes a write return only once every live replica serves the change.";
+--wait makes a write return only once every replica in the cluster view serves the change.";
 
 /// Where flagd-server listens by default; also what an empty `FLAGD_URL` means.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8013";
@@ -123,7 +123,7 @@ pub struct ChangeArgs {
     /// Why, for the audit log.
     #[arg(long, value_parser = reason)]
     pub reason: Option<String>,
-    /// Return only when every live replica serves the change (see --wait-timeout).
+    /// Return only when every replica in the cluster view serves the change (see --wait-timeout).
     #[arg(long)]
     pub wait: bool,
 }
@@ -186,7 +186,7 @@ pub struct DisableArgs {
     /// Why, for the audit log (required).
     #[arg(long, value_parser = reason)]
     pub reason: String,
-    /// Return only when every live replica serves the change (see --wait-timeout).
+    /// Return only when every replica in the cluster view serves the change (see --wait-timeout).
     #[arg(long)]
     pub wait: bool,
 }
@@ -271,7 +271,7 @@ pub struct SegmentSetArgs {
     /// existing segment entirely, so this is how to empty its companies or conditions.
     #[arg(long, conflicts_with_all = ["companies", "conditions", "description"])]
     pub file: Option<PathBuf>,
-    /// Return only when every live replica serves the change (see --wait-timeout).
+    /// Return only when every replica in the cluster view serves the change (see --wait-timeout).
     #[arg(long)]
     pub wait: bool,
 }
@@ -342,7 +342,7 @@ pub struct ImportArgs {
     /// Why, for the audit log.
     #[arg(long, value_parser = reason)]
     pub reason: Option<String>,
-    /// Return only when every live replica serves the import (see --wait-timeout).
+    /// Return only when every replica in the cluster view serves the import (see --wait-timeout).
     #[arg(long, conflicts_with = "dry_run")]
     pub wait: bool,
 }

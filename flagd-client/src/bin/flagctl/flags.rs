@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::api::{Request, Target, config_path, explain, segment};
+use crate::api::{Refusal, Request, Target, config_path, explain, problems, segment};
 use crate::cli::{CompanyArgs, CreateArgs, DisableArgs, EnableArgs, EvalArgs, FlagType, PromoteArgs, RolloutArgs};
 use crate::exit::Failure;
 use crate::output::{self, Table};
@@ -509,7 +509,7 @@ pub async fn promote(session: &Session, args: &PromoteArgs) -> Result<(), Failur
     let config = match session.api.exchange(Request::new(Method::POST, path, target).json(body)).await? {
         Ok(reply) => reply.body,
         Err(r) if r.code == "NOTHING_TO_PROMOTE" => return Err(nothing_to_promote(&r.message, args)),
-        Err(r) => return Err(segments_to_create(&r.body, args).unwrap_or_else(|| explain(&r, &target))),
+        Err(r) => return Err(segments_to_create(&r, args).unwrap_or_else(|| explain(&r, &target))),
     };
     let done = format!("promoted `{}` from {} to {}", args.key, args.from, args.to);
     show_change(session, &done, &config, args.change.wait).await
@@ -529,21 +529,24 @@ fn nothing_to_promote(message: &str, args: &PromoteArgs) -> Failure {
 
 /// Segments belong to one environment, so rules that use one can only be promoted to an
 /// environment that has a segment of that name too. For a refusal naming segments the
-/// target lacks (the server's problems say "unknown segment `pilot`"), this names them and
-/// how to make them; `None` for any other refusal.
-fn segments_to_create(body: &Value, args: &PromoteArgs) -> Option<Failure> {
+/// target lacks (the server's problems say "unknown segment `pilot`"), this lists every
+/// problem the server found and then how to make those segments; `None` for any other.
+fn segments_to_create(r: &Refusal, args: &PromoteArgs) -> Option<Failure> {
     let PromoteArgs { key, from, to, .. } = args;
-    let problems = body["error"]["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let missing: Vec<&str> = problems
+    let listed = r.body["error"]["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let missing: Vec<&str> = listed
         .iter()
         .filter_map(|p| p["message"].as_str()?.strip_prefix("unknown segment `")?.strip_suffix('`'))
         .collect();
     let names = distinct(&missing);
     let first = names.first()?;
     Some(Failure::Usage(format!(
-        "`{key}`'s rules in {from} use segment(s) {} that {to} does not have; nothing was changed. Segments belong \
-         to one environment (each has its own companies): create each in {to} first (`flagctl segment get {first} \
-         --env {from}` shows it, `flagctl segment set {first} --env {to} --company …` makes it), then promote again",
+        "the server refused to promote `{key}` from {from} to {to} ({}){}; nothing was changed. Its rules use \
+         segment(s) {} that {to} does not have: segments belong to one environment (each has its own companies), \
+         so create each in {to} first (`flagctl segment get {first} --env {from}` shows it, `flagctl segment set \
+         {first} --env {to} --company …` makes it), then promote again",
+        r.message,
+        problems(&r.body),
         names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
     )))
 }

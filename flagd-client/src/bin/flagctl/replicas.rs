@@ -48,7 +48,8 @@ fn heard(replica: &Value, now: i64) -> String {
 
 async fn forget(session: &Session, id: &str) -> Result<(), Failure> {
     let path = format!("/api/v1/cluster/replicas/{}", segment(id));
-    session.api.send(Request::new(Method::DELETE, path, Target::default())).await?;
+    let target = Target { replica: Some(id), ..Target::default() };
+    session.api.send(Request::new(Method::DELETE, path, target)).await?;
     if session.json() {
         output::json(&json!({ "forgotten": id }));
     } else {
