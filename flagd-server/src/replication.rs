@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
-use crate::service::{Service, now_ms};
+use crate::service::{Service, Subject, now_ms, to_json};
 use crate::store::Replica;
 
 /// How often a replica records a heartbeat when nothing changes (it also records one as
@@ -347,10 +347,14 @@ impl Service {
     /// `REPLICA_LIVE`); forgetting one only cut off from the database lets waits pass it by
     /// until its next heartbeat brings it back.
     pub async fn forget_replica(&self, p: &crate::auth::Principal, id: &str) -> Result<(), ApiError> {
-        if self.store().forget_silent_replica(id, self.heard_since(LIVE_WITHIN)).await? {
+        let mut write = self.begin(p, None).await?;
+        if let Some(forgotten) = write.tx.forget_silent_replica(id, self.heard_since(LIVE_WITHIN)).await? {
+            write.audit("replica.forget", Subject::default(), to_json(&forgotten), None);
+            self.commit(write).await?;
             tracing::warn!(replica = id, by = p.name(), "replica forgotten by hand: waits no longer count it");
             return Ok(());
         }
+        drop(write);
         let known = self.store().replicas(self.heard_since(self.replica_memory())).await?;
         match known.iter().find(|r| r.id == id) {
             Some(r) => Err(ApiError::Conflict {

@@ -270,7 +270,8 @@ async fn cluster(State(s): State<Arc<Service>>, p: Principal) -> Result<Response
 /// to be gone for good (killed, its host lost), which would otherwise stay in the view, and
 /// make every wait fail naming it, until `--replica-memory` after it was last heard. A
 /// replica heard from within 3 s is running and is refused; one only cut off from the
-/// database comes back with its next heartbeat.
+/// database comes back with its next heartbeat. The audit log records it
+/// (`replica.forget`, the replica as it last reported itself in `before`).
 #[utoipa::path(
     delete,
     path = "/api/v1/cluster/replicas/{id}",

@@ -249,7 +249,7 @@ impl ChangeScope {
     /// one. Tokens are not in any snapshot.
     pub fn reaches_every_environment(&self) -> bool {
         match &self.environment {
-            None => !self.is_token_change(),
+            None => !self.in_no_snapshot(),
             Some(_) => self.action.starts_with("import.flag."),
         }
     }
@@ -259,12 +259,18 @@ impl ChangeScope {
     /// environment (for the audit log's filter): rebuilding that environment for them
     /// would send every stream a change and every client a new version for nothing.
     pub fn rebuilds(&self) -> Option<&str> {
-        self.environment.as_deref().filter(|_| !self.is_token_change())
+        self.environment.as_deref().filter(|_| !self.in_no_snapshot())
     }
 
     /// Whether the change is to a token.
     pub fn is_token_change(&self) -> bool {
         self.action.starts_with("token.")
+    }
+
+    /// Whether the change is to something no snapshot holds (a token, a replica of the
+    /// cluster view), so that no environment is rebuilt for it.
+    pub fn in_no_snapshot(&self) -> bool {
+        self.is_token_change() || self.action.starts_with("replica.")
     }
 }
 
@@ -393,6 +399,10 @@ pub trait Tx: Send {
     async fn insert_token(&mut self, token: &Token) -> Result<(), StoreError>;
     /// Marks a token revoked at `at`; false when there is no such token.
     async fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool, StoreError>;
+    /// Forgets replica `id` if its last heartbeat is before `heard_before` (Unix ms): the
+    /// delete itself checks, so that one heard from meanwhile is kept. The row as it was,
+    /// if it was forgotten.
+    async fn forget_silent_replica(&mut self, id: &str, heard_before: i64) -> Result<Option<Replica>, StoreError>;
 
     /// What the changes with a sequence number above `seq` touched, without duplicates.
     async fn changes_since(&mut self, seq: i64) -> Result<Vec<ChangeScope>, StoreError>;
@@ -423,9 +433,6 @@ pub trait Store: Send + Sync + 'static {
     async fn replicas(&self, seen_since: i64) -> Result<Vec<Replica>, StoreError>;
     /// Forgets a replica (it is shutting down).
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError>;
-    /// Forgets replica `id` if its last heartbeat is before `heard_before` (Unix ms), in
-    /// one statement, so that one heard from meanwhile is kept; whether it was forgotten.
-    async fn forget_silent_replica(&self, id: &str, heard_before: i64) -> Result<bool, StoreError>;
 
     /// Wakes `wake` whenever another process commits a change, where the database can
     /// push that (PostgreSQL's LISTEN/NOTIFY); elsewhere it does nothing and replicas
@@ -445,4 +452,26 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// database is down; [`Store::prepare`] brings the schema up to date once it answers.
 pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(sql::SqlStore::open(url)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangeScope;
+
+    #[test]
+    fn only_changes_to_what_snapshots_hold_rebuild_environments() {
+        // (environment, action, rebuilds every environment, rebuilds this one)
+        let cases = [
+            (None, "flag.update", true, None),
+            (None, "token.create", false, None),
+            (Some("production"), "token.revoke", false, None),
+            (None, "replica.forget", false, None),
+            (Some("staging"), "config.enable", false, Some("staging")),
+            (Some("staging"), "import.flag.create", true, Some("staging")),
+        ];
+        for (environment, action, everywhere, one) in cases {
+            let scope = ChangeScope { environment: environment.map(str::to_owned), action: action.to_owned() };
+            assert_eq!((scope.reaches_every_environment(), scope.rebuilds()), (everywhere, one), "{action}");
+        }
+    }
 }

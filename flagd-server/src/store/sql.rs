@@ -320,13 +320,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn forget_silent_replica(&self, id: &str, heard_before: i64) -> Result<bool, StoreError> {
-        let _queued = self.queue_writer().await?;
-        let sql = self.dialect.sql("DELETE FROM replicas WHERE id = ? AND last_seen < ?");
-        let deleted = sqlx::query(&sql).bind(id).bind(heard_before).execute(self.bookkeeping_writes()).await?;
-        Ok(deleted.rows_affected() > 0)
-    }
-
     fn watch_commits(&self, wake: Arc<tokio::sync::Notify>) {
         if self.dialect == SqlDialect::Postgres {
             tokio::spawn(listen_for_commits(self.url.clone(), wake));
@@ -771,6 +764,17 @@ impl Tx for SqlTx {
         let sql = self.dialect.sql("UPDATE tokens SET revoked_at = ? WHERE id = ?");
         let done = sqlx::query(&sql).bind(at).bind(id).execute(&mut *self.tx).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn forget_silent_replica(&mut self, id: &str, heard_before: i64) -> Result<Option<Replica>, StoreError> {
+        let select =
+            self.dialect.sql("SELECT id, address, applied_seq, started_at, last_seen FROM replicas WHERE id = ?");
+        let Some(row) = sqlx::query(&select).bind(id).fetch_optional(&mut *self.tx).await? else {
+            return Ok(None);
+        };
+        let delete = self.dialect.sql("DELETE FROM replicas WHERE id = ? AND last_seen < ?");
+        let deleted = sqlx::query(&delete).bind(id).bind(heard_before).execute(&mut *self.tx).await?;
+        Ok(if deleted.rows_affected() > 0 { Some(decode_replica(&row)?) } else { None })
     }
 
     async fn changes_since(&mut self, seq: i64) -> Result<Vec<ChangeScope>, StoreError> {

@@ -76,9 +76,6 @@ impl Store for Faulty {
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError> {
         self.inner.remove_replica(id).await
     }
-    async fn forget_silent_replica(&self, id: &str, heard_before: i64) -> Result<bool, StoreError> {
-        self.inner.forget_silent_replica(id, heard_before).await
-    }
     fn watch_commits(&self, wake: Arc<tokio::sync::Notify>) {
         self.inner.watch_commits(wake);
     }
@@ -174,6 +171,9 @@ impl Tx for FaultyTx {
     }
     async fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool, StoreError> {
         self.inner.revoke_token(id, at).await
+    }
+    async fn forget_silent_replica(&mut self, id: &str, heard_before: i64) -> Result<Option<Replica>, StoreError> {
+        self.inner.forget_silent_replica(id, heard_before).await
     }
     async fn changes_since(&mut self, seq: i64) -> Result<Vec<ChangeScope>, StoreError> {
         self.inner.changes_since(seq).await

@@ -1071,12 +1071,14 @@ async fn heartbeats_are_recorded_updated_and_forgotten(store: Arc<dyn Store>, _u
     assert_eq!(store.replicas(T0 + 15).await.unwrap(), vec![beat("a", 7, T0 + 20)], "stale replicas are left out");
     store.remove_replica("a").await.unwrap();
     assert_eq!(store.replicas(T0).await.unwrap(), vec![beat("b", 1, T0 + 10)]);
-    // Forgetting by hand keeps a replica heard from at or after the cut-off.
+    // Forgetting by hand, in a write, keeps a replica heard from at or after the cut-off.
     store.heartbeat(&beat("z", 2, T0 + 10)).await.unwrap();
-    assert!(!store.forget_silent_replica("z", T0 + 10).await.unwrap(), "heard from at the cut-off");
-    assert!(!store.forget_silent_replica("nope", T0 + 99).await.unwrap());
-    assert!(store.forget_silent_replica("z", T0 + 11).await.unwrap());
-    assert!(!store.forget_silent_replica("z", T0 + 11).await.unwrap(), "forgotten once");
+    let mut tx = store.begin_write().await.unwrap();
+    assert_eq!(tx.forget_silent_replica("z", T0 + 10).await.unwrap(), None, "heard from at the cut-off");
+    assert_eq!(tx.forget_silent_replica("nope", T0 + 99).await.unwrap(), None);
+    assert_eq!(tx.forget_silent_replica("z", T0 + 11).await.unwrap(), Some(beat("z", 2, T0 + 10)));
+    assert_eq!(tx.forget_silent_replica("z", T0 + 11).await.unwrap(), None, "forgotten once");
+    tx.commit().await.unwrap();
     assert_eq!(store.replicas(T0).await.unwrap(), vec![beat("b", 1, T0 + 10)]);
 
     // A replica killed without a goodbye is deleted once silent for longer than the store

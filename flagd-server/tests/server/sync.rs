@@ -415,6 +415,10 @@ async fn a_replica_silent_for_minutes_is_still_waited_for_and_named() {
     assert_eq!((live.status, live.body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("REPLICA_LIVE")));
     let r = api.admin(Method::DELETE, forget, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // Audited like any admin write: who forgot which replica, as it last reported itself.
+    let events = api.admin(Method::GET, "/api/v1/audit?limit=1", None).await;
+    let event = &events.body["events"][0];
+    assert_eq!((&event["action"], &event["before"]["id"]), (&json!("replica.forget"), &json!("cut-off-replica")));
     let r = api.admin(Method::GET, &format!("/api/v1/wait?seq={seq}&timeoutMs=300"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let again = api.admin(Method::DELETE, forget, None).await;
