@@ -201,13 +201,17 @@ pub async fn write_cache_at_exit(service: &Arc<Service>, path: &std::path::Path)
     write_cache(service, path, None).await;
 }
 
-/// A replica behind, in words, and whether it is silent; `now` on the database's clock, as
-/// heartbeats are.
-fn laggard(r: &ReplicaView, now: i64) -> (String, bool) {
+/// How long a replica has been silent, if longer than a live one ever is; `now` on the
+/// database's clock, as heartbeats are.
+fn silence(r: &ReplicaView, now: i64) -> Option<Duration> {
+    Some(Duration::from_millis(u64::try_from(now - r.last_seen).unwrap_or(0))).filter(|silent| *silent > LIVE_WITHIN)
+}
+
+/// A replica behind, in words.
+fn laggard(r: &ReplicaView, now: i64) -> String {
     let at = if r.address.is_empty() { String::new() } else { format!(" at {}", r.address) };
-    let silent = Duration::from_millis(u64::try_from(now - r.last_seen).unwrap_or(0));
-    let heard = if silent > LIVE_WITHIN { format!(", silent for {} s", silent.as_secs()) } else { String::new() };
-    (format!("replica {}{at} (applied up to {}{heard})", r.id, r.applied_seq), silent > LIVE_WITHIN)
+    let heard = silence(r, now).map(|s| format!(", silent for {} s", s.as_secs())).unwrap_or_default();
+    format!("replica {}{at} (applied up to {}{heard})", r.id, r.applied_seq)
 }
 
 /// What a wait's timeout adds when it names silent replicas (`ids`): what silence means,
@@ -393,11 +397,9 @@ impl Service {
         };
         let now = self.cluster_now_ms();
         let behind: Vec<&ReplicaView> = view.replicas.iter().filter(|r| r.applied_seq < seq).collect();
-        let described: Vec<(String, bool)> = behind.iter().map(|r| laggard(r, now)).collect();
-        let silent: Vec<&str> =
-            behind.iter().zip(&described).filter(|(_, (_, quiet))| *quiet).map(|(r, _)| r.id.as_str()).collect();
+        let silent: Vec<&str> = behind.iter().filter(|r| silence(r, now).is_some()).map(|r| r.id.as_str()).collect();
         let hint = if silent.is_empty() { String::new() } else { silence_explained(&silent) };
-        ApiError::WaitTimeout { seq, laggards: described.into_iter().map(|(text, _)| text).collect(), hint }
+        ApiError::WaitTimeout { seq, laggards: behind.iter().map(|r| laggard(r, now)).collect(), hint }
     }
 
     /// Waits until every replica in the cluster view serves change `seq`; on timeout, the

@@ -1,7 +1,6 @@
 //! The admin API over HTTP: requests with the bearer token, and server errors turned
 //! into [`Failure`]s whose messages say what to do next.
 
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -175,13 +174,12 @@ fn authorities(file: &Path) -> Result<Vec<reqwest::Certificate>, Failure> {
              the certificate FLAGD_URL presents"
         ))
     };
-    let mut pem = Vec::new();
-    let opened = std::fs::File::open(file).map_err(|e| refused(format!("cannot be read ({e})")))?;
+    let unreadable = |e: std::io::Error| refused(format!("cannot be read ({e})"));
+    let opened = std::fs::File::open(file).map_err(unreadable)?;
     // A bundle of every public authority is about 200 KiB; a larger file is another file.
-    opened.take(MAX_CA_BYTES + 1).read_to_end(&mut pem).map_err(|e| refused(format!("cannot be read ({e})")))?;
-    if pem.len() as u64 > MAX_CA_BYTES {
+    let Some(pem) = crate::transfer::read_at_most(opened, MAX_CA_BYTES).map_err(unreadable)? else {
         return Err(refused("is larger than 4 MiB, more than any certificate bundle".to_owned()));
-    }
+    };
     flagd_client::root_certificates(&pem).map_err(|why| refused(why.to_string()))
 }
 

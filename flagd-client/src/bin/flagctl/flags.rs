@@ -401,7 +401,8 @@ pub async fn disable(session: &Session, args: &DisableArgs) -> Result<(), Failur
 /// cannot tell `50.0000000000001` from `50` while the API would round one to the other.
 pub fn percent(text: &str) -> Result<f64, String> {
     let refused = || format!("`{text}` must be a percentage from 0 to 100 with at most three decimals, e.g. 12.5");
-    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let number = text.trim();
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
     if whole.len() + fraction.len() == 0 || !digits(whole) || !digits(fraction) {
         return Err(refused());
@@ -409,7 +410,7 @@ pub fn percent(text: &str) -> Result<f64, String> {
     if fraction.trim_end_matches('0').len() > 3 {
         return Err(refused());
     }
-    let value: f64 = text.trim().parse().map_err(|_| refused())?;
+    let value: f64 = number.parse().map_err(|_| refused())?;
     flagd_core::percent_milli(value).map(|_| value).map_err(|_| refused())
 }
 

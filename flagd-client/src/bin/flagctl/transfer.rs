@@ -45,20 +45,24 @@ pub fn read_json_file(file: &Path) -> Result<Value, Failure> {
     } else {
         Box::new(std::fs::File::open(file).map_err(unreadable)?)
     };
-    // Read no further than one byte past what any server takes: `/dev/zero` or a wrong
-    // pipe would otherwise fill the memory.
-    let mut bytes = Vec::new();
-    source.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    let Some(bytes) = read_at_most(source, MAX_FILE_BYTES).map_err(unreadable)? else {
         return Err(Failure::Usage(format!(
             "{shown} is larger than 256 MiB, more than any flagd-server takes (--max-import-mib is at most 256); \
              nothing was changed"
         )));
-    }
+    };
     let text = String::from_utf8(bytes).map_err(|_| {
         Failure::Usage(format!("{shown} is not UTF-8 text, so no JSON; fix the file; nothing was changed"))
     })?;
     parse_json_text(&text, &shown)
+}
+
+/// All of `source` if it holds at most `max` bytes, else `None`. It reads no further than
+/// one byte past: `/dev/zero` or a wrong pipe would otherwise fill the memory.
+pub fn read_at_most(source: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    source.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 /// The largest file flagctl reads: the most a flagd-server takes (`--max-import-mib 256`).
